@@ -1,0 +1,93 @@
+"""Atomic file output and small Parquet/JSON helpers.
+
+Every artefact the workflow writes goes through :func:`atomic_path`: the data
+is written to a temporary sibling and renamed into place only once complete, so
+a killed job never leaves a file that looks finished.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+ARTPROBE_META_KEY = b"artprobe"
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it onto ``path`` on success.
+
+    On any exception the temporary file is removed and ``path`` is untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.name}.", suffix=suffix or ".tmp", dir=path.parent
+    )
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def _json_default(obj: Any) -> Any:
+    import numpy as np
+
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def with_meta(table: pa.Table, meta: dict) -> pa.Table:
+    """Return ``table`` with ``meta`` stored as JSON under the ``artprobe`` schema key."""
+    existing = dict(table.schema.metadata or {})
+    existing[ARTPROBE_META_KEY] = json.dumps(meta, default=_json_default).encode()
+    return table.replace_schema_metadata(existing)
+
+
+def read_meta(path_or_schema: str | os.PathLike | pa.Schema) -> dict:
+    """The ``artprobe`` metadata dict of a Parquet file (or schema); {} if absent."""
+    schema = (
+        path_or_schema
+        if isinstance(path_or_schema, pa.Schema)
+        else pq.read_schema(path_or_schema)
+    )
+    raw = (schema.metadata or {}).get(ARTPROBE_META_KEY)
+    return json.loads(raw) if raw else {}
+
+
+def write_parquet(table: pa.Table, path: str | os.PathLike, **kwargs: Any) -> None:
+    """Write ``table`` to ``path`` atomically (zstd-compressed unless told otherwise)."""
+    kwargs.setdefault("compression", "zstd")
+    with atomic_path(path, suffix=".parquet.tmp") as tmp:
+        pq.write_table(table, tmp, **kwargs)
