@@ -1,0 +1,42 @@
+# artprobe: `make demo` runs the whole workflow on the embedded demo, `make test` runs the tests.
+# Both create .venv first if it is missing (pinned requirements, the package editable).
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SNAKEMAKE := $(VENV)/bin/snakemake
+CORES ?= 2
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test test-fast bench lint format clean-demo
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt constraints.txt pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt -c constraints.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $@
+
+demo: setup
+	$(SNAKEMAKE) --cores $(CORES) --configfile demo/config.yaml
+	$(SNAKEMAKE) --cores $(CORES) --configfile demo/config.yaml --report results/demo/report.html
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: setup
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+bench: setup
+	$(PY) bench/embed_bench.py --model convnext_atto
+	$(PY) bench/probe_bench.py --scale 1.0 --epochs 1 --only mlp,linear
+
+lint: setup
+	$(SNAKEMAKE) --lint --configfile demo/config.yaml
+	$(VENV)/bin/snakefmt --check .
+
+format: setup
+	$(VENV)/bin/snakefmt .
+
+clean-demo:
+	rm -rf results/demo

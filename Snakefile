@@ -1,0 +1,26 @@
+# artprobe: which pretrained vision model represents art best?
+# hub/local source -> manifest -> shards -> embeddings -> fits -> report.
+# README.md explains the stages, the config keys and the results tree.
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+report: "report/workflow.rst"
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/embed.smk"
+include: "rules/classify.smk"
+include: "rules/report.smk"
+
+
+rule all:
+    input:
+        final_targets(),
+    default_target: True

@@ -1,0 +1,182 @@
+"""Classify stage: fit one probe on one model's embeddings for one target.
+
+Reads the merged embeddings (``row_id, split, targets…, embedding``), applies the
+per-target filters (catch-all labels, rare classes), fits the classifier on train
+(model selection on val), and writes metrics with bootstrap intervals, the sklearn
+classification report, per-row test predictions and the training history.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from artprobe import metrics, probes
+from artprobe.io import read_meta, write_json, write_parquet, write_text, atomic_path
+
+log = logging.getLogger(__name__)
+
+HISTORY_COLUMNS = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr"]
+
+
+class FitDataError(ValueError):
+    """The embeddings cannot support this fit (missing column, empty split, bad label name)."""
+
+
+def embedding_matrix(column: pa.ChunkedArray) -> np.ndarray:
+    """A fixed_size_list<float32> column as a C-contiguous float32 [n, D] matrix."""
+    arr = column.combine_chunks()
+    if not pa.types.is_fixed_size_list(arr.type):
+        raise FitDataError(f"'embedding' has type {arr.type}; expected fixed_size_list<float32>")
+    dim = arr.type.list_size
+    return np.ascontiguousarray(arr.flatten().to_numpy(zero_copy_only=False).reshape(-1, dim), dtype=np.float32)
+
+
+def load_fit_data(
+    embeddings_path: str | os.PathLike,
+    target: str,
+    *,
+    drop_labels: list[str] | None = None,
+    min_class_count: int | None = None,
+) -> dict:
+    """Rows of the merged embeddings usable for ``target``, split into train/val/test.
+
+    ``drop_labels`` are class *names* removed from every split (e.g. "Unknown Artist");
+    ``min_class_count`` removes classes with fewer train rows than that. Label ids keep
+    their original values, so outputs refer to the dataset's own class list.
+    """
+    schema = pq.read_schema(embeddings_path)
+    for col in ("row_id", "split", target, "embedding"):
+        if col not in schema.names:
+            raise FitDataError(f"{embeddings_path}: no column {col!r} (has {schema.names})")
+    classes = read_meta(schema).get("classes", {}).get(target)
+    if not classes:
+        raise FitDataError(f"{embeddings_path}: no class names for {target!r} in its metadata")
+    table = pq.read_table(embeddings_path, columns=["row_id", "split", target, "embedding"])
+    row_id = table.column("row_id").to_numpy()
+    split = np.asarray(table.column("split").to_pylist(), dtype=object)
+    y = table.column(target).to_numpy().astype(np.int64)
+    keep = np.ones(len(y), dtype=bool)
+    dropped: dict = {"labels": {}, "rare_classes": [], "rows": 0}
+    for name in drop_labels or []:
+        if name not in classes:
+            raise FitDataError(
+                f"probe.drop_labels[{target!r}]: {name!r} is not a class of {target} "
+                f"(classes include {classes[:5]}…)"
+            )
+        hit = y == classes.index(name)
+        dropped["labels"][name] = int((hit & keep).sum())
+        keep &= ~hit
+    if min_class_count:
+        counts = np.bincount(y[keep & (split == "train")], minlength=len(classes))
+        rare = np.flatnonzero(counts < min_class_count)
+        rare_hit = np.isin(y, rare) & keep
+        dropped["rare_classes"] = [classes[i] for i in rare if (y == i).any()]
+        dropped["rare_rows"] = int(rare_hit.sum())
+        keep &= ~rare_hit
+    dropped["rows"] = int((~keep).sum())
+    X = embedding_matrix(table.column("embedding"))
+    data = {"classes": classes, "dropped": dropped}
+    for part in ("train", "val", "test"):
+        m = keep & (split == part)
+        if not m.any():
+            raise FitDataError(f"{embeddings_path}: no {part} rows left for {target!r} after filtering")
+        data[part] = (X[m], y[m], row_id[m])
+    return data
+
+
+def run_fit(
+    embeddings_path: str | os.PathLike,
+    *,
+    metrics_path: str | os.PathLike,
+    report_path: str | os.PathLike,
+    predictions_path: str | os.PathLike,
+    history_path: str | os.PathLike,
+    model: str,
+    target: str,
+    classifier: str,
+    kind: str,
+    params: dict,
+    drop_labels: list[str] | None = None,
+    min_class_count: int | None = None,
+    seed: int = 0,
+    n_boot: int = 1000,
+    threads: int = 1,
+    device: str = "auto",
+) -> dict:
+    """Fit ``kind`` with ``params`` and write the four outputs; return metrics.json's dict."""
+    from sklearn.metrics import classification_report
+
+    params = probes.resolve_params(kind, params)
+    data = load_fit_data(embeddings_path, target, drop_labels=drop_labels, min_class_count=min_class_count)
+    classes = data["classes"]
+    (Xtr, ytr, _), (Xva, yva, _), (Xte, yte, rte) = data["train"], data["val"], data["test"]
+    log.info(
+        "%s/%s/%s: %d train, %d val, %d test rows, D=%d, %d classes",
+        model, target, classifier, len(ytr), len(yva), len(yte), Xtr.shape[1], len(classes),
+    )  # fmt: skip
+    t0 = time.perf_counter()
+    result = probes.fit(
+        kind, params, Xtr, ytr, Xva, yva, Xte,
+        n_classes=len(classes), seed=seed, threads=threads, device=device,
+    )  # fmt: skip
+    seconds = time.perf_counter() - t0
+    proba = np.asarray(result.proba_test, dtype=np.float32)
+    y_pred = proba.argmax(1)
+    scores = metrics.evaluate(yte, proba, classes, n_boot=n_boot, seed=seed)
+    out = {
+        "model": model,
+        "target": target,
+        "classifier": classifier,
+        "kind": kind,
+        "params": params,
+        **scores,
+        "n_train": int(len(ytr)),
+        "n_val": int(len(yva)),
+        "n_test": int(len(yte)),
+        "n_classes": len(classes),
+        "n_classes_train": int(len(np.unique(ytr))),
+        "dropped": data["dropped"],
+        "seconds": seconds,
+        "info": result.info,
+        "class_names": classes,
+    }
+    present = sorted(set(yte.tolist()) | set(y_pred.tolist()))
+    text = classification_report(
+        yte, y_pred, labels=present, target_names=[classes[i] for i in present], digits=4, zero_division=0
+    )
+    predictions = pa.table(
+        {
+            "row_id": pa.array(rte, pa.int64()),
+            "y_true": pa.array(yte, pa.int32()),
+            "y_pred": pa.array(y_pred, pa.int32()),
+            "proba": pa.FixedSizeListArray.from_arrays(pa.array(proba.ravel(), pa.float32()), len(classes)),
+        }
+    )
+    write_parquet(predictions, predictions_path)
+    write_history(result.history, history_path)
+    write_text(report_path, text)
+    write_json(metrics_path, out)
+    log.info(
+        "%s/%s/%s: accuracy %.4f [%.4f, %.4f] in %.1f s",
+        model, target, classifier, out["accuracy"]["value"],
+        out["accuracy"]["ci_low"], out["accuracy"]["ci_high"], seconds,
+    )  # fmt: skip
+    return out
+
+
+def write_history(history: list[dict], path: str | os.PathLike) -> None:
+    """Per-epoch history as CSV (header only for non-iterative probes)."""
+    import csv
+
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=HISTORY_COLUMNS, extrasaction="ignore")
+            writer.writeheader()
+            for row in history:
+                writer.writerow(row)

@@ -1,0 +1,20 @@
+"""Adapter: fit one classifier on one model's embeddings for one target."""
+
+from artprobe.classify import run_fit
+from artprobe.logs import to_log
+
+w = snakemake.wildcards
+with to_log(snakemake.log[0]):
+    run_fit(
+        snakemake.input[0],
+        metrics_path=snakemake.output.metrics,
+        report_path=snakemake.output.report,
+        predictions_path=snakemake.output.predictions,
+        history_path=snakemake.output.history,
+        model=w.model,
+        target=w.target,
+        classifier=w.classifier,
+        threads=snakemake.threads,
+        device=snakemake.config["embed_runtime"]["device"],
+        **snakemake.params.fit,
+    )

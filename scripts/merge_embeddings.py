@@ -1,0 +1,14 @@
+"""Adapter: merge one model's shard embeddings with labels and split; refuse gaps."""
+
+from artprobe.embed import merge_embeddings
+from artprobe.logs import to_log
+
+with to_log(snakemake.log[0]):
+    merge_embeddings(
+        list(snakemake.input.embeddings),
+        list(snakemake.input.shards),
+        snakemake.input.split,
+        snakemake.output.embeddings,
+        snakemake.output.failures,
+        targets=snakemake.params.targets,
+    )

@@ -1,0 +1,12 @@
+"""Adapter: write one image shard (row_id, original image bytes, target labels)."""
+
+from artprobe.data import write_shard
+from artprobe.logs import to_log
+
+with to_log(snakemake.log[0]):
+    write_shard(
+        snakemake.input[0],
+        snakemake.output[0],
+        shard=snakemake.wildcards.shard,
+        **snakemake.params.rows,
+    )

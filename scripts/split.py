@@ -1,0 +1,7 @@
+"""Adapter: assign every row of the manifest to train/val/test."""
+
+from artprobe.data import write_split
+from artprobe.logs import to_log
+
+with to_log(snakemake.log[0]):
+    write_split(snakemake.input[0], snakemake.output[0], **snakemake.params.split)
