@@ -76,7 +76,7 @@ def load_fit_data(
         counts = np.bincount(y[keep & (split == "train")], minlength=len(classes))
         rare = np.flatnonzero(counts < min_class_count)
         rare_hit = np.isin(y, rare) & keep
-        dropped["rare_classes"] = [classes[i] for i in rare if (y == i).any()]
+        dropped["rare_classes"] = [classes[i] for i in rare if (y[keep] == i).any()]
         dropped["rare_rows"] = int(rare_hit.sum())
         keep &= ~rare_hit
     dropped["rows"] = int((~keep).sum())

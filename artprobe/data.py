@@ -111,7 +111,8 @@ def class_names_from_readme(folder: Path) -> dict[str, list[str]]:
         infos = infos[0] if infos else {}
     out = {}
     for feat in infos.get("features", []) or []:
-        names = (feat.get("dtype") or {}).get("class_label", {}).get("names")
+        dtype = feat.get("dtype")
+        names = dtype.get("class_label", {}).get("names") if isinstance(dtype, dict) else None
         if names:
             out[feat["name"]] = [names[k] for k in sorted(names, key=lambda k: int(k))]
     return out

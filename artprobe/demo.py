@@ -136,7 +136,9 @@ def _paint(rng: np.random.Generator, genre: int, style: int, artist: int, w: int
             cx, cy, r = rng.uniform(0, 1, 2).tolist() + [rng.uniform(0.02, 0.08)]
             mask = (xx - cx) ** 2 + (yy - cy) ** 2 < r**2
             img[mask] = 1 - img[mask]
-    # artist: grain and hand
+    # artist: a warm/cool/dark cast, grain and hand
+    cast = 0.85 + 0.15 * np.cos(2 * np.pi * ai / len(DEMO_CLASSES["artist"]) + np.array([0.0, 2.1, 4.2]))
+    img *= cast.astype(np.float32)
     grain = 0.02 + 0.03 * ai
     img += rng.normal(0, grain, img.shape).astype(np.float32)
     if ai % 2:

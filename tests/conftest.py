@@ -1,0 +1,100 @@
+"""Shared fixtures: a small generated dataset in the hub layout and an end-to-end demo run."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
+WORKFLOW_FILES = ["Snakefile", "config.yaml", "rules", "scripts", "schemas", "demo", "report", "envs", "profiles"]
+
+
+@pytest.fixture(scope="session")
+def demo_source(tmp_path_factory) -> Path:
+    """A 96-row demo dataset (3 files, 2 broken images) in the hub layout."""
+    from artprobe.demo import generate_demo
+
+    folder = tmp_path_factory.mktemp("demo_source")
+    generate_demo(folder, n_rows=96, n_files=3, seed=1, n_broken=2)
+    return folder
+
+
+def copy_workflow(dest: Path) -> Path:
+    """Copy the workflow (not results/) into ``dest`` so a test can run Snakemake there."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in WORKFLOW_FILES:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+        elif src.exists():
+            shutil.copy2(src, dest / name)
+    return dest
+
+
+def snakemake(workdir: Path, *args: str, timeout: int = 900, check: bool = True) -> subprocess.CompletedProcess:
+    """Run the venv's snakemake in ``workdir``; on failure show its output and the job logs."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run(
+        [str(VENV_BIN / "snakemake"), *args],
+        cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+    if check and proc.returncode != 0:
+        logs = "\n".join(
+            f"--- {p}\n{p.read_text()[-3000:]}" for p in sorted(workdir.glob("results/**/logs/**/*.log"))
+        )
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-5000:]}\n{proc.stderr[-8000:]}\n{logs}")
+    return proc
+
+
+TINY_OVERLAY = """
+dataset:
+  name: tiny
+  source: ./results/tiny/source
+  revision: null
+  targets: [genre, style]
+demo:
+  rows: 120
+  files: 2
+  seed: 3
+  broken: 2
+shards:
+  rows: 48
+models:
+  - name: vit
+    timm: test_vit
+    pretrained: false
+  - name: convnext
+    timm: test_convnext
+    pretrained: false
+embed:
+  precision: fp32
+embed_runtime:
+  batch_size: 16
+  workers: 0
+classifiers:
+  - name: mlp
+    kind: mlp
+    epochs: 4
+    lr: 0.001
+  - name: linear
+    kind: linear
+probe:
+  bootstrap: 50
+report:
+  map_rows: 100
+"""
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """The workflow run end to end (two tiny timm models, two targets) in a temp copy."""
+    work = copy_workflow(tmp_path_factory.mktemp("tiny_run"))
+    (work / "tiny.yaml").write_text(TINY_OVERLAY)
+    snakemake(work, "--cores", "2", "--configfile", "tiny.yaml")
+    return work

@@ -1,0 +1,106 @@
+"""Classify stage: run_fit on a merged-embeddings file with a known answer."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from artprobe.classify import FitDataError, load_fit_data, run_fit
+from artprobe.io import with_meta, write_parquet
+
+NAMES = ["Unknown Genre", "landscape", "portrait", "still_life"]
+
+
+def merged(path, n=400, dim=16, seed=0, signal=4.0):
+    """Merged embeddings: 4 classes, Gaussian blobs (signal>0) or pure noise (signal=0)."""
+    rng = np.random.default_rng(seed)
+    y = rng.choice(4, size=n, p=[0.1, 0.45, 0.35, 0.1])
+    y[:3] = 3
+    centers = rng.normal(size=(4, dim)) * signal
+    X = (centers[y] + rng.normal(size=(n, dim))).astype(np.float32)
+    split = np.array(["train"] * int(0.7 * n) + ["val"] * int(0.15 * n) + ["test"] * (n - int(0.7 * n) - int(0.15 * n)))
+    t = pa.table(
+        {
+            "row_id": pa.array(np.arange(n) * 2, pa.int64()),
+            "split": pa.array(split.tolist()),
+            "genre": pa.array(y.astype(np.int16)),
+            "embedding": pa.FixedSizeListArray.from_arrays(pa.array(X.ravel()), dim),
+        }
+    )
+    write_parquet(with_meta(t, {"classes": {"genre": NAMES}}), path)
+    return path
+
+
+def fit(tmp_path, emb, kind, params=None, **kw):
+    out = tmp_path / kind
+    run_fit(
+        emb,
+        metrics_path=out / "metrics.json",
+        report_path=out / "classification_report.txt",
+        predictions_path=out / "predictions.parquet",
+        history_path=out / "history.csv",
+        model="m",
+        target="genre",
+        classifier=kind,
+        kind=kind,
+        params=params or {},
+        n_boot=100,
+        **kw,
+    )
+    return out
+
+
+@pytest.mark.parametrize("kind,params", [("mlp", {"epochs": 5, "hidden": 64, "lr": 1e-3}), ("linear", {}), ("knn", {"k": 5})])
+def test_fit_writes_outputs_with_known_answer(tmp_path, kind, params):
+    emb = merged(tmp_path / "emb.parquet")
+    out = fit(tmp_path, emb, kind, params)
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["accuracy"]["value"] > 0.95
+    assert m["accuracy"]["ci_low"] <= m["accuracy"]["value"] <= m["accuracy"]["ci_high"]
+    assert (m["n_train"], m["n_val"], m["n_test"]) == (280, 60, 60)
+    assert m["class_names"] == NAMES and m["kind"] == kind
+    preds = pq.read_table(out / "predictions.parquet")
+    assert preds.column_names == ["row_id", "y_true", "y_pred", "proba"]
+    assert preds.num_rows == 60 and preds.schema.field("proba").type.list_size == 4
+    assert all(r % 2 == 0 for r in preds.column("row_id").to_pylist())  # original row ids kept
+    proba = np.array(preds.column("proba").to_pylist())
+    assert np.allclose(proba.sum(1), 1, atol=1e-4)
+    with open(out / "history.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert (len(rows) > 0) == (kind == "mlp")
+    assert "landscape" in (out / "classification_report.txt").read_text()
+
+
+def test_noise_gives_chance(tmp_path):
+    emb = merged(tmp_path / "emb.parquet", n=1000, signal=0.0)
+    m = json.loads((fit(tmp_path, emb, "linear") / "metrics.json").read_text())
+    assert m["accuracy"]["value"] < 0.6  # majority class share is 0.45
+
+
+def test_drop_labels_and_rare_classes(tmp_path):
+    emb = merged(tmp_path / "emb.parquet")
+    d = load_fit_data(emb, "genre", drop_labels=["Unknown Genre"], min_class_count=60)
+    kept = np.concatenate([d[p][1] for p in ("train", "val", "test")])
+    assert 0 not in kept and 3 not in kept  # catch-all dropped, still_life has < 60 train rows
+    assert d["dropped"]["labels"]["Unknown Genre"] > 0
+    assert d["dropped"]["rare_classes"] == ["still_life"]
+    with pytest.raises(FitDataError, match="'Unknown Artist' is not a class of genre"):
+        load_fit_data(emb, "genre", drop_labels=["Unknown Artist"])
+
+
+def test_missing_target_column(tmp_path):
+    emb = merged(tmp_path / "emb.parquet")
+    with pytest.raises(FitDataError, match="no column 'style'"):
+        load_fit_data(emb, "style")
+
+
+def test_unknown_hyperparameter_is_named(tmp_path):
+    emb = merged(tmp_path / "emb.parquet")
+    with pytest.raises(ValueError, match="lr_rate"):
+        fit(tmp_path, emb, "mlp", {"lr_rate": 0.1})
+    assert not (tmp_path / "mlp" / "metrics.json").exists()

@@ -1,0 +1,291 @@
+"""artprobe.probes: parameter checks and known answers for mlp, linear and knn."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from artprobe import probes
+from artprobe.probes import HISTORY_COLUMNS, KINDS, fit, resolve_params
+
+# Small, fast settings; the protocol itself (hidden 3000, lr 1e-4) is exercised by
+# test_mlp_matches_reference_keras_loop and the benchmark.
+FAST = {
+    "mlp": {"hidden": 64, "lr": 1e-3, "epochs": 10},
+    "linear": {"n_c": 5},
+    "knn": {"k": 10},
+}
+CUDA = torch.cuda.is_available()
+
+
+def gaussians(n_per=(150, 150, 150), dim=16, sep=6.0, seed=0):
+    """Well-separated Gaussian classes (means sep apart in random directions)."""
+    rng = np.random.default_rng(seed)
+    means = rng.normal(size=(len(n_per), dim))
+    means *= sep / np.linalg.norm(means, axis=1, keepdims=True)
+    y = np.concatenate([np.full(n, c) for c, n in enumerate(n_per)])
+    X = means[y] + rng.normal(size=(len(y), dim))
+    perm = rng.permutation(len(y))
+    return X[perm].astype(np.float32), y[perm].astype(np.int64)
+
+
+def splits(X, y, val=0.2, test=0.3):
+    n = len(y)
+    a, b = int(n * (1 - val - test)), int(n * (1 - test))
+    return X[:a], y[:a], X[a:b], y[a:b], X[b:], y[b:]
+
+
+def run(kind, data, n_classes, seed=0, **overrides):
+    params = resolve_params(kind, {**FAST[kind], **overrides})
+    return fit(kind, params, *data[:5], n_classes=n_classes, seed=seed, threads=2, device="cpu")
+
+
+# -- parameters ------------------------------------------------------------------------
+
+
+def test_resolve_params_defaults():
+    mlp = resolve_params("mlp", {})
+    assert mlp == {
+        "hidden": 3000, "l2": 0.01, "lr": 1e-4, "decay_rate": 0.9, "decay_steps": 10000.0,
+        "epsilon": 1e-7, "batch_size": 32, "epochs": 20, "patience": 3, "min_delta": 0.0,
+        "restore_best": False, "class_weight": "none",
+    }
+    assert resolve_params("knn", {"k": 5})["k"] == 5
+    assert resolve_params("linear", None)["normalize"] == "standardize"
+    assert resolve_params("linear", {"class_weight": None})["class_weight"] == "none"
+    assert resolve_params("mlp", resolve_params("mlp", {})) == mlp  # idempotent
+
+
+@pytest.mark.parametrize(
+    "kind, params, pattern",
+    [
+        ("mlp", {"lr_rate": 1e-3}, r"classifier 'mlp': unknown key 'lr_rate' \(known: .*batch_size"),
+        ("linear", {"C": 1.0}, r"unknown key 'C'"),
+        ("knn", {"k": 0}, r"classifier 'knn': key 'k' must be an integer >= 1"),
+        ("knn", {"k": 2.5}, r"key 'k'"),
+        ("mlp", {"lr": -1}, r"key 'lr' must be a number"),
+        ("mlp", {"restore_best": "yes"}, r"key 'restore_best' must be true or false"),
+        ("mlp", {"epochs": True}, r"key 'epochs'"),
+        ("mlp", {"class_weight": "auto"}, r"key 'class_weight' must be one of none, balanced"),
+        ("linear", {"normalize": "pca"}, r"key 'normalize'"),
+        ("linear", {"c_min": 10, "c_max": 1}, r"key 'c_max'"),
+        ("knn", {"weighting": "distance"}, r"key 'weighting'"),
+    ],
+)
+def test_resolve_params_errors_name_the_key(kind, params, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        resolve_params(kind, params)
+
+
+def test_resolve_params_unknown_kind_and_name():
+    with pytest.raises(ValueError, match=r"unknown classifier kind 'svm' \(known: mlp, linear, knn\)"):
+        resolve_params("svm", {})
+    with pytest.raises(ValueError, match=r"classifier 'mlp_big': unknown key 'x'"):
+        resolve_params("mlp", {"x": 1}, name="mlp_big")
+
+
+# -- all kinds -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_separable_gaussians(kind):
+    data = splits(*gaussians())
+    res = run(kind, data, n_classes=4)  # class 3 absent from train
+    P = res.proba_test
+    assert P.dtype == np.float32 and P.shape == (len(data[5]), 4)
+    np.testing.assert_allclose(P.sum(1), 1.0, atol=1e-5)
+    assert (P.argmax(1) == data[5]).mean() >= 0.95
+    assert res.info["kind"] == kind and res.info["device"] == "cpu"
+    if kind == "mlp":
+        assert [list(r) for r in res.history] == [list(HISTORY_COLUMNS)] * len(res.history)
+    else:
+        assert res.history == []
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_shuffled_labels_near_chance(kind):
+    X, y = gaussians(n_per=(400, 400, 400, 400), seed=1)
+    y = np.random.default_rng(5).permutation(y)  # labels carry no information
+    res = run(kind, splits(X, y, test=0.5), n_classes=4)
+    acc = (res.proba_test.argmax(1) == splits(X, y, test=0.5)[5]).mean()
+    assert abs(acc - 0.25) < 0.07  # 800 test rows: sd ~0.015
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_balanced_class_weight_favours_minority(kind):
+    # Overlapping classes, 9:1 in train; the test set is balanced.
+    X, y = gaussians(n_per=(900, 100), dim=4, sep=1.5, seed=2)
+    Xt, yt = gaussians(n_per=(300, 300), dim=4, sep=1.5, seed=2)
+    data = (X[:800], y[:800], X[800:], y[800:], Xt)
+    minority = {}
+    for cw in ("none", "balanced"):
+        P = run(kind, data, n_classes=2, class_weight=cw).proba_test
+        minority[cw] = (P.argmax(1) == 1).mean()
+    assert minority["balanced"] > minority["none"] + 0.1, minority
+    if kind == "knn":
+        return
+    # ... and it helps balanced accuracy on the balanced test set
+    assert minority["none"] < 0.4
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_same_seed_same_result(kind):
+    data = splits(*gaussians(sep=2.0, seed=3))
+    a, b = run(kind, data, 3, seed=7), run(kind, data, 3, seed=7)
+    np.testing.assert_array_equal(a.proba_test, b.proba_test)
+    assert a.history == b.history
+    if kind == "mlp":
+        c = run(kind, data, 3, seed=8)
+        assert not np.array_equal(a.proba_test, c.proba_test)
+
+
+# -- mlp -------------------------------------------------------------------------------
+
+
+def reference_keras_loop(p, X, y, n_classes, seed, epochs):
+    """The protocol written naively: autograd L2 term, float lr set per step."""
+    gen = torch.Generator().manual_seed(seed)
+    model = probes.MLP(X.shape[1], p["hidden"], n_classes).keras_init_(gen)
+    opt = torch.optim.Adam(model.parameters(), lr=p["lr"], eps=p["epsilon"])
+    X, y = torch.from_numpy(X), torch.from_numpy(y)
+    step = 0
+    for _ in range(epochs):
+        perm = torch.randperm(len(X), generator=gen)
+        for i in range(0, len(X), p["batch_size"]):
+            idx = perm[i : i + p["batch_size"]]
+            opt.param_groups[0]["lr"] = p["lr"] * p["decay_rate"] ** (step / p["decay_steps"])
+            opt.zero_grad()
+            loss = F.cross_entropy(model(X[idx]), y[idx]) + p["l2"] * model.fc1.weight.pow(2).sum()
+            loss.backward()
+            opt.step()
+            step += 1
+    return model
+
+
+def test_mlp_matches_reference_keras_loop():
+    X, y = gaussians(n_per=(70, 60, 50), dim=12, sep=2.0, seed=4)
+    data = splits(X, y)
+    p = resolve_params("mlp", {"hidden": 300, "epochs": 3, "decay_steps": 20, "l2": 0.05})
+    res = fit("mlp", p, *data[:5], n_classes=3, seed=11, threads=1, device="cpu")
+    assert res.info["epochs_run"] == 3 and res.info["steps"] == 3 * math.ceil(len(data[0]) / 32)
+    model = reference_keras_loop(p, data[0], data[1], 3, seed=11, epochs=3)
+    with torch.no_grad():
+        ref = torch.softmax(model(torch.from_numpy(data[4])), 1).numpy()
+    np.testing.assert_allclose(res.proba_test, ref, atol=2e-5)
+    # lr column: Keras ExponentialDecay at the epoch's last step
+    last = res.info["steps"] - 1
+    assert res.history[-1]["lr"] == pytest.approx(1e-4 * 0.9 ** (last / 20))
+    # logged losses include the L2 term, as Keras reports them
+    reg = 0.05 * model.fc1.weight.pow(2).sum().item()
+    assert res.history[-1]["val_loss"] > reg
+
+
+def test_mlp_early_stopping_keras_semantics():
+    # Random labels and a big learning rate: the net memorises train, val loss rises.
+    X, y = gaussians(n_per=(200, 200, 200), dim=8, seed=5)
+    y = np.random.default_rng(0).permutation(y)
+    data = splits(X, y)
+    res = run("mlp", data, 3, hidden=256, lr=1e-2, l2=0.0, epochs=30, patience=2)
+    h = res.history
+    assert res.info["stopped_early"] and len(h) < 30
+    best = min(range(len(h)), key=lambda i: h[i]["val_loss"])
+    assert res.info["best_epoch"] == best + 1 == len(h) - 2  # patience 2 after the best
+    assert all(r["val_loss"] >= h[best]["val_loss"] for r in h[best + 1 :])
+    assert [r["epoch"] for r in h] == list(range(1, len(h) + 1))
+    assert h[-1]["train_accuracy"] > h[0]["train_accuracy"]
+    assert res.info["restored_best"] is False  # Keras default: keep the last weights
+
+    # restore_best=True gives the weights of the best epoch: the same as training
+    # exactly best_epoch epochs (same seed, same permutations).
+    restored = run("mlp", data, 3, hidden=256, lr=1e-2, l2=0.0, epochs=30, patience=2,
+                   restore_best=True)
+    assert restored.info["restored_best"] is True
+    short = run("mlp", data, 3, hidden=256, lr=1e-2, l2=0.0, epochs=res.info["best_epoch"],
+                patience=100)
+    np.testing.assert_allclose(restored.proba_test, short.proba_test, atol=1e-6)
+
+
+@pytest.mark.skipif(not CUDA, reason="needs CUDA")
+def test_mlp_cuda_graph_matches_eager():
+    data = splits(*gaussians(n_per=(100, 110, 95), dim=16, sep=2.0))
+    p = resolve_params("mlp", {"hidden": 128, "epochs": 3, "lr": 1e-3, "class_weight": "balanced"})
+    kw = dict(n_classes=3, seed=0, device="cuda")
+    g = fit("mlp", p, *data[:5], cuda_graph=True, **kw)
+    e = fit("mlp", p, *data[:5], cuda_graph=False, **kw)
+    assert g.info["cuda_graph"] and not e.info["cuda_graph"]
+    np.testing.assert_allclose(g.proba_test, e.proba_test, atol=1e-4)
+    for rg, re_ in zip(g.history, e.history):
+        assert rg["train_loss"] == pytest.approx(re_["train_loss"], rel=1e-4)
+        assert rg["lr"] == pytest.approx(re_["lr"], rel=1e-6)
+
+
+# -- linear ----------------------------------------------------------------------------
+
+
+def test_linear_matches_sklearn_at_fixed_C():
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = gaussians(n_per=(60, 50, 40), dim=6, sep=2.0, seed=6)
+    data = splits(X, y)
+    C = 0.3
+    res = run("linear", data, 3, normalize="none", c_min=C, c_max=C, n_c=1,
+              refit_on_val=False, tol=1e-7, max_iter=500)
+    assert res.info["C"] == C
+    sk = LogisticRegression(C=C, tol=1e-10, max_iter=10000).fit(data[0], data[1])
+    np.testing.assert_allclose(res.proba_test, sk.predict_proba(data[4]), atol=2e-4)
+
+
+def test_linear_picks_strong_regularisation_for_noise_weak_for_signal():
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(600, 20)).astype(np.float32)
+    y = rng.integers(0, 3, 600)
+    noise = run("linear", splits(X, y), 3, n_c=7, select_by="log_loss")
+    Cs = [g["C"] for g in noise.info["grid"]]
+    assert len(Cs) == 7 and Cs == sorted(Cs)
+    assert noise.info["C"] <= Cs[1], noise.info["grid"]
+
+    clean = run("linear", splits(*gaussians(sep=8.0, seed=7)), 3, n_c=7, select_by="log_loss")
+    assert clean.info["C"] >= clean.info["grid"][-2]["C"], clean.info["grid"]
+    assert clean.info["refit"]["on"] == "train+val"
+    for g in clean.info["grid"]:
+        assert set(g) >= {"C", "val_accuracy", "val_log_loss"}
+
+
+def test_linear_l2_normalisation_and_path_patience():
+    data = splits(*gaussians(seed=8))
+    res = run("linear", data, 3, normalize="l2", n_c=9, path_patience=2)
+    assert (res.proba_test.argmax(1) == data[5]).mean() >= 0.95
+    assert len(res.info["grid"]) <= 9
+
+
+# -- knn -------------------------------------------------------------------------------
+
+
+def test_knn_votes_known_answer():
+    # Train points on the unit circle; the query at angle 0.
+    ang = np.array([0.1, -0.2, 0.3, 2.0, 2.5, 3.0])
+    Xtr = np.stack([np.cos(ang), np.sin(ang)], 1).astype(np.float32)
+    ytr = np.array([0, 1, 0, 1, 1, 1])
+    q = np.array([[5.0, 0.0]], dtype=np.float32)  # scale must not matter (cosine)
+    p = resolve_params("knn", {"k": 3, "weighting": "uniform"})
+    P = fit("knn", p, Xtr, ytr, q, [0], q, n_classes=3, device="cpu").proba_test
+    np.testing.assert_allclose(P, [[2 / 3, 1 / 3, 0]], atol=1e-6)
+    p = resolve_params("knn", {"k": 3, "weighting": "similarity", "temperature": 0.1})
+    P = fit("knn", p, Xtr, ytr, q, [0], q, n_classes=3, device="cpu").proba_test
+    w = np.exp(np.cos(ang[:3]) / 0.1)
+    np.testing.assert_allclose(P[0, :2], [(w[0] + w[2]) / w.sum(), w[1] / w.sum()], atol=1e-5)
+    # balanced: class 0 has 2 of 6 rows (weight 1.5), class 1 has 4 (weight 0.75)
+    p = resolve_params("knn", {"k": 3, "weighting": "uniform", "class_weight": "balanced"})
+    P = fit("knn", p, Xtr, ytr, q, [0], q, n_classes=3, device="cpu").proba_test
+    np.testing.assert_allclose(P, [[3 / 3.75, 0.75 / 3.75, 0]], atol=1e-6)
+
+
+def test_fit_rejects_bad_inputs():
+    X, y = gaussians(n_per=(10, 10), dim=3)
+    p = resolve_params("knn", {})
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 2\)"):
+        fit("knn", p, X, y + 1, X, y, X, n_classes=2, device="cpu")
+    with pytest.raises(ValueError, match="widths differ"):
+        fit("knn", p, X, y, X[:, :2], y, X, n_classes=2, device="cpu")

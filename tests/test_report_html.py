@@ -1,0 +1,202 @@
+"""The report as a reader sees it: a Snakemake HTML report opened in headless Chromium.
+
+A self-contained Snakefile in tmp_path wraps every file of ``report_files`` in ``report()``
+with the captions from ``report/`` and the sections of ``report_sections`` (the way
+rules/report.smk does), runs the workflow on the synthetic fits of test_report.py, builds
+``report.html`` and checks that
+
+* every PNG and HTML table is embedded in the report and every caption is rendered;
+* Chromium renders the landing page, a plot (the model colours are on screen) and a table
+  (the highlighted best row is on screen) as the report's own viewer shows them.
+
+Screenshots are kept in the test's tmp dir (``pytest --basetemp=DIR`` to look at them).
+Needs the Debian package ``chromium`` (plus ``fonts-dejavu-core``); skipped without it unless
+ARTPROBE_REQUIRE_CHROMIUM is set.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from test_report import CLASSIFIERS, KINDS, MODELS, TARGETS, make_results
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+TAB10_BLUE, TAB10_ORANGE = (31, 119, 180), (255, 127, 14)  # the first two model colours
+BEST_ROW = (0xE6, 0xF2, 0xE6)  # tr.best background in the HTML tables
+
+SNAKEFILE = """
+import json
+from artprobe.report import build_report, report_files, report_sections
+
+KW = json.load(open("kwargs.json"))
+ARGS = (KW["models"], KW["targets"], KW["classifiers"], KW["kinds"])
+FILES = report_files(*ARGS)
+SECTIONS = report_sections(*ARGS)
+
+
+report: "report/workflow.rst"
+
+
+rule all:
+    input:
+        [f"out/{p}" for p in FILES.values()],
+
+
+rule report:
+    output:
+        [
+            report(
+                f"out/{p}",
+                caption=f"report/{SECTIONS[i]['caption']}",
+                category=SECTIONS[i]["category"],
+                subcategory=SECTIONS[i]["subcategory"],
+                labels=SECTIONS[i]["labels"],
+            )
+            for i, p in FILES.items()
+        ],
+    run:
+        build_report(**KW["build"], out_dir="out", n_boot=50, seed=0, map_rows=300)
+"""
+
+# Shown after the app has mounted: the Results category in the navbar and one result in the
+# content pane, exactly as a click on it does (AbstractResults.handleImg / handleHtml).
+SHOW = """<script>
+(function show() {
+  if (typeof app === "undefined" || !app) { return setTimeout(show, 50); }
+  const path = Object.keys(results).find((p) => p.endsWith(%(suffix)s));
+  const category = %(category)s;
+  const single = isSingleSubcategory(category);
+  app.setView({
+    navbarMode: single ? "subcategory" : "category", category: category,
+    subcategory: single ? Object.keys(categories[category])[0] : undefined,
+    content: %(content)s, contentPath: results[path].data_uri, resultPath: path,
+  });
+})();
+</script></body>"""
+
+
+def chromium_binary() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def screenshot(url: str, png: Path, profile: Path) -> None:
+    cmd = [
+        chromium_binary(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--hide-scrollbars", f"--user-data-dir={profile}", "--virtual-time-budget=10000",
+        f"--screenshot={png}", "--window-size=1400,1000", url,
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    assert png.is_file() and png.stat().st_size > 0, f"no screenshot from chromium:\n{proc.stderr[-3000:]}"
+
+
+def pixels(png: Path):
+    from PIL import Image
+
+    return Image.open(png).convert("RGB")
+
+
+def count_near(img, rgb, tol: int = 12) -> int:
+    import numpy as np
+
+    a = np.asarray(img, dtype=np.int16)
+    return int((np.abs(a - np.array(rgb)).max(axis=2) <= tol).sum())
+
+
+def distinct_colors(img) -> int:
+    return len(img.getcolors(maxcolors=1 << 20) or [])
+
+
+@pytest.fixture(scope="module")
+def report_html(tmp_path_factory) -> tuple[Path, Path]:
+    work = tmp_path_factory.mktemp("report_html")
+    kw = make_results(work / "results")
+    (work / "kwargs.json").write_text(json.dumps({
+        "models": MODELS, "targets": list(TARGETS), "classifiers": CLASSIFIERS, "kinds": KINDS, "build": kw,
+    }))
+    (work / "Snakefile").write_text(SNAKEFILE)
+    shutil.copytree(ROOT / "report", work / "report")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    snakemake = [str(Path(sys.executable).parent / "snakemake"), "--cores", "1"]
+    for args in ([], ["--report", "report.html"]):
+        proc = subprocess.run(snakemake + args, cwd=work, env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, f"snakemake {args} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+    return work, work / "report.html"
+
+
+def test_report_embeds_every_file_and_caption(report_html):
+    work, page = report_html
+    text = page.read_text()
+    files = sorted(p for p in (work / "out").rglob("*") if p.is_file())
+    assert files
+    for f in files:
+        # Snakemake embeds each result as a base64 data URI
+        assert base64.b64encode(f.read_bytes()).decode() in text, f"{f.relative_to(work)} not embedded"
+    assert text.count("data:image/png") >= sum(1 for f in files if f.suffix == ".png")
+    for rst in (ROOT / "report").glob("*.rst"):
+        # the first four plain words on one line of the caption, as rendered to HTML
+        phrase = next(m.group() for line in rst.read_text().splitlines()
+                      for m in [re.search(r"[A-Za-z]+(?: [A-Za-z]+){3}", line)] if m)
+        assert phrase in text, f"caption {rst.name} not rendered (no {phrase!r})"
+    for category in ("1. Results", "2. Errors by class", "5. Embedding maps", "7. Cost"):
+        assert category in text
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    if chromium_binary() is None:
+        if os.environ.get("ARTPROBE_REQUIRE_CHROMIUM"):
+            pytest.fail("chromium not found but ARTPROBE_REQUIRE_CHROMIUM is set (apt-get install chromium)")
+        pytest.skip("chromium not installed (Debian: apt-get install chromium fonts-dejavu-core)")
+    return tmp_path_factory.mktemp("chromium-profile")
+
+
+def _view(page: Path, suffix: str, category: str, content: str) -> Path:
+    """A copy of the report that opens ``category`` and shows the result ending in ``suffix``."""
+    script = SHOW % {"suffix": json.dumps(suffix), "category": json.dumps(category), "content": json.dumps(content)}
+    out = page.with_name(f"view-{content}-{Path(suffix).stem}.html")
+    head, sep, tail = page.read_text().rpartition("</body>")
+    assert sep, "no </body> in the report"
+    out.write_text(head + script + tail)
+    return out
+
+
+def test_landing_page_renders(report_html, browser):
+    work, page = report_html
+    shot = work / "landing.png"
+    screenshot(page.as_uri(), shot, browser)
+    img = pixels(shot)
+    assert img.size == (1400, 1000)
+    assert distinct_colors(img) > 50, "landing page is blank"
+
+
+def test_plot_renders_in_report(report_html, browser):
+    work, page = report_html
+    shot = work / "accuracy-view.png"
+    screenshot(_view(page, "accuracy.png", "1. Results", "img").as_uri(), shot, browser)
+    img = pixels(shot)
+    # the accuracy bars of the two models, in their report-wide colours
+    assert count_near(img, TAB10_BLUE) > 3000, "accuracy plot not visible (no model-1 blue)"
+    assert count_near(img, TAB10_ORANGE) > 3000, "accuracy plot not visible (no model-2 orange)"
+
+
+def test_table_renders_in_report(report_html, browser):
+    work, page = report_html
+    shot = work / "summary-view.png"
+    screenshot(_view(page, "summary.html", "1. Results", "html").as_uri(), shot, browser)
+    img = pixels(shot)
+    assert count_near(img, BEST_ROW, tol=3) > 2000, "summary table not visible (no highlighted best row)"

@@ -1,0 +1,91 @@
+"""End-to-end: the Snakemake workflow on generated data, config validation, overlays."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import TINY_OVERLAY, copy_workflow, snakemake
+
+
+@pytest.mark.slow
+def test_end_to_end(tiny_run):
+    out = tiny_run / "results" / "tiny"
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["n_rows"] == 120 and manifest["targets"] == ["genre", "style"]
+    assert sorted(p.name for p in (out / "shards").glob("*.parquet")) == ["00000.parquet", "00001.parquet", "00002.parquet"]
+    for model in ("vit", "convnext"):
+        merged = pq.read_table(out / "embeddings" / f"{model}.parquet")
+        failures = pq.read_table(out / "embeddings" / f"{model}.failures.parquet")
+        assert merged.num_rows + failures.num_rows == 120 and failures.num_rows == 2
+        assert set(merged.column_names) >= {"row_id", "split", "genre", "style", "embedding"}
+        for target in ("genre", "style"):
+            for clf in ("mlp", "linear"):
+                m = json.loads((out / "classify" / model / target / clf / "metrics.json").read_text())
+                assert 0 <= m["accuracy"]["value"] <= 1
+                assert m["n_train"] + m["n_val"] + m["n_test"] == 118
+    summary = (out / "report" / "summary.csv").read_text().splitlines()
+    assert len(summary) == 1 + 2 * 2 * 2
+    # every rule wrote its log and benchmark
+    assert (out / "logs" / "embed" / "vit" / "00000.log").stat().st_size > 0
+    assert (out / "benchmarks" / "classify" / "convnext" / "style" / "linear.tsv").exists()
+
+
+@pytest.mark.slow
+def test_rerun_does_nothing(tiny_run):
+    proc = snakemake(tiny_run, "-n", "--configfile", "tiny.yaml")
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_html_report(tiny_run):
+    snakemake(tiny_run, "--configfile", "tiny.yaml", "--report", "report.html")
+    html = (tiny_run / "report.html").read_text()
+    assert len(html) > 100_000 and "summary" in html.lower()
+
+
+def _dry_run(work, overlay: str, extra=()):
+    (work / "overlay.yaml").write_text(overlay)
+    return snakemake(work, "-n", "--configfile", "overlay.yaml", *extra, check=False)
+
+
+@pytest.fixture(scope="module")
+def workflow_copy(tmp_path_factory):
+    return copy_workflow(tmp_path_factory.mktemp("wf"))
+
+
+def test_overlay_replaces_models_targets_classifiers(workflow_copy):
+    overlay = TINY_OVERLAY.replace("  - name: convnext\n    timm: test_convnext\n    pretrained: false\n", "")
+    overlay = overlay.replace("  - name: linear\n    kind: linear\n", "")
+    overlay = overlay.replace("targets: [genre, style]", "targets: [style]")
+    proc = _dry_run(workflow_copy, overlay)
+    assert proc.returncode == 0, proc.stderr
+    text = proc.stdout
+    # the three default models, linear/knn and genre/artist are gone
+    for gone in ("eva02", "convnextv2", "convnext_clip", "/convnext/", "/linear/", "/knn/", "/genre/", "/artist/"):
+        assert gone not in text, gone
+    assert "classify/vit/style/mlp/metrics.json" in text
+
+
+@pytest.mark.parametrize(
+    "edit,message",
+    [
+        (("  rows: 48", "  rowz: 48"), "rowz"),
+        (("timm: test_vit", "timm: no_such_net"), "no_such_net"),
+        (("    epochs: 4", "    epoch: 4"), "epoch"),
+        (("  precision: fp32", "  precision: fp8"), "fp8"),
+        (("targets: [genre, style]", "targets: [genre, genre]"), "targets"),
+    ],
+)
+def test_config_errors_name_the_key(workflow_copy, edit, message):
+    proc = _dry_run(workflow_copy, TINY_OVERLAY.replace(*edit))
+    assert proc.returncode != 0
+    assert message in proc.stdout + proc.stderr
+
+
+def test_real_config_parses(workflow_copy):
+    """The shipped config.yaml (WikiArt, three pretrained models) is valid and builds a DAG."""
+    proc = snakemake(workflow_copy, "-n", "--workflow-profile", "none")
+    assert "manifest" in proc.stdout
