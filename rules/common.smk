@@ -13,7 +13,6 @@ from artprobe.data import is_local_source, shard_ranges
 from artprobe.io import read_json
 from artprobe.report import report_files
 
-
 validate(config, "../schemas/config.schema.yaml")
 
 
@@ -46,10 +45,14 @@ def _check_config():
     for key in ("drop_labels", "min_class_count"):
         unknown = sorted(set(config["probe"][key]) - set(targets))
         if unknown:
-            raise ValueError(f"config probe.{key}: unknown target(s) {unknown} (targets: {targets})")
+            raise ValueError(
+                f"config probe.{key}: unknown target(s) {unknown} (targets: {targets})"
+            )
     strat = config["split"]["stratify_by"]
     if strat is not None and strat not in targets:
-        raise ValueError(f"config split.stratify_by: {strat!r} is not one of dataset.targets {targets}")
+        raise ValueError(
+            f"config split.stratify_by: {strat!r} is not one of dataset.targets {targets}"
+        )
     if config["demo"] is not None and not is_local_source(config["dataset"]["source"]):
         raise ValueError("config demo: set, but dataset.source is a hub id, not a local folder")
     return resolved
@@ -111,7 +114,11 @@ def shard_range(wildcards):
 
 
 def shard_files(wildcards):
-    return expand("results/{dataset}/shards/{shard}.parquet", dataset=wildcards.dataset, shard=_shards(wildcards))
+    return expand(
+        "results/{dataset}/shards/{shard}.parquet",
+        dataset=wildcards.dataset,
+        shard=_shards(wildcards),
+    )
 
 
 # ---------------------------------------------------------------- embed
