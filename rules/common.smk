@@ -11,7 +11,7 @@ sys.path.insert(0, workflow.basedir)
 from artprobe import probes
 from artprobe.data import is_local_source, shard_ranges
 from artprobe.io import read_json
-from artprobe.report import report_files
+from artprobe.report import report_files, report_sections
 
 validate(config, "../schemas/config.schema.yaml")
 
@@ -201,37 +201,16 @@ def final_targets():
     return [f"{OUT}/report/{path}" for path in REPORT_FILES.values()]
 
 
-# id prefix of artprobe.report.report_files -> (caption, category)
-REPORT_SECTIONS = [
-    ("summary", "summary.rst", "1. Results"),
-    ("accuracy", "accuracy.rst", "1. Results"),
-    ("comparisons", "comparisons.rst", "2. Model comparisons"),
-    ("confusion", "confusion.rst", "3. Errors"),
-    ("confused_pairs", "confused_pairs.rst", "3. Errors"),
-    ("per_class", "per_class.rst", "3. Errors"),
-    ("style_f1", "per_class.rst", "3. Errors"),
-    ("curves", "curves.rst", "4. Training curves"),
-    ("map", "maps.rst", "5. Embedding maps"),
-    ("dataset", "dataset.rst", "6. Dataset"),
-    ("splits", "dataset.rst", "6. Dataset"),
-    ("failures", "dataset.rst", "6. Dataset"),
-    ("cost", "cost.rst", "7. Cost"),
-]
-
-
-def _report_section(file_id):
-    for prefix, caption, category in REPORT_SECTIONS:
-        if file_id.startswith(prefix):
-            return caption, category
-    return "generic.rst", "8. Other"
+# caption, category, subcategory and labels of every report file (artprobe.report)
+REPORT_SECTIONS = report_sections(list(MODELS), TARGETS, list(CLASSIFIERS), CLASSIFIERS)
 
 
 def report_outputs():
-    """Every report file, wrapped in report() with its caption and category."""
+    """Every report file, wrapped in report() with its caption, category and labels."""
     out = []
     for file_id, path in REPORT_FILES.items():
-        caption, category = _report_section(file_id)
-        path = f"results/{{dataset}}/report/{path}"
-        labels = {"file": file_id}
-        out.append(report(path, caption=f"../report/{caption}", category=category, labels=labels))
+        s = REPORT_SECTIONS[file_id]
+        kw = dict(category=s["category"], subcategory=s["subcategory"], labels=s["labels"])
+        kw["caption"] = f"../report/{s['caption']}"
+        out.append(report(f"results/{{dataset}}/report/{path}", **kw))
     return out

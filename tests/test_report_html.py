@@ -101,7 +101,9 @@ def screenshot(url: str, png: Path, profile: Path) -> None:
         f"--screenshot={png}", "--window-size=1400,1000", url,
     ]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
-    assert png.is_file() and png.stat().st_size > 0, f"no screenshot from chromium:\n{proc.stderr[-3000:]}"
+    assert (
+        png.is_file() and png.stat().st_size > 0
+    ), f"no screenshot from chromium:\n{proc.stderr[-3000:]}"
 
 
 def pixels(png: Path):
@@ -125,16 +127,31 @@ def distinct_colors(img) -> int:
 def report_html(tmp_path_factory) -> tuple[Path, Path]:
     work = tmp_path_factory.mktemp("report_html")
     kw = make_results(work / "results")
-    (work / "kwargs.json").write_text(json.dumps({
-        "models": MODELS, "targets": list(TARGETS), "classifiers": CLASSIFIERS, "kinds": KINDS, "build": kw,
-    }))
+    (work / "kwargs.json").write_text(
+        json.dumps(
+            {
+                "models": MODELS,
+                "targets": list(TARGETS),
+                "classifiers": CLASSIFIERS,
+                "kinds": KINDS,
+                "build": kw,
+            }
+        )
+    )
     (work / "Snakefile").write_text(SNAKEFILE)
     shutil.copytree(ROOT / "report", work / "report")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    )
     snakemake = [str(Path(sys.executable).parent / "snakemake"), "--cores", "1"]
     for args in ([], ["--report", "report.html"]):
-        proc = subprocess.run(snakemake + args, cwd=work, env=env, capture_output=True, text=True, timeout=600)
-        assert proc.returncode == 0, f"snakemake {args} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+        proc = subprocess.run(
+            snakemake + args, cwd=work, env=env, capture_output=True, text=True, timeout=600
+        )
+        assert (
+            proc.returncode == 0
+        ), f"snakemake {args} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
     return work, work / "report.html"
 
 
@@ -145,12 +162,18 @@ def test_report_embeds_every_file_and_caption(report_html):
     assert files
     for f in files:
         # Snakemake embeds each result as a base64 data URI
-        assert base64.b64encode(f.read_bytes()).decode() in text, f"{f.relative_to(work)} not embedded"
+        assert (
+            base64.b64encode(f.read_bytes()).decode() in text
+        ), f"{f.relative_to(work)} not embedded"
     assert text.count("data:image/png") >= sum(1 for f in files if f.suffix == ".png")
     for rst in (ROOT / "report").glob("*.rst"):
         # the first four plain words on one line of the caption, as rendered to HTML
-        phrase = next(m.group() for line in rst.read_text().splitlines()
-                      for m in [re.search(r"[A-Za-z]+(?: [A-Za-z]+){3}", line)] if m)
+        phrase = next(
+            m.group()
+            for line in rst.read_text().splitlines()
+            for m in [re.search(r"[A-Za-z]+(?: [A-Za-z]+){3}", line)]
+            if m
+        )
         assert phrase in text, f"caption {rst.name} not rendered (no {phrase!r})"
     for category in ("1. Results", "2. Errors by class", "5. Embedding maps", "7. Cost"):
         assert category in text
@@ -160,14 +183,20 @@ def test_report_embeds_every_file_and_caption(report_html):
 def browser(tmp_path_factory):
     if chromium_binary() is None:
         if os.environ.get("ARTPROBE_REQUIRE_CHROMIUM"):
-            pytest.fail("chromium not found but ARTPROBE_REQUIRE_CHROMIUM is set (apt-get install chromium)")
+            pytest.fail(
+                "chromium not found but ARTPROBE_REQUIRE_CHROMIUM is set (apt-get install chromium)"
+            )
         pytest.skip("chromium not installed (Debian: apt-get install chromium fonts-dejavu-core)")
     return tmp_path_factory.mktemp("chromium-profile")
 
 
 def _view(page: Path, suffix: str, category: str, content: str) -> Path:
     """A copy of the report that opens ``category`` and shows the result ending in ``suffix``."""
-    script = SHOW % {"suffix": json.dumps(suffix), "category": json.dumps(category), "content": json.dumps(content)}
+    script = SHOW % {
+        "suffix": json.dumps(suffix),
+        "category": json.dumps(category),
+        "content": json.dumps(content),
+    }
     out = page.with_name(f"view-{content}-{Path(suffix).stem}.html")
     head, sep, tail = page.read_text().rpartition("</body>")
     assert sep, "no </body> in the report"
@@ -199,4 +228,6 @@ def test_table_renders_in_report(report_html, browser):
     shot = work / "summary-view.png"
     screenshot(_view(page, "summary.html", "1. Results", "html").as_uri(), shot, browser)
     img = pixels(shot)
-    assert count_near(img, BEST_ROW, tol=3) > 2000, "summary table not visible (no highlighted best row)"
+    assert (
+        count_near(img, BEST_ROW, tol=3) > 2000
+    ), "summary table not visible (no highlighted best row)"
