@@ -77,8 +77,11 @@ wildcard_constraints:
 # ---------------------------------------------------------------- data
 
 
+DEMO_DEFAULTS = {"rows": 360, "files": 3, "seed": 0, "broken": 2}
+
+
 def demo_params(wildcards):
-    return config["demo"]
+    return {**DEMO_DEFAULTS, **config["demo"]}
 
 
 def manifest_input(wildcards):

@@ -89,3 +89,33 @@ def test_real_config_parses(workflow_copy):
     """The shipped config.yaml (WikiArt, three pretrained models) is valid and builds a DAG."""
     proc = snakemake(workflow_copy, "-n", "--workflow-profile", "none")
     assert "manifest" in proc.stdout
+
+
+def test_real_config_dag_once_manifest_exists(workflow_copy):
+    """With WikiArt's manifest in place, the dry run lists the real experiment's jobs."""
+    from artprobe.demo import CLASSES
+
+    out = workflow_copy / "results" / "wikiart"
+    out.mkdir(parents=True, exist_ok=True)
+    files = [{"name": f"data/train-{i:05d}-of-00072.parquet", "rows": 1131, "row_start": 1131 * i} for i in range(72)]
+    files[-1]["rows"] = 81444 - 1131 * 71
+    manifest = {
+        "source": "huggan/wikiart",
+        "revision": "d559852d2b232e0fcf195e775866964f0564f2b5",
+        "local_dir": "/nonexistent",
+        "files": files,
+        "n_rows": 81444,
+        "targets": ["genre", "style", "artist"],
+        "classes": CLASSES,
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    proc = snakemake(workflow_copy, "-n", "--workflow-profile", "none")
+    counts = dict(
+        line.split()[:2] for line in proc.stdout.splitlines() if len(line.split()) == 2 and line.split()[1].isdigit()
+    )
+    assert counts["shard"] == "40"  # 81,444 rows / 2,048 per shard
+    assert counts["embed"] == "120"  # 3 models x 40 shards
+    assert counts["merge_embeddings"] == "3"
+    assert counts["classify"] == "27"  # 3 models x 3 targets x 3 classifiers
+    assert counts["split"] == "1" and counts["report"] == "1"
+    assert "manifest" not in counts
