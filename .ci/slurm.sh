@@ -7,10 +7,10 @@
 #   .ci/slurm.sh env    STATEDIR   print `export SLURM_CONF=...` (optional, see below)
 #
 # Root only (apt-get, munge). Debian 12 packages: slurmctld slurmd slurm-client munge (22.05).
-# The node has this machine's CPUs and memory, one fake GPU (gres gpu:1 backed by /dev/null,
+# The node has (at least) 8 CPUs and 64 GB, one fake GPU (gres gpu:1 backed by /dev/null,
 # so a job that asks for it gets CUDA_VISIBLE_DEVICES=0) and two partitions on the one node:
 # `cpu` (default) and `gpu`. No accounting daemon: `sacct` does not work, so the Snakemake
-# SLURM plugin must poll with squeue (profiles/slurm sets `slurm-status-command: squeue`);
+# SLURM plugin must poll with squeue (`slurm-status-command: squeue` in the profile);
 # MinJobAge keeps finished jobs visible to squeue long enough for that.
 # Everything (config, state, spool, logs, pid files) lives under STATEDIR, except
 #  - /etc/slurm/slurm.conf, a symlink to STATEDIR/etc/slurm.conf: the Snakemake job step
@@ -72,9 +72,13 @@ start_munge() {
 write_config() {
   local host cpus mem_mb
   host=$(hostname -s)
+  # The node claims at least 8 CPUs and 64 GB (SlurmdParameters=config_overrides), so that
+  # jobs sized for a real cluster (embed: 8 CPUs, 32 GB) are scheduled here too and share
+  # the real cores; memory is a scheduling consumable only (no cgroups enforce it).
   cpus=$(nproc)
-  # leave ~1 GB (and 10 %) to the system; memory is a consumable (CR_Core_Memory)
+  ((cpus < 8)) && cpus=8
   mem_mb=$(awk '/MemTotal/ {m = int($2 / 1024); print int(m * 0.9) - 1024}' /proc/meminfo)
+  ((mem_mb < 64000)) && mem_mb=64000
   mkdir -p "$S"/{etc,state,spool,log,run}
   if [[ -e /etc/slurm/slurm.conf && ! -L /etc/slurm/slurm.conf ]]; then
     log "/etc/slurm/slurm.conf exists and is not ours; not touching a real SLURM setup"
@@ -100,9 +104,11 @@ SelectTypeParameters=CR_Core_Memory
 DefMemPerCPU=500
 GresTypes=gpu
 ReturnToService=2
-# finished jobs stay in squeue for MinJobAge s: must exceed 3x the plugin's
-# slurm-init-seconds-before-status-checks (squeue is its only status source here)
-MinJobAge=600
+SlurmdParameters=config_overrides
+# finished jobs stay in squeue/scontrol for MinJobAge s: must exceed 3x the plugin's
+# slurm-init-seconds-before-status-checks (squeue is its only status source here);
+# an hour, so tests can inspect every job of a run afterwards
+MinJobAge=3600
 SlurmctldPort=6817
 SlurmdPort=6818
 StateSaveLocation=$S/state
@@ -113,6 +119,8 @@ SlurmctldLogFile=$S/log/slurmctld.log
 SlurmdLogFile=$S/log/slurmd.log
 SlurmctldDebug=info
 SlurmdDebug=info
+# every job step appends "job step CUDA_VISIBLE_DEVICES" to log/tasks.log (tests read it)
+TaskProlog=$S/etc/task_prolog.sh
 NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem_mb Gres=gpu:1 State=UNKNOWN
 PartitionName=cpu Nodes=$host Default=YES MaxTime=INFINITE State=UP
 PartitionName=gpu Nodes=$host MaxTime=INFINITE State=UP
@@ -128,6 +136,11 @@ ConstrainCores=no
 ConstrainRAMSpace=no
 ConstrainDevices=no
 EOF
+  cat >"$S/etc/task_prolog.sh" <<EOF
+#!/bin/sh
+echo "\$SLURM_JOB_ID \${SLURM_STEP_ID:-batch} \${CUDA_VISIBLE_DEVICES:-none}" >>"$S/log/tasks.log"
+EOF
+  chmod +x "$S/etc/task_prolog.sh"
   mkdir -p /etc/slurm
   ln -sfn "$S/etc/slurm.conf" /etc/slurm/slurm.conf
 }
@@ -157,6 +170,13 @@ start() {
     return 0
   fi
   install_packages
+  local port
+  for port in 6817 6818; do
+    if (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then
+      log "port $port is in use (a cluster from another STATEDIR? see /etc/slurm/slurm.conf)"
+      exit 1
+    fi
+  done
   write_config
   start_munge
   # -c: clean start (no saved jobs/nodes state from an earlier run in this STATEDIR)

@@ -251,7 +251,7 @@ def test_empty_shard(tmp_path):
 
 def test_nvjpeg_path_logic_on_cpu():
     """The decode="nvjpeg" path (torchvision decode + tensor resize), run on the CPU: same crops
-    as PIL's, EXIF applied, CMYK and truncated files left to PIL, bad ones reported."""
+    as PIL's; EXIF-rotated, CMYK, progressive and truncated files left to PIL; bad ones reported."""
     import torch
     from timm.data import resolve_model_data_config
 
@@ -266,14 +266,15 @@ def test_nvjpeg_path_logic_on_cpu():
     imgs = [synthetic_jpeg(1500, 1100, seed=2), encode(base, "JPEG", exif=exif.tobytes()),
             encode(base.convert("CMYK"), "JPEG"), encode(base.convert("L"), "JPEG"),
             encode(Image.new("RGB", (4000, 3), (10, 200, 10)), "JPEG"), b"\xff\xd8\xff garbage",
-            synthetic_jpeg(700, 1200, seed=3)[:5000]]
+            synthetic_jpeg(700, 1200, seed=3)[:5000], synthetic_jpeg(700, 1200, seed=3) + b"\0\0",
+            encode(base, "JPEG", progressive=True)]
     ds = ShardImages(pa.chunked_array([pa.array(imgs, pa.binary())]), prep, gpu_jpeg=True)
     batch = collate([ds[i] for i in range(len(imgs))])
-    assert batch["jpeg_index"] == [0, 1, 3, 4] and batch["pixel_index"] == [2]
+    assert batch["jpeg_index"] == [0, 3, 4, 7] and batch["pixel_index"] == [1, 2, 8]  # EXIF, CMYK, progressive
     assert sorted(batch["errors"]) == [5, 6] and batch["errors"][6].startswith("truncated")
     runner = _Runner(None, None, prep, torch.device("cpu"), torch.float32, 8, pad=False, channels_last=False)
     out, errors = _gpu_jpeg_batch(batch, ds, runner)
-    assert errors == {} and [i for i, _ in out] == [0, 1, 3, 4]
+    assert errors == {} and [i for i, _ in out] == [0, 3, 4, 7]
     for i, t in out:
         assert t.shape == (3, 224, 224) and t.dtype == torch.uint8
         assert (t.float() - exact.cpu(imgs[i]).float()).abs().mean() < 0.5  # grey levels of 255

@@ -219,6 +219,20 @@ def test_mlp_cuda_graph_matches_eager():
     for rg, re_ in zip(g.history, e.history):
         assert rg["train_loss"] == pytest.approx(re_["train_loss"], rel=1e-4)
         assert rg["lr"] == pytest.approx(re_["lr"], rel=1e-6)
+    # fewer rows than the warm-up's batches, and a partial last batch
+    tiny = fit("mlp", p, data[0][:40], data[1][:40], *data[2:5], cuda_graph=True, **kw)
+    assert tiny.info["cuda_graph"] and tiny.info["steps"] == 3 * 2
+
+
+@pytest.mark.skipif(not CUDA, reason="needs CUDA")
+@pytest.mark.parametrize("kind", ["linear", "knn"])
+def test_cuda_matches_cpu(kind):
+    data = splits(*gaussians(sep=2.0, seed=9))
+    params = resolve_params(kind, FAST[kind])
+    cpu = fit(kind, params, *data[:5], n_classes=3, device="cpu")
+    gpu = fit(kind, params, *data[:5], n_classes=3, device="cuda")
+    assert gpu.info["device"].startswith("cuda")
+    np.testing.assert_allclose(gpu.proba_test, cpu.proba_test, atol=2e-3)
 
 
 # -- linear ----------------------------------------------------------------------------

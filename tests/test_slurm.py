@@ -37,7 +37,7 @@ pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 SLURM_SH = ROOT / ".ci" / "slurm.sh"
 REQUIRED = bool(os.environ.get("ARTPROBE_REQUIRE_SLURM"))
 RULES = ["generate_demo", "manifest", "split", "shard", "embed", "merge_embeddings", "classify", "report"]
-RUN_TIMEOUT = 300  # seconds for one whole workflow run (outer `timeout`)
+RUN_TIMEOUT = 600  # seconds for one Snakemake invocation (outer `timeout`): a hang fails, not blocks
 
 # one model, one target, one probe, two shards: 10 sbatch jobs, two of them on the GPU
 OVERLAY = """
@@ -72,16 +72,16 @@ report:
   map_rows: 50
 """
 
-# what the test cluster needs on top of profiles/slurm: a 2-CPU node without accounting
+# what the test cluster needs on top of profiles/slurm: a small node without accounting
 PROFILE_OVERRIDES = {
-    "slurm-status-command": "squeue",  # no sacct here; MinJobAge=600 >= 3 x 2 s
+    "slurm-status-command": "squeue",  # no sacct here; MinJobAge=3600 >= 3 x 2 s
     "slurm-init-seconds-before-status-checks": 2,
     "slurm-no-account": True,
     "slurm-keep-successful-logs": True,  # the test reads every job's sbatch log
     "latency-wait": 5,
     "retries": 0,
 }
-SMALL = {"mem_mb": 1000, "runtime": 15}  # every rule: fits the node, runs two at a time
+SMALL = {"mem_mb": 1000, "runtime": 15}  # every rule, with one thread: jobs of a level run side by side
 
 
 def _slurm_available() -> str | None:
@@ -250,7 +250,8 @@ def test_every_job_goes_through_sbatch(slurm_run):
         else:  # killed: a job announced in the last instant may not have reached sbatch
             assert set(rule for _, rule in submitted) <= set(remote), name
         for jobid, rule in submitted:  # the plugin names a job's sbatch log after its SLURM id
-            assert list((work / ".snakemake" / "slurm_logs" / f"rule_{rule}").glob(f"**/{jobid}.log")), (rule, jobid)
+            if name == "rerun" or "JobState=COMPLETED" in _scontrol(jobid):  # not: cancelled while pending
+                assert list((work / ".snakemake" / "slurm_logs" / f"rule_{rule}").glob(f"**/{jobid}.log")), (rule, jobid)
         seen |= {rule for _, rule in submitted}
     assert seen == set(RULES)
     assert (work / "results" / "slurm" / "report" / "summary.csv").exists()
@@ -305,8 +306,8 @@ def test_kill_unlock_rerun_incomplete(slurm_run, tmp_path):
         part = pq.read_table(out / "embeddings" / "vit" / shard.name).to_pandas()
         ref_path = tmp_path / shard.name
         embed_shard(
-            str(shard), str(ref_path), timm_name="test_vit", pretrained=False, decode="fast",
-            precision="fp32", batch_size=8, workers=0, device="cpu", compile=False, checkpoint_every=1, threads=1,
+            str(shard), str(ref_path), timm_name="test_vit", pretrained=False, decode="fast", precision="fp32",
+            batch_size=8, workers=0, device="cpu", compile=False, checkpoint_every=1, threads=1, progress=False,
         )  # fmt: skip
         ref = pq.read_table(ref_path).to_pandas()
         assert part["row_id"].tolist() == ref["row_id"].tolist()

@@ -1,0 +1,218 @@
+"""Workflow conventions (docs/design.md, STYLE.md) checked on the real workflow files.
+
+Every rule declares log, benchmark, threads, resources (mem_mb, runtime; gpu for embed) and
+a pinned conda env; `snakemake --lint` and `snakefmt --check` are clean; envs/*.yaml pin
+what requirements.txt pins; and the deliverables of a run (merged embeddings, summary.csv)
+open in pandas, polars and duckdb without artprobe.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT, VENV_BIN, copy_workflow, snakemake
+
+RULE_FILES = sorted((ROOT / "rules").glob("*.smk"))
+TARGET_RULES = {"all"}  # rules without outputs: nothing to log or benchmark
+GPU_RULES = {"embed"}
+
+# Loads the workflow through Snakemake's API in a child process (it changes directory and
+# sets up logging) and prints what each rule declares.
+RULES_PROBE = r"""
+import json
+from pathlib import Path
+from snakemake.api import SnakemakeApi
+from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings
+
+with SnakemakeApi(OutputSettings()) as api:
+    wf = api.workflow(
+        resource_settings=ResourceSettings(),
+        config_settings=ConfigSettings(configfiles=[Path("demo/config.yaml")]),
+        snakefile=Path("Snakefile"),
+        workdir=Path.cwd(),
+    )
+    rules = {}
+    for rule in wf._workflow.rules:
+        rules[rule.name] = {
+            "log": bool(rule.log),
+            "benchmark": rule.benchmark is not None,
+            "resources": {k: v for k, v in rule.resources.items() if not k.startswith("_") and isinstance(v, (int, str))},
+            "conda": str(rule.conda_env) if rule.conda_env is not None else None,
+            "outputs": len(rule.output),
+        }
+print("RULES=" + json.dumps(rules))
+"""
+
+
+@pytest.fixture(scope="module")
+def workflow_copy(tmp_path_factory) -> Path:
+    return copy_workflow(tmp_path_factory.mktemp("standards"))
+
+
+@pytest.fixture(scope="module")
+def rules(workflow_copy) -> dict:
+    proc = subprocess.run(
+        [sys.executable, "-c", RULES_PROBE], cwd=workflow_copy, capture_output=True, text=True, timeout=300,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )  # fmt: skip
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RULES=")), None)
+    assert proc.returncode == 0 and line, proc.stderr[-5000:]
+    return json.loads(line[len("RULES=") :])
+
+
+def declared_directives() -> dict[str, set[str]]:
+    """rule name -> directives written in rules/*.smk (threads cannot be told from a default)."""
+    found = {}
+    for path in RULE_FILES:
+        name = None
+        for line in path.read_text().splitlines():
+            m = re.match(r"(?:rule|checkpoint) (\w+):", line)
+            if m:
+                name = m.group(1)
+                found[name] = set()
+            elif name and re.match(r"    (\w+):", line):
+                found[name].add(re.match(r"    (\w+):", line).group(1))
+            elif line and not line.startswith((" ", "#")):
+                name = None
+    return found
+
+
+def test_every_rule_logs_benchmarks_and_declares_resources(rules):
+    written = declared_directives()
+    assert set(rules) - TARGET_RULES == set(written), "rules outside rules/*.smk, or a parse miss"
+    problems = []
+    for name, rule in sorted(rules.items()):
+        if name in TARGET_RULES:
+            assert rule["outputs"] == 0, f"{name}: a target rule with outputs"
+            continue
+        missing = [d for d in ("log", "benchmark") if not rule[d]]
+        missing += [d for d in ("threads", "resources", "conda") if d not in written[name]]
+        missing += [f"resources.{r}" for r in ("mem_mb", "runtime") if r not in rule["resources"]]
+        if name in GPU_RULES and rule["resources"].get("gpu") != 1:
+            missing.append("resources.gpu=1")
+        if name not in GPU_RULES and "gpu" in rule["resources"]:
+            missing.append("(no gpu: not a GPU rule)")
+        if missing:
+            problems.append(f"{name}: {', '.join(missing)}")
+    assert not problems, problems
+
+
+def test_every_rule_uses_an_existing_stage_env(rules):
+    envs = {p.name for p in (ROOT / "envs").glob("*.yaml")}
+    used = set()
+    for name, rule in rules.items():
+        if name in TARGET_RULES:
+            continue
+        assert rule["conda"], f"{name}: no conda env"
+        env = Path(rule["conda"]).name
+        assert env in envs, f"{name}: {rule['conda']} is not in envs/"
+        used.add(env)
+    assert used == envs, f"envs/ files no rule uses: {sorted(envs - used)}"
+
+
+def test_lint_is_clean(workflow_copy):
+    proc = snakemake(workflow_copy, "--lint", "--configfile", "demo/config.yaml", check=False, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
+
+
+def test_snakefmt_is_clean():
+    proc = subprocess.run(
+        [str(VENV_BIN / "snakefmt"), "--check", "--diff", "."], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def requirement_pins() -> dict[str, str]:
+    pins = {}
+    for line in (ROOT / "requirements.txt").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        m = re.fullmatch(r"([A-Za-z0-9_.-]+)\s*==\s*([^\s;]+)", line)
+        if m:
+            pins[_norm(m.group(1))] = m.group(2)
+    return pins
+
+
+@pytest.mark.parametrize("env", sorted(p.name for p in (ROOT / "envs").glob("*.yaml")))
+def test_env_pins_agree_with_requirements(env):
+    pins = requirement_pins()
+    spec = yaml.safe_load((ROOT / "envs" / env).read_text())
+    problems = []
+    for dep in spec["dependencies"]:
+        if isinstance(dep, dict):
+            for req in dep.get("pip", []):
+                m = re.fullmatch(r"([A-Za-z0-9_.-]+)==(\S+)", req.replace(" ", ""))
+                if not m:
+                    problems.append(f"pip {req!r}: not pinned with ==")
+                elif pins.get(_norm(m.group(1))) != m.group(2):
+                    problems.append(f"pip {req}: requirements.txt has {pins.get(_norm(m.group(1)))}")
+            continue
+        m = re.fullmatch(r"([A-Za-z0-9_.-]+)\s*(?:==?\s*(\S+))?", dep)
+        name, version = m.group(1), m.group(2)
+        if name == "pip":
+            continue
+        if name == "python":
+            want = f"{sys.version_info.major}.{sys.version_info.minor}"
+            if version != want:
+                problems.append(f"python={version}: the tests run on {want}")
+        elif pins.get(_norm(name)) != version:
+            problems.append(f"conda {dep}: requirements.txt has {pins.get(_norm(name))}")
+    assert not problems, problems
+
+
+READERS = r"""
+import json, sys
+import duckdb
+import pandas as pd
+import polars as pl
+
+out = {}
+for path in sys.argv[1:]:
+    if path.endswith(".csv"):
+        shapes = [pd.read_csv(path).shape, pl.read_csv(path).shape,
+                  duckdb.sql(f"select * from read_csv_auto('{path}')").df().shape]
+        out[path] = {"shapes": [list(s) for s in shapes]}
+    else:
+        a = pd.read_parquet(path)
+        b = pl.read_parquet(path)
+        c = duckdb.sql(f"select * from read_parquet('{path}')").df()
+        d = duckdb.sql(f"select min(len(embedding)), max(len(embedding)) from read_parquet('{path}')").fetchone()
+        out[path] = {
+            "shapes": [list(a.shape), list(b.shape), list(c.shape)],
+            "dims": [len(a["embedding"].iloc[0]), b["embedding"].to_numpy().shape[1], d[0], d[1]],
+            "row_ids": [a["row_id"].is_monotonic_increasing, b["row_id"].is_sorted()],
+        }
+out["artprobe_imported"] = any(m == "artprobe" or m.startswith("artprobe.") for m in sys.modules)
+print(json.dumps(out))
+"""
+
+
+def test_deliverables_open_without_artprobe(tiny_run, tmp_path):
+    results = next((tiny_run / "results").glob("*/report/summary.csv")).parents[1]
+    merged = sorted(p for p in (results / "embeddings").glob("*.parquet") if not p.name.endswith(".failures.parquet"))
+    assert merged
+    paths = [str(p) for p in [*merged, results / "report" / "summary.csv"]]
+    proc = subprocess.run(
+        [sys.executable, "-c", READERS, *paths], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    out = json.loads(proc.stdout)
+    assert out.pop("artprobe_imported") is False
+    for path, got in out.items():
+        shapes = got["shapes"]
+        assert shapes[0][0] > 0 and all(s[0] == shapes[0][0] for s in shapes), (path, shapes)
+        if "dims" in got:
+            assert len(set(got["dims"])) == 1 and got["dims"][0] > 0, (path, got["dims"])
+            assert all(got["row_ids"]), path
