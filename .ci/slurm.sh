@@ -228,10 +228,10 @@ stop() {
 }
 
 status() {
-  alive "$S/run/slurmctld.pid" && alive "$S/run/slurmd.pid" || {
+  if ! alive "$S/run/slurmctld.pid" || ! alive "$S/run/slurmd.pid"; then
     log "not running ($S)"
     return 1
-  }
+  fi
   sinfo
   squeue
 }

@@ -160,7 +160,10 @@ class Preprocess:
     mean: tuple[float, ...] | None  # Normalize applied on the device batch; None: see full
     std: tuple[float, ...] | None
     full: Any  # the complete timm transform (fallback when the split isn't recognised)
-    gpu_resize: tuple[int, Any] | None = None  # (short side, InterpolationMode) for nvjpeg
+    # (short side, InterpolationMode) when the PIL stage is exactly Resize(int) + CenterCrop:
+    # then "fast" and "nvjpeg" resize uint8 tensors instead (the same antialiased filter as
+    # PIL's, ~4x faster; within 1 grey level of it)
+    tensor_resize: tuple[int, Any] | None = None
     max_pixels: int | None = DEFAULT_MAX_PIXELS
 
     @property
@@ -180,9 +183,19 @@ class Preprocess:
             img = precrop_for_center_crop(img, resize_short=self.resize_short, crop=self.crop)
         if not self.split:
             return self.full(img)
+        if self.decode != "exact" and self.tensor_resize is not None:
+            return self.resize_crop(torch.from_numpy(np.array(img, dtype=np.uint8)).permute(2, 0, 1))
         img = self.pil_stage(img)
         arr = np.array(img, dtype=np.uint8, copy=True)
         return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
+
+    def resize_crop(self, x):
+        """uint8 CHW tensor (any device) -> the model's resize + centre crop, contiguous uint8."""
+        from torchvision.transforms.v2 import functional as F2
+
+        size, interp = self.tensor_resize
+        x = F2.resize(x, [size], interpolation=interp, antialias=True)
+        return F2.center_crop(x, list(self.crop)).contiguous()
 
 
 def build_preprocess(data_config: dict, decode: str = "fast", *, max_pixels=DEFAULT_MAX_PIXELS):
@@ -205,13 +218,13 @@ def build_preprocess(data_config: dict, decode: str = "fast", *, max_pixels=DEFA
         pil_stage = T.Compose(steps[:idx])
         mean = tuple(torch.as_tensor(steps[idx + 1].mean).tolist())
         std = tuple(torch.as_tensor(steps[idx + 1].std).tolist())
-    gpu_resize = None
+    tensor_resize = None
     if pil_stage is not None and len(steps) == 4 and center:
         rs, cc = steps[0], steps[1]
         size = rs.size if isinstance(rs, T.Resize) else None
         size = size[0] if isinstance(size, (list, tuple)) and len(size) == 1 else size
         if isinstance(size, int) and isinstance(cc, T.CenterCrop):
-            gpu_resize = (size, rs.interpolation)
+            tensor_resize = (size, rs.interpolation)
     return Preprocess(
         data_config=dict(data_config),
         decode=decode,
@@ -223,7 +236,7 @@ def build_preprocess(data_config: dict, decode: str = "fast", *, max_pixels=DEFA
         mean=mean,
         std=std,
         full=full,
-        gpu_resize=gpu_resize,
+        tensor_resize=tensor_resize,
         max_pixels=max_pixels,
     )
 
@@ -239,7 +252,7 @@ class ShardImages:
         self.chunks = images.chunks if isinstance(images, pa.ChunkedArray) else [images]
         self.offsets = np.cumsum([0] + [len(c) for c in self.chunks]).tolist()
         self.prep = prep
-        self.gpu_jpeg = gpu_jpeg and prep.gpu_resize is not None
+        self.gpu_jpeg = gpu_jpeg and prep.tensor_resize is not None
 
     def __len__(self) -> int:
         return self.offsets[-1]
@@ -473,8 +486,14 @@ class _Runner:
 
         if self.dim is None:
             h, w = self.prep.crop
-            self.forward(self.to_input(torch.zeros((1, 3, h, w), dtype=torch.uint8)
-                                       if self.prep.split else torch.zeros((1, 3, h, w))), eager=True)
+            self.forward(
+                self.to_input(
+                    torch.zeros((1, 3, h, w), dtype=torch.uint8)
+                    if self.prep.split
+                    else torch.zeros((1, 3, h, w))
+                ),
+                eager=True,
+            )
         return self.dim
 
 
@@ -485,14 +504,12 @@ def _gpu_jpeg_batch(batch, ds: ShardImages, runner: _Runner):
     import warnings
 
     import torch
-    from torchvision.transforms.v2 import functional as F2
 
     with warnings.catch_warnings():  # torchvision >= 0.29 points to torchcodec; still works
         warnings.simplefilter("ignore", DeprecationWarning)
         from torchvision.io import ImageReadMode, decode_jpeg
 
     dev, prep = runner.device, runner.prep
-    size, interp = prep.gpu_resize
     datas = batch["jpeg"]
     out, errors = [], {}
     with warnings.catch_warnings():  # see above; warned on every call
@@ -512,9 +529,8 @@ def _gpu_jpeg_batch(batch, ds: ShardImages, runner: _Runner):
                 raise RuntimeError("nvjpeg refused it")
             box = precrop_box((img.shape[2], img.shape[1]), resize_short=prep.resize_short, crop=prep.crop)
             if box is not None:
-                img = img[:, box[1]:box[3], box[0]:box[2]]
-            img = F2.resize(img, [size], interpolation=interp, antialias=True)
-            out.append((i, F2.center_crop(img, list(prep.crop))))
+                img = img[:, box[1] : box[3], box[0] : box[2]]
+            out.append((i, prep.resize_crop(img)))
         except Exception:  # noqa: BLE001 - fall back to PIL on the host
             try:
                 out.append((i, prep.cpu(ds.raw(i)).to(dev)))
@@ -542,12 +558,17 @@ def check_nvjpeg(dev) -> None:
             warnings.simplefilter("ignore", DeprecationWarning)
             from torchvision.io import ImageReadMode, decode_jpeg
 
-            out = decode_jpeg([torch.frombuffer(bytearray(buf.getvalue()), dtype=torch.uint8)],
-                              mode=ImageReadMode.RGB, device=dev)[0]
+            out = decode_jpeg(
+                [torch.frombuffer(bytearray(buf.getvalue()), dtype=torch.uint8)],
+                mode=ImageReadMode.RGB,
+                device=dev,
+            )[0]
         assert out.shape == (3, 16, 16) and out.is_cuda
     except Exception as exc:  # noqa: BLE001
-        raise RuntimeError(f"decode='nvjpeg' is not usable here (torchvision GPU JPEG decoding failed: {exc}); "
-                           "use decode='fast'") from exc
+        raise RuntimeError(
+            f"decode='nvjpeg' is not usable here (torchvision GPU JPEG decoding failed: {exc}); "
+            "use decode='fast'"
+        ) from exc
 
 
 def _device_name(dev) -> str:
@@ -631,7 +652,7 @@ def embed_shard(
     prep = build_preprocess(data_config, decode, max_pixels=max_pixels)
     if decode == "nvjpeg":
         check_nvjpeg(dev)
-        if prep.gpu_resize is None:
+        if prep.tensor_resize is None:
             log.warning("nvjpeg: transform of %s not recognised; decoding with PIL instead", timm_name)
 
     table = pq.read_table(shard_path, columns=["row_id", "image"])
@@ -668,7 +689,9 @@ def embed_shard(
     loader_kw: dict[str, Any] = {}
     if workers > 0:
         # keep about two model batches decoded ahead
-        loader_kw["prefetch_factor"] = max(2, math.ceil(2 * batch_size / (len(pieces[0]) * workers))) if pieces else 2
+        loader_kw["prefetch_factor"] = (
+            max(2, math.ceil(2 * batch_size / (len(pieces[0]) * workers))) if pieces else 2
+        )
         if "fork" in multiprocessing.get_all_start_methods():
             loader_kw["multiprocessing_context"] = "fork"  # share the shard, don't pickle it
     loader = DataLoader(
@@ -690,7 +713,9 @@ def embed_shard(
 
     def take_buffer(stop: int) -> pa.Table:
         nonlocal chunk_start
-        t = embedding_table(row_ids[chunk_start:stop], np.concatenate(emb_buf), np.concatenate(ok_buf), err_buf)
+        t = embedding_table(
+            row_ids[chunk_start:stop], np.concatenate(emb_buf), np.concatenate(ok_buf), err_buf
+        )
         emb_buf.clear(), ok_buf.clear(), err_buf.clear()
         chunk_start = stop
         return t
@@ -708,17 +733,40 @@ def embed_shard(
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
         compiled = torch.compile(model, dynamic=False) if compile else model
-        runner = _Runner(compiled, model, prep, dev, dtype, batch_size, pad=compile, channels_last=channels_last,
-                         dim=done_dim)
+        runner = _Runner(
+            compiled,
+            model,
+            prep,
+            dev,
+            dtype,
+            batch_size,
+            pad=compile,
+            channels_last=channels_last,
+            dim=done_dim,
+        )
         if checkpoint_every and start < n:
             ckpt.begin()
         log.info(
             "embedding %s: %d rows (%d to go) with %s on %s, %s, decode=%s, batch %d, %d workers",
-            Path(shard_path).name, n, n - start, timm_name, dev, identity["dtype"], decode, batch_size, workers,
+            Path(shard_path).name,
+            n,
+            n - start,
+            timm_name,
+            dev,
+            identity["dtype"],
+            decode,
+            batch_size,
+            workers,
         )
         bar = tqdm(
-            total=n, initial=start, unit="img", desc=Path(shard_path).stem, file=sys.stderr,
-            disable=not progress, mininterval=1.0 if sys.stderr.isatty() else 15.0, smoothing=0.05,
+            total=n,
+            initial=start,
+            unit="img",
+            desc=Path(shard_path).stem,
+            file=sys.stderr,
+            disable=not progress,
+            mininterval=1.0 if sys.stderr.isatty() else 15.0,
+            smoothing=0.05,
         )
         first_batch_s = None
         first_batch_rows = 0
@@ -792,10 +840,15 @@ def embed_shard(
         parts = list(done) + saved
         if emb_buf:
             parts.append(take_buffer(n))
-        result = pa.concat_tables(parts) if parts else embedding_table(
-            row_ids, np.zeros((0, dim), np.float32), np.zeros(0, bool), [])
+        result = (
+            pa.concat_tables(parts)
+            if parts
+            else embedding_table(row_ids, np.zeros((0, dim), np.float32), np.zeros(0, bool), [])
+        )
         if result["embedding"].type.list_size != dim:
-            raise RuntimeError(f"resumed chunks have dimension {result['embedding'].type.list_size}, model {dim}")
+            raise RuntimeError(
+                f"resumed chunks have dimension {result['embedding'].type.list_size}, model {dim}"
+            )
         if not np.array_equal(result["row_id"].to_numpy(), row_ids):
             raise RuntimeError("internal error: embedded rows do not match the shard's rows")
         n_failed = result.num_rows - int(pc.sum(result["error"].is_null()).as_py() or 0)
@@ -831,7 +884,14 @@ def embed_shard(
     wall = time.perf_counter() - t_start
     log.info(
         "%s: %d rows, %d failed, %.1f img/s (%d embedded in %.1f s; %.1f s with setup) on %s",
-        Path(out_path).name, n, n_failed, img_per_s, processed, seconds, wall, provenance["device_name"],
+        Path(out_path).name,
+        n,
+        n_failed,
+        img_per_s,
+        processed,
+        seconds,
+        wall,
+        provenance["device_name"],
     )
     return {
         "img_per_s": img_per_s,
@@ -927,7 +987,9 @@ def merge_embeddings(
                 f"{emb_path}: {len(missing)} row_id(s) of shard {shard_path.name} missing: {_fmt_ids(missing)}"
             )
         if len(extra):
-            problems.append(f"{emb_path}: {len(extra)} row_id(s) not in shard {shard_path.name}: {_fmt_ids(extra)}")
+            problems.append(
+                f"{emb_path}: {len(extra)} row_id(s) not in shard {shard_path.name}: {_fmt_ids(extra)}"
+            )
         if len(doubled) or len(missing) or len(extra):
             continue
         is_ok = pc.and_(emb["error"].is_null(), emb["embedding"].is_valid())
@@ -964,7 +1026,11 @@ def merge_embeddings(
     sp_order = np.argsort(sp_ids, kind="stable")
     found = np.searchsorted(sp_ids[sp_order], ids)
     found_c = np.minimum(found, max(len(sp_ids) - 1, 0))
-    has = (found < len(sp_ids)) & (sp_ids[sp_order][found_c] == ids) if len(sp_ids) else np.zeros(len(ids), bool)
+    has = (
+        (found < len(sp_ids)) & (sp_ids[sp_order][found_c] == ids)
+        if len(sp_ids)
+        else np.zeros(len(ids), bool)
+    )
     if not has.all():
         raise MergeError(
             f"{int((~has).sum())} embedded row_id(s) have no split in {split_path}: {_fmt_ids(ids[~has])}"
@@ -980,8 +1046,16 @@ def merge_embeddings(
     failures = pa.concat_tables(fail_tables).combine_chunks()
     failures = failures.take(pc.sort_indices(failures["row_id"]))
     meta = read_meta(ref_path)
-    for k in ("shard", "rows", "failures", "resumed_rows", "seconds", "img_per_s", "steady_img_per_s",
-              "first_batch_s"):
+    for k in (
+        "shard",
+        "rows",
+        "failures",
+        "resumed_rows",
+        "seconds",
+        "img_per_s",
+        "steady_img_per_s",
+        "first_batch_s",
+    ):
         meta.pop(k, None)
     meta.update(
         classes=classes,
@@ -1036,11 +1110,15 @@ def model_only_rate(
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
         compiled = torch.compile(model, dynamic=False) if compile else model
-        runner = _Runner(compiled, model, prep, dev, dtype, batch_size, pad=compile, channels_last=channels_last)
+        runner = _Runner(
+            compiled, model, prep, dev, dtype, batch_size, pad=compile, channels_last=channels_last
+        )
         h, w = prep.crop
         gen = torch.Generator().manual_seed(0)
-        batches = [torch.randint(0, 256, (batch_size, 3, h, w), dtype=torch.uint8, generator=gen).to(dev)
-                   for _ in range(2)]
+        batches = [
+            torch.randint(0, 256, (batch_size, 3, h, w), dtype=torch.uint8, generator=gen).to(dev)
+            for _ in range(2)
+        ]
         with torch.inference_mode():
             t0 = time.perf_counter()
             for k in range(warmup):
@@ -1055,8 +1133,15 @@ def model_only_rate(
         used_threads = torch.get_num_threads()
     finally:
         torch.set_num_threads(old)
-    return {"img_per_s": iters * batch_size / s, "seconds": s, "warmup_s": warm_s, "batch_size": batch_size,
-            "dtype": str(dtype).replace("torch.", ""), "device": str(dev), "threads": used_threads}
+    return {
+        "img_per_s": iters * batch_size / s,
+        "seconds": s,
+        "warmup_s": warm_s,
+        "batch_size": batch_size,
+        "dtype": str(dtype).replace("torch.", ""),
+        "device": str(dev),
+        "threads": used_threads,
+    }
 
 
 def decode_only_rate(
@@ -1089,8 +1174,9 @@ def decode_only_rate(
     pieces, per_batch = plan_pieces(0, n, batch_size)
     if workers > 0 and pieces:
         kw["prefetch_factor"] = max(2, math.ceil(2 * batch_size / (len(pieces[0]) * workers)))
-    loader = DataLoader(ds, batch_sampler=pieces, num_workers=workers, collate_fn=collate,
-                        pin_memory=dev.type == "cuda", **kw)
+    loader = DataLoader(
+        ds, batch_sampler=pieces, num_workers=workers, collate_fn=collate, pin_memory=dev.type == "cuda", **kw
+    )
     runner = _Runner(None, None, prep, dev, torch.float32, batch_size, pad=False, channels_last=True)
     rows = failed = 0
     t0 = time.perf_counter()
@@ -1113,6 +1199,15 @@ def decode_only_rate(
                 first = (time.perf_counter() - t0, rows)
     _sync(dev)
     s = time.perf_counter() - t0
-    steady = (rows - first[1]) / (s - first[0]) if first and rows > first[1] and s > first[0] else float("nan")
-    return {"img_per_s": rows / s, "steady_img_per_s": steady, "rows": rows, "failed": failed, "seconds": s,
-            "workers": workers, "decode": decode}
+    steady = (
+        (rows - first[1]) / (s - first[0]) if first and rows > first[1] and s > first[0] else float("nan")
+    )
+    return {
+        "img_per_s": rows / s,
+        "steady_img_per_s": steady,
+        "rows": rows,
+        "failed": failed,
+        "seconds": s,
+        "workers": workers,
+        "decode": decode,
+    }

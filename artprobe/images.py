@@ -238,7 +238,9 @@ def synthetic_jpeg(width: int, height: int, seed: int = 0, quality: int = 90) ->
     return buf.getvalue()
 
 
-def wikiart_like_sizes(n: int, seed: int = 0, long_side: tuple[int, int] = (900, 2000)) -> list[tuple[int, int]]:
+def wikiart_like_sizes(
+    n: int, seed: int = 0, long_side: tuple[int, int] = (900, 2000)
+) -> list[tuple[int, int]]:
     """(width, height) pairs like WikiArt's: long side 900–2000 px, portrait and landscape."""
     rng = np.random.default_rng(seed)
     sizes = []

@@ -21,8 +21,15 @@ config fails before any job runs, naming the key) and :func:`fit` in the classif
     float32 torch. The regularisation follows scikit-learn's ``C`` convention
     (objective ``C * sum_i w_i CE_i + ||W||^2 / 2``, so the selected ``C`` means what it
     means in ``sklearn.linear_model.LogisticRegression``). ``C`` is searched on a log
-    grid from strong to weak regularisation with warm starts, each point scored on the
-    validation set; the chosen value is then refitted on train (+ val).
+    grid (``n_c`` values from ``c_min`` to ``c_max``) from strong to weak regularisation
+    with warm starts, each point scored on the validation set (``select_by``: accuracy,
+    ties broken by log-loss, or log-loss); the chosen value is then refitted on train
+    (+ val when ``refit_on_val``), warm-started. Each L-BFGS run stops at a gradient
+    tolerance relative to the regularisation (``tol``, see :func:`_gtol`) or after
+    ``max_iter`` iterations, so the whole search costs at most about
+    ``(n_c + 1) * 1.2 * max_iter`` loss evaluations (~300 by default; one takes ~0.3 s
+    at WikiArt size on 2 CPU cores, ~1 ms on a GPU). ``path_patience`` > 0 ends the
+    search after that many grid points in a row without improvement.
 ``knn``
     Cosine k-nearest neighbours with a uniform or DINO-style temperature-weighted vote
     (``exp(sim / temperature)``), by chunked matrix products. The reference set is
@@ -127,11 +134,11 @@ _SPECS: dict[str, dict[str, tuple[Any, Callable[[Any], Any]]]] = {
         "normalize": ("standardize", _choice("standardize", "l2", "none")),
         "c_min": (1e-4, _float(0.0)),
         "c_max": (1e2, _float(0.0)),
-        "n_c": (9, _int(1)),
+        "n_c": (8, _int(1)),
         "select_by": ("accuracy", _choice("accuracy", "log_loss")),
         "refit_on_val": (True, _bool),
-        "max_iter": (60, _int(1)),
-        "tol": (1e-4, _float(0.0)),
+        "max_iter": (30, _int(1)),
+        "tol": (1e-2, _float(0.0)),
         "path_patience": (0, _int(0)),
         "class_weight": _CLASS_WEIGHT,
     },
@@ -775,6 +782,10 @@ def _fit_linear(p, Xtr, ytr, Xva, yva, Xte, n_classes, dev) -> FitResult:
         if len(Cs) > 1:
             log.warning("linear: no validation rows; using C=c_min without a search")
     C = grid[best_i]["C"]
+    at_edge = len(Cs) > 1 and have_val and best_i in (0, len(Cs) - 1)
+    if at_edge:
+        log.warning("linear: the selected C=%.3g is at the edge of the grid [%.3g, %.3g]",
+                    C, Cs[0], Cs[-1])
     W, b = (t.clone() for t in solutions[best_i])
     refit = {"on": "train"}
     if p["refit_on_val"] and have_val:
@@ -789,6 +800,7 @@ def _fit_linear(p, Xtr, ytr, Xva, yva, Xte, n_classes, dev) -> FitResult:
     _, _, P = _scores(W, b, to(Xte_p), None)
     info = {
         "C": C,
+        "C_at_grid_edge": bool(at_edge),
         "select_by": p["select_by"],
         "val_accuracy": grid[best_i]["val_accuracy"],
         "val_log_loss": grid[best_i]["val_log_loss"],

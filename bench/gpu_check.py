@@ -74,7 +74,10 @@ def step(name: str, fn, *, budget: float, need_s: float = 0.0):
         out = fn()
     except Exception as exc:  # noqa: BLE001 - report and go on with the other steps
         say(f"FAIL {name}: {type(exc).__name__}: {exc}")
-        RESULTS["steps"][name] = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
+        RESULTS["steps"][name] = {
+            "error": f"{type(exc).__name__}: {exc}",
+            "traceback": traceback.format_exc(),
+        }
         save()
         return None
     out = dict(out or {})
@@ -99,7 +102,9 @@ def generate(n_distinct: int, procs: int) -> list[bytes]:
 
     jobs = [(i, w, h) for i, (w, h) in enumerate(wikiart_like_sizes(n_distinct, seed=0))]
     if procs > 1:
-        ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
+        ctx = multiprocessing.get_context(
+            "fork" if "fork" in multiprocessing.get_all_start_methods() else None
+        )
         with ctx.Pool(procs) as pool:
             return pool.map(_one_jpeg, jobs, chunksize=1)
     return [_one_jpeg(j) for j in jobs]
@@ -111,8 +116,13 @@ def write_shard(path: Path, images: list[bytes]) -> Path:
     import pyarrow.parquet as pq
 
     n = len(images)
-    table = pa.table({"row_id": pa.array(np.arange(n), pa.int64()), "image": pa.array(images, pa.binary()),
-                      "style": pa.array(np.zeros(n), pa.int16())})
+    table = pa.table(
+        {
+            "row_id": pa.array(np.arange(n), pa.int64()),
+            "image": pa.array(images, pa.binary()),
+            "style": pa.array(np.zeros(n), pa.int16()),
+        }
+    )
     table = table.replace_schema_metadata({b"artprobe": json.dumps({"classes": {"style": ["x"]}}).encode()})
     pq.write_table(table, path, compression="none", row_group_size=1024)
     return path
@@ -154,19 +164,25 @@ def main(argv=None) -> int:
     global OUT
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, help="JSON file for the figures (rewritten after every step)")
-    p.add_argument("--quick", action="store_true", help="tiny numbers and a tiny model: a smoke test, CPU is fine")
+    p.add_argument(
+        "--quick", action="store_true", help="tiny numbers and a tiny model: a smoke test, CPU is fine"
+    )
     p.add_argument("--model", default=None, help="timm model (default eva02_large_patch14_224.mim_m38m)")
     p.add_argument("--images", type=int, default=None, help="images in the end-to-end shard (default 3000)")
     p.add_argument("--distinct", type=int, default=None, help="distinct JPEGs generated (default 64)")
     p.add_argument("--batch-size", type=int, default=None, help="default 256")
-    p.add_argument("--workers", type=int, default=None, help="DataLoader workers (default cores - 2, at most 14)")
+    p.add_argument(
+        "--workers", type=int, default=None, help="DataLoader workers (default cores - 2, at most 14)"
+    )
     p.add_argument("--thesis-images", type=int, default=None, help="images for the thesis loop (default 50)")
     p.add_argument("--precision", default="auto", help="auto = bf16 on CUDA")
     p.add_argument("--device", default="auto")
     p.add_argument("--nvjpeg", action="store_true", help="also measure decode='nvjpeg'")
     p.add_argument("--compile", action="store_true", help="also measure torch.compile")
     p.add_argument("--exact", action="store_true", help="also measure decode='exact'")
-    p.add_argument("--budget-s", type=float, default=None, help="skip steps that would end after this (default 330)")
+    p.add_argument(
+        "--budget-s", type=float, default=None, help="skip steps that would end after this (default 330)"
+    )
     args = p.parse_args(argv)
     OUT = Path(args.out)
 
@@ -190,11 +206,24 @@ def main(argv=None) -> int:
     cuda = dev.type == "cuda"
 
     env = {
-        "python": sys.version.split()[0], "torch": torch.__version__, "torchvision": torchvision.__version__,
-        "timm": timm.__version__, "platform": platform.platform(), "cores": cores, "device": str(dev),
-        "device_name": torch.cuda.get_device_name(dev) if cuda else platform.processor() or platform.machine(),
-        "model": model_name, "images": n_images, "distinct": n_distinct, "batch_size": batch, "workers": workers,
-        "thesis_images": n_thesis, "precision": args.precision, "budget_s": budget,
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "timm": timm.__version__,
+        "platform": platform.platform(),
+        "cores": cores,
+        "device": str(dev),
+        "device_name": (
+            torch.cuda.get_device_name(dev) if cuda else platform.processor() or platform.machine()
+        ),
+        "model": model_name,
+        "images": n_images,
+        "distinct": n_distinct,
+        "batch_size": batch,
+        "workers": workers,
+        "thesis_images": n_thesis,
+        "precision": args.precision,
+        "budget_s": budget,
     }
     try:
         env["shm_free_gb"] = round(shutil.disk_usage("/dev/shm").free / 1e9, 1)
@@ -213,11 +242,17 @@ def main(argv=None) -> int:
         uniq = generate(n_distinct, procs=min(cores, 16))
         images = [uniq[i % len(uniq)] for i in range(n_images)]
         shard = write_shard(tmp / "shard.parquet", images)
-        RESULTS["data"] = {"distinct": len(uniq), "images": n_images, "mean_kb": sum(map(len, uniq)) / len(uniq) / 1e3,
-                           "seconds": time.perf_counter() - t}
+        RESULTS["data"] = {
+            "distinct": len(uniq),
+            "images": n_images,
+            "mean_kb": sum(map(len, uniq)) / len(uniq) / 1e3,
+            "seconds": time.perf_counter() - t,
+        }
         save()
-        say(f"data: {n_images} JPEGs ({len(uniq)} distinct, mean {RESULTS['data']['mean_kb']:.0f} kB) "
-            f"in {RESULTS['data']['seconds']:.1f} s")
+        say(
+            f"data: {n_images} JPEGs ({len(uniq)} distinct, mean {RESULTS['data']['mean_kb']:.0f} kB) "
+            f"in {RESULTS['data']['seconds']:.1f} s"
+        )
 
         # ---- model (random weights after manual_seed(0); cached for every step below)
         t = time.perf_counter()
@@ -229,29 +264,68 @@ def main(argv=None) -> int:
         # on CPU the model gets the cores the decoding workers leave (as in embed_shard)
         model_threads = None if cuda else max(1, cores - workers)
 
-        r = step("model_only", lambda: E.model_only_rate(model_name, False, iters=12 if not quick else 2,
-                                                         warmup=3 if not quick else 1, threads=model_threads,
-                                                         **common), budget=budget)
+        r = step(
+            "model_only",
+            lambda: E.model_only_rate(
+                model_name,
+                False,
+                iters=12 if not quick else 2,
+                warmup=3 if not quick else 1,
+                threads=model_threads,
+                **common,
+            ),
+            budget=budget,
+        )
         if r:
             say(f"model only: {r['img_per_s']:.0f} img/s ({r['dtype']}, batch {batch})")
 
         def e2e(decode="fast", compile=False, n=None):
             out = tmp / f"emb_{decode}_{int(compile)}.parquet"
-            st = E.embed_shard(shard, out, timm_name=model_name, pretrained=False, decode=decode, workers=workers,
-                               compile=compile, progress=True, **common)
+            st = E.embed_shard(
+                shard,
+                out,
+                timm_name=model_name,
+                pretrained=False,
+                decode=decode,
+                workers=workers,
+                compile=compile,
+                progress=True,
+                **common,
+            )
             out.unlink(missing_ok=True)
-            return {k: st[k] for k in ("img_per_s", "steady_img_per_s", "seconds", "first_batch_s", "n_rows",
-                                       "n_failed", "dtype", "device_name", "embedding_dim")}
+            return {
+                k: st[k]
+                for k in (
+                    "img_per_s",
+                    "steady_img_per_s",
+                    "seconds",
+                    "first_batch_s",
+                    "n_rows",
+                    "n_failed",
+                    "dtype",
+                    "device_name",
+                    "embedding_dim",
+                )
+            }
 
         r = step("end_to_end", e2e, budget=budget)
         if r:
-            say(f"end to end: {r['img_per_s']:.0f} img/s (steady {r['steady_img_per_s']:.0f}; first batch after "
-                f"{r['first_batch_s']:.1f} s; {r['n_failed']} failed)")
+            say(
+                f"end to end: {r['img_per_s']:.0f} img/s (steady {r['steady_img_per_s']:.0f}; first batch after "
+                f"{r['first_batch_s']:.1f} s; {r['n_failed']} failed)"
+            )
 
-        r = step("decode_only", lambda: E.decode_only_rate(shard, model_name, decode="fast", batch_size=batch,
-                                                           workers=workers, device=args.device), budget=budget)
+        r = step(
+            "decode_only",
+            lambda: E.decode_only_rate(
+                shard, model_name, decode="fast", batch_size=batch, workers=workers, device=args.device
+            ),
+            budget=budget,
+        )
         if r:
-            say(f"decode only: {r['img_per_s']:.0f} img/s (steady {r['steady_img_per_s']:.0f}, {workers} workers)")
+            say(
+                f"decode only: {r['img_per_s']:.0f} img/s (steady {r['steady_img_per_s']:.0f}, {workers} workers)"
+            )
 
         def thesis():
             model, _ = E.load_model(model_name, False)
@@ -266,27 +340,58 @@ def main(argv=None) -> int:
             if not cuda:
                 say("SKIP nvjpeg: needs CUDA")
             else:
-                r = step("decode_only_nvjpeg", lambda: E.decode_only_rate(
-                    shard, model_name, decode="nvjpeg", batch_size=batch, workers=workers, device=args.device),
-                    budget=budget, need_s=15)
+                r = step(
+                    "decode_only_nvjpeg",
+                    lambda: E.decode_only_rate(
+                        shard,
+                        model_name,
+                        decode="nvjpeg",
+                        batch_size=batch,
+                        workers=workers,
+                        device=args.device,
+                    ),
+                    budget=budget,
+                    need_s=15,
+                )
                 if r:
-                    say(f"decode only (nvjpeg): {r['img_per_s']:.0f} img/s (steady {r['steady_img_per_s']:.0f})")
+                    say(
+                        f"decode only (nvjpeg): {r['img_per_s']:.0f} img/s (steady {r['steady_img_per_s']:.0f})"
+                    )
                 r = step("end_to_end_nvjpeg", lambda: e2e("nvjpeg"), budget=budget, need_s=20)
                 if r:
-                    say(f"end to end (nvjpeg): {r['img_per_s']:.0f} img/s (steady {r['steady_img_per_s']:.0f})")
+                    say(
+                        f"end to end (nvjpeg): {r['img_per_s']:.0f} img/s (steady {r['steady_img_per_s']:.0f})"
+                    )
         if args.exact:
-            r = step("decode_only_exact", lambda: E.decode_only_rate(
-                shard, model_name, decode="exact", batch_size=batch, workers=workers, device=args.device),
-                budget=budget, need_s=15)
+            r = step(
+                "decode_only_exact",
+                lambda: E.decode_only_rate(
+                    shard, model_name, decode="exact", batch_size=batch, workers=workers, device=args.device
+                ),
+                budget=budget,
+                need_s=15,
+            )
             if r:
                 say(f"decode only (exact): {r['img_per_s']:.0f} img/s (steady {r['steady_img_per_s']:.0f})")
         if args.compile:
-            r = step("model_only_compile", lambda: E.model_only_rate(
-                model_name, False, compile=True, iters=12 if not quick else 2, warmup=2, threads=model_threads,
-                **common),
-                budget=budget, need_s=90)
+            r = step(
+                "model_only_compile",
+                lambda: E.model_only_rate(
+                    model_name,
+                    False,
+                    compile=True,
+                    iters=12 if not quick else 2,
+                    warmup=2,
+                    threads=model_threads,
+                    **common,
+                ),
+                budget=budget,
+                need_s=90,
+            )
             if r:
-                say(f"model only (compile): {r['img_per_s']:.0f} img/s (compile+warm-up {r['warmup_s']:.0f} s)")
+                say(
+                    f"model only (compile): {r['img_per_s']:.0f} img/s (compile+warm-up {r['warmup_s']:.0f} s)"
+                )
             r = step("end_to_end_compile", lambda: e2e(compile=True), budget=budget, need_s=60)
             if r:
                 say(f"end to end (compile): {r['img_per_s']:.0f} img/s (steady {r['steady_img_per_s']:.0f})")
@@ -315,21 +420,36 @@ def main(argv=None) -> int:
             summary[f"{extra}_vs_thesis"] = rate(extra) / th
         if rate(extra) and m:
             summary[f"{extra}_vs_model_only"] = rate(extra) / m
-    best = max((v for v in (e, rate("end_to_end_nvjpeg"), rate("end_to_end_compile")) if v), default=None)
-    if best and m:
-        summary["best_end_to_end_vs_model_only"] = best / (max(m, rate("model_only_compile") or 0)
-                                                           if rate("end_to_end_compile") == best else m)
+    modes = {"fast": e, "nvjpeg": rate("end_to_end_nvjpeg"), "compile": rate("end_to_end_compile")}
+    modes = {k: v for k, v in modes.items() if v}
+    if modes:
+        best_mode = max(modes, key=modes.get)
+        summary["best_end_to_end_mode"] = best_mode
+        if m:
+            summary["best_end_to_end_vs_model_only"] = modes[best_mode] / m
+        if th:
+            summary["best_end_to_end_vs_thesis"] = modes[best_mode] / th
     summary["targets"] = {
-        "end_to_end >= 70% of model only": summary.get("end_to_end_vs_model_only", 0) >= 0.70,
-        "end_to_end >= 100x thesis loop": summary.get("end_to_end_vs_thesis", 0) >= 100,
+        "end_to_end (decode=fast) >= 70% of model only": summary.get("end_to_end_vs_model_only", 0) >= 0.70,
+        "end_to_end (decode=fast) >= 100x thesis loop": summary.get("end_to_end_vs_thesis", 0) >= 100,
+        "best end_to_end >= 70% of model only": summary.get("best_end_to_end_vs_model_only", 0) >= 0.70,
+        "best end_to_end >= 100x thesis loop": summary.get("best_end_to_end_vs_thesis", 0) >= 100,
     }
     summary["total_seconds"] = elapsed()
     RESULTS["summary"] = summary
     save()
     say("summary:")
-    rows = [("model only", m), ("decode only", d), ("end to end", e), ("end to end steady", es), ("thesis loop", th),
-            ("decode only nvjpeg", rate("decode_only_nvjpeg")), ("end to end nvjpeg", rate("end_to_end_nvjpeg")),
-            ("model only compile", rate("model_only_compile")), ("end to end compile", rate("end_to_end_compile"))]
+    rows = [
+        ("model only", m),
+        ("decode only", d),
+        ("end to end", e),
+        ("end to end steady", es),
+        ("thesis loop", th),
+        ("decode only nvjpeg", rate("decode_only_nvjpeg")),
+        ("end to end nvjpeg", rate("end_to_end_nvjpeg")),
+        ("model only compile", rate("model_only_compile")),
+        ("end to end compile", rate("end_to_end_compile")),
+    ]
     for label, v in rows:
         if v:
             print(f"  {label:22s} {v:10.1f} img/s", flush=True)

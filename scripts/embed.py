@@ -19,4 +19,5 @@ with to_log(snakemake.log[0]):
         device=runtime["device"],
         compile=runtime["compile"],
         checkpoint_every=runtime["checkpoint_every"],
+        threads=snakemake.threads,
     )

@@ -59,8 +59,10 @@ def encode(img: Image.Image, fmt: str, **kw) -> bytes:
 
 def small_jpegs(n: int, seed: int = 0) -> list[bytes]:
     rng = np.random.default_rng(seed)
-    return [synthetic_jpeg(int(rng.integers(120, 260)), int(rng.integers(120, 260)), seed=seed * 1000 + i)
-            for i in range(n)]
+    return [
+        synthetic_jpeg(int(rng.integers(120, 260)), int(rng.integers(120, 260)), seed=seed * 1000 + i)
+        for i in range(n)
+    ]
 
 
 def odd_images() -> dict[str, tuple[bytes | None, bool]]:
@@ -108,7 +110,12 @@ def _png_header(width: int, height: int) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
 
 
 def assert_same_embeddings(a: pa.Table, b: pa.Table) -> None:
@@ -130,8 +137,10 @@ def embedded(tmp_path_factory):
     imgs0 = small_jpegs(11, seed=1) + [b"not an image"]
     imgs1 = small_jpegs(8, seed=2)
     imgs1[3] = imgs1[3][:200]  # truncated
-    shards = [write_shard(d / "shards" / "s0.parquet", imgs0, start=0),
-              write_shard(d / "shards" / "s1.parquet", imgs1, start=12)]
+    shards = [
+        write_shard(d / "shards" / "s0.parquet", imgs0, start=0),
+        write_shard(d / "shards" / "s1.parquet", imgs1, start=12),
+    ]
     outs, stats = [], []
     for s in shards:
         out = d / "embeddings" / "vit" / s.name
@@ -139,8 +148,15 @@ def embedded(tmp_path_factory):
         outs.append(out)
     split = d / "split.parquet"
     ids = np.arange(20)
-    write_parquet(pa.table({"row_id": pa.array(ids, pa.int64()),
-                            "split": pa.array(np.array(["train", "val", "test", "train"])[ids % 4])}), split)
+    write_parquet(
+        pa.table(
+            {
+                "row_id": pa.array(ids, pa.int64()),
+                "split": pa.array(np.array(["train", "val", "test", "train"])[ids % 4]),
+            }
+        ),
+        split,
+    )
     return {"dir": d, "shards": shards, "outs": outs, "stats": stats, "split": split}
 
 
@@ -161,9 +177,24 @@ def test_output_contract(embedded):
     emb = _embedding_values(t["embedding"])[:11]
     assert np.isfinite(emb).all() and np.linalg.norm(emb, axis=1).min() > 0
     meta = read_meta(out)
-    for key in ("timm_name", "timm_version", "pretrained", "weights_fingerprint", "data_config", "decode",
-                "precision", "dtype", "torch_version", "device", "device_name", "rows", "failures",
-                "seconds", "img_per_s", "embedding_dim"):
+    for key in (
+        "timm_name",
+        "timm_version",
+        "pretrained",
+        "weights_fingerprint",
+        "data_config",
+        "decode",
+        "precision",
+        "dtype",
+        "torch_version",
+        "device",
+        "device_name",
+        "rows",
+        "failures",
+        "seconds",
+        "img_per_s",
+        "embedding_dim",
+    ):
         assert key in meta, key
     assert meta["timm_name"] == "test_vit" and meta["pretrained"] is False
     assert meta["data_config"]["input_size"] == [3, 160, 160]
@@ -194,11 +225,21 @@ def test_bad_images_become_error_rows_and_workers_agree(tmp_path):
 
 def test_fast_decode_matches_exact_on_wikiart_sized_images(tmp_path):
     sizes = wikiart_like_sizes(6, seed=5, long_side=(1500, 2000))
-    shard = write_shard(tmp_path / "big.parquet", [synthetic_jpeg(w, h, seed=i) for i, (w, h) in enumerate(sizes)])
+    shard = write_shard(
+        tmp_path / "big.parquet", [synthetic_jpeg(w, h, seed=i) for i, (w, h) in enumerate(sizes)]
+    )
     emb = {}
     for mode in ("fast", "exact"):
-        embed_shard(shard, tmp_path / f"{mode}.parquet", timm_name="convnext_atto", pretrained=False,
-                    decode=mode, batch_size=6, progress=False, threads=1)
+        embed_shard(
+            shard,
+            tmp_path / f"{mode}.parquet",
+            timm_name="convnext_atto",
+            pretrained=False,
+            decode=mode,
+            batch_size=6,
+            progress=False,
+            threads=1,
+        )
         emb[mode] = _embedding_values(pq.read_table(tmp_path / f"{mode}.parquet")["embedding"])
         assert read_meta(tmp_path / f"{mode}.parquet")["decode"] == mode
     fast, exact = emb["fast"], emb["exact"]
@@ -263,14 +304,24 @@ def test_nvjpeg_path_logic_on_cpu():
     base = Image.open(io.BytesIO(synthetic_jpeg(900, 600, seed=1)))
     exif = Image.Exif()
     exif[0x0112] = 6
-    imgs = [synthetic_jpeg(1500, 1100, seed=2), encode(base, "JPEG", exif=exif.tobytes()),
-            encode(base.convert("CMYK"), "JPEG"), encode(base.convert("L"), "JPEG"),
-            encode(Image.new("RGB", (4000, 3), (10, 200, 10)), "JPEG"), b"\xff\xd8\xff garbage",
-            synthetic_jpeg(700, 1200, seed=3)[:5000], synthetic_jpeg(700, 1200, seed=3) + b"\0\0",
-            encode(base, "JPEG", progressive=True)]
+    imgs = [
+        synthetic_jpeg(1500, 1100, seed=2),
+        encode(base, "JPEG", exif=exif.tobytes()),
+        encode(base.convert("CMYK"), "JPEG"),
+        encode(base.convert("L"), "JPEG"),
+        encode(Image.new("RGB", (4000, 3), (10, 200, 10)), "JPEG"),
+        b"\xff\xd8\xff garbage",
+        synthetic_jpeg(700, 1200, seed=3)[:5000],
+        synthetic_jpeg(700, 1200, seed=3) + b"\0\0",
+        encode(base, "JPEG", progressive=True),
+    ]
     ds = ShardImages(pa.chunked_array([pa.array(imgs, pa.binary())]), prep, gpu_jpeg=True)
     batch = collate([ds[i] for i in range(len(imgs))])
-    assert batch["jpeg_index"] == [0, 3, 4, 7] and batch["pixel_index"] == [1, 2, 8]  # EXIF, CMYK, progressive
+    assert batch["jpeg_index"] == [0, 3, 4, 7] and batch["pixel_index"] == [
+        1,
+        2,
+        8,
+    ]  # EXIF, CMYK, progressive
     assert sorted(batch["errors"]) == [5, 6] and batch["errors"][6].startswith("truncated")
     runner = _Runner(None, None, prep, torch.device("cpu"), torch.float32, 8, pad=False, channels_last=False)
     out, errors = _gpu_jpeg_batch(batch, ds, runner)
@@ -292,8 +343,11 @@ def test_resume_uses_matching_partial_state_and_discards_the_rest(tmp_path, monk
     embed_shard(shard, out, batch_size=4, checkpoint_every=1, **TINY)
     partial = out.parent / PARTIAL_DIR / "s"
     chunks = sorted(p.name for p in partial.glob("rows-*.arrow"))
-    assert chunks == ["rows-000000000-000000004.arrow", "rows-000000004-000000008.arrow",
-                      "rows-000000008-000000011.arrow"]
+    assert chunks == [
+        "rows-000000000-000000004.arrow",
+        "rows-000000004-000000008.arrow",
+        "rows-000000008-000000011.arrow",
+    ]
     # drop the last chunk: the rerun recomputes only rows 8..10 and matches bit for bit
     (partial / chunks[-1]).unlink()
     out.unlink()
@@ -305,12 +359,13 @@ def test_resume_uses_matching_partial_state_and_discards_the_rest(tmp_path, monk
     assert stats["n_resumed"] == 0
     state = json.loads((partial / "state.json").read_text())
     assert state["batch_size"] == 3
-    stats = embed_shard(shard, out, batch_size=3, checkpoint_every=1, **{**TINY, "timm_name": "test_convnext"})
+    stats = embed_shard(
+        shard, out, batch_size=3, checkpoint_every=1, **{**TINY, "timm_name": "test_convnext"}
+    )
     assert stats["n_resumed"] == 0
 
 
-RUNNER = textwrap.dedent(
-    """
+RUNNER = textwrap.dedent("""
     import json, logging, sys, time
     import artprobe.embed as E
 
@@ -324,14 +379,18 @@ RUNNER = textwrap.dedent(
     stats = E.embed_shard(sys.argv[1], sys.argv[2], timm_name="test_vit", pretrained=False,
                           precision="fp32", batch_size=8, checkpoint_every=1, progress=False, threads=1)
     print(json.dumps(stats))
-    """
-)
+    """)
 
 
 def _start(script: Path, shard: Path, out: Path) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
-    return subprocess.Popen([sys.executable, str(script), str(shard), str(out)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, str(script), str(shard), str(out)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _kill_when(proc: subprocess.Popen, ready, timeout: float = 120) -> None:
@@ -389,20 +448,26 @@ def test_sigkill_and_resume_is_bit_identical(tmp_path):
 
 def test_merge_joins_targets_and_split(embedded, tmp_path):
     out, fail = tmp_path / "vit.parquet", tmp_path / "vit.failures.parquet"
-    merge_embeddings(embedded["outs"], embedded["shards"], embedded["split"], out, fail, targets=["style", "genre"])
+    merge_embeddings(
+        embedded["outs"], embedded["shards"], embedded["split"], out, fail, targets=["style", "genre"]
+    )
     t = pq.read_table(out)
     assert t.column_names == ["row_id", "split", "style", "genre", "embedding"]
     ids = t["row_id"].to_pylist()
     assert ids == sorted(set(range(20)) - {11, 15})
     assert t["split"].to_pylist() == [["train", "val", "test", "train"][i % 4] for i in ids]
-    assert t["style"].type == pa.int16() and t["style"].to_pylist() == [(i - (0 if i < 12 else 12)) % 3 for i in ids]
+    assert t["style"].type == pa.int16() and t["style"].to_pylist() == [
+        (i - (0 if i < 12 else 12)) % 3 for i in ids
+    ]
     assert t["embedding"].null_count == 0
     # the merged embedding of a row equals the shard's
     e0 = _embedding_values(pq.read_table(embedded["outs"][0])["embedding"])
     assert np.array_equal(_embedding_values(t["embedding"])[:11], e0[:11])
     f = pq.read_table(fail)
     assert f.column_names == ["row_id", "reason"] and f["row_id"].to_pylist() == [11, 15]
-    assert f["reason"][0].as_py().startswith("not an image") and f["reason"][1].as_py().startswith("truncated")
+    assert f["reason"][0].as_py().startswith("not an image") and f["reason"][1].as_py().startswith(
+        "truncated"
+    )
     meta = read_meta(out)
     assert meta["timm_name"] == "test_vit" and meta["classes"]["style"] == ["style-0", "style-1", "style-2"]
     assert [s["shard"] for s in meta["shards"]] == ["s0.parquet", "s1.parquet"]
@@ -412,8 +477,17 @@ def test_merge_joins_targets_and_split(embedded, tmp_path):
 def _fake_embeddings(path: Path, row_ids, dim: int = 8, **meta) -> Path:
     n = len(row_ids)
     emb = np.random.default_rng(0).standard_normal((n, dim)).astype(np.float32)
-    prov = {"timm_name": "m", "timm_version": "1", "pretrained": False, "weights_fingerprint": "abc",
-            "data_config": {}, "decode": "fast", "dtype": "float32", "embedding_dim": dim, **meta}
+    prov = {
+        "timm_name": "m",
+        "timm_version": "1",
+        "pretrained": False,
+        "weights_fingerprint": "abc",
+        "data_config": {},
+        "decode": "fast",
+        "dtype": "float32",
+        "embedding_dim": dim,
+        **meta,
+    }
     write_parquet(with_meta(embedding_table(row_ids, emb, np.ones(n, bool), [None] * n), prov), path)
     return path
 
@@ -451,7 +525,10 @@ def test_merge_refuses_inconsistent_shards_and_writes_nothing(merge_case, second
 
 def test_merge_refuses_rows_without_split_and_unknown_targets(merge_case):
     d, shards, split = merge_case
-    embs = [_fake_embeddings(d / "e0.parquet", list(range(5))), _fake_embeddings(d / "e1.parquet", list(range(5, 10)))]
+    embs = [
+        _fake_embeddings(d / "e0.parquet", list(range(5))),
+        _fake_embeddings(d / "e1.parquet", list(range(5, 10))),
+    ]
     write_parquet(pa.table({"row_id": pa.array(np.arange(9), pa.int64()), "split": ["train"] * 9}), split)
     with pytest.raises(MergeError, match=r"no split .*: 9"):
         merge_embeddings(embs, shards, split, d / "m.parquet", d / "f.parquet", targets=["style"])

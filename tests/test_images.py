@@ -30,13 +30,16 @@ def encode(img: Image.Image, fmt: str, **kw) -> bytes:
 def gradient_rgb(w: int = 64, h: int = 48) -> Image.Image:
     x = np.linspace(0, 255, w, dtype=np.float32)[None, :, None]
     y = np.linspace(0, 255, h, dtype=np.float32)[:, None, None]
-    arr = np.concatenate([np.broadcast_to(x, (h, w, 1)), np.broadcast_to(y, (h, w, 1)),
-                          np.full((h, w, 1), 128, np.float32)], axis=2)
+    arr = np.concatenate(
+        [np.broadcast_to(x, (h, w, 1)), np.broadcast_to(y, (h, w, 1)), np.full((h, w, 1), 128, np.float32)],
+        axis=2,
+    )
     return Image.fromarray(arr.astype(np.uint8), "RGB")
 
 
 def png_with_header_size(width: int, height: int) -> bytes:
     """A tiny valid-looking PNG whose header claims ``width`` x ``height`` pixels."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
@@ -256,8 +259,14 @@ def test_precrop_then_transform_matches_the_plain_transform():
     """Pre-cropping an extreme panorama changes the model input by (almost) nothing."""
     from timm.data import create_transform
 
-    cfg = dict(input_size=(3, 224, 224), interpolation="bicubic", crop_pct=0.875, crop_mode="center",
-               mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+    cfg = dict(
+        input_size=(3, 224, 224),
+        interpolation="bicubic",
+        crop_pct=0.875,
+        crop_mode="center",
+        mean=(0.5, 0.5, 0.5),
+        std=(0.5, 0.5, 0.5),
+    )
     tf = create_transform(**cfg, is_training=False)
     img = to_rgb(Image.open(io.BytesIO(synthetic_jpeg(1500, 250, seed=3))))  # 6:1
     ref = tf(img)

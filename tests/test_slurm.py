@@ -134,6 +134,9 @@ def _test_profile() -> dict:
 
 def _prepare(dest: Path) -> Path:
     work = copy_workflow(dest)
+    # the package too (used through PYTHONPATH): jobs then run this snapshot even while
+    # the repository changes under a long test
+    shutil.copytree(ROOT / "artprobe", work / "artprobe", ignore=shutil.ignore_patterns("__pycache__"))
     (work / "slurm-test.yaml").write_text(OVERLAY)
     folder = work / "profiles" / "slurm-test"
     folder.mkdir()
@@ -151,12 +154,12 @@ def _cmd(*extra: str) -> list[str]:
     ]  # fmt: skip
 
 
-def _env() -> dict:
-    return dict(os.environ, PYTHONPATH=str(ROOT))
+def _env(work: Path) -> dict:
+    return dict(os.environ, PYTHONPATH=str(work))  # the snapshot of artprobe (see _prepare)
 
 
 def _run(work: Path, *extra: str, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run(_cmd(*extra), cwd=work, env=_env(), capture_output=True, text=True, timeout=RUN_TIMEOUT + 60)
+    proc = subprocess.run(_cmd(*extra), cwd=work, env=_env(work), capture_output=True, text=True, timeout=RUN_TIMEOUT + 60)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(extra)} failed ({proc.returncode}):\n{proc.stderr[-8000:]}\n{_debug(work)}")
     return proc
@@ -189,7 +192,7 @@ def slurm_run(cluster, tmp_path_factory):
     t0 = time.monotonic()
     first = work / "first.log"
     with open(first, "w") as out:
-        proc = subprocess.Popen(_cmd(), cwd=work, env=_env(), stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(_cmd(), cwd=work, env=_env(work), stdout=out, stderr=subprocess.STDOUT)
         try:
             run_id = _wait_for_running_gpu_job(proc, first)
             # kill snakemake itself (the child of `timeout`), as a dropped login session does
@@ -270,13 +273,13 @@ def test_embed_jobs_get_the_gpu(slurm_run, cluster):
     for jobid, rule in submitted:
         info = _scontrol(jobid)
         assert "Requeue=1" in info, info  # slurm-requeue: true in the profile
+        ran = jobid in rerun_ids or "JobState=COMPLETED" in info  # not: cancelled while pending
         if rule == "embed":
-            assert "Partition=gpu" in info, info
-            assert "JOB_GRES=gpu:1" in info and "TresPerJob=gres:gpu:1" in info, info
+            assert "Partition=gpu" in info and "TresPerJob=gres:gpu:1" in info, info  # asked for
+            assert not ran or "JOB_GRES=gpu:1" in info, info  # and got
         else:
-            assert "Partition=cpu" in info, info
-            assert "JOB_GRES=(null)" in info, info
-        if jobid in rerun_ids or "JobState=COMPLETED" in info:
+            assert "Partition=cpu" in info and "JOB_GRES=(null)" in info, info
+        if ran:
             assert "JobState=COMPLETED" in info, info
             assert steps[jobid]["0"] == ("0" if rule == "embed" else "none"), (rule, steps[jobid])
     # what the embed step recorded about its device, where it records it
@@ -297,19 +300,25 @@ def test_kill_unlock_rerun_incomplete(slurm_run, tmp_path):
     # the recovered run ends where an uninterrupted one ends
     dry = _run(work, "-n")
     assert "Nothing to be done" in dry.stdout + dry.stderr, dry.stderr[-3000:]
-    from artprobe.embed import embed_shard
-
+    # the shards embedded again in one go, by the same code (the snapshot) in a fresh process
+    shards = sorted((out / "shards").glob("*.parquet"))
+    reference = (
+        "import sys\n"
+        "from artprobe.embed import embed_shard\n"
+        "for shard in sys.argv[2:]:\n"
+        "    embed_shard(shard, sys.argv[1] + '/' + shard.rsplit('/', 1)[1], timm_name='test_vit',\n"
+        "        pretrained=False, decode='fast', precision='fp32', batch_size=8, workers=0, device='cpu',\n"
+        "        compile=False, checkpoint_every=1, threads=1, progress=False)\n"
+    )
+    subprocess.run(
+        [sys.executable, "-c", reference, str(tmp_path), *map(str, shards)], env=_env(work), check=True, timeout=300
+    )
     merged = pq.read_table(out / "embeddings" / "vit.parquet").to_pandas()
     failures = pq.read_table(out / "embeddings" / "vit.failures.parquet").to_pandas()
     fresh = []
-    for shard in sorted((out / "shards").glob("*.parquet")):
+    for shard in shards:
         part = pq.read_table(out / "embeddings" / "vit" / shard.name).to_pandas()
-        ref_path = tmp_path / shard.name
-        embed_shard(
-            str(shard), str(ref_path), timm_name="test_vit", pretrained=False, decode="fast", precision="fp32",
-            batch_size=8, workers=0, device="cpu", compile=False, checkpoint_every=1, threads=1, progress=False,
-        )  # fmt: skip
-        ref = pq.read_table(ref_path).to_pandas()
+        ref = pq.read_table(tmp_path / shard.name).to_pandas()
         assert part["row_id"].tolist() == ref["row_id"].tolist()
         assert part["error"].isna().tolist() == ref["error"].isna().tolist()
         ok = ref["error"].isna()

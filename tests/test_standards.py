@@ -32,6 +32,11 @@ from pathlib import Path
 from snakemake.api import SnakemakeApi
 from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings
 
+def plain(value):  # snakemake 9 wraps resources in Resource objects
+    if hasattr(value, "is_evaluable"):
+        return "<function>" if value.is_evaluable() else value.value
+    return value if isinstance(value, (int, str)) else "<function>"
+
 with SnakemakeApi(OutputSettings()) as api:
     wf = api.workflow(
         resource_settings=ResourceSettings(),
@@ -44,7 +49,7 @@ with SnakemakeApi(OutputSettings()) as api:
         rules[rule.name] = {
             "log": bool(rule.log),
             "benchmark": rule.benchmark is not None,
-            "resources": {k: v for k, v in rule.resources.items() if not k.startswith("_") and isinstance(v, (int, str))},
+            "resources": {k: plain(v) for k, v in rule.resources.items() if not k.startswith("_")},
             "conda": str(rule.conda_env) if rule.conda_env is not None else None,
             "outputs": len(rule.output),
         }
@@ -187,7 +192,7 @@ for path in sys.argv[1:]:
         a = pd.read_parquet(path)
         b = pl.read_parquet(path)
         c = duckdb.sql(f"select * from read_parquet('{path}')").df()
-        d = duckdb.sql(f"select min(len(embedding)), max(len(embedding)) from read_parquet('{path}')").fetchone()
+        d = duckdb.sql(f"select min(len(embedding)), max(len(embedding)) from read_parquet('{path}')").fetchall()[0]
         out[path] = {
             "shapes": [list(a.shape), list(b.shape), list(c.shape)],
             "dims": [len(a["embedding"].iloc[0]), b["embedding"].to_numpy().shape[1], d[0], d[1]],
