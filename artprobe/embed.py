@@ -76,6 +76,9 @@ IDENTITY_KEYS = (
     "embedding_dim",
 )
 PARTIAL_DIR = ".partial"
+#: decode="fast" decodes JPEGs at a reduced DCT scale while the short side stays >= this
+#: many times the model's resize target (then the model's own resize runs as usual).
+DRAFT_MARGIN = 1.0
 _STATE_VERSION = 1
 _CHUNK_RE = re.compile(r"^rows-(\d+)-(\d+)\.arrow$")
 
@@ -230,7 +233,7 @@ def build_preprocess(data_config: dict, decode: str = "fast", *, max_pixels=DEFA
         decode=decode,
         crop=(int(h), int(w)),
         resize_short=int(min(scale)),
-        draft_short=2 * int(max(scale)),
+        draft_short=int(DRAFT_MARGIN * max(scale)),
         center=center,
         pil_stage=pil_stage,
         mean=mean,

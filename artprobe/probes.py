@@ -8,13 +8,18 @@ config fails before any job runs, naming the key) and :func:`fit` in the classif
     The bachelor-thesis protocol, reproduced faithfully from its Keras code in torch:
     Dense(hidden, relu, kernel L2 as Keras adds it: ``l2 * sum(W**2)`` of that kernel
     added to every batch's loss) -> Dense(n_classes, softmax); Glorot-uniform kernels
-    and zero biases; Adam (``epsilon`` 1e-7) with Keras' ``ExponentialDecay``
+    and zero biases; Adam (``epsilon`` 1e-7; torch adds it after the bias correction,
+    Keras before: a difference of order 1e-7 / sqrt(v)) with Keras' ``ExponentialDecay``
     (``lr * decay_rate ** (step / decay_steps)``, not staircase); ``batch_size`` 32;
-    at most ``epochs`` epochs with Keras' ``EarlyStopping(monitor="val_loss")``
-    semantics. As in Keras, the reported losses include the L2 term, ``class_weight``
-    only weights the training loss (sum of weighted losses / batch size), and
-    ``val_loss`` is unweighted. On CUDA the training step is captured once in a CUDA
-    graph and replayed, so a batch-32 step costs one launch instead of ~40.
+    each epoch visits the training rows in a fresh seeded permutation; at most
+    ``epochs`` epochs with Keras' ``EarlyStopping(monitor="val_loss")`` semantics
+    (``patience``, ``min_delta``; ``restore_best`` restores the best epoch's weights at
+    the end, stopped early or not, as Keras 3 does; default False: the last epoch's
+    weights are kept, as in the thesis). As in Keras, the logged losses include the L2
+    term (the train loss's L2 part is the mean of its values at the start and end of the
+    epoch), ``class_weight`` weights only the training loss (sum of weighted losses /
+    batch size) and ``val_loss`` is unweighted. On CUDA the training step is captured
+    once in a CUDA graph and replayed, so a batch-32 step costs one launch, not ~40.
 ``linear``
     Multinomial logistic regression (softmax regression, unpenalised intercept) on
     standardised or L2-normalised embeddings, minimised full-batch with L-BFGS in

@@ -39,7 +39,7 @@ def splits(X, y, val=0.2, test=0.3):
 
 def run(kind, data, n_classes, seed=0, **overrides):
     params = resolve_params(kind, {**FAST[kind], **overrides})
-    return fit(kind, params, *data[:5], n_classes=n_classes, seed=seed, threads=2, device="cpu")
+    return fit(kind, params, *data[:5], n_classes=n_classes, seed=seed, threads=1, device="cpu")
 
 
 # -- parameters ------------------------------------------------------------------------
