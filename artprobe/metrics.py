@@ -69,8 +69,11 @@ class _Counts:
 
     def point(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         L = self.L
-        return (np.bincount(self.t, minlength=L), np.bincount(self.p, minlength=L),
-                np.bincount(self.t[self.hit], minlength=L))
+        return (
+            np.bincount(self.t, minlength=L),
+            np.bincount(self.p, minlength=L),
+            np.bincount(self.t[self.hit], minlength=L),
+        )
 
     def boot(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(support, predicted, correct) per resample and class: arrays [b, L]."""
@@ -78,8 +81,9 @@ class _Counts:
         offset = (np.arange(b) * L)[:, None]
 
         def count(codes, weights=None):
-            return np.bincount((codes + offset).ravel(), weights=weights,
-                               minlength=b * L).reshape(b, L)
+            return np.bincount((codes + offset).ravel(), weights=weights, minlength=b * L).reshape(
+                b, L
+            )
 
         t = self.t[idx]
         support = count(t)
@@ -198,8 +202,16 @@ def evaluate(
             "f1_ci_low": lo,
             "f1_ci_high": hi,
         }
-    out.update({"per_class": per_class, "n_test": int(n), "n_boot": int(n_boot),
-                "ci": float(ci), "seed": int(seed), "top_k": int(k)})
+    out.update(
+        {
+            "per_class": per_class,
+            "n_test": int(n),
+            "n_boot": int(n_boot),
+            "ci": float(ci),
+            "seed": int(seed),
+            "top_k": int(k),
+        }
+    )
     return out
 
 
@@ -263,8 +275,10 @@ def paired_bootstrap(
     b = _metric_point(metric, cb, hits.get("b"))
     diffs = []
     for idx in _resamples(n, n_boot, seed):
-        diffs.append(_metric_samples(metric, ca, hits.get("a"), idx)
-                     - _metric_samples(metric, cb, hits.get("b"), idx))
+        diffs.append(
+            _metric_samples(metric, ca, hits.get("a"), idx)
+            - _metric_samples(metric, cb, hits.get("b"), idx)
+        )
     d = np.concatenate(diffs)
     lo, hi = _interval(d, ci)
     # Differences within float noise of 0 (e.g. identical predictions) count as 0.
@@ -275,6 +289,17 @@ def paired_bootstrap(
         verdict = "A better" if not_above < not_below else "B better"
     else:
         verdict = "no significant difference"
-    return {"metric": metric, "a": a, "b": b, "diff": a - b, "ci_low": lo, "ci_high": hi,
-            "p_value": p, "verdict": verdict, "n_test": n, "n_boot": int(n_boot),
-            "ci": float(ci), "seed": int(seed)}
+    return {
+        "metric": metric,
+        "a": a,
+        "b": b,
+        "diff": a - b,
+        "ci_low": lo,
+        "ci_high": hi,
+        "p_value": p,
+        "verdict": verdict,
+        "n_test": n,
+        "n_boot": int(n_boot),
+        "ci": float(ci),
+        "seed": int(seed),
+    }

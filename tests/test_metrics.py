@@ -38,9 +38,7 @@ def test_point_values_match_sklearn():
     assert r["top5_accuracy"]["value"] == pytest.approx(
         top_k_accuracy_score(y, proba, k=5, labels=np.arange(proba.shape[1]))
     )
-    prec, rec, f1, sup = precision_recall_fscore_support(
-        y, pred, labels=present, zero_division=0
-    )
+    prec, rec, f1, sup = precision_recall_fscore_support(y, pred, labels=present, zero_division=0)
     for j, c in enumerate(present):
         row = r["per_class"][NAMES[c]]
         assert row["precision"] == pytest.approx(prec[j])
@@ -56,8 +54,12 @@ def test_class_only_predicted_is_listed_but_not_averaged():
     proba = np.eye(4)[pred]
     r = evaluate(y, proba, NAMES, n_boot=0)
     assert r["per_class"]["class3"] == {
-        "precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0,
-        "f1_ci_low": None, "f1_ci_high": None,
+        "precision": 0.0,
+        "recall": 0.0,
+        "f1": 0.0,
+        "support": 0,
+        "f1_ci_low": None,
+        "f1_ci_high": None,
     }
     assert r["macro_f1"]["value"] == pytest.approx(
         f1_score(y, pred, labels=[0, 1, 2], average="macro")

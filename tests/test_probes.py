@@ -48,9 +48,18 @@ def run(kind, data, n_classes, seed=0, **overrides):
 def test_resolve_params_defaults():
     mlp = resolve_params("mlp", {})
     assert mlp == {
-        "hidden": 3000, "l2": 0.01, "lr": 1e-4, "decay_rate": 0.9, "decay_steps": 10000.0,
-        "epsilon": 1e-7, "batch_size": 32, "epochs": 20, "patience": 3, "min_delta": 0.0,
-        "restore_best": False, "class_weight": "none",
+        "hidden": 3000,
+        "l2": 0.01,
+        "lr": 1e-4,
+        "decay_rate": 0.9,
+        "decay_steps": 10000.0,
+        "epsilon": 1e-7,
+        "batch_size": 32,
+        "epochs": 20,
+        "patience": 3,
+        "min_delta": 0.0,
+        "restore_best": False,
+        "class_weight": "none",
     }
     assert resolve_params("knn", {"k": 5})["k"] == 5
     assert resolve_params("linear", None)["normalize"] == "standardize"
@@ -61,7 +70,11 @@ def test_resolve_params_defaults():
 @pytest.mark.parametrize(
     "kind, params, pattern",
     [
-        ("mlp", {"lr_rate": 1e-3}, r"classifier 'mlp': unknown key 'lr_rate' \(known: .*batch_size"),
+        (
+            "mlp",
+            {"lr_rate": 1e-3},
+            r"classifier 'mlp': unknown key 'lr_rate' \(known: .*batch_size",
+        ),
         ("linear", {"C": 1.0}, r"unknown key 'C'"),
         ("knn", {"k": 0}, r"classifier 'knn': key 'k' must be an integer >= 1"),
         ("knn", {"k": 2.5}, r"key 'k'"),
@@ -80,7 +93,9 @@ def test_resolve_params_errors_name_the_key(kind, params, pattern):
 
 
 def test_resolve_params_unknown_kind_and_name():
-    with pytest.raises(ValueError, match=r"unknown classifier kind 'svm' \(known: mlp, linear, knn\)"):
+    with pytest.raises(
+        ValueError, match=r"unknown classifier kind 'svm' \(known: mlp, linear, knn\)"
+    ):
         resolve_params("svm", {})
     with pytest.raises(ValueError, match=r"classifier 'mlp_big': unknown key 'x'"):
         resolve_params("mlp", {"x": 1}, name="mlp_big")
@@ -199,11 +214,13 @@ def test_mlp_early_stopping_keras_semantics():
 
     # restore_best=True gives the weights of the best epoch: the same as training
     # exactly best_epoch epochs (same seed, same permutations).
-    restored = run("mlp", data, 3, hidden=256, lr=1e-2, l2=0.0, epochs=30, patience=2,
-                   restore_best=True)
+    restored = run(
+        "mlp", data, 3, hidden=256, lr=1e-2, l2=0.0, epochs=30, patience=2, restore_best=True
+    )
     assert restored.info["restored_best"] is True
-    short = run("mlp", data, 3, hidden=256, lr=1e-2, l2=0.0, epochs=res.info["best_epoch"],
-                patience=100)
+    short = run(
+        "mlp", data, 3, hidden=256, lr=1e-2, l2=0.0, epochs=res.info["best_epoch"], patience=100
+    )
     np.testing.assert_allclose(restored.proba_test, short.proba_test, atol=1e-6)
 
 
@@ -244,8 +261,18 @@ def test_linear_matches_sklearn_at_fixed_C():
     X, y = gaussians(n_per=(60, 50, 40), dim=6, sep=2.0, seed=6)
     data = splits(X, y)
     C = 0.3
-    res = run("linear", data, 3, normalize="none", c_min=C, c_max=C, n_c=1,
-              refit_on_val=False, tol=1e-7, max_iter=500)
+    res = run(
+        "linear",
+        data,
+        3,
+        normalize="none",
+        c_min=C,
+        c_max=C,
+        n_c=1,
+        refit_on_val=False,
+        tol=1e-7,
+        max_iter=500,
+    )
     assert res.info["C"] == C
     sk = LogisticRegression(C=C, tol=1e-10, max_iter=10000).fit(data[0], data[1])
     np.testing.assert_allclose(res.proba_test, sk.predict_proba(data[4]), atol=2e-4)
