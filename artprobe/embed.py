@@ -868,6 +868,7 @@ def embed_shard(
             "torchvision_version": torchvision.__version__,
             "device": str(dev),
             "device_name": _device_name(dev),
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
             "batch_size": batch_size,
             "workers": workers,
             "compile": bool(compile),

@@ -18,13 +18,14 @@ validate(config, "../schemas/config.schema.yaml")
 
 def _check_config():
     """Checks a JSON schema cannot express; each error names the offending key."""
-    import timm
+    if workflow.is_main_process:
+        import timm
 
     names = [m["name"] for m in config["models"]]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise ValueError(f"config models: duplicate name(s) {dup}")
-    for m in config["models"]:
+    for m in config["models"] if workflow.is_main_process else []:  # jobs re-parse: skip
         if not timm.is_model(m["timm"]):
             raise ValueError(
                 f"config models[{m['name']}].timm: {m['timm']!r} is not a timm model "
