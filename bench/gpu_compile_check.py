@@ -1,0 +1,68 @@
+"""GPU follow-up to gpu_check.py: end to end with torch.compile once its compilation is paid.
+
+gpu_check.py times `compile` on one 3,000-image shard, where the ~35 s compilation swamps the
+~2 s of work. Here one process warms the compiled model on a small shard first (dynamo keeps
+the compiled graphs for the cached model), then times fast-decode and nvjpeg end to end on a
+larger shard, beside the thesis loop on the same images.
+
+    python bench/gpu_compile_check.py --out compile.json [--images 4000] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import gpu_check as G  # noqa: E402
+
+from artprobe import embed as E  # noqa: E402
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--out", required=True)
+    p.add_argument("--model", default="eva02_large_patch14_224.mim_m38m")
+    p.add_argument("--images", type=int, default=4000)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--workers", type=int, default=14)
+    p.add_argument("--quick", action="store_true", help="CPU smoke test with a tiny model")
+    a = p.parse_args()
+    if a.quick:
+        a.model, a.images, a.batch_size, a.workers = "test_vit", 48, 16, 1
+    figures: dict = {"model": a.model, "images": a.images, "batch_size": a.batch_size}
+    distinct = G.generate(64, min(16, a.workers + 1))
+    tmp = Path(tempfile.mkdtemp())
+    warm = G.write_shard(tmp / "warm.parquet", (distinct * 8)[: a.batch_size + 7])
+    shard = G.write_shard(tmp / "big.parquet", (distinct * (a.images // 64 + 1))[: a.images])
+    modes = ["fast"] if a.quick else ["fast", "nvjpeg"]
+    common = dict(timm_name=a.model, pretrained=False, batch_size=a.batch_size, workers=a.workers, progress=False)
+    for decode in modes:
+        t = time.perf_counter()
+        E.embed_shard(warm, tmp / f"w_{decode}.parquet", decode=decode, compile=True, **common)
+        figures[f"warmup_{decode}_s"] = time.perf_counter() - t
+        st = E.embed_shard(shard, tmp / f"e_{decode}.parquet", decode=decode, compile=True, **common)
+        figures[f"end_to_end_compile_{decode}"] = {k: st[k] for k in ("img_per_s", "steady_img_per_s", "seconds", "dtype")}
+        print(f"{decode}+compile: warm-up {figures[f'warmup_{decode}_s']:.1f} s, end to end "
+              f"{st['img_per_s']:.0f} img/s (steady {st['steady_img_per_s']:.0f})", flush=True)  # fmt: skip
+    model, _ = E.load_model(a.model, False)
+    model = model.to("cpu" if a.quick else "cuda")
+    th = G.thesis_loop(model, distinct[:50] if not a.quick else distinct[:4], "cuda" if not a.quick else "cpu")
+    figures["thesis_loop"] = th
+    rate = th["img_per_s"] if isinstance(th, dict) else float(th)
+    for decode in modes:
+        r = figures[f"end_to_end_compile_{decode}"]["img_per_s"] / rate
+        figures[f"ratio_{decode}_vs_thesis"] = r
+        print(f"{decode}+compile vs thesis loop ({rate:.1f} img/s): {r:.1f}x", flush=True)
+    Path(a.out).write_text(json.dumps(figures, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
