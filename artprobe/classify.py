@@ -17,12 +17,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from artprobe import metrics, probes
-from artprobe.io import read_meta, write_json, write_parquet, write_text, atomic_path
+from artprobe.io import atomic_path, read_meta, write_json, write_parquet, write_text
 
 log = logging.getLogger(__name__)
-
-HISTORY_COLUMNS = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr"]
-
 
 class FitDataError(ValueError):
     """The embeddings cannot support this fit (missing column, empty split, bad label name)."""
@@ -176,7 +173,7 @@ def write_history(history: list[dict], path: str | os.PathLike) -> None:
 
     with atomic_path(path) as tmp:
         with open(tmp, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=HISTORY_COLUMNS, extrasaction="ignore")
+            writer = csv.DictWriter(fh, fieldnames=list(probes.HISTORY_COLUMNS), extrasaction="ignore")
             writer.writeheader()
             for row in history:
                 writer.writerow(row)
