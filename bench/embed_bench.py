@@ -47,7 +47,8 @@ def generate_images(n: int, distinct: int, seed: int = 0) -> list[bytes]:
     return [uniq[i % distinct] for i in range(n)]
 
 
-def write_bench_shard(path: Path, images: list[bytes]) -> Path:
+def write_bench_shard(path: Path, images: list[bytes], row_group_size: int | None = None) -> Path:
+    """A shard as the workflow writes it (row_id, original bytes, one target) for the benches."""
     n = len(images)
     table = pa.table(
         {
@@ -58,7 +59,7 @@ def write_bench_shard(path: Path, images: list[bytes]) -> Path:
     )
     meta = {"classes": {"style": ["unknown"]}}
     table = table.replace_schema_metadata({b"artprobe": json.dumps(meta).encode()})
-    pq.write_table(table, path, compression="none")
+    pq.write_table(table, path, compression="none", row_group_size=row_group_size)
     return path
 
 

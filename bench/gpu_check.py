@@ -111,21 +111,9 @@ def generate(n_distinct: int, procs: int) -> list[bytes]:
 
 
 def write_shard(path: Path, images: list[bytes]) -> Path:
-    import numpy as np
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    from embed_bench import write_bench_shard
 
-    n = len(images)
-    table = pa.table(
-        {
-            "row_id": pa.array(np.arange(n), pa.int64()),
-            "image": pa.array(images, pa.binary()),
-            "style": pa.array(np.zeros(n), pa.int16()),
-        }
-    )
-    table = table.replace_schema_metadata({b"artprobe": json.dumps({"classes": {"style": ["x"]}}).encode()})
-    pq.write_table(table, path, compression="none", row_group_size=1024)
-    return path
+    return write_bench_shard(path, images, row_group_size=1024)
 
 
 # --------------------------------------------------------------------------- thesis loop

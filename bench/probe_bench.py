@@ -105,8 +105,16 @@ def raw_mlp_seconds_per_epoch(
     return total / epochs
 
 
-def bench_mlp(data, n_classes, dev, args) -> dict:
+def fit_on(data, kind, params, n_classes, dev, args):
+    """probes.fit on a synthetic train/val/test dict, as the workflow calls it."""
     (Xtr, ytr), (Xva, yva), (Xte, _) = data["train"], data["val"], data["test"]
+    return probes.fit(
+        kind, params, Xtr, ytr, Xva, yva, Xte, n_classes=n_classes, threads=args.threads, device=str(dev)
+    )
+
+
+def bench_mlp(data, n_classes, dev, args) -> dict:
+    Xtr, ytr = data["train"]
     p = probes.resolve_params("mlp", {"epochs": args.epochs, "patience": 10**6})
     # The raw loop is timed before and after the fit, and the mean used, so that load
     # from other processes that comes and goes biases neither side.
@@ -115,18 +123,7 @@ def bench_mlp(data, n_classes, dev, args) -> dict:
         f"mlp raw loop:      {raw_before:8.3f} s/epoch ({len(Xtr) / raw_before:,.0f} rows/s)",
         flush=True,
     )
-    res = probes.fit(
-        "mlp",
-        p,
-        Xtr,
-        ytr,
-        Xva,
-        yva,
-        Xte,
-        n_classes=n_classes,
-        threads=args.threads,
-        device=str(dev),
-    )
+    res = fit_on(data, "mlp", p, n_classes, dev, args)
     fit_s = res.info["s_per_epoch"]
     total = res.info["seconds"] / res.info["epochs_run"]
     print(
@@ -152,20 +149,9 @@ def bench_mlp(data, n_classes, dev, args) -> dict:
 
 
 def bench_linear(data, n_classes, dev, args) -> dict:
-    (Xtr, ytr), (Xva, yva), (Xte, yte) = data["train"], data["val"], data["test"]
+    yte = data["test"][1]
     p = probes.resolve_params("linear", {})
-    res = probes.fit(
-        "linear",
-        p,
-        Xtr,
-        ytr,
-        Xva,
-        yva,
-        Xte,
-        n_classes=n_classes,
-        threads=args.threads,
-        device=str(dev),
-    )
+    res = fit_on(data, "linear", p, n_classes, dev, args)
     info = res.info
     for g in info["grid"]:
         print(
@@ -193,20 +179,9 @@ def bench_linear(data, n_classes, dev, args) -> dict:
 
 
 def bench_knn(data, n_classes, dev, args) -> dict:
-    (Xtr, ytr), (Xva, yva), (Xte, yte) = data["train"], data["val"], data["test"]
+    (Xtr, _), (Xte, yte) = data["train"], data["test"]
     p = probes.resolve_params("knn", {})
-    res = probes.fit(
-        "knn",
-        p,
-        Xtr,
-        ytr,
-        Xva,
-        yva,
-        Xte,
-        n_classes=n_classes,
-        threads=args.threads,
-        device=str(dev),
-    )
+    res = fit_on(data, "knn", p, n_classes, dev, args)
     acc = float((res.proba_test.argmax(1) == yte).mean())
     print(
         f"knn: {res.info['seconds']:.2f} s ({len(Xte)} test queries against {len(Xtr)} rows), "
@@ -223,19 +198,8 @@ def bench_nine(dev, args) -> dict:
     for dim in args.dims:
         for n_classes in (11, 27, 129):
             data = synthetic(n_rows, dim, n_classes, seed=dim + n_classes)
-            (Xtr, ytr), (Xva, yva), (Xte, yte) = data["train"], data["val"], data["test"]
-            res = probes.fit(
-                "mlp",
-                p,
-                Xtr,
-                ytr,
-                Xva,
-                yva,
-                Xte,
-                n_classes=n_classes,
-                threads=args.threads,
-                device=str(dev),
-            )
+            yte = data["test"][1]
+            res = fit_on(data, "mlp", p, n_classes, dev, args)
             i = res.info
             run = {
                 "dim": dim,
