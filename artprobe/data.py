@@ -24,12 +24,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from artprobe.config import SPLITS, is_local_source
 from artprobe.io import read_json, with_meta, write_json, write_parquet
 
 log = logging.getLogger(__name__)
 
 DATA_GLOB = "data/*.parquet"
-SPLITS = ("train", "val", "test")
 
 
 class DataError(ValueError):
@@ -37,14 +37,6 @@ class DataError(ValueError):
 
 
 # --------------------------------------------------------------------------- source
-
-
-def is_local_source(source: str) -> bool:
-    """Local if it exists on disk or is written as a path (``/…``, ``./…``, ``~/…``);
-    otherwise a hub id ``owner/name``."""
-    if os.path.exists(os.path.expanduser(source)) or source.startswith(("/", ".", "~")):
-        return True
-    return not re.fullmatch(r"[\w.-]+/[\w.-]+", source)
 
 
 def resolve_source(source: str, revision: str | None = None) -> tuple[Path, str]:

@@ -94,3 +94,38 @@ def write_parquet(table: pa.Table, path: str | os.PathLike, **kwargs: Any) -> No
     kwargs.setdefault("compression", "zstd")
     with atomic_path(path, suffix=".parquet.tmp") as tmp:
         pq.write_table(table, tmp, **kwargs)
+
+
+def json_safe(obj: Any) -> Any:
+    """``obj`` as plain JSON types (numpy scalars and arrays converted, anything else str)."""
+
+    def default(o: Any) -> Any:
+        try:
+            return _json_default(o)
+        except TypeError:
+            return str(o)
+
+    return json.loads(json.dumps(obj, default=default))
+
+
+def embedding_matrix(column: pa.ChunkedArray | pa.Array) -> "np.ndarray":
+    """A ``fixed_size_list<float32>`` column as a C-contiguous float32 ``[n, D]`` matrix.
+
+    Null rows (images that failed to decode) become rows of NaN. Every stage that reads
+    embeddings (merge, classify, report) goes through this one function.
+    """
+    import numpy as np
+
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if not pa.types.is_fixed_size_list(arr.type):
+        raise ValueError(f"'embedding' has type {arr.type}; expected fixed_size_list<float32>")
+    dim = arr.type.list_size
+    if arr.null_count == 0:
+        flat = arr.flatten().to_numpy(zero_copy_only=False)
+        return np.ascontiguousarray(flat.reshape(-1, dim), dtype=np.float32)
+    out = np.full((len(arr), dim), np.nan, dtype=np.float32)
+    valid = arr.is_valid()
+    out[valid.to_numpy(zero_copy_only=False)] = (
+        arr.filter(valid).flatten().to_numpy(zero_copy_only=False).reshape(-1, dim)
+    )
+    return out
