@@ -3,8 +3,8 @@
 ``rules/common.smk`` imports this module on every parse (``snakemake -n``, every SLURM job's
 re-parse), so it holds only light code: the classifier hyper-parameter specs
 (:func:`resolve_params`), the checks a JSON schema cannot express (:func:`check_config`), the
-demo defaults, and names shared by several stages (``SPLITS``). The timm-name check imports
-timm and so runs in the workflow's main process only (:func:`check_timm_names`).
+demo defaults, and names shared by several stages (``SPLITS``). The timm-name check lives in
+:mod:`artprobe.timm_names` (it may import timm, so the stages' envs need not have it).
 """
 
 from __future__ import annotations
@@ -193,18 +193,6 @@ def check_config(config: dict) -> dict[str, dict]:
     if config["demo"] is not None and not is_local_source(config["dataset"]["source"]):
         raise ValueError("config demo: set, but dataset.source is a hub id, not a local folder")
     return resolved
-
-
-def check_timm_names(models: list[dict]) -> None:
-    """Every ``models[].timm`` names a timm model (imports timm: main process only)."""
-    import timm
-
-    for m in models:
-        if not timm.is_model(m["timm"]):
-            raise ValueError(
-                f"config models[{m['name']}].timm: {m['timm']!r} is not a timm model "
-                "(see timm.list_models())"
-            )
 
 
 def demo_settings(config: dict) -> dict:

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from artprobe.config import DEMO_DEFAULTS
+
 log = logging.getLogger(__name__)
 
 GENRES = [
@@ -173,7 +175,13 @@ def demo_rows(n_rows: int, seed: int = 0, n_broken: int = 2) -> dict[str, list]:
     return rows
 
 
-def generate_demo(folder: str | os.PathLike, n_rows: int = 360, n_files: int = 3, seed: int = 0, n_broken: int = 2) -> list[Path]:
+def generate_demo(
+    folder: str | os.PathLike,
+    n_rows: int = DEMO_DEFAULTS["rows"],
+    n_files: int = DEMO_DEFAULTS["files"],
+    seed: int = DEMO_DEFAULTS["seed"],
+    n_broken: int = DEMO_DEFAULTS["broken"],
+) -> list[Path]:
     """Write the demo dataset into ``folder/data/`` in the hub layout; return the files.
 
     Files are written to a temporary name and renamed, so an interrupted run never

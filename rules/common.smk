@@ -8,58 +8,17 @@ from snakemake.utils import validate
 
 sys.path.insert(0, workflow.basedir)
 
-from artprobe import probes
-from artprobe.data import is_local_source, shard_ranges
+from artprobe.config import check_config, demo_settings, is_local_source
+from artprobe.data import shard_ranges
 from artprobe.io import read_json
+from artprobe.timm_names import check_timm_names
 from artprobe.report import report_files, report_sections
 
 validate(config, "../schemas/config.schema.yaml")
 
-
-def _check_config():
-    """Checks a JSON schema cannot express; each error names the offending key."""
-    if workflow.is_main_process:
-        import timm
-
-    names = [m["name"] for m in config["models"]]
-    dup = sorted({n for n in names if names.count(n) > 1})
-    if dup:
-        raise ValueError(f"config models: duplicate name(s) {dup}")
-    for m in config["models"] if workflow.is_main_process else []:  # jobs re-parse: skip
-        if not timm.is_model(m["timm"]):
-            raise ValueError(
-                f"config models[{m['name']}].timm: {m['timm']!r} is not a timm model "
-                "(see timm.list_models())"
-            )
-    names = [c["name"] for c in config["classifiers"]]
-    dup = sorted({n for n in names if names.count(n) > 1})
-    if dup:
-        raise ValueError(f"config classifiers: duplicate name(s) {dup}")
-    resolved = {}
-    for c in config["classifiers"]:
-        spec = {k: v for k, v in c.items() if k not in ("name", "kind")}
-        try:
-            resolved[c["name"]] = probes.resolve_params(c["kind"], spec)
-        except ValueError as err:
-            raise ValueError(f"config classifiers[{c['name']}]: {err}") from None
-    targets = config["dataset"]["targets"]
-    for key in ("drop_labels", "min_class_count"):
-        unknown = sorted(set(config["probe"][key]) - set(targets))
-        if unknown:
-            raise ValueError(
-                f"config probe.{key}: unknown target(s) {unknown} (targets: {targets})"
-            )
-    strat = config["split"]["stratify_by"]
-    if strat is not None and strat not in targets:
-        raise ValueError(
-            f"config split.stratify_by: {strat!r} is not one of dataset.targets {targets}"
-        )
-    if config["demo"] is not None and not is_local_source(config["dataset"]["source"]):
-        raise ValueError("config demo: set, but dataset.source is a hub id, not a local folder")
-    return resolved
-
-
-CLASSIFIER_PARAMS = _check_config()
+CLASSIFIER_PARAMS = check_config(config)
+if workflow.is_main_process:  # jobs re-parse the workflow: importing timm there costs seconds
+    check_timm_names(config["models"])
 MODELS = {m["name"]: m for m in config["models"]}
 CLASSIFIERS = {c["name"]: c["kind"] for c in config["classifiers"]}
 TARGETS = config["dataset"]["targets"]
@@ -78,11 +37,8 @@ wildcard_constraints:
 # ---------------------------------------------------------------- data
 
 
-DEMO_DEFAULTS = {"rows": 360, "files": 3, "seed": 0, "broken": 2}
-
-
 def demo_params(wildcards):
-    return {**DEMO_DEFAULTS, **config["demo"]}
+    return demo_settings(config)
 
 
 def manifest_input(wildcards):
@@ -129,14 +85,21 @@ def shard_files(wildcards):
 
 
 def model_params(wildcards):
-    """Only what can change an embedding (embed_runtime settings are read by the script)."""
+    """Only what can change an embedding (embed_runtime settings are read by the script).
+
+    With ``precision: auto`` the device decides the dtype (bf16 on CUDA, fp32 on CPU), so
+    ``embed_runtime.device`` is then part of what re-embeds; with a fixed precision it is not.
+    """
     m = MODELS[wildcards.model]
-    return {
+    params = {
         "timm_name": m["timm"],
         "pretrained": m["pretrained"],
         "decode": config["embed"]["decode"],
         "precision": config["embed"]["precision"],
     }
+    if params["precision"] == "auto":
+        params["dtype_device"] = config["embed_runtime"]["device"]
+    return params
 
 
 def embedding_shards(wildcards):

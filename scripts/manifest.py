@@ -1,5 +1,6 @@
 """Adapter: resolve the source (hub download or local folder) into the manifest."""
 
+import _checkout  # noqa: F401  (the checkout's artprobe, conda env or not)
 from artprobe.data import build_manifest
 from artprobe.logs import to_log
 

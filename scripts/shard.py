@@ -1,5 +1,6 @@
 """Adapter: write one image shard (row_id, original image bytes, target labels)."""
 
+import _checkout  # noqa: F401  (the checkout's artprobe, conda env or not)
 from artprobe.data import write_shard
 from artprobe.logs import to_log
 

@@ -12,6 +12,26 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
+#: test tiers, like timm's CI: ``make test-fast`` runs ``-m unit``; ``make test`` runs them all
+TIERS = ("unit", "workflow", "slurm", "browser", "gpu")
+_running: dict[str, object] = {}
+
+
+def pytest_collection_modifyitems(config, items):
+    """A test without a tier marker is a unit test (no Snakemake, no services, no GPU)."""
+    for item in items:
+        if not any(item.get_closest_marker(t) for t in TIERS[1:]):
+            item.add_marker(pytest.mark.unit)
+
+
+@pytest.fixture(autouse=True)
+def _tier(request):
+    """Remember whether the running test is a unit test, so running Snakemake fails it."""
+    _running["unit"] = request.node.get_closest_marker("unit") is not None
+    yield
+    _running.clear()
+
+
 WORKFLOW_FILES = ["Snakefile", "config.yaml", "rules", "scripts", "schemas", "demo", "report", "envs", "profiles"]
 
 
@@ -39,6 +59,8 @@ def copy_workflow(dest: Path) -> Path:
 
 def snakemake(workdir: Path, *args: str, timeout: int = 900, check: bool = True) -> subprocess.CompletedProcess:
     """Run the venv's snakemake in ``workdir``; on failure show its output and the job logs."""
+    if _running.get("unit"):
+        raise AssertionError("a unit test ran Snakemake: mark it @pytest.mark.workflow")
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.run(
         [str(VENV_BIN / "snakemake"), *args],

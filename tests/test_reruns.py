@@ -18,7 +18,7 @@ import yaml
 
 from conftest import snakemake
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.workflow, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -52,6 +53,7 @@ with SnakemakeApi(OutputSettings()) as api:
             "resources": {k: plain(v) for k, v in rule.resources.items() if not k.startswith("_")},
             "conda": str(rule.conda_env) if rule.conda_env is not None else None,
             "outputs": len(rule.output),
+            "script": str(rule.script) if getattr(rule, "script", None) else None,
         }
 print("RULES=" + json.dumps(rules))
 """
@@ -90,6 +92,7 @@ def declared_directives() -> dict[str, set[str]]:
     return found
 
 
+@pytest.mark.workflow
 def test_every_rule_logs_benchmarks_and_declares_resources(rules):
     written = declared_directives()
     assert set(rules) - TARGET_RULES == set(written), "rules outside rules/*.smk, or a parse miss"
@@ -110,6 +113,7 @@ def test_every_rule_logs_benchmarks_and_declares_resources(rules):
     assert not problems, problems
 
 
+@pytest.mark.workflow
 def test_every_rule_uses_an_existing_stage_env(rules):
     envs = {p.name for p in (ROOT / "envs").glob("*.yaml")}
     used = set()
@@ -123,6 +127,7 @@ def test_every_rule_uses_an_existing_stage_env(rules):
     assert used == envs, f"envs/ files no rule uses: {sorted(envs - used)}"
 
 
+@pytest.mark.workflow
 def test_lint_is_clean(workflow_copy):
     proc = snakemake(workflow_copy, "--lint", "--configfile", "demo/config.yaml", check=False, timeout=300)
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
@@ -203,6 +208,8 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.workflow
+@pytest.mark.slow
 def test_deliverables_open_without_artprobe(tiny_run, tmp_path):
     results = next((tiny_run / "results").glob("*/report/summary.csv")).parents[1]
     merged = sorted(p for p in (results / "embeddings").glob("*.parquet") if not p.name.endswith(".failures.parquet"))
@@ -221,3 +228,96 @@ def test_deliverables_open_without_artprobe(tiny_run, tmp_path):
         if "dims" in got:
             assert len(set(got["dims"])) == 1 and got["dims"][0] > 0, (path, got["dims"])
             assert all(got["row_ids"]), path
+
+
+# A rule's script as Snakemake runs it under --software-deployment-method conda: only the
+# script's folder on sys.path, no PYTHONPATH, no artprobe installed (``-S``: no site-packages,
+# so not even this venv's editable install is seen).
+SCRIPT_PATH_PROBE = r"""
+import sys
+sys.path.insert(0, sys.argv[1])
+import _checkout
+import artprobe, artprobe.logs
+print(artprobe.__file__)
+"""
+
+
+def test_scripts_find_the_checkouts_package_without_pythonpath(tmp_path):
+    work = copy_workflow(tmp_path / "checkout")
+    shutil.copytree(ROOT / "artprobe", work / "artprobe", ignore=shutil.ignore_patterns("__pycache__"))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run(
+        [sys.executable, "-S", "-c", SCRIPT_PATH_PROBE, str(work / "scripts")],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert Path(proc.stdout.strip()).resolve() == (work / "artprobe" / "__init__.py").resolve()
+    for script in sorted((ROOT / "scripts").glob("*.py")):
+        if script.name != "_checkout.py":
+            first = [ln for ln in script.read_text().splitlines() if ln.startswith(("import", "from"))][0]
+            assert first.startswith("import _checkout"), f"{script.name}: imports before _checkout"
+
+
+def _installed_closure(names: set[str]) -> set[str]:
+    """``names`` and every distribution pip installs with them (extras left out)."""
+    from importlib.metadata import PackageNotFoundError, requires
+
+    seen, todo = set(), list(names)
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            reqs = requires(name) or []
+        except PackageNotFoundError:
+            continue
+        for req in reqs:
+            if "extra ==" not in req:
+                todo.append(_norm(re.match(r"[A-Za-z0-9_.-]+", req).group(0)))
+    return seen
+
+
+def _imported_dists(script: Path) -> set[str]:
+    """Distributions a script imports, directly or through the artprobe modules it uses
+    (lazy imports inside functions included; optional imports of libraries are theirs)."""
+    import ast
+    from importlib.metadata import packages_distributions
+
+    dists, seen, todo = packages_distributions(), set(), [script]
+    found = set()
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            for name in names:
+                top = name.split(".")[0]
+                if top == "artprobe":
+                    parts = ROOT.joinpath(*name.split("."))
+                    todo += [q for q in (parts.with_suffix(".py"), parts / "__init__.py") if q.exists()]
+                elif top not in sys.stdlib_module_names and top != "_checkout":
+                    found.update(_norm(d) for d in dists.get(top, [top]))
+    return found
+
+
+@pytest.mark.workflow
+def test_each_env_has_what_its_scripts_import(rules):
+    """A script run in its rule's env finds every package its imports need (conda env ==
+    exactly the pip list of envs/<stage>.yaml)."""
+    problems = []
+    for name, rule in rules.items():
+        if name in TARGET_RULES or not rule.get("script"):
+            continue
+        spec = yaml.safe_load((ROOT / "envs" / Path(rule["conda"]).name).read_text())
+        pins = {_norm(re.split("[=<>]", r)[0]) for d in spec["dependencies"] if isinstance(d, dict) for r in d["pip"]}
+        pins = _installed_closure(pins)
+        script = ROOT / "scripts" / Path(rule["script"]).name
+        missing = sorted(_imported_dists(script) - pins)
+        if missing:
+            problems.append(f"rule {name} ({script.name}) imports {missing}, not in {rule['conda']}")
+    assert not problems, problems

@@ -10,6 +10,9 @@ import pytest
 from conftest import TINY_OVERLAY, copy_workflow, snakemake
 
 
+pytestmark = pytest.mark.workflow
+
+
 @pytest.mark.slow
 def test_end_to_end(tiny_run):
     out = tiny_run / "results" / "tiny"
