@@ -17,21 +17,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from artprobe import metrics, probes
-from artprobe.io import atomic_path, read_meta, write_json, write_parquet, write_text
+from artprobe.io import atomic_path, embedding_matrix, read_meta, write_json, write_parquet, write_text
 
 log = logging.getLogger(__name__)
 
+
 class FitDataError(ValueError):
     """The embeddings cannot support this fit (missing column, empty split, bad label name)."""
-
-
-def embedding_matrix(column: pa.ChunkedArray) -> np.ndarray:
-    """A fixed_size_list<float32> column as a C-contiguous float32 [n, D] matrix."""
-    arr = column.combine_chunks()
-    if not pa.types.is_fixed_size_list(arr.type):
-        raise FitDataError(f"'embedding' has type {arr.type}; expected fixed_size_list<float32>")
-    dim = arr.type.list_size
-    return np.ascontiguousarray(arr.flatten().to_numpy(zero_copy_only=False).reshape(-1, dim), dtype=np.float32)
 
 
 def load_fit_data(
@@ -77,7 +69,10 @@ def load_fit_data(
         dropped["rare_rows"] = int(rare_hit.sum())
         keep &= ~rare_hit
     dropped["rows"] = int((~keep).sum())
-    X = embedding_matrix(table.column("embedding"))
+    try:
+        X = embedding_matrix(table.column("embedding"))
+    except ValueError as err:  # a wrongly typed column: this file cannot support the fit
+        raise FitDataError(f"{embeddings_path}: {err}") from None
     data = {"classes": classes, "dropped": dropped}
     for part in ("train", "val", "test"):
         m = keep & (split == part)

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from artprobe import probes  # noqa: E402
+from artprobe.device import resolve_device, synchronize  # noqa: E402
 
 WIKIART = {"train": 65155, "val": 8144, "test": 8145, "dim": 1024, "classes": 129}
 
@@ -67,11 +68,6 @@ def sizes(scale: float) -> dict:
     return {s: max(int(round(WIKIART[s] * scale)), 64) for s in ("train", "val", "test")}
 
 
-def _sync(dev: torch.device) -> None:
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
-
-
 def raw_mlp_seconds_per_epoch(
     X: np.ndarray, y: np.ndarray, n_classes: int, dev: torch.device, epochs: int, p: dict
 ) -> float:
@@ -96,11 +92,11 @@ def raw_mlp_seconds_per_epoch(
         perm = torch.randperm(len(Xt), generator=g).to(dev)
         Xp, yp = Xt[perm], yt[perm]
         batches = [(Xp[i : i + bs], yp[i : i + bs]) for i in range(0, len(Xp), bs)]
-        _sync(dev)
+        synchronize(dev)
         t0 = time.perf_counter()
         for xb, yb in batches:
             step(xb, yb)
-        _sync(dev)
+        synchronize(dev)
         total += time.perf_counter() - t0
     return total / epochs
 
@@ -253,7 +249,7 @@ def main(argv=None) -> dict:
     for k in only:
         if k not in probes.KINDS:
             ap.error(f"--only: unknown kind {k!r}")
-    dev = probes.resolve_device(args.device)
+    dev = resolve_device(args.device)
     torch.set_num_threads(args.threads)
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
     print(

@@ -1,0 +1,120 @@
+"""The one entry point of every probe kind: checks the inputs, sets up device and threads,
+dispatches to the kind, and returns normalised test probabilities with a common ``info``."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from artprobe.config import resolve_params
+from artprobe.device import resolve_device
+from artprobe.probes.knn import fit_knn
+from artprobe.probes.linear import fit_linear
+from artprobe.probes.mlp import fit_mlp
+from artprobe.probes.shared import FitResult
+
+
+def fit(
+    kind: str,
+    params: dict,
+    X_train,
+    y_train,
+    X_val,
+    y_val,
+    X_test,
+    *,
+    n_classes: int,
+    seed: int = 0,
+    threads: int = 1,
+    device: str = "auto",
+    cuda_graph: bool = True,
+) -> FitResult:
+    """Fit classifier ``kind`` with resolved ``params``; return test probabilities.
+
+    ``X_*`` float32 [n, D]; ``y_*`` int label ids in ``[0, n_classes)`` (classes may
+    be absent from train). ``threads`` bounds torch's CPU threads during the fit;
+    ``device`` is ``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:1`` ...
+    (see :func:`artprobe.device.resolve_device`). ``cuda_graph`` lets the mlp capture its
+    training step in a CUDA graph (CUDA only; falls back to eager steps if capture fails).
+    """
+    params = resolve_params(kind, params)  # idempotent; guards direct callers
+    Xtr, ytr, Xva, yva, Xte = _check_inputs(X_train, y_train, X_val, y_val, X_test, n_classes)
+    dev = resolve_device(device)
+    t0 = time.perf_counter()
+    with _torch_threads(threads):
+        if kind == "mlp":
+            res = fit_mlp(params, Xtr, ytr, Xva, yva, Xte, n_classes, seed, dev, cuda_graph)
+        elif kind == "linear":
+            res = fit_linear(params, Xtr, ytr, Xva, yva, Xte, n_classes, dev)
+        else:
+            res = fit_knn(params, Xtr, ytr, Xva, yva, Xte, n_classes, dev)
+    res.proba_test = normalize_rows(res.proba_test)
+    res.info = {
+        "kind": kind,
+        "params": dict(params),
+        **res.info,
+        "n_train": int(len(Xtr)),
+        "n_val": int(len(Xva)),
+        "n_test": int(len(Xte)),
+        "n_classes": int(n_classes),
+        "n_features": int(Xtr.shape[1]),
+        "seed": int(seed),
+        "threads": int(threads),
+        "device": str(dev),
+        "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+        "torch": torch.__version__,
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+    return res
+
+
+def _check_inputs(X_train, y_train, X_val, y_val, X_test, n_classes: int):
+    """float32 C-contiguous matrices and int64 labels, or a ValueError saying what is wrong."""
+    Xtr, ytr = _as_inputs(X_train, y_train, n_classes, "train")
+    Xva, yva = _as_inputs(X_val, y_val, n_classes, "val")
+    Xte = _as_inputs(X_test, what="test")
+    if not (Xtr.shape[1] == Xva.shape[1] == Xte.shape[1]):
+        raise ValueError(
+            "embedding widths differ: "
+            f"train {Xtr.shape[1]}, val {Xva.shape[1]}, test {Xte.shape[1]}"
+        )
+    if len(Xtr) == 0:
+        raise ValueError("no training rows")
+    return Xtr, ytr, Xva, yva, Xte
+
+
+def _as_inputs(X, y=None, n_classes: int | None = None, what: str = "X"):
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    if X.ndim != 2:
+        raise ValueError(f"{what} must be 2-D [n, D], got shape {X.shape}")
+    if y is None:
+        return X
+    y = np.asarray(y).astype(np.int64, copy=False).reshape(-1)
+    if len(y) != len(X):
+        raise ValueError(f"{what}: {len(X)} rows but {len(y)} labels")
+    if len(y) and (y.min() < 0 or y.max() >= n_classes):
+        raise ValueError(f"{what}: labels must lie in [0, {n_classes}), got {y.min()}..{y.max()}")
+    return X, y
+
+
+def normalize_rows(p: np.ndarray) -> np.ndarray:
+    """Non-negative float32 rows that sum to 1 (uniform where a row sums to 0)."""
+    p = np.asarray(p, dtype=np.float64)
+    p = np.clip(p, 0.0, None)
+    s = p.sum(axis=1, keepdims=True)
+    p = np.divide(p, s, out=np.full_like(p, 1.0 / max(p.shape[1], 1)), where=s > 0)
+    return p.astype(np.float32)
+
+
+@contextlib.contextmanager
+def _torch_threads(threads: int) -> Iterator[None]:
+    old = torch.get_num_threads()
+    torch.set_num_threads(max(1, int(threads)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)

@@ -1,0 +1,36 @@
+"""What every probe kind returns or uses: the result record, the history schema, class weights."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class FitResult:
+    proba_test: np.ndarray  # float32 [n_test, n_classes], rows sum to 1
+    history: list[dict] = field(default_factory=list)  # per-epoch rows (iterative probes)
+    info: dict = field(default_factory=dict)  # chosen hyper-parameters, timings, device
+
+
+HISTORY_COLUMNS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr")
+
+
+def class_weights(y: np.ndarray, n_classes: int, mode: str) -> np.ndarray | None:
+    """Per-class weights (float64 [n_classes]) or None for ``mode == 'none'``.
+
+    ``balanced``: ``n / (n_present * count_c)`` like scikit-learn; absent classes get 0.
+    """
+    if mode == "none":
+        return None
+    counts = np.bincount(y, minlength=n_classes).astype(np.float64)
+    present = counts > 0
+    w = np.zeros(n_classes)
+    w[present] = len(y) / (present.sum() * counts[present])
+    return w
+
+
+def weights_info(cw: np.ndarray | None) -> list[float] | None:
+    """Class weights as the ``info`` dict reports them (rounded, JSON-ready)."""
+    return None if cw is None else [round(float(v), 6) for v in cw]
