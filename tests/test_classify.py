@@ -11,19 +11,25 @@ import pyarrow.parquet as pq
 import pytest
 
 from artprobe.classify import FitDataError, load_fit_data, run_fit
+from artprobe.data import stratified_split
 from artprobe.io import with_meta, write_parquet
 
 NAMES = ["Unknown Genre", "landscape", "portrait", "still_life"]
 
 
-def merged(path, n=400, dim=16, seed=0, signal=4.0):
-    """Merged embeddings: 4 classes, Gaussian blobs (signal>0) or pure noise (signal=0)."""
+def merged(path, n=400, dim=16, seed=0, signal=4.0, stratified=False):
+    """Merged embeddings: 4 classes, Gaussian blobs (signal>0) or pure noise (signal=0).
+
+    The split is 70/15/15 by row order, or ``stratified`` by genre (the data stage's
+    ``split.method: stratified``)."""
     rng = np.random.default_rng(seed)
     y = rng.choice(4, size=n, p=[0.1, 0.45, 0.35, 0.1])
     y[:3] = 3
     centers = rng.normal(size=(4, dim)) * signal
     X = (centers[y] + rng.normal(size=(n, dim))).astype(np.float32)
     split = np.array(["train"] * int(0.7 * n) + ["val"] * int(0.15 * n) + ["test"] * (n - int(0.7 * n) - int(0.15 * n)))
+    if stratified:
+        split = stratified_split(y, seed, 0.15, 0.15)
     t = pa.table(
         {
             "row_id": pa.array(np.arange(n) * 2, pa.int64()),
@@ -87,7 +93,10 @@ def test_drop_labels_and_rare_classes(tmp_path):
     d = load_fit_data(emb, "genre", drop_labels=["Unknown Genre"], min_class_count=60)
     kept = np.concatenate([d[p][1] for p in ("train", "val", "test")])
     assert 0 not in kept and 3 not in kept  # catch-all dropped, still_life has < 60 train rows
-    assert d["dropped"]["labels"]["Unknown Genre"] > 0
+    genre = pq.read_table(emb, columns=["genre"]).column("genre").to_numpy()
+    assert d["dropped"]["labels"] == {"Unknown Genre": int((genre == 0).sum())}
+    assert d["dropped"]["rare_rows"] == int((genre == 3).sum())
+    assert d["dropped"]["rows"] == int(np.isin(genre, [0, 3]).sum()) == len(genre) - len(kept)
     assert d["dropped"]["rare_classes"] == ["still_life"]
     with pytest.raises(FitDataError, match="'Unknown Artist' is not a class of genre"):
         load_fit_data(emb, "genre", drop_labels=["Unknown Artist"])
@@ -104,3 +113,61 @@ def test_unknown_hyperparameter_is_named(tmp_path):
     with pytest.raises(ValueError, match="lr_rate"):
         fit(tmp_path, emb, "mlp", {"lr_rate": 0.1})
     assert not (tmp_path / "mlp" / "metrics.json").exists()
+
+
+def test_stratified_split_keeps_class_shares_in_every_split(tmp_path):
+    emb = merged(tmp_path / "emb.parquet", n=600, stratified=True)
+    d = load_fit_data(emb, "genre")
+    y_all = np.concatenate([d[p][1] for p in ("train", "val", "test")])
+    assert len(y_all) == 600
+    for c in range(4):
+        share = {p: (d[p][1] == c).mean() for p in ("train", "val", "test")}
+        overall = (y_all == c).mean()
+        for p in share:  # 90 val/test rows: within 2 rows of the overall share
+            assert abs(share[p] - overall) <= 2 / 90, (c, share, overall)
+    m = json.loads((fit(tmp_path, emb, "linear") / "metrics.json").read_text())
+    assert (m["n_train"], m["n_val"], m["n_test"]) == (420, 90, 90)
+    assert m["n_classes_train"] == 4 and m["accuracy"]["value"] > 0.95
+
+
+@pytest.mark.parametrize("kind", ["linear", "knn"])
+def test_run_fit_drops_labels_and_rare_classes(tmp_path, kind):
+    # The classify stage as the workflow calls it, with probe.drop_labels and
+    # probe.min_class_count for this target: the dropped classes never reach the fit,
+    # the predictions or the test rows, and metrics.json says what was dropped.
+    emb = merged(tmp_path / "emb.parquet")
+    genre = pq.read_table(emb, columns=["genre"]).column("genre").to_numpy()
+    out = fit(tmp_path, emb, kind, drop_labels=["Unknown Genre"], min_class_count=60)
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["dropped"] == {
+        "labels": {"Unknown Genre": int((genre == 0).sum())},
+        "rare_classes": ["still_life"],
+        "rare_rows": int((genre == 3).sum()),
+        "rows": int(np.isin(genre, [0, 3]).sum()),
+    }
+    assert m["class_names"] == NAMES and m["n_classes"] == 4  # ids keep their meaning
+    assert m["n_classes_train"] == 2
+    assert m["n_train"] + m["n_val"] + m["n_test"] == int(np.isin(genre, [1, 2]).sum())
+    preds = pq.read_table(out / "predictions.parquet")
+    assert set(preds.column("y_true").to_pylist()) == {1, 2}
+    assert set(preds.column("y_pred").to_pylist()) <= {1, 2}
+    proba = np.array(preds.column("proba").to_pylist())
+    assert proba[:, [0, 3]].max() < 1e-4  # no training row of the dropped classes
+    assert m["accuracy"]["value"] > 0.95
+    report = (out / "classification_report.txt").read_text()
+    assert "landscape" in report and "still_life" not in report and "Unknown Genre" not in report
+
+
+def test_embedding_column_of_wrong_type_is_a_fit_data_error(tmp_path):
+    t = pa.table(
+        {
+            "row_id": pa.array([0, 1, 2], pa.int64()),
+            "split": pa.array(["train", "val", "test"]),
+            "genre": pa.array([1, 2, 1], pa.int16()),
+            "embedding": pa.array([[0.0, 1.0], [1.0, 0.0], [1.0]], pa.list_(pa.float32())),
+        }
+    )
+    emb = tmp_path / "emb.parquet"
+    write_parquet(with_meta(t, {"classes": {"genre": NAMES}}), emb)
+    with pytest.raises(FitDataError, match="expected fixed_size_list<float32>"):
+        load_fit_data(emb, "genre")
