@@ -102,8 +102,6 @@ def run_fit(
     device: str = "auto",
 ) -> dict:
     """Fit ``kind`` with ``params`` and write the four outputs; return metrics.json's dict."""
-    from sklearn.metrics import classification_report
-
     params = probes.resolve_params(kind, params)
     data = load_fit_data(embeddings_path, target, drop_labels=drop_labels, min_class_count=min_class_count)
     classes = data["classes"]
@@ -138,21 +136,9 @@ def run_fit(
         "info": result.info,
         "class_names": classes,
     }
-    present = sorted(set(yte.tolist()) | set(y_pred.tolist()))
-    text = classification_report(
-        yte, y_pred, labels=present, target_names=[classes[i] for i in present], digits=4, zero_division=0
-    )
-    predictions = pa.table(
-        {
-            "row_id": pa.array(rte, pa.int64()),
-            "y_true": pa.array(yte, pa.int32()),
-            "y_pred": pa.array(y_pred, pa.int32()),
-            "proba": pa.FixedSizeListArray.from_arrays(pa.array(proba.ravel(), pa.float32()), len(classes)),
-        }
-    )
-    write_parquet(predictions, predictions_path)
+    write_parquet(predictions_table(rte, yte, proba), predictions_path)
     write_history(result.history, history_path)
-    write_text(report_path, text)
+    write_text(report_path, report_text(yte, y_pred, classes))
     write_json(metrics_path, out)
     log.info(
         "%s/%s/%s: accuracy %.4f [%.4f, %.4f] in %.1f s",
@@ -160,6 +146,28 @@ def run_fit(
         out["accuracy"]["ci_low"], out["accuracy"]["ci_high"], seconds,
     )  # fmt: skip
     return out
+
+
+def predictions_table(row_id: np.ndarray, y_true: np.ndarray, proba: np.ndarray) -> pa.Table:
+    """Per-row test predictions: original row ids, true and predicted label ids, probabilities."""
+    return pa.table(
+        {
+            "row_id": pa.array(row_id, pa.int64()),
+            "y_true": pa.array(y_true, pa.int32()),
+            "y_pred": pa.array(proba.argmax(1), pa.int32()),
+            "proba": pa.FixedSizeListArray.from_arrays(pa.array(proba.ravel(), pa.float32()), proba.shape[1]),
+        }
+    )
+
+
+def report_text(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> str:
+    """scikit-learn's classification report over the classes that occur in truth or prediction."""
+    from sklearn.metrics import classification_report
+
+    present = sorted(set(y_true.tolist()) | set(y_pred.tolist()))
+    return classification_report(
+        y_true, y_pred, labels=present, target_names=[classes[i] for i in present], digits=4, zero_division=0
+    )
 
 
 def write_history(history: list[dict], path: str | os.PathLike) -> None:
