@@ -26,7 +26,8 @@ animated GIF/WebP/PNG      first frame
 
 ``min_short_side`` enables fast JPEG decoding: libjpeg decodes directly at 1/2, 1/4 or 1/8
 scale (``Image.draft``) as long as the short side stays >= ``min_short_side``. The embed stage
-asks for twice the model's resize target, so the final resize still has a 2x safety margin.
+asks for the model's resize target itself (``artprobe.embed.preprocess.DRAFT_MARGIN`` = 1.0), so
+the model's own resize then only ever scales down.
 """
 
 from __future__ import annotations

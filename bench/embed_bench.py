@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
@@ -109,10 +110,12 @@ def main(argv=None) -> dict:
 
     import torch
 
-    from artprobe.embed import _n_cores, decode_only_rate, embed_shard, model_only_rate, resolve_device
+    from artprobe.device import resolve_device
+    from artprobe.embed import embed_shard, n_cores
+    from rates import decode_only_rate, model_only_rate
 
     dev = resolve_device(args.device)
-    cores = _n_cores()
+    cores = n_cores()
     threads = args.threads or cores
     workers = (
         args.workers

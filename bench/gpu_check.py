@@ -179,10 +179,12 @@ def main(argv=None) -> int:
     import torch
     import torchvision
 
+    import rates
     from artprobe import embed as E
+    from artprobe.device import resolve_device
 
     quick = args.quick
-    cores = E._n_cores()
+    cores = E.n_cores()
     model_name = args.model or ("test_vit" if quick else "eva02_large_patch14_224.mim_m38m")
     n_images = args.images or (48 if quick else 3000)
     n_distinct = args.distinct or (8 if quick else 64)
@@ -190,7 +192,7 @@ def main(argv=None) -> int:
     workers = args.workers if args.workers is not None else (2 if quick else max(1, min(14, cores - 2)))
     n_thesis = args.thesis_images or (4 if quick else 50)
     budget = args.budget_s or (300.0 if quick else 330.0)
-    dev = E.resolve_device(args.device)
+    dev = resolve_device(args.device)
     cuda = dev.type == "cuda"
 
     env = {
@@ -254,7 +256,7 @@ def main(argv=None) -> int:
 
         r = step(
             "model_only",
-            lambda: E.model_only_rate(
+            lambda: rates.model_only_rate(
                 model_name,
                 False,
                 iters=12 if not quick else 2,
@@ -305,7 +307,7 @@ def main(argv=None) -> int:
 
         r = step(
             "decode_only",
-            lambda: E.decode_only_rate(
+            lambda: rates.decode_only_rate(
                 shard, model_name, decode="fast", batch_size=batch, workers=workers, device=args.device
             ),
             budget=budget,
@@ -330,7 +332,7 @@ def main(argv=None) -> int:
             else:
                 r = step(
                     "decode_only_nvjpeg",
-                    lambda: E.decode_only_rate(
+                    lambda: rates.decode_only_rate(
                         shard,
                         model_name,
                         decode="nvjpeg",
@@ -353,7 +355,7 @@ def main(argv=None) -> int:
         if args.exact:
             r = step(
                 "decode_only_exact",
-                lambda: E.decode_only_rate(
+                lambda: rates.decode_only_rate(
                     shard, model_name, decode="exact", batch_size=batch, workers=workers, device=args.device
                 ),
                 budget=budget,
@@ -364,7 +366,7 @@ def main(argv=None) -> int:
         if args.compile:
             r = step(
                 "model_only_compile",
-                lambda: E.model_only_rate(
+                lambda: rates.model_only_rate(
                     model_name,
                     False,
                     compile=True,

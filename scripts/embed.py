@@ -4,6 +4,7 @@ Runtime knobs (batch size, workers, compile, device, checkpoint interval) come f
 ``config["embed_runtime"]``, not from params, so tuning them never re-embeds a shard.
 """
 
+import _checkout  # noqa: F401  (the checkout's artprobe, conda env or not)
 from artprobe.embed import embed_shard
 from artprobe.logs import to_log
 

@@ -1,6 +1,7 @@
 """Adapter: merge one model's shard embeddings with labels and split; refuse gaps."""
 
-from artprobe.embed import merge_embeddings
+import _checkout  # noqa: F401  (the checkout's artprobe, conda env or not)
+from artprobe.merge import merge_embeddings
 from artprobe.logs import to_log
 
 with to_log(snakemake.log[0]):

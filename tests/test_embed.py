@@ -1,4 +1,5 @@
-"""artprobe.embed: embed_shard (contract, bad images, fast decode, resume) and merge_embeddings."""
+"""artprobe.embed: embed_shard (contract, bad images, fast decode, compile, resume, corrupt
+checkpoints). merge_embeddings: tests/test_merge.py."""
 
 from __future__ import annotations
 
@@ -18,51 +19,13 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from artprobe.embed import (
-    PARTIAL_DIR,
-    Checkpoints,
-    MergeError,
-    _embedding_values,
-    embed_shard,
-    embedding_table,
-    load_model,
-    merge_embeddings,
-)
+from embed_helpers import TINY, assert_same_embeddings, embed_two_shards, encode, small_jpegs, write_shard
+
+from artprobe.embed import CHECKPOINT_DIR, Checkpoints, embed_shard, load_model
 from artprobe.images import synthetic_jpeg, wikiart_like_sizes
-from artprobe.io import read_meta, with_meta, write_parquet
+from artprobe.io import embedding_matrix, read_meta
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = dict(timm_name="test_vit", pretrained=False, precision="fp32", progress=False, threads=1)
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def write_shard(path: Path, images: list, *, start: int = 0, targets=("style", "genre")) -> Path:
-    n = len(images)
-    cols = {
-        "row_id": pa.array(np.arange(start, start + n), pa.int64()),
-        "image": pa.array(images, pa.binary()),
-    }
-    for k, t in enumerate(targets):
-        cols[t] = pa.array((np.arange(n) + k) % 3, pa.int16())
-    meta = {"classes": {t: [f"{t}-{i}" for i in range(3)] for t in targets}, "shard": path.stem}
-    write_parquet(with_meta(pa.table(cols), meta), path)
-    return path
-
-
-def encode(img: Image.Image, fmt: str, **kw) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, fmt, **kw)
-    return buf.getvalue()
-
-
-def small_jpegs(n: int, seed: int = 0) -> list[bytes]:
-    rng = np.random.default_rng(seed)
-    return [
-        synthetic_jpeg(int(rng.integers(120, 260)), int(rng.integers(120, 260)), seed=seed * 1000 + i)
-        for i in range(n)
-    ]
 
 
 def odd_images() -> dict[str, tuple[bytes | None, bool]]:
@@ -118,46 +81,13 @@ def _png_header(width: int, height: int) -> bytes:
     )
 
 
-def assert_same_embeddings(a: pa.Table, b: pa.Table) -> None:
-    """Row by row, bit for bit."""
-    assert a["row_id"].to_pylist() == b["row_id"].to_pylist()
-    assert a["error"].to_pylist() == b["error"].to_pylist()
-    ea, eb = _embedding_values(a["embedding"]), _embedding_values(b["embedding"])
-    assert np.array_equal(ea.view(np.uint32), eb.view(np.uint32))
-
-
 def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
 
 
 @pytest.fixture(scope="module")
 def embedded(tmp_path_factory):
-    """Two shards (one with bad images) embedded with test_vit."""
-    d = tmp_path_factory.mktemp("embedded")
-    imgs0 = small_jpegs(11, seed=1) + [b"not an image"]
-    imgs1 = small_jpegs(8, seed=2)
-    imgs1[3] = imgs1[3][:200]  # truncated
-    shards = [
-        write_shard(d / "shards" / "s0.parquet", imgs0, start=0),
-        write_shard(d / "shards" / "s1.parquet", imgs1, start=12),
-    ]
-    outs, stats = [], []
-    for s in shards:
-        out = d / "embeddings" / "vit" / s.name
-        stats.append(embed_shard(s, out, batch_size=4, checkpoint_every=1, **TINY))
-        outs.append(out)
-    split = d / "split.parquet"
-    ids = np.arange(20)
-    write_parquet(
-        pa.table(
-            {
-                "row_id": pa.array(ids, pa.int64()),
-                "split": pa.array(np.array(["train", "val", "test", "train"])[ids % 4]),
-            }
-        ),
-        split,
-    )
-    return {"dir": d, "shards": shards, "outs": outs, "stats": stats, "split": split}
+    return embed_two_shards(tmp_path_factory.mktemp("embedded"))
 
 
 # --------------------------------------------------------------------------- embed_shard
@@ -174,7 +104,7 @@ def test_output_contract(embedded):
     valid = t["embedding"].is_valid().to_pylist()
     assert errors[:11] == [None] * 11 and valid[:11] == [True] * 11
     assert errors[11].startswith("not an image") and valid[11] is False
-    emb = _embedding_values(t["embedding"])[:11]
+    emb = embedding_matrix(t["embedding"])[:11]
     assert np.isfinite(emb).all() and np.linalg.norm(emb, axis=1).min() > 0
     meta = read_meta(out)
     for key in (
@@ -202,7 +132,7 @@ def test_output_contract(embedded):
     assert meta["rows"] == 12 and meta["failures"] == 1
     stats = embedded["stats"][0]
     assert stats["n_rows"] == 12 and stats["n_failed"] == 1 and stats["img_per_s"] > 0
-    # nothing left behind: no partial state, no temporary files
+    # nothing left behind: no checkpoints, no temporary files
     assert sorted(p.name for p in out.parent.iterdir()) == ["s0.parquet", "s1.parquet"]
 
 
@@ -219,7 +149,7 @@ def test_bad_images_become_error_rows_and_workers_agree(tmp_path):
     assert errors["empty"] == "empty" and errors["null"].startswith("missing")
     assert errors["truncated"].startswith("truncated") and "too many pixels" in errors["bomb"]
     assert s0["n_failed"] == s2["n_failed"] == sum(not ok for _, ok in cases.values())
-    emb = _embedding_values(t0["embedding"])
+    emb = embedding_matrix(t0["embedding"])
     assert np.isfinite(emb[[i for i, (_, ok) in enumerate(cases.values()) if ok]]).all()
 
 
@@ -240,7 +170,7 @@ def test_fast_decode_matches_exact_on_wikiart_sized_images(tmp_path):
             progress=False,
             threads=1,
         )
-        emb[mode] = _embedding_values(pq.read_table(tmp_path / f"{mode}.parquet")["embedding"])
+        emb[mode] = embedding_matrix(pq.read_table(tmp_path / f"{mode}.parquet")["embedding"])
         assert read_meta(tmp_path / f"{mode}.parquet")["decode"] == mode
     fast, exact = emb["fast"], emb["exact"]
     assert cosine(fast, exact).min() >= 0.99
@@ -296,7 +226,7 @@ def test_nvjpeg_path_logic_on_cpu():
     import torch
     from timm.data import resolve_model_data_config
 
-    from artprobe.embed import ShardImages, _gpu_jpeg_batch, _Runner, build_preprocess, collate
+    from artprobe.embed import ModelRunner, ShardImages, build_preprocess, collate, decode_jpeg_batch
 
     model, _ = load_model("convnext_atto", False)
     cfg = resolve_model_data_config(model)
@@ -323,46 +253,92 @@ def test_nvjpeg_path_logic_on_cpu():
         8,
     ]  # EXIF, CMYK, progressive
     assert sorted(batch["errors"]) == [5, 6] and batch["errors"][6].startswith("truncated")
-    runner = _Runner(None, None, prep, torch.device("cpu"), torch.float32, 8, pad=False, channels_last=False)
-    out, errors = _gpu_jpeg_batch(batch, ds, runner)
+    out, errors = decode_jpeg_batch(batch, ds, prep, torch.device("cpu"))
     assert errors == {} and [i for i, _ in out] == [0, 3, 4, 7]
     for i, t in out:
         assert t.shape == (3, 224, 224) and t.dtype == torch.uint8
-        assert (t.float() - exact.cpu(imgs[i]).float()).abs().mean() < 0.5  # grey levels of 255
+        assert (t.float() - exact.decode_on_host(imgs[i]).float()).abs().mean() < 0.5  # grey levels of 255
 
 
 # --------------------------------------------------------------------------- resume
 
 
-def test_resume_uses_matching_partial_state_and_discards_the_rest(tmp_path, monkeypatch):
+def test_resume_uses_matching_checkpoints_and_discards_the_rest(tmp_path, monkeypatch):
     shard = write_shard(tmp_path / "s.parquet", small_jpegs(10) + [b""])
     ref = tmp_path / "ref.parquet"
     embed_shard(shard, ref, batch_size=4, checkpoint_every=1, **TINY)
     out = tmp_path / "out" / "s.parquet"
-    monkeypatch.setattr(Checkpoints, "cleanup", lambda self: None)  # keep the chunks around
+    monkeypatch.setattr(Checkpoints, "cleanup", lambda self: None)  # keep the checkpoint files around
     embed_shard(shard, out, batch_size=4, checkpoint_every=1, **TINY)
-    partial = out.parent / PARTIAL_DIR / "s"
-    chunks = sorted(p.name for p in partial.glob("rows-*.arrow"))
-    assert chunks == [
+    ckpt_dir = out.parent / CHECKPOINT_DIR / "s"
+    files = sorted(p.name for p in ckpt_dir.glob("rows-*.arrow"))
+    assert files == [
         "rows-000000000-000000004.arrow",
         "rows-000000004-000000008.arrow",
         "rows-000000008-000000011.arrow",
     ]
-    # drop the last chunk: the rerun recomputes only rows 8..10 and matches bit for bit
-    (partial / chunks[-1]).unlink()
+    # drop the last checkpoint file: the rerun recomputes only rows 8..10 and matches bit for bit
+    (ckpt_dir / files[-1]).unlink()
     out.unlink()
     stats = embed_shard(shard, out, batch_size=4, checkpoint_every=1, **TINY)
     assert stats["n_resumed"] == 8
     assert_same_embeddings(pq.read_table(out), pq.read_table(ref))
-    # another batch size (or model, decode, precision...): the partial state is discarded
+    # another batch size (or model, decode, precision...): the checkpoints are discarded
     stats = embed_shard(shard, out, batch_size=3, checkpoint_every=1, **TINY)
     assert stats["n_resumed"] == 0
-    state = json.loads((partial / "state.json").read_text())
+    state = json.loads((ckpt_dir / "key.json").read_text())
     assert state["batch_size"] == 3
     stats = embed_shard(
         shard, out, batch_size=3, checkpoint_every=1, **{**TINY, "timm_name": "test_convnext"}
     )
     assert stats["n_resumed"] == 0
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])
+def test_corrupt_checkpoint_file_is_discarded_and_the_rows_re_embedded(tmp_path, monkeypatch, damage):
+    """A damaged checkpoint file (a crash mid-copy, a full disk) is neither trusted nor fatal:
+    it and every later file are deleted, those rows re-embedded, the output bit-identical."""
+    shard = write_shard(tmp_path / "s.parquet", small_jpegs(10) + [b""])
+    ref = tmp_path / "ref.parquet"
+    embed_shard(shard, ref, batch_size=4, checkpoint_every=1, **TINY)
+    out = tmp_path / "out" / "s.parquet"
+    monkeypatch.setattr(Checkpoints, "cleanup", lambda self: None)  # keep the checkpoint files
+    embed_shard(shard, out, batch_size=4, checkpoint_every=1, **TINY)
+    monkeypatch.undo()
+    ckpt_dir = out.parent / CHECKPOINT_DIR / "s"
+    files = sorted(ckpt_dir.glob("rows-*.arrow"))
+    assert len(files) == 3
+    data = files[1].read_bytes()
+    files[1].write_bytes(
+        {"truncated": data[: len(data) // 2], "garbage": b"\x00garbage" * 100, "empty": b""}[damage]
+    )
+    out.unlink()
+    stats = embed_shard(shard, out, batch_size=4, checkpoint_every=1, **TINY)
+    assert stats["n_resumed"] == 4  # only the file before the damaged one was used
+    assert_same_embeddings(pq.read_table(out), pq.read_table(ref))
+    assert not ckpt_dir.exists()
+
+
+@pytest.mark.slow  # ~1 min on one CPU core: inductor compiles the graph
+def test_compile_pads_the_last_batch_and_matches_eager(tmp_path):
+    """compile=True runs every batch at the full batch size (the short last one padded with
+    zeros, its padding rows dropped): same rows, same errors, embeddings as without compile."""
+    torch = pytest.importorskip("torch")
+    try:
+        torch.compile(lambda x: x + 1)(torch.zeros(1))
+    except Exception as exc:  # noqa: BLE001 - no C compiler / inductor on this machine
+        pytest.skip(f"torch.compile unusable here: {exc}")
+    shard = write_shard(tmp_path / "s.parquet", small_jpegs(6) + [b"not an image"])
+    plain = embed_shard(shard, tmp_path / "plain.parquet", batch_size=4, **TINY)
+    comp = embed_shard(shard, tmp_path / "comp.parquet", batch_size=4, compile=True, **TINY)
+    a, b = pq.read_table(tmp_path / "plain.parquet"), pq.read_table(tmp_path / "comp.parquet")
+    assert a["row_id"].to_pylist() == b["row_id"].to_pylist() == list(range(7))
+    assert a["error"].to_pylist() == b["error"].to_pylist()
+    ea, eb = embedding_matrix(a["embedding"]), embedding_matrix(b["embedding"])
+    assert np.isnan(eb[6]).all() and np.isfinite(eb[:6]).all()
+    np.testing.assert_allclose(eb[:6], ea[:6], rtol=1e-4, atol=1e-5)
+    assert read_meta(tmp_path / "comp.parquet")["compile"] is True
+    assert comp["embedding_dim"] == plain["embedding_dim"] == 64
 
 
 RUNNER = textwrap.dedent("""
@@ -372,7 +348,7 @@ RUNNER = textwrap.dedent("""
     logging.basicConfig(level=logging.INFO)
 
     save = E.Checkpoints.save
-    def slow_save(self, *args):  # slow the run down so the test can kill it between chunks
+    def slow_save(self, *args):  # slow the run down so the test can kill it between checkpoints
         save(self, *args)
         time.sleep(0.25)
     E.Checkpoints.save = slow_save
@@ -414,23 +390,23 @@ def test_sigkill_and_resume_is_bit_identical(tmp_path):
     script = tmp_path / "run.py"
     script.write_text(RUNNER)
     out = tmp_path / "emb" / "shard.parquet"
-    partial = out.parent / PARTIAL_DIR / "shard"
+    ckpt_dir = out.parent / CHECKPOINT_DIR / "shard"
 
-    def n_chunks() -> int:
-        return len(list(partial.glob("rows-*.arrow")))
+    def n_checkpoints() -> int:
+        return len(list(ckpt_dir.glob("rows-*.arrow")))
 
     def only_hidden_files() -> bool:  # nothing that looks like a finished output
         return not out.exists() and all(p.name.startswith(".") for p in out.parent.iterdir())
 
-    # killed during its first batch (state written, no chunk yet)
-    _kill_when(_start(script, shard, out), lambda: (partial / "state.json").exists())
+    # killed during its first batch (key written, no checkpoint file yet)
+    _kill_when(_start(script, shard, out), lambda: (ckpt_dir / "key.json").exists())
     assert only_hidden_files()
     # killed after its first checkpoint, then again after the third
-    _kill_when(_start(script, shard, out), lambda: n_chunks() >= 1)
-    assert only_hidden_files() and n_chunks() >= 1
-    _kill_when(_start(script, shard, out), lambda: n_chunks() >= 3)
+    _kill_when(_start(script, shard, out), lambda: n_checkpoints() >= 1)
+    assert only_hidden_files() and n_checkpoints() >= 1
+    _kill_when(_start(script, shard, out), lambda: n_checkpoints() >= 3)
     assert only_hidden_files()
-    done_before = n_chunks()
+    done_before = n_checkpoints()
     assert done_before >= 3
     proc = _start(script, shard, out)
     stdout, stderr = proc.communicate(timeout=300)
@@ -439,101 +415,5 @@ def test_sigkill_and_resume_is_bit_identical(tmp_path):
     assert stats["n_resumed"] == 8 * done_before
     assert "resuming" in stderr
     assert_same_embeddings(pq.read_table(out), pq.read_table(ref))
-    assert not (out.parent / PARTIAL_DIR).exists()
+    assert not (out.parent / CHECKPOINT_DIR).exists()
     assert sorted(p.name for p in out.parent.iterdir()) == ["shard.parquet"]
-
-
-# --------------------------------------------------------------------------- merge
-
-
-def test_merge_joins_targets_and_split(embedded, tmp_path):
-    out, fail = tmp_path / "vit.parquet", tmp_path / "vit.failures.parquet"
-    merge_embeddings(
-        embedded["outs"], embedded["shards"], embedded["split"], out, fail, targets=["style", "genre"]
-    )
-    t = pq.read_table(out)
-    assert t.column_names == ["row_id", "split", "style", "genre", "embedding"]
-    ids = t["row_id"].to_pylist()
-    assert ids == sorted(set(range(20)) - {11, 15})
-    assert t["split"].to_pylist() == [["train", "val", "test", "train"][i % 4] for i in ids]
-    assert t["style"].type == pa.int16() and t["style"].to_pylist() == [
-        (i - (0 if i < 12 else 12)) % 3 for i in ids
-    ]
-    assert t["embedding"].null_count == 0
-    # the merged embedding of a row equals the shard's
-    e0 = _embedding_values(pq.read_table(embedded["outs"][0])["embedding"])
-    assert np.array_equal(_embedding_values(t["embedding"])[:11], e0[:11])
-    f = pq.read_table(fail)
-    assert f.column_names == ["row_id", "reason"] and f["row_id"].to_pylist() == [11, 15]
-    assert f["reason"][0].as_py().startswith("not an image") and f["reason"][1].as_py().startswith(
-        "truncated"
-    )
-    meta = read_meta(out)
-    assert meta["timm_name"] == "test_vit" and meta["classes"]["style"] == ["style-0", "style-1", "style-2"]
-    assert [s["shard"] for s in meta["shards"]] == ["s0.parquet", "s1.parquet"]
-    assert all(s["img_per_s"] > 0 for s in meta["shards"])
-
-
-def _fake_embeddings(path: Path, row_ids, dim: int = 8, **meta) -> Path:
-    n = len(row_ids)
-    emb = np.random.default_rng(0).standard_normal((n, dim)).astype(np.float32)
-    prov = {
-        "timm_name": "m",
-        "timm_version": "1",
-        "pretrained": False,
-        "weights_fingerprint": "abc",
-        "data_config": {},
-        "decode": "fast",
-        "dtype": "float32",
-        "embedding_dim": dim,
-        **meta,
-    }
-    write_parquet(with_meta(embedding_table(row_ids, emb, np.ones(n, bool), [None] * n), prov), path)
-    return path
-
-
-@pytest.fixture
-def merge_case(tmp_path):
-    shards = [write_shard(tmp_path / f"s{i}.parquet", [b"x"] * 5, start=5 * i) for i in range(2)]
-    split = tmp_path / "split.parquet"
-    write_parquet(pa.table({"row_id": pa.array(np.arange(10), pa.int64()), "split": ["train"] * 10}), split)
-    return tmp_path, shards, split
-
-
-@pytest.mark.parametrize(
-    "second, message",
-    [
-        (dict(row_ids=[5, 6, 7, 8]), r"1 row_id\(s\) of shard s1.parquet missing: 9"),
-        (dict(row_ids=[5, 6, 7, 8, 9, 9]), r"embedded more than once: 9"),
-        (dict(row_ids=[5, 6, 7, 8, 9, 42]), r"not in shard s1.parquet: 42"),
-        (dict(row_ids=[5, 6, 7, 8, 9], dim=16), r"embedding_dim: 8 vs 16"),
-        (dict(row_ids=[5, 6, 7, 8, 9], timm_name="other"), r"timm_name: 'm' vs 'other'"),
-        (dict(row_ids=[5, 6, 7, 8, 9], weights_fingerprint="zzz"), r"weights_fingerprint"),
-        (dict(row_ids=[5, 6, 7, 8, 9], decode="exact"), r"decode: 'fast' vs 'exact'"),
-    ],
-    ids=["missing", "doubled", "unknown", "dimension", "model", "weights", "decode"],
-)
-def test_merge_refuses_inconsistent_shards_and_writes_nothing(merge_case, second, message):
-    d, shards, split = merge_case
-    embs = [_fake_embeddings(d / "e0.parquet", list(range(5))), _fake_embeddings(d / "e1.parquet", **second)]
-    out, fail = d / "m.parquet", d / "m.failures.parquet"
-    with pytest.raises(MergeError, match=message) as exc:
-        merge_embeddings(embs, shards, split, out, fail, targets=["style"])
-    assert "e1.parquet" in str(exc.value)
-    assert not out.exists() and not fail.exists()
-
-
-def test_merge_refuses_rows_without_split_and_unknown_targets(merge_case):
-    d, shards, split = merge_case
-    embs = [
-        _fake_embeddings(d / "e0.parquet", list(range(5))),
-        _fake_embeddings(d / "e1.parquet", list(range(5, 10))),
-    ]
-    write_parquet(pa.table({"row_id": pa.array(np.arange(9), pa.int64()), "split": ["train"] * 9}), split)
-    with pytest.raises(MergeError, match=r"no split .*: 9"):
-        merge_embeddings(embs, shards, split, d / "m.parquet", d / "f.parquet", targets=["style"])
-    with pytest.raises(MergeError, match="no target column"):
-        merge_embeddings(embs, shards, split, d / "m.parquet", d / "f.parquet", targets=["nope"])
-    with pytest.raises(MergeError, match="2 embedding files for 1 shards"):
-        merge_embeddings(embs, shards[:1], split, d / "m.parquet", d / "f.parquet", targets=["style"])
-    assert not (d / "m.parquet").exists() and not (d / "f.parquet").exists()

@@ -1,0 +1,70 @@
+"""Embed image shards with a timm model, resumably (the ``embed_shard`` rule).
+
+``embed_shard`` turns ``shards/<shard>.parquet`` (``row_id``, ``image`` bytes, targets) into
+``embeddings/<model>/<shard>.parquet`` (``row_id``, ``embedding``, ``error``):
+
+* **Speed.** Decoding and the PIL part of the model's own eval transform
+  (``timm.data.create_transform(**resolve_model_data_config(model), is_training=False)``)
+  run in DataLoader worker processes, which hand over ``uint8`` crops; ``ToTensor`` and
+  ``Normalize`` are applied to the whole batch on the device (the same float ops, so
+  bit-identical on CPU). The forward pass is batched under ``torch.inference_mode()``;
+  channels_last; on CUDA with bf16 autocast (``precision="auto"``), pinned memory,
+  non-blocking copies, and the results of batch k read back while batch k+1 runs.
+* **Fast decode** (``decode="fast"``, the default): JPEGs are decoded at 1/2, 1/4 or 1/8
+  DCT scale (``PIL.Image.draft``) while their short side stays >= the model's resize target
+  (``DRAFT_MARGIN`` = 1.0); ``"exact"`` decodes at full resolution; ``"nvjpeg"`` decodes
+  JPEGs on the GPU (``torchvision.io.decode_jpeg``) and resizes them there, falling back to
+  PIL for other formats and for files nvjpeg refuses.
+* **Bad images** never stop the job: :mod:`artprobe.images` turns them into a short reason,
+  stored in ``error`` with a null ``embedding``.
+* **Resumable.** Every ``checkpoint_every`` batches the rows done so far are saved as a
+  checkpoint file in the checkpoint dir ``<out dir>/.checkpoints/<out stem>/`` (Arrow IPC,
+  written atomically, beside a ``key.json`` holding everything that could change a result:
+  model, weights fingerprint, data config, decode, dtype, device type, library versions,
+  batch size, shard identity). A rerun with the same key resumes after the last checkpoint
+  with the same batch boundaries, so its output is bit-identical to an uninterrupted run on
+  CPU; checkpoints under another key, and unreadable checkpoint files, are discarded. The
+  dir is removed once the output is written (atomically).
+
+Modules, one job each: :mod:`.model` (load, fingerprint, dtype), :mod:`.preprocess` (the
+transform split into host and device stages), :mod:`.loader` (dataset, pieces, DataLoader),
+:mod:`.nvjpeg` (GPU JPEG decoding), :mod:`.runner` (the model on device batches),
+:mod:`.rows` (the output table and the rows between checkpoints), :mod:`.checkpoints` (the
+checkpoint store), :mod:`.shard` (``embed_shard``, stringing them together).
+"""
+
+from artprobe.embed.checkpoints import CHECKPOINT_DIR, Checkpoints
+from artprobe.embed.loader import PIECE, ShardImages, collate, merge_pieces, piece_loader, plan_pieces
+from artprobe.embed.model import PRECISIONS, load_model, n_cores, resolve_dtype, weights_fingerprint
+from artprobe.embed.nvjpeg import check_nvjpeg, decode_jpeg_batch
+from artprobe.embed.preprocess import DECODE_MODES, DRAFT_MARGIN, Preprocess, build_preprocess
+from artprobe.embed.rows import embedding_table
+from artprobe.embed.runner import ModelRunner, place_model
+from artprobe.embed.shard import IDENTITY_KEYS, embed_shard
+
+__all__ = [
+    "CHECKPOINT_DIR",
+    "DECODE_MODES",
+    "DRAFT_MARGIN",
+    "IDENTITY_KEYS",
+    "PIECE",
+    "PRECISIONS",
+    "Checkpoints",
+    "ModelRunner",
+    "Preprocess",
+    "ShardImages",
+    "build_preprocess",
+    "check_nvjpeg",
+    "collate",
+    "decode_jpeg_batch",
+    "embed_shard",
+    "embedding_table",
+    "load_model",
+    "merge_pieces",
+    "n_cores",
+    "piece_loader",
+    "place_model",
+    "plan_pieces",
+    "resolve_dtype",
+    "weights_fingerprint",
+]

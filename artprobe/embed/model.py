@@ -1,0 +1,68 @@
+"""The timm model: load it (identical random weights in every job), fingerprint its weights,
+pick the dtype a precision setting means on a device."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import Any
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def resolve_dtype(precision: str, device):
+    """The torch dtype of ``precision`` on ``device``; ``auto``: bf16 on CUDA, fp32 on CPU."""
+    import torch
+
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def weights_fingerprint(model) -> str:
+    """A short hash of the model's weights (shapes + head and tail of every tensor)."""
+    h = hashlib.sha1()
+    for name, t in model.state_dict().items():
+        flat = t.detach().reshape(-1)
+        h.update(f"{name}:{tuple(t.shape)}:{t.dtype};".encode())
+        if flat.numel() > 8192:
+            flat = flat[:4096].cpu(), flat[-4096:].cpu()
+        else:
+            flat = (flat.cpu(),)
+        for part in flat:
+            h.update(part.contiguous().view(-1).float().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+_MODEL_CACHE: dict[tuple[str, bool], tuple[Any, str]] = {}
+
+
+def load_model(timm_name: str, pretrained: bool, *, cache: bool = True):
+    """``(model, fingerprint)``: the timm model in eval mode, classifier removed (pooled
+    pre-logits features), created right after ``torch.manual_seed(0)`` so that random-weight
+    models are identical in every job. The last model is cached for in-process reuse."""
+    import timm
+    import torch
+
+    key = (timm_name, bool(pretrained))
+    if cache and key in _MODEL_CACHE:
+        return _MODEL_CACHE[key]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = timm.create_model(timm_name, pretrained=pretrained, num_classes=0)
+    model.eval()
+    fp = weights_fingerprint(model)
+    if cache:
+        _MODEL_CACHE.clear()
+        _MODEL_CACHE[key] = (model, fp)
+    return model, fp
+
+
+def n_cores() -> int:
+    """The CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
