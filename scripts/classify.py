@@ -1,5 +1,6 @@
 """Adapter: fit one classifier on one model's embeddings for one target."""
 
+import _checkout  # noqa: F401  (the checkout's artprobe, conda env or not)
 from artprobe.classify import run_fit
 from artprobe.logs import to_log
 
