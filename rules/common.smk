@@ -12,7 +12,7 @@ from artprobe.config import check_config, demo_settings, is_local_source
 from artprobe.data import shard_ranges
 from artprobe.io import read_json
 from artprobe.timm_names import check_timm_names
-from artprobe.report import report_files, report_sections
+from artprobe.report.layout import layout_options, report_layout
 
 validate(config, "../schemas/config.schema.yaml")
 
@@ -149,35 +149,37 @@ def fit_inputs(wildcards):
 # ---------------------------------------------------------------- report
 
 
-REPORT_FILES = report_files(list(MODELS), TARGETS, list(CLASSIFIERS), CLASSIFIERS)
+# every report file (path, caption, category, subcategory, labels): artprobe.report.layout
+REPORT = report_layout(
+    MODELS, TARGETS, CLASSIFIERS, CLASSIFIERS, **layout_options(config["report"], TARGETS)
+)
 
 
 def report_params(wildcards):
+    """build_report's settings; inputs and outputs come from the rule itself."""
     return {
-        "fits": all_fits(),
-        "embeddings": {m: f"{OUT}/embeddings/{m}.parquet" for m in MODELS},
-        "failures": {m: f"{OUT}/embeddings/{m}.failures.parquet" for m in MODELS},
-        "kinds": CLASSIFIERS,
         "n_boot": config["probe"]["bootstrap"],
         "seed": config["probe"]["seed"],
         "map_rows": config["report"]["map_rows"],
+        "pairs_targets": config["report"].get("pairs_targets"),
+        "map_target": config["report"].get("map_target"),
     }
 
 
 def final_targets():
-    return [f"{OUT}/report/{path}" for path in REPORT_FILES.values()]
+    return [f"{OUT}/report/{f.path}" for f in REPORT]
 
 
-# caption, category, subcategory and labels of every report file (artprobe.report)
-REPORT_SECTIONS = report_sections(list(MODELS), TARGETS, list(CLASSIFIERS), CLASSIFIERS)
+def report_ids():
+    """The layout id of each report output, in the order of report_outputs()."""
+    return [f.id for f in REPORT]
 
 
 def report_outputs():
     """Every report file, wrapped in report() with its caption, category and labels."""
     out = []
-    for file_id, path in REPORT_FILES.items():
-        s = REPORT_SECTIONS[file_id]
-        kw = dict(category=s["category"], subcategory=s["subcategory"], labels=s["labels"])
-        kw["caption"] = f"../report/{s['caption']}"
-        out.append(report(f"results/{{dataset}}/report/{path}", **kw))
+    for f in REPORT:
+        kw = dict(category=f.category, subcategory=f.subcategory, labels=f.labels)
+        kw["caption"] = f"../report/{f.caption}"
+        out.append(report(f"results/{{dataset}}/report/{f.path}", **kw))
     return out

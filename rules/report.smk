@@ -21,7 +21,8 @@ rule report:
         mem_mb=8000,
         runtime=60,
     params:
+        models=list(MODELS),
+        ids=report_ids(),
         report=report_params,
-        out_dir="results/{dataset}/report",
     script:
         "../scripts/report.py"

@@ -1,12 +1,16 @@
-"""Adapter: build the report folder (tables and plots) from every fit."""
+"""Adapter: build the report (tables and plots) from every fit into the rule's outputs."""
 
+import _checkout  # noqa: F401  (the checkout's artprobe, conda env or not)
 from artprobe.logs import to_log
-from artprobe.report import build_report
+from artprobe.report.build import build_report
 
 with to_log(snakemake.log[0]):
     build_report(
-        **snakemake.params.report,
+        fits=snakemake.input.fits,
+        embeddings=dict(zip(snakemake.params.models, snakemake.input.embeddings)),
+        failures=dict(zip(snakemake.params.models, snakemake.input.failures)),
         manifest=snakemake.input.manifest,
         split=snakemake.input.split,
-        out_dir=snakemake.params.out_dir,
+        outputs=dict(zip(snakemake.params.ids, snakemake.output)),
+        **snakemake.params.report,
     )

@@ -1,11 +1,16 @@
-"""artprobe.report on synthetic fits with known numbers (2 models × 3 targets × 2 probes).
+"""artprobe.report on fits made by the real classify stage (2 models × 3 targets × 3 probes).
 
+The embeddings are synthetic with known structure: "good" separates every target's classes,
+"weak" barely does, and weak maps artist-01 onto the (more frequent) artist-02, a systematic
+confusion the pairs table must find first. Every fit is ``artprobe.classify.run_fit`` on
+them, so metrics.json, predictions and history are what the workflow writes.
 ``make_results`` is shared with test_report_html.py.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import struct
 from pathlib import Path
 
@@ -14,15 +19,26 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
+from artprobe.classify import run_fit
 from artprobe.io import with_meta, write_json, write_parquet
-from artprobe.report import FULL_WIKIART_IMAGES, build_report, report_files
+from artprobe.report.build import build_report
+from artprobe.report.choices import MATRIX_MAX_CLASSES, readable_target, shows_pairs
+from artprobe.report.layout import CATEGORIES, report_files, report_sections
+from artprobe.report.load import FIT_FILES
 
 MODELS = ["good", "weak"]
 TARGETS = {"genre": 5, "style": 8, "artist": 30}
-CLASSIFIERS = ["mlp", "lin"]
-KINDS = {"mlp": "mlp", "lin": "linear"}
-# probability that a model predicts the right class on a test row
-SKILL = {("good", "mlp"): 0.9, ("good", "lin"): 0.8, ("weak", "mlp"): 0.5, ("weak", "lin"): 0.45}
+CLASSIFIERS = ["mlp", "lin", "knn"]
+KINDS = {"mlp": "mlp", "lin": "linear", "knn": "knn"}
+# small, fast settings of the real probes
+PARAMS = {
+    "mlp": {"hidden": 64, "lr": 1e-3, "epochs": 8, "batch_size": 64, "patience": 3},
+    "lin": {"n_c": 3},
+    "knn": {"k": 10},
+}
+# noise around the class centres (centres have scale 3): good separates, weak barely
+NOISE = {"good": 0.3, "weak": 2.5}
+DIMS = {"genre": 4, "style": 6, "artist": 6}  # embedding dims that carry each target
 N_ROWS, N_TEST, N_VAL = 1000, 300, 100
 FAILED = {"good": [3, 500, 998], "weak": []}  # rows each model failed to embed (val, test, train)
 # shard timings: good 250 img/s from shard totals, weak 100 img/s from nested provenance
@@ -32,6 +48,7 @@ GOOD_SHARDS = [
     {"shard": "0000", "rows": 500, "seconds": 2.0, "img_per_s": 250.0, "device_name": "Test GPU"},
     {"shard": "0001", "rows": 597, "seconds": 1.988, "img_per_s": 250.0, "device_name": "Test GPU"},
 ]
+CHOICES = {"pairs_targets": ["artist"], "f1_targets": ["style"]}  # config report:, as for WikiArt
 
 
 def _names(target: str, n: int) -> list[str]:
@@ -50,8 +67,55 @@ def _names(target: str, n: int) -> list[str]:
     return [f"{target}-{i:02d}" for i in range(n)]
 
 
+def _labels(rng, n_rows: int) -> dict[str, np.ndarray]:
+    out = {t: rng.integers(0, n, n_rows) for t, n in TARGETS.items()}
+    weight = np.ones(TARGETS["artist"])
+    weight[2] = 4.0  # artist-02 is frequent, so rows that look like it are called artist-02
+    out["artist"] = rng.choice(TARGETS["artist"], n_rows, p=weight / weight.sum())
+    return out
+
+
+def _embeddings(rng, model: str, labels: dict) -> np.ndarray:
+    """One block of dims per target: the row's class centre plus the model's noise."""
+    blocks = []
+    for t, n in TARGETS.items():
+        centers = rng.normal(0, 3, (n, DIMS[t]))
+        if model == "weak" and t == "artist":
+            centers[1] = centers[2]  # weak cannot tell artist-01 from artist-02
+        noise = rng.normal(0, NOISE[model], (len(labels[t]), DIMS[t]))
+        blocks.append(centers[labels[t]] + noise)
+    return np.hstack(blocks).astype(np.float32)
+
+
+def _write_embeddings(root: Path, rng, m: str, row_id, split, labels, classes) -> tuple[str, str]:
+    ok = ~np.isin(row_id, FAILED[m])
+    emb = _embeddings(rng, m, labels)[ok]
+    meta = {"classes": classes, "timm_name": f"timm/{m}", "model": m}
+    if m == "good":
+        meta.update(device="cuda:0", shards=GOOD_SHARDS)
+    else:
+        meta["provenance"] = {"img_per_s": 100.0, "device": "cpu"}
+    dim = emb.shape[1]
+    table = pa.table(
+        {
+            "row_id": row_id[ok],
+            "split": split[ok].tolist(),
+            **{t: pa.array(labels[t][ok], pa.int16()) for t in TARGETS},
+            "embedding": pa.FixedSizeListArray.from_arrays(pa.array(emb.ravel()), dim),
+        }
+    )
+    emb_path, fail_path = root / f"embeddings/{m}.parquet", root / f"embeddings/{m}.failures.parquet"
+    write_parquet(with_meta(table, meta), emb_path)
+    reasons = pa.array(["decode error: truncated"] * len(FAILED[m]), pa.string())
+    write_parquet(pa.table({"row_id": pa.array(FAILED[m], pa.int64()), "reason": reasons}), fail_path)
+    return str(emb_path), str(fail_path)
+
+
 def make_results(root: Path, seed: int = 0) -> dict:
-    """Write manifest, split, embeddings, failures and fit dirs; return build_report kwargs."""
+    """Write manifest, split, embeddings, failures and (with run_fit) every fit.
+
+    Returns build_report's inputs: ``fits`` is the flat list of fit files, as the rule has.
+    """
     rng = np.random.default_rng(seed)
     root.mkdir(parents=True, exist_ok=True)
     classes = {t: _names(t, n) for t, n in TARGETS.items()}
@@ -59,137 +123,32 @@ def make_results(root: Path, seed: int = 0) -> dict:
     split = np.array(
         ["test" if i % 10 < 3 else "val" if i % 10 == 3 else "train" for i in row_id], dtype=object
     )
-    labels = {t: rng.integers(0, n, N_ROWS) for t, n in TARGETS.items()}
-    write_json(
-        root / "manifest.json",
-        {
-            "source": "synthetic",
-            "revision": "test",
-            "n_rows": N_ROWS,
-            "targets": list(TARGETS),
-            "classes": classes,
-        },
-    )
+    labels = _labels(rng, N_ROWS)
+    manifest = {"source": "synthetic", "revision": "test", "n_rows": N_ROWS}
+    write_json(root / "manifest.json", {**manifest, "targets": list(TARGETS), "classes": classes})
     write_parquet(pa.table({"row_id": row_id, "split": split.tolist()}), root / "split.parquet")
-
-    centers = rng.normal(0, 3, (TARGETS["style"], 16))
     embeddings, failures = {}, {}
     for m in MODELS:
-        ok = ~np.isin(row_id, FAILED[m])
-        emb = (centers[labels["style"]] + rng.normal(0, 1, (N_ROWS, 16))).astype(np.float32)[ok]
-        meta = {"classes": classes, "timm_name": f"timm/{m}", "model": m}
-        if m == "good":
-            meta.update(device="cuda:0", shards=GOOD_SHARDS)
-        else:
-            meta["provenance"] = {"img_per_s": 100.0, "device": "cpu"}
-        table = pa.table(
-            {
-                "row_id": row_id[ok],
-                "split": split[ok].tolist(),
-                **{t: pa.array(labels[t][ok], pa.int16()) for t in TARGETS},
-                "embedding": pa.FixedSizeListArray.from_arrays(pa.array(emb.ravel()), 16),
-            }
-        )
-        embeddings[m] = str(root / f"embeddings/{m}.parquet")
-        write_parquet(with_meta(table, meta), embeddings[m])
-        failures[m] = str(root / f"embeddings/{m}.failures.parquet")
-        write_parquet(
-            pa.table(
-                {
-                    "row_id": pa.array(FAILED[m], pa.int64()),
-                    "reason": pa.array(["decode error: truncated"] * len(FAILED[m]), pa.string()),
-                }
-            ),
-            failures[m],
-        )
-
-    test_ids = row_id[split == "test"]
+        embeddings[m], failures[m] = _write_embeddings(root, rng, m, row_id, split, labels, classes)
     fits = []
-    for (m, c), skill in SKILL.items():
-        for t, n in TARGETS.items():
-            ids = test_ids[~np.isin(test_ids, FAILED[m])]
-            y = labels[t][ids]
-            right = rng.random(len(ids)) < skill
-            wrong = (y + rng.integers(1, n, len(ids))) % n
-            pred = np.where(right, y, wrong)
-            if t == "artist":  # a systematic confusion the pairs table must find first
-                pred = np.where((y == 1) & ~right, 2, pred)
-            d = root / "classify" / m / t / c
-            acc = float((pred == y).mean())
-            per_class = {}
-            for i, name in enumerate(classes[t]):
-                tp = int(((pred == i) & (y == i)).sum())
-                prec = tp / max(int((pred == i).sum()), 1)
-                rec = tp / max(int((y == i).sum()), 1)
-                f1 = 2 * prec * rec / (prec + rec) if prec + rec else 0.0
-                per_class[name] = {
-                    "precision": prec,
-                    "recall": rec,
-                    "f1": f1,
-                    "support": int((y == i).sum()),
-                    "f1_ci_low": max(f1 - 0.1, 0.0),
-                    "f1_ci_high": min(f1 + 0.1, 1.0),
-                }
-            metrics = {
-                "model": m,
-                "target": t,
-                "classifier": c,
-                "kind": KINDS[c],
-                "params": {"lr": 0.001},
-                "accuracy": {"value": acc, "ci_low": acc - 0.03, "ci_high": acc + 0.03},
-                "top5_accuracy": {"value": min(acc + 0.1, 1.0), "ci_low": acc, "ci_high": 1.0},
-                "macro_f1": {"value": acc - 0.05, "ci_low": acc - 0.08, "ci_high": acc - 0.02},
-                "balanced_accuracy": {
-                    "value": acc - 0.01,
-                    "ci_low": acc - 0.04,
-                    "ci_high": acc + 0.02,
-                },
-                "per_class": per_class,
-                "n_train": 600,
-                "n_val": N_VAL,
-                "n_test": len(ids),
-                "n_classes": n,
-                "dropped": {"labels": {}, "rare_classes": [], "rows": 0},
-                "seconds": 1.5,
-                "info": {
-                    "kind": KINDS[c],
-                    "C": 0.1,
-                    "val_accuracy": 0.7,
-                    "seconds": 1.5,
-                    "device": "cpu",
-                    "grid": [{"C": 0.1}],
-                    "n_train": 600,
-                },
-                "class_names": classes[t],
-            }
-            write_json(d / "metrics.json", metrics)
-            proba = np.full((len(ids), n), 0.1 / n, np.float32)
-            proba[np.arange(len(ids)), pred] += 0.9
-            write_parquet(
-                pa.table(
-                    {
-                        "row_id": pa.array(ids, pa.int64()),
-                        "y_true": pa.array(y, pa.int32()),
-                        "y_pred": pa.array(pred, pa.int32()),
-                        "proba": pa.FixedSizeListArray.from_arrays(pa.array(proba.ravel()), n),
-                    }
-                ),
-                d / "predictions.parquet",
-            )
-            hist = "epoch,train_loss,train_accuracy,val_loss,val_accuracy,lr\n"
-            if c == "mlp" and not (m == "weak" and t == "artist"):  # one mlp fit without history
-                for e in range(1, 11):
-                    hist += f"{e},{2 / e:.4f},{1 - 0.5 / e:.4f},{2.2 / e + 0.01 * e:.4f},{0.8 - 0.4 / e:.4f},0.001\n"
-            (d / "history.csv").write_text(hist)
-            (d / "classification_report.txt").write_text("report\n")
-            fits.append({"model": m, "target": t, "classifier": c, "dir": str(d)})
+    for m in MODELS:
+        for t in TARGETS:
+            for c in CLASSIFIERS:
+                d = root / "classify" / m / t / c
+                run_fit(
+                    embeddings[m], metrics_path=d / "metrics.json",
+                    report_path=d / "classification_report.txt",
+                    predictions_path=d / "predictions.parquet", history_path=d / "history.csv",
+                    model=m, target=t, classifier=c, kind=KINDS[c], params=PARAMS[c],
+                    seed=seed, n_boot=200, device="cpu",
+                )  # fmt: skip
+                fits += [str(d / name) for name in FIT_FILES]
     return {
         "fits": fits,
         "embeddings": embeddings,
         "failures": failures,
         "manifest": str(root / "manifest.json"),
         "split": str(root / "split.parquet"),
-        "kinds": KINDS,
     }
 
 
@@ -205,12 +164,23 @@ def built(tmp_path_factory):
     root = tmp_path_factory.mktemp("results")
     kw = make_results(root)
     out = root / "report"
-    build_report(**kw, out_dir=str(out), n_boot=200, seed=0, map_rows=400)
+    files = report_files(MODELS, list(TARGETS), CLASSIFIERS, KINDS, **CHOICES)
+    outputs = {fid: str(out / path) for fid, path in files.items()}
+    build_report(**kw, outputs=outputs, n_boot=200, seed=0, map_rows=400, map_target="style",
+                 pairs_targets=CHOICES["pairs_targets"])  # fmt: skip
     return out, kw
 
 
+def _split_rows(model: str) -> dict[str, int]:
+    """Rows per split that ``model`` embedded (the fits' n_train / n_val / n_test)."""
+    ids = np.arange(N_ROWS)
+    part = np.where(ids % 10 < 3, "test", np.where(ids % 10 == 3, "val", "train"))
+    ok = ~np.isin(ids, FAILED[model])
+    return {s: int(((part == s) & ok).sum()) for s in ("train", "val", "test")}
+
+
 def test_report_files_layout():
-    files = report_files(MODELS, list(TARGETS), CLASSIFIERS, KINDS)
+    files = report_files(MODELS, list(TARGETS), CLASSIFIERS, KINDS, **CHOICES)
     assert len(set(files.values())) == len(files), "two ids share a path"
     assert files["summary"] == "summary.csv" and files["accuracy_plot"] == "accuracy.png"
     assert files["confusion.good.genre.mlp"] == "confusion/good.genre.mlp.png"
@@ -219,16 +189,28 @@ def test_report_files_layout():
     assert {k for k in files if k.startswith("curves.")} == {
         f"curves.{m}.{t}.mlp" for m in MODELS for t in TARGETS
     }
-    assert {k for k in files if k.startswith("f1.")} == {"f1.style.mlp", "f1.style.lin"}
+    assert {k for k in files if k.startswith("f1.")} == {f"f1.style.{c}" for c in CLASSIFIERS}
     assert {k for k in files if k.startswith("map.")} == {"map.good", "map.weak"}
-    # the same call without style/artist has no per-class F1 plot and only matrices
-    small = report_files(["a"], ["genre"], ["knn"], {"knn": "knn"})
+    # the same config on a dataset without style/artist: no per-class F1 plot, only matrices
+    small = report_files(["a"], ["genre"], ["knn"], {"knn": "knn"}, **CHOICES)
     assert not any(k.startswith(("f1.", "pairs.", "curves.")) for k in small)
+
+
+def test_layout_left_to_the_data():
+    """report: pairs_targets / f1_targets null: one error plot per fit, one F1 plot per probe."""
+    files = report_files(MODELS, list(TARGETS), CLASSIFIERS, KINDS)
+    keys = [f"{m}.{t}.{c}" for m in MODELS for t in TARGETS for c in CLASSIFIERS]
+    assert {k for k in files if k.startswith("confusion.")} == {f"confusion.{k}" for k in keys}
+    assert not any(k.startswith("pairs.") for k in files)
+    assert {k: v for k, v in files.items() if k.startswith("f1.")} == {
+        f"f1.{c}": f"per_class_f1/{c}.png" for c in CLASSIFIERS
+    }
+    assert len(set(files.values())) == len(files)
 
 
 def test_every_declared_file_is_written(built):
     out, _ = built
-    files = report_files(MODELS, list(TARGETS), CLASSIFIERS, KINDS)
+    files = report_files(MODELS, list(TARGETS), CLASSIFIERS, KINDS, **CHOICES)
     missing = [p for p in files.values() if not (out / p).is_file()]
     assert not missing
     written = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()}
@@ -244,8 +226,9 @@ def test_summary_values_and_best_flags(built):
     out, kw = built
     s = pd.read_csv(out / "summary.csv")
     assert len(s) == len(MODELS) * len(TARGETS) * len(CLASSIFIERS)
-    for fit in kw["fits"]:
-        m = json.loads((Path(fit["dir"]) / "metrics.json").read_text())
+    metrics = [json.loads(Path(p).read_text()) for p in kw["fits"] if p.endswith("metrics.json")]
+    for m in metrics:
+        fit = m
         row = s[
             (s.model == fit["model"])
             & (s.target == fit["target"])
@@ -257,23 +240,33 @@ def test_summary_values_and_best_flags(built):
             assert row[name] == pytest.approx(m[name]["value"], abs=1e-5)
             assert row[f"{name}_ci_low"] == pytest.approx(m[name]["ci_low"], abs=1e-5)
             assert row[f"{name}_ci_high"] == pytest.approx(m[name]["ci_high"], abs=1e-5)
+        rows = _split_rows(fit["model"])
         assert (row.n_train, row.n_val, row.n_test, row.n_classes) == (
-            600,
-            N_VAL,
-            m["n_test"],
-            m["n_classes"],
+            rows["train"],
+            rows["val"],
+            rows["test"],
+            TARGETS[fit["target"]],
         )
         assert row.kind == KINDS[fit["classifier"]]
-    # good/mlp (skill 0.9) is the best fit of every target; good beats weak per classifier
+        assert row.fit_seconds == pytest.approx(m["seconds"])
+    # the linear probe separates good's classes perfectly: the best fit of every target;
+    # good beats weak per classifier
     assert set(s[s.best_in_target].apply(lambda r: (r.model, r.classifier), axis=1)) == {
-        ("good", "mlp")
+        ("good", "lin")
     }
+    assert (s[s.best_in_target].accuracy == 1.0).all()
     assert s.groupby("target").best_in_target.sum().eq(1).all()
     assert set(s[s.best_model].model) == {"good"}
     assert s.best_model.sum() == len(TARGETS) * len(CLASSIFIERS)
-    # chosen hyper-parameters without bookkeeping
-    assert set(s.chosen) == {"C=0.1; val_accuracy=0.7"}
-    assert set(s.fit_seconds) == {1.5}
+    # chosen hyper-parameters without bookkeeping (sizes, devices, timings, grids)
+    chosen = s.set_index("classifier").chosen
+    assert set(chosen["knn"]) == {"k=10"}
+    lin = r"C=[\d.e+-]+; C_at_grid_edge=(True|False); select_by=accuracy; val_accuracy=[\d.]+"
+    assert all(re.fullmatch(lin, c) for c in chosen["lin"]), set(chosen["lin"])
+    assert all(c.startswith("epochs_run=8; best_epoch=") and "stopped_early=False" in c
+               for c in chosen["mlp"]), set(chosen["mlp"])
+    bookkeeping = r"(?:^|; )(?:\w*seconds|device\w*|n_\w+|torch|grid|params|refit)="
+    assert not s.chosen.str.contains(bookkeeping).any()
 
 
 def test_comparisons_find_the_better_model(built):
@@ -286,7 +279,8 @@ def test_comparisons_find_the_better_model(built):
     for r in c.itertuples():
         assert r.a > r.b
         assert r.ci_low <= r.diff <= r.ci_high
-        assert r.ci_low > 0 or r.ci_high < 0  # significant, whichever sign convention
+        assert r.diff == pytest.approx(r.a - r.b)  # A − B, as the HTML table heads it
+        assert r.ci_low > 0  # significant: good (A) better
         assert r.verdict
     # good failed to embed one test row (500): compared on the intersection, and said so
     assert (c.n_rows == N_TEST - 1).all()
@@ -294,23 +288,29 @@ def test_comparisons_find_the_better_model(built):
 
 
 def test_cost_arithmetic(built):
-    out, _ = built
+    out, kw = built
     cost = pd.read_csv(out / "cost.csv").set_index("model")
     assert cost.loc["good", "img_per_s"] == pytest.approx(997 / 3.988)
     assert cost.loc["good", "device"] == "cuda:0"
     assert cost.loc["good", "device_name"] == "Test GPU"
-    assert cost.loc["good", "gpu_hours_full_wikiart"] == pytest.approx(
-        FULL_WIKIART_IMAGES / (997 / 3.988) / 3600
+    # GPU-hours for this dataset's size (the manifest's rows), not for some other dataset
+    assert cost.loc["good", "gpu_hours_this_dataset"] == pytest.approx(
+        N_ROWS / (997 / 3.988) / 3600
     )
     assert cost.loc["weak", "img_per_s"] == pytest.approx(100.0)
     assert cost.loc["weak", "device"] == "cpu"
-    assert cost.loc["weak", "gpu_hours_full_wikiart"] == pytest.approx(81_444 / 100 / 3600)
+    assert cost.loc["weak", "gpu_hours_this_dataset"] == pytest.approx(N_ROWS / 100 / 3600)
+    assert not any("wikiart" in c for c in cost.columns)
     assert cost.loc["good", "timm_name"] == "timm/good"
     assert (cost.embedding_dim == 16).all()
     assert cost.loc["good", "rows_embedded"] == N_ROWS - len(FAILED["good"])
-    assert cost.loc["good", "fit_seconds_total"] == pytest.approx(
-        1.5 * len(TARGETS) * len(CLASSIFIERS)
-    )
+    seconds = [
+        json.loads(Path(p).read_text())["seconds"]
+        for p in kw["fits"]
+        if p.endswith("metrics.json") and "/good/" in p
+    ]
+    assert len(seconds) == len(TARGETS) * len(CLASSIFIERS)
+    assert cost.loc["good", "fit_seconds_total"] == pytest.approx(sum(seconds))
 
 
 def test_dataset_failures_and_pairs(built):
@@ -342,16 +342,19 @@ def test_html_tables(built):
     assert "<table>" in summary and "good" in summary and "target: style" in summary
     assert "class='best'" in summary
     assert "good" in (out / "tables/comparisons.html").read_text()
-    assert "gpu_hours_full_wikiart" in (out / "tables/cost.html").read_text()
+    assert summary.count("class='best'") == len(TARGETS)  # one best fit per target
+    assert all(f"target: {t}" in summary for t in TARGETS)
+    cost = (out / "tables/cost.html").read_text()
+    assert "gpu_hours_this_dataset = 1,000 rows (the manifest)" in cost
+    assert "wikiart" not in cost.lower()
     assert "Abstract_Expressionism" in (out / "tables/dataset.html").read_text()
 
 
-def test_report_sections_cover_every_file():
-    from artprobe.report import CATEGORIES, report_sections
-
+@pytest.mark.parametrize("choices", [{}, CHOICES], ids=["from-data", "from-config"])
+def test_report_sections_cover_every_file(choices):
     root = Path(__file__).resolve().parents[1]
-    files = report_files(MODELS, list(TARGETS), CLASSIFIERS, KINDS)
-    sections = report_sections(MODELS, list(TARGETS), CLASSIFIERS, KINDS)
+    files = report_files(MODELS, list(TARGETS), CLASSIFIERS, KINDS, **choices)
+    sections = report_sections(MODELS, list(TARGETS), CLASSIFIERS, KINDS, **choices)
     assert set(sections) == set(files)
     for fid, s in sections.items():
         assert (
@@ -375,3 +378,39 @@ def test_report_sections_cover_every_file():
     # dotted names still split into model / target / classifier
     odd = report_sections(["vit.b16"], ["style"], ["k.nn"], {"k.nn": "mlp"})
     assert odd["curves.vit.b16.style.k.nn"]["labels"] == {"model": "vit.b16", "classifier": "k.nn"}
+
+
+def test_choices_from_the_data():
+    wikiart = {"genre": 11, "style": 27, "artist": 129}
+    assert readable_target(wikiart) == "style"  # most classes that still fit a plot
+    assert readable_target({"a": 200, "b": 90}) == "b"  # none fits: the fewest
+    assert readable_target({}) is None
+    assert [t for t in wikiart if shows_pairs(t, wikiart, None)] == ["artist"]
+    assert not shows_pairs("artist", wikiart, [])  # config report.pairs_targets wins
+    assert shows_pairs("genre", wikiart, ["genre"])
+    assert MATRIX_MAX_CLASSES == 30
+
+
+def test_build_with_layout_left_to_the_data(built, tmp_path):
+    """The default layout (report: keys null) is written in full, F1 plots per classifier."""
+    _, kw = built
+    files = report_files(MODELS, list(TARGETS), CLASSIFIERS, KINDS)
+    outputs = {fid: str(tmp_path / path) for fid, path in files.items()}
+    build_report(**kw, outputs=outputs, n_boot=50, seed=0, map_rows=100)
+    written = {str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file()}
+    assert written == set(files.values())
+    assert {p for p in written if p.startswith("per_class_f1/")} == {
+        f"per_class_f1/{c}.png" for c in CLASSIFIERS
+    }
+
+
+def test_layout_imports_neither_pandas_nor_matplotlib():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import artprobe.report, artprobe.report.layout, artprobe.report.choices; "
+        "print(sorted(m for m in ('pandas', 'matplotlib', 'numpy', 'torch') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -1,8 +1,8 @@
 """The report as a reader sees it: a Snakemake HTML report opened in headless Chromium.
 
-A self-contained Snakefile in tmp_path wraps every file of ``report_files`` in ``report()``
-with the captions from ``report/`` and the sections of ``report_sections`` (the way
-rules/report.smk does), runs the workflow on the synthetic fits of test_report.py, builds
+A self-contained Snakefile in tmp_path wraps every file of ``artprobe.report.layout`` in
+``report()`` with its caption from ``report/``, category and labels (the way rules/common.smk
+does), runs the workflow on the classify-made fits of test_report.py, builds
 ``report.html`` and checks that
 
 * every PNG and HTML table is embedded in the report and every caption is rendered;
@@ -27,9 +27,11 @@ from pathlib import Path
 
 import pytest
 
-from test_report import CLASSIFIERS, KINDS, MODELS, TARGETS, make_results
+from test_report import CHOICES, CLASSIFIERS, KINDS, MODELS, TARGETS, make_results
 
-pytestmark = pytest.mark.slow
+from artprobe.report.layout import CATEGORIES, report_files
+
+pytestmark = [pytest.mark.slow, pytest.mark.workflow]
 
 ROOT = Path(__file__).resolve().parents[1]
 TAB10_BLUE, TAB10_ORANGE = (31, 119, 180), (255, 127, 14)  # the first two model colours
@@ -37,12 +39,14 @@ BEST_ROW = (0xE6, 0xF2, 0xE6)  # tr.best background in the HTML tables
 
 SNAKEFILE = """
 import json
-from artprobe.report import build_report, report_files, report_sections
+from artprobe.report.build import build_report
+from artprobe.report.layout import report_layout
 
 KW = json.load(open("kwargs.json"))
-ARGS = (KW["models"], KW["targets"], KW["classifiers"], KW["kinds"])
-FILES = report_files(*ARGS)
-SECTIONS = report_sections(*ARGS)
+LAYOUT = report_layout(
+    KW["models"], KW["targets"], KW["classifiers"], KW["kinds"], **KW["choices"]
+)
+IN = KW["inputs"]
 
 
 report: "report/workflow.rst"
@@ -50,23 +54,40 @@ report: "report/workflow.rst"
 
 rule all:
     input:
-        [f"out/{p}" for p in FILES.values()],
+        [f"out/{f.path}" for f in LAYOUT],
 
 
 rule report:
+    input:
+        fits=IN["fits"],
+        embeddings=[IN["embeddings"][m] for m in KW["models"]],
+        failures=[IN["failures"][m] for m in KW["models"]],
+        manifest=IN["manifest"],
+        split=IN["split"],
     output:
         [
             report(
-                f"out/{p}",
-                caption=f"report/{SECTIONS[i]['caption']}",
-                category=SECTIONS[i]["category"],
-                subcategory=SECTIONS[i]["subcategory"],
-                labels=SECTIONS[i]["labels"],
+                f"out/{f.path}",
+                caption=f"report/{f.caption}",
+                category=f.category,
+                subcategory=f.subcategory,
+                labels=f.labels,
             )
-            for i, p in FILES.items()
+            for f in LAYOUT
         ],
     run:
-        build_report(**KW["build"], out_dir="out", n_boot=50, seed=0, map_rows=300)
+        build_report(
+            fits=input.fits,
+            embeddings=dict(zip(KW["models"], input.embeddings)),
+            failures=dict(zip(KW["models"], input.failures)),
+            manifest=input.manifest,
+            split=input.split,
+            outputs=dict(zip([f.id for f in LAYOUT], output)),
+            pairs_targets=KW["choices"]["pairs_targets"],
+            n_boot=50,
+            seed=0,
+            map_rows=300,
+        )
 """
 
 # Shown after the app has mounted: the Results category in the navbar and one result in the
@@ -134,7 +155,8 @@ def report_html(tmp_path_factory) -> tuple[Path, Path]:
                 "targets": list(TARGETS),
                 "classifiers": CLASSIFIERS,
                 "kinds": KINDS,
-                "build": kw,
+                "choices": CHOICES,
+                "inputs": kw,
             }
         )
     )
@@ -159,13 +181,14 @@ def test_report_embeds_every_file_and_caption(report_html):
     work, page = report_html
     text = page.read_text()
     files = sorted(p for p in (work / "out").rglob("*") if p.is_file())
-    assert files
+    layout = report_files(MODELS, list(TARGETS), CLASSIFIERS, KINDS, **CHOICES)
+    assert {str(f.relative_to(work / "out")) for f in files} == set(layout.values())
     for f in files:
         # Snakemake embeds each result as a base64 data URI
         assert (
             base64.b64encode(f.read_bytes()).decode() in text
         ), f"{f.relative_to(work)} not embedded"
-    assert text.count("data:image/png") >= sum(1 for f in files if f.suffix == ".png")
+    assert text.count("data:image/png") >= sum(1 for f in files if f.suffix == ".png") > 0
     for rst in (ROOT / "report").glob("*.rst"):
         # the first four plain words on one line of the caption, as rendered to HTML
         phrase = next(
@@ -175,8 +198,8 @@ def test_report_embeds_every_file_and_caption(report_html):
             if m
         )
         assert phrase in text, f"caption {rst.name} not rendered (no {phrase!r})"
-    for category in ("1. Results", "2. Errors by class", "5. Embedding maps", "7. Cost"):
-        assert category in text
+    for category in CATEGORIES.values():
+        assert category in text, f"category {category!r} not in the report"
 
 
 @pytest.fixture(scope="module")
@@ -204,6 +227,7 @@ def _view(page: Path, suffix: str, category: str, content: str) -> Path:
     return out
 
 
+@pytest.mark.browser
 def test_landing_page_renders(report_html, browser):
     work, page = report_html
     shot = work / "landing.png"
@@ -213,6 +237,7 @@ def test_landing_page_renders(report_html, browser):
     assert distinct_colors(img) > 50, "landing page is blank"
 
 
+@pytest.mark.browser
 def test_plot_renders_in_report(report_html, browser):
     work, page = report_html
     shot = work / "accuracy-view.png"
@@ -223,6 +248,7 @@ def test_plot_renders_in_report(report_html, browser):
     assert count_near(img, TAB10_ORANGE) > 3000, "accuracy plot not visible (no model-2 orange)"
 
 
+@pytest.mark.browser
 def test_table_renders_in_report(report_html, browser):
     work, page = report_html
     shot = work / "summary-view.png"

@@ -1,0 +1,258 @@
+"""The report's HTML tables: one self-contained page per table, with its CSS.
+
+Snakemake's report shows images, HTML and PDF inline (anything else becomes a download),
+so each table a reader should see gets a small HTML rendering next to its CSV.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+
+from artprobe.io import write_text
+from artprobe.metrics import METRICS
+from artprobe.report.load import as_float
+
+METRIC_LABELS = {
+    "accuracy": "accuracy",
+    "top5_accuracy": "top-5 accuracy",
+    "macro_f1": "macro-F1",
+    "balanced_accuracy": "balanced accuracy",
+}
+
+_CSS = """
+body{font-family:-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;font-size:14px;margin:16px;color:#222}
+h1{font-size:19px;margin:0 0 8px} h2{font-size:16px;margin:22px 0 6px}
+p.note{color:#555;margin:4px 0 10px;max-width:70em}
+table{border-collapse:collapse;margin-bottom:8px}
+th,td{border:1px solid #ddd;padding:4px 8px;text-align:right;white-space:nowrap}
+th{background:#f0f0f0;position:sticky;top:0}
+td.t,th.t{text-align:left} td.w{white-space:normal;min-width:18em;max-width:36em;text-align:left}
+tr:nth-child(even) td{background:#fafafa} tr.best td{background:#e6f2e6;font-weight:600}
+span.ci{font-size:12px;color:#666;font-weight:normal}
+"""
+
+
+def _cell(v: Any, digits: int = 3) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return ""
+    if isinstance(v, (bool, np.bool_)):
+        return "★" if v else ""
+    if isinstance(v, (float, np.floating)):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def _int(v: Any) -> str:
+    f = as_float(v)
+    return str(int(f)) if math.isfinite(f) else "?"
+
+
+def _pct(x: Any) -> str:
+    f = as_float(x)
+    return f"{100 * f:.2f} %" if math.isfinite(f) else ""
+
+
+def _ci(v: float, lo: float, hi: float) -> str:
+    """HTML: the value, and its interval in small print underneath."""
+    if not math.isfinite(v):
+        return ""
+    if math.isfinite(lo) and math.isfinite(hi):
+        return f"{v:.3f}<br><span class='ci'>[{lo:.3f}, {hi:.3f}]</span>"
+    return f"{v:.3f}"
+
+
+def _table_html(
+    df: pd.DataFrame, text_cols=(), wide_cols=(), best_rows=None, digits=3, raw_cols=()
+) -> str:
+    """An HTML table; cells are escaped except in ``raw_cols`` (already HTML)."""
+    if df.empty:
+        return "<p class='note'>(no rows)</p>"
+    head = "".join(
+        f"<th class='{'t' if c in text_cols or c in wide_cols else ''}'>{html.escape(str(c))}</th>"
+        for c in df.columns
+    )
+    body = []
+    for i, (_, r) in enumerate(df.iterrows()):
+        cls = " class='best'" if best_rows is not None and bool(best_rows[i]) else ""
+        cells = "".join(
+            f"<td class='{'w' if c in wide_cols else 't' if c in text_cols else ''}'>"
+            f"{r[c] if c in raw_cols else html.escape(_cell(r[c], digits))}</td>"
+            for c in df.columns
+        )
+        body.append(f"<tr{cls}>{cells}</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def write_html(path: Path, title: str, sections: list[str]) -> None:
+    doc = (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>{''.join(sections)}</body></html>\n"
+    )
+    write_text(path, doc)
+
+
+def _section(heading: str, body: str, note: str = "") -> str:
+    n = f"<p class='note'>{html.escape(note)}</p>" if note else ""
+    return f"<h2>{html.escape(heading)}</h2>{n}{body}"
+
+
+def summary_sections(s: pd.DataFrame) -> list[str]:
+    if s.empty:
+        return [_section("No fits", "")]
+    out = []
+    for t in dict.fromkeys(s["target"]):
+        sub = s[s.target == t].reset_index(drop=True)
+        view = pd.DataFrame(
+            {
+                "model": sub["model"],
+                "classifier": sub["classifier"],
+                **{
+                    METRIC_LABELS[m]: [
+                        _ci(*r)
+                        for r in sub[[m, f"{m}_ci_low", f"{m}_ci_high"]].itertuples(index=False)
+                    ]
+                    for m in METRICS
+                },
+                "best model": sub["best_model"],
+                "n train/val/test": [
+                    f"{_int(a)}/{_int(b)}/{_int(c)}"
+                    for a, b, c in sub[["n_train", "n_val", "n_test"]].itertuples(index=False)
+                ],
+                "fit s": [f"{x:.1f}" if math.isfinite(x) else "" for x in sub["fit_seconds"]],
+                "chosen": sub["chosen"],
+            }
+        )
+        n_cls = sub["n_classes"].dropna()
+        note = (
+            (f"{int(n_cls.iloc[0])} classes. " if len(n_cls) else "")
+            + "Test-split metrics with their 95 % bootstrap interval underneath. Green row: best accuracy "
+            "for this target over all models and classifiers; ★: best model for its classifier."
+        )
+        out.append(
+            _section(
+                f"target: {t}",
+                _table_html(
+                    view,
+                    text_cols=("model", "classifier"),
+                    wide_cols=("chosen",),
+                    raw_cols=set(METRIC_LABELS.values()),
+                    best_rows=sub["best_in_target"].tolist(),
+                ),
+                note,
+            )
+        )
+    return out
+
+
+def comparison_sections(c: pd.DataFrame) -> list[str]:
+    if c.empty:
+        return [_section("No comparisons", "", "Fewer than two models per target and classifier.")]
+    out = []
+    for t in dict.fromkeys(c["target"]):
+        sub = c[c.target == t].reset_index(drop=True)
+        notes = list(dict.fromkeys(n for n in sub["note"] if n))
+        view = pd.DataFrame(
+            {
+                "classifier": sub["classifier"],
+                "metric": [METRIC_LABELS.get(m, m) for m in sub["metric"]],
+                "model A": sub["model_a"],
+                "model B": sub["model_b"],
+                "A": sub["a"],
+                "B": sub["b"],
+                "A − B [95 % CI]": [
+                    (
+                        f"{d:+.3f} <span class='ci'>[{lo:+.3f}, {hi:+.3f}]</span>"
+                        if math.isfinite(d)
+                        else ""
+                    )
+                    for d, lo, hi in zip(sub["diff"], sub["ci_low"], sub["ci_high"])
+                ],
+                "p": [f"{p:.3f}" if math.isfinite(p) else "" for p in sub["p_value"]],
+                "verdict": [
+                    f"<b>{html.escape(b)} better</b>" if b else html.escape(v)
+                    for b, v in zip(sub["better"], sub["verdict"])
+                ],
+                "test rows": [
+                    f"{n} {'*' * (notes.index(x) + 1)}" if x else str(n)
+                    for n, x in zip(sub["n_rows"], sub["note"])
+                ],
+            }
+        )
+        foot = "".join(
+            f"<p class='note'>{'*' * (i + 1)} {html.escape(n)}</p>" for i, n in enumerate(notes)
+        )
+        out.append(
+            _section(
+                f"target: {t}",
+                _table_html(
+                    view,
+                    text_cols=("classifier", "metric", "model A", "model B", "verdict"),
+                    raw_cols=("A − B [95 % CI]", "verdict"),
+                )
+                + foot,
+                f"Paired bootstrap over the test rows both models have ({int(sub['n_boot'].iloc[0])} resamples): "
+                "the difference A − B with its 95 % interval and two-sided p-value. A verdict names the better "
+                "model when the difference is significant.",
+            )
+        )
+    return out
+
+
+def dataset_sections(
+    splits: pd.DataFrame, fails: pd.DataFrame, dataset: pd.DataFrame, man: Mapping
+) -> list[str]:
+    src = " ".join(str(x) for x in (man.get("source"), man.get("revision")) if x)
+    splits, fails = splits.copy(), fails.copy()
+    splits["share"] = [_pct(x) for x in splits["share"]]
+    fails["failed_share"] = [_pct(x) for x in fails["failed_share"]]
+    out = [
+        _section(
+            "Rows per split",
+            _table_html(splits, text_cols=("split",)),
+            f"{man.get('n_rows', '?')} rows in the manifest{(' (' + src + ')') if src else ''}. "
+            "labelled_rows: rows with labels in at least one model's embeddings.",
+        ),
+        _section(
+            "Embedding failures per model",
+            _table_html(fails, text_cols=("model",), wide_cols=("top_reasons",)),
+        ),
+    ]
+    for t in dict.fromkeys(dataset["target"]):
+        sub = (
+            dataset[dataset.target == t]
+            .sort_values("total", ascending=False)
+            .drop(columns=["target"])
+        )
+        out.append(
+            _section(
+                f"Class counts: {t} ({len(sub)} classes)", _table_html(sub, text_cols=("class",))
+            )
+        )
+    return out
+
+
+def cost_sections(cost: pd.DataFrame, n_rows: Any) -> list[str]:
+    view = cost.copy()
+    for col, fmt in (("img_per_s", "{:.1f}"), ("gpu_hours_this_dataset", "{:.2f}"),
+                     ("fit_seconds_total", "{:.1f}")):
+        view[col] = [fmt.format(x) if math.isfinite(x) else "" for x in view[col].astype(float)]
+    rows = f"{int(n_rows):,} rows (the manifest)" if n_rows else "the rows embedded"
+    return [
+        _section(
+            "Throughput and cost",
+            _table_html(view, text_cols=("model", "timm_name", "device", "device_name")),
+            f"gpu_hours_this_dataset = {rows} / img_per_s / 3600, "
+            "using the throughput measured while embedding (rows embedded / seconds, over all shards). "
+            "fit_seconds_total: all probes of the model.",
+        )
+    ]  # fmt: skip
+
+
+def write_csv(path: Path, df: pd.DataFrame) -> None:
+    write_text(path, df.to_csv(index=False))

@@ -1,0 +1,397 @@
+"""The report's plots (matplotlib, pyplot-free): accuracy, confusion, confused pairs,
+per-class F1, training curves, class counts, embedding maps."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+from artprobe.config import SPLITS
+from artprobe.io import atomic_path
+from artprobe.report.load import class_name, metric, read_rows
+from artprobe.report.tables import per_class_table
+
+DPI = 100
+# Greys for splits, so they never read as one of the model colours.
+_SPLIT_COLORS = {"train": "#4d4d4d", "val": "#999999", "test": "#cfcfcf"}
+
+
+def model_colors(models: Iterable[str]) -> dict[str, Any]:
+    """One fixed colour per model (tab10 order, then tab20), used by every plot."""
+    from matplotlib import colormaps
+
+    palette = list(colormaps["tab10"].colors) + list(colormaps["tab20"].colors[1::2])
+    return {m: palette[i % len(palette)] for i, m in enumerate(dict.fromkeys(models))}
+
+
+def _figure(w: float, h: float, layout: str | None = "constrained"):
+    """A pyplot-free figure (no global state, no GUI backend)."""
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(w, h), dpi=DPI, layout=layout)
+
+
+def save(fig, path: Path) -> None:
+    with atomic_path(path, suffix=".png.tmp") as tmp:
+        fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight", pad_inches=0.15)
+
+
+def _no_data(fig, text: str) -> None:
+    ax = fig.add_subplot()
+    ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=12, wrap=True)
+    ax.set_axis_off()
+
+
+def _accuracy_bar(ax, r, x: float, bw: float, color, n_m: int) -> None:
+    """One fit's bar: accuracy, CI whisker, value label, a star if it is the best model."""
+    v, lo, hi = r["accuracy"], r["accuracy_ci_low"], r["accuracy_ci_high"]
+    yerr = None
+    if math.isfinite(lo) and math.isfinite(hi):
+        yerr = [[max(v - lo, 0)], [max(hi - v, 0)]]
+    best = bool(r["best_model"])
+    ax.bar(
+        x, v, bw * 0.92, color=color, yerr=yerr, capsize=3,
+        error_kw={"elinewidth": 1.2, "ecolor": "black"},
+        edgecolor="black" if best else "none", linewidth=1.4,
+    )  # fmt: skip
+    top = hi if math.isfinite(hi) else v
+    ax.text(
+        x, top + 0.02, f"{v:.3f}", rotation=0 if n_m <= 4 else 90, ha="center", va="bottom",
+        fontsize=9, fontweight="bold" if best else "normal",
+    )  # fmt: skip
+    if best:
+        ax.plot(x, top + (0.16 if n_m <= 4 else 0.22), marker="*", markersize=12, color="black")
+
+
+def _accuracy_panel(ax, sub: pd.DataFrame, t: str, models, classifiers, colors) -> None:
+    """One target's panel: bars per model for each classifier, chance line, title."""
+    n_m, n_c = max(len(models), 1), max(len(classifiers), 1)
+    bw = 0.8 / n_m
+    for i, m in enumerate(models):
+        for j, c in enumerate(classifiers):
+            r = sub[(sub.model == m) & (sub.classifier == c)]
+            if not r.empty:
+                _accuracy_bar(ax, r.iloc[0], j - 0.4 + bw * (i + 0.5), bw, colors[m], n_m)
+    n_classes = sub["n_classes"].dropna()
+    title = f"target: {t}"
+    if len(n_classes):
+        k = int(n_classes.iloc[0])
+        ax.axhline(1.0 / k, color="grey", linestyle=":", linewidth=1.2)
+        title += f"  ({k} classes, chance {1.0 / k:.3f})"
+    ax.set_xticks(range(n_c), classifiers, fontsize=10)
+    ax.set_xlim(-0.5, n_c - 0.5)
+    ax.set_ylim(0, 1.3 if n_m <= 4 else 1.38)
+    ax.set_yticks(np.linspace(0, 1, 6))
+    ax.set_ylabel("test accuracy", fontsize=10)
+    ax.set_title(title, fontsize=11, loc="left", fontweight="bold")
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_axisbelow(True)
+
+
+def plot_accuracy(summary: pd.DataFrame, models, targets, classifiers, colors):
+    """Test accuracy with 95 % CIs: one panel per target, classifiers on x, bars per model."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    n_m, n_c = max(len(models), 1), max(len(classifiers), 1)
+    width = max(7.0, 0.55 * n_c * (n_m + 1) + 2.5)
+    fig = _figure(width, 2.9 * max(len(targets), 1) + 0.6)
+    if summary.empty:
+        _no_data(fig, "no fits")
+        return fig
+    axes = fig.subplots(len(targets), 1, squeeze=False)[:, 0]
+    for ax, t in zip(axes, targets):
+        _accuracy_panel(ax, summary[summary.target == t], t, models, classifiers, colors)
+    handles = [Patch(color=colors[m], label=m) for m in models]
+    handles.append(
+        Line2D([], [], marker="*", markersize=12, color="black", linestyle="none",
+               label="best model (per target × classifier)")
+    )  # fmt: skip
+    handles.append(Line2D([], [], color="grey", linestyle=":", linewidth=1.2, label="chance"))
+    fig.legend(
+        handles=handles,
+        loc="outside lower center",
+        ncol=min(len(handles), 5),
+        fontsize=10,
+        frameon=False,
+    )
+    fig.suptitle("Test accuracy with 95 % bootstrap CI", fontsize=12)
+    return fig
+
+
+def plot_confusion(fit: dict, names: list[str] | None):
+    """Row-normalised confusion matrix (each row sums to 1: recall on the diagonal)."""
+    p = fit["predictions"]
+    ids = sorted(set(p["y_true"].astype(int)) | set(p["y_pred"].astype(int)))
+    n = len(ids)
+    cell = 0.42 if n <= 12 else 0.32
+    side = max(4.0, n * cell)
+    fig = _figure(
+        side + 3.2, side + 1.6, layout=None
+    )  # bbox_inches="tight" does the layout, faster
+    if n == 0:
+        _no_data(fig, "no test predictions")
+        return fig
+    pos = {c: i for i, c in enumerate(ids)}
+    cm = np.zeros((n, n))
+    np.add.at(cm, (p["y_true"].map(pos).to_numpy(), p["y_pred"].map(pos).to_numpy()), 1)
+    support = cm.sum(axis=1, keepdims=True)
+    norm = np.divide(cm, support, out=np.full_like(cm, np.nan), where=support > 0)
+    ax = fig.add_subplot()
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    labels = [class_name(names, c) for c in ids]
+    fs = 10 if n <= 12 else 8.5
+    ax.set_xticks(range(n), labels, rotation=60, ha="right", rotation_mode="anchor", fontsize=fs)
+    ax.set_yticks(
+        range(n), [f"{lab} ({int(s)})" for lab, s in zip(labels, support[:, 0])], fontsize=fs
+    )
+    if n <= 30:
+        for i in range(n):
+            for j in range(n):
+                v = norm[i, j]
+                if np.isfinite(v) and v >= 0.005:
+                    ax.text(
+                        j,
+                        i,
+                        f"{100 * v:.0f}",
+                        ha="center",
+                        va="center",
+                        fontsize=7 if n > 12 else 9,
+                        color="white" if v > 0.55 else "black",
+                    )
+    ax.set_xlabel("predicted class", fontsize=10)
+    ax.set_ylabel("true class (test rows)", fontsize=10)
+    acc = metric(fit["metrics"], "accuracy")[0]
+    ax.set_title(
+        f"{fit['model']} · {fit['target']} · {fit['classifier']} — accuracy {acc:.3f}\n"
+        "row-normalised, % of each true class",
+        fontsize=11,
+    )
+    cb = fig.colorbar(im, ax=ax, shrink=0.6, pad=0.02)
+    cb.set_label("share of true class", fontsize=9)
+    return fig
+
+
+def plot_confused_pairs(pairs: pd.DataFrame, fit: dict):
+    """Horizontal bars of the most frequent true → predicted mistakes of one fit."""
+    if pairs.empty:
+        fig = _figure(10, 3.0)
+        _no_data(fig, "no mistakes on the test rows")
+        return fig
+    fig = _figure(10, 0.34 * len(pairs) + 1.6)
+    ax = fig.add_subplot()
+    y = np.arange(len(pairs))[::-1]
+    ax.barh(y, pairs["count"], color="#8c6bb1")
+    ax.set_yticks(
+        y,
+        [f"{t}  →  {q}" for t, q in zip(pairs["true_class"], pairs["predicted_class"])],
+        fontsize=9,
+    )
+    for yy, c, s, sh in zip(y, pairs["count"], pairs["support"], pairs["share_of_true"]):
+        ax.text(c, yy, f"  {c}/{s} ({100 * sh:.0f} %)", va="center", fontsize=8.5)
+    ax.set_xlim(0, pairs["count"].max() * 1.3)
+    ax.set_xlabel("test rows of the true class predicted as the other", fontsize=10)
+    acc = metric(fit["metrics"], "accuracy")[0]
+    ax.set_title(
+        f"{fit['model']} · {fit['target']} · {fit['classifier']} — accuracy {acc:.3f}\n"
+        f"top {len(pairs)} confused pairs (true → predicted)",
+        fontsize=11,
+    )
+    ax.grid(axis="x", alpha=0.3)
+    return fig
+
+
+def plot_per_class_f1(fits: list[dict], models, colors, target: str, classifier: str):
+    """Per-class F1 with 95 % CIs, one row per class, one marker per model."""
+    per = per_class_table(fits)
+    classes = list(dict.fromkeys(per["class"]))
+    n = max(len(classes), 1)
+    fig = _figure(9, 0.36 * n + 1.8)
+    if per.empty:
+        _no_data(fig, f"no per-class metrics for {target} / {classifier}")
+        return fig
+    order = per.groupby("class")["f1"].mean().sort_values(ascending=True).index.tolist()
+    ypos = {c: i for i, c in enumerate(order)}
+    present = [m for m in models if m in set(per["model"])]
+    ax = fig.add_subplot()
+    step = 0.7 / max(len(present), 1)
+    for i, m in enumerate(present):
+        sub = per[per.model == m]
+        y = np.array([ypos[c] for c in sub["class"]]) + 0.35 - step * (i + 0.5)
+        f1 = sub["f1"].astype(float).to_numpy()
+        lo = sub["f1_ci_low"].astype(float).to_numpy()
+        hi = sub["f1_ci_high"].astype(float).to_numpy()
+        xerr = np.vstack([np.clip(f1 - lo, 0, None), np.clip(hi - f1, 0, None)])
+        xerr = np.nan_to_num(xerr)
+        ax.errorbar(
+            f1,
+            y,
+            xerr=xerr,
+            fmt="o",
+            color=colors[m],
+            markersize=4.5,
+            elinewidth=1.3,
+            capsize=2,
+            label=m,
+        )
+    support = per.groupby("class")["support"].max()
+    ax.set_yticks(
+        range(len(order)),
+        [f"{c} (n={int(support[c])})" if pd.notna(support[c]) else c for c in order],
+        fontsize=9,
+    )
+    ax.set_ylim(-0.6, len(order) - 0.4)
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_xlabel("F1 on test rows (95 % bootstrap CI)", fontsize=10)
+    ax.grid(axis="x", alpha=0.3)
+    for k in range(len(order) - 1):
+        ax.axhline(k + 0.5, color="#eeeeee", linewidth=0.8)
+    ax.set_title(f"Per-class F1 — {target} · {classifier} (classes sorted by mean F1)", fontsize=11)
+    fig.legend(loc="outside lower center", ncol=min(len(present), 5), fontsize=10, frameon=False)
+    return fig
+
+
+def plot_curves(fit: dict, color):
+    """Loss and accuracy per epoch, train (solid) and validation (dashed)."""
+    h = fit["history"]
+    fig = _figure(11, 4.0)
+    title = f"{fit['model']} · {fit['target']} · {fit['classifier']}"
+    if h.empty or "epoch" not in h:
+        _no_data(fig, f"{title}\nno per-epoch history recorded")
+        return fig
+    ax_loss, ax_acc = fig.subplots(1, 2)
+    for ax, what in ((ax_loss, "loss"), (ax_acc, "accuracy")):
+        for split, style in (("train", "-"), ("val", "--")):
+            col = f"{split}_{what}"
+            if col in h and h[col].notna().any():
+                ax.plot(
+                    h["epoch"],
+                    h[col],
+                    style,
+                    color=color,
+                    marker="o" if len(h) <= 30 else None,
+                    markersize=3,
+                    linewidth=1.6,
+                    label=split,
+                )
+        ax.set_xlabel("epoch", fontsize=10)
+        ax.set_ylabel(what, fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=9)
+    if "val_accuracy" in h and h["val_accuracy"].notna().any():
+        best = h.loc[h["val_accuracy"].idxmax()]
+        for ax in (ax_loss, ax_acc):
+            ax.axvline(best["epoch"], color="grey", linestyle=":", linewidth=1)
+        late = best["epoch"] > h["epoch"].min() + 0.6 * (h["epoch"].max() - h["epoch"].min())
+        ax_acc.annotate(
+            f"best val {best['val_accuracy']:.3f}\n@ epoch {int(best['epoch'])}",
+            (best["epoch"], best["val_accuracy"]),
+            textcoords="offset points",
+            xytext=(-8, -30) if late else (8, -30),
+            ha="right" if late else "left",
+            fontsize=8.5,
+        )
+    ax_loss.set_title("loss", fontsize=10)
+    ax_acc.set_title("accuracy", fontsize=10)
+    fig.suptitle(title + " — training curves", fontsize=11)
+    return fig
+
+
+def plot_class_counts(dataset: pd.DataFrame, target: str):
+    """Stacked horizontal bars of rows per class and split, classes sorted by count."""
+    sub = dataset[dataset.target == target].sort_values("total")
+    n = max(len(sub), 1)
+    fs = 9 if n <= 40 else 8
+    fig = _figure(9, (0.26 if n <= 40 else 0.17) * n + 1.8)
+    if sub.empty:
+        _no_data(fig, f"no labels for {target}")
+        return fig
+    ax = fig.add_subplot()
+    left = np.zeros(len(sub))
+    y = np.arange(len(sub))
+    for s in [s for s in SPLITS if s in sub]:
+        ax.barh(y, sub[s], left=left, color=_SPLIT_COLORS[s], label=s, height=0.8)
+        left += sub[s].to_numpy()
+    ax.set_yticks(y, sub["class"], fontsize=fs)
+    ax.set_ylim(-0.6, len(sub) - 0.4)
+    ax.set_xlabel("images", fontsize=10)
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize=9, loc="lower right")
+    ax.set_title(
+        f"{target}: {len(sub)} classes, {int(sub['total'].sum())} labelled images by split",
+        fontsize=11,
+    )
+    return fig
+
+
+def _class_styles(n: int) -> list[tuple]:
+    """(colour, marker) per class: tab10 hues, then lighter and other hues with new markers."""
+    from matplotlib import colormaps
+
+    pal = (
+        list(colormaps["tab10"].colors)
+        + list(colormaps["tab20"].colors[1::2])
+        + list(colormaps["tab20b"].colors[::2])
+    )
+    markers = "os^DvP"
+    return [(pal[i % len(pal)], markers[(i // 10) % len(markers)]) for i in range(n)]
+
+
+def plot_map(model: str, path: str, ids: np.ndarray, classes: Mapping[str, list], target: str):
+    """PCA of one model's embeddings of the rows ``ids``, coloured by ``target``."""
+    names = pq.read_schema(path).names
+    if target not in names:
+        target = next((t for t in classes if t in names), None)  # type: ignore[assignment]
+    fig = _figure(11, 7.5)
+    emb, df = read_rows(path, ids, [target] if target else [])
+    if len(df) < 3:
+        _no_data(fig, f"{model}: too few embeddings for a map")
+        return fig
+    x = emb.astype(np.float64)
+    x -= x.mean(axis=0)
+    u, s, _ = np.linalg.svd(x, full_matrices=False)
+    xy = u[:, :2] * s[:2]
+    var = s**2 / max((s**2).sum(), 1e-12)
+    ax = fig.add_subplot()
+    if target:
+        lab = df[target].astype(int).to_numpy()
+        ids_present = sorted(set(lab))
+        for c, (col, mk) in zip(ids_present, _class_styles(len(ids_present))):
+            sel = lab == c
+            ax.scatter(
+                xy[sel, 0],
+                xy[sel, 1],
+                s=10,
+                color=col,
+                marker=mk,
+                alpha=0.75,
+                linewidths=0,
+                label=f"{class_name(classes.get(target), c)} ({int(sel.sum())})",
+            )
+        ax.legend(
+            loc="upper left",
+            bbox_to_anchor=(1.01, 1.0),
+            fontsize=8,
+            markerscale=1.8,
+            frameon=False,
+            ncol=1 if len(ids_present) <= 30 else 2,
+            title=target,
+            title_fontsize=9,
+        )
+    else:
+        ax.scatter(xy[:, 0], xy[:, 1], s=9, alpha=0.6)
+    ax.set_xlabel(f"PC1 ({100 * var[0]:.1f} % of variance)", fontsize=10)
+    ax.set_ylabel(f"PC2 ({100 * var[1]:.1f} % of variance)", fontsize=10)
+    ax.set_title(
+        f"{model}: PCA of {len(df)} embeddings (seeded sample, same images for every model)",
+        fontsize=11,
+    )
+    ax.grid(alpha=0.2)
+    return fig
+
+

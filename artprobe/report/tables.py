@@ -1,0 +1,373 @@
+"""The report's tables (pandas): summary, paired comparisons, per class, confused pairs,
+dataset and failures, embedding cost."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+from artprobe.config import SPLITS
+from artprobe.io import read_meta
+from artprobe.metrics import METRICS
+from artprobe.report.load import as_float, class_name, compact, find, fit_seconds, hyperparams, metric
+
+#: Metrics compared pairwise between models with the paired bootstrap.
+COMPARE_METRICS = ("accuracy", "macro_f1")
+
+def summary_table(fits: list[dict]) -> pd.DataFrame:
+    """One row per fit: metrics with 95 % CIs, sizes, chosen params and best flags.
+
+    ``best_in_target`` marks the highest test accuracy of a target over every model and
+    classifier; ``best_model`` the highest among models for one target × classifier.
+    Ties are all marked.
+    """
+    rows = []
+    for fit in fits:
+        m = fit["metrics"]
+        info = m.get("info") if isinstance(m.get("info"), Mapping) else {}
+        row: dict[str, Any] = {
+            "model": fit["model"],
+            "target": fit["target"],
+            "classifier": fit["classifier"],
+            "kind": fit["kind"],
+        }
+        for name in METRICS:
+            row[name], row[f"{name}_ci_low"], row[f"{name}_ci_high"] = metric(m, name)
+        for k in ("n_classes", "n_train", "n_val", "n_test"):
+            row[k] = m.get(k)
+        if row["n_classes"] is None:
+            row["n_classes"] = len(fit["class_names"]) or None
+        row["fit_seconds"] = fit_seconds(m)
+        row["chosen"] = hyperparams(info)
+        row["params"] = compact(m.get("params") or info.get("params"))
+        dropped = m.get("dropped")
+        row["dropped"] = "" if not dropped else json.dumps(dropped, default=str)
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return pd.DataFrame(
+            columns=["model", "target", "classifier", "best_in_target", "best_model"]
+        )
+    acc = df["accuracy"]
+    df["best_in_target"] = np.isclose(acc, df.groupby("target")["accuracy"].transform("max"))
+    df["best_model"] = np.isclose(
+        acc, df.groupby(["target", "classifier"])["accuracy"].transform("max")
+    )
+    return df
+
+
+_COMPARISON_COLUMNS = [
+    "target", "classifier", "model_a", "model_b", "metric", "a", "b", "diff", "ci_low",
+    "ci_high", "p_value", "verdict", "better", "n_rows", "n_boot", "note",
+]  # fmt: skip
+
+
+def _shared_rows(pa_: pd.DataFrame, pb: pd.DataFrame, a: str, b: str) -> tuple[pd.DataFrame, str]:
+    """Test rows both fits predicted (joined on row_id, same y_true), and a note if fewer."""
+    j = pa_.merge(pb, on="row_id", suffixes=("_a", "_b"))
+    note = ""
+    if len(j) != len(pa_) or len(j) != len(pb):
+        note = f"test rows differ ({a}: {len(pa_)}, {b}: {len(pb)}); compared on the {len(j)} shared rows"
+    mismatch = int((j["y_true_a"] != j["y_true_b"]).sum())
+    if mismatch:
+        note = (note + "; " if note else "") + f"{mismatch} shared rows disagree on y_true; dropped"
+        j = j[j["y_true_a"] == j["y_true_b"]]
+    return j, note
+
+
+def _compare(j: pd.DataFrame, a: str, b: str, metric_name: str, n_boot: int, seed: int) -> dict:
+    """One paired bootstrap of ``metric_name`` on the shared rows ``j``, as a table row."""
+    from artprobe.metrics import paired_bootstrap
+
+    if len(j):
+        res = paired_bootstrap(
+            j["y_true_a"].to_numpy(), j["y_pred_a"].to_numpy(), j["y_pred_b"].to_numpy(),
+            metric=metric_name, n_boot=n_boot, seed=seed,
+        )  # fmt: skip
+    else:  # nothing to compare on; keep the pair visible
+        res = {"metric": metric_name, "verdict": "not compared: no shared test rows"}
+    lo, hi = as_float(res.get("ci_low")), as_float(res.get("ci_high"))
+    va, vb = as_float(res.get("a")), as_float(res.get("b"))
+    verdict = str(res.get("verdict", ""))
+    if verdict.lower() in ("a better", "b better"):
+        better = a if verdict.lower() == "a better" else b
+    else:  # unknown wording: the CI of the difference excludes zero
+        better = (a if va > vb else b) if (lo > 0 or hi < 0) else ""
+    return {
+        "model_a": a, "model_b": b, "metric": res.get("metric", metric_name), "a": va, "b": vb,
+        "diff": as_float(res.get("diff")), "ci_low": lo, "ci_high": hi,
+        "p_value": as_float(res.get("p_value")), "verdict": verdict, "better": better,
+        "n_rows": len(j), "n_boot": n_boot,
+    }  # fmt: skip
+
+
+def comparison_table(
+    fits: list[dict],
+    models: list[str],
+    *,
+    n_boot: int,
+    seed: int,
+    metrics: Iterable[str] = COMPARE_METRICS,
+) -> pd.DataFrame:
+    """Every pair of models per target × classifier, paired bootstrap on shared test rows.
+
+    Predictions are joined on ``row_id``; if the two fits tested different rows (e.g. an
+    image failed for one model only) the intersection is used and ``note`` says so.
+    ``verdict`` is paired_bootstrap's ("A better" / "B better" / "no significant
+    difference"); ``better`` names that model, or is "" when not significant.
+    """
+    by_key = {(f["target"], f["classifier"], f["model"]): f for f in fits}
+    order = {m: i for i, m in enumerate(models)}
+    rows = []
+    for target, clf in dict.fromkeys((f["target"], f["classifier"]) for f in fits):
+        present = sorted({m for t, c, m in by_key if (t, c) == (target, clf)}, key=order.get)
+        for a, b in itertools.combinations(present, 2):
+            pred_a = by_key[(target, clf, a)]["predictions"]
+            j, note = _shared_rows(pred_a, by_key[(target, clf, b)]["predictions"], a, b)
+            for name in metrics:
+                row = _compare(j, a, b, name, n_boot, seed)
+                rows.append({"target": target, "classifier": clf, **row, "note": note})
+    return pd.DataFrame(rows, columns=_COMPARISON_COLUMNS)
+
+
+def per_class_table(fits: list[dict]) -> pd.DataFrame:
+    """Per-class precision/recall/F1 (with F1 CI) and support of every fit, long format."""
+    rows = []
+    for fit in fits:
+        for name, d in (fit["metrics"].get("per_class") or {}).items():
+            if not isinstance(d, Mapping):
+                continue
+            rows.append(
+                {
+                    "model": fit["model"],
+                    "target": fit["target"],
+                    "classifier": fit["classifier"],
+                    "class": name,
+                    **{
+                        k: d.get(k)
+                        for k in ("precision", "recall", "f1", "f1_ci_low", "f1_ci_high", "support")
+                    },
+                }
+            )
+    cols = [
+        "model",
+        "target",
+        "classifier",
+        "class",
+        "precision",
+        "recall",
+        "f1",
+        "f1_ci_low",
+        "f1_ci_high",
+        "support",
+    ]
+    return pd.DataFrame(rows, columns=cols)
+
+
+PAIR_COLUMNS = [
+    "model",
+    "target",
+    "classifier",
+    "rank",
+    "true_class",
+    "predicted_class",
+    "count",
+    "support",
+    "share_of_true",
+]
+
+
+def confused_pairs(fit: dict, names: list[str] | None, top: int = 20) -> pd.DataFrame:
+    """The ``top`` most frequent (true → predicted) mistakes of a fit on its test rows."""
+    p = fit["predictions"]
+    wrong = p[p["y_true"] != p["y_pred"]]
+    support = p["y_true"].value_counts()
+    counts = wrong.groupby(["y_true", "y_pred"]).size().reset_index(name="count")
+    counts = counts.sort_values(["count", "y_true", "y_pred"], ascending=[False, True, True]).head(
+        top
+    )
+    rows = [
+        {
+            "model": fit["model"],
+            "target": fit["target"],
+            "classifier": fit["classifier"],
+            "rank": r + 1,
+            "true_class": class_name(names, int(t)),
+            "predicted_class": class_name(names, int(q)),
+            "count": int(n),
+            "support": int(support[t]),
+            "share_of_true": n / support[t],
+        }
+        for r, (t, q, n) in enumerate(counts.itertuples(index=False))
+    ]
+    return pd.DataFrame(rows, columns=PAIR_COLUMNS)
+
+
+def dataset_tables(
+    split_path: str, embeddings: Mapping[str, str], targets: list[str], classes: Mapping[str, list]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(class counts per target and split, rows per split).
+
+    Rows per split come from ``split.parquet``. Labels live in the shards and the merged
+    embeddings only, so class counts use the union of the models' embeddings: a row that
+    failed for every model is counted under ``split`` but not under any class.
+    """
+    sp = pq.read_table(split_path, columns=["row_id", "split"]).to_pandas()
+    splits = sp["split"].value_counts()
+    order = [s for s in SPLITS if s in splits.index] + sorted(set(splits.index) - set(SPLITS))
+    split_df = pd.DataFrame({"split": order, "rows": [int(splits[s]) for s in order]})
+    split_df["share"] = split_df["rows"] / max(int(split_df["rows"].sum()), 1)
+
+    labels = None
+    for path in embeddings.values():
+        have = set(pq.read_schema(path).names)
+        cols = ["row_id"] + [t for t in targets if t in have]
+        part = pq.read_table(path, columns=cols).to_pandas()
+        labels = (
+            part if labels is None else pd.concat([labels, part[~part.row_id.isin(labels.row_id)]])
+        )
+    rows = []
+    if labels is not None:
+        labels = labels.merge(sp, on="row_id", how="inner")
+        split_df["labelled_rows"] = [int((labels["split"] == s).sum()) for s in order]
+        for t in targets:
+            if t not in labels:
+                continue
+            tab = labels.groupby([t, "split"]).size().unstack("split", fill_value=0)
+            for cid, r in tab.iterrows():
+                row = {
+                    "target": t,
+                    "class_id": int(cid),
+                    "class": class_name(classes.get(t), int(cid)),
+                }
+                row.update({s: int(r.get(s, 0)) for s in order})
+                row["total"] = int(sum(r.get(s, 0) for s in order))
+                rows.append(row)
+    cols = ["target", "class_id", "class", *order, "total"]
+    return pd.DataFrame(rows, columns=cols), split_df
+
+
+def failure_table(
+    failures: Mapping[str, str], embeddings: Mapping[str, str], manifest: Mapping
+) -> pd.DataFrame:
+    """Per model: rows embedded, rows failed and the most common failure reasons."""
+    n_rows = manifest.get("n_rows")
+    rows = []
+    for m in dict.fromkeys(list(embeddings) + list(failures)):
+        embedded = pq.ParquetFile(embeddings[m]).metadata.num_rows if m in embeddings else None
+        reasons = ""
+        failed = 0
+        if m in failures and Path(failures[m]).exists():
+            f = pq.read_table(failures[m]).to_pandas()
+            failed = len(f)
+            if failed and "reason" in f:
+                short = f["reason"].fillna("").astype(str).str.split("\n").str[0].str.slice(0, 80)
+                reasons = "; ".join(
+                    f"{r or '(none)'}: {n}" for r, n in short.value_counts().head(5).items()
+                )
+        rows.append(
+            {
+                "model": m,
+                "manifest_rows": n_rows,
+                "embedded": embedded,
+                "failed": failed,
+                "failed_share": failed / n_rows if n_rows else math.nan,
+                "top_reasons": reasons,
+            }
+        )
+    return pd.DataFrame(
+        rows,
+        columns=["model", "manifest_rows", "embedded", "failed", "failed_share", "top_reasons"],
+    )
+
+
+def embedding_speed(meta: Mapping) -> tuple[float, str, str]:
+    """(images per second, device, device name) from merged-embedding metadata.
+
+    Read defensively: the speed is the shards' embedded rows over their seconds (a shard's
+    rows embedded in its run are ``img_per_s × seconds`` when both are there, so rows
+    resumed from a checkpoint do not inflate it, else its ``rows``); failing that a
+    top-level or nested ``img_per_s``, then the mean of the shards' ``img_per_s``.
+    """
+    shards = find(meta, "shards")
+    if isinstance(shards, Mapping):
+        shards = list(shards.values())
+    shards = [s for s in shards or [] if isinstance(s, Mapping)]
+    done = secs = 0.0
+    for sh in shards:
+        sec, ips = as_float(sh.get("seconds")), as_float(sh.get("img_per_s"))
+        rows = ips * sec if math.isfinite(ips) and math.isfinite(sec) else as_float(sh.get("rows"))
+        if math.isfinite(rows) and math.isfinite(sec) and sec > 0:
+            done, secs = done + rows, secs + sec
+    speed = done / secs if secs > 0 and done > 0 else as_float(find(meta, "img_per_s"))
+    if not math.isfinite(speed):
+        per = [
+            x for x in (as_float(sh.get("img_per_s")) for sh in shards) if math.isfinite(x) and x > 0
+        ]
+        speed = float(np.mean(per)) if per else math.nan
+
+    def named(key: str) -> str:
+        top = find(meta, key)
+        if top:
+            return str(top)
+        return ", ".join(dict.fromkeys(str(sh[key]) for sh in shards if sh.get(key)))
+
+    return speed, named("device"), named("device_name")
+
+
+def cost_table(embeddings: Mapping[str, str], fits: list[dict], n_rows: int | None) -> pd.DataFrame:
+    """Per model: embedding throughput, device and the GPU-hours for this dataset's ``n_rows``.
+
+    ``n_rows`` is the manifest's row count (None: the model's embedded rows).
+    """
+    rows = []
+    for m, path in embeddings.items():
+        meta = read_meta(path)
+        speed, device, device_name = embedding_speed(meta)
+        schema = pq.read_schema(path)
+        dim = (
+            getattr(schema.field("embedding").type, "list_size", None)
+            if "embedding" in schema.names
+            else None
+        )
+        fit_s = sum(
+fit_seconds(f["metrics"]) for f in fits
+            if f["model"] == m
+        )
+        embedded = pq.ParquetFile(path).metadata.num_rows
+        rows.append(
+            {
+                "model": m,
+                "timm_name": find(meta, "timm_name") or "",
+                "device": device,
+                "device_name": device_name,
+                "img_per_s": speed,
+                "embedding_dim": dim,
+                "rows_embedded": embedded,
+                "gpu_hours_this_dataset": (
+                    (n_rows or embedded) / speed / 3600 if speed > 0 else math.nan
+                ),
+                "fit_seconds_total": fit_s,
+            }
+        )
+    cols = [
+        "model",
+        "timm_name",
+        "device",
+        "device_name",
+        "img_per_s",
+        "embedding_dim",
+        "rows_embedded",
+        "gpu_hours_this_dataset",
+        "fit_seconds_total",
+    ]
+    return pd.DataFrame(rows, columns=cols)
+
+
