@@ -86,32 +86,28 @@ def embed_shard(
     with _model_threads(job.dev, workers, threads):
         timer.start_loop()
         iterator = iter(loader)  # start the workers (fork) before CUDA is initialised
-        runner = ModelRunner(
-            *place_model(job.model, job.dev, compile),
-            job.prep,
-            job.dev,
-            job.dtype,
-            batch_size,
-            pad=compile,
-            channels_last=CHANNELS_LAST,
-            dim=rows.resumed_dim,
-        )
+        runner = job.runner(compile, dim=rows.resumed_dim)
         if checkpoint_every and rows.start < job.n:
             ckpt.begin()
         job.log_start(rows.start)
         bar = job.progress_bar(rows.start, progress)
-        for batch, index, host in run_batches(model_batches(iterator, per_batch), images, runner):
-            rows.add(batch, index, host, runner.embedding_dim())
-            bar.update(len(batch["index"]))
-            timer.batch_done(len(batch["index"]))
-            rows.checkpoint_if_due()
-        bar.close()
-        timer.stop_loop()
+        _embed_batches(model_batches(iterator, per_batch), images, runner, rows, bar, timer)
         result = rows.table(runner.embedding_dim())
         provenance = job.provenance(result, runner.dim, rows.start, timer)
         write_parquet(with_meta(result, provenance), out_path)
         ckpt.cleanup()
     return job.report(out_path, provenance, rows, timer)
+
+
+def _embed_batches(batches, images, runner: ModelRunner, rows: EmbeddedRows, bar, timer: LoopTimer) -> None:
+    """Run the model over ``batches``, collecting the rows (and checkpointing them)."""
+    for batch, index, host in run_batches(batches, images, runner):
+        rows.add(batch, index, host, runner.embedding_dim())
+        bar.update(len(batch["index"]))
+        timer.batch_done(len(batch["index"]))
+        rows.checkpoint_if_due()
+    bar.close()
+    timer.stop_loop()
 
 
 class LoopTimer:
@@ -218,6 +214,19 @@ class _Job:
         import torchvision
 
         return {"torch_version": torch.__version__, "torchvision_version": torchvision.__version__}
+
+    def runner(self, compile: bool, dim: int | None) -> ModelRunner:
+        """The model on the device (compiled when ``compile``: then short batches are padded)."""
+        return ModelRunner(
+            *place_model(self.model, self.dev, compile),
+            self.prep,
+            self.dev,
+            self.dtype,
+            self.settings["batch_size"],
+            pad=compile,
+            channels_last=CHANNELS_LAST,
+            dim=dim,
+        )
 
     def checkpoint_key(self) -> dict:
         """Everything that could change a result: checkpoints made under another key are discarded."""
