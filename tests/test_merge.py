@@ -112,3 +112,14 @@ def test_merge_refuses_rows_without_split_and_unknown_targets(merge_case):
     with pytest.raises(MergeError, match="2 embedding files for 1 shards"):
         merge_embeddings(embs, shards[:1], split, d / "m.parquet", d / "f.parquet", targets=["style"])
     assert not (d / "m.parquet").exists() and not (d / "f.parquet").exists()
+
+
+def test_merging_imports_neither_torch_nor_timm():
+    """The merge job (and the workflow's parse) must not pay for torch's import."""
+    import subprocess
+    import sys
+
+    code = "import sys, artprobe.merge; print(sorted({'torch', 'timm'} & set(sys.modules)))"
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
