@@ -414,3 +414,16 @@ def test_layout_imports_neither_pandas_nor_matplotlib():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_layout_options_check_the_targets():
+    from artprobe.report.layout import layout_options
+
+    assert layout_options({"map_rows": 10}, ["genre"]) == {"pairs_targets": None, "f1_targets": None}
+    assert layout_options({"pairs_targets": ["genre"], "map_target": "genre"}, ["genre"]) == {
+        "pairs_targets": ["genre"],
+        "f1_targets": None,
+    }
+    for key, value in (("pairs_targets", ["artist"]), ("f1_targets", ["x"]), ("map_target", "x")):
+        with pytest.raises(ValueError, match=rf"config report\.{key}: unknown target"):
+            layout_options({key: value}, ["genre"])
