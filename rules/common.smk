@@ -98,7 +98,7 @@ def model_params(wildcards):
         "precision": config["embed"]["precision"],
     }
     if params["precision"] == "auto":
-        params["dtype_device"] = config["embed_runtime"]["device"]
+        params["device"] = config["embed_runtime"]["device"]
     return params
 
 
