@@ -57,11 +57,13 @@ def copy_workflow(dest: Path) -> Path:
     return dest
 
 
-def snakemake(workdir: Path, *args: str, timeout: int = 900, check: bool = True) -> subprocess.CompletedProcess:
+def snakemake(
+    workdir: Path, *args: str, timeout: int = 900, check: bool = True, env: dict | None = None
+) -> subprocess.CompletedProcess:
     """Run the venv's snakemake in ``workdir``; on failure show its output and the job logs."""
     if _running.get("unit"):
         raise AssertionError("a unit test ran Snakemake: mark it @pytest.mark.workflow")
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     proc = subprocess.run(
         [str(VENV_BIN / "snakemake"), *args],
         cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout,

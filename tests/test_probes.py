@@ -245,6 +245,7 @@ def test_mlp_graph_capture_failure_falls_back_to_eager():
         assert torch.equal(t, ref)
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not CUDA, reason="needs CUDA")
 def test_mlp_cuda_graph_matches_eager():
     data = splits(*gaussians(n_per=(100, 110, 95), dim=16, sep=2.0))
@@ -262,6 +263,7 @@ def test_mlp_cuda_graph_matches_eager():
     assert tiny.info["cuda_graph"] and tiny.info["steps"] == 3 * 2
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not CUDA, reason="needs CUDA")
 @pytest.mark.parametrize("kind", ["linear", "knn"])
 def test_cuda_matches_cpu(kind):

@@ -321,3 +321,14 @@ def test_each_env_has_what_its_scripts_import(rules):
         if missing:
             problems.append(f"rule {name} ({script.name}) imports {missing}, not in {rule['conda']}")
     assert not problems, problems
+
+
+def test_parse_modules_are_light():
+    """The artprobe modules rules/*.smk import load neither torch nor pandas."""
+    text = "".join(p.read_text() for p in RULE_FILES)
+    modules = sorted(set(re.findall(r"^from (artprobe[\w.]*) import", text, re.M)))
+    assert "artprobe.config" in modules
+    code = f"import sys\nfor m in {modules!r}: __import__(m)\nprint(sorted({{'torch', 'pandas', 'timm'}} & set(sys.modules)))"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]", f"parse-time imports load {proc.stdout.strip()}"
