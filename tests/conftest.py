@@ -108,8 +108,18 @@ classifiers:
     lr: 0.001
   - name: linear
     kind: linear
+  - name: knn
+    kind: knn
+    k: 5
+split:
+  method: stratified
+  stratify_by: genre
 probe:
   bootstrap: 50
+  drop_labels:
+    genre: [cityscape]
+  min_class_count:
+    style: 5
 report:
   map_rows: 100
 """

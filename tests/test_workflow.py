@@ -25,13 +25,26 @@ def test_end_to_end(tiny_run):
         failures = pq.read_table(out / "embeddings" / f"{model}.failures.parquet")
         assert merged.num_rows + failures.num_rows == 120 and failures.num_rows == 2
         assert set(merged.column_names) >= {"row_id", "split", "genre", "style", "embedding"}
+        labels = {t: merged.column(t).to_numpy() for t in ("genre", "style")}
         for target in ("genre", "style"):
-            for clf in ("mlp", "linear"):
-                m = json.loads((out / "classify" / model / target / clf / "metrics.json").read_text())
-                assert 0 <= m["accuracy"]["value"] <= 1
-                assert m["n_train"] + m["n_val"] + m["n_test"] == 118
+            for clf in ("mlp", "linear", "knn"):
+                fit = out / "classify" / model / target / clf
+                m = json.loads((fit / "metrics.json").read_text())
+                pred = pq.read_table(fit / "predictions.parquet").to_pydict()
+                correct = sum(a == b for a, b in zip(pred["y_true"], pred["y_pred"]))
+                assert m["accuracy"]["value"] == pytest.approx(correct / len(pred["y_true"]))
+                assert m["n_test"] == len(pred["y_true"])
+                # probe.drop_labels / min_class_count: exactly the dropped rows are left out
+                assert m["n_train"] + m["n_val"] + m["n_test"] == 118 - m["dropped"]["rows"]
+                if target == "genre":
+                    cityscape = manifest["classes"]["genre"].index("cityscape")
+                    assert m["dropped"]["rows"] == int((labels["genre"] == cityscape).sum()) > 0
+                    assert cityscape not in pred["y_true"]
+                else:
+                    rare = {manifest["classes"]["style"].index(c) for c in m["dropped"]["rare_classes"]}
+                    assert not rare & set(pred["y_true"])
     summary = (out / "report" / "summary.csv").read_text().splitlines()
-    assert len(summary) == 1 + 2 * 2 * 2
+    assert len(summary) == 1 + 2 * 2 * 3
     # every rule wrote its log and benchmark
     assert (out / "logs" / "embed" / "vit" / "00000.log").stat().st_size > 0
     assert (out / "benchmarks" / "classify" / "convnext" / "style" / "linear.tsv").exists()
