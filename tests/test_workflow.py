@@ -79,7 +79,10 @@ def workflow_copy(tmp_path_factory):
 def test_overlay_replaces_models_targets_classifiers(workflow_copy):
     overlay = TINY_OVERLAY.replace("  - name: convnext\n    timm: test_convnext\n    pretrained: false\n", "")
     overlay = overlay.replace("  - name: linear\n    kind: linear\n", "")
+    overlay = overlay.replace("  - name: knn\n    kind: knn\n    k: 5\n", "")
     overlay = overlay.replace("targets: [genre, style]", "targets: [style]")
+    overlay = overlay.replace("  stratify_by: genre\n", "  stratify_by: style\n")
+    overlay = overlay.replace("  drop_labels:\n    genre: [cityscape]\n", "")
     proc = _dry_run(workflow_copy, overlay)
     assert proc.returncode == 0, proc.stderr
     text = proc.stdout
