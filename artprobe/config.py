@@ -172,6 +172,9 @@ def check_config(config: dict) -> dict[str, dict]:
     dup = _duplicates([m["name"] for m in config["models"]])
     if dup:
         raise ValueError(f"config models: duplicate name(s) {dup}")
+    for m in config["models"]:
+        if m.get("weights") is not None and not m["pretrained"]:
+            raise ValueError(f"config models[{m['name']}].weights: set, but pretrained is false")
     dup = _duplicates([c["name"] for c in config["classifiers"]])
     if dup:
         raise ValueError(f"config classifiers: duplicate name(s) {dup}")

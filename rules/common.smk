@@ -99,7 +99,15 @@ def model_params(wildcards):
     }
     if params["precision"] == "auto":
         params["device"] = config["embed_runtime"]["device"]
+    if m["weights"] is not None:
+        params["weights"] = m["weights"]
     return params
+
+
+def model_weights(wildcards):
+    """A local weights file is an input of its model's embed jobs: changing it re-embeds."""
+    weights = MODELS[wildcards.model]["weights"]
+    return [] if weights is None else [weights]
 
 
 def embedding_shards(wildcards):

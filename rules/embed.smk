@@ -3,7 +3,8 @@
 
 rule embed:
     input:
-        "results/{dataset}/shards/{shard}.parquet",
+        shard="results/{dataset}/shards/{shard}.parquet",
+        weights=model_weights,
     output:
         "results/{dataset}/embeddings/{model}/{shard}.parquet",
     log:

@@ -14,7 +14,7 @@ workers = runtime["workers"]
 model = {"device": runtime["device"], **snakemake.params.model}
 with to_log(snakemake.log[0]):
     embed_shard(
-        snakemake.input[0],
+        snakemake.input.shard,
         snakemake.output[0],
         **model,
         batch_size=runtime["batch_size"],

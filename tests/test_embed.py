@@ -190,6 +190,39 @@ def test_random_weights_are_identical_in_every_job():
         assert a.equal(b), k
 
 
+def test_local_weights_file_loads_through_timms_pretrained_path(tmp_path):
+    """models[].weights: a file the user has (fine-tuned, or copied to an offline cluster)
+    is what the job embeds with, and its hash is in the provenance."""
+    import hashlib
+
+    import safetensors.torch
+    import timm
+    import torch
+
+    torch.manual_seed(123)  # weights unlike the seed-0 random ones
+    trained = timm.create_model("test_vit", pretrained=False)
+    path = tmp_path / "test_vit.safetensors"
+    safetensors.torch.save_file({k: v.contiguous() for k, v in trained.state_dict().items()}, path)
+    model, fp = load_model("test_vit", True, weights=str(path), cache=False)
+    for k, v in model.state_dict().items():
+        assert v.equal(trained.state_dict()[k]), k
+    assert fp != load_model("test_vit", False, cache=False)[1]
+
+    shard = write_shard(tmp_path / "s.parquet", small_jpegs(3))
+    kw = {**TINY, "pretrained": True, "weights": str(path)}
+    embed_shard(shard, tmp_path / "w.parquet", batch_size=4, **kw)
+    embed_shard(shard, tmp_path / "r.parquet", batch_size=4, **TINY)
+    meta = read_meta(tmp_path / "w.parquet")
+    assert meta["weights_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert meta["weights_file"] == str(path) and meta["weights_fingerprint"] == fp
+    w, r = (embedding_matrix(pq.read_table(tmp_path / f"{n}.parquet")["embedding"]) for n in "wr")
+    assert not np.allclose(w, r)
+    with pytest.raises(ValueError, match="pretrained"):
+        load_model("test_vit", False, weights=str(path), cache=False)
+    with pytest.raises(FileNotFoundError, match="missing.safetensors"):
+        load_model("test_vit", True, weights=str(tmp_path / "missing.safetensors"), cache=False)
+
+
 def test_reduced_precision_on_cpu(tmp_path):
     shard = write_shard(tmp_path / "s.parquet", small_jpegs(4))
     embed_shard(shard, tmp_path / "bf16.parquet", batch_size=4, **{**TINY, "precision": "bf16"})

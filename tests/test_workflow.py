@@ -100,6 +100,7 @@ def test_overlay_replaces_models_targets_classifiers(workflow_copy):
         (("    epochs: 4", "    epoch: 4"), "epoch"),
         (("  precision: fp32", "  precision: fp8"), "fp8"),
         (("targets: [genre, style]", "targets: [genre, genre]"), "targets"),
+        (("timm: test_vit\n", "timm: test_vit\n    weights: /w.safetensors\n"), "models[vit].weights"),
     ],
 )
 def test_config_errors_name_the_key(workflow_copy, edit, message):

@@ -36,22 +36,41 @@ def weights_fingerprint(model) -> str:
     return h.hexdigest()[:16]
 
 
-_MODEL_CACHE: dict[tuple[str, bool], tuple[Any, str]] = {}
+_MODEL_CACHE: dict[tuple, tuple[Any, str]] = {}
 
 
-def load_model(timm_name: str, pretrained: bool, *, cache: bool = True):
+def file_sha256(path: str | os.PathLike, chunk: int = 1 << 24) -> str:
+    """The sha256 of a file, read in 16 MiB pieces."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load_model(timm_name: str, pretrained: bool, *, weights: str | None = None, cache: bool = True):
     """``(model, fingerprint)``: the timm model in eval mode, classifier removed (pooled
     pre-logits features), created right after ``torch.manual_seed(0)`` so that random-weight
-    models are identical in every job. The last model is cached for in-process reuse."""
+    models are identical in every job. The last model is cached for in-process reuse.
+
+    ``weights``: a local weights file, loaded by timm's pretrained path
+    (``pretrained_cfg_overlay=dict(file=...)``), e.g. a fine-tuned checkpoint or weights
+    copied to a cluster without internet."""
     import timm
     import torch
 
-    key = (timm_name, bool(pretrained))
+    if weights is not None:
+        if not pretrained:
+            raise ValueError(f"{timm_name}: weights={weights!r} needs pretrained=True")
+        if not os.path.isfile(weights):
+            raise FileNotFoundError(f"{timm_name}: weights file {weights!r} does not exist")
+    key = (timm_name, bool(pretrained), weights and os.stat(weights).st_mtime_ns)
     if cache and key in _MODEL_CACHE:
         return _MODEL_CACHE[key]
+    overlay = {"pretrained_cfg_overlay": {"file": os.fspath(weights)}} if weights else {}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        model = timm.create_model(timm_name, pretrained=pretrained, num_classes=0)
+        model = timm.create_model(timm_name, pretrained=pretrained, num_classes=0, **overlay)
     model.eval()
     fp = weights_fingerprint(model)
     if cache:

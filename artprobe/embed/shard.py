@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 from artprobe.device import device_name, resolve_device
 from artprobe.embed.checkpoints import KEY_VERSION, Checkpoints, shard_key
 from artprobe.embed.loader import ShardImages, model_batches, piece_loader, plan_pieces
-from artprobe.embed.model import load_model, n_cores, resolve_dtype
+from artprobe.embed.model import file_sha256, load_model, n_cores, resolve_dtype
 from artprobe.embed.nvjpeg import check_nvjpeg
 from artprobe.embed.preprocess import DECODE_MODES, Preprocess, build_preprocess
 from artprobe.embed.rows import EmbeddedRows
@@ -59,9 +59,13 @@ def embed_shard(
     progress: bool = True,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     threads: int | None = None,
+    weights: str | None = None,
 ) -> dict:
     """Embed every image of ``shard_path`` with ``timm_name``; write ``out_path`` atomically.
 
+    ``weights``: a local weights file (``.safetensors``, ``.pth``, ``.bin``) loaded through
+    timm's own pretrained path instead of the hub's (needs ``pretrained=True``); its sha256
+    goes into the provenance.
     ``threads``: CPU threads this job may use in all (default: the cores it may run on); on
     CPU the model gets ``threads - workers`` of them, the decoding workers one each.
     ``max_pixels``: images with more pixels are refused as decompression bombs.
@@ -72,7 +76,9 @@ def embed_shard(
     ``n_rows``, ``n_failed``, ``n_resumed``, ``seconds``, ``embedding_dim``.
     """
     timer = LoopTimer()
-    job = _prepare(shard_path, timm_name, pretrained, decode, precision, batch_size, device, max_pixels)
+    job = _prepare(
+        shard_path, timm_name, pretrained, decode, precision, batch_size, device, max_pixels, weights
+    )
     job.settings.update(batch_size=batch_size, workers=workers, compile=bool(compile))
     ckpt = Checkpoints(out_path, job.checkpoint_key())
     rows = EmbeddedRows(
@@ -155,7 +161,9 @@ def _model_threads(dev, workers: int, threads: int | None):
         torch.set_num_threads(old_threads)
 
 
-def _prepare(shard_path, timm_name, pretrained, decode, precision, batch_size, device, max_pixels) -> _Job:
+def _prepare(
+    shard_path, timm_name, pretrained, decode, precision, batch_size, device, max_pixels, weights=None
+) -> _Job:
     """Check the arguments, load the model and its preprocessing, read the shard."""
     import timm
     from timm.data import resolve_model_data_config
@@ -168,7 +176,7 @@ def _prepare(shard_path, timm_name, pretrained, decode, precision, batch_size, d
     dtype = resolve_dtype(precision, dev)
     if decode == "nvjpeg" and dev.type != "cuda":
         raise ValueError(f"decode='nvjpeg' decodes on the GPU and needs a CUDA device, got {dev}")
-    model, fingerprint = load_model(timm_name, pretrained)
+    model, fingerprint = load_model(timm_name, pretrained, weights=weights)
     data_config = resolve_model_data_config(model)
     prep = build_preprocess(data_config, decode, max_pixels=max_pixels)
     if decode == "nvjpeg":
@@ -184,6 +192,8 @@ def _prepare(shard_path, timm_name, pretrained, decode, precision, batch_size, d
         "decode": decode,
         "dtype": str(dtype).replace("torch.", ""),
     }
+    if weights is not None:
+        identity.update(weights_file=str(weights), weights_sha256=file_sha256(weights))
     table = pq.read_table(shard_path, columns=["row_id", "image"])
     return _Job(Path(shard_path), dev, dtype, model, prep, table, identity, {"precision": precision})
 
