@@ -79,7 +79,7 @@ def _bool(v: Any) -> bool:
 
 _CLASS_WEIGHT = ("none", _choice("none", "balanced"))
 
-# name -> (default, validator). The defaults are the protocol; see the module docstring.
+# name -> (default, validator). The defaults are the protocol; see artprobe.probes' docstring.
 _SPECS: dict[str, dict[str, tuple[Any, Callable[[Any], Any]]]] = {
     "mlp": {
         "hidden": (3000, _int(1)),

@@ -47,13 +47,12 @@ def _write_tables(out: Mapping[str, Path], fits, models, targets, classes, input
     return {"summary": summary, "pairs": pairs, "dataset": dataset}
 
 
-def _write_fit_plots(out, fits, models, classes, colors, pairs, opts) -> None:
+def _write_fit_plots(out, fits, counts, classes, colors, pairs, opts) -> None:
     """Per fit: its error plot (matrix or top pairs) and, for mlp fits, training curves."""
-    counts = class_counts(fits)
     for fit in fits:
         key = f"{fit['model']}.{fit['target']}.{fit['classifier']}"
         fid = f"pairs.{key}" if f"pairs.{key}" in out else f"confusion.{key}"
-        if fid.startswith("pairs.") or shows_pairs(fit["target"], counts, opts["pairs_targets"]):
+        if shows_pairs(fit["target"], counts, opts["pairs_targets"]):
             sel = (pairs.model == fit["model"]) & (pairs.target == fit["target"])
             sub = pairs[sel & (pairs.classifier == fit["classifier"])]
             plots.save(plots.plot_confused_pairs(sub, fit), out[fid])
@@ -79,7 +78,7 @@ def _write_plots(out, fits, models, targets, classes, frames, inputs, opts) -> N
             if fid in out:
                 sel = [x for x in fits if x["target"] == t and x["classifier"] == c]
                 plots.save(plots.plot_per_class_f1(sel, models, colors, t, c), out[fid])
-    _write_fit_plots(out, fits, models, classes, colors, frames["pairs"], opts)
+    _write_fit_plots(out, fits, counts, classes, colors, frames["pairs"], opts)
     map_target = opts["map_target"] or chosen
     ids = sample_rows(inputs["embeddings"], opts["map_rows"], opts["seed"])
     for m, path in inputs["embeddings"].items():
