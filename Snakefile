@@ -1,5 +1,5 @@
 # artprobe: which pretrained vision model represents art best?
-# hub/local source -> manifest -> shards -> embeddings -> fits -> report.
+# hub/local source -> (download) -> manifest -> shards -> embeddings -> fits -> report.
 # README.md explains the stages, the config keys and the results tree.
 
 from snakemake.utils import min_version
@@ -14,6 +14,7 @@ report: "report/workflow.rst"
 
 
 include: "rules/common.smk"
+include: "rules/download.smk"
 include: "rules/data.smk"
 include: "rules/embed.smk"
 include: "rules/classify.smk"

@@ -1,13 +1,14 @@
 """Data stage: resolve a source into a manifest, assign the split, write image shards.
 
 A *source* is either a Hugging Face hub dataset id (``huggan/wikiart``) or a local
-folder in the hub's layout (``data/train-XXXXX-of-YYYYY.parquet`` files with an
-``image`` column and ``ClassLabel`` target columns). A hub source is downloaded
-(resumable, cached under ``HF_HOME``; ``HF_TOKEN`` and ``HF_HUB_OFFLINE`` honoured)
-into the hub cache, which is itself a folder in the hub layout, so both kinds of
-source are read by the same code.
+folder in one of the hub's Parquet layouts (``artprobe.hub_layout``; e.g.
+``data/train-XXXXX-of-YYYYY.parquet`` files with an ``image`` column and ``ClassLabel``
+target columns). A hub source is fetched by the download stage (``artprobe.download``)
+into the hub cache, whose snapshot folder is itself a folder in the hub layout, so both
+kinds of source are read by the same code.
 
-Row ids are positions in the source: files in name order, rows in file order.
+Row ids are positions in the source: splits in order, files in name order within a
+split, rows in file order.
 """
 
 from __future__ import annotations
@@ -25,12 +26,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from artprobe.config import SPLITS, is_local_source
+from artprobe.hub_layout import LayoutError, select
 from artprobe.io import read_json, with_meta, write_json, write_parquet
 
 log = logging.getLogger(__name__)
-
-DATA_GLOB = "data/*.parquet"
-
 
 class DataError(ValueError):
     """The source does not look like what the config says it is."""
@@ -40,37 +39,40 @@ class DataError(ValueError):
 
 
 def resolve_source(source: str, revision: str | None = None) -> tuple[Path, str]:
-    """Return (local folder in hub layout, revision) for ``source``.
+    """Return (local folder, revision) for ``source``.
 
-    Hub datasets are fetched with ``huggingface_hub.snapshot_download`` (only the
-    Parquet data files and the README): downloads resume and land in the shared
-    cache, and a second call costs nothing.
+    A hub dataset is read from the hub cache, where the download stage put it
+    (``artprobe.download``): the snapshot folder of the revision's commit, itself a
+    folder in the hub layout. Nothing is fetched here.
     """
     if is_local_source(source):
         folder = Path(os.path.expanduser(source))
         if not folder.is_dir():
             raise DataError(f"dataset.source {source!r}: no such folder")
         return folder, revision or "local"
-    from huggingface_hub import snapshot_download
+    from artprobe.download.cache import cached_commit, storage_folder
 
-    path = snapshot_download(
-        repo_id=source,
-        repo_type="dataset",
-        revision=revision,
-        allow_patterns=[DATA_GLOB, "README.md"],
-    )
-    # the snapshot folder is named after the resolved commit
-    return Path(path), Path(path).name
-
-
-def list_data_files(folder: Path) -> list[Path]:
-    files = sorted(folder.glob(DATA_GLOB))
-    if not files:
+    commit = cached_commit(source, revision)
+    folder = storage_folder(source) / "snapshots" / str(commit)
+    if commit is None or not folder.is_dir():
         raise DataError(
-            f"{folder}: no Parquet files matching {DATA_GLOB!r} "
-            "(expected the hub layout data/train-XXXXX-of-YYYYY.parquet)"
+            f"{source}@{revision or 'main'}: not in the hub cache ({folder.parent}); "
+            "the download stage (rules/download.smk) fetches it"
         )
-    return files
+    return folder, commit
+
+
+def list_data_files(
+    folder: Path, config: str | None = None, splits: list[str] | None = None
+) -> list[Path]:
+    """The data files of ``config`` / ``splits`` in ``folder``, in row-id order
+    (``artprobe.hub_layout``: the same selection as for a hub repository)."""
+    paths = [p.relative_to(folder).as_posix() for p in Path(folder).rglob("*.parquet")]
+    try:
+        chosen = select(paths, config, splits, where=str(folder))
+    except LayoutError as err:
+        raise DataError(str(err)) from None
+    return [Path(folder) / f.path for f in chosen]
 
 
 def class_names_from_schema(schema: pa.Schema) -> dict[str, list[str]]:
@@ -111,11 +113,16 @@ def class_names_from_readme(folder: Path) -> dict[str, list[str]]:
 
 
 def build_manifest(
-    source: str, revision: str | None, targets: list[str], out_path: str | os.PathLike
+    source: str,
+    revision: str | None,
+    targets: list[str],
+    out_path: str | os.PathLike,
+    config: str | None = None,
+    splits: list[str] | None = None,
 ) -> dict:
     """Resolve ``source`` and write the manifest: files, row counts, class names."""
     folder, resolved = resolve_source(source, revision)
-    files = list_data_files(folder)
+    files = list_data_files(folder, config, splits)
     classes: dict[str, list[str]] = {}
     entries = []
     row_start = 0

@@ -9,7 +9,8 @@ from snakemake.utils import validate
 sys.path.insert(0, workflow.basedir)
 
 from artprobe.config import check_config, demo_settings, is_local_source
-from artprobe.data import shard_ranges
+from artprobe.data import list_data_files, shard_ranges
+from artprobe.download import check_offline_cache
 from artprobe.io import read_json
 from artprobe.timm_names import check_timm_names
 from artprobe.report.layout import layout_options, report_layout
@@ -24,6 +25,12 @@ CLASSIFIERS = {c["name"]: c["kind"] for c in config["classifiers"]}
 TARGETS = config["dataset"]["targets"]
 DATASET = config["dataset"]["name"]
 OUT = f"results/{DATASET}"
+SOURCE = config["dataset"]["source"]
+HUB = config["demo"] is None and not is_local_source(SOURCE)  # a hub id: the download stage runs
+if workflow.is_main_process and HUB:  # offline with an empty cache: one error, before any job
+    check_offline_cache(
+        SOURCE, **{k: config["dataset"][k] for k in ("revision", "config", "splits")}
+    )
 
 
 wildcard_constraints:
@@ -32,6 +39,7 @@ wildcard_constraints:
     target="|".join(TARGETS),
     classifier="|".join(CLASSIFIERS),
     shard=r"\d{5}",
+    file=r"\d{5}",
 
 
 # ---------------------------------------------------------------- data
@@ -41,21 +49,47 @@ def demo_params(wildcards):
     return demo_settings(config)
 
 
+# ---------------------------------------------------------------- download
+
+
+def hub_params(wildcards):
+    d = config["dataset"]
+    return {
+        "source": d["source"],
+        "revision": d["revision"],
+        "config": d["config"],
+        "splits": d["splits"],
+    }
+
+
+def download_markers(wildcards):
+    """One marker per file of the hub file list (known once remote_files ran)."""
+    files = checkpoints.remote_files.get(dataset=wildcards.dataset).output[0]
+    n = len(read_json(files)["files"])
+    ids = [f"{i:05d}" for i in range(n)]
+    return expand("results/{dataset}/download/{file}.json", dataset=wildcards.dataset, file=ids)
+
+
 def manifest_input(wildcards):
-    """A generated or local source is an input (its files' mtimes trigger reruns)."""
-    source = config["dataset"]["source"]
+    """A hub source: its download markers. A generated or local source is itself an input
+    (its files' mtimes trigger reruns): the Parquet files of the configured layout."""
     if config["demo"] is not None:
-        return os.path.normpath(source)
-    if is_local_source(source) and os.path.isdir(source):
-        return sorted(str(p) for p in Path(source).glob("data/*.parquet"))
+        return os.path.normpath(SOURCE)
+    if HUB:
+        return download_markers(wildcards)
+    if os.path.isdir(SOURCE) and any(Path(SOURCE).rglob("*.parquet")):
+        d = config["dataset"]
+        return [str(p) for p in list_data_files(Path(SOURCE), d["config"], d["splits"])]
     return []
 
 
 def source_params(wildcards):
     return {
-        "source": config["dataset"]["source"],
+        "source": SOURCE,
         "revision": config["dataset"]["revision"],
         "targets": TARGETS,
+        "config": config["dataset"]["config"],
+        "splits": config["dataset"]["splits"],
     }
 
 

@@ -1,0 +1,130 @@
+"""The file list of a hub dataset at a pinned revision (the ``remote_files`` checkpoint).
+
+The revision is resolved to its commit (``dataset_info``) and the repository listed
+recursively at that commit (``list_repo_tree``) with the real ``huggingface_hub`` client; the
+data files of the configured layout (``artprobe.hub_layout``) and the dataset card go to
+``download/files.json`` with their sizes and hashes. Offline the list comes from the cache.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from artprobe.download.cache import DownloadError, cached_listing, is_offline, save_listing
+from artprobe.hub_layout import LayoutError, select
+from artprobe.io import write_json
+
+log = logging.getLogger(__name__)
+
+REPO_TYPE = "dataset"
+CARD = "README.md"
+NOT_PARQUET = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".tar")
+
+
+
+def _hub_error(err: Exception, repo_id: str, revision: str | None) -> DownloadError:
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
+
+    where = f"dataset {repo_id!r}"
+    if isinstance(err, RevisionNotFoundError):
+        return DownloadError(
+            f"{where}: revision {revision!r} not found on {_endpoint()}; check dataset.revision "
+            "(a commit hash, branch or tag; refs/convert/parquet for the automatic conversion)"
+        )
+    if isinstance(err, (RepositoryNotFoundError, GatedRepoError)):
+        token = "an HF_TOKEN was sent" if _has_token() else "no token was sent (HF_TOKEN unset)"
+        return DownloadError(
+            f"{where}: not found or not accessible on {_endpoint()} ({token}). Check dataset.source; "
+            "for a private or gated dataset set HF_TOKEN to a token with read access "
+            "(or run `hf auth login`)."
+        )
+    return DownloadError(f"{where}@{revision}: {err}")
+
+
+def _endpoint() -> str:
+    from huggingface_hub import constants
+
+    return constants.ENDPOINT
+
+
+def _has_token() -> bool:
+    from huggingface_hub import get_token
+
+    return get_token() is not None
+
+
+def hub_listing(repo_id: str, revision: str | None) -> tuple[str, dict[str, dict]]:
+    """(commit, {path: {size, blob_id, lfs_sha256, lfs_size}}) from the hub's recursive tree."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    api = HfApi()
+    try:
+        commit = api.dataset_info(repo_id, revision=revision or "main").sha
+        tree = api.list_repo_tree(repo_id, repo_type=REPO_TYPE, revision=commit, recursive=True)
+        listing = {}
+        for f in tree:
+            if not hasattr(f, "blob_id"):  # a folder
+                continue
+            entry = {"size": f.size, "blob_id": f.blob_id}
+            if f.lfs is not None:
+                entry.update(lfs_sha256=f.lfs.sha256, lfs_size=f.lfs.size)
+            if f.xet_hash is not None:
+                entry["xet_hash"] = f.xet_hash
+            listing[f.path] = entry
+    except HfHubHTTPError as err:
+        raise _hub_error(err, repo_id, revision) from None
+    return commit, listing
+
+
+def _entry(path: str, info: dict, **extra) -> dict:
+    return {
+        "name": path,
+        "size": info.get("lfs_size") or info["size"],
+        "sha256": info.get("lfs_sha256"),
+        "blob_id": info["blob_id"],
+        **extra,
+    }
+
+
+def select_remote(listing: dict[str, dict], config, splits, where: str) -> list[dict]:
+    """The data files of the configured layout (plus the dataset card) as files.json entries."""
+    try:
+        chosen = select(listing, config, splits, where)
+    except LayoutError as err:
+        others = [p for p in listing if p.lower().endswith(NOT_PARQUET)]
+        if others and not any(p.endswith(".parquet") for p in listing):
+            raise LayoutError(
+                f"{where}: no Parquet files, but {len(others)} image/WebDataset files. Use the hub's "
+                "automatic Parquet conversion: dataset.revision: refs/convert/parquet"
+            ) from None
+        raise
+    files = [_entry(f.path, listing[f.path], config=f.config, split=f.split) for f in chosen]
+    for f in chosen:
+        if f.partial:
+            log.warning("%s: split %r is a partial conversion (%s)", where, f.split, f.path)
+    if CARD in listing:
+        files.append(_entry(CARD, listing[CARD], config=None, split=None))
+    return files
+
+
+def remote_files(
+    source: str,
+    revision: str | None,
+    out_path: str | os.PathLike,
+    config: str | None = None,
+    splits: list[str] | None = None,
+) -> dict:
+    """Write ``files.json``: the commit and the files to download, with sizes and hashes."""
+    if is_offline():
+        commit, listing = cached_listing(source, revision)
+    else:
+        commit, listing = hub_listing(source, revision)
+        save_listing(source, revision, commit, listing)
+    files = select_remote(listing, config, splits, f"{source}@{revision or 'main'}")
+    out = {"source": source, "revision": revision, "commit": commit, "files": files}
+    write_json(out_path, out)
+    total = sum(f["size"] for f in files)
+    log.info("%s@%s (commit %s): %d files, %.1f MB", source, revision, commit, len(files), total / 1e6)
+    return out
