@@ -77,7 +77,7 @@ def select(
     files = [f for f in map(parse_path, paths) if f is not None]
     if not files:
         raise LayoutError(
-            f"{where}: no Parquet data files in a hub layout (data/<split>-*.parquet, "
+            f"{where}: no Parquet files in a hub layout (data/<split>-*.parquet, "
             "<config>/<split>/*.parquet or <config>/<split>-*.parquet)"
         )
     config = choose_config(sorted({f.config for f in files}), config, where)

@@ -74,7 +74,7 @@ def test_files_outside_a_layout_are_not_data(path):
 
 
 def test_no_data_files_is_an_error_naming_the_layouts():
-    with pytest.raises(LayoutError, match=r"me/ds@main: no Parquet data files.*data/<split>-\*.parquet"):
+    with pytest.raises(LayoutError, match=r"me/ds@main: no Parquet files in a hub layout.*data/<split>-\*.parquet"):
         select(["README.md", "train/cat/1.jpg"], where="me/ds@main")
 
 
