@@ -34,7 +34,7 @@ checkpoint manifest:
     threads: 4
     resources:
         mem_mb=4000,
-        runtime=720,
+        runtime=60,
     params:
         source=source_params,
     script:
