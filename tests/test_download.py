@@ -156,12 +156,42 @@ def test_offline_uses_the_cache_and_an_empty_cache_names_dataset_revision_hf_hom
     files = fetch_all(offline, tmp_path / "offline")
     assert len(files["files"]) == 4 and len(hub.requests) == n  # nothing asked of the hub
     assert client(offline, "check_offline_cache('test/art', None)").returncode == 0
+    snapshot = tmp_path / "hf" / "hub" / "datasets--test--art" / "snapshots" / files["commit"]
+    (snapshot / FILES[2]).unlink()
+    proc = client(offline, "check_offline_cache('test/art', None)")
+    assert f"1 of 3 data files of dataset 'test/art' at revision 'main' are not in the hub cache" in proc.stderr
+    assert FILES[2] in proc.stderr
     empty = {**offline, "HF_HOME": str(tmp_path / "empty")}
     proc = client(empty, "check_offline_cache('test/art', 'main')")
     assert proc.returncode != 0
     message = proc.stderr.strip().splitlines()[-1]
     assert "dataset 'test/art'" in message and "revision 'main'" in message
     assert f"HF_HOME={tmp_path / 'empty'}" in message
+
+
+def test_stale_partials_wait_for_a_live_download(tmp_path, monkeypatch):
+    """A partial file is removed only once no download of that blob holds the client's lock."""
+    import threading
+
+    from huggingface_hub import constants
+    from huggingface_hub.utils import WeakFileLock
+
+    from artprobe.download.fetch import remove_stale_partials
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    blob = "ab" * 32
+    partial = tmp_path / "datasets--test--art" / "blobs" / f"{blob}.1234abcd.incomplete"
+    partial.parent.mkdir(parents=True)
+    partial.write_bytes(b"partial")
+    lock = tmp_path / ".locks" / "datasets--test--art" / f"{blob}.lock"
+    lock.parent.mkdir(parents=True)
+    with WeakFileLock(lock):  # a live download elsewhere
+        cleaner = threading.Thread(target=remove_stale_partials, args=("test/art", blob))
+        cleaner.start()
+        cleaner.join(1.0)
+        assert cleaner.is_alive() and partial.exists()
+    cleaner.join(10)
+    assert not cleaner.is_alive() and not partial.exists()
 
 
 # ------------------------------------------------------------------ through the workflow
