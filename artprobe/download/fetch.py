@@ -43,10 +43,9 @@ def blob_name(entry: dict) -> str:
 
 def remove_stale_partials(repo_id: str, blob: str) -> list[Path]:
     """Remove ``<blob>.*.incomplete`` files left by killed downloads of this blob."""
+    from huggingface_hub import constants
     from huggingface_hub.file_download import repo_folder_name
     from huggingface_hub.utils import WeakFileLock
-
-    from huggingface_hub import constants
 
     blobs = storage_folder(repo_id) / "blobs"
     lock = Path(constants.HF_HUB_CACHE) / ".locks" / repo_folder_name(repo_id=repo_id, repo_type=REPO_TYPE)
