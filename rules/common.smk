@@ -47,7 +47,9 @@ def manifest_input(wildcards):
     if config["demo"] is not None:
         return os.path.normpath(source)
     if is_local_source(source) and os.path.isdir(source):
-        return sorted(str(p) for p in Path(source).glob("data/*.parquet"))
+        data = sorted(str(p) for p in Path(source).glob("data/*.parquet"))
+        # an image folder: its metadata files (listing every image would slow parsing)
+        return data or sorted(str(p) for p in Path(source).rglob("metadata.*"))
     return []
 
 
@@ -56,6 +58,7 @@ def source_params(wildcards):
         "source": config["dataset"]["source"],
         "revision": config["dataset"]["revision"],
         "targets": TARGETS,
+        "image_column": config["dataset"]["image_column"],
     }
 
 
