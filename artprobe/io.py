@@ -40,8 +40,9 @@ def _disk_full(path: Path, err: OSError) -> DiskFullError:
         free = "free space unknown"
     return DiskFullError(
         errno.ENOSPC,
-        f"no space left on device while writing {path} ({free} in {path.parent}). "
-        "Nothing partial was kept; free some space and rerun: finished files are not redone",
+        f"no space left on device while writing {path} ({free} in {path.parent} now, the "
+        "partial file removed). "
+        "Free some space and rerun: finished files are not redone",
     )
 
 
@@ -64,10 +65,10 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; outputs are for sharing
         os.replace(tmp, path)
-    except DiskFullError:
-        raise
     except OSError as err:
-        if _is_disk_full(err):
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)  # first: the free space reported is then what is free
+        if _is_disk_full(err) and not isinstance(err, DiskFullError):
             raise _disk_full(path, err) from err
         raise
     finally:
