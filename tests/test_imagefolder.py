@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -209,3 +210,87 @@ def test_folders_datasets_would_not_load(tmp_path):
     write_images(mixed, ["a/x.png", "b/y.png", "b/deeper/z.png"])
     with pytest.raises(DataError, match=r"missing column\(s\) \['label'\].*same depth; found images 1 folder\(s\) deep"):
         build_manifest(str(mixed), None, ["label"], tmp_path / "m.json")
+
+
+# ------------------------------------------------------------------ the workflow, end to end
+
+COLLECTION_OVERLAY = """
+dataset:
+  name: coll
+  source: ./collection
+  revision: null
+  targets: [style, century]
+shards:
+  rows: 24
+models:
+  - name: vit
+    timm: test_vit
+    pretrained: false
+embed:
+  precision: fp32
+embed_runtime:
+  batch_size: 16
+  workers: 0
+classifiers:
+  - name: knn
+    kind: knn
+    k: 3
+  - name: linear
+    kind: linear
+split:
+  method: stratified
+  stratify_by: style
+probe:
+  bootstrap: 20
+report:
+  map_rows: 30
+"""
+
+
+def _collection(root: Path, n: int = 60) -> tuple[list, list]:
+    """metadata.csv layout: a string target with gaps, an int target without names with -1."""
+    styles, centuries, rows = [], [], []
+    colours = {"Baroque": (200, 40, 40), "Cubism": (40, 200, 40), "Rococo": (40, 40, 200)}
+    for i in range(n):
+        style = list(colours)[i % 3]
+        ext = list(FORMATS)[i % 3]
+        name = f"works/{i:02d} {['été', '油画', 'plain'][i // 3 % 3]}{ext}"
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        img = np.full((32, 32, 3), colours[style], np.uint8) + np.random.default_rng(i).integers(0, 30, (32, 32, 3)).astype(np.uint8)
+        Image.fromarray(img).save(root / name, FORMATS[ext])
+        styles.append(None if i % 11 == 5 else style)
+        centuries.append(-1 if i % 13 == 4 else 17 + i % 2)
+        rows.append({"file_name": name, "style": styles[-1], "century": centuries[-1]})
+    _metadata(root, "csv", rows)
+    return styles, centuries
+
+
+@pytest.mark.workflow
+def test_workflow_on_an_image_folder(tmp_path):
+    from conftest import copy_workflow, snakemake
+
+    work = copy_workflow(tmp_path / "work")
+    styles, centuries = _collection(work / "collection")
+    (work / "coll.yaml").write_text(COLLECTION_OVERLAY)
+    snakemake(work, "--cores", "2", "--configfile", "coll.yaml")
+    out = work / "results" / "coll"
+    m = read_json(out / "manifest.json")
+    n_style, n_century = sum(s is None for s in styles), sum(c < 0 for c in centuries)
+    assert m["layout"] == "imagefolder" and m["n_rows"] == 60
+    assert m["classes"] == {"style": ["Baroque", "Cubism", "Rococo"], "century": ["17", "18"]}
+    assert m["missing_labels"] == {"style": n_style, "century": n_century} and n_style > 0 and n_century > 0
+    merged = pq.read_table(out / "embeddings" / "vit.parquet")
+    assert merged.num_rows == 60  # every row embedded, labelled or not
+    assert (merged.column("style").to_numpy() < 0).sum() == n_style
+    for target, missing in (("style", n_style), ("century", n_century)):
+        for clf in ("knn", "linear"):
+            fit = out / "classify" / "vit" / target / clf
+            metrics = read_json(fit / "metrics.json")
+            assert metrics["n_train"] + metrics["n_val"] + metrics["n_test"] == 60 - missing
+            assert metrics["dropped"]["missing_label_rows"] == missing
+            assert min(pq.read_table(fit / "predictions.parquet").column("y_true").to_pylist()) >= 0
+    assert read_json(out / "classify" / "vit" / "style" / "knn" / "metrics.json")["accuracy"]["value"] > 0.9
+    splits = pd.read_csv(out / "report" / "splits.csv")
+    assert splits["no_label_style"].sum() == n_style and splits["no_label_century"].sum() == n_century
+    dataset = pd.read_csv(out / "report" / "dataset.csv")
+    assert dataset[dataset.target == "style"]["total"].sum() == 60 - n_style
