@@ -143,9 +143,9 @@ def _parquet_columns(folder: Path, files: list[Path], targets: list[str], image_
     for name, found in class_names_from_readme(folder).items():
         if name in targets:
             names.setdefault(name, found)
-    first = pq.ParquetFile(files[0])
-    sample = first.read_row_group(0, columns=[image_column]) if first.num_row_groups else None
-    column = sample.column(image_column) if sample is not None else pq.read_table(files[0], columns=[image_column]).column(0)
+    # a few rows of the image column (not a whole row group: WikiArt's are hundreds of MB)
+    sample = next(pq.ParquetFile(files[0]).iter_batches(batch_size=16, columns=[image_column]), None)
+    column = sample.column(0) if sample is not None else pq.read_table(files[0], columns=[image_column]).column(0)
     if image_kind(column.type, image_column) == "path":  # every path is checked: cheap
         column = pa.concat_tables(pq.read_table(f, columns=[image_column]) for f in files).column(0)
     kind = check_column(column, image_column, folder, str(files[0]))
