@@ -387,6 +387,15 @@ def _iter_rows(manifest: dict, start: int, stop: int, columns: list[str]) -> Ite
             offset += n
 
 
+def read_class_ids(manifest: dict, columns: list[str]) -> pa.Table:
+    """Class ids (int16, -1 = missing) of the whole source in row-id order: the row index.
+
+    What stratifying needs: ``read_targets`` returns the source's raw values, which for
+    string labels with gaps cannot be sorted.
+    """
+    return pq.read_table(manifest["index"], columns=columns)
+
+
 def _index_rows(manifest: dict, start: int, stop: int, shard: str) -> pa.Table:
     """Rows [start, stop) of the manifest's row index (class ids per target)."""
     path = manifest.get("index")

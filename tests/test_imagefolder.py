@@ -294,3 +294,15 @@ def test_workflow_on_an_image_folder(tmp_path):
     assert splits["no_label_style"].sum() == n_style and splits["no_label_century"].sum() == n_century
     dataset = pd.read_csv(out / "report" / "dataset.csv")
     assert dataset[dataset.target == "style"]["total"].sum() == 60 - n_style
+
+
+def test_class_ids_for_stratifying_string_labels_with_gaps(tmp_path):
+    from artprobe.data import read_class_ids, stratified_split
+
+    labels = [None if i % 7 == 0 else "abc"[i % 3] for i in range(60)]
+    src = _parquet_source(tmp_path, pa.array([image_bytes(".png", 0)] * 60), {"style": labels})
+    m = build_manifest(str(src), None, ["style"], tmp_path / "m.json")
+    ids = read_class_ids(m, ["style"]).column("style").to_numpy()
+    assert ids.tolist() == [-1 if v is None else "abc".index(v) for v in labels]
+    split = stratified_split(ids, 0, 0.2, 0.2)
+    assert sorted(set(split.tolist())) == ["test", "train", "val"]
