@@ -137,8 +137,9 @@ def _parquet_columns(folder: Path, files: list[Path], targets: list[str], image_
                 if name in names and names[name] != found:
                     raise DataError(f"{path}: class names of {name!r} differ between files")
                 names[name] = found
-        entries.append({"name": path.relative_to(folder).as_posix(), "rows": pf.metadata.num_rows, "row_start": row_start})
-        row_start += pf.metadata.num_rows
+        rows = pf.metadata.num_rows
+        entries.append({"name": path.relative_to(folder).as_posix(), "rows": rows, "row_start": row_start})
+        row_start += rows
         parts.append(pf.read(columns=targets))
     for name, found in class_names_from_readme(folder).items():
         if name in targets:
@@ -238,7 +239,10 @@ def build_manifest(
     }
     write_parquet(with_meta(index, {"classes": info["classes"]}), index_path)
     write_json(out_path, manifest)
-    log.info("manifest: %d rows in %d files from %s@%s; missing labels %s", n_rows, len(entries), source, resolved, info["missing_labels"])
+    log.info(
+        "manifest: %d rows in %d files from %s@%s; missing labels %s",
+        n_rows, len(entries), source, resolved, info["missing_labels"],
+    )  # fmt: skip
     return manifest
 
 
