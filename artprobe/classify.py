@@ -36,8 +36,9 @@ def load_fit_data(
     """Rows of the merged embeddings usable for ``target``, split into train/val/test.
 
     ``drop_labels`` are class *names* removed from every split (e.g. "Unknown Artist");
-    ``min_class_count`` removes classes with fewer train rows than that. Label ids keep
-    their original values, so outputs refer to the dataset's own class list.
+    ``min_class_count`` removes classes with fewer train rows than that. Rows whose label
+    is missing (id -1) are left out, counted in ``dropped["missing_label_rows"]`` (when any).
+    Label ids keep their original values, so outputs refer to the dataset's own class list.
     """
     schema = pq.read_schema(embeddings_path)
     for col in ("row_id", "split", target, "embedding"):
@@ -50,8 +51,10 @@ def load_fit_data(
     row_id = table.column("row_id").to_numpy()
     split = np.asarray(table.column("split").to_pylist(), dtype=object)
     y = table.column(target).to_numpy().astype(np.int64)
-    keep = np.ones(len(y), dtype=bool)
+    keep = y >= 0  # -1: no label for this target (the row is kept for the other targets)
     dropped: dict = {"labels": {}, "rare_classes": [], "rows": 0}
+    if not keep.all():
+        dropped["missing_label_rows"] = int((~keep).sum())
     for name in drop_labels or []:
         if name not in classes:
             raise FitDataError(

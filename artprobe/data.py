@@ -2,13 +2,18 @@
 
 A *source* is either a Hugging Face hub dataset id (``huggan/wikiart``) or a local
 folder in one of the hub's Parquet layouts (``artprobe.hub_layout``; e.g.
-``data/train-XXXXX-of-YYYYY.parquet`` files with an ``image`` column and ``ClassLabel``
-target columns). A hub source is fetched by the download stage (``artprobe.download``)
-into the hub cache, whose snapshot folder is itself a folder in the hub layout, so both
-kinds of source are read by the same code.
+``data/train-XXXXX-of-YYYYY.parquet`` files with an image column and target columns).
+A hub source is fetched by the download stage (``artprobe.download``) into the hub
+cache, whose snapshot folder is itself a folder in the hub layout, so both kinds of
+source are read by the same code. A local folder without Parquet data files is an
+image folder, read by `datasets`' own ``imagefolder`` builder (``artprobe.imagefolder``).
+
+The manifest job also writes the row index (``rows.parquet``): every row's class id per
+target (``artprobe.labels``: ClassLabel ints, strings or bare ints; -1 where the label is
+missing) and, for image folders, the image path; the shard jobs take labels from it.
 
 Row ids are positions in the source: splits in order, files in name order within a
-split, rows in file order.
+split, rows in file order (image folders: `datasets`' order, files sorted by path).
 """
 
 from __future__ import annotations
@@ -25,8 +30,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from artprobe import labels
 from artprobe.config import SPLITS, is_local_source
 from artprobe.hub_layout import LayoutError, select
+from artprobe.image_column import ImageColumnError, check_column, image_bytes, image_kind
+from artprobe.imagefolder import FolderError, is_imagefolder, label_hint, read_imagefolder
 from artprobe.io import read_json, with_meta, write_json, write_parquet
 
 log = logging.getLogger(__name__)
@@ -112,57 +120,132 @@ def class_names_from_readme(folder: Path) -> dict[str, list[str]]:
     return out
 
 
+#: the manifest's sidecar: every row's class ids per target (-1: missing), for image
+#: folders also the image path; written by the manifest job, read by the shard jobs
+INDEX_NAME = "rows.parquet"
+
+
+def _parquet_columns(folder: Path, files: list[Path], targets: list[str], image_column: str):
+    """File entries, ClassLabel names and the target columns of a Parquet source."""
+    names: dict[str, list[str]] = {}
+    entries, parts, row_start = [], [], 0
+    for path in files:
+        pf = pq.ParquetFile(path)
+        schema = pf.schema_arrow
+        _check_columns(schema.names, targets, image_column, str(path))
+        for name, found in class_names_from_schema(schema).items():
+            if name in targets:
+                if name in names and names[name] != found:
+                    raise DataError(f"{path}: class names of {name!r} differ between files")
+                names[name] = found
+        rows = pf.metadata.num_rows
+        entries.append({"name": path.relative_to(folder).as_posix(), "rows": rows, "row_start": row_start})
+        row_start += rows
+        parts.append(pf.read(columns=targets))
+    for name, found in class_names_from_readme(folder).items():
+        if name in targets:
+            names.setdefault(name, found)
+    # a few rows of the image column (not a whole row group: WikiArt's are hundreds of MB)
+    sample = next(pq.ParquetFile(files[0]).iter_batches(batch_size=16, columns=[image_column]), None)
+    column = sample.column(0) if sample is not None else pq.read_table(files[0], columns=[image_column]).column(0)
+    if image_kind(column.type, image_column) == "path":  # every path is checked: cheap
+        column = pa.concat_tables(pq.read_table(f, columns=[image_column]) for f in files).column(0)
+    kind = check_column(column, image_column, folder, str(files[0]))
+    return entries, names, pa.concat_tables(parts, promote_options="permissive"), kind
+
+
+def _check_columns(columns: list[str], targets: list[str], image_column: str, where: str, hint: str = "") -> None:
+    missing = [t for t in targets if t not in columns]
+    if missing:
+        raise DataError(
+            f"dataset.targets: missing column(s) {missing} in {where}; its columns are {columns}.{hint}"
+        )
+    if image_column not in columns:
+        raise DataError(f"dataset.image_column {image_column!r}: not a column of {where}; its columns are {columns}")
+
+
+def _encode_targets(table: pa.Table, names: dict, targets: list[str], where: str) -> tuple[dict, pa.Table]:
+    """Manifest fields (classes, label kinds, missing counts) and the class-id columns."""
+    info: dict = {"classes": {}, "label_kinds": {}, "missing_labels": {}}
+    ids = {}
+    for t in targets:
+        column = table.column(t)
+        try:
+            kind, classes = labels.class_list(column, names.get(t))
+            ids[t] = pa.array(labels.encode(column, kind, classes))
+        except labels.LabelError as err:
+            raise DataError(f"target {t!r} of {where} {err}") from None
+        if len(classes) < 2:
+            raise DataError(
+                f"target {t!r} of {where} has {len(classes)} class(es) {classes[:5]}: "
+                "a probe needs at least 2"
+            )
+        info["classes"][t], info["label_kinds"][t] = classes, kind
+        info["missing_labels"][t] = labels.count_missing(column, kind)
+    return info, pa.table({"row_id": pa.array(np.arange(table.num_rows, dtype=np.int64)), **ids})
+
+
+def _folder_columns(folder: Path, targets: list[str], image_column: str, index_path: Path):
+    """An image folder through datasets: its columns, names, and its single file entry (the index)."""
+    try:
+        table, names, splits = read_imagefolder(folder, image_column)
+    except FolderError as err:
+        raise DataError(str(err)) from None
+    hint = label_hint(folder) if "label" in targets and "label" not in table.column_names else ""
+    _check_columns(table.column_names, targets, image_column, f"the image folder {folder}", hint)
+    entries = [{"name": str(index_path.resolve()), "rows": table.num_rows, "row_start": 0}]
+    return entries, names, table, splits
+
+
 def build_manifest(
     source: str,
     revision: str | None,
     targets: list[str],
     out_path: str | os.PathLike,
+    *,
+    image_column: str = "image",
+    index_path: str | os.PathLike | None = None,
     config: str | None = None,
     splits: list[str] | None = None,
 ) -> dict:
-    """Resolve ``source`` and write the manifest: files, row counts, class names."""
+    """Resolve ``source``; write the manifest (files, row counts, classes) and the row index."""
     folder, resolved = resolve_source(source, revision)
-    files = list_data_files(folder, config, splits)
-    classes: dict[str, list[str]] = {}
-    entries = []
-    row_start = 0
-    for path in files:
-        pf = pq.ParquetFile(path)
-        schema = pf.schema_arrow
-        missing = [c for c in ["image", *targets] if c not in schema.names]
-        if missing:
-            raise DataError(
-                f"{path}: missing column(s) {missing}; it has {schema.names}. "
-                "Check dataset.targets against the source."
-            )
-        for name, names in class_names_from_schema(schema).items():
-            if name in targets:
-                if name in classes and classes[name] != names:
-                    raise DataError(f"{path}: class names of {name!r} differ between files")
-                classes[name] = names
-        rows = pf.metadata.num_rows
-        entries.append({"name": path.relative_to(folder).as_posix(), "rows": rows, "row_start": row_start})
-        row_start += rows
-    for name, names in class_names_from_readme(folder).items():
-        if name in targets:
-            classes.setdefault(name, names)
-    missing = [t for t in targets if t not in classes]
-    if missing:
-        raise DataError(
-            f"{source}: no ClassLabel names for target(s) {missing} in the Parquet "
-            "metadata or the dataset card; targets must be ClassLabel columns"
-        )
+    index_path = Path(index_path or Path(out_path).with_name(INDEX_NAME))
+    extra: dict = {}
+    if is_local_source(source) and is_imagefolder(folder):
+        entries, names, table, splits = _folder_columns(folder, targets, image_column, index_path)
+        extra = {"layout": "imagefolder", "image_kind": "path", "source_splits": splits}
+    else:
+        files = list_data_files(folder, config, splits)
+        try:
+            entries, names, table, kind = _parquet_columns(folder, files, targets, image_column)
+        except ImageColumnError as err:
+            raise DataError(str(err)) from None
+        extra = {"layout": "parquet", "image_kind": kind}
+    info, index = _encode_targets(table, names, targets, source)
+    if extra["layout"] == "imagefolder":  # the index is the source the shards read
+        index = index.append_column(image_column, table.column(image_column))
+    n_rows = index.num_rows
     manifest = {
         "source": source,
         "revision": resolved,
         "local_dir": str(folder.resolve()),
         "files": entries,
-        "n_rows": row_start,
+        "n_rows": n_rows,
         "targets": list(targets),
-        "classes": {t: classes[t] for t in targets},
+        "classes": info["classes"],
+        "image_column": image_column,
+        **extra,
+        "label_kinds": info["label_kinds"],
+        "missing_labels": info["missing_labels"],
+        "index": str(index_path.resolve()),
     }
+    write_parquet(with_meta(index, {"classes": info["classes"]}), index_path)
     write_json(out_path, manifest)
-    log.info("manifest: %d rows in %d files from %s@%s", row_start, len(entries), source, resolved)
+    log.info(
+        "manifest: %d rows in %d files from %s@%s; missing labels %s",
+        n_rows, len(entries), source, resolved, info["missing_labels"],
+    )  # fmt: skip
     return manifest
 
 
@@ -311,14 +394,25 @@ def _iter_rows(manifest: dict, start: int, stop: int, columns: list[str]) -> Ite
             offset += n
 
 
-def _image_bytes(column: pa.ChunkedArray) -> pa.Array:
-    """The hub's Image feature is struct<bytes, path>; a plain binary column is accepted too."""
-    col = column.combine_chunks()
-    if pa.types.is_struct(col.type):
-        col = col.field("bytes")
-    if not (pa.types.is_binary(col.type) or pa.types.is_large_binary(col.type)):
-        raise DataError(f"column 'image' has type {column.type}; expected the hub's Image feature")
-    return col.cast(pa.large_binary())
+def read_class_ids(manifest: dict, columns: list[str]) -> pa.Table:
+    """Class ids (int16, -1 = missing) of the whole source in row-id order: the row index.
+
+    What stratifying needs: ``read_targets`` returns the source's raw values, which for
+    string labels with gaps cannot be sorted.
+    """
+    return pq.read_table(manifest["index"], columns=columns)
+
+
+def _index_rows(manifest: dict, start: int, stop: int, shard: str) -> pa.Table:
+    """Rows [start, stop) of the manifest's row index (class ids per target)."""
+    path = manifest.get("index")
+    if not path or not Path(path).exists():
+        raise DataError(
+            f"shard {shard}: the manifest has no row index ({path or 'no index field'}); it was "
+            "built by an older artprobe or the file was removed: rerun the manifest job "
+            "(snakemake --forcerun manifest)"
+        )
+    return pq.read_table(path).slice(start, stop - start)
 
 
 def write_shard(
@@ -329,30 +423,25 @@ def write_shard(
     row_stop: int,
     shard: str,
 ) -> None:
-    """Write rows [row_start, row_stop) as a shard: row_id, image (original bytes), targets."""
+    """Write rows [row_start, row_stop) as a shard: row_id, image (original bytes), targets.
+
+    Class ids come from the manifest's row index (-1 where the label is missing).
+    """
     manifest = read_json(manifest_path)
     targets = manifest["targets"]
-    table = pa.concat_tables(list(_iter_rows(manifest, row_start, row_stop, ["image", *targets])))
+    image_column = manifest.get("image_column", "image")
+    table = pa.concat_tables(list(_iter_rows(manifest, row_start, row_stop, [image_column])))
     if table.num_rows != row_stop - row_start:
         raise DataError(f"shard {shard}: got {table.num_rows} rows, expected {row_stop - row_start}")
-    columns = {
-        "row_id": pa.array(np.arange(row_start, row_stop, dtype=np.int64)),
-        "image": _image_bytes(table.column("image")),
-    }
+    ids = _index_rows(manifest, row_start, row_stop, shard)
+    root = Path(manifest["local_dir"]) if manifest.get("layout") == "imagefolder" else local_dir(manifest)
+    try:
+        images = image_bytes(table.column(image_column), manifest.get("image_kind", "struct"), root)
+    except ImageColumnError as err:
+        raise DataError(f"shard {shard}: {err}") from None
+    columns = {"row_id": pa.array(np.arange(row_start, row_stop, dtype=np.int64)), "image": images}
     for t in targets:
-        column = table.column(t)
-        n_classes = len(manifest["classes"][t])
-        if column.null_count:
-            bad = np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))
-        else:
-            values = column.to_numpy()
-            bad = np.flatnonzero((values < 0) | (values >= n_classes))
-        if len(bad):
-            raise DataError(
-                f"shard {shard}: target {t!r} has missing labels or labels outside "
-                f"[0, {n_classes}) at row_id(s) {(bad[:10] + row_start).tolist()}"
-            )
-        columns[t] = pa.array(values.astype(np.int16))
+        columns[t] = ids.column(t).cast(pa.int16())
     out = pa.table(columns)
     meta = {
         "shard": shard,

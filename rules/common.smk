@@ -80,6 +80,9 @@ def manifest_input(wildcards):
     if os.path.isdir(SOURCE) and any(Path(SOURCE).rglob("*.parquet")):
         d = config["dataset"]
         return [str(p) for p in list_data_files(Path(SOURCE), d["config"], d["splits"])]
+    if os.path.isdir(SOURCE):
+        # an image folder: its metadata files (listing every image would slow parsing)
+        return sorted(str(p) for p in Path(SOURCE).rglob("metadata.*"))
     return []
 
 
@@ -90,6 +93,7 @@ def source_params(wildcards):
         "targets": TARGETS,
         "config": config["dataset"]["config"],
         "splits": config["dataset"]["splits"],
+        "image_column": config["dataset"]["image_column"],
     }
 
 

@@ -25,6 +25,7 @@ checkpoint manifest:
         manifest_input,
     output:
         "results/{dataset}/manifest.json",
+        index="results/{dataset}/rows.parquet",
     log:
         "results/{dataset}/logs/manifest.log",
     benchmark:

@@ -171,3 +171,24 @@ def test_embedding_column_of_wrong_type_is_a_fit_data_error(tmp_path):
     write_parquet(with_meta(t, {"classes": {"genre": NAMES}}), emb)
     with pytest.raises(FitDataError, match="expected fixed_size_list<float32>"):
         load_fit_data(emb, "genre")
+
+
+def test_missing_labels_are_left_out_of_the_fit(tmp_path):
+    # id -1 (a missing label in the source) never reaches the fit, the predictions or the
+    # metrics; metrics.json counts the rows so left out. With drop_labels too, rows counts both.
+    emb = merged(tmp_path / "emb.parquet")
+    t = pq.read_table(emb)
+    genre = t.column("genre").to_numpy().copy()
+    genre[5:45] = -1
+    t = t.set_column(t.schema.get_field_index("genre"), "genre", pa.array(genre))
+    write_parquet(with_meta(t, {"classes": {"genre": NAMES}}), emb)
+    d = load_fit_data(emb, "genre")
+    kept = np.concatenate([d[p][2] for p in ("train", "val", "test")])
+    assert len(kept) == 360 and not set(kept.tolist()) & set(range(10, 90, 2))
+    assert d["dropped"] == {"labels": {}, "rare_classes": [], "rows": 40, "missing_label_rows": 40}
+    d = load_fit_data(emb, "genre", drop_labels=["Unknown Genre"])
+    assert d["dropped"]["rows"] == 40 + int((genre == 0).sum())
+    m = json.loads((fit(tmp_path, emb, "knn", {"k": 5}) / "metrics.json").read_text())
+    assert m["n_train"] + m["n_val"] + m["n_test"] == 360 and m["dropped"]["missing_label_rows"] == 40
+    preds = pq.read_table(tmp_path / "knn" / "predictions.parquet")
+    assert min(preds.column("y_true").to_pylist()) >= 0 and min(preds.column("y_pred").to_pylist()) >= 0

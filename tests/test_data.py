@@ -133,10 +133,10 @@ def test_shard_rejects_bad_labels(tmp_path):
         "---\ndataset_info:\n  features:\n  - name: genre\n    dtype:\n      class_label:\n"
         "        names:\n" + "".join(f"          '{i}': g{i}\n" for i in range(11)) + "---\n"
     )
-    data.build_manifest(str(folder), None, ["genre"], tmp_path / "m.json")
-    with pytest.raises(data.DataError, match=r"'genre'.*row_id\(s\) \[3\]"):
-        data.write_shard(tmp_path / "m.json", tmp_path / "s.parquet", row_start=0, row_stop=8, shard="00000")
-    assert not (tmp_path / "s.parquet").exists()
+    # caught by the manifest job, before any shard or embedding
+    with pytest.raises(data.DataError, match=r"'genre'.*label id\(s\) \[42\].*row_id\(s\) \[3\]"):
+        data.build_manifest(str(folder), None, ["genre"], tmp_path / "m.json")
+    assert not (tmp_path / "m.json").exists()
 
 
 def test_split_file(demo_source, tmp_path):

@@ -427,3 +427,26 @@ def test_layout_options_check_the_targets():
     for key, value in (("pairs_targets", ["artist"]), ("f1_targets", ["x"]), ("map_target", "x")):
         with pytest.raises(ValueError, match=rf"config report\.{key}: unknown target"):
             layout_options({key: value}, ["genre"])
+
+
+def test_dataset_overview_counts_rows_without_a_label_per_target(tmp_path):
+    # id -1: no label for that target; such rows are under no class, and counted per split
+    from artprobe.report.tables import dataset_tables
+
+    split = ["train"] * 6 + ["val", "test"]
+    write_parquet(pa.table({"row_id": pa.array(range(8), pa.int64()), "split": split}), tmp_path / "split.parquet")
+    emb = pa.table(
+        {
+            "row_id": pa.array(range(8), pa.int64()),
+            "style": pa.array([0, 1, -1, 1, -1, 0, -1, 1], pa.int16()),
+            "genre": pa.array([0, 1, 0, 1, 0, 1, 0, 1], pa.int16()),
+        }
+    )
+    write_parquet(emb, tmp_path / "emb.parquet")
+    classes = {"style": ["a", "b"], "genre": ["x", "y"]}
+    ds, splits = dataset_tables(str(tmp_path / "split.parquet"), {"m": str(tmp_path / "emb.parquet")}, ["style", "genre"], classes)
+    splits = splits.set_index("split")
+    assert splits["no_label_style"].to_dict() == {"train": 2, "val": 1, "test": 0}
+    assert splits["no_label_genre"].sum() == 0 and splits["labelled_rows"].sum() == 8
+    style = ds[ds.target == "style"].set_index("class")
+    assert list(style.index) == ["a", "b"] and style["total"].to_dict() == {"a": 2, "b": 3}

@@ -216,7 +216,9 @@ def dataset_sections(
             "Rows per split",
             _table_html(splits, text_cols=("split",)),
             f"{man.get('n_rows', '?')} rows in the manifest{(' (' + src + ')') if src else ''}. "
-            "labelled_rows: rows with labels in at least one model's embeddings.",
+            "labelled_rows: rows with labels in at least one model's embeddings; "
+            "no_label_<target>: those of them without a label for that target (left out of "
+            "its fits).",
         ),
         _section(
             "Embedding failures per model",

@@ -217,7 +217,9 @@ def dataset_tables(
 
     Rows per split come from ``split.parquet``. Labels live in the shards and the merged
     embeddings only, so class counts use the union of the models' embeddings: a row that
-    failed for every model is counted under ``split`` but not under any class.
+    failed for every model is counted under ``split`` but not under any class. A row
+    without a label for a target (id -1) is under no class of it; ``no_label_<target>``
+    counts those rows per split (they are left out of that target's fits).
     """
     sp = pq.read_table(split_path, columns=["row_id", "split"]).to_pandas()
     splits = sp["split"].value_counts()
@@ -240,7 +242,9 @@ def dataset_tables(
         for t in targets:
             if t not in labels:
                 continue
-            tab = labels.groupby([t, "split"]).size().unstack("split", fill_value=0)
+            missing = labels[t] < 0  # no label for this target: left out of its fits
+            split_df[f"no_label_{t}"] = [int((missing & (labels["split"] == s)).sum()) for s in order]
+            tab = labels[~missing].groupby([t, "split"]).size().unstack("split", fill_value=0)
             for cid, r in tab.iterrows():
                 row = {
                     "target": t,
