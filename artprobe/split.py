@@ -1,7 +1,9 @@
 """Split stage: assign every row of the manifest to train, val or test.
 
 ``seed-compatible`` reproduces the thesis split (``datasets``' ``train_test_split`` twice with
-one seed) row for row; ``stratified`` keeps each class's share in every part.
+one seed) row for row; ``stratified`` keeps each class's share in every part; ``group`` keeps
+every value of one column (``split.group_by``, e.g. the artist) on one side, so a style or
+genre score cannot reward recognising the painter (:func:`group_split`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from artprobe.config import SPLITS
-from artprobe.data import DataError, local_dir
+from artprobe.data import DataError, class_names_from_readme, class_names_from_schema, local_dir
 from artprobe.io import read_json, with_meta, write_parquet
 
 log = logging.getLogger(__name__)
@@ -85,6 +87,80 @@ def read_targets(manifest: dict, columns: list[str]) -> pa.Table:
     return pa.concat_tables(parts)
 
 
+def group_split(
+    groups: np.ndarray, seed: int, val_fraction: float, test_fraction: float
+) -> np.ndarray:
+    """Train/val/test with every group on one side; ``groups[i] < 0``: row i has no group.
+
+    Groups (a row without one is a group of its own) are put in a random order drawn from
+    ``seed``; walking that order, a group goes to test if adding its rows brings test's row
+    count closer to its target (``round(test_fraction * n)``) than leaving it out, else to val
+    by the same rule, else to train. So each part ends within half a group of its target, big
+    groups are only turned away once a part is nearly full, and the same seed gives the same
+    split.
+    """
+    groups = np.asarray(groups, dtype=np.int64)
+    n = len(groups)
+    ids = groups.copy()
+    alone = ids < 0
+    ids[alone] = ids.max(initial=-1) + 1 + np.arange(int(alone.sum()))
+    _, inverse, sizes = np.unique(ids, return_inverse=True, return_counts=True)
+    need = {"test": round(test_fraction * n), "val": round(val_fraction * n)}
+    part = np.full(len(sizes), "train", dtype=object)
+    for g in np.random.default_rng(seed).permutation(len(sizes)):
+        for name in ("test", "val"):
+            if need[name] > 0 and sizes[g] <= 2 * need[name]:
+                part[g] = name
+                need[name] -= int(sizes[g])
+                break
+    split = part[inverse]
+    empty = [s for s in SPLITS if not (split == s).any()]
+    if empty:
+        raise DataError(
+            f"group split of {n} rows in {len(sizes)} groups leaves {empty} empty; "
+            "the groups are too few or too big for these fractions"
+        )
+    return split
+
+
+def group_codes(column: pa.ChunkedArray, names: list[str] | None, ungrouped: list[str]) -> np.ndarray:
+    """A group id per row (-1: no group) from a label column (ClassLabel ids or strings).
+
+    Missing values and values named in ``ungrouped`` (e.g. "Unknown Artist": no one painter)
+    get -1, so :func:`group_split` treats each such row as a group of its own.
+    """
+    col = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    values = col.to_pylist()
+    if names is not None and pa.types.is_integer(col.type):
+        values = [names[v] if v is not None and 0 <= v < len(names) else v for v in values]
+    text = np.array(["" if v is None else str(v) for v in values], dtype=object)
+    _, codes = np.unique(text, return_inverse=True)
+    missing = col.is_null().to_numpy(zero_copy_only=False) | np.isin(text, list(ungrouped))
+    codes = codes.astype(np.int64)
+    codes[missing] = -1
+    return codes
+
+
+def _group_names(manifest: dict, column: str) -> list[str] | None:
+    """Class names of ``column``: the manifest's, else the source's ClassLabel metadata."""
+    if column in manifest.get("classes", {}):
+        return manifest["classes"][column]
+    folder = local_dir(manifest)
+    found = class_names_from_schema(pq.read_schema(folder / manifest["files"][0]["name"]))
+    return found.get(column) or class_names_from_readme(folder).get(column)
+
+
+def _read_groups(manifest: dict, group_by: str | None, ungrouped: list[str]) -> np.ndarray:
+    if not group_by:
+        raise DataError("split.method 'group' needs split.group_by (the column to group on)")
+    folder = local_dir(manifest)
+    have = pq.read_schema(folder / manifest["files"][0]["name"]).names
+    if group_by not in have:
+        raise DataError(f"split.group_by {group_by!r}: no such column in the source (it has {have})")
+    column = read_targets(manifest, [group_by]).column(group_by)
+    return group_codes(column, _group_names(manifest, group_by), ungrouped)
+
+
 def write_split(
     manifest_path: str | os.PathLike,
     out_path: str | os.PathLike,
@@ -94,24 +170,33 @@ def write_split(
     val_fraction: float = 0.1,
     test_fraction: float = 0.1,
     stratify_by: str | None = None,
+    group_by: str | None = None,
+    ungrouped: list[str] | None = None,
 ) -> None:
     """Write ``split.parquet`` (row_id, split) for every row of the manifest."""
     manifest = read_json(manifest_path)
     n = manifest["n_rows"]
+    extra: dict = {}
     if method == "seed-compatible":
         split = seed_compatible_split(n, seed, val_fraction, test_fraction)
     elif method == "stratified":
         column = stratify_by or manifest["targets"][0]
         labels = read_targets(manifest, [column]).column(column).to_numpy(zero_copy_only=False)
         split = stratified_split(labels, seed, val_fraction, test_fraction)
+        extra["stratify_by"] = column
+    elif method == "group":
+        groups = _read_groups(manifest, group_by, list(ungrouped or []))
+        split = group_split(groups, seed, val_fraction, test_fraction)
+        extra = {"group_by": group_by, "ungrouped": list(ungrouped or []),
+                 "n_groups": int(len(np.unique(groups[groups >= 0]))),
+                 "ungrouped_rows": int((groups < 0).sum())}  # fmt: skip
     else:
-        raise DataError(f"split.method {method!r}: expected 'seed-compatible' or 'stratified'")
+        raise DataError(f"split.method {method!r}: expected 'seed-compatible', 'stratified' or 'group'")
     table = pa.table(
         {"row_id": pa.array(np.arange(n, dtype=np.int64)), "split": pa.array(split.tolist(), pa.string())}
     )
     counts = {s: int((split == s).sum()) for s in SPLITS}
     meta = {"method": method, "seed": seed, "val_fraction": val_fraction, "test_fraction": test_fraction, "counts": counts}
-    if method == "stratified":
-        meta["stratify_by"] = stratify_by or manifest["targets"][0]
+    meta.update(extra)
     write_parquet(with_meta(table, meta), out_path)
     log.info("split %s seed=%d: %s", method, seed, counts)
