@@ -163,3 +163,82 @@ def test_hash_images_of_nothing():
 def test_scan_without_train_hashes_names_the_problem():
     with pytest.raises(ValueError, match="no train image could be hashed"):
         nearest(np.zeros(3, np.uint64), np.zeros(0, np.uint64))
+
+
+DUP_OVERLAY = """
+dataset:
+  name: dups
+  source: ./source
+  targets: [genre]
+shards:
+  rows: 25
+models:
+  - name: vit
+    timm: test_vit
+    pretrained: false
+embed:
+  precision: fp32
+embed_runtime:
+  batch_size: 16
+  workers: 0
+classifiers:
+  - name: knn
+    kind: knn
+    k: 3
+split:
+  drop_duplicates: true
+probe:
+  bootstrap: 10
+report:
+  map_rows: 20
+"""
+
+
+def planted_source(folder, n: int = 60) -> dict[int, int]:
+    """A hub-layout source of distinct paintings, where the first three val and the first three
+    test rows (of the default seed-compatible split) are copies of train rows. Returns
+    {copy row: original row}."""
+    import datasets
+
+    from artprobe.split import seed_compatible_split
+
+    parts = seed_compatible_split(n)
+    train = np.flatnonzero(parts == "train")
+    copies = [*np.flatnonzero(parts == "val")[:3], *np.flatnonzero(parts == "test")[:3]]
+    planted = {int(c): int(train[5 * k]) for k, c in enumerate(copies)}
+    pictures = {i: painting(i) for i in range(n) if i not in planted}
+    plants = list(PLANTS.values())
+    images = [jpeg(pictures[i]) if i not in planted else None for i in range(n)]
+    genre = [i % 3 for i in range(n)]
+    for k, (c, src) in enumerate(planted.items()):
+        images[c], genre[c] = plants[k % len(plants)](pictures[src]), genre[src]
+    feats = datasets.Features({"image": datasets.Image(), "genre": datasets.ClassLabel(names=["a", "b", "c"])})
+    (folder / "data").mkdir(parents=True)
+    ds = datasets.Dataset.from_dict({"image": [{"bytes": b, "path": None} for b in images], "genre": genre}, features=feats)
+    ds.to_parquet(str(folder / "data" / "train-00000-of-00001.parquet"))
+    return planted
+
+
+@pytest.mark.workflow
+@pytest.mark.slow
+def test_drop_duplicates_end_to_end(tmp_path):
+    """The workflow finds the planted copies and leaves them out of the fits and the report counts them."""
+    import json
+
+    import pandas as pd
+
+    from conftest import copy_workflow, snakemake
+
+    work = copy_workflow(tmp_path / "work")
+    planted = planted_source(work / "source")
+    (work / "dups.yaml").write_text(DUP_OVERLAY)
+    snakemake(work, "--cores", "2", "--configfile", "dups.yaml")
+    out = work / "results" / "dups"
+    dup = pq.read_table(out / "duplicates.parquet").to_pydict()
+    assert dict(zip(dup["row_id"], dup["train_row_id"])) == planted
+    m = json.loads((out / "classify" / "vit" / "genre" / "knn" / "metrics.json").read_text())
+    assert m["dropped"]["duplicates"] == 6 and m["n_val"] == 6 - 3 and m["n_test"] == 6 - 3
+    pred = pq.read_table(out / "classify" / "vit" / "genre" / "knn" / "predictions.parquet")
+    assert not set(pred.column("row_id").to_pylist()) & set(planted)
+    splits = pd.read_csv(out / "report" / "splits.csv").set_index("split")
+    assert splits.loc["val", "near_duplicates"] == 3 and splits.loc["test", "near_duplicates"] == 3

@@ -427,3 +427,24 @@ def test_layout_options_check_the_targets():
     for key, value in (("pairs_targets", ["artist"]), ("f1_targets", ["x"]), ("map_target", "x")):
         with pytest.raises(ValueError, match=rf"config report\.{key}: unknown target"):
             layout_options({key: value}, ["genre"])
+
+
+def test_dataset_overview_counts_near_duplicates(tmp_path):
+    """The scan's counts join the rows-per-split table; the note says how the split was made."""
+    from artprobe.report import html, tables
+
+    write_parquet(with_meta(pa.table({"row_id": [0, 1, 2], "split": ["train", "val", "test"]}),
+                            {"method": "group", "seed": 3, "group_by": "artist", "n_groups": 7,
+                             "ungrouped_rows": 2}), tmp_path / "split.parquet")  # fmt: skip
+    dup_meta = {"distance": 8, "duplicates": {"val": 4, "test": 1}}
+    write_parquet(with_meta(pa.table({"row_id": pa.array([], pa.int64())}), dup_meta), tmp_path / "d.parquet")
+    splits = pd.DataFrame({"split": ["train", "val", "test"], "rows": [80, 10, 10], "share": [0.8, 0.1, 0.1]})
+    plain, meta = tables.split_notes(str(tmp_path / "split.parquet"), splits, None)
+    assert "near_duplicates" not in plain and "Split: group, seed 3" in html.split_note(meta)
+    counted, meta = tables.split_notes(str(tmp_path / "split.parquet"), splits, str(tmp_path / "d.parquet"))
+    assert counted["near_duplicates"].tolist() == [pd.NA, 4, 1]
+    note = html.split_note(meta)
+    assert "every artist on one side (7 groups; 2 rows" in note and "within 8 of 64 bits" in note
+    page = "".join(html.dataset_sections(counted, pd.DataFrame(columns=["model", "failed_share"]),
+                                         pd.DataFrame(columns=["target"]), {"n_rows": 100}, meta))  # fmt: skip
+    assert "near_duplicates" in page and "within 8 of 64 bits" in page

@@ -230,6 +230,8 @@ def dataset_sections(
     splits, fails = splits.copy(), fails.copy()
     splits["share"] = [_pct(x) for x in splits["share"]]
     fails["failed_share"] = [_pct(x) for x in fails["failed_share"]]
+    if "near_duplicates" in splits:
+        splits["near_duplicates"] = ["" if pd.isna(x) else str(int(x)) for x in splits["near_duplicates"]]
     out = [
         _section(
             "Rows per split",

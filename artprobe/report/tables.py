@@ -382,5 +382,6 @@ def split_notes(split_path: str, splits: pd.DataFrame, duplicates: str | None) -
     meta["duplicates"] = read_meta(duplicates)
     found = meta["duplicates"].get("duplicates", {})
     splits = splits.copy()
-    splits["near_duplicates"] = [found.get(s, 0) if s != "train" else None for s in splits["split"]]
+    counts = [found.get(s, 0) if s != "train" else None for s in splits["split"]]
+    splits["near_duplicates"] = pd.array(counts, dtype="Int64")
     return splits, meta
