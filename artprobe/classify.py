@@ -32,6 +32,7 @@ def load_fit_data(
     *,
     drop_labels: list[str] | None = None,
     min_class_count: int | None = None,
+    drop_rows: np.ndarray | None = None,
 ) -> dict:
     """Rows of the merged embeddings usable for ``target``, split into train/val/test.
 
@@ -39,6 +40,8 @@ def load_fit_data(
     ``min_class_count`` removes classes with fewer train rows than that. Rows whose label
     is missing (id -1) are left out, counted in ``dropped["missing_label_rows"]`` (when any).
     Label ids keep their original values, so outputs refer to the dataset's own class list.
+    ``drop_rows`` are row ids left out first (``split.drop_duplicates``: val/test
+    near-duplicates of train).
     """
     schema = pq.read_schema(embeddings_path)
     for col in ("row_id", "split", target, "embedding"):
@@ -55,6 +58,10 @@ def load_fit_data(
     dropped: dict = {"labels": {}, "rare_classes": [], "rows": 0}
     if not keep.all():
         dropped["missing_label_rows"] = int((~keep).sum())
+    if drop_rows is not None:
+        dup = np.isin(row_id, drop_rows)
+        dropped["duplicates"] = int((dup & keep).sum())
+        keep &= ~dup
     for name in drop_labels or []:
         if name not in classes:
             raise FitDataError(
@@ -103,10 +110,17 @@ def run_fit(
     n_boot: int = 1000,
     threads: int = 1,
     device: str = "auto",
+    duplicates: str | os.PathLike | None = None,
 ) -> dict:
-    """Fit ``kind`` with ``params`` and write the four outputs; return metrics.json's dict."""
+    """Fit ``kind`` with ``params`` and write the four outputs; return metrics.json's dict.
+
+    ``duplicates``: a ``duplicates.parquet`` whose rows are left out of the fit.
+    """
     params = probes.resolve_params(kind, params)
-    data = load_fit_data(embeddings_path, target, drop_labels=drop_labels, min_class_count=min_class_count)
+    drop_rows = None if duplicates is None else pq.read_table(duplicates, columns=["row_id"]).column("row_id").to_numpy()
+    data = load_fit_data(
+        embeddings_path, target, drop_labels=drop_labels, min_class_count=min_class_count, drop_rows=drop_rows
+    )
     classes = data["classes"]
     (Xtr, ytr, _), (Xva, yva, _), (Xte, yte, rte) = data["train"], data["val"], data["test"]
     log.info(

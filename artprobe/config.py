@@ -193,9 +193,27 @@ def check_config(config: dict) -> dict[str, dict]:
     strat = config["split"]["stratify_by"]
     if strat is not None and strat not in targets:
         raise ValueError(f"config split.stratify_by: {strat!r} is not one of dataset.targets {targets}")
+    _check_split(config["split"], targets)
     if config["demo"] is not None and not is_local_source(config["dataset"]["source"]):
         raise ValueError("config demo: set, but dataset.source is a hub id, not a local folder")
     return resolved
+
+
+def _check_split(split: dict, targets: list[str]) -> None:
+    """group_by goes with method group and is no target; drop_duplicates needs the scan."""
+    group_by = split.get("group_by")
+    if split["method"] == "group" and group_by is None:
+        raise ValueError("config split.group_by: required with split.method 'group' (e.g. artist)")
+    if group_by is not None and split["method"] != "group":
+        raise ValueError(f"config split.group_by: set, but split.method is {split['method']!r}, not 'group'")
+    if group_by in targets:
+        raise ValueError(
+            f"config split.group_by: {group_by!r} is also in dataset.targets; with every {group_by} "
+            f"on one side no test {group_by} is seen in training, so its fits mean nothing. "
+            f"Remove {group_by!r} from dataset.targets (group_by reads the source column itself)"
+        )
+    if split.get("drop_duplicates") and split.get("duplicate_distance") is None:
+        raise ValueError("config split.drop_duplicates: true, but split.duplicate_distance is null (no scan)")
 
 
 def demo_settings(config: dict) -> dict:

@@ -4,6 +4,7 @@
 rule classify:
     input:
         "results/{dataset}/embeddings/{model}.parquet",
+        duplicates=duplicates_dropped,
     output:
         metrics="results/{dataset}/classify/{model}/{target}/{classifier}/metrics.json",
         report="results/{dataset}/classify/{model}/{target}/{classifier}/classification_report.txt",

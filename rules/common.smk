@@ -98,7 +98,12 @@ def source_params(wildcards):
 
 
 def split_params(wildcards):
-    return dict(config["split"])
+    """Only what assigns the rows: the duplicate keys never re-split, group keys only when used."""
+    s = config["split"]
+    skip = {"duplicate_distance", "drop_duplicates"}
+    if s["method"] != "group":
+        skip |= {"group_by", "ungrouped"}
+    return {k: v for k, v in s.items() if k not in skip}
 
 
 def _shards(wildcards):
@@ -117,6 +122,32 @@ def shard_files(wildcards):
         dataset=wildcards.dataset,
         shard=_shards(wildcards),
     )
+
+
+def hash_files(wildcards):
+    return expand(
+        "results/{dataset}/hashes/{shard}.parquet",
+        dataset=wildcards.dataset,
+        shard=_shards(wildcards),
+    )
+
+
+def duplicate_distance(wildcards):
+    return config["split"]["duplicate_distance"]
+
+
+def duplicates_scan(wildcards):
+    """The scan's file for the report; none with split.duplicate_distance null."""
+    if config["split"]["duplicate_distance"] is None:
+        return []
+    return f"results/{wildcards.dataset}/duplicates.parquet"
+
+
+def duplicates_dropped(wildcards):
+    """An input of the fits only with split.drop_duplicates (else the DAG is unchanged)."""
+    if not config["split"]["drop_duplicates"]:
+        return []
+    return f"results/{wildcards.dataset}/duplicates.parquet"
 
 
 # ---------------------------------------------------------------- embed

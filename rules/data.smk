@@ -1,4 +1,5 @@
-# Data stage: (demo) source -> manifest (checkpoint) -> split + image shards.
+# Data stage: (demo) source -> manifest (checkpoint) -> split + image shards, and the
+# near-duplicate scan across the split (a perceptual hash per shard, val/test against train).
 
 
 rule generate_demo:
@@ -82,3 +83,44 @@ rule shard:
         rows=shard_range,
     script:
         "../scripts/shard.py"
+
+
+rule image_hash:
+    input:
+        "results/{dataset}/shards/{shard}.parquet",
+    output:
+        "results/{dataset}/hashes/{shard}.parquet",
+    log:
+        "results/{dataset}/logs/image_hash/{shard}.log",
+    benchmark:
+        "results/{dataset}/benchmarks/image_hash/{shard}.tsv"
+    conda:
+        "../envs/data.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    script:
+        "../scripts/image_hash.py"
+
+
+rule duplicates:
+    input:
+        hashes=hash_files,
+        split="results/{dataset}/split.parquet",
+    output:
+        "results/{dataset}/duplicates.parquet",
+    log:
+        "results/{dataset}/logs/duplicates.log",
+    benchmark:
+        "results/{dataset}/benchmarks/duplicates.tsv"
+    conda:
+        "../envs/data.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=10,
+    params:
+        distance=duplicate_distance,
+    script:
+        "../scripts/duplicates.py"

@@ -8,6 +8,7 @@ rule report:
         failures=expand("results/{{dataset}}/embeddings/{model}.failures.parquet", model=MODELS),
         manifest="results/{dataset}/manifest.json",
         split="results/{dataset}/split.parquet",
+        duplicates=duplicates_scan,
     output:
         report_outputs(),
     log:

@@ -17,5 +17,6 @@ with to_log(snakemake.log[0]):
         classifier=w.classifier,
         threads=snakemake.threads,
         device=snakemake.config["embed_runtime"]["device"],
+        duplicates=snakemake.input.get("duplicates") or None,  # split.drop_duplicates only
         **snakemake.params.fit,
     )

@@ -11,6 +11,7 @@ with to_log(snakemake.log[0]):
         failures=dict(zip(snakemake.params.models, snakemake.input.failures)),
         manifest=snakemake.input.manifest,
         split=snakemake.input.split,
+        duplicates=snakemake.input.get("duplicates") or None,
         outputs=dict(zip(snakemake.params.ids, snakemake.output)),
         **snakemake.params.report,
     )

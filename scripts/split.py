@@ -1,7 +1,7 @@
 """Adapter: assign every row of the manifest to train/val/test."""
 
 import _checkout  # noqa: F401  (the checkout's artprobe, conda env or not)
-from artprobe.data import write_split
+from artprobe.split import write_split
 from artprobe.logs import to_log
 
 with to_log(snakemake.log[0]):

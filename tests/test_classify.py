@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from artprobe.classify import FitDataError, load_fit_data, run_fit
-from artprobe.data import stratified_split
+from artprobe.split import stratified_split
 from artprobe.io import with_meta, write_parquet
 
 NAMES = ["Unknown Genre", "landscape", "portrait", "still_life"]

@@ -296,13 +296,18 @@ def test_workflow_on_an_image_folder(tmp_path):
     assert dataset[dataset.target == "style"]["total"].sum() == 60 - n_style
 
 
-def test_class_ids_for_stratifying_string_labels_with_gaps(tmp_path):
-    from artprobe.data import read_class_ids, stratified_split
+def test_stratified_split_of_string_labels_with_gaps(tmp_path):
+    from artprobe.data import read_class_ids
+    from artprobe.split import write_split
 
     labels = [None if i % 7 == 0 else "abc"[i % 3] for i in range(60)]
     src = _parquet_source(tmp_path, pa.array([image_bytes(".png", 0)] * 60), {"style": labels})
     m = build_manifest(str(src), None, ["style"], tmp_path / "m.json")
     ids = read_class_ids(m, ["style"]).column("style").to_numpy()
     assert ids.tolist() == [-1 if v is None else "abc".index(v) for v in labels]
-    split = stratified_split(ids, 0, 0.2, 0.2)
-    assert sorted(set(split.tolist())) == ["test", "train", "val"]
+    write_split(tmp_path / "m.json", tmp_path / "split.parquet", method="stratified", seed=0,
+                val_fraction=0.2, test_fraction=0.2, stratify_by="style")  # fmt: skip
+    split = np.array(pq.read_table(tmp_path / "split.parquet").column("split").to_pylist())
+    for value in ["a", "b", "c", None]:  # each stratum (missing too) is spread over the splits
+        rows = [i for i, v in enumerate(labels) if v == value]
+        assert set(split[rows]) == {"train", "val", "test"}, value

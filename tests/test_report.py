@@ -450,3 +450,24 @@ def test_dataset_overview_counts_rows_without_a_label_per_target(tmp_path):
     assert splits["no_label_genre"].sum() == 0 and splits["labelled_rows"].sum() == 8
     style = ds[ds.target == "style"].set_index("class")
     assert list(style.index) == ["a", "b"] and style["total"].to_dict() == {"a": 2, "b": 3}
+
+
+def test_dataset_overview_counts_near_duplicates(tmp_path):
+    """The scan's counts join the rows-per-split table; the note says how the split was made."""
+    from artprobe.report import html, tables
+
+    write_parquet(with_meta(pa.table({"row_id": [0, 1, 2], "split": ["train", "val", "test"]}),
+                            {"method": "group", "seed": 3, "group_by": "artist", "n_groups": 7,
+                             "ungrouped_rows": 2}), tmp_path / "split.parquet")  # fmt: skip
+    dup_meta = {"distance": 8, "duplicates": {"val": 4, "test": 1}}
+    write_parquet(with_meta(pa.table({"row_id": pa.array([], pa.int64())}), dup_meta), tmp_path / "d.parquet")
+    splits = pd.DataFrame({"split": ["train", "val", "test"], "rows": [80, 10, 10], "share": [0.8, 0.1, 0.1]})
+    plain, meta = tables.split_notes(str(tmp_path / "split.parquet"), splits, None)
+    assert "near_duplicates" not in plain and "Split: group, seed 3" in html.split_note(meta)
+    counted, meta = tables.split_notes(str(tmp_path / "split.parquet"), splits, str(tmp_path / "d.parquet"))
+    assert counted["near_duplicates"].tolist() == [pd.NA, 4, 1]
+    note = html.split_note(meta)
+    assert "every artist on one side (7 groups; 2 rows" in note and "within 8 of 64 bits" in note
+    page = "".join(html.dataset_sections(counted, pd.DataFrame(columns=["model", "failed_share"]),
+                                         pd.DataFrame(columns=["target"]), {"n_rows": 100}, meta))  # fmt: skip
+    assert "near_duplicates" in page and "within 8 of 64 bits" in page

@@ -114,10 +114,24 @@ def test_split_seed_change_never_re_embeds(done, base, sizes):
     split["seed"] = split.get("seed", 2830) + 1
     assert planned(done, changed) == {
         "split": 1,
+        "duplicates": 1,  # the near-duplicate scan compares val/test with the new train part
         "merge_embeddings": sizes["models"],
         "classify": sizes["models"] * sizes["targets"] * sizes["classifiers"],
         "report": 1,
     }
+
+
+def test_duplicate_distance_rescans_without_refitting(done, base):
+    changed = copy.deepcopy(base)
+    changed.setdefault("split", {})["duplicate_distance"] = 2
+    assert planned(done, changed) == {"duplicates": 1, "report": 1}
+
+
+def test_drop_duplicates_refits_without_re_splitting(done, base, sizes):
+    changed = copy.deepcopy(base)
+    changed.setdefault("split", {})["drop_duplicates"] = True
+    fits = sizes["models"] * sizes["targets"] * sizes["classifiers"]
+    assert planned(done, changed) == {"classify": fits, "report": 1}
 
 
 def test_sizes_are_not_trivial(sizes):

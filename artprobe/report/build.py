@@ -29,6 +29,7 @@ def _write_tables(out: Mapping[str, Path], fits, models, targets, classes, input
         ignore_index=True,
     )
     dataset, splits = tables.dataset_tables(inputs["split"], inputs["embeddings"], targets, classes)
+    splits, split_meta = tables.split_notes(inputs["split"], splits, inputs.get("duplicates"))
     fails = tables.failure_table(inputs["failures"], inputs["embeddings"], man)
     cost = tables.cost_table(inputs["embeddings"], fits, man.get("n_rows"))
     csv = {"summary": summary, "comparisons": comparisons, "per_class": tables.per_class_table(fits),
@@ -39,7 +40,7 @@ def _write_tables(out: Mapping[str, Path], fits, models, targets, classes, input
     pages = {
         "summary_html": ("Model × target × classifier", html.summary_sections(summary)),
         "comparisons_html": ("Paired bootstrap comparisons", html.comparison_sections(comparisons)),
-        "dataset_html": ("Dataset overview", html.dataset_sections(splits, fails, dataset, man)),
+        "dataset_html": ("Dataset overview", html.dataset_sections(splits, fails, dataset, man, split_meta)),
         "cost_html": ("Embedding cost per model", html.cost_sections(cost, man.get("n_rows"))),
     }
     for fid, (title, sections) in pages.items():
@@ -93,6 +94,7 @@ def build_report(
     manifest: str,
     split: str,
     outputs: Mapping[str, str],
+    duplicates: str | None = None,
     n_boot: int = 1000,
     seed: int = 0,
     map_rows: int = 2000,
@@ -108,6 +110,7 @@ def build_report(
     embeddings / failures Parquet file. ``n_boot`` and ``seed`` drive the paired bootstrap,
     ``map_rows`` the seeded subsample of the embedding maps. ``pairs_targets`` and
     ``map_target`` are config ``report:``'s (None: chosen from the data, :mod:`.choices`).
+    ``duplicates``: the near-duplicate scan (``duplicates.parquet``), counted per split.
     """
     out = {fid: Path(p) for fid, p in outputs.items()}
     loaded = load_fits(fits)
@@ -117,7 +120,8 @@ def build_report(
     classes = {t: list(v) for t, v in (man.get("classes") or {}).items()}
     for fit in loaded:
         classes.setdefault(fit["target"], fit["class_names"])
-    inputs = {"manifest": man, "split": split, "embeddings": dict(embeddings), "failures": failures}
+    inputs = {"manifest": man, "split": split, "embeddings": dict(embeddings), "failures": failures,
+              "duplicates": duplicates}  # fmt: skip
     opts = {"n_boot": n_boot, "seed": seed, "map_rows": map_rows, "top_pairs": top_pairs,
             "compare_metrics": tuple(compare_metrics), "map_target": map_target,
             "pairs_targets": None if pairs_targets is None else tuple(pairs_targets)}  # fmt: skip

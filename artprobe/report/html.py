@@ -204,19 +204,41 @@ def comparison_sections(c: pd.DataFrame) -> list[str]:
     return out
 
 
+def split_note(meta: Mapping | None) -> str:
+    """How the split was made and what the near-duplicate scan found, in a sentence or two."""
+    meta = meta or {}
+    sp, dup = meta.get("split") or {}, meta.get("duplicates")
+    text = f"Split: {sp.get('method', '?')}, seed {sp.get('seed', '?')}"
+    if sp.get("method") == "group":
+        text += (f", every {sp.get('group_by')} on one side ({sp.get('n_groups')} groups; "
+                 f"{sp.get('ungrouped_rows')} rows without one are split row by row)")  # fmt: skip
+    text += ". "
+    if dup:
+        text += (
+            f"near_duplicates: val/test images within {dup.get('distance')} of 64 bits of a train "
+            "image's perceptual hash (DCT pHash; results/…/duplicates.parquet lists them with "
+            "their nearest train row). "
+        )
+    return text
+
+
 def dataset_sections(
-    splits: pd.DataFrame, fails: pd.DataFrame, dataset: pd.DataFrame, man: Mapping
+    splits: pd.DataFrame, fails: pd.DataFrame, dataset: pd.DataFrame, man: Mapping,
+    split_meta: Mapping | None = None,
 ) -> list[str]:
     src = " ".join(str(x) for x in (man.get("source"), man.get("revision")) if x)
     splits, fails = splits.copy(), fails.copy()
     splits["share"] = [_pct(x) for x in splits["share"]]
     fails["failed_share"] = [_pct(x) for x in fails["failed_share"]]
+    if "near_duplicates" in splits:
+        splits["near_duplicates"] = ["" if pd.isna(x) else str(int(x)) for x in splits["near_duplicates"]]
     out = [
         _section(
             "Rows per split",
             _table_html(splits, text_cols=("split",)),
             f"{man.get('n_rows', '?')} rows in the manifest{(' (' + src + ')') if src else ''}. "
-            "labelled_rows: rows with labels in at least one model's embeddings; "
+            + split_note(split_meta)
+            + "labelled_rows: rows with labels in at least one model's embeddings; "
             "no_label_<target>: those of them without a label for that target (left out of "
             "its fits).",
         ),

@@ -1,0 +1,218 @@
+"""Split stage: assign every row of the manifest to train, val or test.
+
+``seed-compatible`` reproduces the thesis split (``datasets``' ``train_test_split`` twice with
+one seed) row for row; ``stratified`` keeps each class's share in every part; ``group`` keeps
+every value of one column (``split.group_by``, e.g. the artist) on one side, so a style or
+genre score cannot reward recognising the painter (:func:`group_split`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from artprobe.config import SPLITS
+from artprobe.data import DataError, read_class_ids, class_names_from_readme, class_names_from_schema, local_dir
+from artprobe.io import read_json, with_meta, write_parquet
+
+log = logging.getLogger(__name__)
+
+
+def _hf_train_test(n: int, test_size: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Exactly ``datasets.Dataset.train_test_split(test_size=..., shuffle=True)``."""
+    n_test = math.ceil(test_size * n)
+    n_train = n - n_test
+    if n_test < 1 or n_train < 1:
+        raise DataError(f"split of {n} rows with test_size={test_size} leaves an empty part")
+    perm = rng.permutation(n)
+    return perm[n_test : n_test + n_train], perm[:n_test]
+
+
+def seed_compatible_split(
+    n_rows: int, seed: int = 2830, val_fraction: float = 0.1, test_fraction: float = 0.1
+) -> np.ndarray:
+    """The thesis split: datasets' ``train_test_split`` twice with the same seed.
+
+    First ``test_size = val + test`` on all rows in source order; then the held-out
+    part (in the order ``datasets`` selected it) again with
+    ``test_size = test / (val + test)``: its train part is val, its test part is test.
+    """
+    held = val_fraction + test_fraction
+    train_idx, held_idx = _hf_train_test(n_rows, held, np.random.default_rng(seed))
+    val_pos, test_pos = _hf_train_test(len(held_idx), test_fraction / held, np.random.default_rng(seed))
+    split = np.empty(n_rows, dtype=object)
+    split[train_idx] = "train"
+    split[held_idx[val_pos]] = "val"
+    split[held_idx[test_pos]] = "test"
+    return split
+
+
+def stratified_split(
+    labels: np.ndarray, seed: int, val_fraction: float, test_fraction: float
+) -> np.ndarray:
+    """Train/val/test with class proportions preserved (sklearn, two stages).
+
+    Classes with fewer than 3 rows are pooled into one stratum so they cannot break
+    the split; they still land somewhere.
+    """
+    from sklearn.model_selection import train_test_split
+
+    labels = np.asarray(labels)
+    values, counts = np.unique(labels, return_counts=True)
+    rare = set(values[counts < 3].tolist())
+    strata = np.array([-1 if v in rare else v for v in labels])
+    idx = np.arange(len(labels))
+    held = val_fraction + test_fraction
+    train_idx, held_idx = train_test_split(idx, test_size=held, random_state=seed, stratify=strata)
+    held_strata = strata[held_idx]
+    _, c = np.unique(held_strata, return_counts=True)
+    strat2 = held_strata if c.min() >= 2 else None
+    val_idx, test_idx = train_test_split(
+        held_idx, test_size=test_fraction / held, random_state=seed, stratify=strat2
+    )
+    split = np.empty(len(labels), dtype=object)
+    split[train_idx], split[val_idx], split[test_idx] = "train", "val", "test"
+    return split
+
+
+def read_targets(manifest: dict, columns: list[str]) -> pa.Table:
+    """Label columns of the whole source (no images), in row-id order.
+
+    A target of the manifest comes from its row index as class ids, nulls where the label
+    is missing (raw string labels with gaps cannot be sorted); any other column is read
+    from the source files as it is there.
+    """
+    if manifest.get("index") and set(columns) <= set(manifest["targets"]):
+        ids = read_class_ids(manifest, columns)
+        return pa.table({c: pc.if_else(pc.less(ids[c], 0), None, ids[c]) for c in columns})
+    folder = local_dir(manifest)
+    parts = [pq.read_table(folder / f["name"], columns=columns) for f in manifest["files"]]
+    return pa.concat_tables(parts)
+
+
+def _strata(column: pa.ChunkedArray) -> np.ndarray:
+    """Labels to stratify on; a missing label is a stratum of its own."""
+    if pa.types.is_integer(column.type):
+        return column.fill_null(-1).to_numpy()
+    return np.array(["\0missing" if v is None else str(v) for v in column.to_pylist()], dtype=object)
+
+
+def group_split(
+    groups: np.ndarray, seed: int, val_fraction: float, test_fraction: float
+) -> np.ndarray:
+    """Train/val/test with every group on one side; ``groups[i] < 0``: row i has no group.
+
+    Groups (a row without one is a group of its own) are put in a random order drawn from
+    ``seed``; walking that order, a group goes to test if adding its rows brings test's row
+    count closer to its target (``round(test_fraction * n)``) than leaving it out, else to val
+    by the same rule, else to train. So each part ends within half a group of its target, big
+    groups are only turned away once a part is nearly full, and the same seed gives the same
+    split.
+    """
+    groups = np.asarray(groups, dtype=np.int64)
+    n = len(groups)
+    ids = groups.copy()
+    alone = ids < 0
+    ids[alone] = ids.max(initial=-1) + 1 + np.arange(int(alone.sum()))
+    _, inverse, sizes = np.unique(ids, return_inverse=True, return_counts=True)
+    need = {"test": round(test_fraction * n), "val": round(val_fraction * n)}
+    part = np.full(len(sizes), "train", dtype=object)
+    for g in np.random.default_rng(seed).permutation(len(sizes)):
+        for name in ("test", "val"):
+            if need[name] > 0 and sizes[g] <= 2 * need[name]:
+                part[g] = name
+                need[name] -= int(sizes[g])
+                break
+    split = part[inverse]
+    empty = [s for s in SPLITS if not (split == s).any()]
+    if empty:
+        raise DataError(
+            f"group split of {n} rows in {len(sizes)} groups leaves {empty} empty; "
+            "the groups are too few or too big for these fractions"
+        )
+    return split
+
+
+def group_codes(column: pa.ChunkedArray, names: list[str] | None, ungrouped: list[str]) -> np.ndarray:
+    """A group id per row (-1: no group) from a label column (ClassLabel ids or strings).
+
+    Missing values and values named in ``ungrouped`` (e.g. "Unknown Artist": no one painter)
+    get -1, so :func:`group_split` treats each such row as a group of its own.
+    """
+    col = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    values = col.to_pylist()
+    if names is not None and pa.types.is_integer(col.type):
+        values = [names[v] if v is not None and 0 <= v < len(names) else v for v in values]
+    text = np.array(["" if v is None else str(v) for v in values], dtype=object)
+    _, codes = np.unique(text, return_inverse=True)
+    missing = col.is_null().to_numpy(zero_copy_only=False) | np.isin(text, list(ungrouped))
+    codes = codes.astype(np.int64)
+    codes[missing] = -1
+    return codes
+
+
+def _group_names(manifest: dict, column: str) -> list[str] | None:
+    """Class names of ``column``: the manifest's, else the source's ClassLabel metadata."""
+    if column in manifest.get("classes", {}):
+        return manifest["classes"][column]
+    folder = local_dir(manifest)
+    found = class_names_from_schema(pq.read_schema(folder / manifest["files"][0]["name"]))
+    return found.get(column) or class_names_from_readme(folder).get(column)
+
+
+def _read_groups(manifest: dict, group_by: str | None, ungrouped: list[str]) -> np.ndarray:
+    if not group_by:
+        raise DataError("split.method 'group' needs split.group_by (the column to group on)")
+    folder = local_dir(manifest)
+    have = pq.read_schema(folder / manifest["files"][0]["name"]).names
+    if group_by not in have:
+        raise DataError(f"split.group_by {group_by!r}: no such column in the source (it has {have})")
+    column = read_targets(manifest, [group_by]).column(group_by)
+    return group_codes(column, _group_names(manifest, group_by), ungrouped)
+
+
+def write_split(
+    manifest_path: str | os.PathLike,
+    out_path: str | os.PathLike,
+    *,
+    method: str = "seed-compatible",
+    seed: int = 2830,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+    stratify_by: str | None = None,
+    group_by: str | None = None,
+    ungrouped: list[str] | None = None,
+) -> None:
+    """Write ``split.parquet`` (row_id, split) for every row of the manifest."""
+    manifest = read_json(manifest_path)
+    n = manifest["n_rows"]
+    extra: dict = {}
+    if method == "seed-compatible":
+        split = seed_compatible_split(n, seed, val_fraction, test_fraction)
+    elif method == "stratified":
+        column = stratify_by or manifest["targets"][0]
+        labels = _strata(read_targets(manifest, [column]).column(column))
+        split = stratified_split(labels, seed, val_fraction, test_fraction)
+        extra["stratify_by"] = column
+    elif method == "group":
+        groups = _read_groups(manifest, group_by, list(ungrouped or []))
+        split = group_split(groups, seed, val_fraction, test_fraction)
+        extra = {"group_by": group_by, "ungrouped": list(ungrouped or []),
+                 "n_groups": int(len(np.unique(groups[groups >= 0]))),
+                 "ungrouped_rows": int((groups < 0).sum())}  # fmt: skip
+    else:
+        raise DataError(f"split.method {method!r}: expected 'seed-compatible', 'stratified' or 'group'")
+    table = pa.table(
+        {"row_id": pa.array(np.arange(n, dtype=np.int64)), "split": pa.array(split.tolist(), pa.string())}
+    )
+    counts = {s: int((split == s).sum()) for s in SPLITS}
+    meta = {"method": method, "seed": seed, "val_fraction": val_fraction, "test_fraction": test_fraction, "counts": counts}
+    meta.update(extra)
+    write_parquet(with_meta(table, meta), out_path)
+    log.info("split %s seed=%d: %s", method, seed, counts)

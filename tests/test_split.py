@@ -1,0 +1,165 @@
+"""Split stage: the thesis-compatible, stratified and group splits, split.parquet."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from artprobe import data
+from artprobe.config import SPLITS
+from artprobe.data import DataError
+from artprobe.demo import CLASSES
+from artprobe.split import group_codes, group_split, seed_compatible_split, stratified_split, write_split
+from artprobe.io import read_meta
+
+TARGETS = ["genre", "style", "artist"]
+
+
+@pytest.mark.parametrize("n", [10, 97, 1000, 81444])
+def test_seed_compatible_split_matches_datasets(n):
+    """Our split equals datasets' train_test_split twice (the thesis protocol), row for row."""
+    import datasets
+
+    ds = datasets.Dataset.from_dict({"i": np.arange(n)})
+    first = ds.train_test_split(test_size=0.2, seed=2830)
+    second = first["test"].train_test_split(test_size=0.5, seed=2830)
+    expected = np.empty(n, dtype=object)
+    expected[first["train"]["i"]] = "train"
+    expected[second["train"]["i"]] = "val"
+    expected[second["test"]["i"]] = "test"
+
+    ours = seed_compatible_split(n, seed=2830, val_fraction=0.1, test_fraction=0.1)
+    assert (ours == expected).all()
+
+
+def test_wikiart_split_sizes():
+    parts = seed_compatible_split(81444, 2830, 0.1, 0.1)
+    counts = {s: int((parts == s).sum()) for s in SPLITS}
+    assert counts == {"train": 65155, "val": 8144, "test": 8145}
+
+
+def test_seed_changes_split():
+    a = seed_compatible_split(500, 1)
+    b = seed_compatible_split(500, 2)
+    assert (a != b).any()
+
+
+def test_stratified_split_keeps_proportions():
+    rng = np.random.default_rng(0)
+    labels = rng.choice(5, size=2000, p=[0.5, 0.2, 0.15, 0.1, 0.05])
+    labels[:2] = 9  # a class of two rows must not break the split
+    parts = stratified_split(labels, seed=0, val_fraction=0.1, test_fraction=0.1)
+    assert set(parts) == {"train", "val", "test"}
+    for part, frac in (("train", 0.8), ("val", 0.1), ("test", 0.1)):
+        assert abs((parts == part).mean() - frac) < 0.01
+        for c in range(5):
+            share = (labels[parts == part] == c).mean()
+            assert abs(share - (labels == c).mean()) < 0.02
+
+
+def test_split_file(demo_source, tmp_path):
+    data.build_manifest(str(demo_source), None, TARGETS, tmp_path / "m.json")
+    write_split(tmp_path / "m.json", tmp_path / "split.parquet", method="seed-compatible", seed=2830)
+    t = pq.read_table(tmp_path / "split.parquet")
+    assert t.column("row_id").to_pylist() == list(range(96))
+    assert (np.array(t.column("split").to_pylist(), dtype=object) == seed_compatible_split(96)).all()
+    assert read_meta(tmp_path / "split.parquet")["counts"] == {"train": 76, "val": 10, "test": 10}
+    write_split(tmp_path / "m.json", tmp_path / "s2.parquet", method="stratified", seed=0, stratify_by="style")
+    assert read_meta(tmp_path / "s2.parquet")["stratify_by"] == "style"
+
+
+def wikiart_like_groups(seed: int = 0) -> np.ndarray:
+    """~81k rows: 128 artists with long-tailed sizes (500..2,000 rows) and 20k rows of no artist."""
+    rng = np.random.default_rng(seed)
+    sizes = np.clip((2000 / np.arange(1, 129) ** 0.35).astype(int), 500, None)
+    groups = np.concatenate([np.repeat(np.arange(128), sizes), np.full(20_000, -1)])
+    return rng.permutation(groups)
+
+
+def test_group_split_keeps_every_group_on_one_side():
+    groups = wikiart_like_groups()
+    parts = group_split(groups, seed=2830, val_fraction=0.1, test_fraction=0.1)
+    for g in range(128):
+        assert len(set(parts[groups == g])) == 1, f"group {g} on several sides"
+    # rows without a group are groups of their own: they land on every side
+    assert set(parts[groups < 0]) == set(SPLITS)
+    for part, frac in (("train", 0.8), ("val", 0.1), ("test", 0.1)):
+        assert abs((parts == part).mean() - frac) < 0.005, part
+
+
+def test_group_split_is_deterministic_per_seed():
+    groups = wikiart_like_groups()
+    a = group_split(groups, 1, 0.1, 0.1)
+    assert (a == group_split(groups, 1, 0.1, 0.1)).all()
+    b = group_split(groups, 2, 0.1, 0.1)
+    test_a = set(groups[(a == "test") & (groups >= 0)])
+    test_b = set(groups[(b == "test") & (groups >= 0)])
+    assert test_a != test_b  # another seed holds out other artists
+
+
+def test_group_split_of_too_few_groups_names_the_problem():
+    with pytest.raises(DataError, match=r"2 groups leaves \['val', 'test'\] empty"):
+        group_split(np.repeat([0, 1], 50), 0, 0.1, 0.1)
+
+
+def test_group_codes_name_lookup_missing_and_ungrouped():
+    names = ["Unknown Artist", "claude-monet", "rembrandt"]
+    column = pa.chunked_array([pa.array([1, 2, 0, None, 1, 0], pa.int64())])
+    codes = group_codes(column, names, ["Unknown Artist"])
+    assert (codes[[2, 3, 5]] == -1).all()
+    assert codes[0] == codes[4] != codes[1] >= 0
+    strings = pa.chunked_array([pa.array(["a", "b", None, "a"])])
+    assert group_codes(strings, None, []).tolist()[:2] != [-1, -1]
+    assert group_codes(strings, None, [])[2] == -1
+
+
+def test_group_split_file_keeps_each_artist_on_one_side(demo_source, tmp_path):
+    data.build_manifest(str(demo_source), None, ["genre", "style"], tmp_path / "m.json")
+    write_split(tmp_path / "m.json", tmp_path / "s.parquet", method="group", seed=0,
+                group_by="artist", ungrouped=["Unknown Artist"])  # fmt: skip
+    parts = np.array(pq.read_table(tmp_path / "s.parquet").column("split").to_pylist(), dtype=object)
+    source = pa.concat_tables(pq.read_table(p) for p in sorted(demo_source.glob("data/*.parquet")))
+    artist = source.column("artist").to_numpy()
+    unknown = CLASSES["artist"].index("Unknown Artist")
+    for a in set(artist.tolist()) - {unknown}:
+        assert len(set(parts[artist == a])) == 1, CLASSES["artist"][a]
+    meta = read_meta(tmp_path / "s.parquet")
+    assert meta["group_by"] == "artist" and meta["n_groups"] == 5
+    assert meta["ungrouped_rows"] == int((artist == unknown).sum()) > 0
+    with pytest.raises(DataError, match="split.group_by 'painter': no such column"):
+        write_split(tmp_path / "m.json", tmp_path / "x.parquet", method="group", group_by="painter")
+    assert not (tmp_path / "x.parquet").exists()
+
+
+def _config(**split) -> dict:
+    """A config as validation leaves it (defaults filled), with ``split`` overridden."""
+    base = {"method": "seed-compatible", "seed": 0, "val_fraction": 0.1, "test_fraction": 0.1,
+            "stratify_by": None, "group_by": None, "ungrouped": ["Unknown Artist"],
+            "duplicate_distance": 8, "drop_duplicates": False}  # fmt: skip
+    return {
+        "dataset": {"source": "huggan/wikiart", "targets": ["genre", "style"]},
+        "demo": None,
+        "models": [{"name": "m", "timm": "resnet18", "pretrained": True}],
+        "classifiers": [{"name": "linear", "kind": "linear"}],
+        "probe": {"drop_labels": {}, "min_class_count": {}},
+        "split": {**base, **split},
+    }
+
+
+@pytest.mark.parametrize(
+    "split,message",
+    [
+        ({"method": "group"}, "split.group_by: required"),
+        ({"group_by": "artist"}, "split.method is 'seed-compatible'"),
+        ({"method": "group", "group_by": "style"}, "'style' is also in dataset.targets"),
+        ({"drop_duplicates": True, "duplicate_distance": None}, "split.duplicate_distance is null"),
+    ],
+)
+def test_split_config_errors_name_the_key(split, message):
+    from artprobe.config import check_config
+
+    with pytest.raises(ValueError, match=message):
+        check_config(_config(**split))
+    check_config(_config(method="group", group_by="artist", drop_duplicates=True))  # fine
