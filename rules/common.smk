@@ -101,6 +101,8 @@ def model_params(wildcards):
         params["device"] = config["embed_runtime"]["device"]
     if m["weights"] is not None:
         params["weights"] = m["weights"]
+    if m["features"] != "pooled":  # absent for pooled: existing embeddings stay up to date
+        params["features"] = m["features"]
     return params
 
 
