@@ -17,6 +17,7 @@ include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/embed.smk"
 include: "rules/classify.smk"
+include: "rules/fewshot.smk"
 include: "rules/report.smk"
 
 

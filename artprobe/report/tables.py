@@ -371,3 +371,17 @@ fit_seconds(f["metrics"]) for f in fits
     return pd.DataFrame(rows, columns=cols)
 
 
+
+
+FEWSHOT_COLUMNS = [
+    "model", "target", "shot", "trials", "n_train", "accuracy", "accuracy_sd",
+    "balanced_accuracy", "balanced_accuracy_sd", "macro_f1", "macro_f1_sd",
+]  # fmt: skip
+
+
+def fewshot_table(curves: list[dict]) -> pd.DataFrame:
+    """One row per model × target × shot: mean and sd over the few-shot trials."""
+    rows = [{"model": c["model"], "target": c["target"], **s} for c in curves for s in c.get("summary", [])]
+    df = pd.DataFrame(rows, columns=FEWSHOT_COLUMNS)
+    df["shot"] = df["shot"].astype(str)
+    return df
