@@ -147,3 +147,24 @@ def test_fewshot_plot_and_table(tmp_path):
     df = tables.fewshot_table([curve])
     assert df["shot"].tolist() == ["1", "all"] and df["trials"].tolist() == [2, 2]
     assert df.loc[1, "accuracy_sd"] == 0.0
+
+
+@pytest.mark.parametrize("value", [None, {}, {"trials": 1, "shots": [1, "all"]}])
+def test_schema_accepts_off_empty_and_partial(value):
+    """A null ``probe.fewshot`` must validate (Snakemake cannot fill defaults into null)."""
+    import copy
+    from pathlib import Path
+
+    import yaml
+    from snakemake.utils import validate
+
+    from artprobe.config import check_config
+
+    root = Path(__file__).resolve().parents[1]
+    config = copy.deepcopy(yaml.safe_load((root / "config.yaml").read_text()))
+    config["probe"]["fewshot"] = value
+    validate(config, str(root / "schemas/config.schema.yaml"))
+    settings = fewshot_settings(config, check_config(config))
+    assert (settings is None) == (value is None)
+    if value is not None:
+        assert settings["trials"] == value.get("trials", 3)
