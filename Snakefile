@@ -18,6 +18,7 @@ include: "rules/download.smk"
 include: "rules/data.smk"
 include: "rules/embed.smk"
 include: "rules/classify.smk"
+include: "rules/fewshot.smk"
 include: "rules/report.smk"
 
 

@@ -20,6 +20,8 @@ SPLITS = ("train", "val", "test")
 KINDS = ("mlp", "linear", "knn")
 #: the embedded demo's generator settings; ``demo:`` keys in the config override them
 DEMO_DEFAULTS = {"rows": 360, "files": 3, "seed": 0, "broken": 2}
+#: ``probe.fewshot:`` keys left out of the config (the schema fills them too)
+FEWSHOT_DEFAULTS = {"shots": [1, 2, 5, 10, 25, 100, "all"], "trials": 3, "classifier": None}
 
 # ---------------------------------------------------------------------------------
 # Classifier hyper-parameters
@@ -214,6 +216,25 @@ def _check_split(split: dict, targets: list[str]) -> None:
         )
     if split.get("drop_duplicates") and split.get("duplicate_distance") is None:
         raise ValueError("config split.drop_duplicates: true, but split.duplicate_distance is null (no scan)")
+
+
+def fewshot_settings(config: dict, classifier_params: dict[str, dict]) -> dict | None:
+    """``probe.fewshot`` resolved: ``{shots, trials, params}`` (the linear probe's
+    hyper-parameters: the named classifier's, the first linear one's, or the defaults); None
+    when off. ``classifier_params`` is :func:`check_config`'s result."""
+    fs = config["probe"].get("fewshot")
+    if fs is None:
+        return None
+    fs = {**FEWSHOT_DEFAULTS, **fs}
+    linear = [c["name"] for c in config["classifiers"] if c["kind"] == "linear"]
+    name = fs["classifier"]
+    if name is not None and name not in linear:
+        raise ValueError(
+            f"config probe.fewshot.classifier: {name!r} is not a linear classifier (linear: {linear})"
+        )
+    name = name or (linear[0] if linear else None)
+    params = classifier_params[name] if name else defaults("linear")
+    return {"shots": list(fs["shots"]), "trials": int(fs["trials"]), "params": params}
 
 
 def demo_settings(config: dict) -> dict:

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from artprobe.embed import IDENTITY_KEYS
+from artprobe.embed import IDENTITY_DEFAULTS, IDENTITY_KEYS
 from artprobe.io import read_meta, with_meta, write_parquet
 
 #: Per-shard run records, dropped from the merged table's metadata (kept under ``shards``).
@@ -80,7 +80,7 @@ class _Shards:
         )
 
     def _same_identity(self, emb_path: Path, meta: dict, emb: pa.Table) -> bool:
-        ident = {k: meta.get(k) for k in IDENTITY_KEYS}
+        ident = {k: meta.get(k, IDENTITY_DEFAULTS.get(k)) for k in IDENTITY_KEYS}
         ident["embedding_dim"] = emb["embedding"].type.list_size
         if self.ref is None:
             self.ref, self.ref_path = ident, emb_path

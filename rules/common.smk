@@ -8,7 +8,7 @@ from snakemake.utils import validate
 
 sys.path.insert(0, workflow.basedir)
 
-from artprobe.config import check_config, demo_settings, is_local_source
+from artprobe.config import check_config, demo_settings, fewshot_settings, is_local_source
 from artprobe.data import list_data_files, shard_ranges
 from artprobe.download import check_offline_cache
 from artprobe.io import read_json
@@ -18,6 +18,7 @@ from artprobe.report.layout import layout_options, report_layout
 validate(config, "../schemas/config.schema.yaml")
 
 CLASSIFIER_PARAMS = check_config(config)
+FEWSHOT = fewshot_settings(config, CLASSIFIER_PARAMS)  # None: no few-shot curves
 if workflow.is_main_process:  # jobs re-parse the workflow: importing timm there costs seconds
     check_timm_names(config["models"])
 MODELS = {m["name"]: m for m in config["models"]}
@@ -170,6 +171,8 @@ def model_params(wildcards):
         params["device"] = config["embed_runtime"]["device"]
     if m["weights"] is not None:
         params["weights"] = m["weights"]
+    if m["features"] != "pooled":  # absent for pooled: existing embeddings stay up to date
+        params["features"] = m["features"]
     return params
 
 
@@ -223,13 +226,32 @@ def fit_inputs(wildcards):
     return [f"{f['dir']}/{name}" for f in all_fits() for name in FIT_FILES]
 
 
+# ---------------------------------------------------------------- fewshot
+
+
+def fewshot_params(wildcards):
+    t = wildcards.target
+    return {
+        **FEWSHOT,
+        "drop_labels": config["probe"]["drop_labels"].get(t, []),
+        "min_class_count": config["probe"]["min_class_count"].get(t),
+        "seed": config["probe"]["seed"],
+    }
+
+
+def fewshot_inputs():
+    """Every few-shot curve (none when probe.fewshot is null)."""
+    if FEWSHOT is None:
+        return []
+    return [f"{OUT}/fewshot/{m}/{t}.json" for m in MODELS for t in TARGETS]
+
+
 # ---------------------------------------------------------------- report
 
 
 # every report file (path, caption, category, subcategory, labels): artprobe.report.layout
-REPORT = report_layout(
-    MODELS, TARGETS, CLASSIFIERS, CLASSIFIERS, **layout_options(config["report"], TARGETS)
-)
+LAYOUT_OPTIONS = {**layout_options(config["report"], TARGETS), "fewshot": FEWSHOT is not None}
+REPORT = report_layout(MODELS, TARGETS, CLASSIFIERS, CLASSIFIERS, **LAYOUT_OPTIONS)
 
 
 def report_params(wildcards):

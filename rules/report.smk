@@ -4,6 +4,7 @@
 rule report:
     input:
         fits=fit_inputs,
+        fewshot=fewshot_inputs(),
         embeddings=expand("results/{{dataset}}/embeddings/{model}.parquet", model=MODELS),
         failures=expand("results/{{dataset}}/embeddings/{model}.failures.parquet", model=MODELS),
         manifest="results/{dataset}/manifest.json",

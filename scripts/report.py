@@ -7,6 +7,7 @@ from artprobe.report.build import build_report
 with to_log(snakemake.log[0]):
     build_report(
         fits=snakemake.input.fits,
+        fewshot=snakemake.input.fewshot,
         embeddings=dict(zip(snakemake.params.models, snakemake.input.embeddings)),
         failures=dict(zip(snakemake.params.models, snakemake.input.failures)),
         manifest=snakemake.input.manifest,

@@ -85,8 +85,9 @@ def merge_case(tmp_path):
         (dict(row_ids=[5, 6, 7, 8, 9], timm_name="other"), r"timm_name: 'm' vs 'other'"),
         (dict(row_ids=[5, 6, 7, 8, 9], weights_fingerprint="zzz"), r"weights_fingerprint"),
         (dict(row_ids=[5, 6, 7, 8, 9], decode="exact"), r"decode: 'fast' vs 'exact'"),
+        (dict(row_ids=[5, 6, 7, 8, 9], features="cls"), r"features: 'pooled' vs 'cls'"),
     ],
-    ids=["missing", "doubled", "unknown", "dimension", "model", "weights", "decode"],
+    ids=["missing", "doubled", "unknown", "dimension", "model", "weights", "decode", "features"],
 )
 def test_merge_refuses_inconsistent_shards_and_writes_nothing(merge_case, second, message):
     d, shards, split = merge_case

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pytest
 
 from artprobe.classify import run_fit
+from artprobe.fewshot import run_fewshot
 from artprobe.io import with_meta, write_json, write_parquet
 from artprobe.report.build import build_report
 from artprobe.report.choices import MATRIX_MAX_CLASSES, readable_target, shows_pairs
@@ -48,7 +49,9 @@ GOOD_SHARDS = [
     {"shard": "0000", "rows": 500, "seconds": 2.0, "img_per_s": 250.0, "device_name": "Test GPU"},
     {"shard": "0001", "rows": 597, "seconds": 1.988, "img_per_s": 250.0, "device_name": "Test GPU"},
 ]
-CHOICES = {"pairs_targets": ["artist"], "f1_targets": ["style"]}  # config report:, as for WikiArt
+# config report:, as for WikiArt; probe.fewshot on
+CHOICES = {"pairs_targets": ["artist"], "f1_targets": ["style"], "fewshot": True}
+FEWSHOT = {"shots": [1, 5, "all"], "trials": 2}
 
 
 def _names(target: str, n: int) -> list[str]:
@@ -143,8 +146,13 @@ def make_results(root: Path, seed: int = 0) -> dict:
                     seed=seed, n_boot=200, device="cpu",
                 )  # fmt: skip
                 fits += [str(d / name) for name in FIT_FILES]
+    curves = [str(root / "fewshot" / m / f"{t}.json") for m in MODELS for t in TARGETS]
+    for path, (m, t) in zip(curves, [(m, t) for m in MODELS for t in TARGETS]):
+        run_fewshot(embeddings[m], path, model=m, target=t, params=PARAMS["lin"], seed=seed,
+                    device="cpu", **FEWSHOT)  # fmt: skip
     return {
         "fits": fits,
+        "fewshot": curves,
         "embeddings": embeddings,
         "failures": failures,
         "manifest": str(root / "manifest.json"),
@@ -471,3 +479,17 @@ def test_dataset_overview_counts_near_duplicates(tmp_path):
     page = "".join(html.dataset_sections(counted, pd.DataFrame(columns=["model", "failed_share"]),
                                          pd.DataFrame(columns=["target"]), {"n_rows": 100}, meta))  # fmt: skip
     assert "near_duplicates" in page and "within 8 of 64 bits" in page
+
+
+def test_fewshot_table_and_curves(built):
+    out, _ = built
+    df = pd.read_csv(out / "fewshot.csv", dtype={"shot": str})
+    assert len(df) == len(MODELS) * len(TARGETS) * 3 and set(df["shot"]) == {"1", "5", "all"}
+    at_all = df[df["shot"] == "all"].set_index(["model", "target"])["accuracy"]
+    for t in TARGETS:  # the separable embedding wins with every train row, and beats its own 1-shot
+        assert at_all[("good", t)] > at_all[("weak", t)]
+        one = df[(df.model == "good") & (df.target == t) & (df.shot == "1")]["accuracy"].iloc[0]
+        assert at_all[("good", t)] >= one
+    for m in MODELS:
+        for t in TARGETS:
+            assert png_size(out / "fewshot" / f"{m}.{t}.png")[0] > 400

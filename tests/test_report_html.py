@@ -60,6 +60,7 @@ rule all:
 rule report:
     input:
         fits=IN["fits"],
+        fewshot=IN["fewshot"],
         embeddings=[IN["embeddings"][m] for m in KW["models"]],
         failures=[IN["failures"][m] for m in KW["models"]],
         manifest=IN["manifest"],
@@ -78,6 +79,7 @@ rule report:
     run:
         build_report(
             fits=input.fits,
+            fewshot=input.fewshot,
             embeddings=dict(zip(KW["models"], input.embeddings)),
             failures=dict(zip(KW["models"], input.failures)),
             manifest=input.manifest,

@@ -26,11 +26,12 @@
   CPU; checkpoints under another key, and unreadable checkpoint files, are discarded. The
   dir is removed once the output is written (atomically).
 
-Modules, one job each: :mod:`.model` (load, fingerprint, dtype), :mod:`.preprocess` (the
-transform split into host and device stages), :mod:`.loader` (dataset, pieces, DataLoader),
-:mod:`.nvjpeg` (GPU JPEG decoding), :mod:`.runner` (the model on device batches),
-:mod:`.rows` (the output table and the rows between checkpoints), :mod:`.checkpoints` (the
-checkpoint store), :mod:`.shard` (``embed_shard``, stringing them together).
+Modules, one job each: :mod:`.model` (load, fingerprint, dtype), :mod:`.features` (which
+of the model's features form the embedding), :mod:`.preprocess` (the transform split into
+host and device stages), :mod:`.loader` (dataset, pieces, DataLoader), :mod:`.nvjpeg` (GPU
+JPEG decoding), :mod:`.runner` (the model on device batches), :mod:`.rows` (the output table
+and the rows between checkpoints), :mod:`.checkpoints` (the checkpoint store), :mod:`.shard`
+(``embed_shard``, stringing them together).
 """
 
 from artprobe.embed.checkpoints import CHECKPOINT_DIR, Checkpoints
@@ -40,12 +41,15 @@ from artprobe.embed.nvjpeg import check_nvjpeg, decode_jpeg_batch
 from artprobe.embed.preprocess import DECODE_MODES, DRAFT_MARGIN, Preprocess, build_preprocess
 from artprobe.embed.rows import embedding_table
 from artprobe.embed.runner import ModelRunner, place_model
-from artprobe.embed.shard import IDENTITY_KEYS, embed_shard
+from artprobe.embed.features import FEATURES_PATTERN, feature_model, parse_features
+from artprobe.embed.shard import IDENTITY_DEFAULTS, IDENTITY_KEYS, embed_shard
 
 __all__ = [
     "CHECKPOINT_DIR",
     "DECODE_MODES",
     "DRAFT_MARGIN",
+    "FEATURES_PATTERN",
+    "IDENTITY_DEFAULTS",
     "IDENTITY_KEYS",
     "PIECE",
     "PRECISIONS",
@@ -59,9 +63,11 @@ __all__ = [
     "decode_jpeg_batch",
     "embed_shard",
     "embedding_table",
+    "feature_model",
     "load_model",
     "merge_pieces",
     "n_cores",
+    "parse_features",
     "piece_loader",
     "place_model",
     "plan_pieces",

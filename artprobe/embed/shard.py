@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 
 from artprobe.device import device_name, resolve_device
 from artprobe.embed.checkpoints import KEY_VERSION, Checkpoints, shard_key
+from artprobe.embed.features import DEFAULT_FEATURES, feature_model
 from artprobe.embed.loader import ShardImages, model_batches, piece_loader, plan_pieces
 from artprobe.embed.model import file_sha256, load_model, n_cores, resolve_dtype
 from artprobe.embed.nvjpeg import check_nvjpeg
@@ -40,7 +41,10 @@ IDENTITY_KEYS = (
     "decode",
     "dtype",
     "embedding_dim",
+    "features",
 )
+#: The value of an identity key that shards written before the key existed stand for.
+IDENTITY_DEFAULTS = {"features": DEFAULT_FEATURES}
 
 
 def embed_shard(
@@ -60,12 +64,16 @@ def embed_shard(
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     threads: int | None = None,
     weights: str | None = None,
+    features: str = DEFAULT_FEATURES,
 ) -> dict:
     """Embed every image of ``shard_path`` with ``timm_name``; write ``out_path`` atomically.
 
     ``weights``: a local weights file (``.safetensors``, ``.pth``, ``.bin``) loaded through
     timm's own pretrained path instead of the hub's (needs ``pretrained=True``); its sha256
     goes into the provenance.
+    ``features``: which of the model's features form the embedding (``pooled``, ``cls``,
+    ``mean_tokens``, ``last<k>_cls[_mean]``; :mod:`artprobe.embed.features`); recorded in the
+    provenance.
     ``threads``: CPU threads this job may use in all (default: the cores it may run on); on
     CPU the model gets ``threads - workers`` of them, the decoding workers one each.
     ``max_pixels``: images with more pixels are refused as decompression bombs.
@@ -77,8 +85,9 @@ def embed_shard(
     """
     timer = LoopTimer()
     job = _prepare(
-        shard_path, timm_name, pretrained, decode, precision, batch_size, device, max_pixels, weights
-    )
+        shard_path, timm_name, pretrained, decode, precision, batch_size, device, max_pixels, weights,
+        features,
+    )  # fmt: skip
     job.settings.update(batch_size=batch_size, workers=workers, compile=bool(compile))
     ckpt = Checkpoints(out_path, job.checkpoint_key())
     rows = EmbeddedRows(
@@ -162,8 +171,9 @@ def _model_threads(dev, workers: int, threads: int | None):
 
 
 def _prepare(
-    shard_path, timm_name, pretrained, decode, precision, batch_size, device, max_pixels, weights=None
-) -> _Job:
+    shard_path, timm_name, pretrained, decode, precision, batch_size, device, max_pixels, weights=None,
+    features=DEFAULT_FEATURES,
+) -> _Job:  # fmt: skip
     """Check the arguments, load the model and its preprocessing, read the shard."""
     import timm
     from timm.data import resolve_model_data_config
@@ -178,6 +188,7 @@ def _prepare(
         raise ValueError(f"decode='nvjpeg' decodes on the GPU and needs a CUDA device, got {dev}")
     model, fingerprint = load_model(timm_name, pretrained, weights=weights)
     data_config = resolve_model_data_config(model)
+    model = feature_model(model, features, timm_name)  # the model itself for "pooled"
     prep = build_preprocess(data_config, decode, max_pixels=max_pixels)
     if decode == "nvjpeg":
         check_nvjpeg(dev)
@@ -191,6 +202,7 @@ def _prepare(
         "data_config": json_safe(data_config),
         "decode": decode,
         "dtype": str(dtype).replace("torch.", ""),
+        "features": features,
     }
     if weights is not None:
         identity.update(weights_file=str(weights), weights_sha256=file_sha256(weights))

@@ -24,6 +24,9 @@ Modules, one job each:
     Softmax regression by full-batch L-BFGS with a search over ``C`` on validation.
 ``knn``
     Cosine k-nearest neighbours with a uniform or temperature-weighted vote.
+``fewshot``
+    Few-shot curves: the linear probe (through :func:`fit`) on seeded nested k-per-class
+    subsets of train, C chosen on val, never trained on val.
 
 All kinds take ``class_weight: none | balanced``; balanced weights are scikit-learn's
 ``n / (n_classes_present * count_c)`` on the training labels.

@@ -86,6 +86,17 @@ def _write_plots(out, fits, models, targets, classes, frames, inputs, opts) -> N
         plots.save(plots.plot_map(m, path, ids, classes, map_target), out[f"map.{m}"])
 
 
+def _write_fewshot(out, paths: Iterable[str], colors) -> None:
+    """The few-shot table and one curve per model × target (when probe.fewshot is on)."""
+    curves = [read_json(p) for p in paths]
+    if "fewshot" in out:
+        html.write_csv(out["fewshot"], tables.fewshot_table(curves))
+    for c in curves:
+        fid = f"fewshot.{c['model']}.{c['target']}"
+        if fid in out:
+            plots.save(plots.plot_fewshot(c, colors.get(c["model"], "black")), out[fid])
+
+
 def build_report(
     *,
     fits: Iterable[str],
@@ -102,6 +113,7 @@ def build_report(
     map_target: str | None = None,
     compare_metrics: Iterable[str] = tables.COMPARE_METRICS,
     top_pairs: int = 20,
+    fewshot: Iterable[str] = (),
 ) -> None:
     """Write every file of ``outputs`` (``{layout id: path}``, see :mod:`.layout`).
 
@@ -111,6 +123,7 @@ def build_report(
     ``map_rows`` the seeded subsample of the embedding maps. ``pairs_targets`` and
     ``map_target`` are config ``report:``'s (None: chosen from the data, :mod:`.choices`).
     ``duplicates``: the near-duplicate scan (``duplicates.parquet``), counted per split.
+    ``fewshot``: the few-shot curves' JSON files (``fewshot/<model>/<target>.json``).
     """
     out = {fid: Path(p) for fid, p in outputs.items()}
     loaded = load_fits(fits)
@@ -128,6 +141,7 @@ def build_report(
     log.info("report: %d fits, %d models -> %d files", len(loaded), len(models), len(out))
     frames = _write_tables(out, loaded, models, targets, classes, inputs, opts)
     _write_plots(out, loaded, models, targets, classes, frames, inputs, opts)
+    _write_fewshot(out, fewshot, plots.model_colors(models))
     missing = [str(p) for p in out.values() if not p.is_file()]
     if missing:  # the fits do not cover models × targets × classifiers
         raise RuntimeError(f"report: {len(missing)} declared file(s) not written, e.g. {missing[:3]}")

@@ -24,6 +24,7 @@ CATEGORIES = {
     "maps": "5. Embedding maps",
     "dataset": "6. Dataset",
     "cost": "7. Cost",
+    "fewshot": "8. Few-shot curves",
 }
 
 # id -> (path, caption, category key, subcategory, content label)
@@ -105,6 +106,17 @@ def _f1_files(targets, classifiers, f1_targets) -> list[ReportFile]:
     ]  # fmt: skip
 
 
+def _fewshot_files(models, targets) -> list[ReportFile]:
+    cat = CATEGORIES["fewshot"]
+    files = [ReportFile("fewshot", "fewshot.csv", "fewshot.rst", cat, None, {"content": "few-shot curves (CSV)"})]
+    files += [
+        ReportFile(f"fewshot.{m}.{t}", f"fewshot/{m}.{t}.png", "fewshot.rst", cat, t, {"model": m})
+        for m in models
+        for t in targets
+    ]
+    return files  # fmt: skip
+
+
 def report_layout(
     models: Iterable[str],
     targets: Iterable[str],
@@ -113,6 +125,7 @@ def report_layout(
     *,
     pairs_targets: Iterable[str] | None = None,
     f1_targets: Iterable[str] | None = None,
+    fewshot: bool = False,
 ) -> list[ReportFile]:
     """Every file of the report, in a stable order.
 
@@ -121,6 +134,8 @@ def report_layout(
     the targets that get a confused-pairs plot (instead of a confusion matrix) / a per-class
     F1 plot; None leaves it to the data (one ``confusion/`` file per fit, drawn as a matrix or
     as pairs by class count; one ``per_class_f1/<classifier>.png`` for a target chosen by rule).
+    ``fewshot`` (config ``probe.fewshot`` set) adds the few-shot table and one curve per
+    model × target.
     """
     models, targets, classifiers = list(models), list(targets), list(classifiers)
     pairs = None if pairs_targets is None else set(pairs_targets)
@@ -141,6 +156,8 @@ def report_layout(
         ReportFile(f"map.{m}", f"maps/{m}.png", "maps.rst", CATEGORIES["maps"], None, {"model": m})
         for m in models
     ]
+    if fewshot:
+        files += _fewshot_files(models, targets)
     return files
 
 

@@ -395,3 +395,45 @@ def plot_map(model: str, path: str, ids: np.ndarray, classes: Mapping[str, list]
     return fig
 
 
+
+
+_FEWSHOT_METRICS = (("accuracy", "-", "o"), ("balanced_accuracy", "--", "s"), ("macro_f1", ":", "^"))
+
+
+def _shot_positions(shots: list) -> tuple[list[float], list[str]]:
+    """x positions (log scale) and tick labels: k at k, ``all`` one step past the largest k."""
+    ints = [s for s in shots if s != "all"]
+    top = max(ints, default=1)
+    xs = [float(s) if s != "all" else top * 2.5 for s in shots]
+    return xs, [str(s) for s in shots]
+
+
+def plot_fewshot(curve: dict, color):
+    """One few-shot curve: test accuracy, balanced accuracy and macro F1 against training
+    images per class (log axis), mean over trials with a ±1 sd band."""
+    fig = _figure(7.5, 4.2)
+    title = f"{curve['model']} · {curve['target']} · linear, few-shot"
+    summary = pd.DataFrame(curve.get("summary") or [])
+    if summary.empty:
+        _no_data(fig, f"{title}\nno few-shot points")
+        return fig
+    ax = fig.add_subplot()
+    xs, labels = _shot_positions(list(summary["shot"]))
+    labels = [f"all\n(n={int(n)})" if lab == "all" else lab for lab, n in zip(labels, summary["n_train"])]
+    for metric_name, style, marker in _FEWSHOT_METRICS:
+        mean, sd = summary[metric_name].to_numpy(float), summary[f"{metric_name}_sd"].to_numpy(float)
+        ax.plot(xs, mean, style, marker=marker, color=color, markersize=4, linewidth=1.6,
+                label=metric_name.replace("_", " "))  # fmt: skip
+        ax.fill_between(xs, mean - sd, mean + sd, color=color, alpha=0.12, linewidth=0)
+    ax.set_xscale("log")
+    ax.set_xticks(xs, labels)
+    ax.minorticks_off()
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("training images per class (k)", fontsize=10)
+    ax.set_ylabel("test score", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=9, loc="upper left")
+    trials = int(curve.get("trials", 1))
+    ax.set_title(f"{title}\nmean of {trials} seeded trial{'s' if trials > 1 else ''}, band ±1 sd; "
+                 f"{curve.get('n_classes', '?')} classes", fontsize=10)  # fmt: skip
+    return fig

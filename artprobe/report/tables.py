@@ -389,3 +389,17 @@ def split_notes(split_path: str, splits: pd.DataFrame, duplicates: str | None) -
     counts = [found.get(s, 0) if s != "train" else None for s in splits["split"]]
     splits["near_duplicates"] = pd.array(counts, dtype="Int64")
     return splits, meta
+
+
+FEWSHOT_COLUMNS = [
+    "model", "target", "shot", "trials", "n_train", "accuracy", "accuracy_sd",
+    "balanced_accuracy", "balanced_accuracy_sd", "macro_f1", "macro_f1_sd",
+]  # fmt: skip
+
+
+def fewshot_table(curves: list[dict]) -> pd.DataFrame:
+    """One row per model × target × shot: mean and sd over the few-shot trials."""
+    rows = [{"model": c["model"], "target": c["target"], **s} for c in curves for s in c.get("summary", [])]
+    df = pd.DataFrame(rows, columns=FEWSHOT_COLUMNS)
+    df["shot"] = df["shot"].astype(str)
+    return df

@@ -1,0 +1,134 @@
+"""Few-shot curves: the linear probe trained on k images per class, for several k.
+
+The protocol (CLIP_benchmark#125 is the trap it avoids: val rows must never train the probe):
+
+* Subsets come from **train only**. Per trial and class, the class's train rows are put in a
+  seeded random order (``default_rng([seed, trial, class])``) and the k-shot subset takes the
+  first ``min(k, n_class)`` of them: a class with fewer than k rows gives all it has, and the
+  subsets of one trial are nested (the 1-shot subset is inside the 2-shot one, and so on).
+  ``"all"`` is every train row (the same in every trial).
+* The linear probe's C is chosen on the **whole val split** with the subset as training set;
+  ``refit_on_val`` is forced off, so no val row is ever trained on. Test rows are only scored.
+* A subset that equals one already fitted (e.g. k above every class's count is "all") is
+  fitted once and its result reused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+
+import numpy as np
+
+from artprobe.probes.fit import fit
+
+log = logging.getLogger(__name__)
+
+ALL = "all"
+DEFAULT_SHOTS = (1, 2, 5, 10, 25, 100, ALL)
+
+
+def normalize_shots(shots) -> list:
+    """Positive ints in increasing order, then ``"all"`` if asked for; ValueError otherwise."""
+    ints, has_all = set(), False
+    for k in shots:
+        if k == ALL:
+            has_all = True
+        elif isinstance(k, (int, np.integer)) and not isinstance(k, bool) and k >= 1:
+            ints.add(int(k))
+        else:
+            raise ValueError(f"few-shot shots must be integers >= 1 or 'all', got {k!r}")
+    if not ints and not has_all:
+        raise ValueError("few-shot shots: empty")
+    return sorted(ints) + ([ALL] if has_all else [])
+
+
+def fewshot_subsets(y_train: np.ndarray, shots, trial: int, seed: int) -> dict:
+    """``{shot: sorted row indices into y_train}`` for one trial (nested; see module doc)."""
+    y = np.asarray(y_train)
+    shots = normalize_shots(shots)
+    orders = {}
+    for c in np.unique(y):
+        rows = np.flatnonzero(y == c)
+        orders[int(c)] = rows[np.random.default_rng([seed, trial, int(c)]).permutation(len(rows))]
+    out = {}
+    for k in shots:
+        if k == ALL:
+            out[k] = np.arange(len(y))
+        else:
+            out[k] = np.sort(np.concatenate([o[:k] for o in orders.values()] or [np.zeros(0, int)]))
+    return out
+
+
+def point_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
+    """Accuracy, balanced accuracy and macro F1 over the classes present in ``y_true``."""
+    classes = np.unique(y_true)
+    tp = np.array([np.sum((y_true == c) & (y_pred == c)) for c in classes], float)
+    support = np.array([np.sum(y_true == c) for c in classes], float)
+    predicted = np.array([np.sum(y_pred == c) for c in classes], float)
+    recall = tp / support
+    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros_like(tp), where=tp > 0)
+    return {
+        "accuracy": float(np.mean(y_true == y_pred)),
+        "balanced_accuracy": float(recall.mean()),
+        "macro_f1": float(f1.mean()),
+    }
+
+
+def _fit_point(params, data, idx, n_classes, fit_kw) -> dict:
+    """One linear fit on train rows ``idx`` (C chosen on val), scored on test."""
+    (Xtr, ytr), (Xva, yva), (Xte, yte) = data
+    t0 = time.perf_counter()
+    res = fit("linear", params, Xtr[idx], ytr[idx], Xva, yva, Xte, n_classes=n_classes, **fit_kw)
+    info = res.info
+    return {
+        **point_metrics(yte, res.proba_test.argmax(1)),
+        "n_train": int(len(idx)),
+        "n_classes_train": int(len(np.unique(ytr[idx]))),
+        "C": info.get("C"),
+        "C_at_grid_edge": info.get("C_at_grid_edge"),
+        "val_accuracy": info.get("val_accuracy"),
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+
+
+def fewshot_curve(
+    params: dict, train, val, test, *, n_classes: int, shots=DEFAULT_SHOTS, trials: int = 3,
+    seed: int = 0, threads: int = 1, device: str = "auto",
+) -> dict:  # fmt: skip
+    """The curve: ``points`` (one row per trial and shot) and ``summary`` (mean and sd over
+    trials per shot). ``train``/``val``/``test`` are ``(X, y)`` pairs; ``params`` are the
+    linear probe's (``refit_on_val`` is forced off)."""
+    params = {**params, "refit_on_val": False}
+    shots = normalize_shots(shots)
+    data = (train, val, test)
+    fit_kw = dict(seed=seed, threads=threads, device=device)
+    done: dict[str, dict] = {}
+    points = []
+    for trial in range(trials):
+        for k, idx in fewshot_subsets(train[1], shots, trial, seed).items():
+            key = hashlib.sha1(idx.astype(np.int64).tobytes()).hexdigest()
+            reused = key in done
+            if not reused:
+                done[key] = _fit_point(params, data, idx, n_classes, fit_kw)
+            points.append({"shot": k, "trial": trial, **done[key], "reused": reused, "subset_sha1": key[:12]})
+            log.info("few-shot k=%s trial %d: %d rows, accuracy %.4f%s", k, trial,
+                     points[-1]["n_train"], points[-1]["accuracy"], " (reused)" if reused else "")  # fmt: skip
+    return {"params": params, "shots": shots, "trials": trials, "seed": seed,
+            "points": points, "summary": summarize(points, shots)}  # fmt: skip
+
+
+def summarize(points: list[dict], shots) -> list[dict]:
+    """Per shot: mean and sd (ddof 1; 0 for one trial) of each metric over the trials."""
+    out = []
+    for k in shots:
+        rows = [p for p in points if p["shot"] == k]
+        row = {"shot": k, "trials": len(rows), "n_train": float(np.mean([p["n_train"] for p in rows]))}
+        for m in ("accuracy", "balanced_accuracy", "macro_f1"):
+            v = np.array([p[m] for p in rows], float)
+            row[m] = float(v.mean())
+            row[f"{m}_sd"] = float(v.std(ddof=1)) if len(v) > 1 else 0.0
+        out.append(row)
+    return out

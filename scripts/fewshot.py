@@ -1,0 +1,17 @@
+"""Adapter: one model's few-shot curve (linear probe at k images per class) for one target."""
+
+import _checkout  # noqa: F401  (the checkout's artprobe, conda env or not)
+from artprobe.fewshot import run_fewshot
+from artprobe.logs import to_log
+
+w = snakemake.wildcards
+with to_log(snakemake.log[0]):
+    run_fewshot(
+        snakemake.input[0],
+        snakemake.output[0],
+        model=w.model,
+        target=w.target,
+        threads=snakemake.threads,
+        device=snakemake.config["embed_runtime"]["device"],
+        **snakemake.params.fewshot,
+    )
