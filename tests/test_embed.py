@@ -286,7 +286,7 @@ def test_nvjpeg_path_logic_on_cpu():
         8,
     ]  # EXIF, CMYK, progressive
     assert sorted(batch["errors"]) == [5, 6] and batch["errors"][6].startswith("truncated")
-    out, errors = decode_jpeg_batch(batch, ds, prep, torch.device("cpu"))
+    out, errors = decode_jpeg_batch(batch, prep, torch.device("cpu"))
     assert errors == {} and [i for i, _ in out] == [0, 3, 4, 7]
     for i, t in out:
         assert t.shape == (3, 224, 224) and t.dtype == torch.uint8
