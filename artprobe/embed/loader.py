@@ -81,7 +81,8 @@ class StreamedPieces:
                 for i in piece:
                     g = bisect.bisect_right(starts, i) - 1
                     if g != group:
-                        group, column = g, None  # drop the last row group before reading the next
+                        group, column = g, None  # drop the last row group before reading the next,
+                        pa.default_memory_pool().release_unused()  # and hand its memory back
                         column = pf.read_row_group(g, columns=["image"])["image"]
                     out.append((i, column[i - starts[g]].as_py()))
                 yield out
