@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from artprobe.config import SPLITS, is_local_source
-from artprobe.io import read_json, with_meta, write_json, write_parquet
+from artprobe.io import atomic_path, read_json, with_meta, write_json, write_parquet
 
 log = logging.getLogger(__name__)
 
@@ -322,17 +322,43 @@ def write_shard(
     row_stop: int,
     shard: str,
 ) -> None:
-    """Write rows [row_start, row_stop) as a shard: row_id, image (original bytes), targets."""
+    """Write rows [row_start, row_stop) as a shard: row_id, image (original bytes), targets.
+
+    Written piece by piece (one source row group at a time, in row groups of 256 rows that
+    the embedder streams), so memory does not grow with the shard's size."""
     manifest = read_json(manifest_path)
     targets = manifest["targets"]
-    table = pa.concat_tables(list(_iter_rows(manifest, row_start, row_stop, ["image", *targets])))
-    if table.num_rows != row_stop - row_start:
-        raise DataError(f"shard {shard}: got {table.num_rows} rows, expected {row_stop - row_start}")
+    meta = {
+        "shard": shard,
+        "row_start": row_start,
+        "row_stop": row_stop,
+        "source": manifest["source"],
+        "revision": manifest["revision"],
+        "targets": targets,
+        "classes": manifest["classes"],
+    }
+    fields = [("row_id", pa.int64()), ("image", pa.large_binary())] + [(t, pa.int16()) for t in targets]
+    schema = with_meta(pa.schema(fields).empty_table(), meta).schema
+    done = row_start
+    with atomic_path(out_path, suffix=".parquet.tmp") as tmp:
+        with pq.ParquetWriter(tmp, schema, compression="none") as writer:
+            for piece in _iter_rows(manifest, row_start, row_stop, ["image", *targets]):
+                columns = _shard_columns(piece, done, manifest, shard)
+                writer.write_table(pa.table(columns, schema=schema), row_group_size=256)
+                done += piece.num_rows
+            if done != row_stop:
+                raise DataError(f"shard {shard}: got {done - row_start} rows, expected {row_stop - row_start}")
+    log.info("shard %s: rows [%d, %d) written to %s", shard, row_start, row_stop, out_path)
+
+
+def _shard_columns(table: pa.Table, first_row: int, manifest: dict, shard: str) -> dict:
+    """A piece of a shard: row ids from ``first_row``, the image bytes, the targets (checked)."""
+    n = table.num_rows
     columns = {
-        "row_id": pa.array(np.arange(row_start, row_stop, dtype=np.int64)),
+        "row_id": pa.array(np.arange(first_row, first_row + n, dtype=np.int64)),
         "image": _image_bytes(table.column("image")),
     }
-    for t in targets:
+    for t in manifest["targets"]:
         column = table.column(t)
         n_classes = len(manifest["classes"][t])
         if column.null_count:
@@ -343,19 +369,7 @@ def write_shard(
         if len(bad):
             raise DataError(
                 f"shard {shard}: target {t!r} has missing labels or labels outside "
-                f"[0, {n_classes}) at row_id(s) {(bad[:10] + row_start).tolist()}"
+                f"[0, {n_classes}) at row_id(s) {(bad[:10] + first_row).tolist()}"
             )
         columns[t] = pa.array(values.astype(np.int16))
-    out = pa.table(columns)
-    meta = {
-        "shard": shard,
-        "row_start": row_start,
-        "row_stop": row_stop,
-        "source": manifest["source"],
-        "revision": manifest["revision"],
-        "targets": targets,
-        "classes": manifest["classes"],
-    }
-    # small row groups: the embedder reads a shard in pieces
-    write_parquet(with_meta(out, meta), out_path, row_group_size=256, compression="none")
-    log.info("shard %s: rows [%d, %d) written to %s", shard, row_start, row_stop, out_path)
+    return columns
