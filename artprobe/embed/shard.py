@@ -230,10 +230,13 @@ class _Job:
 
     def fixed_costs(self, timer: LoopTimer) -> dict:
         """Seconds spent before the images: model build, weights load, fingerprint, weights
-        hash, worker start, device init (model placement), first batch."""
+        hash, worker start, device init (model placement), first batch; ``setup_s`` is all
+        before the loop, ``call_s`` the whole call (the job's wall time less it: imports and
+        Snakemake's start)."""
         out = {k: round(v, 3) for k, v in self.timings.items()}
         out["first_batch_s"] = round(timer.first_batch_s, 3) if timer.first_batch_s is not None else None
         out["setup_s"] = round(timer.t_loop - timer.t_start, 3)
+        out["call_s"] = round(time.perf_counter() - timer.t_start, 3)  # embed_shard so far, in all
         return out
 
     def _versions(self) -> dict:
