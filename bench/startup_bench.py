@@ -36,7 +36,7 @@ from artprobe.embed import embed_shard
 from artprobe.io import read_meta
 imports = time.perf_counter() - t0
 stats = embed_shard({shard!r}, {out!r}, timm_name={name!r}, pretrained=True, weights={weights!r},
-                    batch_size=2, workers=1, threads=2, progress=False, checkpoint_every=0)
+                    batch_size=1, workers=1, threads=2, progress=False, checkpoint_every=0)
 print("RESULT", json.dumps({{"imports_s": imports, "wall_s": stats["wall_seconds"],
                              **read_meta({out!r})["fixed_costs"]}}))
 """
@@ -97,7 +97,7 @@ def main(argv=None) -> None:
     wdir = Path(a.weights_dir)
     wdir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="startup-bench-"))
-    shard = write_bench_shard(tmp / "s.parquet", generate_images(2, 2))
+    shard = write_bench_shard(tmp / "s.parquet", generate_images(1, 1))
     for name in a.models:
         weights = write_random_weights(name, wdir / f"{name}.safetensors")
         t0 = time.perf_counter()

@@ -35,8 +35,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-WORKFLOW_FILES = ["Snakefile", "config.yaml", "rules", "scripts", "schemas", "report", "envs", "profiles"]
-COSTS = ("build_s", "load_s", "fingerprint_s", "sha256_s", "workers_s", "device_s", "first_batch_s")
+WORKFLOW_FILES = ["Snakefile", "config.yaml", "rules", "scripts", "schemas", "report", "envs", "profiles", "artprobe"]
+COSTS = ("imports_s", "build_s", "load_s", "fingerprint_s", "sha256_s", "prepare_s", "setup_s", "workers_s", "device_s", "first_batch_s")
 
 
 def say(*args) -> None:
@@ -112,8 +112,8 @@ def run_workflow(work: Path, a) -> float:
             shutil.copytree(src, work / name, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy2(src, work / name)
-    cmd = [str(Path(sys.executable).parent / "snakemake"), "--cores", str(a.cores), "--configfile", "bench.yaml"]
-    cmd += ["--resources", f"gpu={a.gpus}", "results/bench/embeddings/m.parquet"]
+    cmd = [str(Path(sys.executable).parent / "snakemake"), "results/bench/embeddings/m.parquet"]
+    cmd += ["--cores", str(a.cores), "--configfile", "bench.yaml", "--resources", f"gpu={a.gpus}"]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True)
     if proc.returncode:
@@ -201,7 +201,7 @@ def report(work: Path, a) -> None:
     say(f"workflow rate:   {wf_rate:8.1f} img/s  ({rows} images / {sum(jobs.values()):.1f} s of embed jobs)")
     say(f"in-process rate: {ip_rate:8.1f} img/s  ({n_proc} images / {loop_s:.1f} s of embed_shard loops)")
     say(f"ratio:           {wf_rate / ip_rate:8.1%}")
-    say(f"one job ({big['shard']}, {jobs[Path(big['shard']).stem]:.1f} s): imports + start {start:.2f} s, "
+    say(f"one job ({big['shard']}, {jobs[Path(big['shard']).stem]:.1f} s): script start {start:.2f} s, "
         + ", ".join(f"{k[:-2].replace('_', ' ')} {costs[k]:.2f} s" for k in COSTS if costs.get(k) is not None))
     say(f"fixed cost per job ~ {fixed:.1f} s (job wall - rows / in-process rate); projected ratio:")
     for n in (2048, 4096, 8192, 16384, 32768):

@@ -80,6 +80,7 @@ def embed_shard(
     job = _prepare(
         shard_path, timm_name, pretrained, decode, precision, batch_size, device, max_pixels, weights
     )
+    job.timings["prepare_s"] = time.perf_counter() - timer.t_start
     job.settings.update(batch_size=batch_size, workers=workers, compile=bool(compile))
     ckpt = Checkpoints(out_path, job.checkpoint_key())
     rows = EmbeddedRows(
@@ -168,8 +169,12 @@ def _prepare(
     shard_path, timm_name, pretrained, decode, precision, batch_size, device, max_pixels, weights=None
 ) -> _Job:
     """Check the arguments, load the model and its preprocessing, read the shard."""
+    t0 = time.perf_counter()
     import timm
+    import torchvision  # noqa: F401  (imported here, timed with the rest)
     from timm.data import resolve_model_data_config
+
+    timings: dict = {"imports_s": time.perf_counter() - t0}
 
     if decode not in DECODE_MODES:
         raise ValueError(f"decode must be one of {DECODE_MODES}, got {decode!r}")
@@ -179,7 +184,6 @@ def _prepare(
     dtype = resolve_dtype(precision, dev)
     if decode == "nvjpeg" and dev.type != "cuda":
         raise ValueError(f"decode='nvjpeg' decodes on the GPU and needs a CUDA device, got {dev}")
-    timings: dict = {}
     model, fingerprint = load_model(timm_name, pretrained, weights=weights, timings=timings)
     data_config = resolve_model_data_config(model)
     prep = build_preprocess(data_config, decode, max_pixels=max_pixels)
@@ -230,8 +234,9 @@ class _Job:
 
     def fixed_costs(self, timer: LoopTimer) -> dict:
         """Seconds spent before the images: model build, weights load, fingerprint, weights
-        hash, worker start, device init (model placement), first batch; ``setup_s`` is all
-        before the loop, ``call_s`` the whole call (the job's wall time less it: imports and
+        hash, worker start, device init (model placement), first batch; ``imports_s`` torch,
+        timm and torchvision (0 when already imported); ``prepare_s`` all that, the model,
+        its transform and the shard's row ids, ``setup_s`` all before the loop, ``call_s`` the whole call (the job's wall time less it: imports and
         Snakemake's start)."""
         out = {k: round(v, 3) for k, v in self.timings.items()}
         out["first_batch_s"] = round(timer.first_batch_s, 3) if timer.first_batch_s is not None else None
