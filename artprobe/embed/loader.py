@@ -83,7 +83,7 @@ class StreamedPieces:
                     if g != group:
                         group, column = g, None  # drop the last row group before reading the next,
                         pa.default_memory_pool().release_unused()  # and hand its memory back
-                        column = pf.read_row_group(g, columns=["image"])["image"]
+                        column = pf.read_row_group(g, columns=["image"], use_threads=False)["image"]
                     out.append((i, column[i - starts[g]].as_py()))
                 yield out
 
