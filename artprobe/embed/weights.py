@@ -31,8 +31,12 @@ def create_pretrained(timm_name: str, overlay: dict, timings: dict | None = None
 
     timings = {} if timings is None else timings
     t0 = time.perf_counter()
-    with _deferred_load() as calls, torch.device("meta"), _skip_meta_init_mode():
-        model = timm.create_model(timm_name, pretrained=True, num_classes=0, **overlay)
+    try:
+        with _deferred_load() as calls, torch.device("meta"), _skip_meta_init_mode():
+            model = timm.create_model(timm_name, pretrained=True, num_classes=0, **overlay)
+    except (RuntimeError, NotImplementedError, ValueError) as exc:  # e.g. .item() on a meta tensor
+        log.info("%s: meta-device build failed (%s)", timm_name, exc)
+        model, calls = None, []
     timings["build_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     ok = len(calls) == 1 and _assign_load(model, calls[0])
