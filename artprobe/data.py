@@ -35,7 +35,7 @@ from artprobe.config import is_local_source
 from artprobe.hub_layout import LayoutError, select
 from artprobe.image_column import ImageColumnError, check_column, image_bytes, image_kind
 from artprobe.imagefolder import FolderError, is_imagefolder, label_hint, read_imagefolder
-from artprobe.io import read_json, with_meta, write_json, write_parquet
+from artprobe.io import atomic_path, read_json, with_meta, write_json, write_parquet
 
 log = logging.getLogger(__name__)
 
@@ -326,24 +326,12 @@ def write_shard(
 ) -> None:
     """Write rows [row_start, row_stop) as a shard: row_id, image (original bytes), targets.
 
-    Class ids come from the manifest's row index (-1 where the label is missing).
+    Class ids come from the manifest's row index (-1 where the label is missing). Written
+    piece by piece (one source row group at a time, in row groups of 256 rows that the
+    embedder streams), so memory does not grow with the shard's size.
     """
     manifest = read_json(manifest_path)
     targets = manifest["targets"]
-    image_column = manifest.get("image_column", "image")
-    table = pa.concat_tables(list(_iter_rows(manifest, row_start, row_stop, [image_column])))
-    if table.num_rows != row_stop - row_start:
-        raise DataError(f"shard {shard}: got {table.num_rows} rows, expected {row_stop - row_start}")
-    ids = _index_rows(manifest, row_start, row_stop, shard)
-    root = Path(manifest["local_dir"]) if manifest.get("layout") == "imagefolder" else local_dir(manifest)
-    try:
-        images = image_bytes(table.column(image_column), manifest.get("image_kind", "struct"), root)
-    except ImageColumnError as err:
-        raise DataError(f"shard {shard}: {err}") from None
-    columns = {"row_id": pa.array(np.arange(row_start, row_stop, dtype=np.int64)), "image": images}
-    for t in targets:
-        columns[t] = ids.column(t).cast(pa.int16())
-    out = pa.table(columns)
     meta = {
         "shard": shard,
         "row_start": row_start,
@@ -353,6 +341,31 @@ def write_shard(
         "targets": targets,
         "classes": manifest["classes"],
     }
-    # small row groups: the embedder reads a shard in pieces
-    write_parquet(with_meta(out, meta), out_path, row_group_size=256, compression="none")
+    image_column = manifest.get("image_column", "image")
+    ids = _index_rows(manifest, row_start, row_stop, shard)
+    fields = [("row_id", pa.int64()), ("image", pa.large_binary())] + [(t, pa.int16()) for t in targets]
+    schema = with_meta(pa.schema(fields).empty_table(), meta).schema
+    done = row_start
+    with atomic_path(out_path, suffix=".parquet.tmp") as tmp:
+        with pq.ParquetWriter(tmp, schema, compression="none") as writer:
+            for piece in _iter_rows(manifest, row_start, row_stop, [image_column]):
+                labels = ids.slice(done - row_start, piece.num_rows)
+                columns = _shard_columns(piece.column(image_column), labels, done, manifest, shard)
+                writer.write_table(pa.table(columns, schema=schema), row_group_size=256)
+                done += piece.num_rows
+            if done != row_stop:
+                raise DataError(f"shard {shard}: got {done - row_start} rows, expected {row_stop - row_start}")
     log.info("shard %s: rows [%d, %d) written to %s", shard, row_start, row_stop, out_path)
+
+
+def _shard_columns(images: pa.ChunkedArray, labels: pa.Table, first_row: int, manifest: dict, shard: str) -> dict:
+    """A piece of a shard: row ids from ``first_row``, the original image bytes, class ids."""
+    root = Path(manifest["local_dir"]) if manifest.get("layout") == "imagefolder" else local_dir(manifest)
+    try:
+        data = image_bytes(images, manifest.get("image_kind", "struct"), root)
+    except ImageColumnError as err:
+        raise DataError(f"shard {shard}: {err}") from None
+    columns = {"row_id": pa.array(np.arange(first_row, first_row + len(data), dtype=np.int64)), "image": data}
+    for t in manifest["targets"]:
+        columns[t] = labels.column(t).cast(pa.int16())
+    return columns

@@ -125,7 +125,7 @@ def decode_only_rate(
             for p in batch["pixels"]:
                 runner.to_input(p)
             if batch["jpeg"]:
-                decoded, errs = decode_jpeg_batch(batch, images, prep, dev)
+                decoded, errs = decode_jpeg_batch(batch, prep, dev)
                 failed += len(errs)
                 if decoded:
                     runner.to_input(torch.stack([t for _, t in decoded]))

@@ -67,6 +67,8 @@ def test_shards_cover_source_exactly(demo_source, tmp_path):
         data.write_shard(tmp_path / "m.json", out, row_start=lo, row_stop=hi, shard=shard)
         meta = read_meta(out)
         assert meta["classes"]["style"] == CLASSES["style"] and meta["shard"] == shard
+        md = pq.ParquetFile(out).metadata  # written piece by piece: the embedder streams row groups
+        assert md.num_rows == hi - lo and max(md.row_group(g).num_rows for g in range(md.num_row_groups)) <= 256
         parts.append(pq.read_table(out))
     shards = pa.concat_tables(parts)
     assert shards.column("row_id").to_pylist() == list(range(96))

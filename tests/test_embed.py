@@ -223,6 +223,95 @@ def test_local_weights_file_loads_through_timms_pretrained_path(tmp_path):
         load_model("test_vit", True, weights=str(tmp_path / "missing.safetensors"), cache=False)
 
 
+@pytest.mark.parametrize("name", ["eva02_tiny_patch14_224.mim_in22k", "test_vit_relpos", "convnextv2_atto.fcmae"])
+def test_meta_device_build_equals_timms_plain_pretrained_build(tmp_path, name):
+    """Built on the meta device and assign-loaded, the model is the one timm.create_model(...,
+    pretrained=True) builds from the same file: every tensor, the RoPE tables and relative
+    position indices no checkpoint holds among them, and its embeddings bit for bit."""
+    import safetensors.torch
+    import timm
+    import torch
+
+    from artprobe.embed.weights import create_pretrained
+
+    torch.manual_seed(5)
+    trained = timm.create_model(name, pretrained=False)
+    path = tmp_path / "w.safetensors"
+    safetensors.torch.save_file({k: v.contiguous() for k, v in trained.state_dict().items()}, path)
+    overlay = {"pretrained_cfg_overlay": {"file": str(path)}}
+    timings: dict = {}
+    fast = create_pretrained(name, overlay, timings).eval()
+    plain = timm.create_model(name, pretrained=True, num_classes=0, **overlay).eval()
+    a, b = dict(fast.named_buffers()), dict(plain.named_buffers())
+    assert a.keys() == b.keys() and all(a[k].equal(b[k]) for k in b)
+    assert all(p.equal(q) for p, q in zip(fast.parameters(), plain.parameters()))
+    x = torch.randn(2, *timm.data.resolve_model_data_config(plain)["input_size"])
+    with torch.inference_mode():
+        assert fast(x).equal(plain(x))
+    assert set(timings) == {"build_s", "load_s"}
+
+
+def test_a_buffer_no_hook_can_compute_falls_back_to_the_plain_build(tmp_path, monkeypatch, caplog):
+    """A module whose non-persistent buffer has no init_non_persistent_buffers hook: the meta
+    build cannot fill it, so the model is built the plain way (and says so)."""
+    import safetensors.torch
+    import timm
+    import torch
+    from timm.layers import pos_embed_rel
+
+    name = "test_vit_relpos"
+    torch.manual_seed(5)
+    trained = timm.create_model(name, pretrained=False)
+    path = tmp_path / "w.safetensors"
+    safetensors.torch.save_file({k: v.contiguous() for k, v in trained.state_dict().items()}, path)
+    overlay = {"pretrained_cfg_overlay": {"file": str(path)}}
+    plain = timm.create_model(name, pretrained=True, num_classes=0, **overlay).eval()
+    hooked = [c for c in vars(pos_embed_rel).values() if isinstance(c, type) and "init_non_persistent_buffers" in vars(c)]
+    for cls in hooked:
+        monkeypatch.delattr(cls, "init_non_persistent_buffers")
+    from artprobe.embed.weights import create_pretrained
+
+    model = create_pretrained(name, overlay).eval()
+    assert "meta device" in caplog.text
+    x = torch.randn(1, *timm.data.resolve_model_data_config(plain)["input_size"])
+    with torch.inference_mode():
+        assert model(x).equal(plain(x))
+
+
+@pytest.mark.slow
+def test_peak_memory_does_not_grow_with_shard_rows(tmp_path):
+    """A job streams its shard by row groups: 2,048 rows of 150 KB images (300 MB of image
+    column) peak at about the RSS of 256 rows (38 MB)."""
+    if not Path("/proc/self/status").exists():
+        pytest.skip("needs /proc (Linux) for a process's own peak RSS")
+    import pyarrow as pa
+
+    from artprobe.io import write_parquet
+
+    rng = np.random.default_rng(0)
+    blob = [rng.bytes(150_000) for _ in range(8)]
+    peaks = {}
+    for n in (256, 2048):
+        shard = tmp_path / f"s{n}.parquet"
+        table = pa.table({"row_id": pa.array(np.arange(n), pa.int64()), "image": pa.array([blob[i % 8] for i in range(n)], pa.binary())})
+        write_parquet(table, shard, row_group_size=256, compression="none")
+        code = textwrap.dedent(
+            f"""
+            import re, sys
+            sys.path.insert(0, {str(ROOT)!r})
+            from artprobe.embed import embed_shard
+            embed_shard({str(shard)!r}, {str(tmp_path / f"o{n}.parquet")!r}, timm_name="test_vit",
+                        pretrained=False, progress=False, threads=1, batch_size=32)
+            # this process's own peak (ru_maxrss would include the parent's RSS at fork)
+            print("RSS", re.search(r"VmHWM:\\s+(\\d+) kB", open("/proc/self/status").read()).group(1))
+            """
+        )
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        peaks[n] = int(out.stdout.split("RSS")[-1]) * 1024
+    column_growth = (2048 - 256) * 150_000
+    assert peaks[2048] - peaks[256] < column_growth / 6, peaks
+
+
 def test_reduced_precision_on_cpu(tmp_path):
     shard = write_shard(tmp_path / "s.parquet", small_jpegs(4))
     embed_shard(shard, tmp_path / "bf16.parquet", batch_size=4, **{**TINY, "precision": "bf16"})
@@ -286,7 +375,7 @@ def test_nvjpeg_path_logic_on_cpu():
         8,
     ]  # EXIF, CMYK, progressive
     assert sorted(batch["errors"]) == [5, 6] and batch["errors"][6].startswith("truncated")
-    out, errors = decode_jpeg_batch(batch, ds, prep, torch.device("cpu"))
+    out, errors = decode_jpeg_batch(batch, prep, torch.device("cpu"))
     assert errors == {} and [i for i, _ in out] == [0, 3, 4, 7]
     for i, t in out:
         assert t.shape == (3, 224, 224) and t.dtype == torch.uint8

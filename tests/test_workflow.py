@@ -141,8 +141,8 @@ def test_real_config_dag_once_manifest_exists(workflow_copy):
     counts = dict(
         line.split()[:2] for line in proc.stdout.splitlines() if len(line.split()) == 2 and line.split()[1].isdigit()
     )
-    assert counts["shard"] == "40"  # 81,444 rows / 2,048 per shard
-    assert counts["embed"] == "120"  # 3 models x 40 shards
+    assert counts["shard"] == "3"  # 81,444 rows / 32,768 per shard
+    assert counts["embed"] == "9"  # 3 models x 3 shards
     assert counts["merge_embeddings"] == "3"
     assert counts["classify"] == "27"  # 3 models x 3 targets x 3 classifiers
     assert counts["split"] == "1" and counts["report"] == "1"

@@ -26,12 +26,18 @@
   CPU; checkpoints under another key, and unreadable checkpoint files, are discarded. The
   dir is removed once the output is written (atomically).
 
-Modules, one job each: :mod:`.model` (load, fingerprint, dtype), :mod:`.features` (which
-of the model's features form the embedding), :mod:`.preprocess` (the transform split into
-host and device stages), :mod:`.loader` (dataset, pieces, DataLoader), :mod:`.nvjpeg` (GPU
-JPEG decoding), :mod:`.runner` (the model on device batches), :mod:`.rows` (the output table
-and the rows between checkpoints), :mod:`.checkpoints` (the checkpoint store), :mod:`.shard`
-(``embed_shard``, stringing them together).
+* **Cheap to start.** A pretrained model is built on the meta device and its weights assigned
+  (memory-mapped), not copied over a random init (:mod:`.weights`); the shard's images are
+  streamed one row group at a time, so a job's memory does not grow with its shard. What the
+  job paid before its first image is in the provenance (``fixed_costs``).
+
+Modules, one job each: :mod:`.model` (load, fingerprint, dtype), :mod:`.weights` (meta-device
+build, weights hash), :mod:`.features` (which of the model's features form the embedding),
+:mod:`.preprocess` (the transform split into host and device stages), :mod:`.loader`
+(dataset, streamed pieces, DataLoader), :mod:`.nvjpeg` (GPU JPEG decoding), :mod:`.runner`
+(the model on device batches), :mod:`.rows` (the output table and the rows between
+checkpoints), :mod:`.checkpoints` (the checkpoint store), :mod:`.shard` (``embed_shard``,
+stringing them together).
 """
 
 from artprobe.embed.checkpoints import CHECKPOINT_DIR, Checkpoints

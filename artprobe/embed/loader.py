@@ -19,14 +19,15 @@ PIECE = 16  # images per DataLoader item; a model batch is assembled from severa
 
 
 class ShardImages:
-    """Map-style dataset over a shard's ``image`` column: index -> (index, pixels, jpeg, error).
+    """Map-style dataset: an item ``(index, bytes)`` (what :class:`StreamedPieces` hands out) or
+    an index into ``images`` (an ``image`` column held in memory) -> (index, pixels, jpeg, error).
 
     ``pixels`` is the preprocessed tensor, ``jpeg`` the raw bytes (uint8 tensor) of a JPEG left
     for the GPU decoder (``gpu_jpeg``), ``error`` a short reason when the image is unusable.
     """
 
-    def __init__(self, images: pa.ChunkedArray | pa.Array, prep: Preprocess, gpu_jpeg: bool = False):
-        self.chunks = images.chunks if isinstance(images, pa.ChunkedArray) else [images]
+    def __init__(self, images: pa.ChunkedArray | pa.Array | None, prep: Preprocess, gpu_jpeg: bool = False):
+        self.chunks = [] if images is None else images.chunks if isinstance(images, pa.ChunkedArray) else [images]
         self.offsets = np.cumsum([0] + [len(c) for c in self.chunks]).tolist()
         self.prep = prep
         self.gpu_jpeg = gpu_jpeg and prep.tensor_resize is not None
@@ -38,11 +39,13 @@ class ShardImages:
         j = bisect.bisect_right(self.offsets, i) - 1
         return self.chunks[j][i - self.offsets[j]].as_py()
 
-    def __getitem__(self, i: int):
+    def __getitem__(self, item):
         import torch
 
+        i, data = item if isinstance(item, tuple) else (item, None)
         try:
-            data = self.raw(i)
+            if not isinstance(item, tuple):
+                data = self.raw(i)
             if data is None:
                 raise ImageDecodeError("missing image (null)")
             if self.gpu_jpeg and is_jpeg(data) and gpu_decodable(data, self.prep.max_pixels):
@@ -52,6 +55,37 @@ class ShardImages:
             return i, None, None, exc.reason
         except Exception as exc:  # noqa: BLE001 - a bad image must never stop the job
             return i, None, None, f"preprocess failed: {type(exc).__name__}: {str(exc)[:160]}"
+
+
+class StreamedPieces:
+    """The loader's batch sampler: each piece of row indices as ``[(index, image bytes)]``,
+    read from the shard's ``image`` column one row group at a time, so a job holds one row
+    group (and the pieces in flight), however many rows its shard has."""
+
+    def __init__(self, shard_path, pieces: list[list[int]]):
+        self.shard_path = shard_path
+        self.pieces = pieces
+
+    def __len__(self) -> int:
+        return len(self.pieces)
+
+    def __iter__(self):
+        import pyarrow.parquet as pq
+
+        with pq.ParquetFile(self.shard_path) as pf:
+            sizes = [pf.metadata.row_group(g).num_rows for g in range(pf.num_row_groups)]
+            starts = np.cumsum([0] + sizes).tolist()
+            group, column = -1, None
+            for piece in self.pieces:
+                out = []
+                for i in piece:
+                    g = bisect.bisect_right(starts, i) - 1
+                    if g != group:
+                        group, column = g, None  # drop the last row group before reading the next,
+                        pa.default_memory_pool().release_unused()  # and hand its memory back
+                        column = pf.read_row_group(g, columns=["image"], use_threads=False)["image"]
+                    out.append((i, column[i - starts[g]].as_py()))
+                yield out
 
 
 def collate(items):
@@ -96,15 +130,16 @@ def merge_pieces(items: list[dict]) -> dict:
     }
 
 
-def piece_loader(images: ShardImages, pieces: list[list[int]], batch_size: int, workers: int, dev):
-    """The DataLoader over ``pieces`` (from :func:`plan_pieces`); with workers it keeps about
-    two model batches decoded ahead and forks them (they share the shard, nothing pickled)."""
+def piece_loader(images: ShardImages, pieces, batch_size: int, workers: int, dev):
+    """The DataLoader over ``pieces`` (from :func:`plan_pieces`: indices into ``images``; or a
+    :class:`StreamedPieces` that carries the bytes); with workers it keeps about two model
+    batches decoded ahead and forks them."""
     from torch.utils.data import DataLoader
 
     kw: dict[str, Any] = {}
     if workers > 0:
         kw["prefetch_factor"] = (
-            max(2, math.ceil(2 * batch_size / (len(pieces[0]) * workers))) if pieces else 2
+            max(2, math.ceil(2 * batch_size / (_piece_len(pieces) * workers))) if len(pieces) else 2
         )
         if "fork" in multiprocessing.get_all_start_methods():
             kw["multiprocessing_context"] = "fork"
@@ -116,6 +151,10 @@ def piece_loader(images: ShardImages, pieces: list[list[int]], batch_size: int, 
         pin_memory=dev.type == "cuda",
         **kw,
     )
+
+
+def _piece_len(pieces) -> int:
+    return len((pieces.pieces if isinstance(pieces, StreamedPieces) else pieces)[0])
 
 
 def model_batches(iterator, per_batch: list[int]):

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from typing import Any
+
+from artprobe.embed.weights import create_pretrained
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
@@ -39,16 +42,14 @@ def weights_fingerprint(model) -> str:
 _MODEL_CACHE: dict[tuple, tuple[Any, str]] = {}
 
 
-def file_sha256(path: str | os.PathLike, chunk: int = 1 << 24) -> str:
-    """The sha256 of a file, read in 16 MiB pieces."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def load_model(timm_name: str, pretrained: bool, *, weights: str | None = None, cache: bool = True):
+def load_model(
+    timm_name: str,
+    pretrained: bool,
+    *,
+    weights: str | None = None,
+    cache: bool = True,
+    timings: dict | None = None,
+):
     """``(model, fingerprint)``: the timm model in eval mode, classifier removed (pooled
     pre-logits features), created right after ``torch.manual_seed(0)`` so that random-weight
     models are identical in every job. The last model is cached for in-process reuse.
@@ -68,11 +69,19 @@ def load_model(timm_name: str, pretrained: bool, *, weights: str | None = None, 
     if cache and key in _MODEL_CACHE:
         return _MODEL_CACHE[key]
     overlay = {"pretrained_cfg_overlay": {"file": os.fspath(weights)}} if weights else {}
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        model = timm.create_model(timm_name, pretrained=pretrained, num_classes=0, **overlay)
+    timings = {} if timings is None else timings
+    if pretrained:
+        model = create_pretrained(timm_name, overlay, timings)
+    else:
+        t0 = time.perf_counter()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            model = timm.create_model(timm_name, pretrained=False, num_classes=0)
+        timings.update(build_s=time.perf_counter() - t0, load_s=0.0)
     model.eval()
+    t0 = time.perf_counter()
     fp = weights_fingerprint(model)
+    timings["fingerprint_s"] = time.perf_counter() - t0
     if cache:
         _MODEL_CACHE.clear()
         _MODEL_CACHE[key] = (model, fp)

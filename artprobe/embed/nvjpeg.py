@@ -48,14 +48,14 @@ def _decode_all(datas: list, dev) -> list:
             return decoded
 
 
-def decode_jpeg_batch(batch: dict, images, prep, dev):
+def decode_jpeg_batch(batch: dict, prep, dev):
     """Decode the batch's JPEGs on ``dev`` and resize/crop them there (uint8 CHW, on device).
 
-    ``images``: the :class:`~artprobe.embed.loader.ShardImages` the batch came from (its raw
-    bytes serve the PIL fall-back). Returns ([(index, tensor)], {index: error}); files
-    nvjpeg refuses go through PIL."""
+    Returns ([(index, tensor)], {index: error}); files nvjpeg refuses go through PIL (from
+    the batch's own bytes)."""
     out, errors = [], {}
-    for i, img in zip(batch["jpeg_index"], _decode_all(batch["jpeg"], dev)):
+    jpegs = batch["jpeg"]
+    for i, data, img in zip(batch["jpeg_index"], jpegs, _decode_all(jpegs, dev)):
         try:
             if img is None:
                 raise RuntimeError("nvjpeg refused it")
@@ -65,7 +65,7 @@ def decode_jpeg_batch(batch: dict, images, prep, dev):
             out.append((i, prep.resize_crop(img)))
         except Exception:  # noqa: BLE001 - fall back to PIL on the host
             try:
-                out.append((i, prep.decode_on_host(images.raw(i)).to(dev)))
+                out.append((i, prep.decode_on_host(data.numpy().tobytes()).to(dev)))
             except ImageDecodeError as exc:
                 errors[i] = exc.reason
             except Exception as exc:  # noqa: BLE001

@@ -86,7 +86,7 @@ class ModelRunner:
         return self.dim
 
 
-def batch_input(batch: dict, images, runner: ModelRunner):
+def batch_input(batch: dict, runner: ModelRunner):
     """``(x, index)``: the batch's decodable images as one device tensor (None if there are
     none) and their row indices; nvjpeg's errors are added to ``batch["errors"]``."""
     import torch
@@ -96,7 +96,7 @@ def batch_input(batch: dict, images, runner: ModelRunner):
         parts += [runner.to_input(p) for p in batch["pixels"]]
         index += batch["pixel_index"]
     if batch["jpeg"]:
-        decoded, errs = decode_jpeg_batch(batch, images, runner.prep, runner.device)
+        decoded, errs = decode_jpeg_batch(batch, runner.prep, runner.device)
         batch["errors"].update(errs)
         if decoded:
             parts.append(runner.to_input(torch.stack([t for _, t in decoded])))
@@ -106,7 +106,7 @@ def batch_input(batch: dict, images, runner: ModelRunner):
     return (parts[0] if len(parts) == 1 else torch.cat(parts)), index
 
 
-def run_batches(batches, images, runner: ModelRunner):
+def run_batches(batches, runner: ModelRunner):
     """Yield ``(batch, index, host)`` per model batch, in order: ``host`` holds the outputs
     (on the CPU) of the rows ``index``, or None. On CUDA batch k is read back (non-blocking,
     behind an event) while batch k+1 is queued."""
@@ -116,7 +116,7 @@ def run_batches(batches, images, runner: ModelRunner):
     pending = None
     with torch.inference_mode():
         for batch in batches:
-            x, index = batch_input(batch, images, runner)
+            x, index = batch_input(batch, runner)
             host = event = None
             if x is not None:
                 out = runner.forward(x)

@@ -4,7 +4,7 @@ from its checkpoints; the steps it strings together live in the sibling modules.
 from __future__ import annotations
 
 import contextlib
-import functools
+import json
 import logging
 import os
 import sys
@@ -20,8 +20,9 @@ import pyarrow.parquet as pq
 from artprobe.device import device_name, resolve_device
 from artprobe.embed.checkpoints import KEY_VERSION, Checkpoints, shard_key
 from artprobe.embed.features import DEFAULT_FEATURES, feature_model
-from artprobe.embed.loader import ShardImages, model_batches, piece_loader, plan_pieces
-from artprobe.embed.model import file_sha256, load_model, n_cores, resolve_dtype
+from artprobe.embed.loader import ShardImages, StreamedPieces, model_batches, piece_loader, plan_pieces
+from artprobe.embed.model import load_model, n_cores, resolve_dtype
+from artprobe.embed.weights import file_sha256
 from artprobe.embed.nvjpeg import check_nvjpeg
 from artprobe.embed.preprocess import DECODE_MODES, Preprocess, build_preprocess
 from artprobe.embed.rows import EmbeddedRows
@@ -88,6 +89,7 @@ def embed_shard(
         shard_path, timm_name, pretrained, decode, precision, batch_size, device, max_pixels, weights,
         features,
     )  # fmt: skip
+    job.timings["prepare_s"] = time.perf_counter() - timer.t_start
     job.settings.update(batch_size=batch_size, workers=workers, compile=bool(compile))
     ckpt = Checkpoints(out_path, job.checkpoint_key())
     rows = EmbeddedRows(
@@ -95,18 +97,20 @@ def embed_shard(
     )
     if rows.start:
         log.info("resuming %s after %d of %d rows from %s", Path(out_path).name, rows.start, job.n, ckpt.dir)
-    images = ShardImages(job.table["image"], job.prep, gpu_jpeg=decode == "nvjpeg")
+    images = ShardImages(None, job.prep, gpu_jpeg=decode == "nvjpeg")
     pieces, per_batch = plan_pieces(rows.start, job.n, batch_size)
-    loader = piece_loader(images, pieces, batch_size, workers, job.dev)
+    loader = piece_loader(images, StreamedPieces(shard_path, pieces), batch_size, workers, job.dev)
     with _model_threads(job.dev, workers, threads):
         timer.start_loop()
         iterator = iter(loader)  # start the workers (fork) before CUDA is initialised
+        job.timings["workers_s"] = time.perf_counter() - timer.t_loop
         runner = job.runner(compile, dim=rows.resumed_dim)
+        job.timings["device_s"] = time.perf_counter() - timer.t_loop - job.timings["workers_s"]
         if checkpoint_every and rows.start < job.n:
             ckpt.begin()
         job.log_start(rows.start)
         bar = job.progress_bar(rows.start, progress)
-        _embed_batches(model_batches(iterator, per_batch), images, runner, rows, bar, timer)
+        _embed_batches(model_batches(iterator, per_batch), runner, rows, bar, timer)
         result = rows.table(runner.embedding_dim())
         provenance = job.provenance(result, runner.dim, rows.start, timer)
         write_parquet(with_meta(result, provenance), out_path)
@@ -114,9 +118,9 @@ def embed_shard(
     return job.report(out_path, provenance, rows, timer)
 
 
-def _embed_batches(batches, images, runner: ModelRunner, rows: EmbeddedRows, bar, timer: LoopTimer) -> None:
+def _embed_batches(batches, runner: ModelRunner, rows: EmbeddedRows, bar, timer: LoopTimer) -> None:
     """Run the model over ``batches``, collecting the rows (and checkpointing them)."""
-    for batch, index, host in run_batches(batches, images, runner):
+    for batch, index, host in run_batches(batches, runner):
         rows.add(batch, index, host, runner.embedding_dim())
         bar.update(len(batch["index"]))
         timer.batch_done(len(batch["index"]))
@@ -175,8 +179,12 @@ def _prepare(
     features=DEFAULT_FEATURES,
 ) -> _Job:  # fmt: skip
     """Check the arguments, load the model and its preprocessing, read the shard."""
+    t0 = time.perf_counter()
     import timm
+    import torchvision  # noqa: F401  (imported here, timed with the rest)
     from timm.data import resolve_model_data_config
+
+    timings: dict = {"imports_s": time.perf_counter() - t0}
 
     if decode not in DECODE_MODES:
         raise ValueError(f"decode must be one of {DECODE_MODES}, got {decode!r}")
@@ -186,7 +194,7 @@ def _prepare(
     dtype = resolve_dtype(precision, dev)
     if decode == "nvjpeg" and dev.type != "cuda":
         raise ValueError(f"decode='nvjpeg' decodes on the GPU and needs a CUDA device, got {dev}")
-    model, fingerprint = load_model(timm_name, pretrained, weights=weights)
+    model, fingerprint = load_model(timm_name, pretrained, weights=weights, timings=timings)
     data_config = resolve_model_data_config(model)
     model = feature_model(model, features, timm_name)  # the model itself for "pooled"
     prep = build_preprocess(data_config, decode, max_pixels=max_pixels)
@@ -204,10 +212,18 @@ def _prepare(
         "dtype": str(dtype).replace("torch.", ""),
         "features": features,
     }
+    t0 = time.perf_counter()
     if weights is not None:
         identity.update(weights_file=str(weights), weights_sha256=file_sha256(weights))
-    table = pq.read_table(shard_path, columns=["row_id", "image"])
-    return _Job(Path(shard_path), dev, dtype, model, prep, table, identity, {"precision": precision})
+    timings["sha256_s"] = time.perf_counter() - t0
+    return _Job(Path(shard_path), dev, dtype, model, prep, _row_ids(shard_path), identity, {"precision": precision}, timings)
+
+
+def _row_ids(shard_path) -> np.ndarray:
+    """The shard's row ids (its images are streamed later, one row group at a time)."""
+    if "image" not in pq.read_schema(shard_path).names:
+        raise ValueError(f"shard {shard_path} has no 'image' column")
+    return pq.read_table(shard_path, columns=["row_id"])["row_id"].to_numpy()
 
 
 @dataclass
@@ -219,17 +235,26 @@ class _Job:
     dtype: Any
     model: Any
     prep: Preprocess
-    table: Any  # the shard's row_id and image columns
+    row_ids: np.ndarray  # the shard's row ids
     identity: dict  # provenance that must agree across a model's shards (IDENTITY_KEYS)
     settings: dict  # precision, batch_size, workers, compile
-
-    @functools.cached_property
-    def row_ids(self) -> np.ndarray:
-        return self.table["row_id"].to_numpy()
+    timings: dict  # seconds of the fixed costs (see fixed_costs)
 
     @property
     def n(self) -> int:
-        return self.table.num_rows
+        return len(self.row_ids)
+
+    def fixed_costs(self, timer: LoopTimer) -> dict:
+        """Seconds spent before the images: model build, weights load, fingerprint, weights
+        hash, worker start, device init (model placement), first batch; ``imports_s`` torch,
+        timm and torchvision (0 when already imported); ``prepare_s`` all that, the model,
+        its transform and the shard's row ids, ``setup_s`` all before the loop, ``call_s`` the whole call (the job's wall time less it: imports and
+        Snakemake's start)."""
+        out = {k: round(v, 3) for k, v in self.timings.items()}
+        out["first_batch_s"] = round(timer.first_batch_s, 3) if timer.first_batch_s is not None else None
+        out["setup_s"] = round(timer.t_loop - timer.t_start, 3)
+        out["call_s"] = round(time.perf_counter() - timer.t_start, 3)  # embed_shard so far, in all
+        return out
 
     def _versions(self) -> dict:
         import torch
@@ -315,6 +340,7 @@ class _Job:
             "img_per_s": round(img_per_s, 2),
             "steady_img_per_s": round(steady, 2) if steady == steady else None,
             "first_batch_s": round(first, 3) if first is not None else None,
+            "fixed_costs": self.fixed_costs(timer),
         }
 
     def report(self, out_path, provenance: dict, rows: EmbeddedRows, timer: LoopTimer) -> dict:
@@ -332,6 +358,7 @@ class _Job:
             wall,
             provenance["device_name"],
         )
+        log.info("fixed costs (s): %s", json.dumps(provenance["fixed_costs"]))
         return {
             "img_per_s": img_per_s,
             "steady_img_per_s": steady,
