@@ -61,7 +61,8 @@ def test_resolve_params_defaults():
         "restore_best": False,
         "class_weight": "none",
     }
-    assert resolve_params("knn", {"k": 5})["k"] == 5
+    assert resolve_params("knn", {"k": 5})["k"] == [5]  # one value or a grid: always a list
+    assert resolve_params("knn", {})["k"] == [10, 20, 50, 100, 200]
     assert resolve_params("linear", None)["normalize"] == "standardize"
     assert resolve_params("linear", {"class_weight": None})["class_weight"] == "none"
     assert resolve_params("mlp", resolve_params("mlp", {})) == mlp  # idempotent
@@ -85,6 +86,8 @@ def test_resolve_params_defaults():
         ("linear", {"normalize": "pca"}, r"key 'normalize'"),
         ("linear", {"c_min": 10, "c_max": 1}, r"key 'c_max'"),
         ("knn", {"weighting": "distance"}, r"key 'weighting'"),
+        ("knn", {"k": [10, 0]}, r"key 'k' must be an integer >= 1"),
+        ("knn", {"temperature": []}, r"key 'temperature' must be a value or a non-empty list"),
     ],
 )
 def test_resolve_params_errors_name_the_key(kind, params, pattern):
@@ -353,3 +356,78 @@ def test_fit_rejects_bad_inputs():
         fit("knn", p, X, y + 1, X, y, X, n_classes=2, device="cpu")
     with pytest.raises(ValueError, match="widths differ"):
         fit("knn", p, X, y, X[:, :2], y, X, n_classes=2, device="cpu")
+
+
+def test_knn_top5_never_counts_classes_without_votes():
+    # 3 neighbours, 129 classes: at most 3 classes get votes. The old vote shares tied all
+    # the rest at 0, and the metric counted a true class among them as a top-5 hit.
+    from sklearn.metrics import top_k_accuracy_score
+
+    from artprobe.metrics import evaluate
+
+    rng = np.random.default_rng(0)
+    K = 129
+    Xtr = rng.normal(size=(600, 8)).astype(np.float32)
+    ytr = rng.integers(0, K, 600)
+    Xte = rng.normal(size=(300, 8)).astype(np.float32)
+    yte = rng.integers(0, K, 300)
+    p = resolve_params("knn", {"k": 3, "weighting": "uniform"})
+    P = fit("knn", p, Xtr, ytr, Xte, yte, Xte, n_classes=K, device="cpu").proba_test
+    voted = P > 0
+    assert voted.sum(1).max() <= 3
+    top5 = evaluate(yte, P, [str(i) for i in range(K)], n_boot=0)["top5_accuracy"]["value"]
+    assert top5 == pytest.approx(voted[np.arange(300), yte].mean())  # hits: voted true classes
+    # With enough neighbours that every row has >= 5 voted classes, ties are broken, so
+    # the metric is scikit-learn's exactly.
+    p = resolve_params("knn", {"k": 60, "weighting": "uniform"})
+    P = fit("knn", p, Xtr, ytr, Xte, yte, Xte, n_classes=K, device="cpu").proba_test
+    assert (P > 0).sum(1).min() >= 5
+    assert len({tuple(np.sort(r)[-6:]) for r in P}) > 1  # not all rows alike
+    assert all(len(set(r[r > 0].tolist())) == (r > 0).sum() for r in P)  # no ties left
+    ours = evaluate(yte, P, [str(i) for i in range(K)], n_boot=0)["top5_accuracy"]["value"]
+    assert ours == pytest.approx(top_k_accuracy_score(yte, P, k=5, labels=np.arange(K)))
+
+
+def test_knn_ties_go_to_summed_similarity_then_the_seed():
+    # Query at angle 0, k=5 uniform: class 2 (angles +-0.1) and class 0 (0.3 and 2.0) get
+    # two votes each, class 1 (0.2) one. Class 2's neighbours are closer: it wins the tie
+    # (the lowest class id used to).
+    ang = np.array([0.3, 0.2, 0.1, -0.1, 2.0])
+    Xtr = np.stack([np.cos(ang), np.sin(ang)], 1).astype(np.float32)
+    ytr = np.array([0, 1, 2, 2, 0])
+    q = np.array([[1.0, 0.0]], dtype=np.float32)
+    p = resolve_params("knn", {"k": 5, "weighting": "uniform"})
+    P = fit("knn", p, Xtr, ytr, q, [0], q, n_classes=4, device="cpu").proba_test[0]
+    assert P.argmax() == 2 and P[2] > P[0] > P[1] > 0 and P[3] == 0
+    np.testing.assert_allclose(P, [0.4, 0.2, 0.4, 0], atol=2e-4)  # shares barely moved
+    # Two rows at the same cosine to q, one per class: a tie in votes and in summed
+    # similarity goes to a class drawn with the seed.
+    Xtr = np.array([[1.0, 0.5], [1.0, -0.5]], dtype=np.float32)  # same cosine to q
+    winners = set()
+    for seed in range(20):
+        p = resolve_params("knn", {"k": 2, "weighting": "uniform"})
+        P = fit("knn", p, Xtr, [0, 1], q, [0], q, n_classes=2, seed=seed, device="cpu").proba_test
+        winners.add(int(P[0].argmax()))
+        again = fit("knn", p, Xtr, [0, 1], q, [0], q, n_classes=2, seed=seed, device="cpu")
+        assert int(again.proba_test[0].argmax()) == int(P[0].argmax())  # seeded
+    assert winners == {0, 1}  # neither class id is favoured
+
+
+def test_knn_chooses_k_and_temperature_on_val():
+    data = splits(*gaussians(n_per=(300, 300, 300), dim=8, sep=3.0, seed=12))
+    p = resolve_params("knn", {"k": [1, 5, 1000], "temperature": [0.05, 0.5], "center": True})
+    res = fit("knn", p, *data[:5], n_classes=3, device="cpu")
+    grid = res.info["grid"]
+    assert [(g["k"], g["temperature"]) for g in grid] == [
+        (1, 0.05), (1, 0.5), (5, 0.05), (5, 0.5), (450, 0.05), (450, 0.5)
+    ]  # every combination, k capped at the 450 training rows
+    best = max(grid, key=lambda g: g["val_accuracy"])
+    assert res.info["val_accuracy"] == best["val_accuracy"]
+    assert (res.info["k"], res.info["temperature"]) == (best["k"], best["temperature"])
+    assert res.info["center"] is True
+    # the chosen pair, fitted alone and scored on val, gives that accuracy
+    one = {"k": res.info["k"], "temperature": res.info["temperature"], "center": True}
+    again = fit("knn", resolve_params("knn", one), *data[:4], data[2], n_classes=3, device="cpu")
+    assert again.info["grid"] == []  # one combination: nothing to choose
+    acc = (again.proba_test.argmax(1) == data[3]).mean()
+    assert acc == pytest.approx(best["val_accuracy"])
