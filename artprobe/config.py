@@ -106,6 +106,8 @@ _SPECS: dict[str, dict[str, tuple[Any, Callable[[Any], Any]]]] = {
         "min_delta": (0.0, _float(0.0, lo_open=False)),
         "restore_best": (False, _bool),
         "class_weight": _CLASS_WEIGHT,
+        "standardize": (False, _bool),
+        "keras_epsilon": (False, _bool),
     },
     "linear": {
         "normalize": ("standardize", _choice("standardize", "l2", "none")),

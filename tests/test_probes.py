@@ -60,6 +60,8 @@ def test_resolve_params_defaults():
         "min_delta": 0.0,
         "restore_best": False,
         "class_weight": "none",
+        "standardize": False,
+        "keras_epsilon": False,
     }
     assert resolve_params("knn", {"k": 5})["k"] == [5]  # one value or a grid: always a list
     assert resolve_params("knn", {})["k"] == [10, 20, 50, 100, 200]
@@ -431,3 +433,58 @@ def test_knn_chooses_k_and_temperature_on_val():
     assert again.info["grid"] == []  # one combination: nothing to choose
     acc = (again.proba_test.argmax(1) == data[3]).mean()
     assert acc == pytest.approx(best["val_accuracy"])
+
+
+def keras_adam_loop(p, X, y, n_classes, seed, epochs):
+    """The protocol with Adam written out as Keras 3 does it (eps added to sqrt(v))."""
+    gen = torch.Generator().manual_seed(seed)
+    model = probes.MLP(X.shape[1], p["hidden"], n_classes).keras_init_(gen).double()
+    params = list(model.parameters())
+    m = [torch.zeros_like(t) for t in params]
+    v = [torch.zeros_like(t) for t in params]
+    X, y = torch.from_numpy(X).double(), torch.from_numpy(y)
+    b1, b2, it = 0.9, 0.999, 0
+    for _ in range(epochs):
+        perm = torch.randperm(len(X), generator=gen)
+        for i in range(0, len(X), p["batch_size"]):
+            idx = perm[i : i + p["batch_size"]]
+            lr = p["lr"] * p["decay_rate"] ** (it / p["decay_steps"])
+            model.zero_grad()
+            loss = F.cross_entropy(model(X[idx]), y[idx]) + p["l2"] * model.fc1.weight.pow(2).sum()
+            loss.backward()
+            it += 1
+            alpha = lr * math.sqrt(1 - b2**it) / (1 - b1**it)
+            with torch.no_grad():
+                for t, mt, vt in zip(params, m, v):
+                    mt += (t.grad - mt) * (1 - b1)
+                    vt += (t.grad**2 - vt) * (1 - b2)
+                    t -= alpha * mt / (vt.sqrt() + p["epsilon"])
+    return model
+
+
+def test_mlp_keras_epsilon_matches_keras_adam_by_hand():
+    # A big epsilon makes the placement matter: torch's (eps on sqrt(v_hat)) drifts from
+    # the Keras formula, keras_epsilon follows it to float32 rounding.
+    X, y = gaussians(n_per=(50, 40, 30), dim=6, sep=2.0, seed=13)
+    data = splits(X, y)
+    base = {"hidden": 40, "epochs": 3, "lr": 1e-2, "decay_steps": 20, "epsilon": 1e-2}
+    ref = keras_adam_loop(resolve_params("mlp", base), data[0], data[1], 3, seed=3, epochs=3)
+    with torch.no_grad():
+        want = torch.softmax(ref(torch.from_numpy(data[4]).double()), 1).numpy()
+    got = {}
+    for keras in (False, True):
+        p = resolve_params("mlp", {**base, "keras_epsilon": keras})
+        got[keras] = fit("mlp", p, *data[:5], n_classes=3, seed=3, device="cpu").proba_test
+    np.testing.assert_allclose(got[True], want, atol=2e-5)
+    assert np.abs(got[False] - want).max() > 1e-3  # the default placement is measurably off
+
+
+def test_mlp_standardize_makes_feature_scale_irrelevant():
+    data = splits(*gaussians(n_per=(80, 80, 80), dim=8, sep=2.0, seed=14))
+    out = {}
+    for std in (False, True):
+        for scale in (0.1, 10.0):
+            scaled = [a * scale if a.dtype == np.float32 else a for a in data]
+            out[std, scale] = run("mlp", scaled, 3, standardize=std).proba_test
+    np.testing.assert_allclose(out[True, 0.1], out[True, 10.0], atol=1e-4)
+    assert np.abs(out[False, 0.1] - out[False, 10.0]).max() > 0.05  # raw features: it matters
