@@ -298,12 +298,46 @@ def test_linear_matches_sklearn_at_fixed_C():
         c_max=C,
         n_c=1,
         refit_on_val=False,
-        tol=1e-7,
+        tol=1e-4,
         max_iter=500,
     )
-    assert res.info["C"] == C
+    assert res.info["C"] == C and res.info["converged"] and res.info["warnings"] == []
     sk = LogisticRegression(C=C, tol=1e-10, max_iter=10000).fit(data[0], data[1])
     np.testing.assert_allclose(res.proba_test, sk.predict_proba(data[4]), atol=2e-4)
+
+
+def softmax_objective(X, y, W, b, C):
+    """scikit-learn's objective in mean form: mean CE + ||W||^2 / (2 C n)."""
+    Z = X @ W + b
+    Z = Z - Z.max(1, keepdims=True)
+    ce = np.log(np.exp(Z).sum(1)) - Z[np.arange(len(y)), y]
+    return ce.mean() + (W**2).sum() / (2 * C * len(y))
+
+
+def test_linear_converges_where_30_iterations_do_not():
+    # Weak regularisation on correlated features: the optimum (scikit-learn, float64,
+    # tol 1e-10) takes more than 30 L-BFGS iterations to reach.
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = gaussians(n_per=(200, 150, 100), dim=20, sep=2.0, seed=15)
+    rng = np.random.default_rng(0)
+    X = X @ (0.5 * np.eye(20) + 0.5 * rng.normal(size=(20, 20)))
+    X = ((X - X.mean(0)) / X.std(0)).astype(np.float32)
+    data = splits(X, y)
+    C = 10.0
+    sk = LogisticRegression(C=C, tol=1e-10, max_iter=100000).fit(data[0], data[1])
+    best = softmax_objective(data[0].astype(np.float64), data[1], sk.coef_.T, sk.intercept_, C)
+    kw = dict(normalize="none", c_min=C, c_max=C, n_c=1, refit_on_val=False, tol=1e-3)
+    capped = run("linear", data, 3, max_iter=30, **kw)
+    full = run("linear", data, 3, **kw)
+    (pc,), (pf,) = capped.info["grid"], full.info["grid"]
+    assert pc["iterations"] == 30 and not pc["converged"] and not capped.info["converged"]
+    assert "did not converge within max_iter=30" in capped.info["warnings"][0]
+    assert pf["converged"] and pf["iterations"] > 30 and full.info["warnings"] == []
+    # the logged objective is the final one: at the optimum, not at the starting point
+    assert pf["train_objective"] == pytest.approx(best, rel=1e-5)
+    assert pc["train_objective"] > best + 1e-4
+    np.testing.assert_allclose(full.proba_test, sk.predict_proba(data[4]), atol=1e-3)
 
 
 def test_linear_picks_strong_regularisation_for_noise_weak_for_signal():
@@ -311,22 +345,27 @@ def test_linear_picks_strong_regularisation_for_noise_weak_for_signal():
     X = rng.normal(size=(600, 20)).astype(np.float32)
     y = rng.integers(0, 3, 600)
     noise = run("linear", splits(X, y), 3, n_c=7, select_by="log_loss")
-    Cs = [g["C"] for g in noise.info["grid"]]
-    assert len(Cs) == 7 and Cs == sorted(Cs)
-    assert noise.info["C"] <= Cs[1], noise.info["grid"]
+    coarse = [g["C"] for g in noise.info["grid"] if g["phase"] == "coarse"]
+    # strong to weak, 1e-6, 1e-4, ...; two worse points in a row (path_patience) end it
+    assert coarse == pytest.approx([1e-6, 1e-4, 1e-2])
+    assert noise.info["C"] < 1e-4, noise.info["grid"]
+    refined = [g["C"] for g in noise.info["grid"] if g["phase"] == "refine"]
+    assert len(refined) == 3 and all(1e-6 < c < 1e-4 for c in refined)  # halving log steps
+    assert noise.info["C_at_grid_edge"] == (noise.info["C"] == 1e-6)
 
     clean = run("linear", splits(*gaussians(sep=8.0, seed=7)), 3, n_c=7, select_by="log_loss")
-    assert clean.info["C"] >= clean.info["grid"][-2]["C"], clean.info["grid"]
-    assert clean.info["refit"]["on"] == "train+val"
+    assert clean.info["C"] >= 100 * noise.info["C"], clean.info["grid"]
+    assert clean.info["refit"]["on"] == "train+val" and clean.info["refit"]["converged"]
     for g in clean.info["grid"]:
-        assert set(g) >= {"C", "val_accuracy", "val_log_loss"}
+        assert set(g) >= {"C", "phase", "val_accuracy", "val_log_loss", "iterations", "converged"}
 
 
 def test_linear_l2_normalisation_and_path_patience():
     data = splits(*gaussians(seed=8))
     res = run("linear", data, 3, normalize="l2", n_c=9, path_patience=2)
     assert (res.proba_test.argmax(1) == data[5]).mean() >= 0.95
-    assert len(res.info["grid"]) <= 9
+    phases = [g["phase"] for g in res.info["grid"]]
+    assert phases.count("coarse") < 9 and phases.count("refine") <= 2 * 3  # cut; 3 rounds
 
 
 # -- knn -------------------------------------------------------------------------------

@@ -73,10 +73,11 @@ class _Softmax:
         m = Z.amax(1, keepdim=True)
         torch.exp(Z.sub_(m), out=Z)
         s = Z.sum(1, keepdim=True)
-        ce = s.log().add_(m).sub_(picked)  # per-row cross-entropy [n, 1]
-        # float64 sums: a float32 total stalls the line search once the decrease per
-        # step falls below the loss's float32 resolution (~1e-7 relative)
-        loss = torch.dot(ce.view(-1).double(), self.scale.view(-1).double())
+        # per-row cross-entropy [n, 1] and its total in float64 (cheap: [n] vectors): in
+        # float32 the loss's rounding (~1e-7 x the logits) stalls the line search long
+        # before the gradient is small
+        ce = s.double().log().add_(m.double()).sub_(picked.double())
+        loss = torch.dot(ce.view(-1), self.scale.view(-1).double())
         # dL/dZ = (softmax - onehot) * scale, written over Z
         Z.mul_(self.scale / s).scatter_add_(1, self.y1, self.neg_scale)
         gW = torch.addmm(W, self.X.T, Z, beta=lam)
@@ -117,7 +118,7 @@ def _lbfgs(fun: _Softmax, W, b, lam: float, max_iter: int, gtol: float) -> tuple
         max_iter=max_iter,
         max_eval=int(max_iter * 1.5) + 5,
         tolerance_grad=gtol,
-        tolerance_change=1e-12,
+        tolerance_change=1e-15,
         history_size=20,
         line_search_fn="strong_wolfe",
     )
@@ -136,9 +137,9 @@ def _gtol(tol: float, lam: float, W: torch.Tensor) -> float:
     optimum relative to the weights' scale, at every C alike (an absolute tolerance
     stops warm-started weak-regularisation points before they move). With
     ``max(1, max|W|) = 1`` this is scikit-learn's lbfgs ``tol`` on its sum-form
-    objective. Floored at 1e-7 (float32 gradients are not more exact than that).
-    """
-    return max(1e-7, tol * lam * max(1.0, float(W.abs().max())))
+    objective. Floored at 1e-5: below that the float32 logits' rounding (~1e-7 of each
+    logit) is larger than the loss decrease a step can make, and the line search stalls."""
+    return max(1e-5, tol * lam * max(1.0, float(W.abs().max())))
 
 
 @torch.no_grad()
@@ -157,11 +158,14 @@ def _minimise(fun: _Softmax, W, b, C: float, p: dict) -> dict:
     n_iter, evals = _lbfgs(fun, W, b, lam, p["max_iter"], gtol)
     objective, grad_max = _final_state(fun, W, b, lam)
     gtol = max(gtol, _gtol(p["tol"], lam, W))  # relative to the weights reached
+    converged = bool(grad_max <= gtol)
     return {
         "train_objective": objective,
         "grad_max": grad_max,
         "gtol": gtol,
-        "converged": bool(grad_max <= gtol),
+        "converged": converged,
+        # not converged: the iteration cap, or no step could lower the loss any more
+        "stop": "tolerance" if converged else "max_iter" if n_iter >= p["max_iter"] else "stalled",
         "iterations": n_iter,
         "evaluations": evals + 1,
         "seconds": round(time.perf_counter() - t0, 3),
@@ -304,7 +308,8 @@ class _Search:
                     self.run(C, "refine")
 
 
-_REFIT_KEYS = ("iterations", "evaluations", "train_objective", "grad_max", "converged", "seconds")
+_REFIT_KEYS = ("iterations", "evaluations", "train_objective", "grad_max", "gtol", "converged",
+               "stop", "seconds")  # fmt: skip
 
 
 def _warnings(search: _Search, Cs: np.ndarray, at_edge: bool) -> list[str]:
@@ -314,12 +319,14 @@ def _warnings(search: _Search, Cs: np.ndarray, at_edge: bool) -> list[str]:
             f"selected C={search.grid[search.best]['C']:.3g} is at the edge of the grid "
             f"[{Cs[0]:.3g}, {Cs[-1]:.3g}]"
         )
-    bad = [g["C"] for g in search.grid if not g["converged"]]
-    if bad:
-        out.append(
-            f"{len(bad)} of {len(search.grid)} search points did not converge within "
-            f"max_iter={search.p['max_iter']} (C={', '.join(f'{c:.3g}' for c in bad)})"
-        )
+    for stop, why in (("max_iter", f"within max_iter={search.p['max_iter']}"),
+                      ("stalled", "(the line search stalled above the tolerance)")):  # fmt: skip
+        bad = [g["C"] for g in search.grid if g["stop"] == stop]
+        if bad:
+            out.append(
+                f"{len(bad)} of {len(search.grid)} search points did not converge {why} "
+                f"(C={', '.join(f'{c:.3g}' for c in bad)})"
+            )
     return out
 
 
@@ -344,7 +351,7 @@ def fit_linear(p, Xtr, ytr, Xva, yva, Xte, n_classes, dev) -> FitResult:
         refit = {"on": "train+val", **{k: run[k] for k in _REFIT_KEYS}}
     warnings = _warnings(search, Cs, at_edge)
     if refit.get("converged") is False:
-        warnings.append(f"the refit at C={C:.3g} did not converge within max_iter={p['max_iter']}")
+        warnings.append(f"the refit at C={C:.3g} did not converge ({refit['stop']})")
     for w in warnings:
         log.warning("linear: %s", w)
     _, _, P = _scores(W, b, prob.Xte, None)
