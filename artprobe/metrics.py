@@ -304,3 +304,22 @@ def paired_bootstrap(
         "ci": float(ci),
         "seed": int(seed),
     }
+
+
+def majority_baseline(y_train, y_test, class_names: Sequence[str], *, n_boot: int = 1000, seed: int = 0) -> dict:
+    """The majority-class classifier: always the most frequent train class (lowest id on
+    ties), scored on the test rows actually fitted, with bootstrap intervals like a fit's."""
+    y_train, y_test = _labels(y_train), _labels(y_test)
+    n_classes = len(class_names)
+    majority = int(np.bincount(y_train, minlength=n_classes).argmax())
+    proba = np.zeros((len(y_test), n_classes))
+    proba[:, majority] = 1.0
+    scores = evaluate(y_test, proba, class_names, n_boot=n_boot, seed=seed)
+    out = {m: scores[m] for m in METRICS if m != "top5_accuracy"}
+    test_counts = np.bincount(y_test, minlength=n_classes)
+    return {
+        "kind": "majority",
+        "class": str(class_names[majority]),
+        **out,
+        "test_majority_share": float(test_counts.max() / max(len(y_test), 1)),
+    }
