@@ -312,12 +312,12 @@ _REFIT_KEYS = ("iterations", "evaluations", "train_objective", "grad_max", "gtol
                "stop", "seconds")  # fmt: skip
 
 
-def _warnings(search: _Search, Cs: np.ndarray, at_edge: bool) -> list[str]:
+def _warnings(search: _Search, Cs: np.ndarray, at_edge: float | None) -> list[str]:
     out = []
-    if at_edge:
+    if at_edge is not None:
         out.append(
-            f"selected C={search.grid[search.best]['C']:.3g} is at the edge of the grid "
-            f"[{Cs[0]:.3g}, {Cs[-1]:.3g}]"
+            f"the best coarse-grid C={at_edge:.3g} is at the edge of the grid "
+            f"[{Cs[0]:.3g}, {Cs[-1]:.3g}]: the optimum may lie outside it"
         )
     for stop, why in (("max_iter", f"within max_iter={search.p['max_iter']}"),
                       ("stalled", "(the line search stalled above the tolerance)")):  # fmt: skip
@@ -349,7 +349,7 @@ def fit_linear(p, Xtr, ytr, Xva, yva, Xte, n_classes, dev) -> FitResult:
         fun_all = prob.softmax(torch.cat([prob.X, prob.Xv]), torch.cat([prob.y, prob.yv]))
         run = _minimise(fun_all, W, b, C, p)
         refit = {"on": "train+val", **{k: run[k] for k in _REFIT_KEYS}}
-    warnings = _warnings(search, Cs, at_edge)
+    warnings = _warnings(search, Cs, coarse_best if at_edge else None)
     if refit.get("converged") is False:
         warnings.append(f"the refit at C={C:.3g} did not converge ({refit['stop']})")
     for w in warnings:
