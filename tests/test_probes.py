@@ -346,8 +346,8 @@ def test_linear_picks_strong_regularisation_for_noise_weak_for_signal():
     y = rng.integers(0, 3, 600)
     noise = run("linear", splits(X, y), 3, n_c=7, select_by="log_loss")
     coarse = [g["C"] for g in noise.info["grid"] if g["phase"] == "coarse"]
-    # strong to weak, 1e-6, 1e-4, ...; two worse points in a row (path_patience) end it
-    assert coarse == pytest.approx([1e-6, 1e-4, 1e-2])
+    # strong to weak, 1e-6, 1e-4, ...; nothing beats the prior, so patience never ends it
+    assert coarse == pytest.approx([1e-6, 1e-4, 1e-2, 1, 1e2, 1e4, 1e6])
     assert noise.info["C"] < 1e-4, noise.info["grid"]
     refined = [g["C"] for g in noise.info["grid"] if g["phase"] == "refine"]
     assert len(refined) == 3 and all(1e-6 < c < 1e-4 for c in refined)  # halving log steps
@@ -358,6 +358,19 @@ def test_linear_picks_strong_regularisation_for_noise_weak_for_signal():
     assert clean.info["refit"]["on"] == "train+val" and clean.info["refit"]["converged"]
     for g in clean.info["grid"]:
         assert set(g) >= {"C", "phase", "val_accuracy", "val_log_loss", "iterations", "converged"}
+
+
+def test_linear_patience_waits_for_the_path_to_learn():
+    # 30 classes, a weak signal: at strong regularisation val accuracy is the majority share
+    # (or below it, as the first weights grow). Points there must not end the search.
+    # (Counting those points, the search stopped at C=1e-4 and chose 1e-6: val 0.14.)
+    rng = np.random.default_rng(17)
+    y = rng.choice(30, size=1500, p=np.r_[0.16, np.full(29, 0.84 / 29)])
+    X = (rng.normal(size=(30, 24))[y] * 0.4 + rng.normal(size=(1500, 24))).astype(np.float32)
+    res = run("linear", splits(X, y), 30, n_c=13)
+    first = res.info["grid"][0]["val_accuracy"]
+    assert first == pytest.approx((splits(X, y)[3] == 0).mean())  # the prior: majority share
+    assert res.info["val_accuracy"] > first + 0.2 and res.info["C"] > 1e-2, res.info["grid"]
 
 
 def test_linear_l2_normalisation_and_path_patience():

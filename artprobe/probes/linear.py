@@ -284,11 +284,20 @@ class _Search:
             return True
         return False
 
+    def learned(self) -> bool:
+        """Has the path left the strongly regularised start? (With strong regularisation
+        every class gets its prior: val accuracy sits at the majority share, and may dip
+        below it as the first weights grow, before it rises.)"""
+        if self.p["select_by"] == "accuracy":
+            return self.grid[self.best]["val_accuracy"] > self.grid[0]["val_accuracy"]
+        return self.best > 0
+
     def coarse(self, Cs: np.ndarray) -> None:
-        """Strong to weak regularisation; ``path_patience`` worse points in a row end it."""
+        """Strong to weak regularisation; once the path has learned something,
+        ``path_patience`` points in a row without a better one end it."""
         since_best = 0
         for C in Cs:
-            if self.run(float(C), "coarse") or len(self.grid) == 1:
+            if self.run(float(C), "coarse") or len(self.grid) == 1 or not self.learned():
                 since_best = 0
                 continue
             since_best += 1
