@@ -1,18 +1,20 @@
 """``linear``: multinomial logistic regression on frozen embeddings.
 
 Softmax regression (unpenalised intercept) on standardised or L2-normalised embeddings,
-minimised full-batch with L-BFGS in float32 torch. The regularisation follows
-scikit-learn's ``C`` convention (objective ``C * sum_i w_i CE_i + ||W||^2 / 2``, so the
-selected ``C`` means what it means in ``sklearn.linear_model.LogisticRegression``). ``C``
-is searched on a log grid (``n_c`` values from ``c_min`` to ``c_max``) from strong to weak
-regularisation with warm starts, each point scored on the validation set (``select_by``:
-accuracy, ties broken by log-loss, or log-loss); the chosen value is then refitted on
-train (+ val when ``refit_on_val``), warm-started. Each L-BFGS run stops at a gradient
-tolerance relative to the regularisation (``tol``, see :func:`_gtol`) or after
-``max_iter`` iterations, so the whole search costs at most about
-``(n_c + 1) * 1.2 * max_iter`` loss evaluations (~300 by default; one takes ~0.3 s at
-WikiArt size on 2 CPU cores, ~1 ms on a GPU). ``path_patience`` > 0 ends the search after
-that many grid points in a row without improvement.
+minimised full-batch with L-BFGS in float32 torch (loss totals in float64). The
+regularisation follows scikit-learn's ``C`` convention (objective ``C * sum_i w_i CE_i +
+||W||^2 / 2``, so the selected ``C`` means what it means in
+``sklearn.linear_model.LogisticRegression``). ``C`` is searched as in CLIP's protocol: a
+coarse log grid (``n_c`` values from ``c_min`` to ``c_max``, one per decade by default) from
+strong to weak regularisation with warm starts, each point scored on the validation set
+(``select_by``: accuracy, ties broken by log-loss, or log-loss; ``path_patience`` points in a
+row without a better one end the path, once it has left the strongly regularised start),
+then ``refine`` rounds of halving log steps around the best point. The chosen value is
+refitted on train (+ val when ``refit_on_val``), warm-started. Every L-BFGS run goes to a
+gradient tolerance (``tol``, see :func:`_gtol`) with ``max_iter`` only as a cap; each point
+records its iterations, final objective, gradient and whether (and why not) it converged,
+and :func:`fit_linear` turns non-converged points and a best coarse C at the edge of the
+grid into ``info["warnings"]``.
 """
 
 from __future__ import annotations
