@@ -107,6 +107,7 @@ def run_fit(
     drop_labels: list[str] | None = None,
     min_class_count: int | None = None,
     seed: int = 0,
+    seeds: list[int] | None = None,
     n_boot: int = 1000,
     threads: int = 1,
     device: str = "auto",
@@ -114,8 +115,13 @@ def run_fit(
 ) -> dict:
     """Fit ``kind`` with ``params`` and write the four outputs; return metrics.json's dict.
 
+    ``seeds`` (default ``[seed]``): the probe is fitted once per seed; the first fit's
+    predictions, history and bootstrap intervals are the outputs, the others add their
+    headline metrics to ``seeds`` (mean and sd across seeds). ``linear`` does not depend on
+    the seed, so it is fitted once. ``baseline``: the majority class of train, scored on test.
     ``duplicates``: a ``duplicates.parquet`` whose rows are left out of the fit.
     """
+    seeds = list(seeds) if seeds else [seed]
     params = probes.resolve_params(kind, params)
     drop_rows = None if duplicates is None else pq.read_table(duplicates, columns=["row_id"]).column("row_id").to_numpy()
     data = load_fit_data(
@@ -128,11 +134,14 @@ def run_fit(
         model, target, classifier, len(ytr), len(yva), len(yte), Xtr.shape[1], len(classes),
     )  # fmt: skip
     t0 = time.perf_counter()
-    result = probes.fit(
-        kind, params, Xtr, ytr, Xva, yva, Xte,
-        n_classes=len(classes), seed=seed, threads=threads, device=device,
-    )  # fmt: skip
+    fits = []
+    for s in seeds if kind in SEEDED_KINDS else seeds[:1]:
+        fits.append(probes.fit(
+            kind, params, Xtr, ytr, Xva, yva, Xte,
+            n_classes=len(classes), seed=s, threads=threads, device=device,
+        ))  # fmt: skip
     seconds = time.perf_counter() - t0
+    result = fits[0]
     proba = np.asarray(result.proba_test, dtype=np.float32)
     y_pred = proba.argmax(1)
     scores = metrics.evaluate(yte, proba, classes, n_boot=n_boot, seed=seed)
@@ -149,6 +158,8 @@ def run_fit(
         "n_classes": len(classes),
         "n_classes_train": int(len(np.unique(ytr))),
         "dropped": data["dropped"],
+        "baseline": metrics.majority_baseline(ytr, yte, classes, n_boot=n_boot, seed=seed),
+        "seeds": seed_summary(seeds, fits, yte, classes, kind),
         "seconds": seconds,
         "info": result.info,
         "class_names": classes,
@@ -162,6 +173,25 @@ def run_fit(
         model, target, classifier, out["accuracy"]["value"],
         out["accuracy"]["ci_low"], out["accuracy"]["ci_high"], seconds,
     )  # fmt: skip
+    return out
+
+
+#: kinds whose fit depends on the seed (mlp: init and batch order; knn: random tie-breaks)
+SEEDED_KINDS = ("mlp", "knn")
+
+
+def seed_summary(seeds: list[int], fits: list, y_true: np.ndarray, classes: list[str], kind: str) -> dict:
+    """Headline metrics per seed, and their mean and sample sd (0 for one fit)."""
+    names = ("accuracy", "balanced_accuracy", "macro_f1", "top5_accuracy")
+    rows = []
+    for s, res in zip(seeds, fits):
+        m = metrics.evaluate(y_true, res.proba_test, classes, n_boot=0)
+        rows.append({"seed": int(s), **{n: m[n]["value"] for n in names}})
+    out = {"seeds": [int(s) for s in seeds], "fitted": len(rows), "per_seed": rows}
+    out["deterministic"] = kind not in SEEDED_KINDS
+    for n in names:
+        v = np.array([r[n] for r in rows])
+        out[n] = {"mean": float(v.mean()), "sd": float(v.std(ddof=1)) if len(v) > 1 else 0.0}
     return out
 
 

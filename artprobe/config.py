@@ -73,6 +73,18 @@ def _choice(*options: str) -> Callable[[Any], str]:
     return check
 
 
+def _one_or_more(check: Callable[[Any], Any]) -> Callable[[Any], list]:
+    """A value or a non-empty list of values, each passing ``check``; always a list."""
+
+    def many(v: Any) -> list:
+        values = list(v) if isinstance(v, (list, tuple)) else [v]
+        if not values:
+            raise ValueError("must be a value or a non-empty list, got []")
+        return [check(x) for x in values]
+
+    return many
+
+
 def _bool(v: Any) -> bool:
     if not isinstance(v, (bool, np.bool_)):
         raise ValueError(f"must be true or false, got {v!r}")
@@ -96,23 +108,27 @@ _SPECS: dict[str, dict[str, tuple[Any, Callable[[Any], Any]]]] = {
         "min_delta": (0.0, _float(0.0, lo_open=False)),
         "restore_best": (False, _bool),
         "class_weight": _CLASS_WEIGHT,
+        "standardize": (False, _bool),
+        "keras_epsilon": (False, _bool),
     },
     "linear": {
         "normalize": ("standardize", _choice("standardize", "l2", "none")),
-        "c_min": (1e-4, _float(0.0)),
-        "c_max": (1e2, _float(0.0)),
-        "n_c": (8, _int(1)),
+        "c_min": (1e-6, _float(0.0)),
+        "c_max": (1e6, _float(0.0)),
+        "n_c": (13, _int(1)),
+        "refine": (3, _int(0)),
         "select_by": ("accuracy", _choice("accuracy", "log_loss")),
         "refit_on_val": (True, _bool),
-        "max_iter": (30, _int(1)),
+        "max_iter": (1000, _int(1)),
         "tol": (1e-2, _float(0.0)),
-        "path_patience": (0, _int(0)),
+        "path_patience": (2, _int(0)),
         "class_weight": _CLASS_WEIGHT,
     },
     "knn": {
-        "k": (20, _int(1)),
+        "k": ([10, 20, 50, 100, 200], _one_or_more(_int(1))),
         "weighting": ("similarity", _choice("uniform", "similarity")),
-        "temperature": (0.07, _float(0.0)),
+        "temperature": ([0.02, 0.05, 0.07, 0.1, 0.2], _one_or_more(_float(0.0))),
+        "center": (False, _bool),
         "class_weight": _CLASS_WEIGHT,
     },
 }

@@ -2,9 +2,10 @@
 
 Conventions (those of scikit-learn with ``labels`` = the classes present in ``y_true``):
 
-* accuracy, top-k accuracy (``k = min(5, n_classes)``; a row counts as a hit when fewer
-  than k classes have a strictly higher probability than the true class, so ties favour
-  the true class);
+* accuracy, top-k accuracy (``k = min(5, n_classes)``; a row counts as a hit when the
+  true class has a positive probability and fewer than k classes have a strictly higher
+  one, so ties favour the true class, but a class nobody voted for, e.g. a kNN class
+  without neighbours, is never a hit);
 * macro F1 and balanced accuracy average over the classes present in ``y_true``; a
   prediction of some other class still costs the true class its recall;
 * the per-class table covers the classes present in ``y_true`` or predicted (a class only
@@ -120,7 +121,7 @@ def _interval(samples: np.ndarray, ci: float) -> tuple[float | None, float | Non
 
 def _topk_hits(y_true: np.ndarray, proba: np.ndarray, k: int) -> np.ndarray:
     p_true = proba[np.arange(len(y_true)), y_true]
-    return (proba > p_true[:, None]).sum(axis=1) < k
+    return ((proba > p_true[:, None]).sum(axis=1) < k) & (p_true > 0)
 
 
 def _check_ci(ci: float, n_boot: int) -> None:
@@ -302,4 +303,23 @@ def paired_bootstrap(
         "n_boot": int(n_boot),
         "ci": float(ci),
         "seed": int(seed),
+    }
+
+
+def majority_baseline(y_train, y_test, class_names: Sequence[str], *, n_boot: int = 1000, seed: int = 0) -> dict:
+    """The majority-class classifier: always the most frequent train class (lowest id on
+    ties), scored on the test rows actually fitted, with bootstrap intervals like a fit's."""
+    y_train, y_test = _labels(y_train), _labels(y_test)
+    n_classes = len(class_names)
+    majority = int(np.bincount(y_train, minlength=n_classes).argmax())
+    proba = np.zeros((len(y_test), n_classes))
+    proba[:, majority] = 1.0
+    scores = evaluate(y_test, proba, class_names, n_boot=n_boot, seed=seed)
+    out = {m: scores[m] for m in METRICS if m != "top5_accuracy"}
+    test_counts = np.bincount(y_test, minlength=n_classes)
+    return {
+        "kind": "majority",
+        "class": str(class_names[majority]),
+        **out,
+        "test_majority_share": float(test_counts.max() / max(len(y_test), 1)),
     }

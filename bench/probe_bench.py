@@ -6,8 +6,9 @@
 * mlp: seconds per epoch of ``artprobe.probes.fit`` (training steps only, validation
   excluded) against a bare loop of forward / backward / Adam step of the same
   architecture on pre-sliced batches, and their ratio (target >= 0.9).
-* linear: the whole regularisation search + refit (target <= 180 s on 2 CPU cores at
-  scale 1.0).
+* linear: the whole regularisation search (coarse grid, refinement) + refit, with each
+  point's iterations and convergence (target <= 180 s on 2 CPU cores at scale 1.0:
+  ``--only linear --threads 2``).
 * knn: test predictions (cosine similarities to every training row).
 * --nine: nine mlp fits at the full protocol (20 epochs max, early stopping), three
   embedding widths x three targets with 11 / 27 / 129 classes, like the real experiment
@@ -151,9 +152,13 @@ def bench_linear(data, n_classes, dev, args) -> dict:
     info = res.info
     for g in info["grid"]:
         print(
-            f"  C={g['C']:9.3g}  val acc {g['val_accuracy']:.4f}  log-loss {g['val_log_loss']:.4f}"
-            f"  {g['iterations']:3d} it {g['evaluations']:3d} evals {g['seconds']:7.2f} s"
+            f"  {g['phase']:6s} C={g['C']:9.3g}  val acc {g['val_accuracy']:.4f}  "
+            f"log-loss {g['val_log_loss']:.4f}  {g['iterations']:4d} it {g['evaluations']:4d} evals "
+            f"{g['seconds']:7.2f} s  objective {g['train_objective']:.6g}  max|grad| "
+            f"{g['grad_max']:.2e} (tol {g['gtol']:.2e}){'' if g['converged'] else '  NOT CONVERGED'}"
         )
+    for w in info["warnings"]:
+        print(f"  warning: {w}")
     acc = float((res.proba_test.argmax(1) == yte).mean())
     evals = sum(g["evaluations"] for g in info["grid"]) + info["refit"].get("evaluations", 0)
     print(
@@ -169,6 +174,8 @@ def bench_linear(data, n_classes, dev, args) -> dict:
         "C": info["C"],
         "evaluations": evals,
         "grid": info["grid"],
+        "warnings": info["warnings"],
+        "converged": info["converged"],
         "refit": info["refit"],
         "test_accuracy": acc,
     }

@@ -202,6 +202,7 @@ def fit_params(wildcards):
         "drop_labels": config["probe"]["drop_labels"].get(t, []),
         "min_class_count": config["probe"]["min_class_count"].get(t),
         "seed": config["probe"]["seed"],
+        "seeds": config["probe"]["seeds"] or [config["probe"]["seed"]],
         "n_boot": config["probe"]["bootstrap"],
     }
 

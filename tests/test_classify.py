@@ -192,3 +192,36 @@ def test_missing_labels_are_left_out_of_the_fit(tmp_path):
     assert m["n_train"] + m["n_val"] + m["n_test"] == 360 and m["dropped"]["missing_label_rows"] == 40
     preds = pq.read_table(tmp_path / "knn" / "predictions.parquet")
     assert min(preds.column("y_true").to_pylist()) >= 0 and min(preds.column("y_pred").to_pylist()) >= 0
+
+
+def test_majority_baseline_of_the_rows_fitted(tmp_path):
+    # After dropping "landscape" (the majority), the baseline is the next class, scored on
+    # the test rows that remain: accuracy = its test share, balanced accuracy = 1 / classes.
+    emb = merged(tmp_path / "emb.parquet")
+    out = fit(tmp_path, emb, "knn", {"k": 5}, drop_labels=["landscape"])
+    m = json.loads((out / "metrics.json").read_text())
+    d = load_fit_data(emb, "genre", drop_labels=["landscape"])
+    ytr, yte = d["train"][1], d["test"][1]
+    majority = np.bincount(ytr, minlength=4).argmax()
+    b = m["baseline"]
+    assert b["kind"] == "majority" and b["class"] == NAMES[majority] == "portrait"
+    assert b["accuracy"]["value"] == pytest.approx((yte == majority).mean())
+    assert b["balanced_accuracy"]["value"] == pytest.approx(1 / len(np.unique(yte)))
+    share = (yte == majority).mean()  # F1 of the majority class, 0 for the others
+    assert b["macro_f1"]["value"] == pytest.approx(2 * share / (1 + share) / len(np.unique(yte)))
+    assert b["accuracy"]["ci_low"] <= b["accuracy"]["value"] <= b["accuracy"]["ci_high"]
+
+
+def test_seeds_fit_seeded_kinds_once_per_seed(tmp_path):
+    emb = merged(tmp_path / "emb.parquet", signal=1.0)
+    p = {"epochs": 2, "hidden": 32, "lr": 1e-3}
+    m = json.loads((fit(tmp_path, emb, "mlp", p, seeds=[0, 1, 2]) / "metrics.json").read_text())
+    s = m["seeds"]
+    assert s["seeds"] == [0, 1, 2] and s["fitted"] == 3 and not s["deterministic"]
+    acc = [r["accuracy"] for r in s["per_seed"]]
+    assert acc[0] == pytest.approx(m["accuracy"]["value"])  # the first seed is the output
+    assert s["accuracy"]["mean"] == pytest.approx(np.mean(acc))
+    assert s["accuracy"]["sd"] == pytest.approx(np.std(acc, ddof=1))
+    lin = json.loads((fit(tmp_path, emb, "linear", {"n_c": 3}, seeds=[0, 1]) / "metrics.json").read_text())
+    assert lin["seeds"]["fitted"] == 1 and lin["seeds"]["deterministic"]  # no seed in a linear fit
+    assert lin["seeds"]["accuracy"]["sd"] == 0.0

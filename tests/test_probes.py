@@ -60,8 +60,11 @@ def test_resolve_params_defaults():
         "min_delta": 0.0,
         "restore_best": False,
         "class_weight": "none",
+        "standardize": False,
+        "keras_epsilon": False,
     }
-    assert resolve_params("knn", {"k": 5})["k"] == 5
+    assert resolve_params("knn", {"k": 5})["k"] == [5]  # one value or a grid: always a list
+    assert resolve_params("knn", {})["k"] == [10, 20, 50, 100, 200]
     assert resolve_params("linear", None)["normalize"] == "standardize"
     assert resolve_params("linear", {"class_weight": None})["class_weight"] == "none"
     assert resolve_params("mlp", resolve_params("mlp", {})) == mlp  # idempotent
@@ -85,6 +88,8 @@ def test_resolve_params_defaults():
         ("linear", {"normalize": "pca"}, r"key 'normalize'"),
         ("linear", {"c_min": 10, "c_max": 1}, r"key 'c_max'"),
         ("knn", {"weighting": "distance"}, r"key 'weighting'"),
+        ("knn", {"k": [10, 0]}, r"key 'k' must be an integer >= 1"),
+        ("knn", {"temperature": []}, r"key 'temperature' must be a value or a non-empty list"),
     ],
 )
 def test_resolve_params_errors_name_the_key(kind, params, pattern):
@@ -293,12 +298,46 @@ def test_linear_matches_sklearn_at_fixed_C():
         c_max=C,
         n_c=1,
         refit_on_val=False,
-        tol=1e-7,
+        tol=1e-4,
         max_iter=500,
     )
-    assert res.info["C"] == C
+    assert res.info["C"] == C and res.info["converged"] and res.info["warnings"] == []
     sk = LogisticRegression(C=C, tol=1e-10, max_iter=10000).fit(data[0], data[1])
     np.testing.assert_allclose(res.proba_test, sk.predict_proba(data[4]), atol=2e-4)
+
+
+def softmax_objective(X, y, W, b, C):
+    """scikit-learn's objective in mean form: mean CE + ||W||^2 / (2 C n)."""
+    Z = X @ W + b
+    Z = Z - Z.max(1, keepdims=True)
+    ce = np.log(np.exp(Z).sum(1)) - Z[np.arange(len(y)), y]
+    return ce.mean() + (W**2).sum() / (2 * C * len(y))
+
+
+def test_linear_converges_where_30_iterations_do_not():
+    # Weak regularisation on correlated features: the optimum (scikit-learn, float64,
+    # tol 1e-10) takes more than 30 L-BFGS iterations to reach.
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = gaussians(n_per=(200, 150, 100), dim=20, sep=2.0, seed=15)
+    rng = np.random.default_rng(0)
+    X = X @ (0.5 * np.eye(20) + 0.5 * rng.normal(size=(20, 20)))
+    X = ((X - X.mean(0)) / X.std(0)).astype(np.float32)
+    data = splits(X, y)
+    C = 10.0
+    sk = LogisticRegression(C=C, tol=1e-10, max_iter=100000).fit(data[0], data[1])
+    best = softmax_objective(data[0].astype(np.float64), data[1], sk.coef_.T, sk.intercept_, C)
+    kw = dict(normalize="none", c_min=C, c_max=C, n_c=1, refit_on_val=False, tol=1e-3)
+    capped = run("linear", data, 3, max_iter=30, **kw)
+    full = run("linear", data, 3, **kw)
+    (pc,), (pf,) = capped.info["grid"], full.info["grid"]
+    assert pc["iterations"] == 30 and not pc["converged"] and not capped.info["converged"]
+    assert "did not converge within max_iter=30" in capped.info["warnings"][0]
+    assert pf["converged"] and pf["iterations"] > 30 and full.info["warnings"] == []
+    # the logged objective is the final one: at the optimum, not at the starting point
+    assert pf["train_objective"] == pytest.approx(best, rel=1e-5)
+    assert pc["train_objective"] > best + 1e-4
+    np.testing.assert_allclose(full.proba_test, sk.predict_proba(data[4]), atol=1e-3)
 
 
 def test_linear_picks_strong_regularisation_for_noise_weak_for_signal():
@@ -306,22 +345,40 @@ def test_linear_picks_strong_regularisation_for_noise_weak_for_signal():
     X = rng.normal(size=(600, 20)).astype(np.float32)
     y = rng.integers(0, 3, 600)
     noise = run("linear", splits(X, y), 3, n_c=7, select_by="log_loss")
-    Cs = [g["C"] for g in noise.info["grid"]]
-    assert len(Cs) == 7 and Cs == sorted(Cs)
-    assert noise.info["C"] <= Cs[1], noise.info["grid"]
+    coarse = [g["C"] for g in noise.info["grid"] if g["phase"] == "coarse"]
+    # strong to weak, 1e-6, 1e-4, ...; nothing beats the prior, so patience never ends it
+    assert coarse == pytest.approx([1e-6, 1e-4, 1e-2, 1, 1e2, 1e4, 1e6])
+    assert noise.info["C"] < 1e-4, noise.info["grid"]
+    refined = [g["C"] for g in noise.info["grid"] if g["phase"] == "refine"]
+    assert len(refined) == 3 and all(1e-6 < c < 1e-4 for c in refined)  # halving log steps
+    assert noise.info["C_at_grid_edge"] == (noise.info["C"] == 1e-6)
 
     clean = run("linear", splits(*gaussians(sep=8.0, seed=7)), 3, n_c=7, select_by="log_loss")
-    assert clean.info["C"] >= clean.info["grid"][-2]["C"], clean.info["grid"]
-    assert clean.info["refit"]["on"] == "train+val"
+    assert clean.info["C"] >= 100 * noise.info["C"], clean.info["grid"]
+    assert clean.info["refit"]["on"] == "train+val" and clean.info["refit"]["converged"]
     for g in clean.info["grid"]:
-        assert set(g) >= {"C", "val_accuracy", "val_log_loss"}
+        assert set(g) >= {"C", "phase", "val_accuracy", "val_log_loss", "iterations", "converged"}
+
+
+def test_linear_patience_waits_for_the_path_to_learn():
+    # 30 classes, a weak signal: at strong regularisation val accuracy is the majority share
+    # (or below it, as the first weights grow). Points there must not end the search.
+    # (Counting those points, the search stopped at C=1e-4 and chose 1e-6: val 0.14.)
+    rng = np.random.default_rng(17)
+    y = rng.choice(30, size=1500, p=np.r_[0.16, np.full(29, 0.84 / 29)])
+    X = (rng.normal(size=(30, 24))[y] * 0.4 + rng.normal(size=(1500, 24))).astype(np.float32)
+    res = run("linear", splits(X, y), 30, n_c=13)
+    first = res.info["grid"][0]["val_accuracy"]
+    assert first == pytest.approx((splits(X, y)[3] == 0).mean())  # the prior: majority share
+    assert res.info["val_accuracy"] > first + 0.2 and res.info["C"] > 1e-2, res.info["grid"]
 
 
 def test_linear_l2_normalisation_and_path_patience():
     data = splits(*gaussians(seed=8))
     res = run("linear", data, 3, normalize="l2", n_c=9, path_patience=2)
     assert (res.proba_test.argmax(1) == data[5]).mean() >= 0.95
-    assert len(res.info["grid"]) <= 9
+    phases = [g["phase"] for g in res.info["grid"]]
+    assert phases.count("coarse") <= 9 and phases.count("refine") <= 2 * 3  # 3 rounds of 2
 
 
 # -- knn -------------------------------------------------------------------------------
@@ -353,3 +410,133 @@ def test_fit_rejects_bad_inputs():
         fit("knn", p, X, y + 1, X, y, X, n_classes=2, device="cpu")
     with pytest.raises(ValueError, match="widths differ"):
         fit("knn", p, X, y, X[:, :2], y, X, n_classes=2, device="cpu")
+
+
+def test_knn_top5_never_counts_classes_without_votes():
+    # 3 neighbours, 129 classes: at most 3 classes get votes. The old vote shares tied all
+    # the rest at 0, and the metric counted a true class among them as a top-5 hit.
+    from sklearn.metrics import top_k_accuracy_score
+
+    from artprobe.metrics import evaluate
+
+    rng = np.random.default_rng(0)
+    K = 129
+    Xtr = rng.normal(size=(600, 8)).astype(np.float32)
+    ytr = rng.integers(0, K, 600)
+    Xte = rng.normal(size=(300, 8)).astype(np.float32)
+    yte = rng.integers(0, K, 300)
+    p = resolve_params("knn", {"k": 3, "weighting": "uniform"})
+    P = fit("knn", p, Xtr, ytr, Xte, yte, Xte, n_classes=K, device="cpu").proba_test
+    voted = P > 0
+    assert voted.sum(1).max() <= 3
+    top5 = evaluate(yte, P, [str(i) for i in range(K)], n_boot=0)["top5_accuracy"]["value"]
+    assert top5 == pytest.approx(voted[np.arange(300), yte].mean())  # hits: voted true classes
+    # With enough neighbours that every row has >= 5 voted classes, ties are broken, so
+    # the metric is scikit-learn's exactly.
+    p = resolve_params("knn", {"k": 60, "weighting": "uniform"})
+    P = fit("knn", p, Xtr, ytr, Xte, yte, Xte, n_classes=K, device="cpu").proba_test
+    assert (P > 0).sum(1).min() >= 5
+    assert len({tuple(np.sort(r)[-6:]) for r in P}) > 1  # not all rows alike
+    assert all(len(set(r[r > 0].tolist())) == (r > 0).sum() for r in P)  # no ties left
+    ours = evaluate(yte, P, [str(i) for i in range(K)], n_boot=0)["top5_accuracy"]["value"]
+    assert ours == pytest.approx(top_k_accuracy_score(yte, P, k=5, labels=np.arange(K)))
+
+
+def test_knn_ties_go_to_summed_similarity_then_the_seed():
+    # Query at angle 0, k=5 uniform: class 2 (angles +-0.1) and class 0 (0.3 and 2.0) get
+    # two votes each, class 1 (0.2) one. Class 2's neighbours are closer: it wins the tie
+    # (the lowest class id used to).
+    ang = np.array([0.3, 0.2, 0.1, -0.1, 2.0])
+    Xtr = np.stack([np.cos(ang), np.sin(ang)], 1).astype(np.float32)
+    ytr = np.array([0, 1, 2, 2, 0])
+    q = np.array([[1.0, 0.0]], dtype=np.float32)
+    p = resolve_params("knn", {"k": 5, "weighting": "uniform"})
+    P = fit("knn", p, Xtr, ytr, q, [0], q, n_classes=4, device="cpu").proba_test[0]
+    assert P.argmax() == 2 and P[2] > P[0] > P[1] > 0 and P[3] == 0
+    np.testing.assert_allclose(P, [0.4, 0.2, 0.4, 0], atol=2e-4)  # shares barely moved
+    # Two rows at the same cosine to q, one per class: a tie in votes and in summed
+    # similarity goes to a class drawn with the seed.
+    Xtr = np.array([[1.0, 0.5], [1.0, -0.5]], dtype=np.float32)  # same cosine to q
+    winners = set()
+    for seed in range(20):
+        p = resolve_params("knn", {"k": 2, "weighting": "uniform"})
+        P = fit("knn", p, Xtr, [0, 1], q, [0], q, n_classes=2, seed=seed, device="cpu").proba_test
+        winners.add(int(P[0].argmax()))
+        again = fit("knn", p, Xtr, [0, 1], q, [0], q, n_classes=2, seed=seed, device="cpu")
+        assert int(again.proba_test[0].argmax()) == int(P[0].argmax())  # seeded
+    assert winners == {0, 1}  # neither class id is favoured
+
+
+def test_knn_chooses_k_and_temperature_on_val():
+    data = splits(*gaussians(n_per=(300, 300, 300), dim=8, sep=3.0, seed=12))
+    p = resolve_params("knn", {"k": [1, 5, 1000], "temperature": [0.05, 0.5], "center": True})
+    res = fit("knn", p, *data[:5], n_classes=3, device="cpu")
+    grid = res.info["grid"]
+    assert [(g["k"], g["temperature"]) for g in grid] == [
+        (1, 0.05), (1, 0.5), (5, 0.05), (5, 0.5), (450, 0.05), (450, 0.5)
+    ]  # every combination, k capped at the 450 training rows
+    best = max(grid, key=lambda g: g["val_accuracy"])
+    assert res.info["val_accuracy"] == best["val_accuracy"]
+    assert (res.info["k"], res.info["temperature"]) == (best["k"], best["temperature"])
+    assert res.info["center"] is True
+    # the chosen pair, fitted alone and scored on val, gives that accuracy
+    one = {"k": res.info["k"], "temperature": res.info["temperature"], "center": True}
+    again = fit("knn", resolve_params("knn", one), *data[:4], data[2], n_classes=3, device="cpu")
+    assert again.info["grid"] == []  # one combination: nothing to choose
+    acc = (again.proba_test.argmax(1) == data[3]).mean()
+    assert acc == pytest.approx(best["val_accuracy"])
+
+
+def keras_adam_loop(p, X, y, n_classes, seed, epochs):
+    """The protocol with Adam written out as Keras 3 does it (eps added to sqrt(v))."""
+    gen = torch.Generator().manual_seed(seed)
+    model = probes.MLP(X.shape[1], p["hidden"], n_classes).keras_init_(gen).double()
+    params = list(model.parameters())
+    m = [torch.zeros_like(t) for t in params]
+    v = [torch.zeros_like(t) for t in params]
+    X, y = torch.from_numpy(X).double(), torch.from_numpy(y)
+    b1, b2, it = 0.9, 0.999, 0
+    for _ in range(epochs):
+        perm = torch.randperm(len(X), generator=gen)
+        for i in range(0, len(X), p["batch_size"]):
+            idx = perm[i : i + p["batch_size"]]
+            lr = p["lr"] * p["decay_rate"] ** (it / p["decay_steps"])
+            model.zero_grad()
+            loss = F.cross_entropy(model(X[idx]), y[idx]) + p["l2"] * model.fc1.weight.pow(2).sum()
+            loss.backward()
+            it += 1
+            alpha = lr * math.sqrt(1 - b2**it) / (1 - b1**it)
+            with torch.no_grad():
+                for t, mt, vt in zip(params, m, v):
+                    mt += (t.grad - mt) * (1 - b1)
+                    vt += (t.grad**2 - vt) * (1 - b2)
+                    t -= alpha * mt / (vt.sqrt() + p["epsilon"])
+    return model
+
+
+def test_mlp_keras_epsilon_matches_keras_adam_by_hand():
+    # A big epsilon makes the placement matter: torch's (eps on sqrt(v_hat)) drifts from
+    # the Keras formula, keras_epsilon follows it to float32 rounding.
+    X, y = gaussians(n_per=(50, 40, 30), dim=6, sep=2.0, seed=13)
+    data = splits(X, y)
+    base = {"hidden": 40, "epochs": 3, "lr": 1e-2, "decay_steps": 20, "epsilon": 1e-2}
+    ref = keras_adam_loop(resolve_params("mlp", base), data[0], data[1], 3, seed=3, epochs=3)
+    with torch.no_grad():
+        want = torch.softmax(ref(torch.from_numpy(data[4]).double()), 1).numpy()
+    got = {}
+    for keras in (False, True):
+        p = resolve_params("mlp", {**base, "keras_epsilon": keras})
+        got[keras] = fit("mlp", p, *data[:5], n_classes=3, seed=3, device="cpu").proba_test
+    np.testing.assert_allclose(got[True], want, atol=2e-5)
+    assert np.abs(got[False] - want).max() > 1e-3  # the default placement is measurably off
+
+
+def test_mlp_standardize_makes_feature_scale_irrelevant():
+    data = splits(*gaussians(n_per=(80, 80, 80), dim=8, sep=2.0, seed=14))
+    out = {}
+    for std in (False, True):
+        for scale in (0.1, 10.0):
+            scaled = [a * scale if a.dtype == np.float32 else a for a in data]
+            out[std, scale] = run("mlp", scaled, 3, standardize=std).proba_test
+    np.testing.assert_allclose(out[True, 0.1], out[True, 10.0], atol=1e-4)
+    assert np.abs(out[False, 0.1] - out[False, 10.0]).max() > 0.05  # raw features: it matters

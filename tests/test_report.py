@@ -34,7 +34,7 @@ KINDS = {"mlp": "mlp", "lin": "linear", "knn": "knn"}
 # small, fast settings of the real probes
 PARAMS = {
     "mlp": {"hidden": 64, "lr": 1e-3, "epochs": 8, "batch_size": 64, "patience": 3},
-    "lin": {"n_c": 3},
+    "lin": {"n_c": 3, "c_min": 1e-4, "c_max": 1e2, "refine": 1},
     "knn": {"k": 10},
 }
 # noise around the class centres (centres have scale 3): good separates, weak barely
@@ -174,7 +174,8 @@ def built(tmp_path_factory):
     out = root / "report"
     files = report_files(MODELS, list(TARGETS), CLASSIFIERS, KINDS, **CHOICES)
     outputs = {fid: str(out / path) for fid, path in files.items()}
-    build_report(**kw, outputs=outputs, n_boot=200, seed=0, map_rows=400, map_target="style",
+    # 1000 resamples: the smallest bootstrap p (2 / 1001) survives Holm over the 18 tests
+    build_report(**kw, outputs=outputs, n_boot=1000, seed=0, map_rows=400, map_target="style",
                  pairs_targets=CHOICES["pairs_targets"])  # fmt: skip
     return out, kw
 
@@ -233,8 +234,18 @@ def test_every_declared_file_is_written(built):
 def test_summary_values_and_best_flags(built):
     out, kw = built
     s = pd.read_csv(out / "summary.csv")
-    assert len(s) == len(MODELS) * len(TARGETS) * len(CLASSIFIERS)
     metrics = [json.loads(Path(p).read_text()) for p in kw["fits"] if p.endswith("metrics.json")]
+    # one majority-class baseline row per target, from the fits' own baseline, never "best"
+    base = s[s.kind == "majority"].set_index("target")
+    assert sorted(base.index) == sorted(TARGETS) and (base.model == "(baseline)").all()
+    assert not base.best_in_target.any() and not base.best_model.any()
+    for t in TARGETS:
+        first = next(m for m in metrics if m["target"] == t)
+        assert base.loc[t, "accuracy"] == pytest.approx(first["baseline"]["accuracy"]["value"])
+        assert base.loc[t, "chosen"] == f"always {first['baseline']['class']}"
+    s = s[s.kind != "majority"]
+    assert len(s) == len(MODELS) * len(TARGETS) * len(CLASSIFIERS)
+    assert (s.n_seeds == 1).all() and (s.accuracy_seed_mean == s.accuracy).all()
     for m in metrics:
         fit = m
         row = s[
@@ -268,8 +279,10 @@ def test_summary_values_and_best_flags(built):
     assert s.best_model.sum() == len(TARGETS) * len(CLASSIFIERS)
     # chosen hyper-parameters without bookkeeping (sizes, devices, timings, grids)
     chosen = s.set_index("classifier").chosen
-    assert set(chosen["knn"]) == {"k=10"}
-    lin = r"C=[\d.e+-]+; C_at_grid_edge=(True|False); select_by=accuracy; val_accuracy=[\d.]+"
+    knn = r"k=10; temperature=0.\d+; val_accuracy=[\d.]+; center=False"
+    assert all(re.fullmatch(knn, c) for c in chosen["knn"]), set(chosen["knn"])
+    lin = (r"C=[\d.e+-]+; C_at_grid_edge=(True|False); converged=(True|False); "
+           r"select_by=accuracy; val_accuracy=[\d.]+")
     assert all(re.fullmatch(lin, c) for c in chosen["lin"]), set(chosen["lin"])
     assert all(c.startswith("epochs_run=8; best_epoch=") and "stopped_early=False" in c
                for c in chosen["mlp"]), set(chosen["mlp"])
@@ -284,6 +297,10 @@ def test_comparisons_find_the_better_model(built):
     assert set(zip(c.model_a, c.model_b)) == {("good", "weak")}
     assert set(c.metric) == {"accuracy", "macro_f1"}
     assert (c.better == "good").all()
+    from artprobe.report.tables import holm
+
+    np.testing.assert_allclose(c.p_holm, holm(c.p_value))  # one family: the whole table
+    assert (c.p_holm >= c.p_value).all() and (c.p_holm < 0.05).all()
     for r in c.itertuples():
         assert r.a > r.b
         assert r.ci_low <= r.diff <= r.ci_high
@@ -493,3 +510,15 @@ def test_fewshot_table_and_curves(built):
     for m in MODELS:
         for t in TARGETS:
             assert png_size(out / "fewshot" / f"{m}.{t}.png")[0] > 400
+
+
+def test_holm_by_hand():
+    from artprobe.report.tables import holm
+
+    # m = 4: sorted 0.01, 0.02, 0.03, 0.04 -> 0.04, 0.06, 0.06 (monotone: max(0.06, 0.06)),
+    # 0.06 (max(0.06, 0.04)); the NaN is not a test
+    p = [0.03, 0.01, float("nan"), 0.04, 0.02]
+    np.testing.assert_allclose(holm(p), [0.06, 0.04, np.nan, 0.06, 0.06])
+    # a p-value times m above 1 is capped; ties keep their order
+    np.testing.assert_allclose(holm([0.5, 0.5, 0.001]), [1.0, 1.0, 0.003])
+    assert holm([]).shape == (0,)

@@ -44,7 +44,8 @@ def test_end_to_end(tiny_run):
                     rare = {manifest["classes"]["style"].index(c) for c in m["dropped"]["rare_classes"]}
                     assert not rare & set(pred["y_true"])
     summary = (out / "report" / "summary.csv").read_text().splitlines()
-    assert len(summary) == 1 + 2 * 2 * 3
+    assert len(summary) == 1 + 2 * 2 * 3 + 2  # header, fits, a majority baseline per target
+    assert sum(",majority,majority," in line for line in summary) == 2
     # every rule wrote its log and benchmark
     assert (out / "logs" / "embed" / "vit" / "00000.log").stat().st_size > 0
     assert (out / "benchmarks" / "classify" / "convnext" / "style" / "linear.tsv").exists()

@@ -51,7 +51,7 @@ def fit(
         elif kind == "linear":
             res = fit_linear(params, Xtr, ytr, Xva, yva, Xte, n_classes, dev)
         else:
-            res = fit_knn(params, Xtr, ytr, Xva, yva, Xte, n_classes, dev)
+            res = fit_knn(params, Xtr, ytr, Xva, yva, Xte, n_classes, dev, seed)
     res.proba_test = normalize_rows(res.proba_test)
     res.info = {
         "kind": kind,

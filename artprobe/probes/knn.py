@@ -1,9 +1,19 @@
 """``knn``: cosine k-nearest neighbours with a uniform or DINO-style temperature-weighted
 vote (``exp(sim / temperature)``), by chunked matrix products. The reference set is the
-training split."""
+training split (optionally centred on its mean first, ``center``).
+
+``k`` and ``temperature`` may be lists: every combination is scored on the validation
+queries (one neighbour search at the largest ``k``; ``k`` is capped by the training rows)
+and the best by val accuracy is used on test (ties: the earlier combination, smaller ``k``
+first). Ties between classes' votes go to the class whose neighbours have the larger summed
+similarity, then to a class drawn with the fit seed; classes without a vote keep probability
+0 (so they never count as top-5 hits).
+"""
 
 from __future__ import annotations
 
+import itertools
+import logging
 import time
 
 import numpy as np
@@ -11,9 +21,71 @@ import torch
 
 from artprobe.probes.shared import FitResult, class_weights, weights_info
 
+log = logging.getLogger(__name__)
+
 
 def _unit_rows(X: torch.Tensor) -> torch.Tensor:
     return X / X.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+
+@torch.no_grad()
+def neighbours(T: torch.Tensor, Q: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(similarities, indices) [len(Q), k] of the k most cosine-similar rows of ``T``,
+    most similar first; ``T`` and ``Q`` must already be unit rows."""
+    k = min(k, len(T))
+    budget = 1 << 26 if T.device.type == "cuda" else 1 << 23  # similarity-matrix entries
+    chunk = max(1, budget // max(len(T), 1))
+    sims, idx = [], []
+    for i in range(0, len(Q), chunk):
+        s, j = (Q[i : i + chunk] @ T.T).topk(k, dim=1)
+        sims.append(s)
+        idx.append(j)
+    if not sims:
+        return torch.zeros(0, k, device=Q.device), torch.zeros(0, k, dtype=torch.long, device=Q.device)
+    return torch.cat(sims), torch.cat(idx)
+
+
+def vote(sims, labels, n_classes: int, k: int, weighting: str, temperature: float, cw=None):
+    """(votes, summed similarities) [n, n_classes], float64, from the first ``k`` neighbours."""
+    sims, labels = sims[:, :k].double(), labels[:, :k]
+    if weighting == "similarity":
+        # exp((s - s_max) / T): the per-row factor exp(-s_max / T) cancels in the shares.
+        w = torch.exp((sims - sims[:, :1]) / temperature)
+    else:
+        w = torch.ones_like(sims)
+    if cw is not None:
+        w = w * cw.double()[labels]
+    shape = (len(sims), n_classes)
+    votes = torch.zeros(shape, dtype=torch.float64, device=sims.device).scatter_add_(1, labels, w)
+    summed = torch.zeros(shape, dtype=torch.float64, device=sims.device).scatter_add_(1, labels, sims)
+    return votes, summed
+
+
+def tie_broken_shares(votes: torch.Tensor, summed: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Vote shares, nudged so that equal shares are ordered by summed similarity, then at
+    random (``gen``). Only tied shares move, by under half the smallest gap between
+    distinct shares of the row (and at most 1e-4), so classes with different votes keep
+    their order, and zero shares stay zero."""
+    n, K = votes.shape
+    dev = votes.device
+    order = torch.argsort(torch.rand(n, K, generator=gen, dtype=torch.float64).to(dev), dim=1)
+    for key in (summed, votes):  # least significant key first, stable sorts
+        order = order.gather(1, torch.argsort(key.gather(1, order), dim=1, stable=True))
+    rank = torch.empty_like(order).scatter_(1, order, torch.arange(K, device=dev).expand(n, K))
+    shares = votes / votes.sum(1, keepdim=True).clamp_min(1e-300)
+    if K < 2:
+        return shares
+    ordered, pos = shares.sort(1)
+    gaps = ordered.diff(dim=1)
+    gap = torch.where(gaps > 0, gaps, torch.inf).amin(1, keepdim=True)
+    gap = torch.where(torch.isfinite(gap), gap, torch.ones_like(gap))
+    same = gaps == 0  # entry j equals entry j + 1 (sorted)
+    tied_sorted = torch.zeros_like(ordered, dtype=torch.bool)
+    tied_sorted[:, 1:] |= same
+    tied_sorted[:, :-1] |= same
+    tied = torch.empty_like(tied_sorted).scatter_(1, pos, tied_sorted) & (shares > 0)
+    # under half the smallest gap, and at most 1e-4: shares stay what the votes say
+    return shares + tied * (rank.double() / K * gap.mul(0.5).clamp_max(1e-4))
 
 
 @torch.no_grad()
@@ -27,49 +99,64 @@ def knn_proba(
     weighting: str,
     temperature: float,
     cw: torch.Tensor | None = None,
+    seed: int = 0,
 ) -> torch.Tensor:
-    """Vote shares [len(Q), n_classes] of the k most cosine-similar rows of ``T``.
+    """Tie-broken vote shares [len(Q), n_classes] of the k most cosine-similar rows of ``T``.
 
     ``T`` and ``Q`` must already be unit rows. ``similarity`` weighting is DINO's
     ``exp(sim / temperature)``; ``cw`` multiplies each neighbour's vote by its class weight.
     """
-    k = min(k, len(T))
-    budget = 1 << 26 if T.device.type == "cuda" else 1 << 23  # similarity-matrix entries
-    chunk = max(1, budget // max(len(T), 1))
-    out = torch.zeros(len(Q), n_classes, dtype=torch.float32, device=Q.device)
-    for i in range(0, len(Q), chunk):
-        sims, idx = (Q[i : i + chunk] @ T.T).topk(k, dim=1)
-        labels = yT[idx]
-        if weighting == "similarity":
-            # exp((s - s_max) / T): the per-row factor exp(-s_max / T) cancels below.
-            votes = torch.exp((sims - sims[:, :1]) / temperature)
-        else:
-            votes = torch.ones_like(sims)
-        if cw is not None:
-            votes = votes * cw[labels]
-        out[i : i + chunk].scatter_add_(1, labels, votes)
-    return out / out.sum(1, keepdim=True).clamp_min(1e-30)
+    sims, idx = neighbours(T, Q, k)
+    votes, summed = vote(sims, yT[idx], n_classes, k, weighting, temperature, cw)
+    return tie_broken_shares(votes, summed, torch.Generator().manual_seed(int(seed))).float()
 
 
-def fit_knn(p, Xtr, ytr, Xva, yva, Xte, n_classes, dev) -> FitResult:
-    """Test-set vote shares; no validation queries (nothing is tuned on them, and at
-    WikiArt size each query set costs ~1 TFLOP on the CPU)."""
-    T, yT = _unit_rows(torch.from_numpy(Xtr).to(dev)), torch.from_numpy(ytr).to(dev)
+def _choose(sims, labels, yv, p, n_classes, k_max, cw, seed) -> tuple[dict, list[dict]]:
+    """Score every (k, temperature) on val; the best and the whole grid."""
+    temps = p["temperature"] if p["weighting"] == "similarity" else p["temperature"][:1]
+    ks = sorted({min(k, k_max) for k in p["k"]})
+    grid, best = [], None
+    for k, t in itertools.product(ks, temps):
+        votes, summed = vote(sims, labels, n_classes, k, p["weighting"], t, cw)
+        pred = tie_broken_shares(votes, summed, torch.Generator().manual_seed(int(seed))).argmax(1)
+        acc = float((pred == yv).double().mean()) if len(yv) else float("nan")
+        row = {"k": k, "temperature": t, "val_accuracy": acc}
+        grid.append(row)
+        if best is None or acc > best["val_accuracy"]:
+            best = row
+    return best, grid
+
+
+def fit_knn(p, Xtr, ytr, Xva, yva, Xte, n_classes, dev, seed: int = 0) -> FitResult:
+    """Test-set vote shares at the (k, temperature) chosen on val."""
+    t0 = time.perf_counter()
+    mean = Xtr.mean(axis=0, dtype=np.float64).astype(np.float32) if p["center"] else 0.0
+
+    def unit(X):
+        return _unit_rows(torch.from_numpy(X - mean).to(dev))
+
+    T, yT = unit(Xtr), torch.from_numpy(ytr).to(dev)
     cw = class_weights(ytr, n_classes, p["class_weight"])
     cw_t = None if cw is None else torch.from_numpy(cw.astype(np.float32)).to(dev)
-    t0 = time.perf_counter()
+    k_max = min(max(p["k"]), len(T))
+    choice = {"k": min(p["k"][0], k_max), "temperature": p["temperature"][0]}
+    grid: list[dict] = []
+    if len(yva) and (len(p["k"]) > 1 or len(p["temperature"]) > 1):
+        sims, idx = neighbours(T, unit(Xva), k_max)
+        yv = torch.from_numpy(yva).to(dev)
+        choice, grid = _choose(sims, yT[idx], yv, p, n_classes, k_max, cw_t, seed)
+        log.info("knn: chose k=%d temperature=%g on val (%d combinations)", choice["k"],
+                 choice["temperature"], len(grid))  # fmt: skip
     P = knn_proba(
-        T,
-        yT,
-        _unit_rows(torch.from_numpy(Xte).to(dev)),
-        n_classes=n_classes,
-        k=p["k"],
-        weighting=p["weighting"],
-        temperature=p["temperature"],
-        cw=cw_t,
-    )
+        T, yT, unit(Xte), n_classes=n_classes, k=choice["k"], weighting=p["weighting"],
+        temperature=choice["temperature"], cw=cw_t, seed=seed,
+    )  # fmt: skip
     info = {
-        "k": min(p["k"], len(T)),
+        "k": choice["k"],
+        "temperature": choice["temperature"] if p["weighting"] == "similarity" else None,
+        "val_accuracy": choice.get("val_accuracy"),
+        "center": p["center"],
+        "grid": grid,
         "knn_seconds": round(time.perf_counter() - t0, 3),
         "class_weights": weights_info(cw),
     }

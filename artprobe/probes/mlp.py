@@ -2,8 +2,9 @@
 
 Dense(hidden, relu, kernel L2 as Keras adds it: ``l2 * sum(W**2)`` of that kernel added
 to every batch's loss) -> Dense(n_classes, softmax); Glorot-uniform kernels and zero
-biases; Adam (``epsilon`` 1e-7; torch adds it after the bias correction, Keras before: a
-difference of order 1e-7 / sqrt(v)) with Keras' ``ExponentialDecay``
+biases; Adam (``epsilon`` 1e-7; torch adds it to the bias-corrected ``sqrt(v_hat)``, Keras
+to ``sqrt(v)``: a difference of order 1e-7 / sqrt(v); ``keras_epsilon: true`` gives Keras'
+placement exactly, see :func:`~artprobe.probes.mlp_step.keras_eps`) with Keras' ``ExponentialDecay``
 (``lr * decay_rate ** (step / decay_steps)``, not staircase); ``batch_size`` 32; each
 epoch visits the training rows in a fresh seeded permutation; at most ``epochs`` epochs
 with Keras' ``EarlyStopping(monitor="val_loss")`` semantics (``patience``, ``min_delta``;
@@ -13,6 +14,10 @@ Keras, the logged losses include the L2 term (the train loss's L2 part is the me
 values at the start and end of the epoch), ``class_weight`` weights only the training
 loss (sum of weighted losses / batch size) and ``val_loss`` is unweighted. The steps
 themselves (eager, or a CUDA graph on CUDA) are in :mod:`artprobe.probes.mlp_step`.
+
+The thesis fed raw embeddings; ``standardize: true`` (not the thesis' protocol) scales
+each feature to zero mean and unit variance with train statistics first, so that models
+whose embeddings have different norms are compared on equal terms.
 """
 
 from __future__ import annotations
@@ -154,7 +159,18 @@ def _train(model, step, p, Xv, yv, gen, dev, stopper: EarlyStopping) -> _Trainin
     return out
 
 
+def standardized(Xtr: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
+    """Zero mean, unit variance per feature with train statistics (constant features: 1)."""
+    mean = Xtr.mean(axis=0, dtype=np.float64)
+    std = Xtr.std(axis=0, dtype=np.float64)
+    std[std < 1e-12] = 1.0
+    mean, inv = mean.astype(np.float32), (1.0 / std).astype(np.float32)
+    return [np.ascontiguousarray((X - mean) * inv) for X in (Xtr, *others)]
+
+
 def fit_mlp(p, Xtr, ytr, Xva, yva, Xte, n_classes, seed, dev, cuda_graph) -> FitResult:
+    if p["standardize"]:
+        Xtr, Xva, Xte = standardized(Xtr, Xva, Xte)
     gen = torch.Generator().manual_seed(int(seed))
     model = MLP(Xtr.shape[1], p["hidden"], n_classes).keras_init_(gen).to(dev)
     X = torch.from_numpy(Xtr).to(dev)

@@ -14,6 +14,7 @@ and end of each epoch (trapezoid) instead of at every step.
 from __future__ import annotations
 
 import logging
+import math
 
 import torch
 import torch.nn.functional as F
@@ -26,8 +27,25 @@ def keras_lr(p: dict, step: int) -> float:
     return p["lr"] * p["decay_rate"] ** (step / p["decay_steps"])
 
 
+def keras_eps(p: dict, t: int) -> float:
+    """torch's Adam ``eps`` that gives Keras' update at (1-based) step ``t``.
+
+    torch: ``lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps')``; Keras:
+    ``lr * sqrt(bc2) / bc1 * m / (sqrt(v) + eps)`` (``bc_i = 1 - beta_i ** t``). Multiplying
+    torch's numerator and denominator by ``sqrt(bc2)`` shows they agree for
+    ``eps' = eps / sqrt(bc2)``.
+    """
+    return p["epsilon"] / math.sqrt(1.0 - 0.999**t)
+
+
 def make_step(model, p: dict, X, y, w, dev: torch.device, use_graph: bool):
-    """A :class:`GraphStep` if ``use_graph`` and its capture works, else an :class:`EagerStep`."""
+    """A :class:`GraphStep` if ``use_graph`` and its capture works, else an :class:`EagerStep`.
+
+    ``keras_epsilon`` needs a new ``eps`` every step, which a captured graph cannot take:
+    those fits always run eager steps."""
+    if use_graph and p.get("keras_epsilon"):
+        log.info("mlp: keras_epsilon changes Adam's eps every step; using eager steps")
+        use_graph = False
     if use_graph:
         params = list(model.parameters())
         snapshot = [t.detach().clone() for t in params]
@@ -109,8 +127,11 @@ class EagerStep(_Step):
         Xp, yp = self.X[perm], self.y[perm]
         wp = None if self.w is None else self.w[perm]
         group = self.opt.param_groups[0]
+        keras_epsilon = self.p.get("keras_epsilon", False)
         for start in range(0, n, bs):
             group["lr"] = keras_lr(self.p, self.step_count)
+            if keras_epsilon:
+                group["eps"] = keras_eps(self.p, self.step_count + 1)
             self.opt.zero_grad(set_to_none=True)
             stop = start + bs
             self.forward_backward(

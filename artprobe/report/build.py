@@ -32,13 +32,17 @@ def _write_tables(out: Mapping[str, Path], fits, models, targets, classes, input
     splits, split_meta = tables.split_notes(inputs["split"], splits, inputs.get("duplicates"))
     fails = tables.failure_table(inputs["failures"], inputs["embeddings"], man)
     cost = tables.cost_table(inputs["embeddings"], fits, man.get("n_rows"))
+    searches = tables.search_table(fits)
     csv = {"summary": summary, "comparisons": comparisons, "per_class": tables.per_class_table(fits),
            "confused_pairs": pairs, "dataset": dataset, "splits": splits, "failures": fails,
-           "cost": cost}  # fmt: skip
+           "cost": cost, "searches": searches}  # fmt: skip
     for fid, df in csv.items():
         html.write_csv(out[fid], df)
     pages = {
-        "summary_html": ("Model × target × classifier", html.summary_sections(summary)),
+        "summary_html": (
+            "Model × target × classifier",
+            html.summary_sections(summary) + html.search_sections(summary, fits),
+        ),
         "comparisons_html": ("Paired bootstrap comparisons", html.comparison_sections(comparisons)),
         "dataset_html": ("Dataset overview", html.dataset_sections(splits, fails, dataset, man, split_meta)),
         "cost_html": ("Embedding cost per model", html.cost_sections(cost, man.get("n_rows"))),

@@ -25,6 +25,10 @@ METRIC_LABELS = {
     "balanced_accuracy": "balanced accuracy",
 }
 
+#: the summary's metric columns: the three headline metrics side by side, then top-5
+_SUMMARY_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "top5_accuracy")
+assert set(_SUMMARY_METRICS) == set(METRICS)
+
 _CSS = """
 body{font-family:-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;font-size:14px;margin:16px;color:#222}
 h1{font-size:19px;margin:0 0 8px} h2{font-size:16px;margin:22px 0 6px}
@@ -117,8 +121,9 @@ def summary_sections(s: pd.DataFrame) -> list[str]:
                         _ci(*r)
                         for r in sub[[m, f"{m}_ci_low", f"{m}_ci_high"]].itertuples(index=False)
                     ]
-                    for m in METRICS
+                    for m in _SUMMARY_METRICS
                 },
+                "across seeds (mean ± sd)": [_seed_cell(r) for _, r in sub.iterrows()],
                 "best model": sub["best_model"],
                 "n train/val/test": [
                     f"{_int(a)}/{_int(b)}/{_int(c)}"
@@ -131,8 +136,12 @@ def summary_sections(s: pd.DataFrame) -> list[str]:
         n_cls = sub["n_classes"].dropna()
         note = (
             (f"{int(n_cls.iloc[0])} classes. " if len(n_cls) else "")
-            + "Test-split metrics with their 95 % bootstrap interval underneath. Green row: best accuracy "
-            "for this target over all models and classifiers; ★: best model for its classifier."
+            + "Test-split metrics with their 95 % bootstrap interval underneath (first seed's fit). "
+            "Across seeds: mean ± sd of accuracy / balanced accuracy / macro-F1 over probe.seeds "
+            "(n fits; the linear probe does not depend on the seed and is fitted once). "
+            "(baseline) majority: always the most frequent train class, scored on the same test "
+            "rows. Green row: best accuracy for this target over all models and classifiers; "
+            "★: best model for its classifier."
         )
         out.append(
             _section(
@@ -141,13 +150,70 @@ def summary_sections(s: pd.DataFrame) -> list[str]:
                     view,
                     text_cols=("model", "classifier"),
                     wide_cols=("chosen",),
-                    raw_cols=set(METRIC_LABELS.values()),
+                    raw_cols=set(METRIC_LABELS.values()) | {"across seeds (mean ± sd)"},
                     best_rows=sub["best_in_target"].tolist(),
                 ),
                 note,
             )
         )
     return out
+
+
+def _seed_cell(r) -> str:
+    n = as_float(r.get("n_seeds"))
+    if not math.isfinite(n):
+        return ""
+    parts = []
+    for m, short in (("accuracy", "acc"), ("balanced_accuracy", "bal"), ("macro_f1", "F1")):
+        mean, sd = as_float(r.get(f"{m}_seed_mean")), as_float(r.get(f"{m}_seed_sd"))
+        if math.isfinite(mean):
+            parts.append(f"{short} {mean:.3f} ± {sd:.3f}")
+    return "<br>".join(parts) + f"<br><span class='ci'>n={int(n)}</span>" if parts else ""
+
+
+def search_sections(summary: pd.DataFrame, fits: list[dict]) -> list[str]:
+    """What model selection searched and chose per fit, with its warnings (convergence,
+    edge of the grid); every point is in searches.csv."""
+    rows = []
+    for fit in fits:
+        info = fit["metrics"].get("info") or {}
+        grid = [g for g in info.get("grid") or [] if isinstance(g, Mapping)]
+        if not grid:
+            continue
+        if fit["kind"] == "linear":
+            Cs = [g["C"] for g in grid]
+            searched = f"C in [{min(Cs):.3g}, {max(Cs):.3g}], {len(grid)} points"
+            chosen = f"C={as_float(info.get('C')):.3g}"
+            conv = f"{sum(bool(g.get('converged')) for g in grid)}/{len(grid)} converged"
+        else:
+            searched = f"{len(grid)} (k, temperature) pairs"
+            chosen = f"k={info.get('k')}, temperature={info.get('temperature')}"
+            conv = ""
+        val = max(as_float(g.get("val_accuracy")) for g in grid)
+        rows.append({"model": fit["model"], "target": fit["target"], "classifier": fit["classifier"],
+                     "searched": searched, "chosen": chosen, "best val accuracy": val,
+                     "convergence": conv,
+                     "warnings": "; ".join(info.get("warnings") or [])})  # fmt: skip
+    if not rows:
+        return []
+    body = _table_html(pd.DataFrame(rows), text_cols=("model", "target", "classifier", "searched",
+                       "chosen", "convergence"), wide_cols=("warnings",))  # fmt: skip
+    note = ("Model selection on the validation split. linear: a coarse log grid of C, then "
+            "rounds of halving log steps around the best, each L-BFGS run to a gradient tolerance "
+            "(not converged: the iteration cap or a stalled line search); knn: every (k, "
+            "temperature) pair. Every point: searches.csv.")  # fmt: skip
+    return [_section("Model selection", body, note)]
+
+
+def _holm_floor_note(m: int, n_boot: int) -> str:
+    """A warning when no test of the table can be significant after Holm's correction."""
+    floor = 2.0 / (1 + n_boot)  # the smallest bootstrap p-value
+    if floor * m < 0.05:
+        return ""
+    need = int(math.ceil(2 * m / 0.05))
+    return (f" Warning: with {n_boot} resamples the smallest possible p is {floor:.4f}, so no "
+            f"difference can be significant after Holm over {m} tests; set probe.bootstrap to "
+            f"at least {need}.")  # fmt: skip
 
 
 def comparison_sections(c: pd.DataFrame) -> list[str]:
@@ -174,6 +240,7 @@ def comparison_sections(c: pd.DataFrame) -> list[str]:
                     for d, lo, hi in zip(sub["diff"], sub["ci_low"], sub["ci_high"])
                 ],
                 "p": [f"{p:.3f}" if math.isfinite(p) else "" for p in sub["p_value"]],
+                "p (Holm)": [f"{p:.3f}" if math.isfinite(p) else "" for p in sub["p_holm"]],
                 "verdict": [
                     f"<b>{html.escape(b)} better</b>" if b else html.escape(v)
                     for b, v in zip(sub["better"], sub["verdict"])
@@ -197,8 +264,10 @@ def comparison_sections(c: pd.DataFrame) -> list[str]:
                 )
                 + foot,
                 f"Paired bootstrap over the test rows both models have ({int(sub['n_boot'].iloc[0])} resamples): "
-                "the difference A − B with its 95 % interval and two-sided p-value. A verdict names the better "
-                "model when the difference is significant.",
+                "the difference A − B with its 95 % interval and two-sided p-value. p (Holm): Holm's "
+                f"correction across all {len(c)} tests of this table (every target, classifier, pair and "
+                "metric). A verdict names the better model when the Holm-corrected p is below 0.05."
+                + _holm_floor_note(len(c), int(sub["n_boot"].iloc[0])),
             )
         )
     return out

@@ -54,7 +54,13 @@ _FIXED = {
     ),
     "cost": ("cost.csv", "cost.rst", "cost", None, "throughput and GPU-hours (CSV)"),
     "cost_html": ("tables/cost.html", "cost.rst", "cost", None, "throughput and GPU-hours"),
-    "accuracy_plot": ("accuracy.png", "accuracy.rst", "results", None, "accuracy chart (95 % CI)"),
+    "accuracy_plot": (
+        "accuracy.png", "accuracy.rst", "results", None,
+        "accuracy, balanced accuracy, macro-F1 (95 % CI)",
+    ),
+    "searches": (
+        "searches.csv", "summary.rst", "results", None, "model-selection searches (CSV)"
+    ),
 }  # fmt: skip
 
 

@@ -25,7 +25,8 @@ FIT_FILES = ("metrics.json", "predictions.parquet", "history.csv")
 # info keys that are bookkeeping (sizes, where/how long a fit ran), not what was chosen.
 _NOT_CHOSEN = re.compile(
     r"^(kind|seed|threads|torch|steps|cuda_graph|restored_best|params|grid|refit|history|"
-    r"class_weights?|n_\w+|device\w*)$|seconds|s_per_epoch|_loss$"
+    r"class_weights?|n_\w+|device\w*|warnings|search_points|not_converged)$|seconds|"
+    r"s_per_epoch|_loss$"
 )
 
 

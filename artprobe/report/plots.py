@@ -47,13 +47,13 @@ def _no_data(fig, text: str) -> None:
     ax.set_axis_off()
 
 
-def _accuracy_bar(ax, r, x: float, bw: float, color, n_m: int) -> None:
-    """One fit's bar: accuracy, CI whisker, value label, a star if it is the best model."""
-    v, lo, hi = r["accuracy"], r["accuracy_ci_low"], r["accuracy_ci_high"]
+def _accuracy_bar(ax, r, x: float, bw: float, color, n_m: int, name: str, star: bool) -> None:
+    """One fit's bar: the metric, CI whisker, value label, a star if it is the best model."""
+    v, lo, hi = r[name], r[f"{name}_ci_low"], r[f"{name}_ci_high"]
     yerr = None
     if math.isfinite(lo) and math.isfinite(hi):
         yerr = [[max(v - lo, 0)], [max(hi - v, 0)]]
-    best = bool(r["best_model"])
+    best = star and bool(r["best_model"])
     ax.bar(
         x, v, bw * 0.92, color=color, yerr=yerr, capsize=3,
         error_kw={"elinewidth": 1.2, "ecolor": "black"},
@@ -61,58 +61,69 @@ def _accuracy_bar(ax, r, x: float, bw: float, color, n_m: int) -> None:
     )  # fmt: skip
     top = hi if math.isfinite(hi) else v
     ax.text(
-        x, top + 0.02, f"{v:.3f}", rotation=0 if n_m <= 4 else 90, ha="center", va="bottom",
-        fontsize=9, fontweight="bold" if best else "normal",
+        x, top + 0.02, f"{v:.3f}", rotation=0 if n_m <= 3 else 90, ha="center", va="bottom",
+        fontsize=8, fontweight="bold" if best else "normal",
     )  # fmt: skip
     if best:
-        ax.plot(x, top + (0.16 if n_m <= 4 else 0.22), marker="*", markersize=12, color="black")
+        ax.plot(x, top + (0.16 if n_m <= 3 else 0.22), marker="*", markersize=12, color="black")
 
 
-def _accuracy_panel(ax, sub: pd.DataFrame, t: str, models, classifiers, colors) -> None:
-    """One target's panel: bars per model for each classifier, chance line, title."""
+_HEADLINE_LABELS = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy",
+                    "macro_f1": "macro-F1"}  # fmt: skip
+
+
+def _accuracy_panel(ax, sub: pd.DataFrame, t: str, name: str, models, classifiers, colors) -> None:
+    """One target × metric panel: bars per model for each classifier, the majority-class
+    baseline's value of the metric as a dotted line, title."""
     n_m, n_c = max(len(models), 1), max(len(classifiers), 1)
     bw = 0.8 / n_m
     for i, m in enumerate(models):
         for j, c in enumerate(classifiers):
             r = sub[(sub.model == m) & (sub.classifier == c)]
             if not r.empty:
-                _accuracy_bar(ax, r.iloc[0], j - 0.4 + bw * (i + 0.5), bw, colors[m], n_m)
-    n_classes = sub["n_classes"].dropna()
-    title = f"target: {t}"
-    if len(n_classes):
-        k = int(n_classes.iloc[0])
-        ax.axhline(1.0 / k, color="grey", linestyle=":", linewidth=1.2)
-        title += f"  ({k} classes, chance {1.0 / k:.3f})"
-    ax.set_xticks(range(n_c), classifiers, fontsize=10)
+                x = j - 0.4 + bw * (i + 0.5)
+                _accuracy_bar(ax, r.iloc[0], x, bw, colors[m], n_m, name, name == "accuracy")
+    base = sub[sub.kind == "majority"] if "kind" in sub else sub.iloc[:0]
+    title = f"{t}: {_HEADLINE_LABELS[name]}"
+    if len(base) and math.isfinite(base.iloc[0][name]):
+        level = float(base.iloc[0][name])
+        ax.axhline(level, color="grey", linestyle=":", linewidth=1.2)
+        title += f"  (majority {level:.3f})"
+    ax.set_xticks(range(n_c), classifiers, fontsize=9)
     ax.set_xlim(-0.5, n_c - 0.5)
-    ax.set_ylim(0, 1.3 if n_m <= 4 else 1.38)
+    ax.set_ylim(0, 1.3 if n_m <= 3 else 1.38)
     ax.set_yticks(np.linspace(0, 1, 6))
-    ax.set_ylabel("test accuracy", fontsize=10)
-    ax.set_title(title, fontsize=11, loc="left", fontweight="bold")
+    ax.set_ylabel(f"test {_HEADLINE_LABELS[name]}", fontsize=9)
+    ax.set_title(title, fontsize=10, loc="left", fontweight="bold")
     ax.grid(axis="y", alpha=0.3)
     ax.set_axisbelow(True)
 
 
 def plot_accuracy(summary: pd.DataFrame, models, targets, classifiers, colors):
-    """Test accuracy with 95 % CIs: one panel per target, classifiers on x, bars per model."""
+    """Accuracy, balanced accuracy and macro-F1 with 95 % CIs: a row of panels per target,
+    one per metric, classifiers on x, bars per model; the majority-class baseline dotted."""
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
     n_m, n_c = max(len(models), 1), max(len(classifiers), 1)
-    width = max(7.0, 0.55 * n_c * (n_m + 1) + 2.5)
-    fig = _figure(width, 2.9 * max(len(targets), 1) + 0.6)
+    panel = min(7.0, max(4.0, 0.45 * n_c * (n_m + 1) + 1.5))
+    fig = _figure(3 * panel, 2.9 * max(len(targets), 1) + 0.6)
     if summary.empty:
         _no_data(fig, "no fits")
         return fig
-    axes = fig.subplots(len(targets), 1, squeeze=False)[:, 0]
-    for ax, t in zip(axes, targets):
-        _accuracy_panel(ax, summary[summary.target == t], t, models, classifiers, colors)
+    axes = fig.subplots(len(targets), len(_HEADLINE_LABELS), squeeze=False)
+    for row, t in zip(axes, targets):
+        for ax, name in zip(row, _HEADLINE_LABELS):
+            _accuracy_panel(ax, summary[summary.target == t], t, name, models, classifiers, colors)
     handles = [Patch(color=colors[m], label=m) for m in models]
     handles.append(
         Line2D([], [], marker="*", markersize=12, color="black", linestyle="none",
-               label="best model (per target × classifier)")
+               label="best model by accuracy (per target × classifier)")
     )  # fmt: skip
-    handles.append(Line2D([], [], color="grey", linestyle=":", linewidth=1.2, label="chance"))
+    handles.append(
+        Line2D([], [], color="grey", linestyle=":", linewidth=1.2,
+               label="majority-class baseline (same test rows)")
+    )  # fmt: skip
     fig.legend(
         handles=handles,
         loc="outside lower center",
@@ -120,7 +131,7 @@ def plot_accuracy(summary: pd.DataFrame, models, targets, classifiers, colors):
         fontsize=10,
         frameon=False,
     )
-    fig.suptitle("Test accuracy with 95 % bootstrap CI", fontsize=12)
+    fig.suptitle("Test accuracy, balanced accuracy and macro-F1 with 95 % bootstrap CI", fontsize=12)
     return fig
 
 

@@ -20,13 +20,48 @@ from artprobe.report.load import as_float, class_name, compact, find, fit_second
 
 #: Metrics compared pairwise between models with the paired bootstrap.
 COMPARE_METRICS = ("accuracy", "macro_f1")
+#: the headline metrics, side by side in the summary and the main chart
+HEADLINE = ("accuracy", "balanced_accuracy", "macro_f1")
+#: the model and classifier names of the majority-class baseline rows
+BASELINE_MODEL, BASELINE_CLASSIFIER = "(baseline)", "majority"
+
+
+def _seed_columns(row: dict, m: Mapping) -> None:
+    """mean and sd across probe.seeds of the headline metrics, and how many fits."""
+    seeds = m.get("seeds") if isinstance(m.get("seeds"), Mapping) else {}
+    row["n_seeds"] = seeds.get("fitted", 1)
+    for name in HEADLINE:
+        d = seeds.get(name) if isinstance(seeds.get(name), Mapping) else {}
+        row[f"{name}_seed_mean"] = as_float(d.get("mean", row[name]))
+        row[f"{name}_seed_sd"] = as_float(d.get("sd", 0.0))
+
+
+def baseline_rows(fits: list[dict]) -> list[dict]:
+    """One majority-class row per target, from the first fit of that target that has one."""
+    rows, seen = [], set()
+    for fit in fits:
+        b = fit["metrics"].get("baseline")
+        if fit["target"] in seen or not isinstance(b, Mapping):
+            continue
+        seen.add(fit["target"])
+        row = {"model": BASELINE_MODEL, "target": fit["target"],
+               "classifier": BASELINE_CLASSIFIER, "kind": "majority"}  # fmt: skip
+        for name in METRICS:
+            row[name], row[f"{name}_ci_low"], row[f"{name}_ci_high"] = metric(b, name)
+        row["n_classes"] = fit["metrics"].get("n_classes")
+        row["n_test"] = fit["metrics"].get("n_test")
+        row["chosen"] = f"always {b.get('class')}"
+        rows.append(row)
+    return rows
+
 
 def summary_table(fits: list[dict]) -> pd.DataFrame:
-    """One row per fit: metrics with 95 % CIs, sizes, chosen params and best flags.
+    """One row per fit, then one majority-class baseline row per target: metrics with
+    95 % CIs, mean ± sd across seeds, sizes, chosen params and best flags.
 
     ``best_in_target`` marks the highest test accuracy of a target over every model and
     classifier; ``best_model`` the highest among models for one target × classifier.
-    Ties are all marked.
+    Ties are all marked; baseline rows are never marked.
     """
     rows = []
     for fit in fits:
@@ -44,6 +79,7 @@ def summary_table(fits: list[dict]) -> pd.DataFrame:
             row[k] = m.get(k)
         if row["n_classes"] is None:
             row["n_classes"] = len(fit["class_names"]) or None
+        _seed_columns(row, m)
         row["fit_seconds"] = fit_seconds(m)
         row["chosen"] = hyperparams(info)
         row["params"] = compact(m.get("params") or info.get("params"))
@@ -60,12 +96,49 @@ def summary_table(fits: list[dict]) -> pd.DataFrame:
     df["best_model"] = np.isclose(
         acc, df.groupby(["target", "classifier"])["accuracy"].transform("max")
     )
+    base = pd.DataFrame(baseline_rows(fits))
+    if not base.empty:
+        base["best_in_target"] = base["best_model"] = False
+        df = pd.concat([df, base], ignore_index=True)
     return df
+
+
+def search_table(fits: list[dict]) -> pd.DataFrame:
+    """Every point of every model-selection search (linear's C, knn's k and temperature),
+    long format, with the fit's warnings on each of its rows."""
+    rows = []
+    for fit in fits:
+        info = fit["metrics"].get("info") or {}
+        warnings = "; ".join(info.get("warnings") or [])
+        for g in info.get("grid") or []:
+            if isinstance(g, Mapping):
+                rows.append({"model": fit["model"], "target": fit["target"],
+                             "classifier": fit["classifier"], "kind": fit["kind"], **g,
+                             "chosen": _is_choice(g, info), "warnings": warnings})  # fmt: skip
+    return pd.DataFrame(rows, columns=None if rows else ["model", "target", "classifier", "kind"])
+
+
+def _is_choice(g: Mapping, info: Mapping) -> bool:
+    keys = [k for k in ("C", "k", "temperature") if k in g]
+    return bool(keys) and all(g[k] == info.get(k) for k in keys)
+
+
+def holm(p_values) -> np.ndarray:
+    """Holm's step-down adjusted p-values: the i-th smallest of m is multiplied by
+    ``m - i + 1`` (i from 1), made monotone, capped at 1; NaNs stay NaN, not counted."""
+    p = np.asarray(p_values, dtype=np.float64)
+    out = np.full(p.shape, np.nan)
+    ok = np.flatnonzero(np.isfinite(p))
+    order = ok[np.argsort(p[ok], kind="stable")]
+    m = len(order)
+    adjusted = np.minimum(1.0, np.maximum.accumulate(p[order] * (m - np.arange(m))))
+    out[order] = adjusted
+    return out
 
 
 _COMPARISON_COLUMNS = [
     "target", "classifier", "model_a", "model_b", "metric", "a", "b", "diff", "ci_low",
-    "ci_high", "p_value", "verdict", "better", "n_rows", "n_boot", "note",
+    "ci_high", "p_value", "p_holm", "verdict", "better", "n_rows", "n_boot", "note",
 ]  # fmt: skip
 
 
@@ -120,8 +193,10 @@ def comparison_table(
 
     Predictions are joined on ``row_id``; if the two fits tested different rows (e.g. an
     image failed for one model only) the intersection is used and ``note`` says so.
-    ``verdict`` is paired_bootstrap's ("A better" / "B better" / "no significant
-    difference"); ``better`` names that model, or is "" when not significant.
+    ``p_value`` is paired_bootstrap's; ``p_holm`` is Holm's correction of it across every
+    test in the table (all targets, classifiers, pairs and metrics: one family). ``verdict``
+    and ``better`` follow ``p_holm < 0.05``: "A better" / "B better" (by the sign of the
+    difference) or "no significant difference"; ``better`` names the model, or is "".
     """
     by_key = {(f["target"], f["classifier"], f["model"]): f for f in fits}
     order = {m: i for i, m in enumerate(models)}
@@ -134,7 +209,16 @@ def comparison_table(
             for name in metrics:
                 row = _compare(j, a, b, name, n_boot, seed)
                 rows.append({"target": target, "classifier": clf, **row, "note": note})
-    return pd.DataFrame(rows, columns=_COMPARISON_COLUMNS)
+    df = pd.DataFrame(rows, columns=_COMPARISON_COLUMNS)
+    df["p_holm"] = holm(df["p_value"].astype(float))
+    for i, r in df.iterrows():
+        if not np.isfinite(r["p_holm"]):
+            continue
+        significant = r["p_holm"] < 0.05
+        df.at[i, "verdict"] = ("A better" if r["diff"] > 0 else "B better") if significant else (
+            "no significant difference")  # fmt: skip
+        df.at[i, "better"] = (r["model_a"] if r["diff"] > 0 else r["model_b"]) if significant else ""
+    return df
 
 
 def per_class_table(fits: list[dict]) -> pd.DataFrame:
