@@ -141,3 +141,33 @@ def _readable(proc: subprocess.Popen) -> bool:
     import select
 
     return bool(select.select([proc.stdout], [], [], 0)[0])
+
+
+@pytest.mark.workflow
+def test_snakemake_runs_two_embed_jobs_at_once_on_two_gpus(tmp_path):
+    """`--resources gpu=2`: overlapping embed jobs record different GPUs, none a third one."""
+    import datetime as dt
+    import json
+    import re
+
+    import pyarrow.parquet as pq
+
+    from conftest import TINY_OVERLAY, copy_workflow, snakemake
+
+    work = copy_workflow(tmp_path / "work")
+    (work / "tiny.yaml").write_text(TINY_OVERLAY)
+    env = {"ARTPROBE_GPU_IDS": "0,1", "ARTPROBE_GPU_SLOTS_DIR": str(tmp_path / "slots")}
+    targets = [f"results/tiny/embeddings/{m}.parquet" for m in ("vit", "convnext")]
+    snakemake(work, *targets, "--cores", "2", "--resources", "gpu=2", "--set-threads", "embed=1", "--configfile", "tiny.yaml", env=env)  # fmt: skip
+    jobs = []
+    for out in sorted((work / "results" / "tiny" / "embeddings").glob("*/*.parquet")):
+        meta = json.loads(pq.read_schema(out).metadata[b"artprobe"])
+        log = work / "results" / "tiny" / "logs" / "embed" / out.parent.name / (out.stem + ".log")
+        started = re.search(r"^(\S+ \S+) INFO artprobe.gpu_slots: GPU slot (\S+)", log.read_text(), re.M)
+        t0 = dt.datetime.strptime(started.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+        assert meta["gpu_slot"] == started.group(2) and meta["gpu_slot"].endswith(":" + meta["cuda_visible_devices"])
+        jobs.append((t0, out.stat().st_mtime, meta["cuda_visible_devices"]))
+    assert len(jobs) == 6 and {gpu for *_, gpu in jobs} == {"0", "1"}
+    overlapping = [(a, b) for i, a in enumerate(jobs) for b in jobs[i + 1 :] if a[0] < b[1] and b[0] < a[1]]
+    assert overlapping, jobs  # two at a time, as --resources gpu=2 allows
+    assert all(a[2] != b[2] for a, b in overlapping), overlapping
