@@ -1,5 +1,6 @@
 # Helper functions, config validation and wildcard constraints. No rules here.
 
+import functools
 import os
 from pathlib import Path
 import sys
@@ -108,8 +109,14 @@ def split_params(wildcards):
 
 
 def _shards(wildcards):
+    """Shard id -> row range. Called for every shard job: cached per manifest version."""
     manifest = checkpoints.manifest.get(dataset=wildcards.dataset).output[0]
-    return shard_ranges(read_json(manifest)["n_rows"], config["shards"]["rows"])
+    return _shard_table(manifest, os.stat(manifest).st_mtime_ns, config["shards"]["rows"])
+
+
+@functools.cache
+def _shard_table(manifest, mtime_ns, rows):
+    return shard_ranges(read_json(manifest)["n_rows"], rows)
 
 
 def shard_range(wildcards):

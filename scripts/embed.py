@@ -7,12 +7,14 @@ is a param only where it decides the dtype (``precision: auto``; see ``model_par
 
 import _checkout  # noqa: F401  (the checkout's artprobe, conda env or not)
 from artprobe.embed import embed_shard
+from artprobe.gpu_slots import claim_gpu
 from artprobe.logs import to_log
 
 runtime = snakemake.config["embed_runtime"]
 workers = runtime["workers"]
 model = {"device": runtime["device"], **snakemake.params.model}
 with to_log(snakemake.log[0]):
+    claim_gpu(runtime["device"])  # a local job's own GPU; torch has not started CUDA yet
     embed_shard(
         snakemake.input.shard,
         snakemake.output[0],

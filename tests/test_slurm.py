@@ -120,10 +120,16 @@ def cluster():
         shutil.rmtree(state, ignore_errors=True)
 
 
-def _test_profile() -> dict:
-    """profiles/slurm/config.yaml with the test cluster's overrides; GPU settings kept."""
+def _test_profile(grouped: bool = False) -> dict:
+    """profiles/slurm/config.yaml with the test cluster's overrides; GPU settings kept.
+
+    Ungrouped unless ``grouped``: the kill-and-recover run checks one sbatch per job.
+    """
     profile = yaml.safe_load((ROOT / "profiles" / "slurm" / "config.yaml").read_text())
     profile.update(PROFILE_OVERRIDES)
+    profile["cores"] = 1  # = every rule's threads here, as the profile's cores = embed's threads
+    if not grouped:
+        profile.pop("groups"), profile.pop("group-components")
     profile.setdefault("default-resources", {}).update(SMALL)
     set_resources = profile.setdefault("set-resources", {})
     for rule in RULES:
@@ -132,7 +138,7 @@ def _test_profile() -> dict:
     return profile
 
 
-def _prepare(dest: Path) -> Path:
+def _prepare(dest: Path, grouped: bool = False) -> Path:
     work = copy_workflow(dest)
     # the package too (used through PYTHONPATH): jobs then run this snapshot even while
     # the repository changes under a long test
@@ -140,7 +146,7 @@ def _prepare(dest: Path) -> Path:
     (work / "slurm-test.yaml").write_text(OVERLAY)
     folder = work / "profiles" / "slurm-test"
     folder.mkdir()
-    (folder / "config.yaml").write_text(yaml.safe_dump(_test_profile(), sort_keys=False))
+    (folder / "config.yaml").write_text(yaml.safe_dump(_test_profile(grouped), sort_keys=False))
     return work
 
 
@@ -333,3 +339,55 @@ def test_kill_unlock_rerun_incomplete(slurm_run, tmp_path):
     np.testing.assert_allclose(np.stack(merged["embedding"]), np.stack(fresh.loc[ok, "embedding"]), rtol=1e-5, atol=1e-6)
     summary = pd.read_csv(out / "report" / "summary.csv")
     assert len(summary) == 1, summary  # vit x genre x linear
+
+
+# ---------------------------------------------------------------- grouped embed jobs
+GROUP_SUBMITTED = re.compile(r"Job \S+ has been submitted with SLURM jobid (\d+) \(log: .*/group_embed_embed/")
+GROUPED_TARGET = "results/slurm/embeddings/vit.parquet"
+
+
+@pytest.fixture(scope="module")
+def grouped_run(cluster, tmp_path_factory):
+    """The profile's grouping, scaled down: six shards, three embed jobs per sbatch."""
+    work = _prepare(tmp_path_factory.mktemp("grouped_run"), grouped=True)
+    (work / "slurm-test.yaml").write_text(OVERLAY.replace("rows: 48", "rows: 16"))
+    profile_file = work / "profiles" / "slurm-test" / "config.yaml"
+    profile = yaml.safe_load(profile_file.read_text())
+    assert profile["groups"] == ["embed=embed"]  # what profiles/slurm sets
+    profile["group-components"] = ["embed=3"]
+    profile_file.write_text(yaml.safe_dump(profile, sort_keys=False))
+    first = _run(work, "--keep-going", GROUPED_TARGET)
+    outputs = sorted(p.name for p in (work / "results" / "slurm" / "embeddings" / "vit").glob("*.parquet"))
+    redo = work / "results" / "slurm" / "embeddings" / "vit" / "00003.parquet"
+    kept = {p.name: p.stat().st_mtime_ns for p in redo.parent.glob("*.parquet") if p != redo}
+    shard = work / "results" / "slurm" / "shards" / "00003.parquet"
+    # the same rows, re-encoded: a changed file (Snakemake compares small inputs by checksum)
+    pq.write_table(pq.read_table(shard), shard, compression="gzip")
+    again = _run(work, "--keep-going", GROUPED_TARGET)
+    return {"work": work, "first": first.stderr, "again": again.stderr, "outputs": outputs, "kept": kept}
+
+
+def test_grouped_embed_jobs_share_a_submission_and_one_gpu(grouped_run):
+    log = grouped_run["first"]
+    groups = GROUP_SUBMITTED.findall(log)
+    assert len(re.findall(r"^\s*rule embed:$", log, re.M)) == 6
+    assert len(groups) == 2, log[-5000:]  # 6 embed jobs, 3 per submission
+    assert not [rule for _, rule in _submissions(log) if rule == "embed"]  # none on its own
+    for jobid in groups:
+        info = _scontrol(jobid)
+        assert "JobState=COMPLETED" in info and "Partition=gpu" in info, info
+        # three jobs one after another: one job's GPU, CPUs and memory, three jobs' time
+        assert "TresPerJob=gres:gpu:1" in info and "NumCPUs=1 " in info, info
+        assert "MinMemoryNode=1000M" in info and "TimeLimit=00:45:00" in info, info
+    out = grouped_run["work"] / "results" / "slurm" / "embeddings"
+    assert grouped_run["outputs"] == [f"{i:05d}.parquet" for i in range(6)]  # one per shard
+    assert pq.read_table(out / "vit.parquet").num_rows + pq.read_table(out / "vit.failures.parquet").num_rows == 96
+
+
+def test_a_grouped_shard_reruns_alone(grouped_run):
+    """Staleness stays per shard: one shard changed, one embed job; the others untouched."""
+    log = grouped_run["again"]
+    assert re.findall(r"wildcards: dataset=slurm, model=vit, shard=(\d+)", log) == ["00003"], log[-5000:]
+    assert len(GROUP_SUBMITTED.findall(log)) == 1
+    folder = grouped_run["work"] / "results" / "slurm" / "embeddings" / "vit"
+    assert {p.name: p.stat().st_mtime_ns for p in folder.glob("*.parquet") if p.name != "00003.parquet"} == grouped_run["kept"]

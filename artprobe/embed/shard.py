@@ -329,6 +329,7 @@ class _Job:
             "device": str(self.dev),
             "device_name": device_name(self.dev),
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+            "gpu_slot": os.environ.get("ARTPROBE_GPU_SLOT"),  # artprobe.gpu_slots (local jobs)
             "batch_size": self.settings["batch_size"],
             "workers": self.settings["workers"],
             "compile": self.settings["compile"],
