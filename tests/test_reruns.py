@@ -92,6 +92,7 @@ def test_new_model_embeds_and_fits_only_itself(done, base, sizes):
         "embed": sizes["shards"],
         "merge_embeddings": 1,
         "classify": sizes["targets"] * sizes["classifiers"],
+        "fewshot": sizes["targets"],
         "report": 1,
     }
 
@@ -104,6 +105,7 @@ def test_decode_change_re_embeds_everything_downstream(done, base, sizes):
         "embed": sizes["models"] * sizes["shards"],
         "merge_embeddings": sizes["models"],
         "classify": sizes["models"] * sizes["targets"] * sizes["classifiers"],
+        "fewshot": sizes["models"] * sizes["targets"],
         "report": 1,
     }
 
@@ -117,6 +119,7 @@ def test_split_seed_change_never_re_embeds(done, base, sizes):
         "duplicates": 1,  # the near-duplicate scan compares val/test with the new train part
         "merge_embeddings": sizes["models"],
         "classify": sizes["models"] * sizes["targets"] * sizes["classifiers"],
+        "fewshot": sizes["models"] * sizes["targets"],
         "report": 1,
     }
 

@@ -31,6 +31,7 @@ def big(tmp_path_factory):
     work = copy_workflow(tmp_path_factory.mktemp("big"))
     (work / "results" / "wikiart").mkdir(parents=True)
     (work / "results" / "wikiart" / "manifest.json").write_text(json.dumps({"n_rows": N_ROWS}))
+    (work / "results" / "wikiart" / "rows.parquet").write_bytes(b"")  # the manifest's row index
     return work
 
 
