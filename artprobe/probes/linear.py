@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from artprobe.probes.shared import FitResult, class_weights, weights_info
+from artprobe.probes.shared import FitResult, class_weights, standardized, weights_info
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +35,7 @@ log = logging.getLogger(__name__)
 def _preprocess(mode: str, Xtr: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
     """Standardise with train statistics, or scale rows to norm sqrt(D) ('l2')."""
     if mode == "standardize":
-        mean = Xtr.mean(axis=0, dtype=np.float64)
-        std = Xtr.std(axis=0, dtype=np.float64)
-        std[std < 1e-12] = 1.0
-        mean, inv = mean.astype(np.float32), (1.0 / std).astype(np.float32)
-        return [(X - mean) * inv for X in (Xtr, *others)]
+        return standardized(Xtr, *others)
     if mode == "l2":
         # Unit rows, times sqrt(D) so that features have about unit second moment and
         # the same C grid suits both normalisations (a constant factor: equivalent to

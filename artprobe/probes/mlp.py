@@ -33,7 +33,7 @@ import torch.nn.functional as F
 
 from artprobe.device import synchronize
 from artprobe.probes.mlp_step import make_step
-from artprobe.probes.shared import FitResult, class_weights, weights_info
+from artprobe.probes.shared import FitResult, class_weights, standardized, weights_info
 
 log = logging.getLogger(__name__)
 
@@ -157,15 +157,6 @@ def _train(model, step, p, Xv, yv, gen, dev, stopper: EarlyStopping) -> _Trainin
             out.stopped = True
             break
     return out
-
-
-def standardized(Xtr: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
-    """Zero mean, unit variance per feature with train statistics (constant features: 1)."""
-    mean = Xtr.mean(axis=0, dtype=np.float64)
-    std = Xtr.std(axis=0, dtype=np.float64)
-    std[std < 1e-12] = 1.0
-    mean, inv = mean.astype(np.float32), (1.0 / std).astype(np.float32)
-    return [np.ascontiguousarray((X - mean) * inv) for X in (Xtr, *others)]
 
 
 def fit_mlp(p, Xtr, ytr, Xva, yva, Xte, n_classes, seed, dev, cuda_graph) -> FitResult:

@@ -1,4 +1,5 @@
-"""What every probe kind returns or uses: the result record, the history schema, class weights."""
+"""What every probe kind returns or uses: the result record, the history schema, class
+weights, train-statistics standardisation."""
 
 from __future__ import annotations
 
@@ -34,3 +35,12 @@ def class_weights(y: np.ndarray, n_classes: int, mode: str) -> np.ndarray | None
 def weights_info(cw: np.ndarray | None) -> list[float] | None:
     """Class weights as the ``info`` dict reports them (rounded, JSON-ready)."""
     return None if cw is None else [round(float(v), 6) for v in cw]
+
+
+def standardized(Xtr: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
+    """Zero mean, unit variance per feature with train statistics (constant features: 1)."""
+    mean = Xtr.mean(axis=0, dtype=np.float64)
+    std = Xtr.std(axis=0, dtype=np.float64)
+    std[std < 1e-12] = 1.0
+    mean, inv = mean.astype(np.float32), (1.0 / std).astype(np.float32)
+    return [(X - mean) * inv for X in (Xtr, *others)]
