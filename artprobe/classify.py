@@ -2,7 +2,8 @@
 
 Reads the merged embeddings (``row_id, split, targets…, embedding``), applies the
 per-target filters (catch-all labels, rare classes), fits the classifier on train
-(model selection on val), and writes metrics with bootstrap intervals, the sklearn
+(model selection on val; a kind's train+val refit only where its params ask for it), and
+writes metrics with bootstrap intervals, the sklearn
 classification report, per-row test predictions and the training history.
 """
 
@@ -11,12 +12,17 @@ from __future__ import annotations
 import logging
 import os
 import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from artprobe import metrics, probes
+from artprobe.config import FIT_FILES
+from artprobe.probes.fit import fit as fit_probe
 from artprobe.io import atomic_path, embedding_matrix, read_meta, write_json, write_parquet, write_text
 
 log = logging.getLogger(__name__)
@@ -92,92 +98,97 @@ def load_fit_data(
     return data
 
 
+@dataclass(frozen=True)
+class FitSpec:
+    """What one classify job fits (the rule's ``params.fit`` plus its wildcards).
+
+    ``seeds`` (default ``[seed]``): a seeded kind (the probe registry says which) is fitted
+    once per seed; the first fit's predictions, history and bootstrap intervals are the
+    outputs, every seed's test predictions go to predictions.parquet (``y_pred_seeds``,
+    with several seeds) for the seed-aware comparisons, and ``seeds`` in metrics.json holds
+    the headline metrics per seed with their mean and sd. An unseeded kind is fitted once.
+    """
+
+    model: str
+    target: str
+    classifier: str
+    kind: str
+    params: dict = field(default_factory=dict)
+    drop_labels: list[str] | None = None
+    min_class_count: int | None = None
+    seed: int = 0
+    seeds: list[int] | None = None
+    n_boot: int = 1000
+
+    @property
+    def name(self) -> str:
+        return f"{self.model}/{self.target}/{self.classifier}"
+
+    def fitted_seeds(self) -> list[int]:
+        seeds = list(self.seeds) if self.seeds else [self.seed]
+        return seeds if probes.get(self.kind).seeded else seeds[:1]
+
+
+def fit_paths(out_dir: str | os.PathLike) -> dict[str, Path]:
+    """The files of one fit in ``out_dir``, by :data:`~artprobe.config.FIT_FILES` key."""
+    return {key: Path(out_dir) / name for key, name in FIT_FILES.items()}
+
+
 def run_fit(
     embeddings_path: str | os.PathLike,
+    spec: FitSpec,
+    out: Mapping[str, str | os.PathLike],
     *,
-    metrics_path: str | os.PathLike,
-    report_path: str | os.PathLike,
-    predictions_path: str | os.PathLike,
-    history_path: str | os.PathLike,
-    model: str,
-    target: str,
-    classifier: str,
-    kind: str,
-    params: dict,
-    drop_labels: list[str] | None = None,
-    min_class_count: int | None = None,
-    seed: int = 0,
-    seeds: list[int] | None = None,
-    n_boot: int = 1000,
     threads: int = 1,
     device: str = "auto",
     duplicates: str | os.PathLike | None = None,
 ) -> dict:
-    """Fit ``kind`` with ``params`` and write the four outputs; return metrics.json's dict.
-
-    ``seeds`` (default ``[seed]``): the probe is fitted once per seed; the first fit's
-    predictions, history and bootstrap intervals are the outputs, the others add their
-    headline metrics to ``seeds`` (mean and sd across seeds). ``linear`` does not depend on
-    the seed, so it is fitted once. ``baseline``: the majority class of train, scored on test.
-    ``duplicates``: a ``duplicates.parquet`` whose rows are left out of the fit.
-    """
-    seeds = list(seeds) if seeds else [seed]
-    params = probes.resolve_params(kind, params)
+    """Fit ``spec`` and write the files ``out`` names (keys of ``FIT_FILES``); return
+    metrics.json's dict. ``duplicates``: a ``duplicates.parquet`` whose rows are left out."""
+    params = probes.resolve_params(spec.kind, spec.params, name=spec.classifier)
     drop_rows = None if duplicates is None else pq.read_table(duplicates, columns=["row_id"]).column("row_id").to_numpy()
-    data = load_fit_data(
-        embeddings_path, target, drop_labels=drop_labels, min_class_count=min_class_count, drop_rows=drop_rows
-    )
-    classes = data["classes"]
+    data = load_fit_data(embeddings_path, spec.target, drop_labels=spec.drop_labels,
+                         min_class_count=spec.min_class_count, drop_rows=drop_rows)  # fmt: skip
     (Xtr, ytr, _), (Xva, yva, _), (Xte, yte, rte) = data["train"], data["val"], data["test"]
-    log.info(
-        "%s/%s/%s: %d train, %d val, %d test rows, D=%d, %d classes",
-        model, target, classifier, len(ytr), len(yva), len(yte), Xtr.shape[1], len(classes),
-    )  # fmt: skip
+    log.info("%s: %d train, %d val, %d test rows, D=%d, %d classes",
+             spec.name, len(ytr), len(yva), len(yte), Xtr.shape[1], len(data["classes"]))  # fmt: skip
     t0 = time.perf_counter()
-    fits = []
-    for s in seeds if kind in SEEDED_KINDS else seeds[:1]:
-        fits.append(probes.fit(
-            kind, params, Xtr, ytr, Xva, yva, Xte,
-            n_classes=len(classes), seed=s, threads=threads, device=device,
-        ))  # fmt: skip
-    seconds = time.perf_counter() - t0
-    result = fits[0]
-    proba = np.asarray(result.proba_test, dtype=np.float32)
-    y_pred = proba.argmax(1)
-    scores = metrics.evaluate(yte, proba, classes, n_boot=n_boot, seed=seed)
-    out = {
-        "model": model,
-        "target": target,
-        "classifier": classifier,
-        "kind": kind,
-        "params": params,
-        **scores,
-        "n_train": int(len(ytr)),
-        "n_val": int(len(yva)),
-        "n_test": int(len(yte)),
-        "n_classes": len(classes),
-        "n_classes_train": int(len(np.unique(ytr))),
+    fits = [
+        fit_probe(spec.kind, params, Xtr, ytr, Xva, yva, Xte, n_classes=len(data["classes"]),
+                   seed=s, threads=threads, device=device)  # fmt: skip
+        for s in spec.fitted_seeds()
+    ]
+    result = {**fit_record(spec, params, data, fits), "seconds": time.perf_counter() - t0}
+    proba = np.asarray(fits[0].proba_test, dtype=np.float32)
+    seed_preds = [f.proba_test.argmax(1) for f in fits] if len(fits) > 1 else None
+    write_parquet(predictions_table(rte, yte, proba, seed_preds), out["predictions"])
+    write_history(fits[0].history, out["history"])
+    write_text(out["report"], report_text(yte, proba.argmax(1), data["classes"]))
+    write_json(out["metrics"], result)
+    acc = result["accuracy"]
+    log.info("%s: accuracy %.4f [%.4f, %.4f] in %.1f s",
+             spec.name, acc["value"], acc["ci_low"], acc["ci_high"], result["seconds"])  # fmt: skip
+    return result
+
+
+def fit_record(spec: FitSpec, params: dict, data: dict, fits: list) -> dict:
+    """metrics.json's content (all but ``seconds``): the first fit's scores with intervals,
+    sizes, the rows the probe trained on, the baseline and the per-seed summary."""
+    classes, info = data["classes"], fits[0].info
+    ytr, yte = data["train"][1], data["test"][1]
+    proba = np.asarray(fits[0].proba_test, dtype=np.float32)
+    return {
+        "model": spec.model, "target": spec.target, "classifier": spec.classifier,
+        "kind": spec.kind, "params": params,
+        **metrics.evaluate(yte, proba, classes, n_boot=spec.n_boot, seed=spec.seed),
+        "n_train": int(len(ytr)), "n_val": int(len(data["val"][1])), "n_test": int(len(yte)),
+        "trained_on": info["trained_on"], "n_train_rows": info["n_train_rows"],
+        "n_classes": len(classes), "n_classes_train": int(len(np.unique(ytr))),
         "dropped": data["dropped"],
-        "baseline": metrics.majority_baseline(ytr, yte, classes, n_boot=n_boot, seed=seed),
-        "seeds": seed_summary(seeds, fits, yte, classes, kind),
-        "seconds": seconds,
-        "info": result.info,
-        "class_names": classes,
-    }
-    write_parquet(predictions_table(rte, yte, proba), predictions_path)
-    write_history(result.history, history_path)
-    write_text(report_path, report_text(yte, y_pred, classes))
-    write_json(metrics_path, out)
-    log.info(
-        "%s/%s/%s: accuracy %.4f [%.4f, %.4f] in %.1f s",
-        model, target, classifier, out["accuracy"]["value"],
-        out["accuracy"]["ci_low"], out["accuracy"]["ci_high"], seconds,
-    )  # fmt: skip
-    return out
-
-
-#: kinds whose fit depends on the seed (mlp: init and batch order; knn: random tie-breaks)
-SEEDED_KINDS = ("mlp", "knn")
+        "baseline": metrics.majority_baseline(ytr, yte, classes, n_boot=spec.n_boot, seed=spec.seed),
+        "seeds": seed_summary(list(spec.seeds or [spec.seed]), fits, yte, classes, spec.kind),
+        "info": info, "class_names": classes,
+    }  # fmt: skip
 
 
 def seed_summary(seeds: list[int], fits: list, y_true: np.ndarray, classes: list[str], kind: str) -> dict:
@@ -188,23 +199,27 @@ def seed_summary(seeds: list[int], fits: list, y_true: np.ndarray, classes: list
         m = metrics.evaluate(y_true, res.proba_test, classes, n_boot=0)
         rows.append({"seed": int(s), **{n: m[n]["value"] for n in names}})
     out = {"seeds": [int(s) for s in seeds], "fitted": len(rows), "per_seed": rows}
-    out["deterministic"] = kind not in SEEDED_KINDS
+    out["deterministic"] = not probes.get(kind).seeded
     for n in names:
         v = np.array([r[n] for r in rows])
         out[n] = {"mean": float(v.mean()), "sd": float(v.std(ddof=1)) if len(v) > 1 else 0.0}
     return out
 
 
-def predictions_table(row_id: np.ndarray, y_true: np.ndarray, proba: np.ndarray) -> pa.Table:
-    """Per-row test predictions: original row ids, true and predicted label ids, probabilities."""
-    return pa.table(
-        {
-            "row_id": pa.array(row_id, pa.int64()),
-            "y_true": pa.array(y_true, pa.int32()),
-            "y_pred": pa.array(proba.argmax(1), pa.int32()),
-            "proba": pa.FixedSizeListArray.from_arrays(pa.array(proba.ravel(), pa.float32()), proba.shape[1]),
-        }
-    )
+def predictions_table(row_id: np.ndarray, y_true: np.ndarray, proba: np.ndarray,
+                      seed_preds: list[np.ndarray] | None = None) -> pa.Table:  # fmt: skip
+    """Per-row test predictions: original row ids, true and predicted label ids, probabilities
+    (the first seed's fit), and with several seeds every seed's predicted ids (``y_pred_seeds``)."""
+    cols = {
+        "row_id": pa.array(row_id, pa.int64()),
+        "y_true": pa.array(y_true, pa.int32()),
+        "y_pred": pa.array(proba.argmax(1), pa.int32()),
+        "proba": pa.FixedSizeListArray.from_arrays(pa.array(proba.ravel(), pa.float32()), proba.shape[1]),
+    }
+    if seed_preds:
+        flat = pa.array(np.stack(seed_preds, axis=1).ravel(), pa.int32())
+        cols["y_pred_seeds"] = pa.FixedSizeListArray.from_arrays(flat, len(seed_preds))
+    return pa.table(cols)
 
 
 def report_text(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> str:

@@ -1,176 +1,36 @@
 """What parsing the workflow needs, without torch or pandas.
 
 ``rules/common.smk`` imports this module on every parse (``snakemake -n``, every SLURM job's
-re-parse), so it holds only light code: the classifier hyper-parameter specs
+re-parse), so it holds only light code: the classifier hyper-parameters resolved
 (:func:`resolve_params`), the checks a JSON schema cannot express (:func:`check_config`), the
-demo defaults, and names shared by several stages (``SPLITS``). The timm-name check lives in
+demo defaults, and names shared by several stages (``SPLITS``, ``FIT_FILES``). The probe
+kinds, their specs and defaults are :mod:`artprobe.probes.registry`'s (re-exported here).
+The timm-name check lives in
 :mod:`artprobe.timm_names` (it may import timm, so the stages' envs need not have it).
 """
 
 from __future__ import annotations
 
-import math
 import os
 import re
-from typing import Any, Callable
 
-import numpy as np
+from artprobe.probes import registry
+from artprobe.probes.registry import defaults, resolve_params  # noqa: F401  (re-exported)
 
 SPLITS = ("train", "val", "test")
-KINDS = ("mlp", "linear", "knn")
+#: the files of one fit (``rules/classify.smk`` outputs, the report's inputs): key -> name
+FIT_FILES = {
+    "metrics": "metrics.json",
+    "report": "classification_report.txt",
+    "predictions": "predictions.parquet",
+    "history": "history.csv",
+}
 #: the embedded demo's generator settings; ``demo:`` keys in the config override them
 DEMO_DEFAULTS = {"rows": 360, "files": 3, "seed": 0, "broken": 2}
 #: ``probe.fewshot:`` keys left out of the config (the schema fills them too)
 FEWSHOT_DEFAULTS = {"shots": [1, 2, 5, 10, 25, 100, "all"], "trials": 3, "classifier": None}
-
-# ---------------------------------------------------------------------------------
-# Classifier hyper-parameters
-# ---------------------------------------------------------------------------------
-
-
-def _is_num(v: Any) -> bool:
-    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(
-        v, (bool, np.bool_)
-    )
-
-
-def _int(lo: int) -> Callable[[Any], int]:
-    def check(v: Any) -> int:
-        if isinstance(v, (bool, np.bool_)) or not (
-            isinstance(v, (int, np.integer))
-            or (isinstance(v, (float, np.floating)) and float(v).is_integer())
-        ):
-            raise ValueError(f"must be an integer >= {lo}, got {v!r}")
-        if int(v) < lo:
-            raise ValueError(f"must be an integer >= {lo}, got {v!r}")
-        return int(v)
-
-    return check
-
-
-def _float(lo: float, hi: float = math.inf, lo_open: bool = True) -> Callable[[Any], float]:
-    interval = f"{'(' if lo_open else '['}{lo}, {hi}]"
-
-    def check(v: Any) -> float:
-        if not _is_num(v) or not math.isfinite(float(v)):
-            raise ValueError(f"must be a number in {interval}, got {v!r}")
-        f = float(v)
-        if (f <= lo if lo_open else f < lo) or f > hi:
-            raise ValueError(f"must be a number in {interval}, got {v!r}")
-        return f
-
-    return check
-
-
-def _choice(*options: str) -> Callable[[Any], str]:
-    def check(v: Any) -> str:
-        if v is None and "none" in options:
-            return "none"
-        if not isinstance(v, str) or v not in options:
-            raise ValueError(f"must be one of {', '.join(options)}, got {v!r}")
-        return v
-
-    return check
-
-
-def _one_or_more(check: Callable[[Any], Any]) -> Callable[[Any], list]:
-    """A value or a non-empty list of values, each passing ``check``; always a list."""
-
-    def many(v: Any) -> list:
-        values = list(v) if isinstance(v, (list, tuple)) else [v]
-        if not values:
-            raise ValueError("must be a value or a non-empty list, got []")
-        return [check(x) for x in values]
-
-    return many
-
-
-def _bool(v: Any) -> bool:
-    if not isinstance(v, (bool, np.bool_)):
-        raise ValueError(f"must be true or false, got {v!r}")
-    return bool(v)
-
-
-_CLASS_WEIGHT = ("none", _choice("none", "balanced"))
-
-# name -> (default, validator). The defaults are the protocol; see artprobe.probes' docstring.
-_SPECS: dict[str, dict[str, tuple[Any, Callable[[Any], Any]]]] = {
-    "mlp": {
-        "hidden": (3000, _int(1)),
-        "l2": (0.01, _float(0.0, lo_open=False)),
-        "lr": (1e-4, _float(0.0)),
-        "decay_rate": (0.9, _float(0.0, 1.0)),
-        "decay_steps": (10000, _float(0.0)),
-        "epsilon": (1e-7, _float(0.0)),
-        "batch_size": (32, _int(1)),
-        "epochs": (20, _int(1)),
-        "patience": (3, _int(0)),
-        "min_delta": (0.0, _float(0.0, lo_open=False)),
-        "restore_best": (False, _bool),
-        "class_weight": _CLASS_WEIGHT,
-        "standardize": (False, _bool),
-        "keras_epsilon": (False, _bool),
-    },
-    "linear": {
-        "normalize": ("standardize", _choice("standardize", "l2", "none")),
-        "c_min": (1e-6, _float(0.0)),
-        "c_max": (1e6, _float(0.0)),
-        "n_c": (13, _int(1)),
-        "refine": (3, _int(0)),
-        "select_by": ("accuracy", _choice("accuracy", "log_loss")),
-        "refit_on_val": (True, _bool),
-        "max_iter": (1000, _int(1)),
-        "tol": (1e-2, _float(0.0)),
-        "path_patience": (2, _int(0)),
-        "class_weight": _CLASS_WEIGHT,
-    },
-    "knn": {
-        "k": ([10, 20, 50, 100, 200], _one_or_more(_int(1))),
-        "weighting": ("similarity", _choice("uniform", "similarity")),
-        "temperature": ([0.02, 0.05, 0.07, 0.1, 0.2], _one_or_more(_float(0.0))),
-        "center": (False, _bool),
-        "class_weight": _CLASS_WEIGHT,
-    },
-}
-
-
-def defaults(kind: str) -> dict:
-    """The default parameters of ``kind`` (a fresh dict)."""
-    _check_kind(kind)
-    return {k: d for k, (d, _) in _SPECS[kind].items()}
-
-
-def _check_kind(kind: str) -> None:
-    if kind not in KINDS:
-        raise ValueError(f"unknown classifier kind {kind!r} (known: {', '.join(KINDS)})")
-
-
-def resolve_params(kind: str, params: dict | None, *, name: str | None = None) -> dict:
-    """Validate ``params`` for classifier ``kind`` and fill in the defaults.
-
-    Raises ``ValueError`` naming the classifier (``name``, default ``kind``) and the
-    offending key: an unknown key, a value of the wrong type or out of range.
-    """
-    _check_kind(kind)
-    label = f"classifier {name or kind!r}"
-    spec = _SPECS[kind]
-    params = dict(params or {})
-    unknown = sorted(set(params) - set(spec))
-    if unknown:
-        raise ValueError(f"{label}: unknown key {unknown[0]!r} (known: {', '.join(sorted(spec))})")
-    out = {}
-    for key, (default, check) in spec.items():
-        value = params.get(key, default)
-        try:
-            out[key] = check(value)
-        except ValueError as err:
-            raise ValueError(f"{label}: key {key!r} {err}") from None
-    if kind == "linear" and out["c_max"] < out["c_min"]:
-        raise ValueError(
-            f"{label}: key 'c_max' must be >= c_min ({out['c_min']}), got {out['c_max']}"
-        )
-    return out
-
+#: the kind few-shot curves fit (artprobe.probes.fewshot), the registry's few-shot kind
+FEWSHOT_KIND = next(k for k in registry.names() if registry.get(k).fewshot)
 
 # ---------------------------------------------------------------------------------
 # Cross-key checks of the whole config
@@ -242,14 +102,14 @@ def fewshot_settings(config: dict, classifier_params: dict[str, dict]) -> dict |
     if fs is None:
         return None
     fs = {**FEWSHOT_DEFAULTS, **fs}
-    linear = [c["name"] for c in config["classifiers"] if c["kind"] == "linear"]
+    able = [c["name"] for c in config["classifiers"] if registry.get(c["kind"]).fewshot]
     name = fs["classifier"]
-    if name is not None and name not in linear:
+    if name is not None and name not in able:
         raise ValueError(
-            f"config probe.fewshot.classifier: {name!r} is not a linear classifier (linear: {linear})"
+            f"config probe.fewshot.classifier: {name!r} is not a linear classifier (linear: {able})"
         )
-    name = name or (linear[0] if linear else None)
-    params = classifier_params[name] if name else defaults("linear")
+    name = name or (able[0] if able else None)
+    params = classifier_params[name] if name else defaults(FEWSHOT_KIND)
     return {"shots": list(fs["shots"]), "trials": int(fs["trials"]), "params": params}
 
 

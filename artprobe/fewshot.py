@@ -13,6 +13,7 @@ import os
 
 from artprobe import probes
 from artprobe.classify import load_fit_data
+from artprobe.config import FEWSHOT_KIND
 from artprobe.io import write_json
 from artprobe.probes.fewshot import DEFAULT_SHOTS, fewshot_curve
 
@@ -36,10 +37,10 @@ def run_fewshot(
 ) -> dict:
     """Fit the curve and write it (JSON, atomically); return what was written.
 
-    ``params``: the linear probe's hyper-parameters (defaults filled in; ``refit_on_val`` is
-    forced off). ``seed`` seeds the subsets (trial t uses ``[seed, t, class]``) and the fits.
+    ``params``: the linear probe's hyper-parameters (defaults filled in; ``refit`` is
+    forced to ``train``). ``seed`` seeds the subsets (trial t uses ``[seed, t, class]``) and the fits.
     """
-    params = probes.resolve_params("linear", params)
+    params = probes.resolve_params(FEWSHOT_KIND, params)
     data = load_fit_data(embeddings_path, target, drop_labels=drop_labels, min_class_count=min_class_count)
     (Xtr, ytr, _), (Xva, yva, _), (Xte, yte, _) = data["train"], data["val"], data["test"]
     log.info("%s/%s few-shot: shots %s x %d trials; %d train, %d val, %d test rows",

@@ -131,6 +131,63 @@ def _check_ci(ci: float, n_boot: int) -> None:
         raise ValueError(f"n_boot must be >= 0, got {n_boot}")
 
 
+def _check_scores(y_true, proba, class_names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and float64 probabilities of one fit's test rows, or a ValueError."""
+    y_true = _labels(y_true)
+    proba = np.asarray(proba, dtype=np.float64)
+    if proba.ndim != 2 or len(proba) != len(y_true):
+        raise ValueError(f"proba must be [n={len(y_true)}, n_classes], got shape {proba.shape}")
+    n, n_classes = proba.shape
+    if n == 0:
+        raise ValueError("no test rows")
+    if y_true.min() < 0 or y_true.max() >= n_classes:
+        raise ValueError(f"y_true ids must lie in [0, {n_classes}) (proba's columns)")
+    if len(class_names) < n_classes:
+        raise ValueError(f"{len(class_names)} class names for {n_classes} probability columns")
+    return y_true, proba
+
+
+def point_values(y_true, y_pred) -> dict:
+    """Accuracy, balanced accuracy and macro F1 of predicted label ids (no intervals)."""
+    counts = _Counts(_labels(y_true), _labels(y_pred))
+    macro_f1, bal, _ = _macro(*counts.point())
+    return {"accuracy": float(counts.hit.mean()), "balanced_accuracy": float(bal), "macro_f1": float(macro_f1)}
+
+
+def _boot_samples(counts: _Counts, hits: np.ndarray, n_boot: int, seed: int) -> dict[str, np.ndarray]:
+    """Each headline metric over ``n_boot`` resamples of the test rows, and per-class F1 [b, L]."""
+    boots: dict[str, list] = {m: [] for m in (*METRICS, "f1")}
+    for idx in _resamples(len(hits), n_boot, seed):
+        m_f1, m_bal, c_f1 = _macro(*counts.boot(idx))
+        boots["accuracy"].append(counts.hit[idx].mean(axis=1))
+        boots["top5_accuracy"].append(hits[idx].mean(axis=1))
+        boots["macro_f1"].append(m_f1)
+        boots["balanced_accuracy"].append(m_bal)
+        boots["f1"].append(c_f1)
+    return {m: np.concatenate(v) for m, v in boots.items()}
+
+
+def _per_class(counts: _Counts, class_names: Sequence[str], f1_boot: np.ndarray | None, ci: float) -> dict:
+    """Precision, recall, F1 (with its bootstrap interval) and support per class."""
+    support, predicted, correct = counts.point()
+    _, _, f1 = _macro(support, predicted, correct)
+    out = {}
+    for j, label in enumerate(counts.labels):
+        lo = hi = None
+        if f1_boot is not None and np.isfinite(f1_boot[:, j]).any():
+            q = [(1 - ci) / 2, 1 - (1 - ci) / 2]
+            lo, hi = (float(v) for v in np.nanquantile(f1_boot[:, j], q))
+        out[str(class_names[label])] = {
+            "precision": float(correct[j] / predicted[j] if predicted[j] else 0.0),
+            "recall": float(correct[j] / support[j] if support[j] else 0.0),
+            "f1": float(np.nan_to_num(f1[j])),
+            "support": int(support[j]),
+            "f1_ci_low": lo,
+            "f1_ci_high": hi,
+        }
+    return out
+
+
 def evaluate(
     y_true,
     proba,
@@ -148,71 +205,18 @@ def evaluate(
     interval.
     """
     _check_ci(ci, n_boot)
-    y_true = _labels(y_true)
-    proba = np.asarray(proba, dtype=np.float64)
-    if proba.ndim != 2 or len(proba) != len(y_true):
-        raise ValueError(f"proba must be [n={len(y_true)}, n_classes], got shape {proba.shape}")
-    n, n_classes = proba.shape
-    if n == 0:
-        raise ValueError("no test rows")
-    if y_true.min() < 0 or y_true.max() >= n_classes:
-        raise ValueError(f"y_true ids must lie in [0, {n_classes}) (proba's columns)")
-    if len(class_names) < n_classes:
-        raise ValueError(f"{len(class_names)} class names for {n_classes} probability columns")
-    y_pred = proba.argmax(axis=1)
-    k = min(5, n_classes)
+    y_true, proba = _check_scores(y_true, proba, class_names)
+    k = min(5, proba.shape[1])
     hits = _topk_hits(y_true, proba, k)
-    counts = _Counts(y_true, y_pred)
-    support, predicted, correct = counts.point()
-    macro_f1, bal, f1 = _macro(support, predicted, correct)
-    values = {
-        "accuracy": float(counts.hit.mean()),
-        "top5_accuracy": float(hits.mean()),
-        "macro_f1": float(macro_f1),
-        "balanced_accuracy": float(bal),
-    }
-    boots: dict[str, list] = {m: [] for m in (*METRICS, "f1")}
-    if n_boot:
-        for idx in _resamples(n, n_boot, seed):
-            s, p, c = counts.boot(idx)
-            m_f1, m_bal, c_f1 = _macro(s, p, c)
-            boots["accuracy"].append(counts.hit[idx].mean(axis=1))
-            boots["top5_accuracy"].append(hits[idx].mean(axis=1))
-            boots["macro_f1"].append(m_f1)
-            boots["balanced_accuracy"].append(m_bal)
-            boots["f1"].append(c_f1)
+    counts = _Counts(y_true, proba.argmax(axis=1))
+    values = {**point_values(y_true, proba.argmax(axis=1)), "top5_accuracy": float(hits.mean())}
+    boots = _boot_samples(counts, hits, n_boot, seed) if n_boot else {}
     out: dict = {}
     for m in METRICS:
-        lo, hi = _interval(np.concatenate(boots[m]), ci) if n_boot else (None, None)
+        lo, hi = _interval(boots[m], ci) if n_boot else (None, None)
         out[m] = {"value": values[m], "ci_low": lo, "ci_high": hi}
-    f1_boot = np.concatenate(boots["f1"]) if n_boot else None
-    per_class = {}
-    for j, label in enumerate(counts.labels):
-        prec = correct[j] / predicted[j] if predicted[j] else 0.0
-        rec = correct[j] / support[j] if support[j] else 0.0
-        lo = hi = None
-        if n_boot:
-            col = f1_boot[:, j]
-            if np.isfinite(col).any():
-                lo, hi = (float(v) for v in np.nanquantile(col, [(1 - ci) / 2, 1 - (1 - ci) / 2]))
-        per_class[str(class_names[label])] = {
-            "precision": float(prec),
-            "recall": float(rec),
-            "f1": float(np.nan_to_num(f1[j])),
-            "support": int(support[j]),
-            "f1_ci_low": lo,
-            "f1_ci_high": hi,
-        }
-    out.update(
-        {
-            "per_class": per_class,
-            "n_test": int(n),
-            "n_boot": int(n_boot),
-            "ci": float(ci),
-            "seed": int(seed),
-            "top_k": int(k),
-        }
-    )
+    out["per_class"] = _per_class(counts, class_names, boots.get("f1"), ci)
+    out.update({"n_test": len(y_true), "n_boot": int(n_boot), "ci": float(ci), "seed": int(seed), "top_k": int(k)})
     return out
 
 
@@ -234,6 +238,55 @@ def _metric_point(metric: str, counts: _Counts, hits: np.ndarray | None) -> floa
     return float(m_f1 if metric == "macro_f1" else m_bal)
 
 
+class _SeedScores:
+    """One model's per-seed predictions of the same test rows, scored by one metric.
+
+    The score is the seed average. :meth:`draws` is the seed level of the comparison: the
+    seeds' spread beyond what the test-row resampling already carries (a moment estimate:
+    the variance across the seeds' test scores less the part of it that the test-row
+    resamples reproduce, floored at 0), as the standard error of the seed average times
+    Student-t draws with S - 1 degrees of freedom; zeros for one seed."""
+
+    def __init__(self, y_true: np.ndarray, preds: Sequence, metric: str, what: str):
+        if not len(preds):
+            raise ValueError(f"{what}: no predictions")
+        n, self.metric = len(y_true), metric
+        self.hits, self.counts = [], []
+        for pred in preds:
+            arr = np.asarray(pred)
+            if metric == "top5_accuracy":
+                if arr.ndim != 2:
+                    raise ValueError("metric 'top5_accuracy' needs probabilities [n, n_classes]")
+                self.hits.append(_topk_hits(y_true, arr, min(5, arr.shape[1])))
+            else:
+                self.hits.append(None)
+            self.counts.append(_Counts(y_true, _as_pred(arr, n, what)))
+        self.per_seed = np.array([_metric_point(metric, c, h) for c, h in zip(self.counts, self.hits)])
+        self.point = float(self.per_seed.mean())
+        self.boot: list[np.ndarray] = []  # per-seed scores of each resample: chunks [S, b]
+
+    def samples(self, idx: np.ndarray) -> np.ndarray:
+        """The seed-averaged score of each resample of rows ``idx`` [b, n]."""
+        parts = np.stack([_metric_samples(self.metric, c, h, idx) for c, h in zip(self.counts, self.hits)])
+        self.boot.append(parts)
+        return parts.mean(axis=0)
+
+    def seed_se(self) -> float:
+        """Standard error of the seed average from seed variance beyond test-row noise."""
+        S = len(self.per_seed)
+        if S < 2:
+            return 0.0
+        boot = np.concatenate(self.boot, axis=1)
+        dev = boot - boot.mean(axis=0, keepdims=True)  # each seed's deviation from the average
+        row_part = float(np.nanvar(dev, axis=1, ddof=1).sum() / (S - 1))
+        between = max(0.0, float(self.per_seed.var(ddof=1)) - row_part)
+        return float(np.sqrt(between / S))
+
+    def draws(self, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+        S = len(self.per_seed)
+        return self.seed_se() * rng.standard_t(S - 1, size=n_boot) if S > 1 else np.zeros(n_boot)
+
+
 def paired_bootstrap(
     y_true,
     pred_a,
@@ -247,9 +300,31 @@ def paired_bootstrap(
     """Compare models A and B on the same test rows with a paired bootstrap.
 
     ``pred_a`` / ``pred_b``: predicted label ids [n], or probabilities [n, n_classes]
-    (argmax; needed for ``metric="top5_accuracy"``). Both are scored on the same
-    resamples. ``diff = a - b``; the interval is the percentile interval of the
-    resampled differences; the two-sided p-value is
+    (argmax; needed for ``metric="top5_accuracy"``). One fit each: :func:`compare` with
+    one seed per model (see there for the interval, p-value and verdict).
+    """
+    return compare(y_true, [pred_a], [pred_b], metric=metric, n_boot=n_boot, seed=seed, ci=ci)
+
+
+def compare(
+    y_true,
+    preds_a: Sequence,
+    preds_b: Sequence,
+    *,
+    metric: str = "accuracy",
+    n_boot: int = 1000,
+    seed: int = 0,
+    ci: float = 0.95,
+) -> dict:
+    """Compare the seed-averaged scores of models A and B on the same test rows.
+
+    ``preds_a`` / ``preds_b``: one prediction per seed of each model (label ids [n] or
+    probabilities [n, n_classes]). Each of ``n_boot`` resamples draws the test rows with
+    replacement, the same rows for both models (paired; every seed is scored on them), and
+    adds for each model independently a seed-level draw (:class:`_SeedScores`): so the
+    difference carries the test-row and the seed variance. With one seed per model this is
+    the plain paired bootstrap of test rows. ``diff = a - b``; the interval is the
+    percentile interval of the resampled differences; the two-sided p-value is
     ``min(1, 2 * (1 + #{diff* on the far side of 0}) / (1 + n_boot))`` (resamples with a
     difference of exactly 0 count against both sides). The verdict names the better
     model when ``p < 1 - ci``.
@@ -263,24 +338,28 @@ def paired_bootstrap(
     n = len(y_true)
     if n == 0:
         raise ValueError("no test rows")
-    hits = {}
-    for name, pred in (("a", pred_a), ("b", pred_b)):
-        arr = np.asarray(pred)
-        if metric == "top5_accuracy":
-            if arr.ndim != 2:
-                raise ValueError("metric 'top5_accuracy' needs probabilities [n, n_classes]")
-            hits[name] = _topk_hits(y_true, arr, min(5, arr.shape[1]))
-    ca = _Counts(y_true, _as_pred(pred_a, n, "pred_a"))
-    cb = _Counts(y_true, _as_pred(pred_b, n, "pred_b"))
-    a = _metric_point(metric, ca, hits.get("a"))
-    b = _metric_point(metric, cb, hits.get("b"))
-    diffs = []
-    for idx in _resamples(n, n_boot, seed):
-        diffs.append(
-            _metric_samples(metric, ca, hits.get("a"), idx)
-            - _metric_samples(metric, cb, hits.get("b"), idx)
-        )
-    d = np.concatenate(diffs)
+    a = _SeedScores(y_true, preds_a, metric, "pred_a")
+    b = _SeedScores(y_true, preds_b, metric, "pred_b")
+    d = np.concatenate([a.samples(idx) - b.samples(idx) for idx in _resamples(n, n_boot, seed)])
+    seeded = len(a.per_seed) > 1 or len(b.per_seed) > 1
+    if seeded:  # its own stream: the test-row resamples stay those of the unseeded test
+        rng = np.random.default_rng([seed, 1])
+        d = d + a.draws(n_boot, rng) - b.draws(n_boot, rng)
+    out = {"metric": metric, "a": a.point, "b": b.point, "diff": a.point - b.point}
+    out.update(_bootstrap_test(d, n_boot, ci))
+    out.update({"n_test": n, "n_boot": int(n_boot), "ci": float(ci), "seed": int(seed),
+                "n_seeds_a": len(a.per_seed), "n_seeds_b": len(b.per_seed),
+                "method": SEEDED_METHOD if seeded else ROWS_METHOD})  # fmt: skip
+    return out
+
+
+#: how :func:`compare` treated the seeds (the report's methods text quotes these)
+ROWS_METHOD = "paired bootstrap of test rows (one fit per model)"
+SEEDED_METHOD = "paired bootstrap of test rows + per-model seed-level t draws (seed-averaged scores)"
+
+
+def _bootstrap_test(d: np.ndarray, n_boot: int, ci: float) -> dict:
+    """Percentile interval, two-sided p-value and verdict from resampled differences."""
     lo, hi = _interval(d, ci)
     # Differences within float noise of 0 (e.g. identical predictions) count as 0.
     d = np.where(np.abs(d) < 1e-12, 0.0, d)
@@ -290,20 +369,7 @@ def paired_bootstrap(
         verdict = "A better" if not_above < not_below else "B better"
     else:
         verdict = "no significant difference"
-    return {
-        "metric": metric,
-        "a": a,
-        "b": b,
-        "diff": a - b,
-        "ci_low": lo,
-        "ci_high": hi,
-        "p_value": p,
-        "verdict": verdict,
-        "n_test": n,
-        "n_boot": int(n_boot),
-        "ci": float(ci),
-        "seed": int(seed),
-    }
+    return {"ci_low": lo, "ci_high": hi, "p_value": p, "verdict": verdict}
 
 
 def majority_baseline(y_train, y_test, class_names: Sequence[str], *, n_boot: int = 1000, seed: int = 0) -> dict:

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from artprobe import probes  # noqa: E402
+from artprobe.probes.fit import fit  # noqa: E402
 from artprobe.device import resolve_device, synchronize  # noqa: E402
 
 WIKIART = {"train": 65155, "val": 8144, "test": 8145, "dim": 1024, "classes": 129}
@@ -105,7 +106,7 @@ def raw_mlp_seconds_per_epoch(
 def fit_on(data, kind, params, n_classes, dev, args):
     """probes.fit on a synthetic train/val/test dict, as the workflow calls it."""
     (Xtr, ytr), (Xva, yva), (Xte, _) = data["train"], data["val"], data["test"]
-    return probes.fit(
+    return fit(
         kind, params, Xtr, ytr, Xva, yva, Xte, n_classes=n_classes, threads=args.threads, device=str(dev)
     )
 
@@ -254,7 +255,7 @@ def main(argv=None) -> dict:
     args.dims = [int(d) for d in args.dims.split(",")]
     only = [k for k in args.only.split(",") if k]
     for k in only:
-        if k not in probes.KINDS:
+        if k not in probes.names():
             ap.error(f"--only: unknown kind {k!r}")
     dev = resolve_device(args.device)
     torch.set_num_threads(args.threads)

@@ -9,7 +9,13 @@ from snakemake.utils import validate
 
 sys.path.insert(0, workflow.basedir)
 
-from artprobe.config import check_config, demo_settings, fewshot_settings, is_local_source
+from artprobe.config import (
+    FIT_FILES,
+    check_config,
+    demo_settings,
+    fewshot_settings,
+    is_local_source,
+)
 from artprobe.data import list_data_files, shard_ranges
 from artprobe.download import check_offline_cache
 from artprobe.io import read_json
@@ -214,9 +220,6 @@ def fit_params(wildcards):
     }
 
 
-FIT_FILES = ["metrics.json", "classification_report.txt", "predictions.parquet", "history.csv"]
-
-
 def fit_dir(model, target, classifier):
     return f"{OUT}/classify/{model}/{target}/{classifier}"
 
@@ -231,7 +234,7 @@ def all_fits():
 
 
 def fit_inputs(wildcards):
-    return [f"{f['dir']}/{name}" for f in all_fits() for name in FIT_FILES]
+    return [f"{f['dir']}/{name}" for f in all_fits() for name in FIT_FILES.values()]
 
 
 # ---------------------------------------------------------------- fewshot

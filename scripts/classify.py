@@ -1,22 +1,17 @@
 """Adapter: fit one classifier on one model's embeddings for one target."""
 
 import _checkout  # noqa: F401  (the checkout's artprobe, conda env or not)
-from artprobe.classify import run_fit
+from artprobe.classify import FitSpec, run_fit
+from artprobe.config import FIT_FILES
 from artprobe.logs import to_log
 
 w = snakemake.wildcards
 with to_log(snakemake.log[0]):
     run_fit(
         snakemake.input[0],
-        metrics_path=snakemake.output.metrics,
-        report_path=snakemake.output.report,
-        predictions_path=snakemake.output.predictions,
-        history_path=snakemake.output.history,
-        model=w.model,
-        target=w.target,
-        classifier=w.classifier,
+        FitSpec(model=w.model, target=w.target, classifier=w.classifier, **snakemake.params.fit),
+        {key: snakemake.output[key] for key in FIT_FILES},
         threads=snakemake.threads,
-        device=snakemake.config["embed_runtime"]["device"],
+        device=snakemake.config["probe"]["device"],
         duplicates=snakemake.input.get("duplicates") or None,  # split.drop_duplicates only
-        **snakemake.params.fit,
     )

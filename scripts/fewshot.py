@@ -12,6 +12,6 @@ with to_log(snakemake.log[0]):
         model=w.model,
         target=w.target,
         threads=snakemake.threads,
-        device=snakemake.config["embed_runtime"]["device"],
+        device=snakemake.config["probe"]["device"],
         **snakemake.params.fewshot,
     )

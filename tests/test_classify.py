@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from artprobe.classify import FitDataError, load_fit_data, run_fit
+from artprobe.classify import FitDataError, FitSpec, fit_paths, load_fit_data, run_fit
 from artprobe.split import stratified_split
 from artprobe.io import with_meta, write_parquet
 
@@ -44,20 +44,9 @@ def merged(path, n=400, dim=16, seed=0, signal=4.0, stratified=False):
 
 def fit(tmp_path, emb, kind, params=None, **kw):
     out = tmp_path / kind
-    run_fit(
-        emb,
-        metrics_path=out / "metrics.json",
-        report_path=out / "classification_report.txt",
-        predictions_path=out / "predictions.parquet",
-        history_path=out / "history.csv",
-        model="m",
-        target="genre",
-        classifier=kind,
-        kind=kind,
-        params=params or {},
-        n_boot=100,
-        **kw,
-    )
+    run = {k: kw.pop(k) for k in ("threads", "device", "duplicates") if k in kw}
+    spec = FitSpec(model="m", target="genre", classifier=kind, kind=kind, params=params or {}, n_boot=100, **kw)
+    run_fit(emb, spec, fit_paths(out), **run)
     return out
 
 

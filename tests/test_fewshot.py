@@ -69,7 +69,7 @@ def test_curve_rises_on_an_easy_problem():
     acc = [s["accuracy"] for s in curve["summary"]]
     assert acc[-1] > acc[0] + 0.15, acc
     assert all(b >= a - 0.05 for a, b in zip(acc, acc[1:])), acc  # monotone up to noise
-    assert curve["params"]["refit_on_val"] is False
+    assert curve["params"]["refit"] == "train"
     alls = [p for p in curve["points"] if p["shot"] == "all"]
     assert [p["reused"] for p in alls] == [False, True, True]  # the same subset is fitted once
     assert curve["summary"][-1]["accuracy_sd"] == 0.0 and curve["summary"][-1]["n_train"] == 300
@@ -96,7 +96,7 @@ def test_the_stage_never_trains_on_val_or_test_rows(tmp_path, monkeypatch):
     real_fit = fewshot.fit
 
     def spy(kind, params, X_train, y_train, X_val, y_val, X_test, **kw):
-        seen.append((X_train[:, 0].astype(int), X_val[:, 0].astype(int), params["refit_on_val"]))
+        seen.append((X_train[:, 0].astype(int), X_val[:, 0].astype(int), params["refit"] != "train"))
         return real_fit(kind, params, X_train, y_train, X_val, y_val, X_test, **kw)
 
     monkeypatch.setattr(fewshot, "fit", spy)

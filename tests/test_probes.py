@@ -8,7 +8,10 @@ import torch
 import torch.nn.functional as F
 
 from artprobe import probes
-from artprobe.probes import HISTORY_COLUMNS, KINDS, fit, resolve_params
+from artprobe.probes import HISTORY_COLUMNS, names, resolve_params
+from artprobe.probes.fit import fit
+
+KINDS = names()  # the registered kinds
 
 # Small, fast settings; the protocol itself (hidden 3000, lr 1e-4) is exercised by
 # test_mlp_matches_reference_keras_loop and the benchmark.
@@ -297,7 +300,7 @@ def test_linear_matches_sklearn_at_fixed_C():
         c_min=C,
         c_max=C,
         n_c=1,
-        refit_on_val=False,
+        refit="train",
         tol=1e-4,
         max_iter=500,
     )
@@ -327,7 +330,7 @@ def test_linear_converges_where_30_iterations_do_not():
     C = 10.0
     sk = LogisticRegression(C=C, tol=1e-10, max_iter=100000).fit(data[0], data[1])
     best = softmax_objective(data[0].astype(np.float64), data[1], sk.coef_.T, sk.intercept_, C)
-    kw = dict(normalize="none", c_min=C, c_max=C, n_c=1, refit_on_val=False, tol=1e-3)
+    kw = dict(normalize="none", c_min=C, c_max=C, n_c=1, refit="train", tol=1e-3)
     capped = run("linear", data, 3, max_iter=30, **kw)
     full = run("linear", data, 3, **kw)
     (pc,), (pf,) = capped.info["grid"], full.info["grid"]
@@ -353,7 +356,8 @@ def test_linear_picks_strong_regularisation_for_noise_weak_for_signal():
     assert len(refined) == 3 and all(1e-6 < c < 1e-4 for c in refined)  # halving log steps
     assert noise.info["C_at_grid_edge"] == (noise.info["C"] == 1e-6)
 
-    clean = run("linear", splits(*gaussians(sep=8.0, seed=7)), 3, n_c=7, select_by="log_loss")
+    clean = run("linear", splits(*gaussians(sep=8.0, seed=7)), 3, n_c=7, select_by="log_loss",
+                refit="train+val")  # fmt: skip
     assert clean.info["C"] >= 100 * noise.info["C"], clean.info["grid"]
     assert clean.info["refit"]["on"] == "train+val" and clean.info["refit"]["converged"]
     for g in clean.info["grid"]:

@@ -19,13 +19,13 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from artprobe.classify import run_fit
+from artprobe.classify import FitSpec, fit_paths, run_fit
 from artprobe.fewshot import run_fewshot
 from artprobe.io import with_meta, write_json, write_parquet
 from artprobe.report.build import build_report
 from artprobe.report.choices import MATRIX_MAX_CLASSES, readable_target, shows_pairs
 from artprobe.report.layout import CATEGORIES, report_files, report_sections
-from artprobe.report.load import FIT_FILES
+from artprobe.config import FIT_FILES
 
 MODELS = ["good", "weak"]
 TARGETS = {"genre": 5, "style": 8, "artist": 30}
@@ -138,14 +138,10 @@ def make_results(root: Path, seed: int = 0) -> dict:
         for t in TARGETS:
             for c in CLASSIFIERS:
                 d = root / "classify" / m / t / c
-                run_fit(
-                    embeddings[m], metrics_path=d / "metrics.json",
-                    report_path=d / "classification_report.txt",
-                    predictions_path=d / "predictions.parquet", history_path=d / "history.csv",
-                    model=m, target=t, classifier=c, kind=KINDS[c], params=PARAMS[c],
-                    seed=seed, n_boot=200, device="cpu",
-                )  # fmt: skip
-                fits += [str(d / name) for name in FIT_FILES]
+                spec = FitSpec(model=m, target=t, classifier=c, kind=KINDS[c], params=PARAMS[c],
+                               seed=seed, n_boot=200)  # fmt: skip
+                run_fit(embeddings[m], spec, fit_paths(d), device="cpu")
+                fits += [str(d / name) for name in FIT_FILES.values()]
     curves = [str(root / "fewshot" / m / f"{t}.json") for m in MODELS for t in TARGETS]
     for path, (m, t) in zip(curves, [(m, t) for m in MODELS for t in TARGETS]):
         run_fewshot(embeddings[m], path, model=m, target=t, params=PARAMS["lin"], seed=seed,

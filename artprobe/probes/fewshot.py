@@ -8,7 +8,7 @@ The protocol (CLIP_benchmark#125 is the trap it avoids: val rows must never trai
   subsets of one trial are nested (the 1-shot subset is inside the 2-shot one, and so on).
   ``"all"`` is every train row (the same in every trial).
 * The linear probe's C is chosen on the **whole val split** with the subset as training set;
-  ``refit_on_val`` is forced off, so no val row is ever trained on. Test rows are only scored.
+  ``refit`` is forced to ``train``, so no val row is ever trained on. Test rows are only scored.
 * A subset that equals one already fitted (e.g. k above every class's count is "all") is
   fitted once and its result reused.
 """
@@ -21,6 +21,7 @@ import time
 
 import numpy as np
 
+from artprobe.metrics import point_values
 from artprobe.probes.fit import fit
 
 log = logging.getLogger(__name__)
@@ -61,22 +62,6 @@ def fewshot_subsets(y_train: np.ndarray, shots, trial: int, seed: int) -> dict:
     return out
 
 
-def point_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
-    """Accuracy, balanced accuracy and macro F1 over the classes present in ``y_true``."""
-    classes = np.unique(y_true)
-    tp = np.array([np.sum((y_true == c) & (y_pred == c)) for c in classes], float)
-    support = np.array([np.sum(y_true == c) for c in classes], float)
-    predicted = np.array([np.sum(y_pred == c) for c in classes], float)
-    recall = tp / support
-    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
-    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros_like(tp), where=tp > 0)
-    return {
-        "accuracy": float(np.mean(y_true == y_pred)),
-        "balanced_accuracy": float(recall.mean()),
-        "macro_f1": float(f1.mean()),
-    }
-
-
 def _fit_point(params, data, idx, n_classes, fit_kw) -> dict:
     """One linear fit on train rows ``idx`` (C chosen on val), scored on test."""
     (Xtr, ytr), (Xva, yva), (Xte, yte) = data
@@ -84,7 +69,7 @@ def _fit_point(params, data, idx, n_classes, fit_kw) -> dict:
     res = fit("linear", params, Xtr[idx], ytr[idx], Xva, yva, Xte, n_classes=n_classes, **fit_kw)
     info = res.info
     return {
-        **point_metrics(yte, res.proba_test.argmax(1)),
+        **point_values(yte, res.proba_test.argmax(1)),
         "n_train": int(len(idx)),
         "n_classes_train": int(len(np.unique(ytr[idx]))),
         "C": info.get("C"),
@@ -100,8 +85,8 @@ def fewshot_curve(
 ) -> dict:  # fmt: skip
     """The curve: ``points`` (one row per trial and shot) and ``summary`` (mean and sd over
     trials per shot). ``train``/``val``/``test`` are ``(X, y)`` pairs; ``params`` are the
-    linear probe's (``refit_on_val`` is forced off)."""
-    params = {**params, "refit_on_val": False}
+    linear probe's (``refit`` is forced to ``train``)."""
+    params = {**params, "refit": "train"}
     shots = normalize_shots(shots)
     data = (train, val, test)
     fit_kw = dict(seed=seed, threads=threads, device=device)

@@ -1,5 +1,6 @@
 """The one entry point of every probe kind: checks the inputs, sets up device and threads,
-dispatches to the kind, and returns normalised test probabilities with a common ``info``."""
+calls the kind's fit function from the registry, and returns normalised test
+probabilities with a common ``info`` (including the rows the probe trained on)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,9 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from artprobe.config import resolve_params
 from artprobe.device import resolve_device
-from artprobe.probes.knn import fit_knn
-from artprobe.probes.linear import fit_linear
-from artprobe.probes.mlp import fit_mlp
-from artprobe.probes.shared import FitResult
+from artprobe.probes import registry
+from artprobe.probes.shared import FitContext, FitResult
 
 
 def fit(
@@ -40,23 +38,25 @@ def fit(
     ``device`` is ``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:1`` ...
     (see :func:`artprobe.device.resolve_device`). ``cuda_graph`` lets the mlp capture its
     training step in a CUDA graph (CUDA only; falls back to eager steps if capture fails).
+    ``info["trained_on"]`` names the splits whose rows trained the returned model and
+    ``info["n_train_rows"]`` counts them (val rows count only when a kind refits on them).
     """
-    params = resolve_params(kind, params)  # idempotent; guards direct callers
+    entry = registry.get(kind)
+    params = entry.resolve(params)  # idempotent; guards direct callers
     Xtr, ytr, Xva, yva, Xte = _check_inputs(X_train, y_train, X_val, y_val, X_test, n_classes)
     dev = resolve_device(device)
+    ctx = FitContext(n_classes=int(n_classes), seed=int(seed), device=dev, cuda_graph=bool(cuda_graph))
     t0 = time.perf_counter()
     with _torch_threads(threads):
-        if kind == "mlp":
-            res = fit_mlp(params, Xtr, ytr, Xva, yva, Xte, n_classes, seed, dev, cuda_graph)
-        elif kind == "linear":
-            res = fit_linear(params, Xtr, ytr, Xva, yva, Xte, n_classes, dev)
-        else:
-            res = fit_knn(params, Xtr, ytr, Xva, yva, Xte, n_classes, dev, seed)
+        res = entry.fit_function()(params, Xtr, ytr, Xva, yva, Xte, ctx)
     res.proba_test = normalize_rows(res.proba_test)
+    rows = {"train": len(Xtr), "val": len(Xva)}
     res.info = {
         "kind": kind,
         "params": dict(params),
         **res.info,
+        "trained_on": list(res.trained_on),
+        "n_train_rows": int(sum(rows[s] for s in res.trained_on)),
         "n_train": int(len(Xtr)),
         "n_val": int(len(Xva)),
         "n_test": int(len(Xte)),

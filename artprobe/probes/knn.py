@@ -19,7 +19,7 @@ import time
 import numpy as np
 import torch
 
-from artprobe.probes.shared import FitResult, class_weights, weights_info
+from artprobe.probes.shared import FitContext, FitResult, class_weights, weights_info
 
 log = logging.getLogger(__name__)
 
@@ -127,8 +127,9 @@ def _choose(sims, labels, yv, p, n_classes, k_max, cw, seed) -> tuple[dict, list
     return best, grid
 
 
-def fit_knn(p, Xtr, ytr, Xva, yva, Xte, n_classes, dev, seed: int = 0) -> FitResult:
+def fit_knn(p, Xtr, ytr, Xva, yva, Xte, ctx: FitContext) -> FitResult:
     """Test-set vote shares at the (k, temperature) chosen on val."""
+    n_classes, dev, seed = ctx.n_classes, ctx.device, ctx.seed
     t0 = time.perf_counter()
     mean = Xtr.mean(axis=0, dtype=np.float64).astype(np.float32) if p["center"] else 0.0
 

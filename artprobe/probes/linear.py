@@ -10,7 +10,8 @@ strong to weak regularisation with warm starts, each point scored on the validat
 (``select_by``: accuracy, ties broken by log-loss, or log-loss; ``path_patience`` points in a
 row without a better one end the path, once it has left the strongly regularised start),
 then ``refine`` rounds of halving log steps around the best point. The chosen value is
-refitted on train (+ val when ``refit_on_val``), warm-started. Every L-BFGS run goes to a
+refitted on train + val when ``refit: train+val`` (off by default, so that every kind
+trains on the same rows), warm-started. Every L-BFGS run goes to a
 gradient tolerance (``tol``, see :func:`_gtol`) with ``max_iter`` only as a cap; each point
 records its iterations, final objective, gradient and whether (and why not) it converged,
 and :func:`fit_linear` turns non-converged points and a best coarse C at the edge of the
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from artprobe.probes.shared import FitResult, class_weights, standardized, weights_info
+from artprobe.probes.shared import FitContext, FitResult, class_weights, standardized, weights_info
 
 log = logging.getLogger(__name__)
 
@@ -337,8 +338,9 @@ def _warnings(search: _Search, Cs: np.ndarray, at_edge: float | None) -> list[st
     return out
 
 
-def fit_linear(p, Xtr, ytr, Xva, yva, Xte, n_classes, dev) -> FitResult:
+def fit_linear(p, Xtr, ytr, Xva, yva, Xte, ctx: FitContext) -> FitResult:
     t_start = time.perf_counter()
+    n_classes, dev = ctx.n_classes, ctx.device
     prob = _problem(p, Xtr, ytr, Xva, yva, Xte, n_classes, dev)
     have_val = len(prob.yv) > 0
     Cs = _c_grid(p, have_val)
@@ -352,7 +354,7 @@ def fit_linear(p, Xtr, ytr, Xva, yva, Xte, n_classes, dev) -> FitResult:
     C = best["C"]
     W, b = (t.clone() for t in search.solutions[search.best])
     refit = {"on": "train"}
-    if p["refit_on_val"] and have_val:
+    if p["refit"] == "train+val" and have_val:
         fun_all = prob.softmax(torch.cat([prob.X, prob.Xv]), torch.cat([prob.y, prob.yv]))
         run = _minimise(fun_all, W, b, C, p)
         refit = {"on": "train+val", **{k: run[k] for k in _REFIT_KEYS}}
@@ -378,4 +380,4 @@ def fit_linear(p, Xtr, ytr, Xva, yva, Xte, n_classes, dev) -> FitResult:
         "linear_seconds": round(time.perf_counter() - t_start, 3),
         "class_weights": weights_info(prob.cw),
     }
-    return FitResult(P.cpu().numpy(), [], info)
+    return FitResult(P.cpu().numpy(), [], info, trained_on=tuple(refit["on"].split("+")))

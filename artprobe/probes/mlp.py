@@ -33,7 +33,7 @@ import torch.nn.functional as F
 
 from artprobe.device import synchronize
 from artprobe.probes.mlp_step import make_step
-from artprobe.probes.shared import FitResult, class_weights, standardized, weights_info
+from artprobe.probes.shared import FitContext, FitResult, class_weights, standardized, weights_info
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +159,8 @@ def _train(model, step, p, Xv, yv, gen, dev, stopper: EarlyStopping) -> _Trainin
     return out
 
 
-def fit_mlp(p, Xtr, ytr, Xva, yva, Xte, n_classes, seed, dev, cuda_graph) -> FitResult:
+def fit_mlp(p, Xtr, ytr, Xva, yva, Xte, ctx: FitContext) -> FitResult:
+    n_classes, seed, dev, cuda_graph = ctx.n_classes, ctx.seed, ctx.device, ctx.cuda_graph
     if p["standardize"]:
         Xtr, Xva, Xte = standardized(Xtr, Xva, Xte)
     gen = torch.Generator().manual_seed(int(seed))

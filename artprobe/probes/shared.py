@@ -1,9 +1,10 @@
-"""What every probe kind returns or uses: the result record, the history schema, class
-weights, train-statistics standardisation."""
+"""What every probe kind returns or uses: the result record, the fit context, the history
+schema, class weights, train-statistics standardisation."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -13,6 +14,19 @@ class FitResult:
     proba_test: np.ndarray  # float32 [n_test, n_classes], rows sum to 1
     history: list[dict] = field(default_factory=list)  # per-epoch rows (iterative probes)
     info: dict = field(default_factory=dict)  # chosen hyper-parameters, timings, device
+    #: the splits whose rows trained the returned model (val used only to select: not here)
+    trained_on: tuple[str, ...] = ("train",)
+
+
+@dataclass(frozen=True)
+class FitContext:
+    """What every kind's fit function gets beside its params and data (one signature:
+    ``fit(params, X_train, y_train, X_val, y_val, X_test, ctx) -> FitResult``)."""
+
+    n_classes: int
+    seed: int = 0
+    device: Any = "cpu"  # a torch.device (artprobe.device.resolve_device)
+    cuda_graph: bool = True  # mlp: capture the training step in a CUDA graph (CUDA only)
 
 
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr")

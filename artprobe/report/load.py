@@ -19,9 +19,6 @@ import pyarrow.parquet as pq
 
 from artprobe.io import embedding_matrix, read_json
 
-#: the files of one fit the report reads (classify writes them side by side)
-FIT_FILES = ("metrics.json", "predictions.parquet", "history.csv")
-
 # info keys that are bookkeeping (sizes, where/how long a fit ran), not what was chosen.
 _NOT_CHOSEN = re.compile(
     r"^(kind|seed|threads|torch|steps|cuda_graph|restored_best|params|grid|refit|history|"
