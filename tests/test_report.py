@@ -25,6 +25,7 @@ from artprobe.io import with_meta, write_json, write_parquet
 from artprobe.report.build import build_report
 from artprobe.report.choices import MATRIX_MAX_CLASSES, readable_target, shows_pairs
 from artprobe.report.layout import CATEGORIES, report_files, report_sections
+from artprobe.report.tables import comparison_table
 from artprobe.config import FIT_FILES
 
 MODELS = ["good", "weak"]
@@ -34,7 +35,8 @@ KINDS = {"mlp": "mlp", "lin": "linear", "knn": "knn"}
 # small, fast settings of the real probes
 PARAMS = {
     "mlp": {"hidden": 64, "lr": 1e-3, "epochs": 8, "batch_size": 64, "patience": 3},
-    "lin": {"n_c": 3, "c_min": 1e-4, "c_max": 1e2, "refine": 1},
+    # the train+val refit (an explicit option), so the report's "trained on" label is exercised
+    "lin": {"n_c": 3, "c_min": 1e-4, "c_max": 1e2, "refine": 1, "refit": "train+val"},
     "knn": {"k": 10},
 }
 # noise around the class centres (centres have scale 3): good separates, weak barely
@@ -264,6 +266,9 @@ def test_summary_values_and_best_flags(built):
         )
         assert row.kind == KINDS[fit["classifier"]]
         assert row.fit_seconds == pytest.approx(m["seconds"])
+        refit = fit["classifier"] == "lin"  # the rows each fit trained on, as recorded
+        assert row.trained_on == ("train+val" if refit else "train") == "+".join(m["trained_on"])
+        assert row.n_train_rows == rows["train"] + (rows["val"] if refit else 0) == m["n_train_rows"]
     # the linear probe separates good's classes perfectly: the best fit of every target;
     # good beats weak per classifier
     assert set(s[s.best_in_target].apply(lambda r: (r.model, r.classifier), axis=1)) == {
@@ -362,8 +367,14 @@ def test_html_tables(built):
     summary = (out / "tables/summary.html").read_text()
     assert "<table>" in summary and "good" in summary and "target: style" in summary
     assert "class='best'" in summary
-    assert "good" in (out / "tables/comparisons.html").read_text()
+    comparisons = (out / "tables/comparisons.html").read_text()
+    assert "good" in comparisons
     assert summary.count("class='best'") == len(TARGETS)  # one best fit per target
+    # which rows each probe trained on, and how the comparisons treated seeds (methods text)
+    assert summary.count("train+val (") == len(MODELS) * len(TARGETS)  # the lin fits only
+    assert "Trained on:" in summary and "Trained on:" in comparisons
+    assert comparisons.count("(one fit per model: unseeded, or probe.seeds has one seed)") == len(
+        TARGETS) * len(CLASSIFIERS)  # fmt: skip
     assert all(f"target: {t}" in summary for t in TARGETS)
     cost = (out / "tables/cost.html").read_text()
     assert "gpu_hours_this_dataset = 1,000 rows (the manifest)" in cost
@@ -518,3 +529,26 @@ def test_holm_by_hand():
     # a p-value times m above 1 is capped; ties keep their order
     np.testing.assert_allclose(holm([0.5, 0.5, 0.001]), [1.0, 1.0, 0.003])
     assert holm([]).shape == (0,)
+
+
+def test_comparisons_of_seeded_fits_use_every_seed():
+    # Two fits of one seeded classifier with three seeds each: the comparison averages the
+    # seeds (not the first seed's predictions) and the methods text says so.
+    from artprobe.report.html import comparison_sections
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 4, 400)
+    fits = []
+    for model, acc in (("a", (0.9, 0.6, 0.6)), ("b", (0.7, 0.7, 0.7))):
+        seeds = np.stack([np.where(rng.random(400) < p, y, (y + 1) % 4) for p in acc], axis=1)
+        preds = pd.DataFrame({"row_id": np.arange(400), "y_true": y, "y_pred": seeds[:, 0],
+                              "y_pred_seeds": list(seeds)})  # fmt: skip
+        fits.append({"model": model, "target": "genre", "classifier": "mlp", "predictions": preds})
+    c = comparison_table(fits, ["a", "b"], n_boot=500, seed=0, metrics=["accuracy"])
+    row = c.iloc[0]
+    assert row.seeds == "3 vs 3" and "seed" in row.method
+    assert row.a == pytest.approx(np.mean([(np.asarray(fits[0]["predictions"].y_pred_seeds.tolist())[:, k] == y).mean()
+                                           for k in range(3)]))  # fmt: skip
+    assert row.a < row.b  # seed-averaged: a's first seed (0.9) alone would have won
+    text = "".join(comparison_sections(c))
+    assert "mlp (3 vs 3 seeds) compares seed-averaged scores" in text

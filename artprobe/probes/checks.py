@@ -4,25 +4,25 @@ or raises ``ValueError`` saying what it must be. The registry's specs are built 
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any, Callable
-
-import numpy as np
 
 Check = Callable[[Any], Any]
 
 
+def _is_bool(v: Any) -> bool:
+    """Python's or numpy's bool (numpy is not imported: the layout reads this at parse time)."""
+    return isinstance(v, bool) or (type(v).__module__ == "numpy" and type(v).__name__ in ("bool", "bool_"))
+
+
 def is_number(v: Any) -> bool:
-    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(
-        v, (bool, np.bool_)
-    )
+    return isinstance(v, numbers.Real) and not _is_bool(v)
 
 
 def integer(lo: int) -> Check:
     def check(v: Any) -> int:
-        whole = isinstance(v, (int, np.integer)) or (
-            isinstance(v, (float, np.floating)) and float(v).is_integer()
-        )
-        if isinstance(v, (bool, np.bool_)) or not whole or int(v) < lo:
+        whole = isinstance(v, numbers.Integral) or (isinstance(v, numbers.Real) and float(v).is_integer())
+        if _is_bool(v) or not whole or int(v) < lo:
             raise ValueError(f"must be an integer >= {lo}, got {v!r}")
         return int(v)
 
@@ -67,7 +67,7 @@ def one_or_more(check: Check) -> Check:
 
 
 def boolean(v: Any) -> bool:
-    if not isinstance(v, (bool, np.bool_)):
+    if not _is_bool(v):
         raise ValueError(f"must be true or false, got {v!r}")
     return bool(v)
 

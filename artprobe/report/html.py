@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from artprobe.io import write_text
-from artprobe.metrics import METRICS
+from artprobe.metrics import METRICS, SEEDED_METHOD
 from artprobe.report.load import as_float
 
 METRIC_LABELS = {
@@ -129,6 +129,8 @@ def summary_sections(s: pd.DataFrame) -> list[str]:
                     f"{_int(a)}/{_int(b)}/{_int(c)}"
                     for a, b, c in sub[["n_train", "n_val", "n_test"]].itertuples(index=False)
                 ],
+                "trained on": [_trained_cell(on, n) for on, n in zip(sub.get("trained_on", [""] * len(sub)),
+                                                                     sub.get("n_train_rows", [None] * len(sub)))],
                 "fit s": [f"{x:.1f}" if math.isfinite(x) else "" for x in sub["fit_seconds"]],
                 "chosen": sub["chosen"],
             }
@@ -141,7 +143,8 @@ def summary_sections(s: pd.DataFrame) -> list[str]:
             "(n fits; the linear probe does not depend on the seed and is fitted once). "
             "(baseline) majority: always the most frequent train class, scored on the same test "
             "rows. Green row: best accuracy for this target over all models and classifiers; "
-            "★: best model for its classifier."
+            "★: best model for its classifier. "
+            + TRAINED_ON_NOTE
         )
         out.append(
             _section(
@@ -150,13 +153,30 @@ def summary_sections(s: pd.DataFrame) -> list[str]:
                     view,
                     text_cols=("model", "classifier"),
                     wide_cols=("chosen",),
-                    raw_cols=set(METRIC_LABELS.values()) | {"across seeds (mean ± sd)"},
+                    raw_cols=set(METRIC_LABELS.values()) | {"across seeds (mean ± sd)", "trained on"},
                     best_rows=sub["best_in_target"].tolist(),
                 ),
                 note,
             )
         )
     return out
+
+
+#: which rows the fits trained on (the methods text of the summary)
+TRAINED_ON_NOTE = (
+    "Trained on: the rows whose labels trained each fit. By default every probe trains on the "
+    "train rows only and val only selects its settings (C, k, early stopping), so all probes "
+    "see the same rows; a fit marked train+val (linear's refit: train+val) was refitted on "
+    "train and val at the chosen setting: it saw more rows than the others, so its rank "
+    "against them is not like for like."
+)
+
+
+def _trained_cell(on, n) -> str:
+    if not isinstance(on, str) or not on:
+        return ""
+    text = f"{on} ({_int(n)})" if n is not None and not pd.isna(n) else on
+    return f"<b>{html.escape(text)} ⚠</b>" if "val" in on.split("+") else html.escape(text)
 
 
 def _seed_cell(r) -> str:
@@ -216,6 +236,32 @@ def _holm_floor_note(m: int, n_boot: int) -> str:
             f"at least {need}.")  # fmt: skip
 
 
+def comparison_note(sub: pd.DataFrame, m: int) -> str:
+    """The methods text of one target's comparisons: how they resample, and how each
+    classifier's comparisons handle seeds."""
+    text = (
+        f"Paired bootstrap over the test rows both models have ({int(sub['n_boot'].iloc[0])} "
+        "resamples, the same rows for both models): the difference A − B with its 95 % interval "
+        f"and two-sided p-value. p (Holm): Holm's correction across all {m} tests of this table "
+        "(every target, classifier, pair and metric). A verdict names the better model when the "
+        "Holm-corrected p is below 0.05. Seeds: "
+    )
+    parts = []
+    for clf, g in sub.groupby("classifier", sort=False):
+        seeds = next((x for x in g.get("seeds", []) if isinstance(x, str) and x), "")
+        if (g.get("method", pd.Series(dtype=str)) == SEEDED_METHOD).any():
+            parts.append(
+                f"{clf} ({seeds} seeds) compares seed-averaged scores; each resample also adds, "
+                "per model independently, a seed-level draw (the spread of its seeds' scores beyond "
+                "test-row noise, times a Student-t draw with seeds − 1 degrees of freedom), so the "
+                "interval and p carry the seed noise as well as the test-row noise"
+            )
+        else:
+            parts.append(f"{clf} (one fit per model: unseeded, or probe.seeds has one seed) "
+                         "resamples test rows only, so seed noise is not part of its p")  # fmt: skip
+    return text + "; ".join(parts) + ". " + TRAINED_ON_NOTE
+
+
 def comparison_sections(c: pd.DataFrame) -> list[str]:
     if c.empty:
         return [_section("No comparisons", "", "Fewer than two models per target and classifier.")]
@@ -263,11 +309,7 @@ def comparison_sections(c: pd.DataFrame) -> list[str]:
                     raw_cols=("A − B [95 % CI]", "verdict"),
                 )
                 + foot,
-                f"Paired bootstrap over the test rows both models have ({int(sub['n_boot'].iloc[0])} resamples): "
-                "the difference A − B with its 95 % interval and two-sided p-value. p (Holm): Holm's "
-                f"correction across all {len(c)} tests of this table (every target, classifier, pair and "
-                "metric). A verdict names the better model when the Holm-corrected p is below 0.05."
-                + _holm_floor_note(len(c), int(sub["n_boot"].iloc[0])),
+                comparison_note(sub, len(c)) + _holm_floor_note(len(c), int(sub["n_boot"].iloc[0])),
             )
         )
     return out

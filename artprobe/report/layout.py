@@ -1,7 +1,7 @@
 """The report's file list, written once: id, path, caption, category, subcategory, labels.
 
-Standard library only, so ``rules/common.smk`` can call it at parse time without pandas or
-matplotlib. The same description declares the rule's outputs (wrapped in ``report()``), tells
+Standard library and the torch-free probe registry only, so ``rules/common.smk`` can call it
+at parse time without pandas or matplotlib. The same description declares the rule's outputs (wrapped in ``report()``), tells
 :func:`artprobe.report.build.build_report` which file is which, and is what the tests check.
 
 Paths are relative to the report folder. The list is computable from config alone: where a
@@ -14,6 +14,8 @@ from __future__ import annotations
 import itertools
 from dataclasses import asdict, dataclass, field
 from typing import Iterable, Mapping
+
+from artprobe.probes import registry
 
 #: category names, numbered so Snakemake's report lists them in this order
 CATEGORIES = {
@@ -89,7 +91,7 @@ def _fit_files(m: str, t: str, c: str, kind: str, pairs_targets) -> list[ReportF
         out = [ReportFile(f"pairs.{key}", f"confused_pairs/{key}.png", "confused_pairs.rst", err, t, labels)]
     else:  # a matrix, or (pairs_targets None and too many classes) the top confused pairs
         out = [ReportFile(f"confusion.{key}", f"confusion/{key}.png", "confusion.rst", err, t, labels)]
-    if kind == "mlp":  # only mlp fits have training curves
+    if kind in registry.names() and registry.get(kind).has_history:  # training curves
         out.append(ReportFile(f"curves.{key}", f"curves/{key}.png", "curves.rst", curves, t, labels))
     return out  # fmt: skip
 

@@ -41,9 +41,9 @@ def group_fit_files(paths: Iterable[str]) -> list[dict[str, Path]]:
 def load_fit(files: Mapping[str, Path]) -> dict:
     """One fit from its files; model/target/classifier/kind come from its metrics.json."""
     metrics = read_json(files["metrics.json"])
-    preds = pq.read_table(
-        files["predictions.parquet"], columns=["row_id", "y_true", "y_pred"]
-    ).to_pandas()
+    path = files["predictions.parquet"]
+    seeds = ["y_pred_seeds"] if "y_pred_seeds" in pq.read_schema(path).names else []
+    preds = pq.read_table(path, columns=["row_id", "y_true", "y_pred", *seeds]).to_pandas()
     hist = files.get("history.csv")
     history = pd.read_csv(hist) if hist and hist.stat().st_size else pd.DataFrame()
     return {

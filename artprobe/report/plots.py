@@ -194,7 +194,7 @@ def plot_confused_pairs(pairs: pd.DataFrame, fit: dict):
         fig = _figure(10, 3.0)
         _no_data(fig, "no mistakes on the test rows")
         return fig
-    fig = _figure(10, 0.34 * len(pairs) + 1.6)
+    fig = _figure(10, max(2.8, 0.34 * len(pairs) + 1.6))  # a readable height with few pairs
     ax = fig.add_subplot()
     y = np.arange(len(pairs))[::-1]
     ax.barh(y, pairs["count"], color="#8c6bb1")

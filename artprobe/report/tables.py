@@ -36,6 +36,19 @@ def _seed_columns(row: dict, m: Mapping) -> None:
         row[f"{name}_seed_sd"] = as_float(d.get("sd", 0.0))
 
 
+def trained_rows(m: Mapping, info: Mapping) -> tuple[str, Any]:
+    """("train" or "train+val", how many rows) a fit trained on: metrics.json's record, or
+    for fits written before it was recorded, the linear refit's ``on`` (train otherwise)."""
+    on = m.get("trained_on")
+    if not on:
+        refit = info.get("refit") if isinstance(info.get("refit"), Mapping) else {}
+        on = str(refit.get("on", "train")).split("+")
+    n = m.get("n_train_rows")
+    if n is None and m.get("n_train") is not None:
+        n = m["n_train"] + ((m.get("n_val") or 0) if "val" in on else 0)
+    return "+".join(on), n
+
+
 def baseline_rows(fits: list[dict]) -> list[dict]:
     """One majority-class row per target, from the first fit of that target that has one."""
     rows, seen = [], set()
@@ -77,6 +90,7 @@ def summary_table(fits: list[dict]) -> pd.DataFrame:
             row[name], row[f"{name}_ci_low"], row[f"{name}_ci_high"] = metric(m, name)
         for k in ("n_classes", "n_train", "n_val", "n_test"):
             row[k] = m.get(k)
+        row["trained_on"], row["n_train_rows"] = trained_rows(m, info)
         if row["n_classes"] is None:
             row["n_classes"] = len(fit["class_names"]) or None
         _seed_columns(row, m)
@@ -138,7 +152,8 @@ def holm(p_values) -> np.ndarray:
 
 _COMPARISON_COLUMNS = [
     "target", "classifier", "model_a", "model_b", "metric", "a", "b", "diff", "ci_low",
-    "ci_high", "p_value", "p_holm", "verdict", "better", "n_rows", "n_boot", "note",
+    "ci_high", "p_value", "p_holm", "verdict", "better", "n_rows", "n_boot", "seeds", "method",
+    "note",
 ]  # fmt: skip
 
 
@@ -156,12 +171,13 @@ def _shared_rows(pa_: pd.DataFrame, pb: pd.DataFrame, a: str, b: str) -> tuple[p
 
 
 def _compare(j: pd.DataFrame, a: str, b: str, metric_name: str, n_boot: int, seed: int) -> dict:
-    """One paired bootstrap of ``metric_name`` on the shared rows ``j``, as a table row."""
-    from artprobe.metrics import paired_bootstrap
+    """One comparison of ``metric_name`` on the shared rows ``j`` (every seed's predictions
+    where the fits have several: :func:`artprobe.metrics.compare`), as a table row."""
+    from artprobe.metrics import compare
 
     if len(j):
-        res = paired_bootstrap(
-            j["y_true_a"].to_numpy(), j["y_pred_a"].to_numpy(), j["y_pred_b"].to_numpy(),
+        res = compare(
+            j["y_true_a"].to_numpy(), seed_predictions(j, "a"), seed_predictions(j, "b"),
             metric=metric_name, n_boot=n_boot, seed=seed,
         )  # fmt: skip
     else:  # nothing to compare on; keep the pair visible
@@ -178,7 +194,18 @@ def _compare(j: pd.DataFrame, a: str, b: str, metric_name: str, n_boot: int, see
         "diff": as_float(res.get("diff")), "ci_low": lo, "ci_high": hi,
         "p_value": as_float(res.get("p_value")), "verdict": verdict, "better": better,
         "n_rows": len(j), "n_boot": n_boot,
+        "seeds": f"{res.get('n_seeds_a', '')} vs {res.get('n_seeds_b', '')}" if len(j) else "",
+        "method": res.get("method", ""),
     }  # fmt: skip
+
+
+def seed_predictions(j: pd.DataFrame, side: str) -> list[np.ndarray]:
+    """One model's predicted ids on the joined rows, one array per seed fitted (``y_pred_seeds``
+    when the fit has several seeds, else its ``y_pred``)."""
+    col = f"y_pred_seeds_{side}"
+    if col in j and len(j) and not j[col].isna().any():
+        return list(np.stack(j[col].to_numpy()).T)
+    return [j[f"y_pred_{side}"].to_numpy()]
 
 
 def comparison_table(
@@ -189,7 +216,9 @@ def comparison_table(
     seed: int,
     metrics: Iterable[str] = COMPARE_METRICS,
 ) -> pd.DataFrame:
-    """Every pair of models per target × classifier, paired bootstrap on shared test rows.
+    """Every pair of models per target × classifier, paired bootstrap on shared test rows;
+    for seeded probes fitted over several seeds, seed-averaged scores with the seed variance
+    carried (:func:`artprobe.metrics.compare`; ``seeds`` and ``method`` say which).
 
     Predictions are joined on ``row_id``; if the two fits tested different rows (e.g. an
     image failed for one model only) the intersection is used and ``note`` says so.
