@@ -239,13 +239,8 @@ def _metric_point(metric: str, counts: _Counts, hits: np.ndarray | None) -> floa
 
 
 class _SeedScores:
-    """One model's per-seed predictions of the same test rows, scored by one metric.
-
-    The score is the seed average. :meth:`draws` is the seed level of the comparison: the
-    seeds' spread beyond what the test-row resampling already carries (a moment estimate:
-    the variance across the seeds' test scores less the part of it that the test-row
-    resamples reproduce, floored at 0), as the standard error of the seed average times
-    Student-t draws with S - 1 degrees of freedom; zeros for one seed."""
+    """One model's per-seed predictions of the same test rows, scored by one metric: the
+    score is the seed average; :meth:`seed_var` is the spread across the seeds."""
 
     def __init__(self, y_true: np.ndarray, preds: Sequence, metric: str, what: str):
         if not len(preds):
@@ -262,29 +257,25 @@ class _SeedScores:
                 self.hits.append(None)
             self.counts.append(_Counts(y_true, _as_pred(arr, n, what)))
         self.per_seed = np.array([_metric_point(metric, c, h) for c, h in zip(self.counts, self.hits)])
-        self.point = float(self.per_seed.mean())
-        self.boot: list[np.ndarray] = []  # per-seed scores of each resample: chunks [S, b]
+        self.n_seeds, self.point = len(self.per_seed), float(self.per_seed.mean())
 
     def samples(self, idx: np.ndarray) -> np.ndarray:
         """The seed-averaged score of each resample of rows ``idx`` [b, n]."""
-        parts = np.stack([_metric_samples(self.metric, c, h, idx) for c, h in zip(self.counts, self.hits)])
-        self.boot.append(parts)
-        return parts.mean(axis=0)
+        return np.mean([_metric_samples(self.metric, c, h, idx) for c, h in zip(self.counts, self.hits)], axis=0)
 
-    def seed_se(self) -> float:
-        """Standard error of the seed average from seed variance beyond test-row noise."""
-        S = len(self.per_seed)
-        if S < 2:
-            return 0.0
-        boot = np.concatenate(self.boot, axis=1)
-        dev = boot - boot.mean(axis=0, keepdims=True)  # each seed's deviation from the average
-        row_part = float(np.nanvar(dev, axis=1, ddof=1).sum() / (S - 1))
-        between = max(0.0, float(self.per_seed.var(ddof=1)) - row_part)
-        return float(np.sqrt(between / S))
+    def seed_var(self) -> float:
+        """Sample variance of the seeds' test scores (0 for one seed). It holds the seeds'
+        own row noise too, which the row resamples also carry: counted twice, conservative."""
+        return float(self.per_seed.var(ddof=1)) if self.n_seeds > 1 else 0.0
 
-    def draws(self, n_boot: int, rng: np.random.Generator) -> np.ndarray:
-        S = len(self.per_seed)
-        return self.seed_se() * rng.standard_t(S - 1, size=n_boot) if S > 1 else np.zeros(n_boot)
+
+def _seed_draws(a: _SeedScores, b: _SeedScores, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """The seed level of a comparison: the variance across seeds pooled over both models (the
+    same probe, the same seeds), scaled to the difference of two seed averages, times
+    Student-t draws with ``S_a + S_b - 2`` degrees of freedom (a two-sample t's reference)."""
+    df = (a.n_seeds - 1) + (b.n_seeds - 1)
+    pooled = ((a.n_seeds - 1) * a.seed_var() + (b.n_seeds - 1) * b.seed_var()) / df
+    return np.sqrt(pooled * (1 / a.n_seeds + 1 / b.n_seeds)) * rng.standard_t(df, size=n_boot)
 
 
 def paired_bootstrap(
@@ -321,9 +312,10 @@ def compare(
     ``preds_a`` / ``preds_b``: one prediction per seed of each model (label ids [n] or
     probabilities [n, n_classes]). Each of ``n_boot`` resamples draws the test rows with
     replacement, the same rows for both models (paired; every seed is scored on them), and
-    adds for each model independently a seed-level draw (:class:`_SeedScores`): so the
-    difference carries the test-row and the seed variance. With one seed per model this is
-    the plain paired bootstrap of test rows. ``diff = a - b``; the interval is the
+    with several seeds adds a seed-level draw (:func:`_seed_draws`: the variance across
+    seeds, pooled over the two models, as a Student-t draw), so the difference
+    carries the test-row and the seed variance. With one seed per model this is the plain
+    paired bootstrap of test rows. ``diff = a - b``; the interval is the
     percentile interval of the resampled differences; the two-sided p-value is
     ``min(1, 2 * (1 + #{diff* on the far side of 0}) / (1 + n_boot))`` (resamples with a
     difference of exactly 0 count against both sides). The verdict names the better
@@ -341,21 +333,20 @@ def compare(
     a = _SeedScores(y_true, preds_a, metric, "pred_a")
     b = _SeedScores(y_true, preds_b, metric, "pred_b")
     d = np.concatenate([a.samples(idx) - b.samples(idx) for idx in _resamples(n, n_boot, seed)])
-    seeded = len(a.per_seed) > 1 or len(b.per_seed) > 1
+    seeded = a.n_seeds > 1 or b.n_seeds > 1
     if seeded:  # its own stream: the test-row resamples stay those of the unseeded test
-        rng = np.random.default_rng([seed, 1])
-        d = d + a.draws(n_boot, rng) - b.draws(n_boot, rng)
+        d = d + _seed_draws(a, b, n_boot, np.random.default_rng([seed, 1]))
     out = {"metric": metric, "a": a.point, "b": b.point, "diff": a.point - b.point}
     out.update(_bootstrap_test(d, n_boot, ci))
     out.update({"n_test": n, "n_boot": int(n_boot), "ci": float(ci), "seed": int(seed),
-                "n_seeds_a": len(a.per_seed), "n_seeds_b": len(b.per_seed),
+                "n_seeds_a": a.n_seeds, "n_seeds_b": b.n_seeds,
                 "method": SEEDED_METHOD if seeded else ROWS_METHOD})  # fmt: skip
     return out
 
 
 #: how :func:`compare` treated the seeds (the report's methods text quotes these)
 ROWS_METHOD = "paired bootstrap of test rows (one fit per model)"
-SEEDED_METHOD = "paired bootstrap of test rows + per-model seed-level t draws (seed-averaged scores)"
+SEEDED_METHOD = "paired bootstrap of test rows + pooled seed-level t draws (seed-averaged scores)"
 
 
 def _bootstrap_test(d: np.ndarray, n_boot: int, ci: float) -> dict:

@@ -214,3 +214,61 @@ def test_seeds_fit_seeded_kinds_once_per_seed(tmp_path):
     lin = json.loads((fit(tmp_path, emb, "linear", {"n_c": 3}, seeds=[0, 1]) / "metrics.json").read_text())
     assert lin["seeds"]["fitted"] == 1 and lin["seeds"]["deterministic"]  # no seed in a linear fit
     assert lin["seeds"]["accuracy"]["sd"] == 0.0
+
+
+def _traceable(path, n=400):
+    """Blobs whose first two features encode the row id as a ratio (feature 0 / feature 1 =
+    id / 1000), which neither row scaling (knn's unit rows) nor a raw fit changes."""
+    merged(path, n=n)
+    t = pq.read_table(path)
+    X = np.array(t.column("embedding").to_pylist(), np.float32)
+    ids = t.column("row_id").to_numpy()
+    X[:, 0], X[:, 1] = ids / 1000.0, 1.0
+    emb = pa.FixedSizeListArray.from_arrays(pa.array(X.ravel()), X.shape[1])
+    t = t.set_column(t.schema.get_field_index("embedding"), "embedding", emb)
+    write_parquet(with_meta(t, {"classes": {"genre": NAMES}}), path)
+    return ids, np.asarray(t.column("split").to_pylist())
+
+
+def _ids(X) -> set[int]:
+    X = np.asarray(X.cpu() if hasattr(X, "cpu") else X, np.float64)
+    return set(np.rint(1000 * X[:, 0] / X[:, 1]).astype(int).tolist())
+
+
+@pytest.mark.parametrize("kind,params", [
+    ("mlp", {"epochs": 2, "hidden": 16}),
+    ("linear", {"normalize": "none", "n_c": 2, "refine": 0}),
+    ("linear", {"normalize": "none", "n_c": 2, "refine": 0, "refit": "train+val"}),
+    ("knn", {"k": [3, 5]}),
+])  # fmt: skip
+def test_each_fit_records_the_rows_it_trained_on(tmp_path, monkeypatch, kind, params):
+    # A spy where each kind learns from rows (mlp: the training step's matrix; linear:
+    # every objective it minimises; knn: the neighbours searched for the test rows)
+    # records the row ids; metrics.json must name exactly those rows.
+    from artprobe.probes import knn, linear, mlp
+
+    ids, split = _traceable(tmp_path / "emb.parquet")
+    seen: set[int] = set()
+    real_step, real_proba, RealSoftmax = mlp.make_step, knn.knn_proba, linear._Softmax
+
+    def step_spy(model, p, X, *a, **kw):
+        seen.update(_ids(X))
+        return real_step(model, p, X, *a, **kw)
+
+    def proba_spy(T, *a, **kw):
+        seen.update(_ids(T))
+        return real_proba(T, *a, **kw)
+
+    class SoftmaxSpy(RealSoftmax):
+        def __init__(self, X, *a, **kw):
+            seen.update(_ids(X))
+            super().__init__(X, *a, **kw)
+
+    monkeypatch.setattr(mlp, "make_step", step_spy)
+    monkeypatch.setattr(knn, "knn_proba", proba_spy)
+    monkeypatch.setattr(linear, "_Softmax", SoftmaxSpy)
+    m = json.loads((fit(tmp_path, tmp_path / "emb.parquet", kind, params, device="cpu") / "metrics.json").read_text())
+    assert seen == set(ids[np.isin(split, m["trained_on"])].tolist())
+    assert m["n_train_rows"] == len(seen) and m["info"]["n_train_rows"] == len(seen)
+    expected = ["train", "val"] if params.get("refit") == "train+val" else ["train"]
+    assert m["trained_on"] == expected  # the default: every kind on the train rows only

@@ -10,7 +10,7 @@ from sklearn.metrics import (
     top_k_accuracy_score,
 )
 
-from artprobe.metrics import METRICS, evaluate, paired_bootstrap
+from artprobe.metrics import METRICS, compare, evaluate, paired_bootstrap, point_values
 
 
 def _problem(n=600, k=7, signal=1.5, seed=0):
@@ -144,3 +144,66 @@ def test_paired_top5_needs_probabilities():
         paired_bootstrap(y, proba.argmax(1), proba.argmax(1), metric="top5_accuracy")
     with pytest.raises(ValueError, match="unknown metric"):
         paired_bootstrap(y, y, y, metric="auc")
+
+
+def test_point_values_are_evaluate_s():
+    y, proba = _problem()
+    m, p = evaluate(y, proba, NAMES, n_boot=0), point_values(y, proba.argmax(1))
+    assert p == {k: m[k]["value"] for k in ("accuracy", "balanced_accuracy", "macro_f1")}
+
+
+def _seeded_fits(rng, z, y, n_seeds, shift=0.0, seed_sd=0.02, n_classes=10):
+    """Predictions of one model fitted with ``n_seeds`` seeds: a row is right when its shared
+    difficulty ``z`` plus the fit's own row noise plus the seed's shift (the seed moves the
+    fit's true accuracy: ``seed_sd`` in z units, ~0.7 accuracy points) clears 0."""
+    out = []
+    for _ in range(n_seeds):
+        right = z + rng.normal(0, 0.35, len(z)) + rng.normal(0, seed_sd) + shift > 0
+        out.append(np.where(right, y, (y + 1 + rng.integers(0, n_classes - 1, len(y))) % n_classes))
+    return out
+
+
+def _called_different(reps, n, shift, seed_sd, seed=0):
+    """Share of repetitions where the first-seed test (old) / the seed-aware test (new)
+    calls A and B different at alpha 0.05; three seeds per model."""
+    rng = np.random.default_rng(seed)
+    old = new = 0
+    for r in range(reps):
+        z, y = rng.normal(0.6, 1.0, n), rng.integers(0, 10, n)
+        a = _seeded_fits(rng, z, y, 3, shift, seed_sd)
+        b = _seeded_fits(rng, z, y, 3, 0.0, seed_sd)
+        old += paired_bootstrap(y, a[0], b[0], n_boot=500, seed=r)["p_value"] < 0.05
+        res = compare(y, a, b, n_boot=500, seed=r)
+        assert res["n_seeds_a"] == res["n_seeds_b"] == 3 and "seed" in res["method"]
+        new += res["p_value"] < 0.05
+    return old / reps, new / reps
+
+
+def test_identical_models_with_different_seeds_are_not_called_different():
+    # Known answer: A and B are the same model, fitted with different seeds. At alpha 0.05
+    # at most 5 % of repetitions may call them different (+ the binomial margin of 200).
+    reps = 200
+    old, new = _called_different(reps, n=1000, shift=0.0, seed_sd=0.03)
+    print(f"false-positive rate over {reps} repetitions: first seed only {old:.3f}, seed-aware {new:.3f}")
+    assert new <= 0.05 + 1.645 * np.sqrt(0.05 * 0.95 / reps)
+    assert old > 0.10  # the simulation does fool the test of the first seed's predictions
+
+
+def test_a_real_difference_of_a_few_points_is_still_found():
+    rng = np.random.default_rng(1)
+    z, y = rng.normal(0.6, 1.0, 4000), rng.integers(0, 10, 4000)
+    a, b = _seeded_fits(rng, z, y, 3, shift=0.12), _seeded_fits(rng, z, y, 3)
+    res = compare(y, a, b, n_boot=1000)
+    print(f"accuracy A {res['a']:.4f}, B {res['b']:.4f}, p {res['p_value']:.4f}")
+    assert 0.02 < res["diff"] < 0.06 and res["verdict"] == "A better"
+    _, power = _called_different(40, n=4000, shift=0.12, seed_sd=0.03, seed=2)
+    print(f"a ~4-point difference found in {power:.0%} of 40 repetitions")
+    assert power >= 0.8
+
+
+def test_one_seed_each_is_the_paired_bootstrap():
+    y, proba = _problem()
+    other = np.roll(proba, 1, axis=0)
+    single = compare(y, [proba], [other], n_boot=300, seed=4)
+    assert single == paired_bootstrap(y, proba, other, n_boot=300, seed=4)
+    assert single["method"].startswith("paired bootstrap of test rows (one fit")

@@ -371,7 +371,7 @@ def test_html_tables(built):
     assert "good" in comparisons
     assert summary.count("class='best'") == len(TARGETS)  # one best fit per target
     # which rows each probe trained on, and how the comparisons treated seeds (methods text)
-    assert summary.count("train+val (") == len(MODELS) * len(TARGETS)  # the lin fits only
+    assert summary.count("<b>train+val (") == len(MODELS) * len(TARGETS)  # the lin fits only
     assert "Trained on:" in summary and "Trained on:" in comparisons
     assert comparisons.count("(one fit per model: unseeded, or probe.seeds has one seed)") == len(
         TARGETS) * len(CLASSIFIERS)  # fmt: skip

@@ -251,10 +251,10 @@ def comparison_note(sub: pd.DataFrame, m: int) -> str:
         seeds = next((x for x in g.get("seeds", []) if isinstance(x, str) and x), "")
         if (g.get("method", pd.Series(dtype=str)) == SEEDED_METHOD).any():
             parts.append(
-                f"{clf} ({seeds} seeds) compares seed-averaged scores; each resample also adds, "
-                "per model independently, a seed-level draw (the spread of its seeds' scores beyond "
-                "test-row noise, times a Student-t draw with seeds − 1 degrees of freedom), so the "
-                "interval and p carry the seed noise as well as the test-row noise"
+                f"{clf} ({seeds} seeds) compares seed-averaged scores; each resample also adds a "
+                "seed-level draw (the variance across seeds pooled over both models, for a difference "
+                "of two seed averages, times a Student-t draw with all seeds − 2 degrees of freedom), "
+                "so the interval and p carry the seed noise as well as the test-row noise"
             )
         else:
             parts.append(f"{clf} (one fit per model: unseeded, or probe.seeds has one seed) "

@@ -21,7 +21,7 @@ from artprobe.io import embedding_matrix, read_json
 
 # info keys that are bookkeeping (sizes, where/how long a fit ran), not what was chosen.
 _NOT_CHOSEN = re.compile(
-    r"^(kind|seed|threads|torch|steps|cuda_graph|restored_best|params|grid|refit|history|"
+    r"^(kind|seed|threads|torch|steps|cuda_graph|restored_best|params|grid|refit|trained_on|history|"
     r"class_weights?|n_\w+|device\w*|warnings|search_points|not_converged)$|seconds|"
     r"s_per_epoch|_loss$"
 )
