@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
@@ -36,6 +37,10 @@ def test_end_to_end(tiny_run):
                 assert m["n_test"] == len(pred["y_true"])
                 # probe.drop_labels / min_class_count: exactly the dropped rows are left out
                 assert m["n_train"] + m["n_val"] + m["n_test"] == 118 - m["dropped"]["rows"]
+                # like with like: every probe trains on the train rows only (config.yaml's
+                # probe.seeds [0, 1, 2]: the seeded probes record every seed's predictions)
+                assert m["trained_on"] == ["train"] and m["n_train_rows"] == m["n_train"]
+                assert len(pred.get("y_pred_seeds", [[0]])[0]) == (3 if clf != "linear" else 1)
                 if target == "genre":
                     cityscape = manifest["classes"]["genre"].index("cityscape")
                     assert m["dropped"]["rows"] == int((labels["genre"] == cityscape).sum()) > 0
@@ -43,6 +48,9 @@ def test_end_to_end(tiny_run):
                 else:
                     rare = {manifest["classes"]["style"].index(c) for c in m["dropped"]["rare_classes"]}
                     assert not rare & set(pred["y_true"])
+    comparisons = pd.read_csv(out / "report" / "comparisons.csv")
+    assert set(comparisons.seeds) == {"3 vs 3", "1 vs 1"}
+    assert (comparisons.seeds == "3 vs 3").eq(comparisons.classifier != "linear").all()
     summary = (out / "report" / "summary.csv").read_text().splitlines()
     assert len(summary) == 1 + 2 * 2 * 3 + 2  # header, fits, a majority baseline per target
     assert sum(",majority,majority," in line for line in summary) == 2
@@ -105,6 +113,7 @@ def test_overlay_replaces_models_targets_classifiers(workflow_copy):
         (("timm: test_vit\n", "timm: test_vit\n    features: last_cls\n"), "last_cls"),
         (("  bootstrap: 50\n", "  bootstrap: 50\n  fewshot: {classifier: mlp}\n"), "probe.fewshot.classifier"),
         (("  bootstrap: 50\n", "  bootstrap: 50\n  fewshot: {shots: [0]}\n"), "shots"),
+        (("    kind: knn", "    kind: svm"), "unknown classifier kind 'svm'"),
     ],
 )
 def test_config_errors_name_the_key(workflow_copy, edit, message):
