@@ -52,7 +52,7 @@ def run_fewshot(
     out = {
         "model": model,
         "target": target,
-        "classifier": "linear",
+        "classifier": FEWSHOT_KIND,
         "protocol": "k train rows per class (seeded, nested); C chosen on val; never trained on val",
         "n_train_all": int(len(ytr)),
         "n_val": int(len(yva)),

@@ -21,6 +21,7 @@ import time
 
 import numpy as np
 
+from artprobe.config import FEWSHOT_KIND
 from artprobe.metrics import point_values
 from artprobe.probes.fit import fit
 
@@ -66,7 +67,7 @@ def _fit_point(params, data, idx, n_classes, fit_kw) -> dict:
     """One linear fit on train rows ``idx`` (C chosen on val), scored on test."""
     (Xtr, ytr), (Xva, yva), (Xte, yte) = data
     t0 = time.perf_counter()
-    res = fit("linear", params, Xtr[idx], ytr[idx], Xva, yva, Xte, n_classes=n_classes, **fit_kw)
+    res = fit(FEWSHOT_KIND, params, Xtr[idx], ytr[idx], Xva, yva, Xte, n_classes=n_classes, **fit_kw)
     info = res.info
     return {
         **point_values(yte, res.proba_test.argmax(1)),

@@ -200,7 +200,7 @@ def search_sections(summary: pd.DataFrame, fits: list[dict]) -> list[str]:
         grid = [g for g in info.get("grid") or [] if isinstance(g, Mapping)]
         if not grid:
             continue
-        if fit["kind"] == "linear":
+        if "C" in grid[0]:  # a regularisation path (linear); else a (k, temperature) grid
             Cs = [g["C"] for g in grid]
             searched = f"C in [{min(Cs):.3g}, {max(Cs):.3g}], {len(grid)} points"
             chosen = f"C={as_float(info.get('C')):.3g}"
