@@ -154,8 +154,8 @@ def run_fit(
              spec.name, len(ytr), len(yva), len(yte), Xtr.shape[1], len(data["classes"]))  # fmt: skip
     t0 = time.perf_counter()
     fits = [
-        fit_probe(spec.kind, params, Xtr, ytr, Xva, yva, Xte, n_classes=len(data["classes"]),
-                   seed=s, threads=threads, device=device)  # fmt: skip
+        fit_probe(spec.kind, params, Xtr, ytr, Xva, yva, Xte, n_classes=len(data["classes"]), seed=s,
+                  threads=threads, device=device)
         for s in spec.fitted_seeds()
     ]
     result = {**fit_record(spec, params, data, fits), "seconds": time.perf_counter() - t0}

@@ -34,7 +34,7 @@ def fit_centroid(params, Xtr, ytr, Xva, yva, Xte, ctx: FitContext) -> FitResult:
     d = ((Xte[:, None, :] - centres[None]) ** 2).sum(-1)
     proba = np.zeros((len(Xte), ctx.n_classes), np.float32)
     proba[:, present] = np.exp(-(d - d.min(axis=1, keepdims=True)))
-    return FitResult(proba, [], {"centres": int(len(present))})
+    return FitResult(proba, [], {"centres": len(present)})
 
 
 @pytest.fixture

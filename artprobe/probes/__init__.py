@@ -59,7 +59,7 @@ _LAZY = {
     "ProbeKind": "artprobe.probes.registry",
 }
 
-__all__ = sorted(_LAZY)
+__all__ = list(_LAZY)
 
 
 def __getattr__(name: str):

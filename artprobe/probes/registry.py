@@ -17,10 +17,18 @@ Every fit function has one signature::
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
-from artprobe.probes.checks import CLASS_WEIGHT, boolean, choice, integer, number, one_or_more
+from artprobe.probes.checks import (
+    CLASS_WEIGHT,
+    boolean,
+    choice,
+    integer,
+    number,
+    one_or_more,
+)
 
 #: the rows a probe can be trained on: train only (the default), or train + val refit
 REFIT_CHOICES = ("train", "train+val")
