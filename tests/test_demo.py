@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from artprobe.data import class_names_from_schema
+from artprobe.sources.labels import class_names_from_schema
 from artprobe.demo import CLASSES, DEMO_CLASSES, demo_rows, generate_demo
 
 

@@ -19,7 +19,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from artprobe.data import DataError, build_manifest, write_shard
+from artprobe.manifest import build_manifest
+from artprobe.shard import write_shard
+from artprobe.sources import DataError
 from artprobe.io import read_json
 
 FORMATS = {".jpg": "JPEG", ".png": "PNG", ".webp": "WEBP"}
@@ -297,7 +299,7 @@ def test_workflow_on_an_image_folder(tmp_path):
 
 
 def test_stratified_split_of_string_labels_with_gaps(tmp_path):
-    from artprobe.data import read_class_ids
+    from artprobe.manifest import read_class_ids
     from artprobe.split import write_split
 
     labels = [None if i % 7 == 0 else "abc"[i % 3] for i in range(60)]

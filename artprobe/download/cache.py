@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from artprobe.hub_layout import select
+from artprobe.sources.hub_layout import select
 from artprobe.io import read_json, write_json, write_text
 
 REPO_TYPE = "dataset"
