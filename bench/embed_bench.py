@@ -17,75 +17,12 @@ then names the bottleneck and the speed-up over the thesis loop.
 from __future__ import annotations
 
 import argparse
-import io
 import json
-import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import numpy as np  # noqa: E402
-import pyarrow as pa  # noqa: E402
-import pyarrow.parquet as pq  # noqa: E402
-
-
-def say(*args) -> None:
-    print(*args, flush=True)
-
-
-def generate_images(n: int, distinct: int, seed: int = 0) -> list[bytes]:
-    """``n`` JPEGs (long side 900–2,000 px, portrait and landscape), ``distinct`` of them unique."""
-    from artprobe.images import synthetic_jpeg, wikiart_like_sizes
-
-    distinct = max(1, min(n, distinct))
-    uniq = [
-        synthetic_jpeg(w, h, seed=seed + i) for i, (w, h) in enumerate(wikiart_like_sizes(distinct, seed))
-    ]
-    return [uniq[i % distinct] for i in range(n)]
-
-
-def write_bench_shard(path: Path, images: list[bytes], row_group_size: int | None = None) -> Path:
-    """A shard as the workflow writes it (row_id, original bytes, one target) for the benches."""
-    n = len(images)
-    table = pa.table(
-        {
-            "row_id": pa.array(np.arange(n), pa.int64()),
-            "image": pa.array(images, pa.binary()),
-            "style": pa.array(np.zeros(n), pa.int16()),
-        }
-    )
-    meta = {"classes": {"style": ["unknown"]}}
-    table = table.replace_schema_metadata({b"artprobe": json.dumps(meta).encode()})
-    pq.write_table(table, path, compression="none", row_group_size=row_group_size)
-    return path
-
-
-def thesis_loop(images: list[bytes], timm_name: str, pretrained: bool, device: str) -> dict:
-    """The thesis's per-image loop, as it was: no batching, no no_grad, full-size decode."""
-    import timm
-    import torch
-    from PIL import Image
-
-    from artprobe.embed import load_model
-
-    model, _ = load_model(timm_name, pretrained, cache=False)  # same weights as artprobe's
-    model = model.to(device)
-    model.eval()
-    cfg = timm.data.resolve_model_data_config(model)
-    transform = timm.data.create_transform(**cfg)
-    t0 = time.perf_counter()
-    features = []
-    for data in images:
-        img = Image.open(io.BytesIO(data)).convert("RGB")
-        x = transform(img)
-        out = model(x.unsqueeze(0).to(device))
-        features.append(out.tolist())
-    s = time.perf_counter() - t0
-    return {"img_per_s": len(images) / s, "seconds": s, "images": len(images)}
+from common import say, thesis_loop, wikiart_jpegs, write_bench_shard
 
 
 def main(argv=None) -> dict:
@@ -111,7 +48,7 @@ def main(argv=None) -> dict:
     import torch
 
     from artprobe.device import resolve_device
-    from artprobe.embed import embed_shard, n_cores
+    from artprobe.embed import embed_shard, load_model, n_cores
     from rates import decode_only_rate, model_only_rate
 
     dev = resolve_device(args.device)
@@ -128,7 +65,7 @@ def main(argv=None) -> dict:
         f"decode={args.decode}, precision={args.precision}, torch {torch.__version__}"
     )
     t0 = time.perf_counter()
-    images = generate_images(args.images, args.distinct)
+    images = wikiart_jpegs(args.images, args.distinct)
     mb = sum(map(len, images)) / len(images) / 1e3
     say(
         f"generated {len(images)} JPEGs ({min(len(images), args.distinct)} distinct, mean {mb:.0f} kB) "
@@ -228,13 +165,14 @@ def main(argv=None) -> dict:
             # On CPU the thesis loop runs with all threads and with one (OpenMP threads that
             # share a busy core can be many times slower); the faster is the baseline.
             old = torch.get_num_threads()
+            model = load_model(args.model, args.pretrained, cache=False)[0].to(dev)  # artprobe's weights
             try:
                 for t in thesis_threads:
                     torch.set_num_threads(t)
                     th = keep(
                         "thesis_loop",
                         dict(
-                            thesis_loop(images[:n_thesis], args.model, args.pretrained, str(dev)), threads=t
+                            thesis_loop(model, images[:n_thesis], str(dev)), threads=t
                         ),
                     )
                     say(

@@ -8,7 +8,6 @@ given. Row order is datasets' (paths sorted), and shards hold the files' own byt
 from __future__ import annotations
 
 import csv
-import io
 import json
 from pathlib import Path
 
@@ -23,15 +22,9 @@ from artprobe.manifest import build_manifest
 from artprobe.shard import write_shard
 from artprobe.sources import DataError
 from artprobe.io import read_json
+from synthetic import FORMATS
+from synthetic import small_image as image_bytes
 
-FORMATS = {".jpg": "JPEG", ".png": "PNG", ".webp": "WEBP"}
-
-
-def image_bytes(ext: str, seed: int) -> bytes:
-    rng = np.random.default_rng(seed)
-    buf = io.BytesIO()
-    Image.fromarray(rng.integers(0, 255, (12, 10, 3), dtype=np.uint8)).save(buf, FORMATS[ext])
-    return buf.getvalue()
 
 
 def write_images(root: Path, names: list[str]) -> dict[str, bytes]:

@@ -5,27 +5,18 @@ split/class folders, and metadata.csv / .jsonl / .parquet image folders."""
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from PIL import Image
 
 from artprobe import sources
 from artprobe.manifest import build_manifest
+from synthetic import small_image
 
 N = 8  # images per layout: labels a, b alternating
-
-
-def png(seed: int) -> bytes:
-    buf = io.BytesIO()
-    rng = np.random.default_rng(seed)
-    Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(buf, "PNG")
-    return buf.getvalue()
 
 
 def _parquet(root: Path, names: list[str]) -> list[str]:
@@ -33,7 +24,7 @@ def _parquet(root: Path, names: list[str]) -> list[str]:
     per = N // len(names)
     for k, name in enumerate(names):
         rows = range(k * per, (k + 1) * per)
-        table = pa.table({"image": [png(i) for i in rows], "label": ["ab"[i % 2] for i in rows]})
+        table = pa.table({"image": [small_image(".png", i) for i in rows], "label": ["ab"[i % 2] for i in rows]})
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(table, root / name)
     return names
@@ -42,7 +33,7 @@ def _parquet(root: Path, names: list[str]) -> list[str]:
 def _images(root: Path, names: list[str]) -> None:
     for i, name in enumerate(names):
         (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_bytes(png(i))
+        (root / name).write_bytes(small_image(".png", i))
 
 
 def _class_folders(root: Path, prefix: str = "") -> list[str]:

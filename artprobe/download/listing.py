@@ -11,13 +11,12 @@ from __future__ import annotations
 import logging
 import os
 
-from artprobe.download.cache import DownloadError, cached_listing, is_offline, save_listing
+from artprobe.download.cache import REPO_TYPE, DownloadError, cached_listing, is_offline, save_listing
 from artprobe.sources.hub_layout import LayoutError, select
 from artprobe.io import write_json
 
 log = logging.getLogger(__name__)
 
-REPO_TYPE = "dataset"
 CARD = "README.md"
 NOT_PARQUET = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".tar")
 
