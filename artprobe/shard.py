@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 import pyarrow as pa
@@ -98,7 +98,9 @@ def write_shard(
     }
     image_column = manifest.get("image_column", "image")
     ids = _index_rows(manifest, row_start, row_stop, shard)
-    fields = [("row_id", pa.int64()), ("image", pa.large_binary())] + [(t, pa.int16()) for t in targets]
+    fields = [("row_id", pa.int64()), ("image", pa.large_binary())] + [
+        (t, pa.int16()) for t in targets
+    ]
     schema = with_meta(pa.schema(fields).empty_table(), meta).schema
     done = row_start
     with atomic_path(out_path, suffix=".parquet.tmp") as tmp:
@@ -109,18 +111,29 @@ def write_shard(
                 writer.write_table(pa.table(columns, schema=schema), row_group_size=256)
                 done += piece.num_rows
             if done != row_stop:
-                raise DataError(f"shard {shard}: got {done - row_start} rows, expected {row_stop - row_start}")
+                raise DataError(
+                    f"shard {shard}: got {done - row_start} rows, expected {row_stop - row_start}"
+                )
     log.info("shard %s: rows [%d, %d) written to %s", shard, row_start, row_stop, out_path)
 
 
-def _shard_columns(images: pa.ChunkedArray, labels: pa.Table, first_row: int, manifest: dict, shard: str) -> dict:
+def _shard_columns(
+    images: pa.ChunkedArray, labels: pa.Table, first_row: int, manifest: dict, shard: str
+) -> dict:
     """A piece of a shard: row ids from ``first_row``, the original image bytes, class ids."""
-    root = Path(manifest["local_dir"]) if manifest.get("layout") == IMAGEFOLDER else local_dir(manifest)
+    root = (
+        Path(manifest["local_dir"])
+        if manifest.get("layout") == IMAGEFOLDER
+        else local_dir(manifest)
+    )
     try:
         data = image_bytes(images, manifest.get("image_kind", "struct"), root)
     except ImageColumnError as err:
         raise DataError(f"shard {shard}: {err}") from None
-    columns = {"row_id": pa.array(np.arange(first_row, first_row + len(data), dtype=np.int64)), "image": data}
+    columns = {
+        "row_id": pa.array(np.arange(first_row, first_row + len(data), dtype=np.int64)),
+        "image": data,
+    }
     for t in manifest["targets"]:
         columns[t] = labels.column(t).cast(pa.int16())
     return columns

@@ -28,13 +28,18 @@ def synthetic_painting(width: int, height: int, seed: int = 0) -> Image.Image:
 
     rng = np.random.default_rng(seed)
     lw, lh = max(1, width // 4), max(1, height // 4)
-    low = rng.integers(0, 256, size=(int(rng.integers(3, 7)), int(rng.integers(3, 7)), 3), dtype=np.uint8)
+    low = rng.integers(
+        0, 256, size=(int(rng.integers(3, 7)), int(rng.integers(3, 7)), 3), dtype=np.uint8
+    )
     img = Image.fromarray(low, "RGB").resize((lw, lh), Image.BICUBIC)
     draw = ImageDraw.Draw(img)
     s = min(lw, lh)
     for _ in range(int(rng.integers(8, 20))):  # soft shapes, drawn at 1/4 scale
         x0, y0 = int(rng.integers(0, lw)), int(rng.integers(0, lh))
-        rw, rh = int(rng.integers(s // 20 + 1, s // 3 + 2)), int(rng.integers(s // 20 + 1, s // 3 + 2))
+        rw, rh = (
+            int(rng.integers(s // 20 + 1, s // 3 + 2)),
+            int(rng.integers(s // 20 + 1, s // 3 + 2)),
+        )
         colour = tuple(int(c) for c in rng.integers(0, 256, 3))
         box = (x0 - rw, y0 - rh, x0 + rw, y0 + rh)
         (draw.ellipse if rng.random() < 0.5 else draw.rectangle)(box, fill=colour)

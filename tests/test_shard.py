@@ -19,7 +19,6 @@ def test_shard_ranges():
     assert stage.shard_ranges(5, 100) == {"00000": (0, 5)}
 
 
-
 def test_shards_cover_source_exactly(demo_source, tmp_path):
     """Shards across file boundaries: row ids in order, original bytes, labels, class names."""
     build_manifest(str(demo_source), None, TARGETS, tmp_path / "m.json")
@@ -31,11 +30,16 @@ def test_shards_cover_source_exactly(demo_source, tmp_path):
         meta = read_meta(out)
         assert meta["classes"]["style"] == CLASSES["style"] and meta["shard"] == shard
         md = pq.ParquetFile(out).metadata  # written piece by piece: the embedder streams row groups
-        assert md.num_rows == hi - lo and max(md.row_group(g).num_rows for g in range(md.num_row_groups)) <= 256
+        assert (
+            md.num_rows == hi - lo
+            and max(md.row_group(g).num_rows for g in range(md.num_row_groups)) <= 256
+        )
         parts.append(pq.read_table(out))
     shards = pa.concat_tables(parts)
     assert shards.column("row_id").to_pylist() == list(range(96))
-    assert shards.column("image").to_pylist() == [d["bytes"] for d in source.column("image").to_pylist()]
+    assert shards.column("image").to_pylist() == [
+        d["bytes"] for d in source.column("image").to_pylist()
+    ]
     for t in TARGETS:
         assert shards.column(t).to_pylist() == source.column(t).to_pylist()
         assert shards.schema.field(t).type == pa.int16()

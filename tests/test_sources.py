@@ -11,10 +11,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from synthetic import small_image
 
 from artprobe import sources
 from artprobe.manifest import build_manifest
-from synthetic import small_image
 
 N = 8  # images per layout: labels a, b alternating
 
@@ -24,7 +24,9 @@ def _parquet(root: Path, names: list[str]) -> list[str]:
     per = N // len(names)
     for k, name in enumerate(names):
         rows = range(k * per, (k + 1) * per)
-        table = pa.table({"image": [small_image(".png", i) for i in rows], "label": ["ab"[i % 2] for i in rows]})
+        table = pa.table(
+            {"image": [small_image(".png", i) for i in rows], "label": ["ab"[i % 2] for i in rows]}
+        )
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(table, root / name)
     return names
@@ -48,7 +50,9 @@ def _metadata(root: Path, kind: str, folder: str = "") -> list[str]:
     rows = [{"file_name": n, "label": "ab"[i % 2]} for i, n in enumerate(names)]
     path = root / folder / f"metadata.{kind}"
     if kind == "csv":
-        path.write_text("file_name,label\n" + "".join(f"{r['file_name']},{r['label']}\n" for r in rows))
+        path.write_text(
+            "file_name,label\n" + "".join(f"{r['file_name']},{r['label']}\n" for r in rows)
+        )
     elif kind == "jsonl":
         path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     else:
@@ -62,26 +66,32 @@ def _split_metadata(root: Path) -> list[str]:
 
 
 # layout -> (writer returning the parse-time inputs relative to the folder, kind)
-LAYOUTS = {
-    "push_to_hub": (lambda r: _parquet(r, ["data/train-00000-of-00002.parquet", "data/train-00001-of-00002.parquet"]), sources.PARQUET),
-    "config_split_folders": (lambda r: _parquet(r, ["art/train/0000.parquet", "art/test/0000.parquet"]), sources.PARQUET),
-    "config_split_files": (lambda r: _parquet(r, ["art/train-00000-of-00001.parquet", "art/test-00000-of-00001.parquet"]), sources.PARQUET),
-    "parquet_conversion": (lambda r: _parquet(r, ["default/partial-train/0000.parquet", "default/test/0000.parquet"]), sources.PARQUET),
-    "class_subfolders": (_class_folders, sources.IMAGEFOLDER),
-    "split_class_folders": (lambda r: _class_folders(r, "train/") + _class_folders(r, "test/"), sources.IMAGEFOLDER),
-    "metadata_csv": (lambda r: _metadata(r, "csv"), sources.IMAGEFOLDER),
-    "metadata_jsonl": (lambda r: _metadata(r, "jsonl"), sources.IMAGEFOLDER),
-    "metadata_parquet": (lambda r: _metadata(r, "parquet"), sources.IMAGEFOLDER),
-    "split_metadata_parquet": (_split_metadata, sources.IMAGEFOLDER),
-}  # fmt: skip
+#: the hub's Parquet layouts in a local folder: layout -> its data files (two splits or files)
+PARQUET_LAYOUTS = {
+    "push_to_hub": ["data/train-00000-of-00002.parquet", "data/train-00001-of-00002.parquet"],
+    "config_split_folders": ["art/train/0000.parquet", "art/test/0000.parquet"],
+    "config_split_files": ["art/train-00000-of-00001.parquet", "art/test-00000-of-00001.parquet"],
+    "parquet_conversion": ["default/partial-train/0000.parquet", "default/test/0000.parquet"],
+}
+#: image folders: layout -> a writer returning the parse-time inputs (its metadata files)
+IMAGEFOLDER_LAYOUTS = {
+    "class_subfolders": _class_folders,
+    "split_class_folders": lambda r: _class_folders(r, "train/") + _class_folders(r, "test/"),
+    "metadata_csv": lambda r: _metadata(r, "csv"),
+    "metadata_jsonl": lambda r: _metadata(r, "jsonl"),
+    "metadata_parquet": lambda r: _metadata(r, "parquet"),
+    "split_metadata_parquet": _split_metadata,
+}
+LAYOUTS = [*PARQUET_LAYOUTS, *IMAGEFOLDER_LAYOUTS]
 
 
 def make_source(root: Path, layout: str) -> tuple[Path, list[str], str]:
     """Write ``layout`` under ``root/<layout>``: (folder, parse-time inputs, kind)."""
-    write, kind = LAYOUTS[layout]
     folder = root / layout
     folder.mkdir(parents=True)
-    return folder, write(folder), kind
+    if layout in PARQUET_LAYOUTS:
+        return folder, _parquet(folder, PARQUET_LAYOUTS[layout]), sources.PARQUET
+    return folder, IMAGEFOLDER_LAYOUTS[layout](folder), sources.IMAGEFOLDER
 
 
 @pytest.mark.parametrize("layout", sorted(LAYOUTS))
@@ -94,14 +104,18 @@ def test_parse_and_manifest_agree_on_every_layout(tmp_path, layout):
     # the job side: the manifest reads the source as that same kind, every row, both labels
     m = build_manifest(str(folder), None, ["label"], tmp_path / "manifest.json")
     assert m["layout"] == kind
-    assert m["n_rows"] == (2 * N if layout in ("split_class_folders", "split_metadata_parquet") else N)
+    assert m["n_rows"] == (
+        2 * N if layout in ("split_class_folders", "split_metadata_parquet") else N
+    )
     assert m["classes"] == {"label": ["a", "b"]} and m["missing_labels"] == {"label": 0}
 
 
 def test_a_hub_id_and_a_missing_folder(tmp_path):
     assert sources.source_kind("huggan/wikiart") == sources.HUB
     assert sources.local_inputs("huggan/wikiart") == []
-    assert sources.source_kind(str(tmp_path / "not-yet")) == sources.MISSING  # the demo's, before it is generated
+    assert (
+        sources.source_kind(str(tmp_path / "not-yet")) == sources.MISSING
+    )  # the demo's, before it is generated
     assert sources.local_inputs(str(tmp_path / "not-yet")) == []
 
 
@@ -110,7 +124,9 @@ def test_metadata_parquet_beside_parquet_data_is_parquet(tmp_path):
     folder, inputs, _ = make_source(tmp_path, "push_to_hub")
     pq.write_table(pa.table({"file_name": ["x.png"]}), folder / "metadata.parquet")
     assert sources.source_kind(str(folder)) == sources.PARQUET
-    assert [Path(p).relative_to(folder).as_posix() for p in sources.local_inputs(str(folder))] == inputs
+    assert [
+        Path(p).relative_to(folder).as_posix() for p in sources.local_inputs(str(folder))
+    ] == inputs
 
 
 def test_parse_side_names_a_layout_error(tmp_path):
@@ -147,12 +163,12 @@ split:
 @pytest.mark.parametrize("layout", sorted(LAYOUTS))
 def test_workflow_parses_every_layout(tmp_path, layout):
     """``snakemake -n`` parses the workflow on each layout and plans the manifest from it."""
-    from conftest import copy_workflow, snakemake
+    from conftest import copy_workflow, job_counts, snakemake
 
     work = copy_workflow(tmp_path / "work")
     folder, inputs, _ = make_source(tmp_path, layout)
     (work / "src.yaml").write_text(DRY_RUN_OVERLAY.format(source=folder))
     proc = snakemake(work, "-n", "--configfile", "src.yaml", timeout=300)
-    assert "manifest" in proc.stdout.split("Job stats:")[1].split("\n\n")[0]  # the job table
+    assert job_counts(proc.stdout)["manifest"] == 1
     for name in inputs:
         assert str(folder / name) in proc.stdout  # the manifest's inputs as the parse found them

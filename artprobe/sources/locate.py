@@ -44,7 +44,9 @@ def source_kind(source: str) -> str:
     return IMAGEFOLDER
 
 
-def local_inputs(source: str, config: str | None = None, splits: list[str] | None = None) -> list[str]:
+def local_inputs(
+    source: str, config: str | None = None, splits: list[str] | None = None
+) -> list[str]:
     """The files of a local source whose changes rebuild the manifest: the Parquet data files
     of the configured layout, or an image folder's metadata files (listing every image would
     slow parsing). None for a hub id (its download markers are the inputs) or a missing folder."""
