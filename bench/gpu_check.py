@@ -45,7 +45,7 @@ RESULTS: dict = {"steps": {}}
 OUT: Path | None = None
 say = functools.partial(common.say, since=T0)
 E2E_KEYS = ("img_per_s", "steady_img_per_s", "seconds", "first_batch_s", "n_rows", "n_failed",
-            "dtype", "device_name", "embedding_dim")  # fmt: skip
+            "dtype", "device_name", "embedding_dim")
 
 
 def save() -> None:
@@ -219,7 +219,7 @@ def end_to_end(plan: Plan, shard: Path, tmp: Path, decode: str = "fast", compile
 
     out = tmp / f"emb_{decode}_{int(compile)}.parquet"
     st = E.embed_shard(shard, out, timm_name=plan.model, pretrained=False, decode=decode,
-                       workers=plan.workers, compile=compile, progress=True, **plan.common)  # fmt: skip
+                       workers=plan.workers, compile=compile, progress=True, **plan.common)
     out.unlink(missing_ok=True)
     return {k: st[k] for k in E2E_KEYS}
 
@@ -230,14 +230,14 @@ def model_only(plan: Plan, model_threads, compile: bool = False) -> dict:
     return rates.model_only_rate(
         plan.model, False, compile=compile, iters=2 if plan.quick else 12,
         warmup=2 if compile else (1 if plan.quick else 3), threads=model_threads, **plan.common,
-    )  # fmt: skip
+    )
 
 
 def decode_only(plan: Plan, shard: Path, decode: str = "fast") -> dict:
     import rates
 
     return rates.decode_only_rate(shard, plan.model, decode=decode, batch_size=plan.batch,
-                                  workers=plan.workers, device=plan.device)  # fmt: skip
+                                  workers=plan.workers, device=plan.device)
 
 
 def thesis(plan: Plan, images: list[bytes], dev) -> dict:
@@ -264,7 +264,7 @@ def measure_fast(plan: Plan, images: list[bytes], shard: Path, tmp: Path, dev) -
     r = step("end_to_end", lambda: end_to_end(plan, shard, tmp), budget=plan.budget)
     if r:
         say(f"end to end: {r['img_per_s']:.0f} img/s (steady {r['steady_img_per_s']:.0f}; first batch after "
-            f"{r['first_batch_s']:.1f} s; {r['n_failed']} failed)")  # fmt: skip
+            f"{r['first_batch_s']:.1f} s; {r['n_failed']} failed)")
     r = step("decode_only", lambda: decode_only(plan, shard), budget=plan.budget)
     if r:
         say(f"decode only: {r['img_per_s']:.0f} img/s (steady {r['steady_img_per_s']:.0f}, {plan.workers} workers)")
