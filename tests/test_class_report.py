@@ -53,3 +53,21 @@ def test_labels_must_cover_every_class():
         classification_report([0, 1], [0, 0], labels=[0], target_names=["a"])
     with pytest.raises(ValueError, match="2 labels but 1 target names"):
         classification_report([0, 1], [0, 1], labels=[0, 1], target_names=["a"])
+
+
+def test_a_classify_job_does_not_import_sklearn(tmp_path):
+    """The report text costs a classify job no scikit-learn import (~2 s CPU per job)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import sys, numpy as np\n"
+        "from artprobe.classify import report_text\n"
+        "text = report_text(np.array([0, 1, 1]), np.array([0, 1, 0]), ['a', 'b'])\n"
+        "print('accuracy' in text, 'sklearn' in sys.modules)\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["True", "False"]
