@@ -11,7 +11,7 @@ rounding boundary prints alike (tests/test_class_report.py compares the two).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -30,7 +30,10 @@ def _divide(num: np.ndarray, den: np.ndarray) -> np.ndarray:
 
 def _scores(tp: np.ndarray, pred: np.ndarray, true: np.ndarray):
     """(precision, recall, F1) as sklearn computes them (F1 from counts: 2tp / (true + pred))."""
-    f1 = _divide(2.0 * tp.astype(np.float64), 1.0 * true.astype(np.float64) + pred.astype(np.float64))
+    f1 = _divide(
+        2.0 * tp.astype(np.float64),
+        1.0 * true.astype(np.float64) + pred.astype(np.float64),
+    )
     return _divide(tp, pred), _divide(tp, true), f1
 
 
@@ -47,26 +50,44 @@ def classification_report(
     labels = np.asarray(labels)
     if len(labels) != len(target_names):
         raise ValueError(f"{len(labels)} labels but {len(target_names)} target names")
-    missing = set(np.unique(np.concatenate([y_true, y_pred])).tolist()) - set(labels.tolist())
+    missing = set(np.unique(np.concatenate([y_true, y_pred])).tolist()) - set(
+        labels.tolist()
+    )
     if missing:
         raise ValueError(f"labels leave out classes that occur: {sorted(missing)}")
     hit = y_true == y_pred
-    tp = np.array([np.count_nonzero(hit & (y_true == c)) for c in labels], dtype=np.int64)
+    tp = np.array(
+        [np.count_nonzero(hit & (y_true == c)) for c in labels], dtype=np.int64
+    )
     pred = np.array([np.count_nonzero(y_pred == c) for c in labels], dtype=np.int64)
     true = np.array([np.count_nonzero(y_true == c) for c in labels], dtype=np.int64)
     p, r, f1 = _scores(tp, pred, true)
 
     width = max(max(len(n) for n in target_names), len("weighted avg"), digits)
     row = "{:>{width}s} " + " {:>9.{digits}f}" * 3 + " {:>9}\n"
-    text = ("{:>{width}s} " + " {:>9}" * len(HEADERS)).format("", *HEADERS, width=width) + "\n\n"
+    text = ("{:>{width}s} " + " {:>9}" * len(HEADERS)).format(
+        "", *HEADERS, width=width
+    ) + "\n\n"
     for name, *values in zip(target_names, p, r, f1, true):
         text += row.format(name, *values, width=width, digits=digits)
     text += "\n"
 
     support = np.sum(true)
-    _, _, accuracy = _scores(tp.sum().reshape(1), pred.sum().reshape(1), true.sum().reshape(1))
-    accuracy_row = "{:>{width}s} " + " {:>9.{digits}}" * 2 + " {:>9.{digits}f}" + " {:>9}\n"
-    text += accuracy_row.format("accuracy", "", "", float(np.nanmean(accuracy)), support, width=width, digits=digits)
+    _, _, accuracy = _scores(
+        tp.sum().reshape(1), pred.sum().reshape(1), true.sum().reshape(1)
+    )
+    accuracy_row = (
+        "{:>{width}s} " + " {:>9.{digits}}" * 2 + " {:>9.{digits}f}" + " {:>9}\n"
+    )
+    text += accuracy_row.format(
+        "accuracy",
+        "",
+        "",
+        float(np.nanmean(accuracy)),
+        support,
+        width=width,
+        digits=digits,
+    )
     macro = [float(np.nanmean(v)) for v in (p, r, f1)]
     text += row.format("macro avg", *macro, support, width=width, digits=digits)
     weighted = [float(np.average(v, weights=true)) for v in (p, r, f1)]

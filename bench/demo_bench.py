@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
-from rule_table import format_table, rule_table  # noqa: E402
+from rule_table import format_table, rule_table
 
 
 def say(*args) -> None:
@@ -39,7 +39,9 @@ def demo_commands() -> list[list[str]]:
         ["make", "-n", "-s", "demo", "SNAKEMAKE=snakemake", "VENV=/nonexistent-venv"],
         cwd=ROOT, capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
-    cmds = [shlex.split(line) for line in out.splitlines() if line.startswith("snakemake ")]
+    cmds = [
+        shlex.split(line) for line in out.splitlines() if line.startswith("snakemake ")
+    ]
     if not cmds:
         raise SystemExit(f"make -n demo printed no snakemake command:\n{out}")
     return cmds
@@ -54,24 +56,33 @@ def copy_checkout(work: Path, worktree: bool) -> None:
             cwd=ROOT, capture_output=True, check=True,
         ).stdout.split(b"\0")  # fmt: skip
         tar = subprocess.run(
-            ["tar", "-c", "--null", "-T", "-"], cwd=ROOT, input=b"\0".join(f for f in files if f),
+            ["tar", "-c", "--null", "-T", "-"], cwd=ROOT, input=b"\0".join(f for f in files if f and f != b".venv" and (ROOT / f.decode()).exists()),
             capture_output=True, check=True,
         ).stdout  # fmt: skip
     else:
-        tar = subprocess.run(["git", "archive", "HEAD"], cwd=ROOT, capture_output=True, check=True).stdout
+        tar = subprocess.run(
+            ["git", "archive", "HEAD"], cwd=ROOT, capture_output=True, check=True
+        ).stdout
     subprocess.run(["tar", "-x", "-C", str(work)], input=tar, check=True)
     venv = Path(sys.prefix)
     (work / ".venv").symlink_to(venv)
 
 
 def load() -> str:
-    return "%.1f %.1f %.1f" % os.getloadavg()
+    return "{:.1f} {:.1f} {:.1f}".format(*os.getloadavg())
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--work", type=Path, default=None, help="scratch folder (default: a new temp dir)")
-    ap.add_argument("--worktree", action="store_true", help="copy the working tree, not HEAD")
+    ap.add_argument(
+        "--work",
+        type=Path,
+        default=None,
+        help="scratch folder (default: a new temp dir)",
+    )
+    ap.add_argument(
+        "--worktree", action="store_true", help="copy the working tree, not HEAD"
+    )
     a = ap.parse_args(argv)
     work = a.work or Path(tempfile.mkdtemp(prefix="demo-bench-")) / "checkout"
     copy_checkout(work, a.worktree)
@@ -79,7 +90,9 @@ def main(argv=None) -> None:
     say(f"checkout copied to {work}; {os.cpu_count()} CPUs; load {load()}")
     for cmd in demo_commands():
         t0 = time.perf_counter()
-        proc = subprocess.run([snakemake, *cmd[1:]], cwd=work, capture_output=True, text=True)
+        proc = subprocess.run(
+            [snakemake, *cmd[1:]], check=False, cwd=work, capture_output=True, text=True
+        )
         wall = time.perf_counter() - t0
         say(f"{wall:7.1f} s wall  {' '.join(cmd)}   (load after: {load()})")
         if proc.returncode:

@@ -7,8 +7,9 @@ Reads ``<results_dir>/benchmarks/**/*.tsv`` (the rule is the first folder under
 ``benchmarks/``, or the file's stem for a rule with one job) and, for a dataset folder
 ``results/<name>``, the dataset-independent rules' ``results/benchmarks/*.tsv`` beside it.
 Prints one row per rule: jobs, summed / mean / max wall seconds, summed CPU seconds, largest
-max_rss (MB). CPU seconds are the figure to compare on a loaded machine: wall seconds stretch
-with the load, CPU seconds much less.
+max_rss (MB). On a loaded machine compare CPU seconds, not wall seconds (which stretch with
+the load), but read them as a lower bound: Snakemake samples a job's CPU time every 0.5 s for
+its first ~15 s, then every 30 s, so what a long job spends after its last sample is missed.
 """
 
 from __future__ import annotations
@@ -53,7 +54,9 @@ def rule_table(results_dir: str | os.PathLike) -> list[dict]:
     ``total`` row. ValueError when the folder holds no benchmark files."""
     files = benchmark_files(results_dir)
     if not files:
-        raise ValueError(f"{results_dir}: no benchmarks/**/*.tsv (has the run finished a job?)")
+        raise ValueError(
+            f"{results_dir}: no benchmarks/**/*.tsv (has the run finished a job?)"
+        )
     rows = []
     for rule, paths in files.items():
         runs = [_read_tsv(p) for p in paths]
@@ -100,7 +103,11 @@ def format_table(rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("results_dir", nargs="+", help="a run's results/<dataset> folder (several: one table each)")
+    ap.add_argument(
+        "results_dir",
+        nargs="+",
+        help="a run's results/<dataset> folder (several: one table each)",
+    )
     a = ap.parse_args(argv)
     for d in a.results_dir:
         print(f"{d}:")
