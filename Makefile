@@ -18,7 +18,8 @@ $(VENV)/.installed: requirements.txt constraints.txt pyproject.toml
 	touch $@
 
 # The demo's fits see a few hundred rows: a second thread gains them little, and with one
-# thread two fits run at once (same results; bench/demo_bench.py measures it).
+# thread two fits run at once. A few linear C choices differ from two threads' (1 of 36 fits,
+# 3 of 12 few-shot curves: docs/benchmarks.md, "The demo"; bench/demo_bench.py).
 DEMO_ARGS := --cores $(CORES) --configfile demo/config.yaml --set-threads classify=1 fewshot=1
 
 demo: setup
