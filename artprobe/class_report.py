@@ -50,35 +50,25 @@ def classification_report(
     labels = np.asarray(labels)
     if len(labels) != len(target_names):
         raise ValueError(f"{len(labels)} labels but {len(target_names)} target names")
-    missing = set(np.unique(np.concatenate([y_true, y_pred])).tolist()) - set(
-        labels.tolist()
-    )
+    missing = set(np.unique(np.concatenate([y_true, y_pred])).tolist()) - set(labels.tolist())
     if missing:
         raise ValueError(f"labels leave out classes that occur: {sorted(missing)}")
     hit = y_true == y_pred
-    tp = np.array(
-        [np.count_nonzero(hit & (y_true == c)) for c in labels], dtype=np.int64
-    )
+    tp = np.array([np.count_nonzero(hit & (y_true == c)) for c in labels], dtype=np.int64)
     pred = np.array([np.count_nonzero(y_pred == c) for c in labels], dtype=np.int64)
     true = np.array([np.count_nonzero(y_true == c) for c in labels], dtype=np.int64)
     p, r, f1 = _scores(tp, pred, true)
 
     width = max(max(len(n) for n in target_names), len("weighted avg"), digits)
     row = "{:>{width}s} " + " {:>9.{digits}f}" * 3 + " {:>9}\n"
-    text = ("{:>{width}s} " + " {:>9}" * len(HEADERS)).format(
-        "", *HEADERS, width=width
-    ) + "\n\n"
+    text = ("{:>{width}s} " + " {:>9}" * len(HEADERS)).format("", *HEADERS, width=width) + "\n\n"
     for name, *values in zip(target_names, p, r, f1, true):
         text += row.format(name, *values, width=width, digits=digits)
     text += "\n"
 
     support = np.sum(true)
-    _, _, accuracy = _scores(
-        tp.sum().reshape(1), pred.sum().reshape(1), true.sum().reshape(1)
-    )
-    accuracy_row = (
-        "{:>{width}s} " + " {:>9.{digits}}" * 2 + " {:>9.{digits}f}" + " {:>9}\n"
-    )
+    _, _, accuracy = _scores(tp.sum().reshape(1), pred.sum().reshape(1), true.sum().reshape(1))
+    accuracy_row = "{:>{width}s} " + " {:>9.{digits}}" * 2 + " {:>9.{digits}f}" + " {:>9}\n"
     text += accuracy_row.format(
         "accuracy",
         "",

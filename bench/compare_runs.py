@@ -36,14 +36,10 @@ def _strip(o):
 def _diff(a, b, path=""):
     if isinstance(a, dict) and isinstance(b, dict):
         return [
-            d
-            for k in sorted(set(a) | set(b))
-            for d in _diff(a.get(k), b.get(k), f"{path}/{k}")
+            d for k in sorted(set(a) | set(b)) for d in _diff(a.get(k), b.get(k), f"{path}/{k}")
         ]
     if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
-        return [
-            d for i, (x, y) in enumerate(zip(a, b)) for d in _diff(x, y, f"{path}[{i}]")
-        ]
+        return [d for i, (x, y) in enumerate(zip(a, b)) for d in _diff(x, y, f"{path}[{i}]")]
     return [] if a == b else [(path, a, b)]
 
 
@@ -62,16 +58,12 @@ def _predictions(a: Path, b: Path) -> str:
 def compare(a: Path, b: Path) -> tuple[int, int]:
     """Print one line per fit found in both runs; return (identical, compared)."""
     same = n = 0
-    for fa in sorted(a.glob("classify/*/*/*/metrics.json")) + sorted(
-        a.glob("fewshot/*/*.json")
-    ):
+    for fa in sorted(a.glob("classify/*/*/*/metrics.json")) + sorted(a.glob("fewshot/*/*.json")):
         fb = b / fa.relative_to(a)
         if not fb.exists():
             continue
         n += 1
-        diffs = _diff(
-            _strip(json.loads(fa.read_text())), _strip(json.loads(fb.read_text()))
-        )
+        diffs = _diff(_strip(json.loads(fa.read_text())), _strip(json.loads(fb.read_text())))
         note = ""
         if fa.name == "metrics.json":
             report = "classification_report.txt"
@@ -82,9 +74,7 @@ def compare(a: Path, b: Path) -> tuple[int, int]:
             )
         ok = not diffs and "DIFFER" not in note
         same += ok
-        print(
-            f"{'same' if ok else 'DIFF'} {fa.relative_to(a)}{note} {diffs[:3] if diffs else ''}"
-        )
+        print(f"{'same' if ok else 'DIFF'} {fa.relative_to(a)}{note} {diffs[:3] if diffs else ''}")
     return same, n
 
 
@@ -94,9 +84,7 @@ def main(argv=None) -> None:
     ap.add_argument("b", type=Path, help="the other's")
     a = ap.parse_args(argv)
     same, n = compare(a.a, a.b)
-    print(
-        f"{same}/{n} fits and curves with identical numbers, predictions and report text"
-    )
+    print(f"{same}/{n} fits and curves with identical numbers, predictions and report text")
 
 
 if __name__ == "__main__":

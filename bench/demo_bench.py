@@ -23,14 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
-
+from common import ROOT, say
 from rule_table import format_table, rule_table
-
-
-def say(*args) -> None:
-    print(*args, flush=True)
 
 
 def demo_commands() -> list[list[str]]:
@@ -39,12 +33,15 @@ def demo_commands() -> list[list[str]]:
         ["make", "-n", "-s", "demo", "SNAKEMAKE=snakemake", "VENV=/nonexistent-venv"],
         cwd=ROOT, capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
-    cmds = [
-        shlex.split(line) for line in out.splitlines() if line.startswith("snakemake ")
-    ]
+    cmds = [shlex.split(line) for line in out.splitlines() if line.startswith("snakemake ")]
     if not cmds:
         raise SystemExit(f"make -n demo printed no snakemake command:\n{out}")
     return cmds
+
+
+def _copied(name: bytes) -> bool:
+    """A working-tree file to copy: not the venv link, not deleted since it was staged."""
+    return bool(name) and name != b".venv" and (ROOT / name.decode()).exists()
 
 
 def copy_checkout(work: Path, worktree: bool) -> None:
@@ -56,7 +53,7 @@ def copy_checkout(work: Path, worktree: bool) -> None:
             cwd=ROOT, capture_output=True, check=True,
         ).stdout.split(b"\0")  # fmt: skip
         tar = subprocess.run(
-            ["tar", "-c", "--null", "-T", "-"], cwd=ROOT, input=b"\0".join(f for f in files if f and f != b".venv" and (ROOT / f.decode()).exists()),
+            ["tar", "-c", "--null", "-T", "-"], cwd=ROOT, input=b"\0".join(f for f in files if _copied(f)),
             capture_output=True, check=True,
         ).stdout  # fmt: skip
     else:
@@ -80,9 +77,7 @@ def main(argv=None) -> None:
         default=None,
         help="scratch folder (default: a new temp dir)",
     )
-    ap.add_argument(
-        "--worktree", action="store_true", help="copy the working tree, not HEAD"
-    )
+    ap.add_argument("--worktree", action="store_true", help="copy the working tree, not HEAD")
     a = ap.parse_args(argv)
     work = a.work or Path(tempfile.mkdtemp(prefix="demo-bench-")) / "checkout"
     copy_checkout(work, a.worktree)

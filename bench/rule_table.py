@@ -54,9 +54,7 @@ def rule_table(results_dir: str | os.PathLike) -> list[dict]:
     ``total`` row. ValueError when the folder holds no benchmark files."""
     files = benchmark_files(results_dir)
     if not files:
-        raise ValueError(
-            f"{results_dir}: no benchmarks/**/*.tsv (has the run finished a job?)"
-        )
+        raise ValueError(f"{results_dir}: no benchmarks/**/*.tsv (has the run finished a job?)")
     rows = []
     for rule, paths in files.items():
         runs = [_read_tsv(p) for p in paths]

@@ -8,9 +8,7 @@ from artprobe.class_report import classification_report
 
 
 def _both(y_true, y_pred, names, digits=4):
-    present = sorted(
-        set(np.asarray(y_true).tolist()) | set(np.asarray(y_pred).tolist())
-    )
+    present = sorted(set(np.asarray(y_true).tolist()) | set(np.asarray(y_pred).tolist()))
     target_names = [names[i] for i in present]
     ours = classification_report(
         y_true, y_pred, labels=present, target_names=target_names, digits=digits
@@ -34,9 +32,7 @@ def test_same_text_as_sklearn_on_random_predictions(seed):
     names = [f"class {i}" + "x" * int(rng.integers(0, 20)) for i in range(n_classes)]
     y_true = rng.integers(0, n_classes, n)
     # mostly right, sometimes a class only predicted or never predicted (zero divisions)
-    y_pred = np.where(
-        rng.random(n) < rng.random(), y_true, rng.integers(0, n_classes, n)
-    )
+    y_pred = np.where(rng.random(n) < rng.random(), y_true, rng.integers(0, n_classes, n))
     ours, theirs = _both(y_true, y_pred, names, digits=int(rng.integers(2, 6)))
     assert ours == theirs
 
