@@ -4,20 +4,16 @@ from its checkpoints; the steps it strings together live in the sibling modules.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import os
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from artprobe.device import device_name, resolve_device
+from artprobe.device import resolve_device
 from artprobe.embed.checkpoints import KEY_VERSION, Checkpoints, shard_key
 from artprobe.embed.features import DEFAULT_FEATURES, feature_model
 from artprobe.embed.loader import ShardImages, StreamedPieces, model_batches, piece_loader, plan_pieces
@@ -25,10 +21,12 @@ from artprobe.embed.model import load_model, n_cores, resolve_dtype
 from artprobe.embed.weights import file_sha256
 from artprobe.embed.nvjpeg import check_nvjpeg
 from artprobe.embed.preprocess import DECODE_MODES, Preprocess, build_preprocess
+from artprobe.embed.provenance import LoopTimer, log_start, provenance, report, versions
 from artprobe.embed.rows import EmbeddedRows
 from artprobe.embed.runner import CHANNELS_LAST, ModelRunner, place_model, run_batches
 from artprobe.images import DEFAULT_MAX_PIXELS
 from artprobe.io import json_safe, with_meta, write_parquet
+from artprobe.logs import progress as progress_bar
 
 log = logging.getLogger("artprobe.embed")
 
@@ -108,14 +106,14 @@ def embed_shard(
         job.timings["device_s"] = time.perf_counter() - timer.t_loop - job.timings["workers_s"]
         if checkpoint_every and rows.start < job.n:
             ckpt.begin()
-        job.log_start(rows.start)
-        bar = job.progress_bar(rows.start, progress)
+        log_start(job, rows.start)
+        bar = progress_bar(total=job.n, initial=rows.start, unit="img", desc=job.shard_path.stem, enabled=progress)
         _embed_batches(model_batches(iterator, per_batch), runner, rows, bar, timer)
         result = rows.table(runner.embedding_dim())
-        provenance = job.provenance(result, runner.dim, rows.start, timer)
-        write_parquet(with_meta(result, provenance), out_path)
+        prov = provenance(job, result, runner.dim, rows.start, timer)
+        write_parquet(with_meta(result, prov), out_path)
         ckpt.cleanup()
-    return job.report(out_path, provenance, rows, timer)
+    return report(job, out_path, prov, rows.start, rows.n_failed, timer)
 
 
 def _embed_batches(batches, runner: ModelRunner, rows: EmbeddedRows, bar, timer: LoopTimer) -> None:
@@ -127,36 +125,6 @@ def _embed_batches(batches, runner: ModelRunner, rows: EmbeddedRows, bar, timer:
         rows.checkpoint_if_due()
     bar.close()
     timer.stop_loop()
-
-
-class LoopTimer:
-    """Wall time of the job, of its embedding loop, and of the loop's first batch."""
-
-    def __init__(self):
-        self.t_start = time.perf_counter()
-        self.t_loop = self.seconds = None
-        self.first_batch_s: float | None = None
-        self.first_batch_rows = 0
-
-    def start_loop(self) -> None:
-        self.t_loop = time.perf_counter()
-
-    def batch_done(self, rows: int) -> None:
-        if self.first_batch_s is None:
-            self.first_batch_s = time.perf_counter() - self.t_loop
-            self.first_batch_rows = rows
-
-    def stop_loop(self) -> None:
-        self.seconds = time.perf_counter() - self.t_loop
-
-    def rates(self, processed: int) -> tuple[float, float]:
-        """(img/s of the loop, img/s without the first batch's start-up; NaN when unknown)."""
-        img_per_s = processed / self.seconds if self.seconds > 0 else float("nan")
-        steady = float("nan")
-        first = self.first_batch_s
-        if first is not None and processed > self.first_batch_rows and self.seconds > first:
-            steady = (processed - self.first_batch_rows) / (self.seconds - first)
-        return img_per_s, steady
 
 
 @contextlib.contextmanager
@@ -228,7 +196,7 @@ def _row_ids(shard_path) -> np.ndarray:
 
 @dataclass
 class _Job:
-    """What one ``embed_shard`` call works on, and the records it writes about it."""
+    """What one ``embed_shard`` call works on: the shard, the model on its device, the settings."""
 
     shard_path: Path
     dev: Any
@@ -238,29 +206,11 @@ class _Job:
     row_ids: np.ndarray  # the shard's row ids
     identity: dict  # provenance that must agree across a model's shards (IDENTITY_KEYS)
     settings: dict  # precision, batch_size, workers, compile
-    timings: dict  # seconds of the fixed costs (see fixed_costs)
+    timings: dict  # seconds of the fixed costs (provenance.fixed_costs)
 
     @property
     def n(self) -> int:
         return len(self.row_ids)
-
-    def fixed_costs(self, timer: LoopTimer) -> dict:
-        """Seconds spent before the images: model build, weights load, fingerprint, weights
-        hash, worker start, device init (model placement), first batch; ``imports_s`` torch,
-        timm and torchvision (0 when already imported); ``prepare_s`` all that, the model,
-        its transform and the shard's row ids, ``setup_s`` all before the loop, ``call_s`` the whole call (the job's wall time less it: imports and
-        Snakemake's start)."""
-        out = {k: round(v, 3) for k, v in self.timings.items()}
-        out["first_batch_s"] = round(timer.first_batch_s, 3) if timer.first_batch_s is not None else None
-        out["setup_s"] = round(timer.t_loop - timer.t_start, 3)
-        out["call_s"] = round(time.perf_counter() - timer.t_start, 3)  # embed_shard so far, in all
-        return out
-
-    def _versions(self) -> dict:
-        import torch
-        import torchvision
-
-        return {"torch_version": torch.__version__, "torchvision_version": torchvision.__version__}
 
     def runner(self, compile: bool, dim: int | None) -> ModelRunner:
         """The model on the device (compiled when ``compile``: then short batches are padded)."""
@@ -280,98 +230,9 @@ class _Job:
         return {
             "version": KEY_VERSION,
             **self.identity,
-            **self._versions(),
+            **versions(),
             "device_type": self.dev.type,
             "batch_size": self.settings["batch_size"],
             "compile": self.settings["compile"],
             "shard": shard_key(self.shard_path, self.row_ids),
-        }
-
-    def log_start(self, start: int) -> None:
-        s = self.settings
-        log.info(
-            "embedding %s: %d rows (%d to go) with %s on %s, %s, decode=%s, batch %d, %d workers",
-            self.shard_path.name,
-            self.n,
-            self.n - start,
-            self.identity["timm_name"],
-            self.dev,
-            self.identity["dtype"],
-            self.identity["decode"],
-            s["batch_size"],
-            s["workers"],
-        )
-
-    def progress_bar(self, start: int, progress: bool):
-        from tqdm.auto import tqdm
-
-        return tqdm(
-            total=self.n,
-            initial=start,
-            unit="img",
-            desc=self.shard_path.stem,
-            file=sys.stderr,
-            disable=not progress,
-            mininterval=1.0 if sys.stderr.isatty() else 15.0,
-            smoothing=0.05,
-        )
-
-    def provenance(self, result, dim: int, start: int, timer: LoopTimer) -> dict:
-        """The output's metadata: identity, run settings, where and how fast it ran."""
-        n_failed = result.num_rows - int(pc.sum(result["error"].is_null()).as_py() or 0)
-        img_per_s, steady = timer.rates(self.n - start)
-        first = timer.first_batch_s
-        return {
-            **self.identity,
-            "embedding_dim": dim,
-            "precision": self.settings["precision"],
-            **self._versions(),
-            "device": str(self.dev),
-            "device_name": device_name(self.dev),
-            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-            "gpu_slot": os.environ.get("ARTPROBE_GPU_SLOT"),  # artprobe.gpu_slots (local jobs)
-            "batch_size": self.settings["batch_size"],
-            "workers": self.settings["workers"],
-            "compile": self.settings["compile"],
-            "shard": self.shard_path.name,
-            "rows": self.n,
-            "failures": n_failed,
-            "resumed_rows": start,
-            "seconds": round(timer.seconds, 3),
-            "img_per_s": round(img_per_s, 2),
-            "steady_img_per_s": round(steady, 2) if steady == steady else None,
-            "first_batch_s": round(first, 3) if first is not None else None,
-            "fixed_costs": self.fixed_costs(timer),
-        }
-
-    def report(self, out_path, provenance: dict, rows: EmbeddedRows, timer: LoopTimer) -> dict:
-        """Log the throughput; the stats ``embed_shard`` returns."""
-        wall = time.perf_counter() - timer.t_start
-        img_per_s, steady = timer.rates(self.n - rows.start)
-        log.info(
-            "%s: %d rows, %d failed, %.1f img/s (%d embedded in %.1f s; %.1f s with setup) on %s",
-            Path(out_path).name,
-            self.n,
-            provenance["failures"],
-            img_per_s,
-            self.n - rows.start,
-            timer.seconds,
-            wall,
-            provenance["device_name"],
-        )
-        log.info("fixed costs (s): %s", json.dumps(provenance["fixed_costs"]))
-        return {
-            "img_per_s": img_per_s,
-            "steady_img_per_s": steady,
-            "device": str(self.dev),
-            "device_name": provenance["device_name"],
-            "dtype": self.identity["dtype"],
-            "n_rows": self.n,
-            "n_failed": provenance["failures"],
-            "n_failed_this_run": rows.n_failed,
-            "n_resumed": rows.start,
-            "seconds": timer.seconds,
-            "wall_seconds": wall,
-            "first_batch_s": timer.first_batch_s,
-            "embedding_dim": provenance["embedding_dim"],
         }
