@@ -69,7 +69,10 @@ def fixed_costs(timings: dict, timer: LoopTimer) -> dict:
 
 
 def provenance(job, result, dim: int, start: int, timer: LoopTimer) -> dict:
-    """The output's metadata: identity, run settings, where and how fast it ran."""
+    """The output's metadata: identity, run settings, where and how fast it ran.
+
+    ``batch_size`` is the configured batch, ``batch_size_used`` the one the last rows were
+    embedded with (smaller after CUDA out-of-memory retries, ``oom_retries`` of them)."""
     n_failed = result.num_rows - int(pc.sum(result["error"].is_null()).as_py() or 0)
     img_per_s, steady = timer.rates(job.n - start)
     first = timer.first_batch_s
@@ -84,6 +87,8 @@ def provenance(job, result, dim: int, start: int, timer: LoopTimer) -> dict:
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         "gpu_slot": os.environ.get("ARTPROBE_GPU_SLOT"),  # artprobe.gpu_slots (local jobs)
         "batch_size": s["batch_size"],
+        "batch_size_used": s.get("batch_size_used", s["batch_size"]),
+        "oom_retries": s.get("oom_retries", 0),
         "workers": s["workers"],
         "compile": s["compile"],
         "shard": job.shard_path.name,
@@ -110,7 +115,7 @@ def log_start(job, start: int) -> None:
         job.dev,
         job.identity["dtype"],
         job.identity["decode"],
-        s["batch_size"],
+        s.get("batch_size_used", s["batch_size"]),
         s["workers"],
     )
 
@@ -130,6 +135,11 @@ def report(job, out_path, prov: dict, n_resumed: int, n_failed_this_run: int, ti
         wall,
         prov["device_name"],
     )
+    if prov["oom_retries"]:
+        log.info(
+            "batch %d -> %d after %d CUDA out-of-memory retries (batch_size_used in the provenance)",
+            prov["batch_size"], prov["batch_size_used"], prov["oom_retries"],
+        )  # fmt: skip
     log.info("fixed costs (s): %s", json.dumps(prov["fixed_costs"]))
     return {
         "img_per_s": img_per_s,
@@ -145,4 +155,6 @@ def report(job, out_path, prov: dict, n_resumed: int, n_failed_this_run: int, ti
         "wall_seconds": wall,
         "first_batch_s": timer.first_batch_s,
         "embedding_dim": prov["embedding_dim"],
+        "batch_size_used": prov["batch_size_used"],
+        "oom_retries": prov["oom_retries"],
     }

@@ -27,6 +27,7 @@ from artprobe.embed.runner import CHANNELS_LAST, ModelRunner, place_model, run_b
 from artprobe.images import DEFAULT_MAX_PIXELS
 from artprobe.io import json_safe, with_meta, write_parquet
 from artprobe.logs import progress as progress_bar
+from artprobe.oom import free_cuda_cache, halved, is_cuda_oom, oom_summary
 
 log = logging.getLogger("artprobe.embed")
 
@@ -77,10 +78,15 @@ def embed_shard(
     CPU the model gets ``threads - workers`` of them, the decoding workers one each.
     ``max_pixels``: images with more pixels are refused as decompression bombs.
     CPU results are bit-identical for the same settings and thread count, resumed or not.
+    Out of GPU memory, the job halves its batch and goes on after its last finished batch
+    (down to batch 1, then :class:`artprobe.oom.GPUOutOfMemoryError`); the batch it ended
+    with and the retries are in the provenance (``batch_size_used``, ``oom_retries``) and
+    in the checkpoint dir, so a rerun of the job starts with the smaller batch.
 
     Returns stats: ``img_per_s`` (rows embedded in this run / loop seconds),
     ``steady_img_per_s`` (without the first batch's start-up), ``device``, ``dtype``,
-    ``n_rows``, ``n_failed``, ``n_resumed``, ``seconds``, ``embedding_dim``.
+    ``n_rows``, ``n_failed``, ``n_resumed``, ``seconds``, ``embedding_dim``,
+    ``batch_size_used``, ``oom_retries``.
     """
     timer = LoopTimer()
     job = _prepare(
@@ -93,22 +99,12 @@ def embed_shard(
     rows = EmbeddedRows(
         job.row_ids, ckpt.load(job.row_ids, batch_size) if checkpoint_every else [], ckpt, checkpoint_every
     )
+    job.settings.update(ckpt.batch_record() if checkpoint_every else {})  # an earlier run's smaller batch
     if rows.start:
         log.info("resuming %s after %d of %d rows from %s", Path(out_path).name, rows.start, job.n, ckpt.dir)
-    images = ShardImages(None, job.prep, gpu_jpeg=decode == "nvjpeg")
-    pieces, per_batch = plan_pieces(rows.start, job.n, batch_size)
-    loader = piece_loader(images, StreamedPieces(shard_path, pieces), batch_size, workers, job.dev)
+    loop = _Loop(job, rows, ShardImages(None, job.prep, gpu_jpeg=decode == "nvjpeg"), timer)
     with _model_threads(job.dev, workers, threads):
-        timer.start_loop()
-        iterator = iter(loader)  # start the workers (fork) before CUDA is initialised
-        job.timings["workers_s"] = time.perf_counter() - timer.t_loop
-        runner = job.runner(compile, dim=rows.resumed_dim)
-        job.timings["device_s"] = time.perf_counter() - timer.t_loop - job.timings["workers_s"]
-        if checkpoint_every and rows.start < job.n:
-            ckpt.begin()
-        log_start(job, rows.start)
-        bar = progress_bar(total=job.n, initial=rows.start, unit="img", desc=job.shard_path.stem, enabled=progress)
-        _embed_batches(model_batches(iterator, per_batch), runner, rows, bar, timer)
+        runner = loop.run(compile, progress)
         result = rows.table(runner.embedding_dim())
         prov = provenance(job, result, runner.dim, rows.start, timer)
         write_parquet(with_meta(result, prov), out_path)
@@ -116,15 +112,74 @@ def embed_shard(
     return report(job, out_path, prov, rows.start, rows.n_failed, timer)
 
 
-def _embed_batches(batches, runner: ModelRunner, rows: EmbeddedRows, bar, timer: LoopTimer) -> None:
-    """Run the model over ``batches``, collecting the rows (and checkpointing them)."""
-    for batch, index, host in run_batches(batches, runner):
-        rows.add(batch, index, host, runner.embedding_dim())
-        bar.update(len(batch["index"]))
-        timer.batch_done(len(batch["index"]))
-        rows.checkpoint_if_due()
-    bar.close()
-    timer.stop_loop()
+class _Loop:
+    """The model over the rows still to do, in batches; out of GPU memory, the batch halves
+    and the loop goes on after the last finished batch (down to batch 1)."""
+
+    def __init__(self, job: _Job, rows: EmbeddedRows, images: ShardImages, timer: LoopTimer):
+        self.job, self.rows, self.images, self.timer = job, rows, images, timer
+        self.batch = job.settings.get("batch_size_used", job.settings["batch_size"])
+        self.runner: ModelRunner | None = None
+
+    def batches(self):
+        """Model batches of the rows not done yet, from a DataLoader planned for ``self.batch``
+        (its batch size is baked into the plan, so each retry gets a new one)."""
+        pieces, per_batch = plan_pieces(self.rows.done, self.job.n, self.batch)
+        shard = StreamedPieces(self.job.shard_path, pieces)
+        loader = piece_loader(self.images, shard, self.batch, self.job.settings["workers"], self.job.dev)
+        return model_batches(iter(loader), per_batch)
+
+    def run(self, compile: bool, progress: bool) -> ModelRunner:
+        """Embed every row not done yet; the runner that did it."""
+        job, rows, timer = self.job, self.rows, self.timer
+        timer.start_loop()
+        batches = self.batches()  # start the workers (fork) before CUDA is initialised
+        job.timings["workers_s"] = time.perf_counter() - timer.t_loop
+        self.runner = job.runner(compile, dim=rows.resumed_dim)
+        job.timings["device_s"] = time.perf_counter() - timer.t_loop - job.timings["workers_s"]
+        if rows.checkpoint_every and rows.start < job.n:
+            rows.checkpoints.begin()
+        log_start(job, rows.start)
+        bar = progress_bar(total=job.n, initial=rows.start, unit="img", desc=job.shard_path.stem, enabled=progress)
+        while (oom := self._embed(batches, bar)) is not None:
+            batches = None  # the old loader's workers go
+            self._halve(oom)
+            batches = self.batches()
+        bar.close()
+        timer.stop_loop()
+        return self.runner
+
+    def _embed(self, batches, bar) -> BaseException | None:
+        """Run the model over ``batches``, collecting the rows (and checkpointing them); the
+        out-of-memory error that stopped it, or None when every batch is done."""
+        runner, rows = self.runner, self.rows
+        runner.batch_size = self.batch
+        try:
+            for batch, index, host in run_batches(batches, runner):
+                rows.add(batch, index, host, runner.embedding_dim())
+                bar.update(len(batch["index"]))
+                self.timer.batch_done(len(batch["index"]))
+                rows.checkpoint_if_due()
+        except RuntimeError as exc:
+            if not is_cuda_oom(exc):
+                raise
+            return exc.with_traceback(None)  # its frames hold the failed batch's tensors
+        return None
+
+    def _halve(self, exc: BaseException) -> None:
+        """Checkpoint the finished rows, halve the batch (or fail at 1), free the GPU's cache."""
+        job, rows, old = self.job, self.rows, self.batch
+        rows.checkpoint_now()
+        what = f"{job.identity['timm_name']} ({job.identity['dtype']}, {job.shard_path.name})"
+        self.batch = halved(old, what, exc)
+        retries = job.settings.get("oom_retries", 0) + 1
+        job.settings.update(batch_size_used=self.batch, oom_retries=retries)
+        rows.checkpoints.record_batch(self.batch, retries)
+        log.warning(
+            "out of GPU memory at batch %d (%s): going on with batch %d from row %d of %d",
+            old, oom_summary(exc), self.batch, rows.done, job.n,
+        )  # fmt: skip
+        free_cuda_cache()
 
 
 @contextlib.contextmanager
