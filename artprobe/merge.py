@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 
 from artprobe.embed import IDENTITY_DEFAULTS, IDENTITY_KEYS
 from artprobe.io import read_meta, with_meta, write_parquet
+from artprobe.logs import progress
 
 #: Per-shard run records, dropped from the merged table's metadata (kept under ``shards``).
 _PER_SHARD_KEYS = (
@@ -23,6 +24,8 @@ _PER_SHARD_KEYS = (
     "img_per_s",
     "steady_img_per_s",
     "first_batch_s",
+    "batch_size_used",
+    "oom_retries",
 )
 
 
@@ -75,7 +78,7 @@ class _Shards:
         self.fail_tables.append(pa.table({"row_id": failed["row_id"], "reason": reasons}))
         self.target_tables.append(shard)
         self.throughput.append(
-            {k: meta.get(k) for k in ("shard", "rows", "failures", "seconds", "img_per_s", "device_name")}
+            {k: meta.get(k) for k in ("shard", "rows", "failures", "seconds", "img_per_s", "device_name", "batch_size_used")}
             | {"file": emb_path.name}
         )
 
@@ -181,7 +184,8 @@ def merge_embeddings(
     if not embedding_paths:
         raise MergeError("no embedding shards to merge")
     shards = _Shards(targets)
-    for emb_path, shard_path in zip(embedding_paths, shard_paths):
+    pairs = zip(embedding_paths, shard_paths)
+    for emb_path, shard_path in progress(pairs, total=len(shard_paths), desc="merge", unit="shard"):
         shards.add(Path(emb_path), Path(shard_path))
     shards.check_disjoint()
     if shards.problems:

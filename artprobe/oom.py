@@ -10,6 +10,9 @@ allocations outside torch's caching allocator (cuBLAS, cuDNN workspaces, a plain
 from __future__ import annotations
 
 import gc
+import logging
+
+log = logging.getLogger(__name__)
 
 #: texts of CUDA out-of-memory errors that are not ``torch.OutOfMemoryError``
 OOM_TEXTS = ("CUDA out of memory", "CUDA error: out of memory", "CUBLAS_STATUS_ALLOC_FAILED",
@@ -54,3 +57,23 @@ def halved(batch: int, what: str, exc: BaseException) -> int:
             "GPU of other processes, use a GPU with more memory, or a lower precision"
         ) from exc
     return batch // 2
+
+
+def on_gpu_or_cpu(fit_on, dev, what: str):
+    """``(fit_on(dev), dev)``; out of GPU memory on a CUDA ``dev``, a warning and
+    ``(fit_on(cpu), cpu)``: for work whose batch is a hyper-parameter (the mlp's 32) or that
+    has no batch to halve (linear's full-batch L-BFGS), the CPU is the way to finish."""
+    import torch
+
+    try:
+        return fit_on(dev), dev
+    except RuntimeError as exc:
+        if dev.type != "cuda" or not is_cuda_oom(exc):
+            raise
+        summary = oom_summary(exc)
+    free_cuda_cache()
+    log.warning("%s: out of GPU memory on %s (%s): fitting on the CPU instead", what, dev, summary)
+    cpu = torch.device("cpu")
+    res = fit_on(cpu)
+    res.info["gpu_out_of_memory"] = summary
+    return res, cpu
