@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 
-from artprobe.download.cache import DownloadError, cached_listing, is_offline, save_listing
+from artprobe.download.cache import DownloadError, cached_listing, check_cache_space, is_offline, save_listing
 from artprobe.hub_layout import LayoutError, select
 from artprobe.io import write_json
 
@@ -123,6 +123,7 @@ def remote_files(
         commit, listing = hub_listing(source, revision)
         save_listing(source, revision, commit, listing)
     files = select_remote(listing, config, splits, f"{source}@{revision or 'main'}")
+    check_cache_space(source, files)  # before any download job starts
     out = {"source": source, "revision": revision, "commit": commit, "files": files}
     write_json(out_path, out)
     total = sum(f["size"] for f in files)
