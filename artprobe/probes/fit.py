@@ -47,7 +47,7 @@ def fit(
     params = resolve_params(kind, params)  # idempotent; guards direct callers
     Xtr, ytr, Xva, yva, Xte = _check_inputs(X_train, y_train, X_val, y_val, X_test, n_classes)
     dev = resolve_device(device)
-    t0 = time.perf_counter()
+
     def fit_on(d):
         if kind == "mlp":
             return fit_mlp(params, Xtr, ytr, Xva, yva, Xte, n_classes, seed, d, cuda_graph)
@@ -55,6 +55,7 @@ def fit(
             return fit_linear(params, Xtr, ytr, Xva, yva, Xte, n_classes, d)
         return fit_knn(params, Xtr, ytr, Xva, yva, Xte, n_classes, d, seed)
 
+    t0 = time.perf_counter()
     with _torch_threads(threads):
         res, dev = on_gpu_or_cpu(fit_on, dev, f"{kind} fit")  # out of GPU memory: on the CPU
     res.proba_test = normalize_rows(res.proba_test)
