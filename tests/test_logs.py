@@ -87,3 +87,4 @@ def test_fewshot_logs_its_progress(tmp_path):
                       shots=[1, 2, "all"], trials=2, device="cpu")  # fmt: skip
     done = rate_lines(log.read_text(), "few-shot", "point")
     assert done and "6/6" in done[-1], log.read_text()
+    assert "linear C search" not in log.read_text()  # the curve's bar counts its fits; theirs stay quiet
