@@ -14,12 +14,12 @@ import re
 from pathlib import Path
 
 from artprobe.disk import check_free_space, human_bytes
-from artprobe.hub_layout import select
+from artprobe.sources.hub_layout import select
 from artprobe.io import read_json, write_json, write_text
 
 log = logging.getLogger(__name__)
 
-REPO_TYPE = "dataset"
+REPO_TYPE = "dataset"  #: every repository artprobe reads is a hub *dataset*
 COMMIT = re.compile(r"[0-9a-f]{40}")
 
 

@@ -85,7 +85,7 @@ def provenance(job, result, dim: int, start: int, timer: LoopTimer) -> dict:
         "device": str(job.dev),
         "device_name": device_name(job.dev),
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-        "gpu_slot": os.environ.get("ARTPROBE_GPU_SLOT"),  # artprobe.gpu_slots (local jobs)
+        "gpu_slot": os.environ.get("ARTPROBE_GPU_SLOT"),  # artprobe.embed.gpu_slots (local jobs)
         "batch_size": s["batch_size"],
         "batch_size_used": s.get("batch_size_used", s["batch_size"]),
         "oom_retries": s.get("oom_retries", 0),

@@ -31,7 +31,7 @@ from artprobe.oom import free_cuda_cache, halved, is_cuda_oom, oom_summary
 
 log = logging.getLogger("artprobe.embed")
 
-#: Provenance keys that must agree between the shards of one model (artprobe.merge checks).
+#: Provenance keys that must agree between the shards of one model (artprobe.embed.merge checks).
 IDENTITY_KEYS = (
     "timm_name",
     "timm_version",
