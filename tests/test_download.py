@@ -306,7 +306,8 @@ def test_killed_download_recovers_and_offline_runs(hub, art_files, demo_source, 
 
 SMALL_DISK = (
     "import collections, shutil\n"
-    "shutil.disk_usage = lambda path: collections.namedtuple('usage', 'total used free')(10**6, 10**6 - {free}, {free})\n"
+    "usage = collections.namedtuple('usage', 'total used free')\n"
+    "shutil.disk_usage = lambda path: usage(10**6, 10**6 - {free}, {free})\n"
 )  # the hub cache's file system, as artprobe.disk sees it, with {free} bytes free
 
 
@@ -338,5 +339,5 @@ def test_only_the_bytes_still_to_fetch_count(hub, art_files, tmp_path):
         f"download_file({str(tmp_path / 'files.json')!r}, '00002', {str(tmp_path / 'm.json')!r})\n"
     )
     proc = client(env, code)
-    assert proc.returncode != 0 and f"1 of 1 files of dataset 'test/art'" in proc.stderr
+    assert proc.returncode != 0 and "1 of 1 files of dataset 'test/art'" in proc.stderr
     assert f"({size:,} bytes)" in proc.stderr and hub.gets[FILES[2]] == 1  # not fetched a second time

@@ -598,7 +598,8 @@ def test_out_of_gpu_memory_at_batch_one_fails_in_a_sentence_and_keeps_the_rows(t
     out = tmp_path / "out" / "s.parquet"
     from artprobe.oom import GPUOutOfMemoryError
 
-    with pytest.raises(GPUOutOfMemoryError, match=r"test_vit \(float32, s.parquet\) does not fit in GPU memory even at batch 1"):
+    what = r"test_vit \(float32, s.parquet\) does not fit in GPU memory even at batch 1"
+    with pytest.raises(GPUOutOfMemoryError, match=what):
         embed_shard(shard, out, batch_size=4, checkpoint_every=1, **TINY)
     assert not out.exists()
     files = sorted(p.name for p in (out.parent / CHECKPOINT_DIR / "s").glob("rows-*.arrow"))

@@ -9,11 +9,10 @@ import re
 
 import numpy as np
 import pytest
-
 from embed_helpers import embed_two_shards
 
-from artprobe.logs import progress, to_log
 from artprobe.embed.merge import merge_embeddings
+from artprobe.logs import progress, to_log
 from artprobe.probes import fit
 from artprobe.probes.fewshot import fewshot_curve
 
@@ -21,7 +20,11 @@ from artprobe.probes.fewshot import fewshot_curve
 def rate_lines(log_text: str, desc: str, unit: str) -> list[str]:
     """The progress lines of bar ``desc`` that show a measured rate (``12.3unit/s`` or ``4.5s/unit``)."""
     rate = re.compile(rf"(\d+\.\d+|\d+){re.escape(unit)}/s|(\d+\.\d+|\d+)s/{re.escape(unit)}")
-    return [line for line in re.split(r"[\r\n]", log_text) if line.startswith(f"{desc}:") and rate.search(line)]
+    return [
+        line
+        for line in re.split(r"[\r\n]", log_text)
+        if line.startswith(f"{desc}:") and rate.search(line)
+    ]
 
 
 def test_progress_goes_to_the_log_with_a_rate_and_logging_too(tmp_path):
@@ -67,7 +70,11 @@ def _data(n: int = 90, seed: int = 0):
     "kind, params, bars",
     [
         ("mlp", {"epochs": 3, "hidden": 8}, [("mlp epochs", "epoch")]),
-        ("linear", {"n_c": 3, "refine": 1}, [("linear C search", "C"), ("linear C refine", "round")]),
+        (
+            "linear",
+            {"n_c": 3, "refine": 1},
+            [("linear C search", "C"), ("linear C refine", "round")],
+        ),
     ],
 )
 def test_classify_fits_log_their_progress(tmp_path, kind, params, bars):
@@ -87,4 +94,6 @@ def test_fewshot_logs_its_progress(tmp_path):
                       shots=[1, 2, "all"], trials=2, device="cpu")  # fmt: skip
     done = rate_lines(log.read_text(), "few-shot", "point")
     assert done and "6/6" in done[-1], log.read_text()
-    assert "linear C search" not in log.read_text()  # the curve's bar counts its fits; theirs stay quiet
+    assert (
+        "linear C search" not in log.read_text()
+    )  # the curve's bar counts its fits; theirs stay quiet

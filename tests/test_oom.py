@@ -13,17 +13,25 @@ import torch
 from artprobe import oom
 from artprobe.probes import knn
 
-fit_module = importlib.import_module("artprobe.probes.fit")  # the module (artprobe.probes.fit is the function)
+fit_module = importlib.import_module(
+    "artprobe.probes.fit"
+)  # the module (artprobe.probes.fit is the function)
 
 
 def test_what_counts_as_out_of_gpu_memory():
     assert oom.is_cuda_oom(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
-    assert oom.is_cuda_oom(RuntimeError("CUDA error: out of memory\nCUDA kernel errors might be ..."))
-    assert oom.is_cuda_oom(RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling cublasCreate"))
+    assert oom.is_cuda_oom(
+        RuntimeError("CUDA error: out of memory\nCUDA kernel errors might be ...")
+    )
+    assert oom.is_cuda_oom(
+        RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling cublasCreate")
+    )
     assert not oom.is_cuda_oom(RuntimeError("CUDA error: an illegal memory access was encountered"))
     assert not oom.is_cuda_oom(ValueError("out of memory"))
     assert oom.halved(7, "x", RuntimeError()) == 3
-    with pytest.raises(oom.GPUOutOfMemoryError, match="vit does not fit in GPU memory even at batch 1"):
+    with pytest.raises(
+        oom.GPUOutOfMemoryError, match="vit does not fit in GPU memory even at batch 1"
+    ):
         oom.halved(1, "vit", torch.OutOfMemoryError("CUDA out of memory"))
 
 
@@ -60,8 +68,12 @@ def test_a_fit_out_of_gpu_memory_is_done_on_the_cpu(monkeypatch, caplog, kind):
     X = rng.normal(size=(60, 8)).astype(np.float32)
     y = np.arange(60) % 3
     params = {"mlp": {"epochs": 2, "hidden": 8}, "linear": {"n_c": 2}, "knn": {}}[kind]
-    ref = fit_module.fit(kind, params, X[:40], y[:40], X[40:50], y[40:50], X[50:], n_classes=3, device="cpu")
-    real = {"mlp": fit_module.fit_mlp, "linear": fit_module.fit_linear, "knn": fit_module.fit_knn}[kind]
+    ref = fit_module.fit(
+        kind, params, X[:40], y[:40], X[40:50], y[40:50], X[50:], n_classes=3, device="cpu"
+    )
+    real = {"mlp": fit_module.fit_mlp, "linear": fit_module.fit_linear, "knn": fit_module.fit_knn}[
+        kind
+    ]
     seen = []
 
     def on_device(*args):
@@ -73,10 +85,17 @@ def test_a_fit_out_of_gpu_memory_is_done_on_the_cpu(monkeypatch, caplog, kind):
 
     monkeypatch.setattr(fit_module, f"fit_{kind}", on_device)
     monkeypatch.setattr(fit_module, "resolve_device", lambda device: torch.device("cuda"))
-    res = fit_module.fit(kind, params, X[:40], y[:40], X[40:50], y[40:50], X[50:], n_classes=3, device="cuda")
+    res = fit_module.fit(
+        kind, params, X[:40], y[:40], X[40:50], y[40:50], X[50:], n_classes=3, device="cuda"
+    )
     assert seen == ["cuda", "cpu"]
-    assert res.info["device"] == "cpu" and res.info["gpu_out_of_memory"].startswith("OutOfMemoryError")
-    assert f"{kind} fit: out of GPU memory on cuda" in caplog.text and "fitting on the CPU instead" in caplog.text
+    assert res.info["device"] == "cpu" and res.info["gpu_out_of_memory"].startswith(
+        "OutOfMemoryError"
+    )
+    assert (
+        f"{kind} fit: out of GPU memory on cuda" in caplog.text
+        and "fitting on the CPU instead" in caplog.text
+    )
     np.testing.assert_array_equal(res.proba_test, ref.proba_test)
 
 
@@ -88,7 +107,13 @@ def test_other_errors_and_cpu_errors_are_not_retried(monkeypatch):
         raise torch.OutOfMemoryError("CUDA out of memory")
 
     with pytest.raises(torch.OutOfMemoryError):
-        oom.on_gpu_or_cpu(boom, torch.device("cpu"), "x")  # already on the CPU: nothing to fall back to
+        oom.on_gpu_or_cpu(
+            boom, torch.device("cpu"), "x"
+        )  # already on the CPU: nothing to fall back to
     with pytest.raises(RuntimeError, match="illegal"):
-        oom.on_gpu_or_cpu(lambda d: (_ for _ in ()).throw(RuntimeError("illegal access")), torch.device("cuda"), "x")
+        oom.on_gpu_or_cpu(
+            lambda d: (_ for _ in ()).throw(RuntimeError("illegal access")),
+            torch.device("cuda"),
+            "x",
+        )
     assert calls == ["cpu"]

@@ -8,12 +8,13 @@ from __future__ import annotations
 import re
 
 import pytest
-
 from conftest import copy_workflow, snakemake
 
 pytestmark = pytest.mark.workflow
 
-JOB = re.compile(r"^(?:local)?rule (\w+):\n((?:    .*\n?)*)", re.M)  # the header and its indented lines
+JOB = re.compile(
+    r"^(?:local)?rule (\w+):\n((?:    .*\n?)*)", re.M
+)  # the header and its indented lines
 
 
 def _placement(output: str) -> dict[tuple[str, str], set]:
@@ -54,8 +55,15 @@ def test_the_slurm_profile_sends_gpu_gaining_fits_to_the_gpu_partition(work):
 
 def test_one_setting_keeps_every_fit_on_the_cpu_partition(work):
     placed = _dry_run(work, "--workflow-profile", "profiles/slurm", "--config", "gpu_probes=")
-    assert set(placed) == {("classify", "mlp"), ("classify", "linear"), ("classify", "knn"), ("fewshot", "curve")}
-    assert all(v == {("cpu", None)} for v in placed.values()), placed  # default-resources' partition, no GPU
+    assert set(placed) == {
+        ("classify", "mlp"),
+        ("classify", "linear"),
+        ("classify", "knn"),
+        ("fewshot", "curve"),
+    }
+    assert all(v == {("cpu", None)} for v in placed.values()), (
+        placed
+    )  # default-resources' partition, no GPU
 
 
 def test_local_runs_hold_no_gpu_for_a_fit(work):

@@ -14,8 +14,8 @@ import re
 from pathlib import Path
 
 from artprobe.disk import check_free_space, human_bytes
-from artprobe.sources.hub_layout import select
 from artprobe.io import read_json, write_json, write_text
+from artprobe.sources.hub_layout import select
 
 log = logging.getLogger(__name__)
 

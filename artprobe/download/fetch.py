@@ -20,7 +20,13 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from artprobe.download.cache import REPO_TYPE, DownloadError, blob_name, check_cache_space, storage_folder
+from artprobe.download.cache import (
+    REPO_TYPE,
+    DownloadError,
+    blob_name,
+    check_cache_space,
+    storage_folder,
+)
 from artprobe.io import read_json, write_json
 
 log = logging.getLogger(__name__)

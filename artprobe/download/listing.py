@@ -19,8 +19,8 @@ from artprobe.download.cache import (
     is_offline,
     save_listing,
 )
-from artprobe.sources.hub_layout import LayoutError, select
 from artprobe.io import write_json
+from artprobe.sources.hub_layout import LayoutError, select
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,11 @@ NOT_PARQUET = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".tar")
 
 
 def _hub_error(err: Exception, repo_id: str, revision: str | None) -> DownloadError:
-    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
 
     where = f"dataset {repo_id!r}"
     if isinstance(err, RevisionNotFoundError):

@@ -29,6 +29,10 @@ _PER_SHARD_KEYS = (
 )
 
 
+#: What the merged table's ``shards`` records of each shard's run.
+_THROUGHPUT_KEYS = ("shard", "rows", "failures", "seconds", "img_per_s", "device_name", "batch_size_used")
+
+
 class MergeError(ValueError):
     """The embedding shards don't add up to the dataset; nothing was written."""
 
@@ -78,7 +82,7 @@ class _Shards:
         self.fail_tables.append(pa.table({"row_id": failed["row_id"], "reason": reasons}))
         self.target_tables.append(shard)
         self.throughput.append(
-            {k: meta.get(k) for k in ("shard", "rows", "failures", "seconds", "img_per_s", "device_name", "batch_size_used")}
+            {k: meta.get(k) for k in _THROUGHPUT_KEYS}
             | {"file": emb_path.name}
         )
 

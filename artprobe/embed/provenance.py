@@ -62,7 +62,9 @@ def fixed_costs(timings: dict, timer: LoopTimer) -> dict:
     transform and the shard's row ids, ``setup_s`` all before the loop, ``call_s`` the whole
     call (the job's wall time less it: imports and Snakemake's start)."""
     out = {k: round(v, 3) for k, v in timings.items()}
-    out["first_batch_s"] = round(timer.first_batch_s, 3) if timer.first_batch_s is not None else None
+    out["first_batch_s"] = (
+        round(timer.first_batch_s, 3) if timer.first_batch_s is not None else None
+    )
     out["setup_s"] = round(timer.t_loop - timer.t_start, 3)
     out["call_s"] = round(time.perf_counter() - timer.t_start, 3)  # embed_shard so far, in all
     return out
@@ -120,7 +122,9 @@ def log_start(job, start: int) -> None:
     )
 
 
-def report(job, out_path, prov: dict, n_resumed: int, n_failed_this_run: int, timer: LoopTimer) -> dict:
+def report(
+    job, out_path, prov: dict, n_resumed: int, n_failed_this_run: int, timer: LoopTimer
+) -> dict:
     """Log the throughput; the stats ``embed_shard`` returns."""
     wall = time.perf_counter() - timer.t_start
     img_per_s, steady = timer.rates(job.n - n_resumed)

@@ -16,14 +16,20 @@ import pyarrow.parquet as pq
 from artprobe.device import resolve_device
 from artprobe.embed.checkpoints import KEY_VERSION, Checkpoints, shard_key
 from artprobe.embed.features import DEFAULT_FEATURES, feature_model
-from artprobe.embed.loader import ShardImages, StreamedPieces, model_batches, piece_loader, plan_pieces
+from artprobe.embed.loader import (
+    ShardImages,
+    StreamedPieces,
+    model_batches,
+    piece_loader,
+    plan_pieces,
+)
 from artprobe.embed.model import load_model, n_cores, resolve_dtype
-from artprobe.embed.weights import file_sha256
 from artprobe.embed.nvjpeg import check_nvjpeg
 from artprobe.embed.preprocess import DECODE_MODES, Preprocess, build_preprocess
 from artprobe.embed.provenance import LoopTimer, log_start, provenance, report, versions
 from artprobe.embed.rows import EmbeddedRows
 from artprobe.embed.runner import CHANNELS_LAST, ModelRunner, place_model, run_batches
+from artprobe.embed.weights import file_sha256
 from artprobe.images import DEFAULT_MAX_PIXELS
 from artprobe.io import json_safe, with_meta, write_parquet
 from artprobe.logs import progress as progress_bar
