@@ -42,3 +42,18 @@ def to_log(path: str | os.PathLike | None, level: int = logging.INFO) -> Iterato
             logging.captureWarnings(False)
             root.removeHandler(handler)
             root.setLevel(old_level)
+
+
+def progress(iterable=None, *, total: int | None = None, desc: str, unit: str = "it", initial: int = 0,
+             enabled: bool = True, **kwargs):  # fmt: skip
+    """A tqdm bar with rate for a long loop, written where the job logs (``sys.stderr``, which
+    :func:`to_log` sends to the log file): every second on a terminal, every 15 s into a
+    file, so a log shows how far the job got and how fast without growing by a line per
+    step. ``enabled=False`` shows nothing (the loop runs the same)."""
+    from tqdm.auto import tqdm
+
+    kwargs.setdefault("mininterval", 1.0 if sys.stderr.isatty() else 15.0)
+    kwargs.setdefault("smoothing", 0.05)
+    return tqdm(
+        iterable, total=total, initial=initial, unit=unit, desc=desc, file=sys.stderr, disable=not enabled, **kwargs
+    )
