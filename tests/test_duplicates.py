@@ -266,6 +266,29 @@ def test_stereotyped_queries_are_candidates_and_only_copies_are_confirmed(tmp_pa
     assert all(d >= DETAIL_MIN and c <= COLOUR_RMS_MAX for d, c, ok in scores if ok)
 
 
+def test_report_shows_candidates_confirmed_and_achieved_fractions(tmp_path):
+    """The split table gets both counts; the note names the achieved fractions."""
+    import pandas as pd
+
+    from artprobe.report import html, tables
+
+    split_meta = {"method": "group", "seed": 3, "group_by": "artist", "n_groups": 7, "ungrouped_rows": 2,
+                  "val_fraction": 0.1, "test_fraction": 0.1, "achieved": {"train": 0.8, "val": 0.1002, "test": 0.0998}}  # fmt: skip
+    write_parquet(with_meta(pa.table({"row_id": [0, 1, 2], "split": ["train", "val", "test"]}), split_meta),
+                  tmp_path / "split.parquet")  # fmt: skip
+    dup_meta = {"distance": 8, "candidates": {"val": 9, "test": 7}, "duplicates": {"val": 4, "test": 1}}
+    write_parquet(with_meta(pa.table({"row_id": pa.array([], pa.int64())}), dup_meta), tmp_path / "d.parquet")
+    splits = pd.DataFrame({"split": ["train", "val", "test"], "rows": [80, 10, 10], "share": [0.8, 0.1, 0.1]})
+    counted, meta = tables.split_notes(str(tmp_path / "split.parquet"), splits, str(tmp_path / "d.parquet"))
+    assert counted["near_duplicate_candidates"].tolist() == [pd.NA, 9, 7]
+    assert counted["near_duplicates"].tolist() == [pd.NA, 4, 1]
+    note = html.split_note(meta)
+    assert "achieved train 80.00 %, val 10.02 %, test 9.98 % (asked val 10.00 %, test 10.00 %)" in note
+    page = "".join(html.dataset_sections(counted, pd.DataFrame(columns=["model", "failed_share"]),
+                                         pd.DataFrame(columns=["target"]), {"n_rows": 100}, meta))  # fmt: skip
+    assert "near_duplicate_candidates" in page and "a second measure confirms" in page
+
+
 def test_hash_shard_survives_hostile_images(tmp_path):
     rgba = Image.new("RGBA", (64, 48), (255, 0, 0, 0))
     gray16 = Image.fromarray((np.arange(64 * 64).reshape(64, 64) * 16).astype(np.uint16))
