@@ -94,7 +94,7 @@ def candidates(
 def detail_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Row-wise cosine of int8 detail vectors (0 where either has no detail)."""
     a, b = a.astype(np.float32), b.astype(np.float32)
-    norm = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    norm = np.sqrt(np.einsum("ij,ij->i", a, a) * np.einsum("ij,ij->i", b, b))
     return np.einsum("ij,ij->i", a, b) / np.where(norm > 0, norm, np.inf)
 
 
@@ -121,27 +121,37 @@ def confirm(
 
 
 class Hashes:
-    """Every hashed row of the dataset: row id, split, hash, detail, colour (from the hash files)."""
+    """Every hashed row of the dataset (row id, split, hash) from the hash files; the
+    confirming measures are read only for the rows that need them (:meth:`measures`)."""
 
     def __init__(self, hash_paths: Iterable[str | os.PathLike], split_path: str | os.PathLike):
-        columns = ["row_id", "phash", "detail", "colour"]
-        tables = []
-        for path in hash_paths:
-            have = pq.read_schema(path).names
-            if not set(columns) <= set(have):
+        self.paths = [str(p) for p in hash_paths]
+        for path in self.paths:
+            missing = {"row_id", "phash", "detail", "colour"} - set(pq.read_schema(path).names)
+            if missing:
                 raise ValueError(
-                    f"near-duplicate scan: {path} has no {sorted(set(columns) - set(have))} column(s): "
-                    "written by an older artprobe; rerun its image_hash job (snakemake --forcerun image_hash)"
+                    f"near-duplicate scan: {path} has no {sorted(missing)} column(s): written by an "
+                    "older artprobe; rerun its image_hash job (snakemake --forcerun image_hash)"
                 )
-            tables.append(pq.read_table(path, columns=columns))
-        table = pa.concat_tables(tables)
+        table = pa.concat_tables(pq.read_table(p, columns=["row_id", "phash"]) for p in self.paths)
+        self.starts = np.cumsum([0] + [pq.ParquetFile(p).metadata.num_rows for p in self.paths])
         self.row_id = table.column("row_id").to_numpy()
         self.split = _splits_of(self.row_id, split_path)
         phash = table.column("phash")
         self.hashed = ~phash.is_null().to_numpy(zero_copy_only=False)
         self.phash = phash.fill_null(0).to_numpy().astype(np.uint64)
-        self.detail = _matrix(table.column("detail"), DETAIL_DIM, np.int8)
-        self.colour = _matrix(table.column("colour"), COLOUR_DIM, np.uint8)
+
+    def measures(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(detail, colour) of the rows at ``positions`` (sorted, unique), one file at a time."""
+        detail = np.zeros((len(positions), DETAIL_DIM), np.int8)
+        colour = np.zeros((len(positions), COLOUR_DIM), np.uint8)
+        for k, path in enumerate(self.paths):
+            lo, hi = np.searchsorted(positions, self.starts[k : k + 2])
+            if hi > lo:
+                table = pq.read_table(path, columns=["detail", "colour"]).take(positions[lo:hi] - self.starts[k])
+                detail[lo:hi] = _matrix(table.column("detail"), DETAIL_DIM, np.int8)
+                colour[lo:hi] = _matrix(table.column("colour"), COLOUR_DIM, np.uint8)
+        return detail, colour
 
 
 def _matrix(column: pa.ChunkedArray, dim: int, dtype) -> np.ndarray:
@@ -175,7 +185,9 @@ def scan(
     train = np.flatnonzero(fp.hashed & (fp.split == "train"))
     query = np.flatnonzero(fp.hashed & ((fp.split == "val") | (fp.split == "test")))
     qi, ri, dist, truncated = candidates(fp.phash[query], fp.phash[train], distance, progress_bar=progress_bar)
-    cos, rms, ok = confirm(fp.detail, fp.colour, query[qi], train[ri], progress_bar=progress_bar)
+    involved, pair = np.unique(np.concatenate([query[qi], train[ri]]), return_inverse=True)
+    detail, colour = fp.measures(involved)
+    cos, rms, ok = confirm(detail, colour, pair[: len(qi)], pair[len(qi) :], progress_bar=progress_bar)
     # per query: its first (nearest) confirmed pair, else its first candidate
     first = np.unique(qi, return_index=True)[1]
     chosen = first.copy()
