@@ -153,9 +153,9 @@ def _parquet_columns(folder: Path, files: list[Path], targets: list[str], image_
         column = pa.concat_tables(pq.read_table(f, columns=[image_column]) for f in files).column(0)
     kind = check_column(column, image_column, folder, str(files[0]))
     if kind == "path":  # the shards hold the files the paths name: their bytes count too
-        paths = column.to_pylist()
+        sizes = [os.path.getsize(_resolve(folder, p)) for p in column.to_pylist()]
         for e in entries:
-            e["bytes"] += sum(os.path.getsize(_resolve(folder, p)) for p in paths[e["row_start"] : e["row_start"] + e["rows"]])
+            e["bytes"] += sum(sizes[e["row_start"] : e["row_start"] + e["rows"]])
     return entries, names, pa.concat_tables(parts, promote_options="permissive"), kind
 
 

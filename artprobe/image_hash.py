@@ -12,12 +12,17 @@ decode of each image, here:
 * the *detail* vector (:func:`detail_pixels`): the grayscale image at 64 × 64, the DCT
   coefficients of frequencies 8 to 31 (the 8 × 8 block the hash reads left out, so it is
   independent of the hash), unit-normalised and stored as int8. Two images share their
-  detail only if they show the same thing: the cosine of a copy's vector with its
-  original's is above 0.92 (re-encodes, resizes, 1 % crops), that of distinct pictures
-  with the same layout mostly well below.
-* the *colour* grid (:func:`colour_grid`): the image's mean RGB in 4 × 4 blocks (uint8),
-  which the grayscale measures do not see. A copy keeps it within a few units (RMS);
-  distinct pictures of one layout rarely do.
+  detail only if they show the same thing.
+* the *colour* grid (in :func:`small_views`): the image's mean RGB in 4 × 4 blocks (uint8),
+  which the grayscale measures do not see.
+
+Measured on 60 generated paintings and 60 portraits (tests/test_duplicates.py), a copy's
+detail cosine with its original is ≥ 0.975 after re-encoding, resizing or PNG, ≥ 0.925
+after a 1 % crop (2 % crops can fall below 0.90: they stay candidates), and its colour
+grid within 3.9 (RMS, 0-255); of 524 pairs of distinct portraits of one composition within
+8 bits of each other's hash, 3 reach a cosine of 0.90 (max 0.94) and none a colour RMS
+under 5.1. The scan confirms a pair when both agree (:data:`artprobe.duplicates.DETAIL_MIN`,
+:data:`~artprobe.duplicates.COLOUR_RMS_MAX`).
 
 :func:`hash_shard` writes all three per row of a shard (decoded by
 :func:`artprobe.images.decode_rgb`, so hostile images become a recorded error, not a

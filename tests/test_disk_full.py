@@ -23,7 +23,7 @@ from artprobe.embed import embed_shard
 from artprobe.io import DiskFullError, read_meta
 from embed_helpers import TINY, assert_same_embeddings, small_jpegs
 from embed_helpers import write_shard as write_tiny_shard
-from test_imagefolder import NAMES, write_images
+from test_imagefolder import NAMES, _parquet_source, write_images
 
 
 @pytest.fixture
@@ -159,3 +159,15 @@ def test_check_free_space_names_both_figures_and_the_path(tmp_path, monkeypatch)
     with pytest.raises(disk.NotEnoughSpaceError, match=rf"the download: it needs 6.0 GiB \(6,442,450,944 bytes\) in {target}, "
                                                        r"and that file system has 5.0 GiB \(5,368,709,120 bytes\) free"):  # fmt: skip
         disk.check_free_space(target, 6 * 2**30, "the download")
+
+
+def test_manifest_bytes_of_a_parquet_source_with_image_paths(tmp_path):
+    """Where the image column holds paths, the shards will hold the files: their bytes count."""
+    import pyarrow as pa
+
+    files = write_images(tmp_path / "pq", [f"images/{n}" for n in NAMES[:4]])
+    src = _parquet_source(tmp_path, pa.array(list(files)), {"genre": pa.array([3, 7, 3, 7])})
+    m = build_manifest(str(src), None, ["genre"], tmp_path / "manifest.json")
+    parquet = (src / "data" / "train-00000-of-00001.parquet").stat().st_size
+    assert m["files"][0]["bytes"] == parquet + sum(len(b) for b in files.values())
+    assert disk.source_bytes(m, 1, 3) == -(-m["files"][0]["bytes"] * 2 // 4)  # shared evenly, rounded up
