@@ -396,3 +396,11 @@ def test_drop_duplicates_end_to_end(tmp_path):
     assert not set(pred.column("row_id").to_pylist()) & set(planted)
     splits = pd.read_csv(out / "report" / "splits.csv").set_index("split")
     assert splits.loc["val", "near_duplicates"] == 3 and splits.loc["test", "near_duplicates"] == 3
+    assert (splits.loc[["val", "test"], "near_duplicate_candidates"] >= 3).all()
+    # the long jobs log a progress line with its rate; the split says where its parts landed
+    logs = out / "logs"
+    assert "image_hash 00000: 100%" in (logs / "image_hash" / "00000.log").read_text()
+    assert "img/s" in (logs / "image_hash" / "00000.log").read_text()
+    assert "duplicates: hash scan: 100%" in (logs / "duplicates.log").read_text()
+    assert "achieved fractions train" in (logs / "split.log").read_text()
+    assert "disk: the 60-row shards of" in (logs / "shard" / "00000.log").read_text()
