@@ -78,7 +78,9 @@ def candidates(
     with progress(total=len(queries), desc="duplicates: hash scan", unit="query", enabled=progress_bar) as bar:
         for lo in range(0, len(queries), chunk):
             d = hamming(queries[lo : lo + chunk, None], reference[None, :])
-            q, r = np.nonzero(d <= distance)  # q ascending, r ascending within q
+            near = np.flatnonzero(d.min(axis=1) <= distance)  # most queries have no candidate
+            q, r = np.nonzero(d[near] <= distance)  # q ascending, r ascending within q
+            q = near[q]
             dd = d[q, r]
             order = np.lexsort((r, dd, q))
             q, r, dd = q[order], r[order], dd[order]
