@@ -38,7 +38,8 @@ def bench_hash(n: int, exact: bool) -> None:
     images = [synthetic_jpeg(w, h, seed=i, quality=90) for i, (w, h) in enumerate(wikiart_like_sizes(n, seed=0))]
     mb = sum(map(len, images)) / 1e6
     print(f"generated {n} JPEGs ({mb / n:.2f} MB each) in {time.perf_counter() - t0:.1f} s")
-    for name, fn in (("pHash only (before)", image_hash.hash_images), ("pHash + detail + colour", image_hash.fingerprint_images)):
+    hashers = {"pHash only (before)": image_hash.hash_images, "pHash + detail + colour": image_hash.fingerprint_images}
+    for name, fn in hashers.items():
         t0, c0 = time.perf_counter(), time.process_time()
         out = fn(images)
         dt, cpu = time.perf_counter() - t0, time.process_time() - c0

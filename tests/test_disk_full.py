@@ -152,12 +152,14 @@ def test_check_free_space_names_both_figures_and_the_path(tmp_path, monkeypatch)
     from collections import namedtuple
 
     asked = []
-    monkeypatch.setattr(shutil, "disk_usage", lambda p: asked.append(p) or namedtuple("u", "total used free")(0, 0, 5 * 2**30))
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: asked.append(p) or usage(0, 0, 5 * 2**30))
     target = tmp_path / "not" / "yet" / "there"
     assert disk.check_free_space(target, 5 * 2**30, "the download") == 5 * 2**30
     assert asked[-1] == tmp_path  # the nearest existing folder's file system
-    with pytest.raises(disk.NotEnoughSpaceError, match=rf"the download: it needs 6.0 GiB \(6,442,450,944 bytes\) in {target}, "
-                                                       r"and that file system has 5.0 GiB \(5,368,709,120 bytes\) free"):  # fmt: skip
+    expected = (rf"the download: it needs 6.0 GiB \(6,442,450,944 bytes\) in {target}, "
+                r"and that file system has 5.0 GiB \(5,368,709,120 bytes\) free")  # fmt: skip
+    with pytest.raises(disk.NotEnoughSpaceError, match=expected):
         disk.check_free_space(target, 6 * 2**30, "the download")
 
 

@@ -81,7 +81,8 @@ def portrait(seed: int, width: int = 400, height: int = 500) -> Image.Image:
     for _ in range(int(rng.integers(10, 25))):  # the content: patches on the ground and clothes
         x0, y0, r = int(rng.integers(0, w)), int(rng.integers(0, h)), int(rng.integers(3, 25))
         if (x0 - cx) ** 2 / rx**2 + (y0 - cy) ** 2 / ry**2 >= 1.3:
-            (draw.ellipse if rng.random() < 0.5 else draw.rectangle)((x0 - r, y0 - r, x0 + r, y0 + r), fill=colour(0, 120))
+            shape = draw.ellipse if rng.random() < 0.5 else draw.rectangle
+            shape((x0 - r, y0 - r, x0 + r, y0 + r), fill=colour(0, 120))
     arr = np.asarray(img.filter(ImageFilter.GaussianBlur(1.0)), np.int16) + rng.integers(-8, 9, (h, w, 1))
     return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB")
 
@@ -142,8 +143,9 @@ def test_copies_pass_the_confirmation_and_distinct_pictures_do_not():
     for name, plant in PLANTS.items():
         copies = fingerprint_images([plant(im) for im in originals])
         idx = np.arange(len(originals))
-        cos, rms, ok = confirm(np.concatenate([base.detail, copies.detail]), np.concatenate([base.colour, copies.colour]),
-                               idx, idx + len(originals))  # fmt: skip
+        detail = np.concatenate([base.detail, copies.detail])
+        colour = np.concatenate([base.colour, copies.colour])
+        cos, rms, ok = confirm(detail, colour, idx, idx + len(originals))
         assert ok.all(), (name, cos.round(3).tolist(), rms.round(2).tolist())
     faces = fingerprint_images([jpeg(portrait(s)) for s in range(120)])
     i, j = np.triu_indices(120, 1)
@@ -253,8 +255,9 @@ def test_stereotyped_queries_are_candidates_and_only_copies_are_confirmed(tmp_pa
     write_split_file(tmp_path / "split.parquet", parts)
     write_shard(tmp_path / "s.parquet", range(len(images)), images)
     hash_shard(tmp_path / "s.parquet", tmp_path / "h.parquet")
-    meta = write_duplicates([tmp_path / "h.parquet"], tmp_path / "split.parquet", tmp_path / "dup.parquet", distance=DISTANCE)
-    dup = pq.read_table(tmp_path / "dup.parquet").to_pydict()
+    out = tmp_path / "dup.parquet"
+    meta = write_duplicates([tmp_path / "h.parquet"], tmp_path / "split.parquet", out, distance=DISTANCE)
+    dup = pq.read_table(out).to_pydict()
     confirmed = {r: t for r, t, c in zip(dup["row_id"], dup["train_row_id"], dup["confirmed"]) if c}
     assert confirmed == planted
     assert sorted(duplicate_rows(tmp_path / "dup.parquet").tolist()) == sorted(planted)
@@ -272,8 +275,9 @@ def test_report_shows_candidates_confirmed_and_achieved_fractions(tmp_path):
 
     from artprobe.report import html, tables
 
+    achieved = {"train": 0.8, "val": 0.1002, "test": 0.0998}
     split_meta = {"method": "group", "seed": 3, "group_by": "artist", "n_groups": 7, "ungrouped_rows": 2,
-                  "val_fraction": 0.1, "test_fraction": 0.1, "achieved": {"train": 0.8, "val": 0.1002, "test": 0.0998}}  # fmt: skip
+                  "val_fraction": 0.1, "test_fraction": 0.1, "achieved": achieved}  # fmt: skip
     write_parquet(with_meta(pa.table({"row_id": [0, 1, 2], "split": ["train", "val", "test"]}), split_meta),
                   tmp_path / "split.parquet")  # fmt: skip
     dup_meta = {"distance": 8, "candidates": {"val": 9, "test": 7}, "duplicates": {"val": 4, "test": 1}}
