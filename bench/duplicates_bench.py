@@ -19,23 +19,21 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from artprobe import duplicates, image_hash  # noqa: E402
-from artprobe.images import synthetic_jpeg, wikiart_like_sizes  # noqa: E402
+from common import wikiart_jpegs
+
+from artprobe import duplicates, image_hash
 
 WIKIART = {"rows": 81444, "train": 65155, "held_out": 8144 + 8145}
 
 
 def bench_hash(n: int, exact: bool) -> None:
     t0 = time.perf_counter()
-    images = [synthetic_jpeg(w, h, seed=i, quality=90) for i, (w, h) in enumerate(wikiart_like_sizes(n, seed=0))]
+    images = wikiart_jpegs(n)
     mb = sum(map(len, images)) / 1e6
     print(f"generated {n} JPEGs ({mb / n:.2f} MB each) in {time.perf_counter() - t0:.1f} s")
     hashers = {"pHash only (before)": image_hash.hash_images, "pHash + detail + colour": image_hash.fingerprint_images}
@@ -46,7 +44,7 @@ def bench_hash(n: int, exact: bool) -> None:
         assert not any(out[-1])
         rate = n / dt
         print(f"hash, {name}: {rate:.1f} img/s wall, {n / cpu:.1f} img/s per CPU-second; WikiArt's "
-              f"{WIKIART['rows']:,} rows: {WIKIART['rows'] / rate / 60:.1f} job-minutes")  # fmt: skip
+              f"{WIKIART['rows']:,} rows: {WIKIART['rows'] / rate / 60:.1f} job-minutes")
     hashes = out.phash
     if exact:
         saved = image_hash.DRAFT_SIDE
@@ -57,7 +55,7 @@ def bench_hash(n: int, exact: bool) -> None:
         image_hash.DRAFT_SIDE = saved
         moved = image_hash.hamming(hashes, same)
         print(f"hash, full-resolution decode: {n / dt:.1f} img/s; bits moved vs DCT-scaled: "
-              f"mean {moved.mean():.2f}, max {moved.max()}")  # fmt: skip
+              f"mean {moved.mean():.2f}, max {moved.max()}")
 
 
 def bench_scan() -> None:
@@ -69,7 +67,7 @@ def bench_scan() -> None:
     dt, cpu = time.perf_counter() - t0, time.process_time() - c0
     pairs = len(train) * len(held)
     print(f"scan: {len(held):,} x {len(train):,} = {pairs / 1e9:.2f} G pairs in {dt:.2f} s wall, "
-          f"{cpu:.2f} CPU-s ({pairs / dt / 1e9:.2f} G pairs/s, {len(held) / dt:,.0f} queries/s)")  # fmt: skip
+          f"{cpu:.2f} CPU-s ({pairs / dt / 1e9:.2f} G pairs/s, {len(held) / dt:,.0f} queries/s)")
     t0, c0 = time.perf_counter(), time.process_time()
     duplicates.candidates(held, train, 8)
     dt, cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -83,7 +81,7 @@ def bench_scan() -> None:
     duplicates.confirm(detail, colour, left, right)
     dt = time.perf_counter() - t0
     print(f"confirm: {n_pairs:,} candidate pairs ({duplicates.MAX_CANDIDATES} per query, the most kept) in "
-          f"{dt:.2f} s ({n_pairs / dt / 1e6:.2f} M pairs/s)")  # fmt: skip
+          f"{dt:.2f} s ({n_pairs / dt / 1e6:.2f} M pairs/s)")
 
 
 def bench_stereotyped(n: int, distance: int = 8) -> None:
@@ -92,7 +90,6 @@ def bench_stereotyped(n: int, distance: int = 8) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    sys.path.insert(0, str(ROOT / "tests"))
     from test_duplicates import PLANTS, jpeg, portrait
 
     from artprobe.io import with_meta, write_parquet
@@ -114,13 +111,13 @@ def bench_stereotyped(n: int, distance: int = 8) -> None:
         write_parquet(pa.table({"row_id": pa.array(range(n), pa.int64()), "split": parts}), tmp / "split.parquet")
         image_hash.hash_shard(tmp / "s.parquet", tmp / "h.parquet", progress_bar=False)
         meta = duplicates.write_duplicates([tmp / "h.parquet"], tmp / "split.parquet", tmp / "d.parquet",
-                                           distance=distance, progress_bar=False)  # fmt: skip
+                                           distance=distance, progress_bar=False)
         table = pq.read_table(tmp / "d.parquet").to_pydict()
     flagged, confirmed = sum(meta["candidates"].values()), sum(meta["duplicates"].values())
     true_copies = sum(1 for r, ok in zip(table["row_id"], table["confirmed"]) if ok and (r - half) % 5 == 0)
     print(f"stereotyped: {half} train portraits, {n - half} val/test queries of which {copies} copies; "
           f"within {distance} bits (flagged before): {flagged}; confirmed (after): {confirmed} "
-          f"({true_copies} of them the planted copies); candidate pairs {meta['candidate_pairs']}")  # fmt: skip
+          f"({true_copies} of them the planted copies); candidate pairs {meta['candidate_pairs']}")
 
 
 def main() -> None:

@@ -32,8 +32,8 @@ from artprobe.image_hash import (
     hash_shard,
     phash,
 )
-from artprobe.images import synthetic_painting
 from artprobe.io import read_meta, with_meta, write_parquet
+from synthetic import synthetic_painting
 
 DISTANCE = 8  # the default split.duplicate_distance
 
