@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from artprobe import metrics, probes
+from artprobe.duplicates import duplicate_rows
 from artprobe.io import atomic_path, embedding_matrix, read_meta, write_json, write_parquet, write_text
 
 log = logging.getLogger(__name__)
@@ -119,11 +120,11 @@ def run_fit(
     predictions, history and bootstrap intervals are the outputs, the others add their
     headline metrics to ``seeds`` (mean and sd across seeds). ``linear`` does not depend on
     the seed, so it is fitted once. ``baseline``: the majority class of train, scored on test.
-    ``duplicates``: a ``duplicates.parquet`` whose rows are left out of the fit.
+    ``duplicates``: a ``duplicates.parquet`` whose confirmed rows are left out of the fit.
     """
     seeds = list(seeds) if seeds else [seed]
     params = probes.resolve_params(kind, params)
-    drop_rows = None if duplicates is None else pq.read_table(duplicates, columns=["row_id"]).column("row_id").to_numpy()
+    drop_rows = None if duplicates is None else duplicate_rows(duplicates)
     data = load_fit_data(
         embeddings_path, target, drop_labels=drop_labels, min_class_count=min_class_count, drop_rows=drop_rows
     )

@@ -4,8 +4,9 @@
 stage, the hub-cache downloads): it compares what the work needs with what the file
 system holding the output has free, and raises :class:`NotEnoughSpaceError` naming both
 figures and the path. :func:`check_shard_space` is the shard stage's use of it: the
-source's bytes (per file, from the manifest) not yet written as shards. (A disk that fills up mid-write anyway is ``artprobe.io``'s
-``DiskFullError``: the partial file is removed and the message names the path.)
+source's bytes (per file, from the manifest) not yet written as shards. (A disk that
+fills up mid-write anyway is ``artprobe.io``'s ``DiskFullError``: the partial file is
+removed and the message names the path.)
 """
 
 from __future__ import annotations

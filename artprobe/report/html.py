@@ -281,12 +281,19 @@ def split_note(meta: Mapping | None) -> str:
     if sp.get("method") == "group":
         text += (f", every {sp.get('group_by')} on one side ({sp.get('n_groups')} groups; "
                  f"{sp.get('ungrouped_rows')} rows without one are split row by row)")  # fmt: skip
+    if sp.get("achieved"):
+        asked = {"val": sp.get("val_fraction"), "test": sp.get("test_fraction")}
+        text += "; achieved " + ", ".join(f"{s} {_pct(v)}" for s, v in sp["achieved"].items())
+        if None not in asked.values():
+            text += f" (asked val {_pct(asked['val'])}, test {_pct(asked['test'])})"
     text += ". "
     if dup:
         text += (
-            f"near_duplicates: val/test images within {dup.get('distance')} of 64 bits of a train "
-            "image's perceptual hash (DCT pHash; results/…/duplicates.parquet lists them with "
-            "their nearest train row). "
+            f"near_duplicate_candidates: val/test images within {dup.get('distance')} of 64 bits of "
+            "a train image's perceptual hash (DCT pHash); near_duplicates: those a second measure "
+            "confirms (the detail and colour of small thumbnails agree; pictures that only share "
+            "a layout do not), the rows split.drop_duplicates leaves out "
+            "(results/…/duplicates.parquet lists them with their train row). "
         )
     return text
 
@@ -299,8 +306,9 @@ def dataset_sections(
     splits, fails = splits.copy(), fails.copy()
     splits["share"] = [_pct(x) for x in splits["share"]]
     fails["failed_share"] = [_pct(x) for x in fails["failed_share"]]
-    if "near_duplicates" in splits:
-        splits["near_duplicates"] = ["" if pd.isna(x) else str(int(x)) for x in splits["near_duplicates"]]
+    for col in ("near_duplicate_candidates", "near_duplicates"):
+        if col in splits:
+            splits[col] = ["" if pd.isna(x) else str(int(x)) for x in splits[col]]
     out = [
         _section(
             "Rows per split",
