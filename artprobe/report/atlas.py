@@ -43,11 +43,12 @@ def coordinates(X: np.ndarray, method: str = "tsne", seed: int = 0) -> tuple[np.
 
 
 def unit_square(xy: np.ndarray) -> np.ndarray:
-    """Coordinates scaled into [0, 1]² keeping the aspect ratio."""
+    """Coordinates scaled into [0, 1]² keeping the aspect ratio, centred."""
     if not len(xy):
         return xy
-    lo, span = xy.min(axis=0), np.ptp(xy, axis=0).max()
-    return (xy - lo) / (span if span > 0 else 1.0)
+    lo, extent = xy.min(axis=0), np.ptp(xy, axis=0)
+    span = extent.max() if extent.max() > 0 else 1.0
+    return (xy - lo) / span + (1 - extent / span) / 2
 
 
 def grid_cells(xy: np.ndarray, side: int) -> np.ndarray:
@@ -57,7 +58,7 @@ def grid_cells(xy: np.ndarray, side: int) -> np.ndarray:
 
     if side * side < len(xy):
         raise ValueError(f"{len(xy)} points do not fit a {side} × {side} grid")
-    p = unit_square(xy)
+    p = xy - xy.min(axis=0)
     p = p / np.maximum(p.max(axis=0), 1e-12)  # fill the square both ways
     centres = (np.stack(np.meshgrid(np.arange(side), np.arange(side)), -1).reshape(-1, 2) + 0.5) / side
     cost = ((p[:, None, :] - centres[None, :, :]) ** 2).sum(-1)
@@ -97,7 +98,7 @@ h1{font-size:17px;margin:0 0 6px} p.note{color:#555;margin:2px 0 8px;max-width:8
 #bar button{margin:0 4px 4px 0;padding:3px 9px;border:1px solid #888;background:#fff;border-radius:3px;cursor:pointer}
 #bar button.on{background:#333;color:#fff} #wrap{display:flex;gap:14px;align-items:flex-start}
 svg{border:1px solid #ddd;background:#fcfcfc} circle{stroke:#fff;stroke-width:0.6} circle.t{stroke:#222;stroke-width:1}
-circle.hi{stroke:#000;stroke-width:3} #side{width:270px} #hover{max-width:256px;max-height:256px;display:none;border:1px solid #ccc}
+circle.hi{stroke:#000;stroke-width:3} #side{width:270px} #hover{width:200px;height:200px;object-fit:contain;background:#f4f4f4;display:none;border:1px solid #ccc}
 #info{margin-top:6px;line-height:1.45} #legend{margin-top:10px;font-size:12px;max-height:330px;overflow:auto}
 #legend span{display:inline-block;width:10px;height:10px;border-radius:5px;margin-right:5px}
 </style></head><body><h1>%(title)s</h1><p class="note">%(note)s</p>
