@@ -94,6 +94,7 @@ rule report:
             pairs_targets=KW["choices"]["pairs_targets"],
             n_boot=50,
             seed=0,
+            map_method="pca",
         )
 """
 
@@ -176,7 +177,7 @@ def report_html(tmp_path_factory) -> tuple[Path, Path]:
     snakemake = [str(Path(sys.executable).parent / "snakemake"), "--cores", "1"]
     for args in ([], ["--report", "report.html"]):
         proc = subprocess.run(
-            snakemake + args, cwd=work, env=env, capture_output=True, text=True, timeout=600
+            snakemake + args, cwd=work, env=env, capture_output=True, text=True, timeout=1800
         )
         assert (
             proc.returncode == 0

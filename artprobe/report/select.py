@@ -78,7 +78,7 @@ def nearest_train(path: str, targets: list[str], queries: Mapping[str, list[int]
     a label for the target) of each query, most similar first."""
     import torch
 
-    from artprobe.probes.knn import neighbours, feature_map
+    from artprobe.probes.knn import feature_map, neighbours
 
     table = pq.read_table(path, columns=["row_id", "split", "embedding", *targets])
     X = embedding_matrix(table["embedding"]).astype(np.float32)
