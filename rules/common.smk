@@ -276,13 +276,34 @@ REPORT = report_layout(MODELS, TARGETS, CLASSIFIERS, CLASSIFIERS, **LAYOUT_OPTIO
 
 def report_params(wildcards):
     """build_report's settings; inputs and outputs come from the rule itself."""
+    r = config["report"]
     return {
         "n_boot": config["probe"]["bootstrap"],
         "seed": config["probe"]["seed"],
-        "map_rows": config["report"]["map_rows"],
-        "pairs_targets": config["report"].get("pairs_targets"),
-        "map_target": config["report"].get("map_target"),
+        "pairs_targets": r.get("pairs_targets"),
+        "map_method": r["map_method"],
+        "map_grid": r["map_grid"],
     }
+
+
+def thumbnail_params(wildcards):
+    """Which paintings the report shows: artprobe.report.select's settings."""
+    r = config["report"]
+    keys = ("gallery", "disagreements", "confusions", "map_rows", "map_thumbnails")
+    return {
+        "seed": config["probe"]["seed"],
+        "center": knn_center(),
+        "map_target": r.get("map_target"),
+        "settings": {k: r[k] for k in keys},
+    }
+
+
+def knn_center():
+    """Whether the kNN probe centres the features (the galleries' neighbours use the same)."""
+    for name, params in CLASSIFIER_PARAMS.items():
+        if "center" in params:
+            return bool(params["center"])
+    return False
 
 
 def final_targets():

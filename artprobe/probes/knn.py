@@ -144,14 +144,21 @@ def _choose(sims, labels, yv, p, n_classes, k_max, cw, seed) -> tuple[dict, list
     return best, grid
 
 
+def feature_map(Xtr: np.ndarray, center: bool, dev="cpu"):
+    """The probe's features: ``X -> unit rows of (X - train mean)`` (the mean only with
+    ``center``), as a tensor on ``dev``. The report's neighbour galleries use the same map."""
+    mean = Xtr.mean(axis=0, dtype=np.float64).astype(np.float32) if center else 0.0
+
+    def unit(X: np.ndarray) -> torch.Tensor:
+        return _unit_rows(torch.from_numpy(X - mean).to(dev))
+
+    return unit
+
+
 def fit_knn(p, Xtr, ytr, Xva, yva, Xte, n_classes, dev, seed: int = 0) -> FitResult:
     """Test-set vote shares at the (k, temperature) chosen on val."""
     t0 = time.perf_counter()
-    mean = Xtr.mean(axis=0, dtype=np.float64).astype(np.float32) if p["center"] else 0.0
-
-    def unit(X):
-        return _unit_rows(torch.from_numpy(X - mean).to(dev))
-
+    unit = feature_map(Xtr, p["center"], dev)
     T, yT = unit(Xtr), torch.from_numpy(ytr).to(dev)
     cw = class_weights(ytr, n_classes, p["class_weight"])
     cw_t = None if cw is None else torch.from_numpy(cw.astype(np.float32)).to(dev)

@@ -357,3 +357,32 @@ def cost_sections(cost: pd.DataFrame, n_rows: Any) -> list[str]:
 
 def write_csv(path: Path, df: pd.DataFrame) -> None:
     write_text(path, df.to_csv(index=False))
+
+
+def verdict_sections(v: pd.DataFrame) -> list[str]:
+    """The verdict as quotable sentences, then as a table (:mod:`.verdict`)."""
+    if v.empty:
+        return [_section("No fits", "")]
+    lines = "".join(f"<li>{html.escape(s)}</li>" for s in v["sentence"])
+    outcome = {"lead holds": "lead holds after Holm", "tie": "tie", "only model": "only model",
+               "not tested": "no paired test"}  # fmt: skip
+    view = pd.DataFrame({
+        "target": v["target"], "metric": [METRIC_LABELS.get(m, m) for m in v["metric"]],
+        "best": [f"{a} + {b}" for a, b in zip(v["best_model"], v["best_probe"])],
+        "value [95 % CI]": [_ci(*r) for r in v[["value", "ci_low", "ci_high"]].itertuples(index=False)],
+        "runner-up": [f"{a} + {b}" if isinstance(a, str) else "" for a, b in zip(v["runner_up"], v["runner_up_probe"])],
+        "its value": v["runner_up_value"], "difference": v["diff"],
+        "p (Holm)": [f"{p:.3g}" if math.isfinite(as_float(p)) else "" for p in v["p_holm"]],
+        "outcome": [outcome.get(o, o) for o in v["outcome"]],
+    })  # fmt: skip
+    note = (
+        "Per target and headline metric: the best model with its probe on the test split, its 95 % "
+        "bootstrap interval, and the runner-up: the best other model with the same probe, the pair the "
+        "paired bootstrap compared. The lead holds when Holm's adjusted p (over every comparison of the "
+        "report) is below 0.05; otherwise, or with equal values, it is a tie."
+    )
+    return [
+        _section("In one sentence each", f"<ul>{lines}</ul>", note),
+        _section("As a table", _table_html(view, text_cols=("target", "metric", "best", "runner-up", "outcome"),
+                                           raw_cols=("value [95 % CI]",), best_rows=list(v["outcome"] == "lead holds"))),
+    ]  # fmt: skip

@@ -18,8 +18,9 @@ from artprobe.io import read_meta
 from artprobe.metrics import METRICS
 from artprobe.report.load import as_float, class_name, compact, find, fit_seconds, hyperparams, metric
 
-#: Metrics compared pairwise between models with the paired bootstrap.
-COMPARE_METRICS = ("accuracy", "macro_f1")
+#: Metrics compared pairwise between models with the paired bootstrap (the verdict's two
+#: headline metrics, balanced accuracy and accuracy, and macro-F1).
+COMPARE_METRICS = ("balanced_accuracy", "accuracy", "macro_f1")
 #: the headline metrics, side by side in the summary and the main chart
 HEADLINE = ("accuracy", "balanced_accuracy", "macro_f1")
 #: the model and classifier names of the majority-class baseline rows
