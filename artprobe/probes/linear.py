@@ -73,9 +73,9 @@ class _Softmax:
         out.scale, out.neg_scale = self.scale.to(dtype), self.neg_scale.to(dtype)
         return out
 
-    def __call__(self, W: torch.Tensor, b: torch.Tensor, lam: float, curvature: bool = False):
-        """(loss as a float64 0-d tensor, dL/dW, dL/db[, the weighted mean softmax
-        curvature ``sum_i s_i (diag(p_i) - p_i p_i^T) / n``, [K, K], if ``curvature``])."""
+    def __call__(self, W: torch.Tensor, b: torch.Tensor, lam: float):
+        """(loss as a float64 0-d tensor, dL/dW, dL/db); keeps the probabilities (``P``)
+        for :func:`_hessp` and :meth:`jacobi`."""
         Z = torch.addmm(b, self.X, W)  # logits [n, K]
         picked = Z.gather(1, self.y1)
         m = Z.amax(1, keepdim=True)
@@ -86,16 +86,21 @@ class _Softmax:
         ce = s.double().log().add_(m.double()).sub_(picked.double())
         loss = torch.dot(ce.view(-1), self.scale.view(-1).double())
         Z.div_(s)  # probabilities
-        self.P = Z.clone()  # for hessp: the Hessian at this point
-        B = None
-        if curvature:
-            B = torch.diag(Z.T @ self.scale.view(-1)) - Z.T @ (Z * self.scale)
+        self.P = Z.clone()
         # dL/dZ = (softmax - onehot) * scale, written over Z
         Z.mul_(self.scale).scatter_add_(1, self.y1, self.neg_scale)
         gW = torch.addmm(W, self.X.T, Z, beta=lam)
         gb = Z.sum(0)
         loss = loss + 0.5 * lam * torch.dot(W.view(-1), W.view(-1)).double()
-        return (loss, gW, gb, B) if curvature else (loss, gW, gb)
+        return loss, gW, gb
+
+    def jacobi(self, X2: torch.Tensor, lam: float) -> torch.Tensor:
+        """The diagonal of each class's own Hessian block at the last evaluated point
+        (``sum_i s_i p_ik (1 - p_ik) x_ij^2 + lam``; intercepts: without x and lam), flat
+        like the parameters: the conjugate gradients' preconditioner. ``X2 = X * X``."""
+        c = self.P * (1 - self.P) * self.scale
+        return torch.cat([torch.addmm(torch.full_like(X2[:1].T, lam), X2.T, c).view(-1),
+                          c.sum(0) + 1e-12]).double()  # fmt: skip
 
 
 def _hessp(fun: _Softmax, VW: torch.Tensor, Vb: torch.Tensor, lam: float):
@@ -108,55 +113,8 @@ def _hessp(fun: _Softmax, VW: torch.Tensor, Vb: torch.Tensor, lam: float):
     return torch.addmm(VW, fun.X.T, T, beta=lam), T.sum(0)
 
 
-class _Precond:
-    """Coordinates in which the problem is close to the unit sphere.
-
-    The Hessian of the loss in W is about ``Sigma (x) B + lam I`` (``Sigma`` the features'
-    second moment, ``B`` the softmax curvature at the start point; the Kronecker factoring
-    of K-FAC). With ``Sigma = V diag(s) V^T`` and ``B = Q diag(e) Q^T``, ``W = V (R * U) Q^T``
-    with ``R = (s e^T + lam)^-1/2`` maps it to about the identity, and the intercept
-    ``b = Q (r * beta)`` with ``r = e^-1/2``. Exact reparametrisations: the optimum is the
-    same, only L-BFGS's path (and its first step's length) changes.
-    """
-
-    def __init__(self, V: torch.Tensor, s: torch.Tensor, B: torch.Tensor, lam: float):
-        e, Q = torch.linalg.eigh(B.double())
-        e = e.clamp_min(0)
-        self.V, self.Q = V, Q.to(V.dtype)
-        self.R = (s.double()[:, None] * e[None, :] + lam).rsqrt().to(V.dtype)
-        # the all-ones direction has e = 0 and no gradient ever: any finite scale will do
-        self.r = (e + 1e-6 * float(e.max()) + 1e-30).rsqrt().to(V.dtype)
-        self.D, self.K = self.R.shape
-
-    def params(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        U, beta = x[: self.D * self.K].view(self.D, self.K), x[self.D * self.K :]
-        return self.V @ (self.R * U) @ self.Q.T, self.Q @ (self.r * beta)
-
-    def coords(self, W: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        U = (self.V.T @ W @ self.Q) / self.R
-        return torch.cat([U.reshape(-1), (self.Q.T @ b) / self.r])
-
-    def grad(self, gW: torch.Tensor, gb: torch.Tensor) -> torch.Tensor:
-        """The gradient in the coordinates (the chain rule through :meth:`params`)."""
-        return torch.cat([((self.V.T @ gW @ self.Q) * self.R).reshape(-1), (self.Q.T @ gb) * self.r])
-
-
 def _dot(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(torch.dot(a, b))
-
-
-def _two_loop(g: torch.Tensor, S: list, Y: list) -> torch.Tensor:
-    """L-BFGS's direction ``-H g`` from the stored pairs (``H0 = s^T y / y^T y``)."""
-    q, alphas = g.neg(), []
-    for s, y in zip(reversed(S), reversed(Y)):
-        a = _dot(s, q) / _dot(s, y)
-        alphas.append(a)
-        q.add_(y, alpha=-a)
-    if S:
-        q.mul_(_dot(S[-1], Y[-1]) / _dot(Y[-1], Y[-1]))
-    for (s, y), a in zip(zip(S, Y), reversed(alphas)):
-        q.add_(s, alpha=a - _dot(y, q) / _dot(s, y))
-    return q
 
 
 def _armijo(evaluate, x, f: float, d: torch.Tensor, gtd: float, tries: int = 30):
@@ -188,80 +146,41 @@ class _Run:
     products: int = 0  # Hessian-vector products (Newton-CG), each as costly as an evaluation
 
 
-def _lbfgs(evaluate, run: _Run, max_iter: int, tol: float, history: int = 20) -> _Run:
-    """L-BFGS from ``run``'s point until the estimated gap to the optimum and the last
-    step's decrease are both at most ``tol`` of the objective ("tolerance"), no step lowers
-    the loss ("stalled"), or ``max_iter`` iterations in all ("max_iter")."""
-    S: list = []
-    Y: list = []
-    d = run.g.neg()
-    while run.iterations < max_iter:
-        gtd = _dot(run.g, d)
-        if not gtd < 0:  # not a descent direction (rounding): restart from the gradient
-            S, Y, d = [], [], run.g.neg()
-            gtd = -_dot(run.g, run.g)
-        x, f, g, evals = _armijo(evaluate, run.x, run.f, d, gtd)
-        run.evaluations += evals
-        if x is None:
-            run.stop = "stalled"
-            return run
-        s, y = x - run.x, g - run.g
-        if _dot(s, y) > 1e-12 * _dot(y, y):
-            S, Y = (S + [s])[-history:], (Y + [y])[-history:]
-        decrease = run.f - f
-        run.x, run.f, run.g = x, f, g
-        run.iterations += 1
-        d = _two_loop(g, S, Y)
-        run.gap = -0.5 * _dot(g, d) / abs(f)
-        if run.gap <= tol and decrease <= tol * abs(f):
-            run.stop = "tolerance"
-            return run
-    run.stop = "max_iter"
-    return run
-
-
-_F64_BELOW = 3e8  # multiply-adds per [n, D] x [D, K] product under which float64 is cheap
-
-
-def _basis(X: torch.Tensor, rows: int = 8192) -> tuple[torch.Tensor, torch.Tensor]:
-    """Eigenvectors and eigenvalues of the (centred) features' second moment, from at most
-    ``rows`` evenly spaced rows: the preconditioner's feature factor (an estimate will do)."""
-    Xs = X[:: max(1, len(X) // rows)].double()
-    s, V = torch.linalg.eigh(Xs.T @ Xs / len(Xs))
-    return V.to(X.dtype), s.clamp_min(0)
-
-
-def _cg(hessp, g: torch.Tensor, eta: float, max_steps: int):
-    """Conjugate gradients on ``H p = -g`` to relative residual ``eta``; returns (p, products)."""
+def _cg(hessp, g: torch.Tensor, m: torch.Tensor, eta: float, max_steps: int):
+    """Conjugate gradients on ``H p = -g``, preconditioned by the diagonal ``m``, to
+    relative (preconditioned) residual ``eta``; returns (p, Hessian products)."""
     p = torch.zeros_like(g)
     r = g.neg()
-    d = r.clone()
-    rr = _dot(r, r)
-    stop = eta**2 * rr
+    z = r / m
+    d = z.clone()
+    rz = _dot(r, z)
+    stop = eta**2 * rz
     for k in range(1, max_steps + 1):
         Hd = hessp(d)
         dHd = _dot(d, Hd)
         if not dHd > 0:
             return (p if k > 1 else d), k
-        a = rr / dHd
+        a = rz / dHd
         p.add_(d, alpha=a)
         r.add_(Hd, alpha=-a)
-        rr, rr_old = _dot(r, r), rr
-        if rr <= stop:
+        z = r / m
+        rz, rz_old = _dot(r, z), rz
+        if rz <= stop:
             return p, k
-        d.mul_(rr / rr_old).add_(r)
+        d.mul_(rz / rz_old).add_(z)
     return p, max_steps
 
 
-def _newton(evaluate, hessp, run: _Run, max_iter: int, tol: float, eta: float = 0.01,
+def _newton(evaluate, hessp, jacobi, run: _Run, max_iter: int, tol: float, eta: float = 0.01,
             cg_steps: int = 100) -> _Run:  # fmt: skip
     """Newton-CG from ``run``'s point: each iteration solves the Newton system by conjugate
-    gradients (Hessian-vector products) and backtracks along it. The Newton decrement
+    gradients (Hessian-vector products; ``jacobi()`` the preconditioner at the current
+    point) and backtracks along it. The Newton decrement
     ``-g^T p / 2`` estimates the gap to the optimum; at most ``tol`` of the objective
     ends it ("tolerance"), as do a step that lowers nothing ("stalled") and ``max_iter``."""
     while run.iterations < max_iter:
         # loose solves far from the optimum, tight ones where the decrement must be exact
-        p, products = _cg(hessp, run.g, eta if run.gap < 100 * tol else 0.1, cg_steps)
+        p, products = _cg(hessp, run.g, jacobi(), eta if run.gap < 100 * tol else 0.1, cg_steps)
         run.products += products
         gtp = _dot(run.g, p)
         run.gap = -0.5 * gtp / abs(run.f)
@@ -279,13 +198,27 @@ def _newton(evaluate, hessp, run: _Run, max_iter: int, tol: float, eta: float = 
     return run
 
 
+_F64_BELOW = 3e8  # multiply-adds per [n, D] x [D, K] product under which float64 is cheap
+
+
+def _rotation(X: np.ndarray, rows: int = 8192) -> np.ndarray:
+    """The eigenvectors of the (centred) features' second moment, from at most ``rows``
+    evenly spaced rows (an estimate will do): in that basis the features are uncorrelated,
+    so a diagonal preconditioner fits the Hessian; the norm of W, and so the objective,
+    does not change."""
+    Xs = torch.from_numpy(X[:: max(1, len(X) // rows)]).double()
+    _, V = torch.linalg.eigh(Xs.T @ Xs)
+    return V.numpy()
+
+
 class _Minimiser:
     """Minimises the objective at any C from any start, in float32 for big problems (float64
     for small ones, and where float32 stalls above the tolerance)."""
 
-    def __init__(self, fun: _Softmax, basis, p: dict):
+    def __init__(self, fun: _Softmax, p: dict):
         self.funs = {fun.X.dtype: fun}
-        self.basis, self.p = basis, p
+        self.squares: dict = {}
+        self.p = p
 
     def fun(self, dtype: torch.dtype) -> _Softmax:
         if dtype not in self.funs:
@@ -319,35 +252,32 @@ class _Minimiser:
         }
 
     def _run(self, fun: _Softmax, W, b, lam: float, before: _Run | None):
-        loss, gW, gb, B = fun(W, b, lam, curvature=True)
-        V, s = self.basis
-        pre = _Precond(V.to(fun.X.dtype), s, B, lam)
-        last = {}
+        D, K = W.shape
+        dt = fun.X.dtype
+        X2 = self.squares.setdefault(dt, fun.X * fun.X)
+
+        def params(x):
+            return x[: D * K].view(D, K).to(dt), x[D * K :].to(dt)
+
+        def flat(gW, gb):
+            return torch.cat([gW.reshape(-1), gb]).double()
 
         def evaluate(x):
-            Wx, bx = pre.params(x.to(fun.X.dtype))
-            loss, gW, gb = fun(Wx, bx, lam)
-            last.update(x=x, gW=gW, gb=gb)
-            return float(loss), pre.grad(gW, gb).double()
+            loss, gW, gb = fun(*params(x), lam)
+            return float(loss), flat(gW, gb)
 
         def hessp(v):
-            return pre.grad(*_hessp(fun, *pre.params(v.to(fun.X.dtype)), lam)).double()
+            return flat(*_hessp(fun, *params(v), lam))
 
-        run = _Run(pre.coords(W, b).double(), float(loss), pre.grad(gW, gb).double())
-        last.update(x=run.x, gW=gW, gb=gb)
+        loss, gW, gb = fun(W, b, lam)
+        run = _Run(flat(W, b), float(loss), flat(gW, gb))
         if before is not None:
-            run.iterations, run.evaluations = before.iterations, before.evaluations
-            run.products = before.products
+            run.iterations, run.evaluations, run.products = before.iterations, before.evaluations, before.products
         run.evaluations += 1
-        run = _newton(evaluate, hessp, run, self.p["max_iter"], self.p["tol"] / 10)
-        if last["x"] is not run.x:  # stalled: the last evaluation was a rejected trial
-            _, gW, gb = fun(*pre.params(run.x.to(fun.X.dtype)), lam)
-            run.evaluations += 1
-        else:
-            gW, gb = last["gW"], last["gb"]
-        run.grad_max = max(float(gW.abs().max()), float(gb.abs().max()))
-        W, b = pre.params(run.x.to(fun.X.dtype))
-        return W, b, run
+        run = _newton(evaluate, hessp, lambda: fun.jacobi(X2, lam), run, self.p["max_iter"], self.p["tol"] / 10)
+        g = run.g.abs()
+        run.grad_max = float(g.max())
+        return (*params(run.x), run)
 
 
 @torch.no_grad()
@@ -376,7 +306,7 @@ def _better(a: dict, b: dict, select_by: str) -> bool:
 
 @dataclass
 class _Problem:
-    """The preprocessed, centred splits on the device (float64 when small), train labels
+    """The preprocessed, centred and rotated splits on the device (float64 when small), train labels
     renumbered over the classes present in train (``cols``: their ids), the class weights,
     and the start point."""
 
@@ -408,6 +338,8 @@ def _problem(p, Xtr, ytr, Xva, yva, Xte, n_classes, dev) -> _Problem:
     out of the fit, as scikit-learn does (they get probability 0)."""
     Xtr_p, Xva_p, Xte_p = _preprocess(p["normalize"], Xtr, Xva, Xte)
     mean = Xtr_p.mean(axis=0, dtype=np.float64).astype(np.float32)
+    Xtr_p, Xva_p, Xte_p = (X - mean for X in (Xtr_p, Xva_p, Xte_p))
+    V = _rotation(Xtr_p)
     counts = np.bincount(ytr, minlength=n_classes).astype(np.float64)
     present = np.flatnonzero(counts > 0)
     renumber = np.full(n_classes, -1, np.int64)
@@ -419,14 +351,17 @@ def _problem(p, Xtr, ytr, Xva, yva, Xte, n_classes, dev) -> _Problem:
         a = np.ascontiguousarray(a if dt is None else a.astype(dt))
         return torch.from_numpy(a).to(dev)
 
+    def rotated(X):
+        return to(X, dtype) @ to(V, dtype)
+
     cw = class_weights(ytr, n_classes, p["class_weight"])
     prior = np.log(counts[present] / counts.sum())
     return _Problem(
-        X=to(Xtr_p - mean, dtype),
+        X=rotated(Xtr_p),
         y=to(renumber[ytr]),
-        Xv=to(Xva_p - mean, dtype),
+        Xv=rotated(Xva_p),
         yv=to(yva),
-        Xte=to(Xte_p - mean, dtype),
+        Xte=rotated(Xte_p),
         cols=to(present),
         n_classes=n_classes,
         cw=cw,
@@ -451,8 +386,7 @@ class _Search:
 
     def __init__(self, prob: _Problem, p: dict):
         self.prob, self.p = prob, p
-        self.basis = _basis(prob.X)
-        self.minimise = _Minimiser(prob.softmax(prob.X, prob.y), self.basis, p)
+        self.minimise = _Minimiser(prob.softmax(prob.X, prob.y), p)
         self.grid: list[dict] = []
         self.solutions: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.best = 0
@@ -477,8 +411,8 @@ class _Search:
         self.grid.append({"C": float(C), "phase": phase, "val_accuracy": acc, "val_log_loss": ll, **run})
         self.solutions.append((W, b))
         log.info(
-            "linear %s C=%.3g: val acc %.4f log-loss %.4f (%d it, %d evals, %s, gap ~%.1g, %.1f s)",
-            phase, C, acc, ll, run["iterations"], run["evaluations"],
+            "linear %s C=%.3g: val acc %.4f log-loss %.4f (%d it, %d evals + %d Hessian products, %s, "
+            "gap ~%.1g, %.1f s)", phase, C, acc, ll, run["iterations"], run["evaluations"], run["hessian_products"],
             "converged" if run["converged"] else f"NOT converged: {run['stop']}", run["gap_estimate"],
             run["seconds"],
         )  # fmt: skip
@@ -551,7 +485,7 @@ def _refit(prob: _Problem, search: _Search, W, b, C: float):
     yv = renumber[prob.yv]
     keep = yv >= 0
     fun = prob.softmax(torch.cat([prob.X, prob.Xv[keep]]), torch.cat([prob.y, yv[keep]]))
-    W, b, run = _Minimiser(fun, search.basis, search.p)(W, b, C)
+    W, b, run = _Minimiser(fun, search.p)(W, b, C)
     refit = {"on": "train+val", **{k: run[k] for k in _REFIT_KEYS}}
     refit["val_rows_left_out"] = int((~keep).sum())
     return W, b, refit
