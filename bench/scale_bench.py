@@ -38,12 +38,34 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-WORKFLOW_FILES = ["Snakefile", "config.yaml", "rules", "scripts", "schemas", "report", "envs", "profiles", "artprobe"]
+WORKFLOW_FILES = [
+    "Snakefile",
+    "config.yaml",
+    "rules",
+    "scripts",
+    "schemas",
+    "report",
+    "envs",
+    "profiles",
+    "artprobe",
+]
 WIKIART_ROWS = 81444
 # WikiArt's images per style (huggan/wikiart), in artprobe.demo.STYLES order
 STYLE_COUNTS = [2782, 98, 110, 4334, 4240, 1615, 481, 2235, 1391, 6736, 934, 1343, 13060, 1279,
                 1337, 2405, 314, 2552, 513, 1483, 6450, 10733, 2089, 7019, 4528, 216, 1167]  # fmt: skip
-GENRE_WEIGHTS = [1.9, 4.7, 11.5, 1.9, 13.4, 1.9, 14.1, 6.4, 2.5, 2.9, 38.8]  # percent, GENRES order
+GENRE_WEIGHTS = [
+    1.9,
+    4.7,
+    11.5,
+    1.9,
+    13.4,
+    1.9,
+    14.1,
+    6.4,
+    2.5,
+    2.9,
+    38.8,
+]  # percent, GENRES order
 UNKNOWN_ARTIST = 0.25
 TARGETS = {"rules_s": 30 * 60, "job_s": 10 * 60, "rss_mb": 4096, "report_s": 120}
 
@@ -57,7 +79,9 @@ def labels(n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
     WikiArt's shares, artists: a quarter "Unknown Artist", the rest a Zipf-like long tail."""
     from artprobe.demo import ARTISTS
 
-    counts = np.maximum(np.round(np.array(STYLE_COUNTS) * n / sum(STYLE_COUNTS)).astype(int), 1)
+    counts = np.maximum(
+        np.round(np.array(STYLE_COUNTS) * n / sum(STYLE_COUNTS)).astype(int), 1
+    )
     counts[np.argmax(counts)] += n - counts.sum()
     style = rng.permutation(np.repeat(np.arange(len(counts)), counts))
     g = np.array(GENRE_WEIGHTS) / sum(GENRE_WEIGHTS)
@@ -89,7 +113,9 @@ def pictures(lab: dict, rng: np.random.Generator, size: int = 32) -> list[bytes]
         img = 0.5 + 0.3 * np.cos(hue)[None, None] * (0.5 + grad[..., None])
         img = img + rng.normal(0, 0.03 + 0.1 * (a % 7) / 7, img.shape)
         buf = io.BytesIO()
-        Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8)).save(buf, "JPEG", quality=85)
+        Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8)).save(
+            buf, "JPEG", quality=85
+        )
         out.append(buf.getvalue())
     return out
 
@@ -106,7 +132,10 @@ def write_source(folder: Path, n: int, seed: int = 0, files: int = 8) -> None:
     features = datasets.Features({"image": datasets.Image(), "artist": datasets.ClassLabel(names=ARTISTS),
                                   "genre": datasets.ClassLabel(names=GENRES),
                                   "style": datasets.ClassLabel(names=STYLES)})  # fmt: skip
-    cols = {"image": [{"bytes": b, "path": None} for b in imgs], **{k: v.tolist() for k, v in lab.items()}}
+    cols = {
+        "image": [{"bytes": b, "path": None} for b in imgs],
+        **{k: v.tolist() for k, v in lab.items()},
+    }
     ds = datasets.Dataset.from_dict(cols, features=features)
     for i in range(files):
         path = folder / "data" / f"train-{i:05d}-of-{files:05d}.parquet"
@@ -117,10 +146,16 @@ def write_source(folder: Path, n: int, seed: int = 0, files: int = 8) -> None:
 def overlay(source: Path, a) -> str:
     """Only what a rehearsal must change: the data, two tiny random-weight models, CPU embed."""
     cfg = {
-        "dataset": {"name": "scale", "source": str(source), "revision": None,
-                    "targets": ["genre", "style", "artist"]},  # fmt: skip
-        "models": [{"name": "vit", "timm": "test_vit", "pretrained": False},
-                   {"name": "convnext", "timm": "test_convnext", "pretrained": False}],  # fmt: skip
+        "dataset": {
+            "name": "scale",
+            "source": str(source),
+            "revision": None,
+            "targets": ["genre", "style", "artist"],
+        },
+        "models": [
+            {"name": "vit", "timm": "test_vit", "pretrained": False},
+            {"name": "convnext", "timm": "test_convnext", "pretrained": False},
+        ],
         "embed": {"decode": "fast", "precision": "fp32"},
         "embed_runtime": {"batch_size": 256, "workers": 0, "device": "cpu"},
     }
@@ -133,23 +168,33 @@ def snakemake(work: Path, a, *extra: str) -> float:
            "--configfile", "scale.yaml", *extra]  # fmt: skip
     t0 = time.perf_counter()
     with open(work / f"snakemake{'-report' if extra else ''}.log", "w") as log:
-        proc = subprocess.run(cmd, cwd=work, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.run(
+            cmd, check=False, cwd=work, stdout=log, stderr=subprocess.STDOUT
+        )
     if proc.returncode:
-        say(f"snakemake {' '.join(extra)} failed (exit {proc.returncode}); see {work}/snakemake*.log")
+        say(
+            f"snakemake {' '.join(extra)} failed (exit {proc.returncode}); see {work}/snakemake*.log"
+        )
     return time.perf_counter() - t0
 
 
 def table(work: Path) -> dict[str, dict]:
     """Per rule (the first folder or file name under benchmarks/): jobs, summed and largest
     job seconds, peak max_rss (MB)."""
-    rules: dict[str, dict] = defaultdict(lambda: {"jobs": 0, "sum_s": 0.0, "max_s": 0.0, "max_rss_mb": 0.0})
+    rules: dict[str, dict] = defaultdict(
+        lambda: {"jobs": 0, "sum_s": 0.0, "max_s": 0.0, "max_rss_mb": 0.0}
+    )
     for tsv in sorted((work / "results/scale/benchmarks").rglob("*.tsv")):
         rel = tsv.relative_to(work / "results/scale/benchmarks")
         with open(tsv) as f:
             row = next(csv.DictReader(f, delimiter="\t"))
         r = rules[rel.parts[0].removesuffix(".tsv")]
         s = float(row["s"])
-        rss = float(row["max_rss"]) if row.get("max_rss", "NA") not in ("NA", "-", "") else 0.0
+        rss = (
+            float(row["max_rss"])
+            if row.get("max_rss", "NA") not in ("NA", "-", "")
+            else 0.0
+        )
         r["jobs"] += 1
         r["sum_s"] += s
         r["max_s"] = max(r["max_s"], s)
@@ -160,11 +205,15 @@ def table(work: Path) -> dict[str, dict]:
 def show(rules: dict, report_s: float) -> None:
     say(f"{'rule':18s} {'jobs':>5s} {'sum s':>9s} {'max s':>8s} {'peak RSS MB':>12s}")
     for name, r in sorted(rules.items(), key=lambda kv: -kv[1]["sum_s"]):
-        say(f"{name:18s} {r['jobs']:5d} {r['sum_s']:9.1f} {r['max_s']:8.1f} {r['max_rss_mb']:12.0f}")
+        say(
+            f"{name:18s} {r['jobs']:5d} {r['sum_s']:9.1f} {r['max_s']:8.1f} {r['max_rss_mb']:12.0f}"
+        )
     rest = {k: v for k, v in rules.items() if k != "embed"}
     no_embed = sum(r["sum_s"] for r in rest.values())
     total = sum(r["sum_s"] for r in rules.values())
-    worst = max(rest.values(), key=lambda r: r["max_s"], default={"max_s": 0.0})["max_s"]
+    worst = max(rest.values(), key=lambda r: r["max_s"], default={"max_s": 0.0})[
+        "max_s"
+    ]
     rss = max((r["max_rss_mb"] for r in rules.values()), default=0.0)
     rep = rules.get("report", {}).get("max_s", float("nan"))
     say(f"total job seconds: {total:.1f} with embed, {no_embed:.1f} without "
@@ -177,7 +226,12 @@ def copy_workflow(work: Path) -> None:
     for name in WORKFLOW_FILES:
         src = ROOT / name
         if src.is_dir():
-            shutil.copytree(src, work / name, ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
+            shutil.copytree(
+                src,
+                work / name,
+                ignore=shutil.ignore_patterns("__pycache__"),
+                dirs_exist_ok=True,
+            )
         else:
             shutil.copy2(src, work / name)
 
@@ -186,7 +240,11 @@ def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rows", type=int, default=WIKIART_ROWS)
     ap.add_argument("--cores", type=int, default=os.cpu_count() or 2)
-    ap.add_argument("--keep", default=None, help="run (and keep) it in this folder; default: a temp dir, removed")
+    ap.add_argument(
+        "--keep",
+        default=None,
+        help="run (and keep) it in this folder; default: a temp dir, removed",
+    )
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
     work = Path(a.keep or tempfile.mkdtemp(prefix="scale-bench-"))
@@ -195,13 +253,17 @@ def main(argv=None) -> dict:
         t0 = time.perf_counter()
         if not (work / "source" / "data").is_dir():
             write_source(work / "source", a.rows, a.seed)
-        say(f"{a.rows} rows generated in {time.perf_counter() - t0:.0f} s under {work}; load {os.getloadavg()}")
+        say(
+            f"{a.rows} rows generated in {time.perf_counter() - t0:.0f} s under {work}; load {os.getloadavg()}"
+        )
         copy_workflow(work)
         (work / "scale.yaml").write_text(overlay(work / "source", a))
         wall = snakemake(work, a)
         report_s = snakemake(work, a, "--report", "report.html")
         rules = table(work)
-        say(f"snakemake: {wall:.0f} s wall on {a.cores} cores; load now {os.getloadavg()}")
+        say(
+            f"snakemake: {wall:.0f} s wall on {a.cores} cores; load now {os.getloadavg()}"
+        )
         show(rules, report_s)
         return {"rules": rules, "wall_s": wall, "report_s": report_s}
     finally:

@@ -341,7 +341,7 @@ def test_linear_objective_matches_sklearn_at_every_C(C):
 def test_linear_stop_reasons_are_true():
     # the same problem at C = 100: 3 Newton iterations are not enough, and the record says so
     X, y = unbalanced_129(n=600, d=16, seed=3)
-    kw = dict(normalize="none", c_min=100.0, c_max=100.0, n_c=1, refit_on_val=False)
+    kw = {"normalize": "none", "c_min": 100.0, "c_max": 100.0, "n_c": 1, "refit_on_val": False}
     capped = run("linear", (X, y, X[:0], y[:0], X[:50]), 129, max_iter=3, **kw)
     full = run("linear", (X, y, X[:0], y[:0], X[:50]), 129, **kw)
     (pc,), (pf,) = capped.info["grid"], full.info["grid"]
@@ -358,7 +358,7 @@ def test_linear_float32_reaches_the_float64_optimum():
     from artprobe.probes import linear
 
     X, y = unbalanced_129(n=1500, d=32, seed=4)
-    kw = dict(normalize="none", c_min=1.0, c_max=1.0, n_c=1, refit_on_val=False)
+    kw = {"normalize": "none", "c_min": 1.0, "c_max": 1.0, "n_c": 1, "refit_on_val": False}
     f64 = run("linear", (X, y, X[:0], y[:0], X[:100]), 129, **kw).info["grid"][0]
     old = linear._F64_BELOW
     linear._F64_BELOW = 0

@@ -1,20 +1,32 @@
 """``linear``: multinomial logistic regression on frozen embeddings.
 
 Softmax regression (unpenalised intercept) on standardised or L2-normalised embeddings,
-minimised full-batch with L-BFGS in float32 torch (loss totals in float64). The
-regularisation follows scikit-learn's ``C`` convention (objective ``C * sum_i w_i CE_i +
-||W||^2 / 2``, so the selected ``C`` means what it means in
-``sklearn.linear_model.LogisticRegression``). ``C`` is searched as in CLIP's protocol: a
-coarse log grid (``n_c`` values from ``c_min`` to ``c_max``, one per decade by default) from
-strong to weak regularisation with warm starts, each point scored on the validation set
-(``select_by``: accuracy, ties broken by log-loss, or log-loss; ``path_patience`` points in a
-row without a better one end the path, once it has left the strongly regularised start),
-then ``refine`` rounds of halving log steps around the best point. The chosen value is
-refitted on train (+ val when ``refit_on_val``), warm-started. Every L-BFGS run goes to a
-gradient tolerance (``tol``, see :func:`_gtol`) with ``max_iter`` only as a cap; each point
-records its iterations, final objective, gradient and whether (and why not) it converged,
-and :func:`fit_linear` turns non-converged points and a best coarse C at the edge of the
-grid into ``info["warnings"]``.
+minimised full-batch by Newton-CG in torch. The regularisation follows scikit-learn's ``C``:
+scikit-learn 1.9's lbfgs minimises the mean form ``sum_i s_i CE_i / S + ||W||^2 / (2 C S)``
+(``s_i`` sample x class weights, ``S`` their sum; see ``_logistic_regression_path``), whose
+minimiser is that of ``C * sum_i s_i CE_i + ||W||^2 / 2``; this module minimises
+``sum_i s_i CE_i / n + ||W||^2 / (2 C n)``, the same minimiser, so the selected ``C`` means
+what it means in ``sklearn.linear_model.LogisticRegression``. Classes without train rows are
+left out of the fit, as scikit-learn does (probability 0).
+
+``C`` is searched as in CLIP's protocol: a coarse log grid (``n_c`` values from ``c_min`` to
+``c_max``, one per decade by default) from strong to weak regularisation with warm starts,
+each point scored on the validation set (``select_by``: accuracy, ties broken by log-loss, or
+log-loss; ``path_patience`` points in a row without a better one end the path, once it has
+left the strongly regularised start), then ``refine`` rounds of halving log steps around the
+best point. The chosen value is refitted on train (+ val when ``refit_on_val``), warm-started.
+
+Every fit runs until the Newton decrement (``g^T H^-1 g / 2``, from the conjugate gradients'
+solve) puts the objective within ``tol / 10`` (relative) of the optimum: ``converged`` then
+promises ``tol`` (default 1e-4; measured against scikit-learn at ``tol=1e-10`` for C from
+1e-4 to 1e4, whatever ``C * n``). The features are rotated to the eigenbasis of their
+covariance (exact: ``||W||`` and so the objective are unchanged) so that the per-class
+diagonal of the Hessian preconditions the conjugate gradients well. Small problems run in
+float64; a float32 fit whose line search stalls above the tolerance goes on in float64. Each
+point records its Newton iterations, loss evaluations, Hessian products, final objective,
+estimated gap, dtype and stop reason (``tolerance``, ``max_iter``, ``stalled``), and
+:func:`fit_linear` turns non-converged points and a best coarse C at the edge of the grid
+into ``info["warnings"]``.
 """
 
 from __future__ import annotations
@@ -66,7 +78,7 @@ class _Softmax:
             scale = scale * w[:, None].to(X.dtype)
         self.scale, self.neg_scale = scale, -scale
 
-    def to(self, dtype: torch.dtype) -> "_Softmax":
+    def to(self, dtype: torch.dtype) -> _Softmax:
         """The same problem in ``dtype`` (float64 where float32 cannot go further)."""
         out = object.__new__(_Softmax)
         out.X, out.n, out.y1 = self.X.to(dtype), self.n, self.y1
