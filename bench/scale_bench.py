@@ -3,6 +3,7 @@
     python bench/scale_bench.py                       # 81,444 rows, WikiArt's class structure
     python bench/scale_bench.py --rows 8000 --cores 2 # a quick check of the same protocol
     python bench/scale_bench.py --keep /tmp/scale     # keep the run (results, logs, report)
+    python bench/scale_bench.py --table /tmp/scale    # the table of a kept run, finished or not
 
 Generates a local source in the hub's layout with WikiArt's layout and class structure (27
 styles from 98 to 13,060 images in WikiArt's proportions, 129 artists of which ~25 % are
@@ -246,7 +247,16 @@ def main(argv=None) -> dict:
         help="run (and keep) it in this folder; default: a temp dir, removed",
     )
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--table",
+        metavar="DIR",
+        help="only print the table of a run kept in DIR (finished or not)",
+    )
     a = ap.parse_args(argv)
+    if a.table:
+        rules = table(Path(a.table))
+        show(rules, float("nan"))
+        return {"rules": rules}
     work = Path(a.keep or tempfile.mkdtemp(prefix="scale-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     try:
