@@ -11,10 +11,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from artprobe.hub_layout import select
+from artprobe.sources.hub_layout import select
 from artprobe.io import read_json, write_json, write_text
 
-REPO_TYPE = "dataset"
+REPO_TYPE = "dataset"  #: every repository artprobe reads is a hub *dataset*
 COMMIT = re.compile(r"[0-9a-f]{40}")
 
 

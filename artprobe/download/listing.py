@@ -2,7 +2,7 @@
 
 The revision is resolved to its commit (``dataset_info``) and the repository listed
 recursively at that commit (``list_repo_tree``) with the real ``huggingface_hub`` client; the
-data files of the configured layout (``artprobe.hub_layout``) and the dataset card go to
+data files of the configured layout (``artprobe.sources.hub_layout``) and the dataset card go to
 ``download/files.json`` with their sizes and hashes. Offline the list comes from the cache.
 """
 
@@ -11,13 +11,12 @@ from __future__ import annotations
 import logging
 import os
 
-from artprobe.download.cache import DownloadError, cached_listing, is_offline, save_listing
-from artprobe.hub_layout import LayoutError, select
+from artprobe.download.cache import REPO_TYPE, DownloadError, cached_listing, is_offline, save_listing
+from artprobe.sources.hub_layout import LayoutError, select
 from artprobe.io import write_json
 
 log = logging.getLogger(__name__)
 
-REPO_TYPE = "dataset"
 CARD = "README.md"
 NOT_PARQUET = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".tar")
 
