@@ -22,7 +22,6 @@ over 10 min or 4 GB peak RSS, the report job <= 2 min.
 from __future__ import annotations
 
 import argparse
-import csv
 import io
 import json
 import os
@@ -31,13 +30,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+from common import say  # the checkout on sys.path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 WORKFLOW_FILES = [
     "Snakefile",
@@ -71,18 +69,12 @@ UNKNOWN_ARTIST = 0.25
 TARGETS = {"rules_s": 30 * 60, "job_s": 10 * 60, "rss_mb": 4096, "report_s": 120}
 
 
-def say(*args) -> None:
-    print(*args, flush=True)
-
-
 def labels(n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Style counts in WikiArt's proportions (the smallest style kept >= 1 row), genres by
     WikiArt's shares, artists: a quarter "Unknown Artist", the rest a Zipf-like long tail."""
     from artprobe.demo import ARTISTS
 
-    counts = np.maximum(
-        np.round(np.array(STYLE_COUNTS) * n / sum(STYLE_COUNTS)).astype(int), 1
-    )
+    counts = np.maximum(np.round(np.array(STYLE_COUNTS) * n / sum(STYLE_COUNTS)).astype(int), 1)
     counts[np.argmax(counts)] += n - counts.sum()
     style = rng.permutation(np.repeat(np.arange(len(counts)), counts))
     g = np.array(GENRE_WEIGHTS) / sum(GENRE_WEIGHTS)
@@ -114,9 +106,7 @@ def pictures(lab: dict, rng: np.random.Generator, size: int = 32) -> list[bytes]
         img = 0.5 + 0.3 * np.cos(hue)[None, None] * (0.5 + grad[..., None])
         img = img + rng.normal(0, 0.03 + 0.1 * (a % 7) / 7, img.shape)
         buf = io.BytesIO()
-        Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8)).save(
-            buf, "JPEG", quality=85
-        )
+        Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8)).save(buf, "JPEG", quality=85)
         out.append(buf.getvalue())
     return out
 
@@ -169,9 +159,7 @@ def snakemake(work: Path, a, *extra: str) -> float:
            "--configfile", "scale.yaml", *extra]  # fmt: skip
     t0 = time.perf_counter()
     with open(work / f"snakemake{'-report' if extra else ''}.log", "w") as log:
-        proc = subprocess.run(
-            cmd, check=False, cwd=work, stdout=log, stderr=subprocess.STDOUT
-        )
+        proc = subprocess.run(cmd, check=False, cwd=work, stdout=log, stderr=subprocess.STDOUT)
     if proc.returncode:
         say(
             f"snakemake {' '.join(extra)} failed (exit {proc.returncode}); see {work}/snakemake*.log"
@@ -180,47 +168,31 @@ def snakemake(work: Path, a, *extra: str) -> float:
 
 
 def table(work: Path) -> dict[str, dict]:
-    """Per rule (the first folder or file name under benchmarks/): jobs, summed and largest
-    job seconds, peak max_rss (MB)."""
-    rules: dict[str, dict] = defaultdict(
-        lambda: {"jobs": 0, "sum_s": 0.0, "max_s": 0.0, "max_rss_mb": 0.0}
-    )
-    for tsv in sorted((work / "results/scale/benchmarks").rglob("*.tsv")):
-        rel = tsv.relative_to(work / "results/scale/benchmarks")
-        with open(tsv) as f:
-            row = next(csv.DictReader(f, delimiter="\t"))
-        r = rules[rel.parts[0].removesuffix(".tsv")]
-        s = float(row["s"])
-        rss = (
-            float(row["max_rss"])
-            if row.get("max_rss", "NA") not in ("NA", "-", "")
-            else 0.0
-        )
-        r["jobs"] += 1
-        r["sum_s"] += s
-        r["max_s"] = max(r["max_s"], s)
-        r["max_rss_mb"] = max(r["max_rss_mb"], rss)
-    return dict(rules)
+    """Per rule: jobs, summed and largest job seconds, CPU seconds, peak max_rss (MB), from
+    the run's ``benchmark:`` files (:func:`rule_table.rule_table`)."""
+    from rule_table import rule_table
+
+    return {r["rule"]: r for r in rule_table(work / "results/scale") if r["rule"] != "total"}
 
 
 def show(rules: dict, report_s: float) -> None:
-    say(f"{'rule':18s} {'jobs':>5s} {'sum s':>9s} {'max s':>8s} {'peak RSS MB':>12s}")
-    for name, r in sorted(rules.items(), key=lambda kv: -kv[1]["sum_s"]):
+    say(f"{'rule':18s} {'jobs':>5s} {'sum s':>9s} {'max s':>8s} {'cpu s':>8s} {'peak RSS MB':>12s}")
+    for name, r in rules.items():
         say(
-            f"{name:18s} {r['jobs']:5d} {r['sum_s']:9.1f} {r['max_s']:8.1f} {r['max_rss_mb']:12.0f}"
+            f"{name:18s} {r['jobs']:5d} {r['sum_s']:9.1f} {r['max_s']:8.1f} {r['cpu_s']:8.1f} {r['max_rss_mb']:12.0f}"
         )
     rest = {k: v for k, v in rules.items() if k != "embed"}
     no_embed = sum(r["sum_s"] for r in rest.values())
     total = sum(r["sum_s"] for r in rules.values())
-    worst = max(rest.values(), key=lambda r: r["max_s"], default={"max_s": 0.0})[
-        "max_s"
-    ]
+    worst = max((r["max_s"] for r in rest.values()), default=0.0)
     rss = max((r["max_rss_mb"] for r in rules.values()), default=0.0)
     rep = rules.get("report", {}).get("max_s", float("nan"))
-    say(f"total job seconds: {total:.1f} with embed, {no_embed:.1f} without "
+    say(
+        f"total job seconds: {total:.1f} with embed, {no_embed:.1f} without "
         f"(target <= {TARGETS['rules_s']}); longest non-embed job {worst:.1f} s "
         f"(target <= {TARGETS['job_s']}); peak RSS {rss:.0f} MB (target <= {TARGETS['rss_mb']}); "
-        f"report job {rep:.1f} s (target <= {TARGETS['report_s']}); snakemake --report {report_s:.1f} s")  # fmt: skip
+        f"report job {rep:.1f} s (target <= {TARGETS['report_s']}); snakemake --report {report_s:.1f} s"
+    )
 
 
 def copy_workflow(work: Path) -> None:
@@ -271,9 +243,7 @@ def main(argv=None) -> dict:
         wall = snakemake(work, a)
         report_s = snakemake(work, a, "--report", "report.html")
         rules = table(work)
-        say(
-            f"snakemake: {wall:.0f} s wall on {a.cores} cores; load now {os.getloadavg()}"
-        )
+        say(f"snakemake: {wall:.0f} s wall on {a.cores} cores; load now {os.getloadavg()}")
         show(rules, report_s)
         return {"rules": rules, "wall_s": wall, "report_s": report_s}
     finally:
