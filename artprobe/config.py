@@ -124,7 +124,7 @@ _SPECS: dict[str, dict[str, tuple[Any, Callable[[Any], Any]]]] = {
         "select_by": ("accuracy", _choice("accuracy", "log_loss")),
         "refit_on_val": (True, _bool),
         "max_iter": (1000, _int(1)),
-        "tol": (1e-2, _float(0.0)),
+        "tol": (1e-4, _float(0.0)),
         "path_patience": (2, _int(0)),
         "class_weight": _CLASS_WEIGHT,
     },
