@@ -22,8 +22,9 @@ import pyarrow.parquet as pq
 
 from artprobe import metrics, probes
 from artprobe.config import FIT_FILES
-from artprobe.probes.fit import fit as fit_probe
+from artprobe.duplicates import duplicate_rows
 from artprobe.io import atomic_path, embedding_matrix, read_meta, write_json, write_parquet, write_text
+from artprobe.probes.fit import fit as fit_probe
 
 log = logging.getLogger(__name__)
 
@@ -144,9 +145,10 @@ def run_fit(
     duplicates: str | os.PathLike | None = None,
 ) -> dict:
     """Fit ``spec`` and write the files ``out`` names (keys of ``FIT_FILES``); return
-    metrics.json's dict. ``duplicates``: a ``duplicates.parquet`` whose rows are left out."""
+    metrics.json's dict. ``duplicates``: a ``duplicates.parquet`` whose confirmed rows are
+    left out of the fit."""
     params = probes.resolve_params(spec.kind, spec.params, name=spec.classifier)
-    drop_rows = None if duplicates is None else pq.read_table(duplicates, columns=["row_id"]).column("row_id").to_numpy()
+    drop_rows = None if duplicates is None else duplicate_rows(duplicates)
     data = load_fit_data(embeddings_path, spec.target, drop_labels=spec.drop_labels,
                          min_class_count=spec.min_class_count, drop_rows=drop_rows)  # fmt: skip
     (Xtr, ytr, _), (Xva, yva, _), (Xte, yte, rte) = data["train"], data["val"], data["test"]
@@ -223,12 +225,13 @@ def predictions_table(row_id: np.ndarray, y_true: np.ndarray, proba: np.ndarray,
 
 
 def report_text(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> str:
-    """scikit-learn's classification report over the classes that occur in truth or prediction."""
-    from sklearn.metrics import classification_report
+    """scikit-learn's classification report over the classes that occur in truth or prediction
+    (:mod:`artprobe.class_report`: the same text without importing scikit-learn)."""
+    from artprobe.class_report import classification_report
 
     present = sorted(set(y_true.tolist()) | set(y_pred.tolist()))
     return classification_report(
-        y_true, y_pred, labels=present, target_names=[classes[i] for i in present], digits=4, zero_division=0
+        y_true, y_pred, labels=present, target_names=[classes[i] for i in present], digits=4
     )
 
 

@@ -15,7 +15,7 @@ import os
 import re
 
 from artprobe.probes import registry
-from artprobe.probes.registry import defaults, resolve_params  # re-exported
+from artprobe.probes.registry import defaults, gains_from_gpu, resolve_params  # noqa: F401 (re-exported)
 
 SPLITS = ("train", "val", "test")
 #: the files of one fit (``rules/classify.smk`` outputs, the report's inputs): key -> name

@@ -1,120 +1,47 @@
-"""Near-duplicate scan across the split: a perceptual hash per image, val/test against train.
+"""Near-duplicate scan across the split: val/test images whose twin is in train.
 
 WikiArt, like any scraped collection, holds the same painting more than once (re-uploads at
 another size or JPEG quality, a slightly different crop). A test image whose twin is in
-train scores what the probe memorised, not what it generalises. The scan is model-free:
+train scores what the probe memorised, not what it generalises. The scan is model-free and
+reads only what the ``image_hash`` jobs wrote (:mod:`artprobe.image_hash`):
 
-* :func:`phash` is the DCT perceptual hash (64 bits): the image in grayscale, resized to
-  32 × 32, its 2-D DCT-II, the 8 × 8 lowest frequencies (DC included) compared to their
-  median. Re-encoding, resizing and small crops move few bits; different pictures differ
-  in about half of them.
-* :func:`hash_shard` hashes one shard's images (decoded by :func:`artprobe.images.decode_rgb`,
-  so hostile images become a recorded error, not a crash), JPEGs at a reduced DCT scale.
-* :func:`scan` compares every val/test hash with every train hash by XOR + popcount
-  (exact, vectorised: about 10⁹ pairs per few seconds) and keeps each query's nearest train
-  row; :func:`write_duplicates` writes the rows within ``distance`` bits.
+* :func:`candidates` compares every val/test hash with every train hash by XOR + popcount
+  (exact, vectorised: about 10⁹ pairs per few seconds) and keeps, per query, the train rows
+  within ``distance`` bits, nearest first (at most ``MAX_CANDIDATES``).
+* :func:`confirm` checks each candidate pair with the measures the hash does not read (the
+  detail vectors' cosine and the colour grids' RMS difference): pictures that only share a
+  layout (portraits, icons: ~1 % of such pairs are within 8 bits) are candidates, not
+  duplicates.
+* :func:`scan` keeps one row per query with a candidate (its confirmed pair if it has one,
+  else its nearest candidate); :func:`write_duplicates` writes them with both counts in the
+  metadata, and :func:`duplicate_rows` is what ``split.drop_duplicates`` leaves out: the
+  confirmed rows only.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from typing import Iterable
+import time
+from collections.abc import Iterable
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from artprobe.images import ImageDecodeError, decode_rgb
-from artprobe.io import read_meta, with_meta, write_parquet
+from artprobe.image_hash import COLOUR, COLOUR_DIM, DETAIL, DETAIL_DIM, HASH, hamming
+from artprobe.io import with_meta, write_parquet
+from artprobe.logs import progress
 
 log = logging.getLogger(__name__)
 
-#: the hash: its name in the files' metadata, the resized side and the kept low frequencies
-HASH = "phash-dct-64"
-SIZE, LOW = 32, 8
-#: JPEGs are decoded at the smallest DCT scale keeping this short side (fast, hash-neutral)
-DRAFT_SIDE = 64
-DUPLICATE_COLUMNS = ("row_id", "split", "train_row_id", "distance")
-
-
-def _dct_matrix(n: int) -> np.ndarray:
-    """The orthonormal DCT-II matrix: ``C @ x`` is the DCT of the column vector ``x``."""
-    k, i = np.arange(n)[:, None], np.arange(n)[None, :]
-    c = np.sqrt(2.0 / n) * np.cos(np.pi * (2 * i + 1) * k / (2 * n))
-    c[0] /= np.sqrt(2.0)
-    return c
-
-
-_DCT_LOW = _dct_matrix(SIZE)[:LOW]
-
-
-def hash_pixels(gray: np.ndarray) -> np.ndarray:
-    """64-bit hashes (uint64) of a stack of ``SIZE × SIZE`` grayscale images (n, SIZE, SIZE)."""
-    gray = np.asarray(gray, dtype=np.float64).reshape(-1, SIZE, SIZE)
-    # rounded: a flat region's coefficients are 0, not float noise that would pick its bits
-    low = np.round((_DCT_LOW @ gray @ _DCT_LOW.T).reshape(len(gray), LOW * LOW), 6)
-    bits = low > np.median(low, axis=1, keepdims=True)
-    return np.packbits(bits, axis=1).view(">u8").ravel().astype(np.uint64)
-
-
-def small_gray(data: bytes) -> np.ndarray:
-    """``data`` decoded (robustly) to a ``SIZE × SIZE`` grayscale array; ImageDecodeError if not."""
-    from PIL import Image
-
-    img = decode_rgb(data, min_short_side=DRAFT_SIDE).convert("L")
-    return np.asarray(img.resize((SIZE, SIZE), Image.Resampling.LANCZOS), dtype=np.float64)
-
-
-def phash(data: bytes) -> int:
-    """The perceptual hash of one encoded image (raises ImageDecodeError for a bad one)."""
-    return int(hash_pixels(small_gray(data))[0])
-
-
-def hamming(a: np.ndarray | int, b: np.ndarray | int) -> np.ndarray:
-    """Bits that differ between uint64 hashes (broadcasting)."""
-    return np.bitwise_count(np.bitwise_xor(np.asarray(a, np.uint64), np.asarray(b, np.uint64)))
-
-
-def hash_images(images: Iterable[bytes | None]) -> tuple[np.ndarray, list[str | None]]:
-    """(hashes, errors) of encoded images; a failed image gets hash 0 and its reason."""
-    grays, errors = [], []
-    for data in images:
-        try:
-            grays.append(small_gray(data))
-            errors.append(None)
-        except ImageDecodeError as err:
-            grays.append(np.zeros((SIZE, SIZE)))
-            errors.append(err.reason)
-    if not grays:
-        return np.zeros(0, np.uint64), []
-    hashes = hash_pixels(np.stack(grays))
-    hashes[[e is not None for e in errors]] = 0
-    return hashes, errors
-
-
-def hash_shard(shard_path: str | os.PathLike, out_path: str | os.PathLike, *, batch: int = 256) -> None:
-    """Write ``row_id, phash (uint64, null where the image failed), error`` for one shard."""
-    pf = pq.ParquetFile(shard_path)
-    ids, hashes, errors = [], [], []
-    for rb in pf.iter_batches(batch_size=batch, columns=["row_id", "image"]):
-        h, e = hash_images(rb.column("image").to_pylist())
-        ids.append(rb.column("row_id").to_numpy())
-        hashes.append(h)
-        errors += e
-    row_id = np.concatenate(ids) if ids else np.zeros(0, np.int64)
-    phashes = np.concatenate(hashes) if hashes else np.zeros(0, np.uint64)
-    failed = np.array([e is not None for e in errors], dtype=bool)
-    table = pa.table(
-        {
-            "row_id": pa.array(row_id, pa.int64()),
-            "phash": pa.array(phashes, pa.uint64(), mask=failed),
-            "error": pa.array(errors, pa.string()),
-        }
-    )
-    meta = {"hash": HASH, "shard": read_meta(shard_path).get("shard"), "failed": int(failed.sum())}
-    write_parquet(with_meta(table, meta), out_path)
-    log.info("hashes: %d rows (%d failed) -> %s", len(row_id), int(failed.sum()), out_path)
+#: a candidate is a duplicate when its detail cosine is at least DETAIL_MIN and its colour
+#: grids differ by at most COLOUR_RMS_MAX (0-255 units); see artprobe.image_hash
+DETAIL_MIN, COLOUR_RMS_MAX = 0.90, 5.0
+#: candidates kept per query (nearest first): a flat or stereotyped query can be within the
+#: distance of thousands of train images; a copy is among its nearest
+MAX_CANDIDATES = 64
+DUPLICATE_COLUMNS = ("row_id", "split", "train_row_id", "distance", "detail", "colour", "confirmed", "candidates")
 
 
 def nearest(queries: np.ndarray, reference: np.ndarray, chunk: int = 64) -> tuple[np.ndarray, np.ndarray]:
@@ -135,61 +62,198 @@ def nearest(queries: np.ndarray, reference: np.ndarray, chunk: int = 64) -> tupl
     return dist, index
 
 
-def _read_hashes(hash_paths: Iterable[str | os.PathLike], split_path: str | os.PathLike):
-    """(row_id, phash, split, hashed) of every row in the hash files, split joined by row id."""
-    table = pa.concat_tables(pq.read_table(p, columns=["row_id", "phash"]) for p in hash_paths)
+def candidates(
+    queries: np.ndarray, reference: np.ndarray, distance: int, *,
+    limit: int = MAX_CANDIDATES, chunk: int = 64, progress_bar: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:  # fmt: skip
+    """Every (query, reference) pair within ``distance`` bits, at most ``limit`` per query.
+
+    Returns (query index, reference index, distance, queries that had more than ``limit``),
+    sorted by query, then distance, then reference index. Exact, as :func:`nearest`.
+    """
+    queries, reference = np.asarray(queries, np.uint64), np.asarray(reference, np.uint64)
+    if len(reference) == 0:
+        raise ValueError("near-duplicate scan: no train image could be hashed")
+    qs, rs, ds, truncated = [], [], [], 0
+    with progress(total=len(queries), desc="duplicates: hash scan", unit="query", enabled=progress_bar) as bar:
+        for lo in range(0, len(queries), chunk):
+            d = hamming(queries[lo : lo + chunk, None], reference[None, :])
+            near = np.flatnonzero(d.min(axis=1) <= distance)  # most queries have no candidate
+            q, r = np.nonzero(d[near] <= distance)  # q ascending, r ascending within q
+            q = near[q]
+            dd = d[q, r]
+            order = np.lexsort((r, dd, q))
+            q, r, dd = q[order], r[order], dd[order]
+            rank = np.arange(len(q)) - np.searchsorted(q, q)
+            truncated += int(np.unique(q[rank >= limit]).size)
+            keep = rank < limit
+            qs.append(q[keep] + lo), rs.append(r[keep]), ds.append(dd[keep])
+            bar.update(len(d))
+    cat = lambda xs, t: np.concatenate(xs).astype(t) if xs else np.zeros(0, t)  # noqa: E731
+    return cat(qs, np.int64), cat(rs, np.int64), cat(ds, np.int16), truncated
+
+
+def detail_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise cosine of int8 detail vectors (0 where either has no detail)."""
+    a, b = a.astype(np.float32), b.astype(np.float32)
+    norm = np.sqrt(np.einsum("ij,ij->i", a, a) * np.einsum("ij,ij->i", b, b))
+    return np.einsum("ij,ij->i", a, b) / np.where(norm > 0, norm, np.inf)
+
+
+def colour_rms(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise RMS difference of uint8 colour grids, in 0-255 units."""
+    diff = a.astype(np.float32) - b.astype(np.float32)
+    return np.sqrt((diff * diff).mean(axis=1))
+
+
+def confirm(
+    detail: np.ndarray, colour: np.ndarray, left: np.ndarray, right: np.ndarray, *,
+    chunk: int = 65536, progress_bar: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """(detail cosine, colour RMS, confirmed) of the pairs ``left[i], right[i]`` (row indices)."""
+    cos = np.empty(len(left), np.float32)
+    rms = np.empty(len(left), np.float32)
+    with progress(total=len(left), desc="duplicates: confirm", unit="pair", enabled=progress_bar) as bar:
+        for lo in range(0, len(left), chunk):
+            i, j = left[lo : lo + chunk], right[lo : lo + chunk]
+            cos[lo : lo + chunk] = detail_cosine(detail[i], detail[j])
+            rms[lo : lo + chunk] = colour_rms(colour[i], colour[j])
+            bar.update(len(i))
+    return cos, rms, (cos >= DETAIL_MIN) & (rms <= COLOUR_RMS_MAX)
+
+
+class Hashes:
+    """Every hashed row of the dataset (row id, split, hash) from the hash files; the
+    confirming measures are read only for the rows that need them (:meth:`measures`)."""
+
+    def __init__(self, hash_paths: Iterable[str | os.PathLike], split_path: str | os.PathLike):
+        self.paths = [str(p) for p in hash_paths]
+        for path in self.paths:
+            missing = {"row_id", "phash", "detail", "colour"} - set(pq.read_schema(path).names)
+            if missing:
+                raise ValueError(
+                    f"near-duplicate scan: {path} has no {sorted(missing)} column(s): written by an "
+                    "older artprobe; rerun its image_hash job (snakemake --forcerun image_hash)"
+                )
+        table = pa.concat_tables(pq.read_table(p, columns=["row_id", "phash"]) for p in self.paths)
+        self.starts = np.cumsum([0] + [pq.ParquetFile(p).metadata.num_rows for p in self.paths])
+        self.row_id = table.column("row_id").to_numpy()
+        self.split = _splits_of(self.row_id, split_path)
+        phash = table.column("phash")
+        self.hashed = ~phash.is_null().to_numpy(zero_copy_only=False)
+        self.phash = phash.fill_null(0).to_numpy().astype(np.uint64)
+
+    def measures(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(detail, colour) of the rows at ``positions`` (sorted, unique), one file at a time."""
+        detail = np.zeros((len(positions), DETAIL_DIM), np.int8)
+        colour = np.zeros((len(positions), COLOUR_DIM), np.uint8)
+        for k, path in enumerate(self.paths):
+            lo, hi = np.searchsorted(positions, self.starts[k : k + 2])
+            if hi > lo:
+                table = pq.read_table(path, columns=["detail", "colour"]).take(positions[lo:hi] - self.starts[k])
+                detail[lo:hi] = _matrix(table.column("detail"), DETAIL_DIM, np.int8)
+                colour[lo:hi] = _matrix(table.column("colour"), COLOUR_DIM, np.uint8)
+        return detail, colour
+
+
+def _matrix(column: pa.ChunkedArray, dim: int, dtype) -> np.ndarray:
+    """A fixed-size-list column as an (n, dim) array, zeros where null."""
+    arr = column.combine_chunks()
+    out = np.zeros((len(arr), dim), dtype)
+    valid = arr.is_valid().to_numpy(zero_copy_only=False)
+    if valid.any():
+        out[valid] = arr.filter(arr.is_valid()).flatten().to_numpy(zero_copy_only=False).reshape(-1, dim)
+    return out
+
+
+def _splits_of(row_id: np.ndarray, split_path: str | os.PathLike) -> np.ndarray:
+    """The split of each row id (object array), joined from ``split.parquet``."""
     sp = pq.read_table(split_path, columns=["row_id", "split"]).sort_by("row_id")
     sp_ids = sp.column("row_id").to_numpy()
-    row_id = table.column("row_id").to_numpy()
     pos = np.minimum(np.searchsorted(sp_ids, row_id), max(len(sp_ids) - 1, 0))
     missing = row_id[(len(sp_ids) == 0) | (sp_ids[pos] != row_id)] if len(row_id) else row_id
     if len(missing):
         raise ValueError(f"near-duplicate scan: row id(s) {missing[:5].tolist()} have hashes but no split")
-    split = np.asarray(sp.column("split").to_pylist(), dtype=object)[pos]
-    phash = table.column("phash")
-    hashed = ~phash.is_null().to_numpy(zero_copy_only=False)
-    return row_id, phash.fill_null(0).to_numpy().astype(np.uint64), split, hashed
+    return np.asarray(sp.column("split").to_pylist(), dtype=object)[pos]
 
 
-def scan(hash_paths: Iterable[str | os.PathLike], split_path: str | os.PathLike, distance: int) -> tuple[pa.Table, dict]:
-    """Val/test rows within ``distance`` bits of a train row: the table and counts (its meta)."""
-    row_id, phash, split, hashed = _read_hashes(hash_paths, split_path)
-    train = hashed & (split == "train")
-    query = hashed & ((split == "val") | (split == "test"))
-    dist, index = nearest(phash[query], phash[train])
-    hit = dist <= distance
+def scan(
+    hash_paths: Iterable[str | os.PathLike], split_path: str | os.PathLike, distance: int, *,
+    progress_bar: bool = False,
+) -> tuple[pa.Table, dict]:  # fmt: skip
+    """Val/test rows with a train row within ``distance`` bits, confirmed or not: the table
+    (one row per such query) and the counts (its meta)."""
+    fp = Hashes(hash_paths, split_path)
+    train = np.flatnonzero(fp.hashed & (fp.split == "train"))
+    query = np.flatnonzero(fp.hashed & ((fp.split == "val") | (fp.split == "test")))
+    qi, ri, dist, truncated = candidates(fp.phash[query], fp.phash[train], distance, progress_bar=progress_bar)
+    involved, pair = np.unique(np.concatenate([query[qi], train[ri]]), return_inverse=True)
+    detail, colour = fp.measures(involved)
+    cos, rms, ok = confirm(detail, colour, pair[: len(qi)], pair[len(qi) :], progress_bar=progress_bar)
+    # per query: its first (nearest) confirmed pair, else its first candidate
+    first = np.unique(qi, return_index=True)[1]
+    chosen = first.copy()
+    good = np.flatnonzero(ok)
+    q_good, at = np.unique(qi[good], return_index=True)
+    chosen[np.searchsorted(qi[first], q_good)] = good[at]
+    counts = np.bincount(qi, minlength=len(query))[qi[chosen]]
+    rows = query[qi[chosen]]
     table = pa.table(
         {
-            "row_id": pa.array(row_id[query][hit], pa.int64()),
-            "split": pa.array(split[query][hit].tolist(), pa.string()),
-            "train_row_id": pa.array(row_id[train][index[hit]], pa.int64()),
-            "distance": pa.array(dist[hit], pa.int16()),
+            "row_id": pa.array(fp.row_id[rows], pa.int64()),
+            "split": pa.array(fp.split[rows].tolist(), pa.string()),
+            "train_row_id": pa.array(fp.row_id[train[ri[chosen]]], pa.int64()),
+            "distance": pa.array(dist[chosen], pa.int16()),
+            "detail": pa.array(cos[chosen], pa.float32()),
+            "colour": pa.array(rms[chosen], pa.float32()),
+            "confirmed": pa.array(ok[chosen], pa.bool_()),
+            "candidates": pa.array(counts, pa.int32()),
         }
     )
-    flagged = split[query][hit]
-    meta = {
+    return table, _scan_meta(fp, table, distance, len(qi), truncated)
+
+
+def _scan_meta(fp: Hashes, table: pa.Table, distance: int, pairs: int, truncated: int) -> dict:
+    split = np.asarray(table.column("split").to_pylist(), dtype=object)
+    confirmed = table.column("confirmed").to_numpy(zero_copy_only=False)
+    return {
         "hash": HASH,
         "distance": int(distance),
-        "duplicates": {s: int((flagged == s).sum()) for s in ("val", "test")},
-        "scanned": {s: int((hashed & (split == s)).sum()) for s in ("train", "val", "test")},
-        "unhashed": int((~hashed).sum()),
+        "confirm": {"detail": DETAIL, "detail_min": DETAIL_MIN, "colour": COLOUR, "colour_rms_max": COLOUR_RMS_MAX},
+        "candidates": {s: int((split == s).sum()) for s in ("val", "test")},
+        "duplicates": {s: int(((split == s) & confirmed).sum()) for s in ("val", "test")},
+        "candidate_pairs": int(pairs),
+        "queries_over_limit": {"limit": MAX_CANDIDATES, "queries": int(truncated)},
+        "scanned": {s: int((fp.hashed & (fp.split == s)).sum()) for s in ("train", "val", "test")},
+        "unhashed": int((~fp.hashed).sum()),
     }
-    return table, meta
 
 
 def write_duplicates(
     hash_paths: Iterable[str | os.PathLike], split_path: str | os.PathLike, out_path: str | os.PathLike,
-    *, distance: int,
+    *, distance: int, progress_bar: bool = True,
 ) -> dict:  # fmt: skip
-    """Write ``duplicates.parquet`` (row_id, split, train_row_id, distance); return its meta."""
-    import time
-
+    """Write ``duplicates.parquet`` (``DUPLICATE_COLUMNS``: every val/test row with a candidate,
+    ``confirmed`` saying which are duplicates); return its meta."""
     t0 = time.perf_counter()
-    table, meta = scan(list(hash_paths), split_path, distance)
+    table, meta = scan(list(hash_paths), split_path, distance, progress_bar=progress_bar)
     meta["seconds"] = round(time.perf_counter() - t0, 3)
     write_parquet(with_meta(table, meta), out_path)
     log.info(
-        "near-duplicates within %d bits: %s of %s val/test rows (%.1f s)",
-        distance, meta["duplicates"], {k: meta["scanned"][k] for k in ("val", "test")}, meta["seconds"],
+        "near-duplicates within %d bits: candidates %s, confirmed %s (detail cosine >= %.2f, colour RMS <= %.1f) "
+        "of %s val/test rows (%.1f s)",
+        distance, meta["candidates"], meta["duplicates"], DETAIL_MIN, COLOUR_RMS_MAX,
+        {k: meta["scanned"][k] for k in ("val", "test")}, meta["seconds"],
     )  # fmt: skip
     return meta
+
+
+def duplicate_rows(path: str | os.PathLike) -> np.ndarray:
+    """Row ids of the confirmed duplicates in ``duplicates.parquet``: what
+    ``split.drop_duplicates`` leaves out (a file without ``confirmed``, from an older
+    artprobe, counts every row)."""
+    names = pq.read_schema(path).names
+    if "confirmed" not in names:
+        return pq.read_table(path, columns=["row_id"]).column("row_id").to_numpy()
+    table = pq.read_table(path, columns=["row_id", "confirmed"])
+    return table.column("row_id").to_numpy()[table.column("confirmed").to_numpy(zero_copy_only=False)]

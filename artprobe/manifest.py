@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 from artprobe.io import with_meta, write_json, write_parquet
 from artprobe.sources import IMAGEFOLDER, PARQUET, DataError, list_data_files, resolve_source, source_kind
 from artprobe.sources import labels
-from artprobe.sources.image_column import ImageColumnError, check_column, image_kind
+from artprobe.sources.image_column import ImageColumnError, _resolve, check_column, image_kind
 from artprobe.sources.imagefolder import FolderError, label_hint, read_imagefolder
 from artprobe.sources.labels import class_names_from_readme, class_names_from_schema
 
@@ -53,7 +53,8 @@ def _parquet_columns(folder: Path, files: list[Path], targets: list[str], image_
                     raise DataError(f"{path}: class names of {name!r} differ between files")
                 names[name] = found
         rows = pf.metadata.num_rows
-        entries.append({"name": path.relative_to(folder).as_posix(), "rows": rows, "row_start": row_start})
+        entries.append({"name": path.relative_to(folder).as_posix(), "rows": rows, "row_start": row_start,
+                        "bytes": path.stat().st_size})  # fmt: skip
         row_start += rows
         parts.append(pf.read(columns=targets))
     for name, found in class_names_from_readme(folder).items():
@@ -65,6 +66,10 @@ def _parquet_columns(folder: Path, files: list[Path], targets: list[str], image_
     if image_kind(column.type, image_column) == "path":  # every path is checked: cheap
         column = pa.concat_tables(pq.read_table(f, columns=[image_column]) for f in files).column(0)
     kind = check_column(column, image_column, folder, str(files[0]))
+    if kind == "path":  # the shards hold the files the paths name: their bytes count too
+        sizes = [os.path.getsize(_resolve(folder, p)) for p in column.to_pylist()]
+        for e in entries:
+            e["bytes"] += sum(sizes[e["row_start"] : e["row_start"] + e["rows"]])
     return entries, names, pa.concat_tables(parts, promote_options="permissive"), kind
 
 
@@ -107,7 +112,8 @@ def _folder_columns(folder: Path, targets: list[str], image_column: str, index_p
         raise DataError(str(err)) from None
     hint = label_hint(folder) if "label" in targets and "label" not in table.column_names else ""
     _check_columns(table.column_names, targets, image_column, f"the image folder {folder}", hint)
-    entries = [{"name": str(index_path.resolve()), "rows": table.num_rows, "row_start": 0}]
+    images = sum(os.path.getsize(folder / p) for p in table.column(image_column).to_pylist() if p)
+    entries = [{"name": str(index_path.resolve()), "rows": table.num_rows, "row_start": 0, "bytes": images}]
     return entries, names, table, splits
 
 

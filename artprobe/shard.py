@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from artprobe import disk
 from artprobe.io import atomic_path, read_json, with_meta
 from artprobe.sources import IMAGEFOLDER, DataError, local_dir
 from artprobe.sources.image_column import ImageColumnError, image_bytes
@@ -98,6 +99,7 @@ def write_shard(
     }
     image_column = manifest.get("image_column", "image")
     ids = _index_rows(manifest, row_start, row_stop, shard)
+    disk.check_shard_space(manifest, out_path)
     fields = [("row_id", pa.int64()), ("image", pa.large_binary())] + [
         (t, pa.int16()) for t in targets
     ]

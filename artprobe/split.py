@@ -110,12 +110,14 @@ def group_split(
 ) -> np.ndarray:
     """Train/val/test with every group on one side; ``groups[i] < 0``: row i has no group.
 
-    Groups (a row without one is a group of its own) are put in a random order drawn from
-    ``seed``; walking that order, a group goes to test if adding its rows brings test's row
-    count closer to its target (``round(test_fraction * n)``) than leaving it out, else to val
-    by the same rule, else to train. So each part ends within half a group of its target, big
-    groups are only turned away once a part is nearly full, and the same seed gives the same
-    split.
+    Groups (a row without one is a group of its own) are placed largest first (groups of one
+    size in an order drawn from ``seed``), each into a part that still has room for all its
+    rows, drawn from ``seed`` with odds proportional to the room each has (so val and test
+    get a random share of the big groups, not only the small ones); a group too big for
+    every part's room goes where the most room is left. The small groups placed last fill
+    what is left, so every part ends within one group's size of its target
+    (``round(fraction * n)``; train takes the rest), usually within a row, and the same seed
+    gives the same split. :func:`achieved_fractions` says where each part landed.
     """
     groups = np.asarray(groups, dtype=np.int64)
     n = len(groups)
@@ -123,15 +125,23 @@ def group_split(
     alone = ids < 0
     ids[alone] = ids.max(initial=-1) + 1 + np.arange(int(alone.sum()))
     _, inverse, sizes = np.unique(ids, return_inverse=True, return_counts=True)
-    need = {"test": round(test_fraction * n), "val": round(val_fraction * n)}
-    part = np.full(len(sizes), "train", dtype=object)
-    for g in np.random.default_rng(seed).permutation(len(sizes)):
-        for name in ("test", "val"):
-            if need[name] > 0 and sizes[g] <= 2 * need[name]:
-                part[g] = name
-                need[name] -= int(sizes[g])
-                break
-    split = part[inverse]
+    names = np.array(SPLITS, dtype=object)  # train, val, test
+    room = np.array([0, round(val_fraction * n), round(test_fraction * n)], dtype=np.int64)
+    room[0] = n - room[1:].sum()
+    rng = np.random.default_rng(seed)
+    order = np.lexsort((rng.permutation(len(sizes)), -sizes))  # largest first, seeded ties
+    part = np.empty(len(sizes), dtype=np.int64)
+    big = order[sizes[order] > 1]
+    for g, draw in zip(big, rng.random(len(big))):
+        odds = np.where(room >= sizes[g], room, 0)
+        if odds.any():  # a part with room for it, drawn with odds proportional to the room
+            part[g] = np.searchsorted(np.cumsum(odds), draw * odds.sum(), side="right")
+        else:  # too big for every part's room: where the most is left
+            part[g] = int(np.argmax(room))
+        room[part[g]] -= sizes[g]
+    ones = order[sizes[order] == 1]  # rows of their own (in seeded order) fill the room left
+    part[ones] = np.repeat(np.arange(len(room)), np.maximum(room, 0))[: len(ones)]  # rooms sum to len(ones)
+    split = names[part][inverse]
     empty = [s for s in SPLITS if not (split == s).any()]
     if empty:
         raise DataError(
@@ -139,6 +149,12 @@ def group_split(
             "the groups are too few or too big for these fractions"
         )
     return split
+
+
+def achieved_fractions(split: np.ndarray) -> dict[str, float]:
+    """Each part's share of the rows (what a split achieved, beside the fractions asked)."""
+    split = np.asarray(split, dtype=object)
+    return {s: round(float((split == s).mean()), 5) if len(split) else 0.0 for s in SPLITS}
 
 
 def group_codes(column: pa.ChunkedArray, names: list[str] | None, ungrouped: list[str]) -> np.ndarray:
@@ -214,7 +230,13 @@ def write_split(
         {"row_id": pa.array(np.arange(n, dtype=np.int64)), "split": pa.array(split.tolist(), pa.string())}
     )
     counts = {s: int((split == s).sum()) for s in SPLITS}
-    meta = {"method": method, "seed": seed, "val_fraction": val_fraction, "test_fraction": test_fraction, "counts": counts}
+    achieved = achieved_fractions(split)
+    meta = {"method": method, "seed": seed, "val_fraction": val_fraction, "test_fraction": test_fraction,
+            "counts": counts, "achieved": achieved}  # fmt: skip
     meta.update(extra)
     write_parquet(with_meta(table, meta), out_path)
-    log.info("split %s seed=%d: %s", method, seed, counts)
+    asked = {"train": 1 - val_fraction - test_fraction, "val": val_fraction, "test": test_fraction}
+    log.info(
+        "split %s seed=%d: %s rows; achieved fractions %s (asked %s)", method, seed, counts,
+        ", ".join(f"{s} {achieved[s]:.2%}" for s in SPLITS), ", ".join(f"{s} {asked[s]:.2%}" for s in SPLITS),
+    )  # fmt: skip

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import time
@@ -154,19 +155,22 @@ def bench_linear(data, n_classes, dev, args) -> dict:
     for g in info["grid"]:
         print(
             f"  {g['phase']:6s} C={g['C']:9.3g}  val acc {g['val_accuracy']:.4f}  "
-            f"log-loss {g['val_log_loss']:.4f}  {g['iterations']:4d} it {g['evaluations']:4d} evals "
-            f"{g['seconds']:7.2f} s  objective {g['train_objective']:.6g}  max|grad| "
-            f"{g['grad_max']:.2e} (tol {g['gtol']:.2e}){'' if g['converged'] else '  NOT CONVERGED'}"
+            f"log-loss {g['val_log_loss']:.4f}  {g['iterations']:3d} it {g['evaluations']:4d} evals "
+            f"{g['hessian_products']:5d} Hv {g['seconds']:7.2f} s  objective {g['train_objective']:.6g}  "
+            f"gap ~{g['gap_estimate']:.1e} {g['dtype']} {g['stop']}{'' if g['converged'] else '  NOT CONVERGED'}",
+            flush=True,
         )
     for w in info["warnings"]:
         print(f"  warning: {w}")
     acc = float((res.proba_test.argmax(1) == yte).mean())
-    evals = sum(g["evaluations"] for g in info["grid"]) + info["refit"].get("evaluations", 0)
+    points = info["grid"] + ([info["refit"]] if "evaluations" in info["refit"] else [])
+    evals = sum(g["evaluations"] + g["hessian_products"] for g in points)
     print(
         f"linear: chosen C={info['C']:.3g}; search {info['search_seconds']:.1f} s, refit "
         f"{info['refit'].get('seconds', 0):.1f} s, whole fit {info['seconds']:.1f} s "
-        f"(target <= 180 s on 2 cores); {evals} loss evaluations, "
-        f"{info['seconds'] / evals:.3f} s each; test acc {acc:.4f}",
+        f"(target <= 180 s on 2 cores); {evals} passes over the data (loss evaluations + "
+        f"Hessian products), {info['seconds'] / evals:.3f} s each; test acc {acc:.4f}; "
+        f"load {os.getloadavg()[0]:.1f}",
         flush=True,
     )
     return {
@@ -252,6 +256,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--out", help="write the figures as JSON here")
     args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # the search's points as they end
     args.dims = [int(d) for d in args.dims.split(",")]
     only = [k for k in args.only.split(",") if k]
     for k in only:

@@ -9,10 +9,12 @@ from snakemake.utils import validate
 sys.path.insert(0, workflow.basedir)
 
 from artprobe.config import (
+    FEWSHOT_KIND,
     FIT_FILES,
     check_config,
     demo_settings,
     fewshot_settings,
+    gains_from_gpu,
     is_local_source,
 )
 from artprobe.download import check_offline_cache
@@ -201,6 +203,27 @@ def fit_params(wildcards):
     }
 
 
+def classifier_kind(wildcards):
+    return CLASSIFIERS[wildcards.classifier]
+
+
+def probe_gpu_resources(kind_of):
+    """The resources that place a probe job on a cluster (config ``gpu_probes``, set by
+    profiles/slurm): the fits of kinds that gain from a GPU get one on the GPU partition, the
+    others the CPU partition. ``{}`` when it is off: local runs hold no GPU for a fit."""
+    where = config["gpu_probes"]
+    if not where:
+        return {}
+
+    def gpu(wildcards):
+        return int(gains_from_gpu(kind_of(wildcards)))
+
+    def slurm_partition(wildcards):
+        return where["gpu_partition" if gpu(wildcards) else "cpu_partition"]
+
+    return {"gpu": gpu, "slurm_partition": slurm_partition}
+
+
 def fit_dir(model, target, classifier):
     return f"{OUT}/classify/{model}/{target}/{classifier}"
 
@@ -231,6 +254,10 @@ def fewshot_params(wildcards):
     }
 
 
+def fewshot_kind(wildcards):
+    return FEWSHOT_KIND  # the registry's few-shot kind (artprobe.probes.fewshot)
+
+
 def fewshot_inputs():
     """Every few-shot curve (none when probe.fewshot is null)."""
     if FEWSHOT is None:
@@ -248,13 +275,34 @@ REPORT = report_layout(MODELS, TARGETS, CLASSIFIERS, CLASSIFIERS, **LAYOUT_OPTIO
 
 def report_params(wildcards):
     """build_report's settings; inputs and outputs come from the rule itself."""
+    r = config["report"]
     return {
         "n_boot": config["probe"]["bootstrap"],
         "seed": config["probe"]["seed"],
-        "map_rows": config["report"]["map_rows"],
-        "pairs_targets": config["report"].get("pairs_targets"),
-        "map_target": config["report"].get("map_target"),
+        "pairs_targets": r.get("pairs_targets"),
+        "map_method": r["map_method"],
+        "map_grid": r["map_grid"],
     }
+
+
+def thumbnail_params(wildcards):
+    """Which paintings the report shows: artprobe.report.select's settings."""
+    r = config["report"]
+    keys = ("gallery", "disagreements", "confusions", "map_rows", "map_thumbnails")
+    return {
+        "seed": config["probe"]["seed"],
+        "center": knn_center(),
+        "map_target": r.get("map_target"),
+        "settings": {k: r[k] for k in keys},
+    }
+
+
+def knn_center():
+    """Whether the kNN probe centres the features (the galleries' neighbours use the same)."""
+    for name, params in CLASSIFIER_PARAMS.items():
+        if "center" in params:
+            return bool(params["center"])
+    return False
 
 
 def final_targets():

@@ -1,4 +1,31 @@
-# Report stage: tables and plots over every fit, wrapped for `snakemake --report`.
+# Report stage: the paintings it shows (read once from the shards), then tables, plots and
+# painting sheets over every fit, wrapped for `snakemake --report`.
+
+
+rule thumbnails:
+    input:
+        fits=fit_inputs,
+        embeddings=expand("results/{{dataset}}/embeddings/{model}.parquet", model=MODELS),
+        shards=per_shard("results/{dataset}/shards/{shard}.parquet"),
+    output:
+        rows="results/{dataset}/thumbnails/rows.json",
+        thumbnails="results/{dataset}/thumbnails/thumbnails.parquet",
+    log:
+        "results/{dataset}/logs/thumbnails.log",
+    benchmark:
+        "results/{dataset}/benchmarks/thumbnails.tsv"
+    conda:
+        "../envs/thumbnails.yaml"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=30,
+    params:
+        models=list(MODELS),
+        targets=TARGETS,
+        select=thumbnail_params,
+    script:
+        "../scripts/thumbnails.py"
 
 
 rule report:
@@ -10,6 +37,8 @@ rule report:
         manifest="results/{dataset}/manifest.json",
         split="results/{dataset}/split.parquet",
         duplicates=duplicates_scan,
+        rows="results/{dataset}/thumbnails/rows.json",
+        thumbnails="results/{dataset}/thumbnails/thumbnails.parquet",
     output:
         report_outputs(),
     log:

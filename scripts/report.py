@@ -13,6 +13,8 @@ with to_log(snakemake.log[0]):
         manifest=snakemake.input.manifest,
         split=snakemake.input.split,
         duplicates=snakemake.input.get("duplicates") or None,
+        rows=snakemake.input.rows,
+        thumbnails=snakemake.input.thumbnails,
         outputs=dict(zip(snakemake.params.ids, snakemake.output)),
         **snakemake.params.report,
     )

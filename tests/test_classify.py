@@ -236,9 +236,13 @@ def _traceable(path, n=400):
     return ids, np.asarray(t.column("split").to_pylist())
 
 
-def _ids(X) -> set[int]:
+def _row_ids(X) -> list[int]:
     X = np.asarray(X.cpu() if hasattr(X, "cpu") else X, np.float64)
-    return set(np.rint(1000 * X[:, 0] / X[:, 1]).astype(int).tolist())
+    return np.rint(1000 * X[:, 0] / X[:, 1]).astype(int).tolist()
+
+
+def _ids(X) -> set[int]:
+    return set(_row_ids(X))
 
 
 @pytest.mark.parametrize("kind,params", [
@@ -256,6 +260,14 @@ def test_each_fit_records_the_rows_it_trained_on(tmp_path, monkeypatch, kind, pa
     ids, split = _traceable(tmp_path / "emb.parquet")
     seen: set[int] = set()
     real_step, real_proba, RealSoftmax = mlp.make_step, knn.knn_proba, linear._Softmax
+    real_problem = linear._problem
+    rotated_ids: dict[bytes, int] = {}  # linear's centred, rotated rows -> their row ids
+
+    def problem_spy(p, Xtr, ytr, Xva, yva, *a, **kw):
+        prob = real_problem(p, Xtr, ytr, Xva, yva, *a, **kw)
+        for X, rotated in ((Xtr, prob.X), (Xva, prob.Xv)):
+            rotated_ids.update(zip((r.tobytes() for r in rotated.cpu().numpy()), _row_ids(X)))
+        return prob
 
     def step_spy(model, p, X, *a, **kw):
         seen.update(_ids(X))
@@ -267,12 +279,13 @@ def test_each_fit_records_the_rows_it_trained_on(tmp_path, monkeypatch, kind, pa
 
     class SoftmaxSpy(RealSoftmax):
         def __init__(self, X, *a, **kw):
-            seen.update(_ids(X))
+            seen.update(rotated_ids[r.tobytes()] for r in X.cpu().numpy())
             super().__init__(X, *a, **kw)
 
     monkeypatch.setattr(mlp, "make_step", step_spy)
     monkeypatch.setattr(knn, "knn_proba", proba_spy)
     monkeypatch.setattr(linear, "_Softmax", SoftmaxSpy)
+    monkeypatch.setattr(linear, "_problem", problem_spy)
     m = json.loads((fit(tmp_path, tmp_path / "emb.parquet", kind, params, device="cpu") / "metrics.json").read_text())
     assert seen == set(ids[np.isin(split, m["trained_on"])].tolist())
     assert m["n_train_rows"] == len(seen) and m["info"]["n_train_rows"] == len(seen)

@@ -17,13 +17,14 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from artprobe import disk
 from artprobe.manifest import build_manifest
 from artprobe.shard import write_shard
 from artprobe.embed import embed_shard
 from artprobe.io import DiskFullError, read_meta
 from embed_helpers import TINY, assert_same_embeddings, small_jpegs
 from embed_helpers import write_shard as write_tiny_shard
-from test_imagefolder import NAMES, write_images
+from test_imagefolder import NAMES, _parquet_source, write_images
 
 
 @pytest.fixture
@@ -53,7 +54,10 @@ def no_partial_files(folder: Path) -> list[str]:
     return [p.name for p in folder.rglob("*") if p.is_file() and p.name.startswith(".") and "tmp" in p.name]
 
 
-def test_shard_export_on_a_full_disk(tmp_path, small_disk):
+def test_shard_export_on_a_full_disk(tmp_path, small_disk, monkeypatch):
+    """The disk fills while the shard is written (the check before it passed: another
+    process wrote since), so the write itself runs out of space."""
+    monkeypatch.setattr(disk, "check_shard_space", lambda *a, **k: None)
     mnt, fill = small_disk
     src = tmp_path / "collection"
     write_images(src, [f"{c}/{n}" for c in ("a", "b") for n in NAMES])
@@ -90,3 +94,83 @@ def test_embedding_on_a_full_disk_resumes_after_freeing_space(tmp_path, small_di
     assert_same_embeddings(pq.read_table(out), pq.read_table(reference))
     assert stats["n_resumed"] > 0  # the checkpoints saved before the disk filled were kept
     assert not (out.parent / ".checkpoints").exists()
+
+
+def big_image_folder(tmp_path: Path) -> Path:
+    """12 images, the PNGs padded to ~60 kB (trailing bytes: still PNGs to PIL): ~240 kB."""
+    src = tmp_path / "collection"
+    write_images(src, [f"{c}/{n}" for c in ("a", "b") for n in NAMES])
+    for p in sorted(src.rglob("*.png")):
+        p.write_bytes(p.read_bytes() + os.urandom(60_000))
+    return src
+
+
+def test_shard_stage_too_big_for_the_disk_fails_before_writing(tmp_path, small_disk):
+    """A real small disk: the shard job says what it needs and what is free, and names the
+    folder, before it writes a byte; with the space there, the same call completes."""
+    mnt, fill = small_disk
+    src = big_image_folder(tmp_path)
+    manifest = build_manifest(str(src), None, ["label"], tmp_path / "manifest.json")
+    sizes = sum(p.stat().st_size for p in src.rglob("*") if p.is_file())
+    assert manifest["files"][0]["bytes"] == sizes  # the manifest knows the source's bytes
+    out = mnt / "shards" / "00000.parquet"
+    filler = fill(leave=sizes // 2)
+    free = shutil.disk_usage(mnt).free
+    with pytest.raises(disk.NotEnoughSpaceError) as err:
+        write_shard(tmp_path / "manifest.json", out, row_start=0, row_stop=6, shard="00000")
+    message = str(err.value)
+    assert f"needs {disk.human_bytes(sizes)} ({sizes:,} bytes) in {out.parent}" in message
+    assert f"has {disk.human_bytes(free)} ({free:,} bytes) free" in message and "Nothing was written" in message
+    assert isinstance(err.value, DiskFullError)  # what callers already catch
+    assert not out.exists() and no_partial_files(mnt) == []
+    filler.unlink()
+    write_shard(tmp_path / "manifest.json", out, row_start=0, row_stop=6, shard="00000")
+    assert pq.read_table(out).num_rows == 6
+
+
+def test_shard_space_counts_what_is_left_to_write(tmp_path, monkeypatch):
+    """Finished shards are not needed again; siblings' partial files give their space back."""
+    from collections import namedtuple
+
+    src = big_image_folder(tmp_path)
+    manifest = build_manifest(str(src), None, ["label"], tmp_path / "manifest.json")
+    total = manifest["files"][0]["bytes"]
+    shards = tmp_path / "shards"
+    write_shard(tmp_path / "manifest.json", shards / "00000.parquet", row_start=0, row_stop=6, shard="00000")
+    left = total - disk.source_bytes(manifest, 0, 6)
+    assert 0 < left < total and disk.source_bytes(manifest, 6, 12) == left
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**12, 0, left))
+    disk.check_shard_space(manifest, shards / "00001.parquet")  # exactly enough: fine
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**12, 0, left - 1000))
+    with pytest.raises(disk.NotEnoughSpaceError, match=f"needs .*{left:,} bytes.* in {shards}.*{left - 1000:,} bytes"):
+        disk.check_shard_space(manifest, shards / "00001.parquet")
+    (shards / ".00001.parquet.abc.parquet.tmp").write_bytes(b"\0" * 1000)  # a sibling's partial file
+    disk.check_shard_space(manifest, shards / "00001.parquet")
+
+
+def test_check_free_space_names_both_figures_and_the_path(tmp_path, monkeypatch):
+    from collections import namedtuple
+
+    asked = []
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: asked.append(p) or usage(0, 0, 5 * 2**30))
+    target = tmp_path / "not" / "yet" / "there"
+    assert disk.check_free_space(target, 5 * 2**30, "the download") == 5 * 2**30
+    assert asked[-1] == tmp_path  # the nearest existing folder's file system
+    expected = (rf"the download: it needs 6.0 GiB \(6,442,450,944 bytes\) in {target}, "
+                r"and that file system has 5.0 GiB \(5,368,709,120 bytes\) free")  # fmt: skip
+    with pytest.raises(disk.NotEnoughSpaceError, match=expected):
+        disk.check_free_space(target, 6 * 2**30, "the download")
+
+
+def test_manifest_bytes_of_a_parquet_source_with_image_paths(tmp_path):
+    """Where the image column holds paths, the shards will hold the files: their bytes count."""
+    import pyarrow as pa
+
+    files = write_images(tmp_path / "pq", [f"images/{n}" for n in NAMES[:4]])
+    src = _parquet_source(tmp_path, pa.array(list(files)), {"genre": pa.array([3, 7, 3, 7])})
+    m = build_manifest(str(src), None, ["genre"], tmp_path / "manifest.json")
+    parquet = (src / "data" / "train-00000-of-00001.parquet").stat().st_size
+    assert m["files"][0]["bytes"] == parquet + sum(len(b) for b in files.values())
+    assert disk.source_bytes(m, 1, 3) == -(-m["files"][0]["bytes"] * 2 // 4)  # shared evenly, rounded up

@@ -292,55 +292,97 @@ def test_linear_matches_sklearn_at_fixed_C():
     X, y = gaussians(n_per=(60, 50, 40), dim=6, sep=2.0, seed=6)
     data = splits(X, y)
     C = 0.3
-    res = run(
-        "linear",
-        data,
-        3,
-        normalize="none",
-        c_min=C,
-        c_max=C,
-        n_c=1,
-        refit="train",
-        tol=1e-4,
-        max_iter=500,
-    )
+    res = run("linear", data, 3, normalize="none", c_min=C, c_max=C, n_c=1, refit="train", tol=1e-8)
     assert res.info["C"] == C and res.info["converged"] and res.info["warnings"] == []
     sk = LogisticRegression(C=C, tol=1e-10, max_iter=10000).fit(data[0], data[1])
     np.testing.assert_allclose(res.proba_test, sk.predict_proba(data[4]), atol=2e-4)
 
 
 def softmax_objective(X, y, W, b, C):
-    """scikit-learn's objective in mean form: mean CE + ||W||^2 / (2 C n)."""
+    """scikit-learn 1.9's lbfgs objective (mean form): mean CE + ||W||^2 / (2 C n)."""
     Z = X @ W + b
     Z = Z - Z.max(1, keepdims=True)
     ce = np.log(np.exp(Z).sum(1)) - Z[np.arange(len(y)), y]
     return ce.mean() + (W**2).sum() / (2 * C * len(y))
 
 
-def test_linear_converges_where_30_iterations_do_not():
-    # Weak regularisation on correlated features: the optimum (scikit-learn, float64,
-    # tol 1e-10) takes more than 30 L-BFGS iterations to reach.
-    from sklearn.linear_model import LogisticRegression
+def unbalanced_129(n=1500, d=32, seed=0):
+    """129 classes with Zipf-like counts (1 to ~220 rows), correlated, offset features."""
+    rng = np.random.default_rng(seed)
+    freq = 1.0 / np.arange(1, 130) ** 1.1
+    y = rng.choice(129, size=n, p=freq / freq.sum())
+    y[:129] = np.arange(129)  # every class in train
+    means = rng.normal(size=(129, d)) * 0.7
+    A = np.eye(d) + 0.6 * np.random.default_rng(99).normal(size=(d, d))
+    X = (means[y] + rng.normal(size=(n, d))) @ A + 3.0
+    return X.astype(np.float32), y
 
-    X, y = gaussians(n_per=(200, 150, 100), dim=20, sep=2.0, seed=15)
-    rng = np.random.default_rng(0)
-    X = X @ (0.5 * np.eye(20) + 0.5 * rng.normal(size=(20, 20)))
-    X = ((X - X.mean(0)) / X.std(0)).astype(np.float32)
-    data = splits(X, y)
-    C = 10.0
-    sk = LogisticRegression(C=C, tol=1e-10, max_iter=100000).fit(data[0], data[1])
-    best = softmax_objective(data[0].astype(np.float64), data[1], sk.coef_.T, sk.intercept_, C)
-    kw = dict(normalize="none", c_min=C, c_max=C, n_c=1, refit="train", tol=1e-3)
-    capped = run("linear", data, 3, max_iter=30, **kw)
-    full = run("linear", data, 3, **kw)
+
+@pytest.mark.slow  # scikit-learn's reference at tol 1e-10 takes minutes at the largest C
+@pytest.mark.parametrize("C", [1e-4, 1e-2, 1.0, 1e2, 1e4])
+def test_linear_objective_matches_sklearn_at_every_C(C):
+    # "converged" promises an objective within tol = 1e-4 (relative) of the optimum,
+    # whatever C * n (here 0.15 to 1.5e7)
+    import warnings
+
+    from sklearn.linear_model import LogisticRegression
+    from threadpoolctl import threadpool_limits
+
+    X, y = unbalanced_129()
+    Xte, _ = unbalanced_129(seed=1)
+    res = run("linear", (X, y, X[:0], y[:0], Xte), 129, normalize="none", c_min=C, c_max=C, n_c=1)
+    (point,) = res.info["grid"]
+    assert point["converged"] and point["stop"] == "tolerance" and res.info["warnings"] == []
+    with threadpool_limits(1), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # lbfgs may end on its ftol before tol=1e-10
+        sk = LogisticRegression(C=C, tol=1e-10, max_iter=100_000).fit(X, y)
+    best = softmax_objective(X.astype(np.float64), y, sk.coef_.T, sk.intercept_, C)
+    assert point["train_objective"] <= best * (1 + 1e-4), (point, best)
+    # Where C * n is large the optimum is flat (near-separable rare classes): objectives
+    # within 1e-4 still move test rows near a boundary, and lbfgs itself stops on its ftol
+    # above the optimum, so the predictions are compared strictly up to C = 1 only.
+    agree = (res.proba_test.argmax(1) == sk.predict(Xte)).mean()
+    assert agree >= (0.99 if C <= 1 else 0.9), agree
+
+
+def test_linear_stop_reasons_are_true():
+    # the same problem at C = 100: 3 Newton iterations are not enough, and the record says so
+    X, y = unbalanced_129(n=600, d=16, seed=3)
+    kw = {"normalize": "none", "c_min": 100.0, "c_max": 100.0, "n_c": 1, "refit": "train"}
+    capped = run("linear", (X, y, X[:0], y[:0], X[:50]), 129, max_iter=3, **kw)
+    full = run("linear", (X, y, X[:0], y[:0], X[:50]), 129, **kw)
     (pc,), (pf,) = capped.info["grid"], full.info["grid"]
-    assert pc["iterations"] == 30 and not pc["converged"] and not capped.info["converged"]
-    assert "did not converge within max_iter=30" in capped.info["warnings"][0]
-    assert pf["converged"] and pf["iterations"] > 30 and full.info["warnings"] == []
-    # the logged objective is the final one: at the optimum, not at the starting point
-    assert pf["train_objective"] == pytest.approx(best, rel=1e-5)
-    assert pc["train_objective"] > best + 1e-4
-    np.testing.assert_allclose(full.proba_test, sk.predict_proba(data[4]), atol=1e-3)
+    assert pc["iterations"] == 3 and pc["stop"] == "max_iter" and not pc["converged"]
+    assert not capped.info["converged"] and "did not converge within max_iter=3" in capped.info["warnings"][0]
+    assert pf["stop"] == "tolerance" and pf["converged"] and pf["iterations"] > 3 and full.info["warnings"] == []
+    # the recorded objectives are the final ones, and the gap the capped run reports is real
+    assert pf["gap_estimate"] <= 1e-5 and pc["gap_estimate"] > 1e-5
+    assert pc["train_objective"] > pf["train_objective"] * (1 + 1e-5)
+
+
+def test_linear_float32_reaches_the_float64_optimum():
+    # above _F64_BELOW the fit runs in float32 (falling back to float64 only if it stalls)
+    from artprobe.probes import linear
+
+    X, y = unbalanced_129(n=1500, d=32, seed=4)
+    kw = {"normalize": "none", "c_min": 1.0, "c_max": 1.0, "n_c": 1, "refit": "train"}
+    f64 = run("linear", (X, y, X[:0], y[:0], X[:100]), 129, **kw).info["grid"][0]
+    old = linear._F64_BELOW
+    linear._F64_BELOW = 0
+    try:
+        f32 = run("linear", (X, y, X[:0], y[:0], X[:100]), 129, **kw).info["grid"][0]
+    finally:
+        linear._F64_BELOW = old
+    assert f64["dtype"] == "float64" and f32["dtype"] in ("float32", "float64") and f32["converged"]
+    assert f32["train_objective"] == pytest.approx(f64["train_objective"], rel=1e-4)
+
+
+def test_linear_classes_absent_from_train_get_probability_zero():
+    X, y = gaussians(n_per=(80, 80, 80), dim=6, sep=6.0, seed=2)
+    data = splits(X, y)
+    res = run("linear", data, 5)  # classes 3 and 4 have no rows anywhere
+    assert res.info["converged"] and np.all(res.proba_test[:, 3:] == 0)
+    assert (res.proba_test.argmax(1) == data[5]).mean() > 0.95
 
 
 def test_linear_picks_strong_regularisation_for_noise_weak_for_signal():

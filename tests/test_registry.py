@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from artprobe.classify import FitSpec, fit_paths, run_fit
-from artprobe.config import check_config
+from artprobe.config import check_config, gains_from_gpu
 from artprobe.probes import registry
 from artprobe.probes.checks import CLASS_WEIGHT, choice
 from artprobe.probes.shared import FitContext, FitResult
@@ -69,6 +69,7 @@ def test_a_new_kind_is_one_function_and_one_entry(centroid, tmp_path):
     spec = FitSpec(model="m", target="genre", classifier="nc", kind="centroid",
                    params=resolved["nc"], seeds=[0, 1, 2], n_boot=50)  # fmt: skip
     out = run_fit(emb, spec, fit_paths(tmp_path / "nc"), device="cpu")
+    assert not gains_from_gpu("centroid")  # registered without the gpu flag: a CPU job
     assert out["accuracy"]["value"] > 0.95 and out["class_names"] == NAMES
     assert out["seeds"]["fitted"] == 1 and out["seeds"]["deterministic"]  # registered unseeded
     assert out["trained_on"] == ["train"] and out["n_train_rows"] == out["n_train"] == 280
@@ -89,6 +90,8 @@ def test_the_entries_answer_what_the_code_asks():
     assert [k for k in registry.names() if registry.get(k).seeded] == ["mlp", "knn"]
     assert [k for k in registry.names() if registry.get(k).has_history] == ["mlp"]
     assert [k for k in registry.names() if registry.get(k).fewshot] == ["linear"]
+    # the SLURM profile's placement (rules/common.smk asks config.gains_from_gpu)
+    assert [k for k in registry.names() if gains_from_gpu(k)] == ["mlp"]
     assert registry.defaults("linear")["refit"] == "train"  # like with like by default
     for k in registry.names():  # every fit function imports and has the one signature
         fn = registry.get(k).fit_function()

@@ -20,13 +20,14 @@ import pyarrow as pa
 import pytest
 
 from artprobe.classify import FitSpec, fit_paths, run_fit
+from artprobe.config import FIT_FILES
 from artprobe.fewshot import run_fewshot
 from artprobe.io import with_meta, write_json, write_parquet
 from artprobe.report.build import build_report
 from artprobe.report.choices import MATRIX_MAX_CLASSES, readable_target, shows_pairs
 from artprobe.report.layout import CATEGORIES, report_files, report_sections
 from artprobe.report.tables import comparison_table
-from artprobe.config import FIT_FILES
+from artprobe.report.thumbnails import run_thumbnails
 
 MODELS = ["good", "weak"]
 TARGETS = {"genre": 5, "style": 8, "artist": 30}
@@ -116,6 +117,40 @@ def _write_embeddings(root: Path, rng, m: str, row_id, split, labels, classes) -
     return str(emb_path), str(fail_path)
 
 
+# the thumbnail stage's settings (config report:), kept small
+THUMBS = {"map_rows": 400, "map_thumbnails": 200, "gallery": {"queries": 8, "k": 4}}
+SHARD_ROWS, GROUP_ROWS = 500, 100
+
+
+def _painting(style: int, genre: int, rng) -> bytes:
+    """A small JPEG whose colour says the style and whose stripes say the genre."""
+    import io
+
+    from PIL import Image
+
+    hue = np.array([(style * 37) % 256, (style * 91 + 60) % 256, (style * 53 + 120) % 256], np.float32)
+    img = np.tile(hue, (40, 48, 1)) + rng.normal(0, 12, (40, 48, 3))
+    img[:: 2 + genre] *= 0.6
+    buf = io.BytesIO()
+    Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(buf, format="JPEG", quality=80)
+    return buf.getvalue()
+
+
+def write_shards(root: Path, labels: dict, rng) -> list[str]:
+    """Image shards as the shard stage writes them: row_id, image bytes, class ids; rows in
+    order, ``GROUP_ROWS`` rows per row group."""
+    paths = []
+    for i, start in enumerate(range(0, N_ROWS, SHARD_ROWS)):
+        ids = np.arange(start, min(start + SHARD_ROWS, N_ROWS))
+        table = pa.table({"row_id": pa.array(ids, pa.int64()),
+                          "image": pa.array([_painting(labels["style"][r], labels["genre"][r], rng) for r in ids],
+                                            pa.large_binary()),
+                          **{t: pa.array(labels[t][ids], pa.int16()) for t in TARGETS}})  # fmt: skip
+        paths.append(str(root / "shards" / f"{i:05d}.parquet"))
+        write_parquet(table, paths[-1], row_group_size=GROUP_ROWS)
+    return paths
+
+
 def make_results(root: Path, seed: int = 0) -> dict:
     """Write manifest, split, embeddings, failures and (with run_fit) every fit.
 
@@ -144,6 +179,10 @@ def make_results(root: Path, seed: int = 0) -> dict:
                                seed=seed, n_boot=200)  # fmt: skip
                 run_fit(embeddings[m], spec, fit_paths(d), device="cpu")
                 fits += [str(d / name) for name in FIT_FILES.values()]
+    shards = write_shards(root, labels, rng)
+    rows, thumbs = str(root / "thumbnails" / "rows.json"), str(root / "thumbnails" / "thumbnails.parquet")
+    run_thumbnails(fits=fits, embeddings=embeddings, shards=shards, targets=list(TARGETS), rows_out=rows,
+                   thumbs_out=thumbs, seed=seed, map_target="style", settings=THUMBS)  # fmt: skip
     curves = [str(root / "fewshot" / m / f"{t}.json") for m in MODELS for t in TARGETS]
     for path, (m, t) in zip(curves, [(m, t) for m in MODELS for t in TARGETS]):
         run_fewshot(embeddings[m], path, model=m, target=t, params=PARAMS["lin"], seed=seed,
@@ -155,6 +194,8 @@ def make_results(root: Path, seed: int = 0) -> dict:
         "failures": failures,
         "manifest": str(root / "manifest.json"),
         "split": str(root / "split.parquet"),
+        "rows": rows,
+        "thumbnails": thumbs,
     }
 
 
@@ -172,9 +213,8 @@ def built(tmp_path_factory):
     out = root / "report"
     files = report_files(MODELS, list(TARGETS), CLASSIFIERS, KINDS, **CHOICES)
     outputs = {fid: str(out / path) for fid, path in files.items()}
-    # 1000 resamples: the smallest bootstrap p (2 / 1001) survives Holm over the 18 tests
-    build_report(**kw, outputs=outputs, n_boot=1000, seed=0, map_rows=400, map_target="style",
-                 pairs_targets=CHOICES["pairs_targets"])  # fmt: skip
+    # 1500 resamples: the smallest bootstrap p (2 / 1501) survives Holm over the 27 tests
+    build_report(**kw, outputs=outputs, n_boot=1500, seed=0, pairs_targets=CHOICES["pairs_targets"])
     return out, kw
 
 
@@ -294,9 +334,9 @@ def test_summary_values_and_best_flags(built):
 def test_comparisons_find_the_better_model(built):
     out, _ = built
     c = pd.read_csv(out / "comparisons.csv", keep_default_na=False)
-    assert len(c) == len(TARGETS) * len(CLASSIFIERS) * 2  # one pair, accuracy + macro_f1
+    assert len(c) == len(TARGETS) * len(CLASSIFIERS) * 3  # one pair, three metrics
     assert set(zip(c.model_a, c.model_b)) == {("good", "weak")}
-    assert set(c.metric) == {"accuracy", "macro_f1"}
+    assert set(c.metric) == {"balanced_accuracy", "accuracy", "macro_f1"}
     assert (c.better == "good").all()
     from artprobe.report.tables import holm
 
@@ -428,7 +468,7 @@ def test_build_with_layout_left_to_the_data(built, tmp_path):
     _, kw = built
     files = report_files(MODELS, list(TARGETS), CLASSIFIERS, KINDS)
     outputs = {fid: str(tmp_path / path) for fid, path in files.items()}
-    build_report(**kw, outputs=outputs, n_boot=50, seed=0, map_rows=100)
+    build_report(**kw, outputs=outputs, n_boot=50, seed=0, map_method="pca")
     written = {str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file()}
     assert written == set(files.values())
     assert {p for p in written if p.startswith("per_class_f1/")} == {
@@ -552,3 +592,57 @@ def test_comparisons_of_seeded_fits_use_every_seed():
     assert row.a < row.b  # seed-averaged: a's first seed (0.9) alone would have won
     text = "".join(comparison_sections(c))
     assert "mlp (3 vs 3 seeds) compares seed-averaged scores" in text
+
+
+def _summary(rows):
+    """A summary table as tables.summary_table writes it, from (model, target, probe, value)."""
+    df = pd.DataFrame(
+        [{"model": m, "target": t, "classifier": c, "kind": c, "balanced_accuracy": v, "accuracy": v + 0.05,
+          "balanced_accuracy_ci_low": v - 0.01, "balanced_accuracy_ci_high": v + 0.01,
+          "accuracy_ci_low": v + 0.04, "accuracy_ci_high": v + 0.06} for m, t, c, v in rows]
+    )  # fmt: skip
+    base = {"model": "(baseline)", "target": rows[0][1], "classifier": "majority", "kind": "majority",
+            "balanced_accuracy": 0.99, "accuracy": 0.99}  # fmt: skip
+    return pd.concat([df, pd.DataFrame([base])], ignore_index=True)  # never the best, whatever its value
+
+
+def _comparisons(rows):
+    """(target, probe, a, b, metric, p_holm), with a column the verdict does not read."""
+    return pd.DataFrame([{"target": t, "classifier": c, "model_a": a, "model_b": b, "metric": m, "p_holm": p,
+                          "seed": 0} for t, c, a, b, m, p in rows])  # fmt: skip
+
+
+def test_verdict_significant_lead():
+    from artprobe.report.verdict import verdict_table
+
+    s = _summary([("eva02", "style", "linear", 0.69), ("convnext_clip", "style", "linear", 0.67),
+                  ("convnext_clip", "style", "mlp", 0.68), ("eva02", "style", "mlp", 0.60)])  # fmt: skip
+    c = _comparisons([("style", "linear", "convnext_clip", "eva02", "balanced_accuracy", 0.001),
+                      ("style", "linear", "convnext_clip", "eva02", "accuracy", 0.2)])  # fmt: skip
+    v = verdict_table(s, c).set_index("metric")
+    r = v.loc["balanced_accuracy"]
+    assert (r.best_model, r.best_probe, r.runner_up, r.runner_up_probe) == ("eva02", "linear", "convnext_clip", "linear")
+    assert r["diff"] == pytest.approx(0.02) and r.p_holm == 0.001 and r.outcome == "lead holds"
+    assert r.sentence == "style, balanced accuracy: eva02 + linear 0.69 [0.68, 0.70]; ahead of convnext_clip by 0.02, p_holm = 0.001"
+    tie = v.loc["accuracy"]  # the same lead on accuracy is not significant: a tie
+    assert tie.outcome == "tie" and "tie with convnext_clip: ahead by 0.02, not significant (p_holm = 0.2)" in tie.sentence
+
+
+def test_verdict_one_model_and_shared_best_values():
+    from artprobe.report.verdict import pair, verdict_table
+
+    only = verdict_table(_summary([("eva02", "genre", "linear", 0.7), ("eva02", "genre", "knn", 0.5)]), None)
+    assert (only.outcome == "only model").all() and only.sentence.str.endswith("; the only model").all()
+    assert pair(only, "genre") is None
+    # two probes of the best model share its value: both named; the runner-up under the first
+    s = _summary([("eva02", "genre", "linear", 0.7), ("eva02", "genre", "knn", 0.7), ("dino", "genre", "linear", 0.6)])
+    r = verdict_table(s, _comparisons([("genre", "linear", "eva02", "dino", "balanced_accuracy", 0.01)])).iloc[0]
+    assert (r.best_model, r.best_probe, r.runner_up, r.outcome) == ("eva02", "linear/knn", "dino", "lead holds")
+    assert r.sentence.startswith("genre, balanced accuracy: eva02 + linear/knn 0.70 [0.69, 0.71]; ahead of dino by 0.10")
+    # two models share the best value: a tie, whatever the test says
+    s = _summary([("eva02", "genre", "linear", 0.7), ("dino", "genre", "linear", 0.7)])
+    r = verdict_table(s, _comparisons([("genre", "linear", "eva02", "dino", "balanced_accuracy", 1.0)])).iloc[0]
+    assert r.outcome == "tie" and r["diff"] == 0 and "tie with dino (same value, p_holm = 1)" in r.sentence
+    # no comparison for the metric: the lead is stated, untested
+    r = verdict_table(_summary([("a", "genre", "knn", 0.7), ("b", "genre", "knn", 0.6)]), None).iloc[0]
+    assert r.outcome == "not tested" and r.sentence.endswith("ahead of b by 0.10 (no paired test)")

@@ -7,7 +7,9 @@ does), runs the workflow on the classify-made fits of test_report.py, builds
 
 * every PNG and HTML table is embedded in the report and every caption is rendered;
 * Chromium renders the landing page, a plot (the model colours are on screen) and a table
-  (the highlighted best row is on screen) as the report's own viewer shows them.
+  (the highlighted best row is on screen) as the report's own viewer shows them;
+* the neighbour gallery and the interactive map load every thumbnail (``naturalWidth > 0``)
+  and hovering a map dot shows its painting.
 
 Screenshots are kept in the test's tmp dir (``pytest --basetemp=DIR`` to look at them).
 Needs the Debian package ``chromium`` (plus ``fonts-dejavu-core``); skipped without it unless
@@ -65,6 +67,8 @@ rule report:
         failures=[IN["failures"][m] for m in KW["models"]],
         manifest=IN["manifest"],
         split=IN["split"],
+        rows=IN["rows"],
+        thumbnails=IN["thumbnails"],
     output:
         [
             report(
@@ -84,11 +88,13 @@ rule report:
             failures=dict(zip(KW["models"], input.failures)),
             manifest=input.manifest,
             split=input.split,
+            rows=input.rows,
+            thumbnails=input.thumbnails,
             outputs=dict(zip([f.id for f in LAYOUT], output)),
             pairs_targets=KW["choices"]["pairs_targets"],
             n_boot=50,
             seed=0,
-            map_rows=300,
+            map_method="pca",
         )
 """
 
@@ -171,7 +177,7 @@ def report_html(tmp_path_factory) -> tuple[Path, Path]:
     snakemake = [str(Path(sys.executable).parent / "snakemake"), "--cores", "1"]
     for args in ([], ["--report", "report.html"]):
         proc = subprocess.run(
-            snakemake + args, cwd=work, env=env, capture_output=True, text=True, timeout=600
+            snakemake + args, cwd=work, env=env, capture_output=True, text=True, timeout=1800
         )
         assert (
             proc.returncode == 0
@@ -243,7 +249,7 @@ def test_landing_page_renders(report_html, browser):
 def test_plot_renders_in_report(report_html, browser):
     work, page = report_html
     shot = work / "accuracy-view.png"
-    screenshot(_view(page, "accuracy.png", "1. Results", "img").as_uri(), shot, browser)
+    screenshot(_view(page, "accuracy.png", "2. Results", "img").as_uri(), shot, browser)
     img = pixels(shot)
     # the accuracy bars of the two models, in their report-wide colours
     assert count_near(img, TAB10_BLUE) > 3000, "accuracy plot not visible (no model-1 blue)"
@@ -254,8 +260,93 @@ def test_plot_renders_in_report(report_html, browser):
 def test_table_renders_in_report(report_html, browser):
     work, page = report_html
     shot = work / "summary-view.png"
-    screenshot(_view(page, "summary.html", "1. Results", "html").as_uri(), shot, browser)
+    screenshot(_view(page, "summary.html", "2. Results", "html").as_uri(), shot, browser)
     img = pixels(shot)
     assert (
         count_near(img, BEST_ROW, tol=3) > 2000
     ), "summary table not visible (no highlighted best row)"
+
+
+# Run in the page once it has loaded: every <img> and every thumbnail of the map decoded,
+# then a hover on the first dot that carries a painting; the outcome lands in data-check.
+CHECK = """<script>
+window.addEventListener("load", async () => {
+  const load = (src) => new Promise((ok) => { const im = new Image();
+    im.onload = () => ok(im.naturalWidth); im.onerror = () => ok(0); im.src = src; });
+  const imgs = [...document.images].filter((i) => i.getAttribute("src"));
+  const widths = await Promise.all(imgs.map((i) => load(i.src)));
+  const out = {images: imgs.length, loaded: widths.filter((w) => w > 0).length,
+               shown: imgs.filter((i) => i.complete && i.naturalWidth > 0).length};
+  if (typeof D !== "undefined") {
+    const thumbs = D.thumbs.filter(Boolean);
+    const tw = await Promise.all(thumbs.map(load));
+    Object.assign(out, {thumbs: thumbs.length, thumbs_loaded: tw.filter((w) => w > 0).length});
+    const dot = document.querySelector("circle.t");
+    dot.dispatchEvent(new MouseEvent("mouseover", {bubbles: true}));
+    const hover = document.getElementById("hover");
+    await hover.decode().catch(() => null);
+    Object.assign(out, {hover_width: hover.naturalWidth, hover_display: hover.style.display,
+                        info: document.getElementById("info").textContent, row: D.rows[+dot.dataset.i]});
+  }
+  document.body.dataset.check = JSON.stringify(out);
+});
+</script></body>"""
+
+
+def _checked(page: Path, dest: Path) -> Path:
+    head, sep, tail = page.read_text().rpartition("</body>")
+    assert sep, f"no </body> in {page}"
+    dest.write_text(head + CHECK + tail)
+    return dest
+
+
+def run_checks(page: Path, profile: Path) -> dict:
+    """The page's data-check (see CHECK) from Chromium's DOM after it ran."""
+    cmd = [chromium_binary(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+           f"--user-data-dir={profile}", "--virtual-time-budget=15000", "--dump-dom", page.as_uri()]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    m = re.search(r'data-check="([^"]*)"', proc.stdout)
+    assert m, f"the page did not finish its checks:\n{proc.stderr[-3000:]}"
+    import html as _html
+
+    return json.loads(_html.unescape(m.group(1)))
+
+
+@pytest.mark.browser
+def test_gallery_sheet_shows_every_painting(report_html, browser):
+    work, _ = report_html
+    page = _checked(work / "out" / "galleries" / "style.html", work / "gallery-check.html")
+    got = run_checks(page, browser)
+    # 8 queries, each with 4 neighbours for each of the 2 models (tests/test_report.py THUMBS)
+    assert got["images"] == 8 * (1 + 2 * 4)
+    assert got["loaded"] == got["shown"] == got["images"], got
+    shot = work / "gallery-sheet.png"
+    screenshot(page.as_uri(), shot, browser)
+    img = pixels(shot)
+    assert count_near(img, (0x1A, 0x96, 0x41), tol=20) > 500, "no green frames"  # same class
+    assert count_near(img, (0xD7, 0x19, 0x1C), tol=20) > 500, "no red frames"  # other class
+    print(f"screenshot: {shot}")
+
+
+@pytest.mark.browser
+def test_interactive_map_shows_the_painting_on_hover(report_html, browser):
+    work, _ = report_html
+    page = _checked(work / "out" / "maps" / "interactive.html", work / "map-check.html")
+    assert "http://" not in page.read_text().replace("http://www.w3.org/2000/svg", "")  # offline
+    got = run_checks(page, browser)
+    assert got["thumbs"] == 200 and got["thumbs_loaded"] == 200, got  # THUMBS["map_thumbnails"]
+    assert got["hover_width"] > 0 and got["hover_display"] == "block", got
+    assert f"row {got['row']}" in got["info"] and "style:" in got["info"]
+    shot = work / "map-hover.png"
+    screenshot(page.as_uri(), shot, browser)
+    assert distinct_colors(pixels(shot)) > 200, "map page blank"
+    print(f"screenshot: {shot}")
+
+
+@pytest.mark.browser
+def test_paintings_render_inside_the_report(report_html, browser):
+    work, page = report_html
+    shot = work / "gallery-view.png"
+    screenshot(_view(page, "galleries/style.html", "3. Paintings and maps", "html").as_uri(), shot, browser)
+    assert count_near(pixels(shot), (0x1A, 0x96, 0x41), tol=20) > 300, "gallery not shown in the report"
+    print(f"screenshot: {shot}")

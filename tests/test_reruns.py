@@ -82,7 +82,7 @@ def test_mlp_hyper_parameter_refits_only_the_mlps(done, base, sizes):
     mlp = next(c for c in changed["classifiers"] if c["kind"] == "mlp")
     mlp["epochs"] = mlp.get("epochs", 4) + 1
     fits = sizes["models"] * sizes["targets"] * sizes["mlps"]
-    assert planned(done, changed) == {"classify": fits, "report": 1}
+    assert planned(done, changed) == {"classify": fits, "thumbnails": 1, "report": 1}
 
 
 def test_new_model_embeds_and_fits_only_itself(done, base, sizes):
@@ -93,6 +93,7 @@ def test_new_model_embeds_and_fits_only_itself(done, base, sizes):
         "merge_embeddings": 1,
         "classify": sizes["targets"] * sizes["classifiers"],
         "fewshot": sizes["targets"],
+        "thumbnails": 1,
         "report": 1,
     }
 
@@ -106,6 +107,7 @@ def test_decode_change_re_embeds_everything_downstream(done, base, sizes):
         "merge_embeddings": sizes["models"],
         "classify": sizes["models"] * sizes["targets"] * sizes["classifiers"],
         "fewshot": sizes["models"] * sizes["targets"],
+        "thumbnails": 1,
         "report": 1,
     }
 
@@ -120,6 +122,7 @@ def test_split_seed_change_never_re_embeds(done, base, sizes):
         "merge_embeddings": sizes["models"],
         "classify": sizes["models"] * sizes["targets"] * sizes["classifiers"],
         "fewshot": sizes["models"] * sizes["targets"],
+        "thumbnails": 1,
         "report": 1,
     }
 
@@ -134,7 +137,7 @@ def test_drop_duplicates_refits_without_re_splitting(done, base, sizes):
     changed = copy.deepcopy(base)
     changed.setdefault("split", {})["drop_duplicates"] = True
     fits = sizes["models"] * sizes["targets"] * sizes["classifiers"]
-    assert planned(done, changed) == {"classify": fits, "report": 1}
+    assert planned(done, changed) == {"classify": fits, "thumbnails": 1, "report": 1}
 
 
 def test_sizes_are_not_trivial(sizes):

@@ -38,11 +38,11 @@ SLURM_SH = ROOT / ".ci" / "slurm.sh"
 REQUIRED = bool(os.environ.get("ARTPROBE_REQUIRE_SLURM"))
 RULES = [
     "generate_demo", "manifest", "split", "shard", "image_hash", "duplicates",
-    "embed", "merge_embeddings", "classify", "fewshot", "report",
+    "embed", "merge_embeddings", "classify", "fewshot", "thumbnails", "report",
 ]  # fmt: skip
 RUN_TIMEOUT = 600  # seconds for one Snakemake invocation (outer `timeout`): a hang fails, not blocks
 
-# one model, one target, one probe, two shards: 14 sbatch jobs, two of them on the GPU
+# one model, one target, one probe, two shards: 15 sbatch jobs, two of them on the GPU
 OVERLAY = """
 dataset:
   name: slurm

@@ -11,9 +11,16 @@ from __future__ import annotations
 import logging
 import os
 
-from artprobe.download.cache import REPO_TYPE, DownloadError, cached_listing, is_offline, save_listing
-from artprobe.sources.hub_layout import LayoutError, select
+from artprobe.download.cache import (
+    REPO_TYPE,
+    DownloadError,
+    cached_listing,
+    check_cache_space,
+    is_offline,
+    save_listing,
+)
 from artprobe.io import write_json
+from artprobe.sources.hub_layout import LayoutError, select
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +30,11 @@ NOT_PARQUET = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".tar")
 
 
 def _hub_error(err: Exception, repo_id: str, revision: str | None) -> DownloadError:
-    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
 
     where = f"dataset {repo_id!r}"
     if isinstance(err, RevisionNotFoundError):
@@ -122,6 +133,7 @@ def remote_files(
         commit, listing = hub_listing(source, revision)
         save_listing(source, revision, commit, listing)
     files = select_remote(listing, config, splits, f"{source}@{revision or 'main'}")
+    check_cache_space(source, files)  # before any download job starts
     out = {"source": source, "revision": revision, "commit": commit, "files": files}
     write_json(out_path, out)
     total = sum(f["size"] for f in files)

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import contextlib
 import time
+from dataclasses import replace
 from typing import Iterator
 
 import numpy as np
 import torch
 
 from artprobe.device import resolve_device
+from artprobe.oom import on_gpu_or_cpu
 from artprobe.probes import registry
 from artprobe.probes.shared import FitContext, FitResult
 
@@ -40,15 +42,22 @@ def fit(
     training step in a CUDA graph (CUDA only; falls back to eager steps if capture fails).
     ``info["trained_on"]`` names the splits whose rows trained the returned model and
     ``info["n_train_rows"]`` counts them (val rows count only when a kind refits on them).
+    Out of GPU memory, the fit is done on the CPU (a warning; ``info["gpu_out_of_memory"]``
+    says why and ``info["device"]`` is ``cpu``); kNN first halves its similarity blocks.
     """
     entry = registry.get(kind)
     params = entry.resolve(params)  # idempotent; guards direct callers
     Xtr, ytr, Xva, yva, Xte = _check_inputs(X_train, y_train, X_val, y_val, X_test, n_classes)
     dev = resolve_device(device)
     ctx = FitContext(n_classes=int(n_classes), seed=int(seed), device=dev, cuda_graph=bool(cuda_graph))
+    fit_kind = entry.fit_function()
+
+    def fit_on(d):
+        return fit_kind(params, Xtr, ytr, Xva, yva, Xte, replace(ctx, device=d))
+
     t0 = time.perf_counter()
     with _torch_threads(threads):
-        res = entry.fit_function()(params, Xtr, ytr, Xva, yva, Xte, ctx)
+        res, dev = on_gpu_or_cpu(fit_on, dev, f"{kind} fit")  # out of GPU memory: on the CPU
     res.proba_test = normalize_rows(res.proba_test)
     rows = {"train": len(Xtr), "val": len(Xva)}
     res.info = {

@@ -19,6 +19,7 @@ import time
 import numpy as np
 import torch
 
+from artprobe.oom import free_cuda_cache, halved, is_cuda_oom, oom_summary
 from artprobe.probes.shared import FitContext, FitResult, class_weights, weights_info
 
 log = logging.getLogger(__name__)
@@ -35,14 +36,30 @@ def neighbours(T: torch.Tensor, Q: torch.Tensor, k: int) -> tuple[torch.Tensor, 
     k = min(k, len(T))
     budget = 1 << 26 if T.device.type == "cuda" else 1 << 23  # similarity-matrix entries
     chunk = max(1, budget // max(len(T), 1))
-    sims, idx = [], []
-    for i in range(0, len(Q), chunk):
-        s, j = (Q[i : i + chunk] @ T.T).topk(k, dim=1)
+    sims, idx, i = [], [], 0
+    while i < len(Q):
+        try:
+            s, j = _block(Q[i : i + chunk], T, k)
+        except RuntimeError as exc:  # out of GPU memory: smaller blocks (the same neighbours)
+            if not is_cuda_oom(exc):
+                raise
+            old = min(chunk, len(Q) - i)
+            chunk = halved(old, f"knn: a similarity block against {len(T)} rows", exc)
+            log.warning("knn: out of GPU memory with blocks of %d queries (%s): going on with %d",
+                        old, oom_summary(exc), chunk)  # fmt: skip
+            free_cuda_cache()
+            continue
         sims.append(s)
         idx.append(j)
+        i += len(s)
     if not sims:
         return torch.zeros(0, k, device=Q.device), torch.zeros(0, k, dtype=torch.long, device=Q.device)
     return torch.cat(sims), torch.cat(idx)
+
+
+def _block(Qc: torch.Tensor, T: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(similarities, indices) of the k nearest rows of ``T`` for the queries ``Qc``."""
+    return (Qc @ T.T).topk(k, dim=1)
 
 
 def vote(sims, labels, n_classes: int, k: int, weighting: str, temperature: float, cw=None):
@@ -127,15 +144,22 @@ def _choose(sims, labels, yv, p, n_classes, k_max, cw, seed) -> tuple[dict, list
     return best, grid
 
 
+def feature_map(Xtr: np.ndarray, center: bool, dev="cpu"):
+    """The probe's features: ``X -> unit rows of (X - train mean)`` (the mean only with
+    ``center``), as a tensor on ``dev``. The report's neighbour galleries use the same map."""
+    mean = Xtr.mean(axis=0, dtype=np.float64).astype(np.float32) if center else 0.0
+
+    def unit(X: np.ndarray) -> torch.Tensor:
+        return _unit_rows(torch.from_numpy(X - mean).to(dev))
+
+    return unit
+
+
 def fit_knn(p, Xtr, ytr, Xva, yva, Xte, ctx: FitContext) -> FitResult:
     """Test-set vote shares at the (k, temperature) chosen on val."""
     n_classes, dev, seed = ctx.n_classes, ctx.device, ctx.seed
     t0 = time.perf_counter()
-    mean = Xtr.mean(axis=0, dtype=np.float64).astype(np.float32) if p["center"] else 0.0
-
-    def unit(X):
-        return _unit_rows(torch.from_numpy(X - mean).to(dev))
-
+    unit = feature_map(Xtr, p["center"], dev)
     T, yT = unit(Xtr), torch.from_numpy(ytr).to(dev)
     cw = class_weights(ytr, n_classes, p["class_weight"])
     cw_t = None if cw is None else torch.from_numpy(cw.astype(np.float32)).to(dev)

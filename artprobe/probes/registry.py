@@ -4,7 +4,8 @@ of a kind (like timm's model registry). Torch-free: the workflow imports it at p
 An entry (:class:`ProbeKind`) holds the kind's hyper-parameter spec and defaults, its fit
 function (a ``"module:function"`` path imported on first use, so parsing never loads torch),
 whether the fit depends on the seed (fitted once per ``probe.seeds``), whether it writes
-per-epoch history (the report's training curves) and whether it can draw few-shot curves.
+per-epoch history (the report's training curves), whether it can draw few-shot curves and
+whether its fits gain from a GPU (a cluster sends them to the GPU partition).
 
 Every fit function has one signature::
 
@@ -49,6 +50,9 @@ class ProbeKind:
     has_history: bool = False
     #: can draw few-shot curves (artprobe.probes.fewshot)
     fewshot: bool = False
+    #: a fit gains enough from a GPU to be sent to one on a cluster (config ``gpu_probes``,
+    #: rules/common.smk ``probe_gpu_resources``; docs/slurm.md, "Where probe fits run")
+    gpu: bool = False
     #: a check across the resolved keys (ValueError naming the key), after each key's own
     check: Callable[[dict], None] | None = None
 
@@ -117,6 +121,11 @@ def defaults(kind: str) -> dict:
     return get(kind).defaults()
 
 
+def gains_from_gpu(kind: str) -> bool:
+    """Is a fit of ``kind`` worth a GPU job on a cluster (``gpu_probes`` in the config)?"""
+    return get(kind).gpu
+
+
 def resolve_params(kind: str, params: Mapping | None, *, name: str | None = None) -> dict:
     """Validate ``params`` for classifier ``kind`` and fill in the defaults (see
     :meth:`ProbeKind.resolve`)."""
@@ -154,6 +163,9 @@ register(ProbeKind(
     fit="artprobe.probes.mlp:fit_mlp",
     seeded=True,  # init and batch order
     has_history=True,
+    # 20 epochs of WikiArt take ~30 min on two CPU cores, ~9 s on an H200; linear and knn
+    # take minutes or seconds on a CPU node
+    gpu=True,
 ))  # fmt: skip
 
 register(ProbeKind(
@@ -167,7 +179,7 @@ register(ProbeKind(
         "select_by": ("accuracy", choice("accuracy", "log_loss")),
         "refit": ("train", choice(*REFIT_CHOICES)),
         "max_iter": (1000, integer(1)),
-        "tol": (1e-2, number(0.0)),
+        "tol": (1e-4, number(0.0)),  # relative objective gap (Newton decrement estimate)
         "path_patience": (2, integer(0)),
         "class_weight": CLASS_WEIGHT,
     },

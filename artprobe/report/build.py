@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import logging
+from html import escape as html_escape
 from pathlib import Path
 from typing import Iterable, Mapping
 
+import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from artprobe.io import read_json
-from artprobe.report import html, plots, tables
+from artprobe.report import atlas, html, plots, sheets, tables, verdict
 from artprobe.report.choices import class_counts, readable_target, shows_pairs
-from artprobe.report.load import load_fits, sample_rows
+from artprobe.report.load import load_fits, read_rows
 
 log = logging.getLogger(__name__)
 
@@ -33,12 +36,14 @@ def _write_tables(out: Mapping[str, Path], fits, models, targets, classes, input
     fails = tables.failure_table(inputs["failures"], inputs["embeddings"], man)
     cost = tables.cost_table(inputs["embeddings"], fits, man.get("n_rows"))
     searches = tables.search_table(fits)
-    csv = {"summary": summary, "comparisons": comparisons, "per_class": tables.per_class_table(fits),
+    ruling = verdict.verdict_table(summary, comparisons)
+    csv = {"verdict": ruling, "summary": summary, "comparisons": comparisons, "per_class": tables.per_class_table(fits),
            "confused_pairs": pairs, "dataset": dataset, "splits": splits, "failures": fails,
            "cost": cost, "searches": searches}  # fmt: skip
     for fid, df in csv.items():
         html.write_csv(out[fid], df)
     pages = {
+        "verdict_html": ("Verdict: which model represents art best", html.verdict_sections(ruling)),
         "summary_html": (
             "Model × target × classifier",
             html.summary_sections(summary) + html.search_sections(summary, fits),
@@ -49,7 +54,7 @@ def _write_tables(out: Mapping[str, Path], fits, models, targets, classes, input
     }
     for fid, (title, sections) in pages.items():
         html.write_html(out[fid], title, sections)
-    return {"summary": summary, "pairs": pairs, "dataset": dataset}
+    return {"summary": summary, "pairs": pairs, "dataset": dataset, "verdict": ruling}
 
 
 def _write_fit_plots(out, fits, counts, classes, colors, pairs, opts) -> None:
@@ -84,10 +89,52 @@ def _write_plots(out, fits, models, targets, classes, frames, inputs, opts) -> N
                 sel = [x for x in fits if x["target"] == t and x["classifier"] == c]
                 plots.save(plots.plot_per_class_f1(sel, models, colors, t, c), out[fid])
     _write_fit_plots(out, fits, counts, classes, colors, frames["pairs"], opts)
-    map_target = opts["map_target"] or chosen
-    ids = sample_rows(inputs["embeddings"], opts["map_rows"], opts["seed"])
-    for m, path in inputs["embeddings"].items():
-        plots.save(plots.plot_map(m, path, ids, classes, map_target), out[f"map.{m}"])
+
+
+def _write_paintings(out, targets, classes, chosen, thumbs) -> None:
+    """The neighbour galleries, disagreements and confusions of every target."""
+    for t in targets:
+        sheets.gallery_sheet(out[f"gallery.{t}"], t, chosen["gallery"][t], thumbs, classes, chosen["k"], chosen["center"])
+        sheets.disagreement_sheet(out[f"disagreements.{t}"], t, chosen["disagreements"].get(t), thumbs, classes)
+        sheets.confusion_sheet(out[f"confusions.{t}"], t, chosen["confusions"].get(t), thumbs, classes)
+
+
+def _map_rows(path: str, rows, targets) -> tuple:
+    """(embeddings, labels frame) of ``rows`` in that order (rows a model lacks are dropped)."""
+    emb, df = read_rows(path, rows, [t for t in targets if t in pq.read_schema(path).names])
+    order = pd.Index(df["row_id"]).get_indexer(rows)
+    keep = order >= 0
+    return emb[order[keep]], df.iloc[order[keep]].reset_index(drop=True)
+
+
+def _write_maps(out, embeddings, targets, classes, chosen, thumbs, opts) -> None:
+    """Per model its dot map and its map of paintings; one interactive page for all models."""
+    m_rows, target = chosen["map"]["rows"], chosen["map"]["target"]
+    method = opts["map_method"]
+    name = {"tsne": "t-SNE", "pca": "PCA"}[method]
+    xy, labels = {}, None
+    for m, path in embeddings.items():
+        emb, df = _map_rows(path, m_rows, targets)
+        if len(df) != len(m_rows):  # the map rows are the rows every model embedded
+            raise RuntimeError(f"report: {m} lacks {len(m_rows) - len(df)} map rows")
+        xy[m], axes = atlas.coordinates(emb, method, opts["seed"]) if len(df) >= 3 else (np.zeros((len(df), 2)), ("", ""))
+        labels = df
+        lab = df[target].to_numpy() if target in df else None
+        plots.save(plots.plot_map(m, xy[m], lab, classes.get(target), target, axes, name), out[f"map.{m}"])
+        pos = {r: i for i, r in enumerate(m_rows)}
+        grid = [r for r in chosen["map"]["thumbs"] if thumbs.jpeg(r, "small") is not None][: opts["map_grid"] ** 2]
+        idx = [pos[r] for r in grid]
+        img = atlas.picture_map(xy[m][idx], [thumbs.jpeg(r, "small") for r in grid])
+        atlas.save_jpeg(img, out[f"picture_map.{m}"])
+    shown = [t for t in targets if labels is not None and t in labels]
+    note = (f"{len(m_rows)} paintings (a seeded sample, the same for every model) placed by {name} of each "
+            f"model's embeddings; {sum(thumbs.uri(r, 'small') is not None for r in m_rows)} of them, stratified by "
+            f"{target}, carry their painting (outlined dots). Buttons switch the model and the colouring.")  # fmt: skip
+    atlas.interactive_page(
+        out["map_page"], xy, m_rows, {t: labels[t].tolist() for t in shown}, classes,
+        [thumbs.uri(r, "small") for r in m_rows], target if target in shown else (shown or [""])[0],
+        html_escape(note),
+    )  # fmt: skip
 
 
 def _write_fewshot(out, paths: Iterable[str], colors) -> None:
@@ -108,25 +155,29 @@ def build_report(
     failures: Mapping[str, str],
     manifest: str,
     split: str,
+    rows: str,
+    thumbnails: str,
     outputs: Mapping[str, str],
     duplicates: str | None = None,
     n_boot: int = 1000,
     seed: int = 0,
-    map_rows: int = 2000,
     pairs_targets: Iterable[str] | None = None,
-    map_target: str | None = None,
     compare_metrics: Iterable[str] = tables.COMPARE_METRICS,
     top_pairs: int = 20,
     fewshot: Iterable[str] = (),
+    map_method: str = "tsne",
+    map_grid: int = 32,
 ) -> None:
     """Write every file of ``outputs`` (``{layout id: path}``, see :mod:`.layout`).
 
     ``fits`` is the rule's flat list of fit files (metrics.json, predictions.parquet,
     history.csv of each fit); ``embeddings`` and ``failures`` map a model to its merged
-    embeddings / failures Parquet file. ``n_boot`` and ``seed`` drive the paired bootstrap,
-    ``map_rows`` the seeded subsample of the embedding maps. ``pairs_targets`` and
-    ``map_target`` are config ``report:``'s (None: chosen from the data, :mod:`.choices`).
-    ``duplicates``: the near-duplicate scan (``duplicates.parquet``), counted per split.
+    embeddings / failures Parquet file. ``rows`` and ``thumbnails`` are the thumbnail stage's
+    outputs (:mod:`.thumbnails`): which paintings each section shows, and their JPEGs; the
+    report never opens a shard. ``n_boot`` and ``seed`` drive the paired bootstrap and the
+    maps. ``pairs_targets`` is config ``report:``'s (None: chosen from the data,
+    :mod:`.choices`); ``map_method`` (tsne/pca) and ``map_grid`` (cells per side of the
+    map of paintings) too. ``duplicates``: the near-duplicate scan, counted per split.
     ``fewshot``: the few-shot curves' JSON files (``fewshot/<model>/<target>.json``).
     """
     out = {fid: Path(p) for fid, p in outputs.items()}
@@ -139,14 +190,19 @@ def build_report(
         classes.setdefault(fit["target"], fit["class_names"])
     inputs = {"manifest": man, "split": split, "embeddings": dict(embeddings), "failures": failures,
               "duplicates": duplicates}  # fmt: skip
-    opts = {"n_boot": n_boot, "seed": seed, "map_rows": map_rows, "top_pairs": top_pairs,
-            "compare_metrics": tuple(compare_metrics), "map_target": map_target,
+    opts = {"n_boot": n_boot, "seed": seed, "top_pairs": top_pairs, "map_method": map_method,
+            "compare_metrics": tuple(compare_metrics), "map_grid": map_grid,
             "pairs_targets": None if pairs_targets is None else tuple(pairs_targets)}  # fmt: skip
     log.info("report: %d fits, %d models -> %d files", len(loaded), len(models), len(out))
     frames = _write_tables(out, loaded, models, targets, classes, inputs, opts)
     _write_plots(out, loaded, models, targets, classes, frames, inputs, opts)
+    chosen, thumbs = read_json(rows), sheets.Thumbs(thumbnails)
+    _write_paintings(out, targets, classes, chosen, thumbs)
+    _write_maps(out, inputs["embeddings"], targets, classes, chosen, thumbs, opts)
     _write_fewshot(out, fewshot, plots.model_colors(models))
     missing = [str(p) for p in out.values() if not p.is_file()]
     if missing:  # the fits do not cover models × targets × classifiers
         raise RuntimeError(f"report: {len(missing)} declared file(s) not written, e.g. {missing[:3]}")
     log.info("report: %d files written", len(out))
+    for line in frames["verdict"]["sentence"]:
+        log.info("verdict: %s", line)

@@ -323,12 +323,19 @@ def split_note(meta: Mapping | None) -> str:
     if sp.get("method") == "group":
         text += (f", every {sp.get('group_by')} on one side ({sp.get('n_groups')} groups; "
                  f"{sp.get('ungrouped_rows')} rows without one are split row by row)")  # fmt: skip
+    if sp.get("achieved"):
+        asked = {"val": sp.get("val_fraction"), "test": sp.get("test_fraction")}
+        text += "; achieved " + ", ".join(f"{s} {_pct(v)}" for s, v in sp["achieved"].items())
+        if None not in asked.values():
+            text += f" (asked val {_pct(asked['val'])}, test {_pct(asked['test'])})"
     text += ". "
     if dup:
         text += (
-            f"near_duplicates: val/test images within {dup.get('distance')} of 64 bits of a train "
-            "image's perceptual hash (DCT pHash; results/…/duplicates.parquet lists them with "
-            "their nearest train row). "
+            f"near_duplicate_candidates: val/test images within {dup.get('distance')} of 64 bits of "
+            "a train image's perceptual hash (DCT pHash); near_duplicates: those a second measure "
+            "confirms (the detail and colour of small thumbnails agree; pictures that only share "
+            "a layout do not), the rows split.drop_duplicates leaves out "
+            "(results/…/duplicates.parquet lists them with their train row). "
         )
     return text
 
@@ -341,8 +348,9 @@ def dataset_sections(
     splits, fails = splits.copy(), fails.copy()
     splits["share"] = [_pct(x) for x in splits["share"]]
     fails["failed_share"] = [_pct(x) for x in fails["failed_share"]]
-    if "near_duplicates" in splits:
-        splits["near_duplicates"] = ["" if pd.isna(x) else str(int(x)) for x in splits["near_duplicates"]]
+    for col in ("near_duplicate_candidates", "near_duplicates"):
+        if col in splits:
+            splits[col] = ["" if pd.isna(x) else str(int(x)) for x in splits[col]]
     out = [
         _section(
             "Rows per split",
@@ -391,3 +399,32 @@ def cost_sections(cost: pd.DataFrame, n_rows: Any) -> list[str]:
 
 def write_csv(path: Path, df: pd.DataFrame) -> None:
     write_text(path, df.to_csv(index=False))
+
+
+def verdict_sections(v: pd.DataFrame) -> list[str]:
+    """The verdict as quotable sentences, then as a table (:mod:`.verdict`)."""
+    if v.empty:
+        return [_section("No fits", "")]
+    lines = "".join(f"<li>{html.escape(s)}</li>" for s in v["sentence"])
+    outcome = {"lead holds": "lead holds after Holm", "tie": "tie", "only model": "only model",
+               "not tested": "no paired test"}  # fmt: skip
+    view = pd.DataFrame({
+        "target": v["target"], "metric": [METRIC_LABELS.get(m, m) for m in v["metric"]],
+        "best": [f"{a} + {b}" for a, b in zip(v["best_model"], v["best_probe"])],
+        "value [95 % CI]": [_ci(*r) for r in v[["value", "ci_low", "ci_high"]].itertuples(index=False)],
+        "runner-up": [f"{a} + {b}" if isinstance(a, str) else "" for a, b in zip(v["runner_up"], v["runner_up_probe"])],
+        "its value": v["runner_up_value"], "difference": v["diff"],
+        "p (Holm)": [f"{p:.3g}" if math.isfinite(as_float(p)) else "" for p in v["p_holm"]],
+        "outcome": [outcome.get(o, o) for o in v["outcome"]],
+    })  # fmt: skip
+    note = (
+        "Per target and headline metric: the best model with its probe on the test split, its 95 % "
+        "bootstrap interval, and the runner-up: the best other model with the same probe, the pair the "
+        "paired bootstrap compared. The lead holds when Holm's adjusted p (over every comparison of the "
+        "report) is below 0.05; otherwise, or with equal values, it is a tie."
+    )
+    return [
+        _section("In one sentence each", f"<ul>{lines}</ul>", note),
+        _section("As a table", _table_html(view, text_cols=("target", "metric", "best", "runner-up", "outcome"),
+                                           raw_cols=("value [95 % CI]",), best_rows=list(v["outcome"] == "lead holds"))),
+    ]  # fmt: skip

@@ -19,18 +19,30 @@ from artprobe.probes import registry
 
 #: category names, numbered so Snakemake's report lists them in this order
 CATEGORIES = {
-    "results": "1. Results",
-    "errors": "2. Errors by class",
-    "f1": "3. Per-class F1",
-    "curves": "4. Training curves",
-    "maps": "5. Embedding maps",
-    "dataset": "6. Dataset",
-    "cost": "7. Cost",
-    "fewshot": "8. Few-shot curves",
+    "verdict": "1. Verdict",
+    "results": "2. Results",
+    "paintings": "3. Paintings and maps",
+    "errors": "4. Errors by class",
+    "f1": "5. Per-class F1",
+    "curves": "6. Training curves",
+    "dataset": "7. Dataset",
+    "cost": "8. Cost",
+    "fewshot": "9. Few-shot curves",
+}
+#: subcategories of "3. Paintings and maps", lettered so the report lists them in this order
+PAINTINGS = {
+    "gallery": "a. nearest neighbours",
+    "disagreements": "b. where models disagree",
+    "confusions": "c. confusions",
+    "picture_map": "d. map of paintings",
+    "map_page": "e. interactive map",
+    "map": "f. dot maps",
 }
 
 # id -> (path, caption, category key, subcategory, content label)
 _FIXED = {
+    "verdict_html": ("verdict.html", "verdict.rst", "verdict", None, "verdict"),
+    "verdict": ("verdict.csv", "verdict.rst", "verdict", None, "verdict (CSV)"),
     "summary": ("summary.csv", "summary.rst", "results", None, "summary table (CSV)"),
     "summary_html": ("tables/summary.html", "summary.rst", "results", None, "summary table"),
     "comparisons": (
@@ -125,6 +137,24 @@ def _fewshot_files(models, targets) -> list[ReportFile]:
     return files  # fmt: skip
 
 
+def _painting_files(models, targets) -> list[ReportFile]:
+    """Galleries, disagreements and confusions per target; maps per model, one page for all."""
+    cat, sub = CATEGORIES["paintings"], PAINTINGS
+    per_target = (("gallery", "galleries", "gallery.rst"), ("disagreements", "disagreements", "disagreements.rst"),
+                  ("confusions", "confused_paintings", "confused_paintings.rst"))
+    files = [
+        ReportFile(f"{fid}.{t}", f"{folder}/{t}.html", caption, cat, sub[fid], {"target": t})
+        for fid, folder, caption in per_target
+        for t in targets
+    ]
+    files += [ReportFile(f"picture_map.{m}", f"picture_maps/{m}.jpg", "picture_map.rst", cat,
+                         sub["picture_map"], {"model": m}) for m in models]
+    files.append(ReportFile("map_page", "maps/interactive.html", "map_page.rst", cat, sub["map_page"],
+                            {"content": "every model; hover a dot for its painting"}))
+    files += [ReportFile(f"map.{m}", f"maps/{m}.png", "maps.rst", cat, sub["map"], {"model": m}) for m in models]
+    return files  # fmt: skip
+
+
 def report_layout(
     models: Iterable[str],
     targets: Iterable[str],
@@ -160,10 +190,7 @@ def report_layout(
     files += _f1_files(targets, classifiers, f1)
     for m, t, c in itertools.product(models, targets, classifiers):
         files += _fit_files(m, t, c, kinds.get(c, ""), pairs)
-    files += [
-        ReportFile(f"map.{m}", f"maps/{m}.png", "maps.rst", CATEGORIES["maps"], None, {"model": m})
-        for m in models
-    ]
+    files += _painting_files(models, targets)
     if fewshot:
         files += _fewshot_files(models, targets)
     return files
@@ -185,7 +212,7 @@ def layout_options(report_config: Mapping, targets: Iterable[str]) -> dict:
     Absent or null keys are left to the data. Raises ValueError naming the key.
     """
     targets = list(targets)
-    for key in ("pairs_targets", "f1_targets", "map_target"):
+    for key in ("pairs_targets", "f1_targets", "map_target"):  # gallery etc.: every target
         value = report_config.get(key)
         chosen = [value] if isinstance(value, str) else value or []
         unknown = sorted(set(chosen) - set(targets))

@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 
 from artprobe.config import SPLITS
 from artprobe.io import atomic_path
-from artprobe.report.load import class_name, metric, read_rows
+from artprobe.report.load import class_name, metric
 from artprobe.report.tables import per_class_table
 
 DPI = 100
@@ -353,59 +352,31 @@ def _class_styles(n: int) -> list[tuple]:
     return [(pal[i % len(pal)], markers[(i // 10) % len(markers)]) for i in range(n)]
 
 
-def plot_map(model: str, path: str, ids: np.ndarray, classes: Mapping[str, list], target: str):
-    """PCA of one model's embeddings of the rows ``ids``, coloured by ``target``."""
-    names = pq.read_schema(path).names
-    if target not in names:
-        target = next((t for t in classes if t in names), None)  # type: ignore[assignment]
+def plot_map(model: str, xy: np.ndarray, labels, names, target: str | None, axes=("", ""), method: str = "t-SNE"):
+    """One model's 2-D map (``xy``, one point per row) coloured by ``target``'s class ids
+    ``labels`` (None: one colour)."""
     fig = _figure(11, 7.5)
-    emb, df = read_rows(path, ids, [target] if target else [])
-    if len(df) < 3:
+    if len(xy) < 3:
         _no_data(fig, f"{model}: too few embeddings for a map")
         return fig
-    x = emb.astype(np.float64)
-    x -= x.mean(axis=0)
-    u, s, _ = np.linalg.svd(x, full_matrices=False)
-    xy = u[:, :2] * s[:2]
-    var = s**2 / max((s**2).sum(), 1e-12)
     ax = fig.add_subplot()
-    if target:
-        lab = df[target].astype(int).to_numpy()
+    if target and labels is not None:
+        lab = np.asarray(labels).astype(int)
         ids_present = sorted(set(lab))
         for c, (col, mk) in zip(ids_present, _class_styles(len(ids_present))):
             sel = lab == c
-            ax.scatter(
-                xy[sel, 0],
-                xy[sel, 1],
-                s=10,
-                color=col,
-                marker=mk,
-                alpha=0.75,
-                linewidths=0,
-                label=f"{class_name(classes.get(target), c)} ({int(sel.sum())})",
-            )
-        ax.legend(
-            loc="upper left",
-            bbox_to_anchor=(1.01, 1.0),
-            fontsize=8,
-            markerscale=1.8,
-            frameon=False,
-            ncol=1 if len(ids_present) <= 30 else 2,
-            title=target,
-            title_fontsize=9,
-        )
+            ax.scatter(xy[sel, 0], xy[sel, 1], s=10, color=col, marker=mk, alpha=0.75, linewidths=0,
+                       label=f"{class_name(names, c)} ({int(sel.sum())})")  # fmt: skip
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, markerscale=1.8, frameon=False,
+                  ncol=1 if len(ids_present) <= 30 else 2, title=target, title_fontsize=9)  # fmt: skip
     else:
         ax.scatter(xy[:, 0], xy[:, 1], s=9, alpha=0.6)
-    ax.set_xlabel(f"PC1 ({100 * var[0]:.1f} % of variance)", fontsize=10)
-    ax.set_ylabel(f"PC2 ({100 * var[1]:.1f} % of variance)", fontsize=10)
-    ax.set_title(
-        f"{model}: PCA of {len(df)} embeddings (seeded sample, same images for every model)",
-        fontsize=11,
-    )
+    ax.set_xlabel(axes[0], fontsize=10)
+    ax.set_ylabel(axes[1], fontsize=10)
+    ax.set_title(f"{model}: {method} of {len(xy)} embeddings (seeded sample, same images for every model)",
+                 fontsize=11)  # fmt: skip
     ax.grid(alpha=0.2)
     return fig
-
-
 
 
 _FEWSHOT_METRICS = (("accuracy", "-", "o"), ("balanced_accuracy", "--", "s"), ("macro_f1", ":", "^"))

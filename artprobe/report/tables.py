@@ -18,8 +18,9 @@ from artprobe.io import read_meta
 from artprobe.metrics import METRICS
 from artprobe.report.load import as_float, class_name, compact, find, fit_seconds, hyperparams, metric
 
-#: Metrics compared pairwise between models with the paired bootstrap.
-COMPARE_METRICS = ("accuracy", "macro_f1")
+#: Metrics compared pairwise between models with the paired bootstrap (the verdict's two
+#: headline metrics, balanced accuracy and accuracy, and macro-F1).
+COMPARE_METRICS = ("balanced_accuracy", "accuracy", "macro_f1")
 #: the headline metrics, side by side in the summary and the main chart
 HEADLINE = ("accuracy", "balanced_accuracy", "macro_f1")
 #: the model and classifier names of the majority-class baseline rows
@@ -491,16 +492,19 @@ fit_seconds(f["metrics"]) for f in fits
 
 
 def split_notes(split_path: str, splits: pd.DataFrame, duplicates: str | None) -> tuple[pd.DataFrame, dict]:
-    """Rows per split with the near-duplicate count of each part (``duplicates.parquet``,
-    none for train: the scan compares val/test with train), and how the split was made."""
+    """Rows per split with the near-duplicate counts of each part (``duplicates.parquet``:
+    hash candidates and confirmed duplicates; none for train: the scan compares val/test
+    with train), and how the split was made."""
     meta = {"split": read_meta(split_path)}
     if duplicates is None:
         return splits, meta
     meta["duplicates"] = read_meta(duplicates)
-    found = meta["duplicates"].get("duplicates", {})
     splits = splits.copy()
-    counts = [found.get(s, 0) if s != "train" else None for s in splits["split"]]
-    splits["near_duplicates"] = pd.array(counts, dtype="Int64")
+    for column, key in (("near_duplicate_candidates", "candidates"), ("near_duplicates", "duplicates")):
+        found = meta["duplicates"].get(key)
+        if found is not None:  # a scan from before the confirmation has no candidates
+            counts = [found.get(s, 0) if s != "train" else None for s in splits["split"]]
+            splits[column] = pd.array(counts, dtype="Int64")
     return splits, meta
 
 

@@ -1,0 +1,156 @@
+"""The report's painting sheets, as self-contained HTML (thumbnails as ``data:`` URIs):
+
+- :func:`gallery_sheet` — one row per query painting, one block per model with its k nearest
+  train paintings, each framed green (same class as the query) or red, its label under it;
+- :func:`disagreement_sheet` — test paintings the best fit gets right and the runner-up
+  wrong, and the reverse, with true and predicted labels;
+- :func:`confusion_sheet` — per top confused class pair, paintings of both classes side by
+  side (recognised, and mistaken for the other).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from typing import Mapping
+
+import pyarrow.parquet as pq
+
+from artprobe.io import write_text
+from artprobe.report.load import class_name
+
+_CSS = """
+body{font-family:-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;font-size:13px;margin:14px;color:#222}
+h1{font-size:18px;margin:0 0 6px} h2{font-size:15px;margin:18px 0 6px} p.note{color:#555;max-width:75em;margin:4px 0 10px}
+table.g{border-collapse:collapse} table.g td,table.g th{vertical-align:top;padding:4px 6px;border-left:2px solid #ddd}
+table.g th{font-size:13px;text-align:left;background:#f3f3f3;position:sticky;top:0;z-index:1}
+.row{display:flex;gap:4px;flex-wrap:nowrap} .wrap{display:flex;gap:6px;flex-wrap:wrap}
+figure{margin:0;width:92px;text-align:center} figure img{width:86px;height:86px;object-fit:contain;
+background:#f4f4f4;border:3px solid #bbb;display:block;margin:0 auto}
+figure.ok img{border-color:#1a9641} figure.bad img{border-color:#d7191c} figure.q img{border-color:#222}
+figcaption{font-size:11px;line-height:1.2;word-break:break-word;max-height:3.7em;overflow:hidden}
+figcaption b{font-weight:600} .ok b{color:#1a9641} .bad b{color:#d7191c}
+.group{border:1px solid #ddd;border-radius:4px;padding:4px 6px;margin:0 6px 8px 0}
+.group h3{font-size:12px;margin:0 0 4px;font-weight:600}
+"""
+
+
+class Thumbs:
+    """The thumbnail table: a painting's ``data:`` URI and class ids by row and kind."""
+
+    def __init__(self, path: str):
+        t = pq.read_table(path).to_pandas()
+        self.labels = t.drop_duplicates("row_id").set_index("row_id")
+        self._jpeg = {(int(r), k): j for r, k, j in zip(t["row_id"], t["kind"], t["jpeg"])}
+
+    def jpeg(self, row: int, kind: str = "large") -> bytes | None:
+        return self._jpeg.get((int(row), kind))
+
+    def uri(self, row: int, kind: str = "large") -> str | None:
+        j = self.jpeg(row, kind)
+        return None if j is None else "data:image/jpeg;base64," + base64.b64encode(j).decode()
+
+    def label(self, row: int, target: str) -> int | None:
+        if row not in self.labels.index or target not in self.labels:
+            return None
+        return int(self.labels.at[row, target])
+
+
+def figure(thumbs: Thumbs, row: int, caption: str, cls: str = "", title: str = "") -> str:
+    """One painting with its caption (already HTML); a grey box if it has no thumbnail."""
+    uri = thumbs.uri(row)
+    img = f"<img src='{uri}' alt='row {row}'>" if uri else f"<img alt='row {row}: no image'>"
+    tip = html.escape(title or f"row {row}", quote=True)
+    return f"<figure class='{cls}' title='{tip}'>{img}<figcaption>{caption}</figcaption></figure>"
+
+
+def page(title: str, body: str) -> str:
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>{body}</body></html>\n")  # fmt: skip
+
+
+def _name(classes, target, cid) -> str:
+    """A class's name as HTML, breakable after its underscores (WikiArt's names have many)."""
+    name = class_name(classes.get(target), cid) if cid is not None and cid >= 0 else "?"
+    return html.escape(name).replace("_", "_<wbr>")
+
+
+def gallery_sheet(path, target: str, gallery: Mapping, thumbs: Thumbs, classes: Mapping, k: int, center: bool) -> None:
+    """The neighbour gallery of one target (see the module docstring)."""
+    models = list(gallery["neighbours"])
+    heads = "".join(f"<th>{html.escape(m)}</th>" for m in models)
+    rows, agree = [], {m: [0, 0] for m in models}
+    for qi, q in enumerate(gallery["queries"]):
+        ql = thumbs.label(q, target)
+        cells = [f"<td>{figure(thumbs, q, f'<b>{_name(classes, target, ql)}</b>', 'q', f'query: row {q}')}</td>"]
+        for m in models:
+            figs = []
+            for rank, n in enumerate(gallery["neighbours"][m][qi], 1):
+                nl = thumbs.label(n, target)
+                same = nl is not None and nl == ql
+                agree[m][0] += same
+                agree[m][1] += 1
+                figs.append(figure(thumbs, n, f"{rank}. {_name(classes, target, nl)}", "ok" if same else "bad",
+                                   f"{m}: neighbour {rank} of row {q}, row {n}"))  # fmt: skip
+            cells.append(f"<td><div class='row'>{''.join(figs)}</div></td>")
+        rows.append(f"<tr>{''.join(cells)}</tr>")
+    shares = "; ".join(f"{m} {a}/{n}" for m, (a, n) in agree.items())
+    note = (f"{len(gallery['queries'])} test paintings (a seeded sample spread over the {html.escape(target)} classes), "
+            f"and each model's {k} nearest train paintings by cosine similarity on the features the kNN probe "
+            f"uses ({'centred on the train mean, ' if center else ''}unit length), most similar first. "
+            f"Green frame: same {html.escape(target)} as the query; red: another (label under each). "
+            f"Neighbours of the query's class: {html.escape(shares)}.")  # fmt: skip
+    table = f"<table class='g'><thead><tr><th>query</th>{heads}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    write_text(path, page(f"Nearest train paintings — {target}", f"<p class='note'>{note}</p>{table}"))
+
+
+def _pred_caption(classes, target, r: Mapping, a: str, b: str) -> str:
+    t = r["y_true"]
+    parts = [f"true <b>{_name(classes, target, t)}</b>"]
+    for who, key in ((a, "pred_a"), (b, "pred_b")):
+        cls = "ok" if r[key] == t else "bad"
+        parts.append(f"<span class='{cls}'>{html.escape(who)}: <b>{_name(classes, target, r[key])}</b></span>")
+    return "<br>".join(parts)
+
+
+def disagreement_sheet(path, target: str, d: Mapping | None, thumbs: Thumbs, classes: Mapping) -> None:
+    """Where the best fit and the runner-up disagree on one target's test paintings."""
+    if d is None:
+        write_text(path, page(f"Where models disagree — {target}", "<p class='note'>One model only: nothing to compare.</p>"))
+        return
+    a = f"{d['a']['model']} + {d['a']['classifier']}"
+    b = f"{d['b']['model']} + {d['b']['classifier']}"
+    body = [f"<p class='note'>The best fit of {html.escape(target)} ({html.escape(a)}) and the runner-up "
+            f"({html.escape(b)}) on the {d['n_shared']} test paintings both predicted: up to "
+            f"{max(len(d['a_only']), len(d['b_only']))} of each kind shown (a seeded sample, in row order). "
+            "Green: the prediction is right; red: wrong.</p>"]  # fmt: skip
+    for key, who, other in (("a_only", a, b), ("b_only", b, a)):
+        figs = "".join(figure(thumbs, r["row_id"], _pred_caption(classes, target, r, "A", "B"))
+                       for r in d[key])  # fmt: skip
+        body.append(f"<h2>{html.escape(who)} right, {html.escape(other)} wrong: {d[f'n_{key}']} paintings</h2>"
+                    f"<div class='wrap'>{figs or '<p class=note>none</p>'}</div>")  # fmt: skip
+    legend = f"<p class='note'>A = {html.escape(a)}, B = {html.escape(b)}.</p>"
+    write_text(path, page(f"Where models disagree — {target}", "".join(body[:1]) + legend + "".join(body[1:])))
+
+
+def confusion_sheet(path, target: str, c: Mapping | None, thumbs: Thumbs, classes: Mapping) -> None:
+    """The best fit's top confused class pairs of one target, paintings of both classes."""
+    if c is None or not c["pairs"]:
+        write_text(path, page(f"Confusions — {target}", "<p class='note'>No mistakes on the test paintings.</p>"))
+        return
+    fit = html.escape(f"{c['model']} + {c['classifier']}")
+    body = [f"<p class='note'>The {len(c['pairs'])} most frequent mistakes of the best fit of "
+            f"{html.escape(target)} ({fit}) on its test paintings. For each pair A → B: paintings of A it "
+            "recognised, paintings of A it called B, and paintings of B it recognised (a seeded few of "
+            "each).</p>"]  # fmt: skip
+    for p in c["pairs"]:
+        na, nb = _name(classes, target, p["true"]), _name(classes, target, p["pred"])
+        groups = []
+        for key, title, cls in (("a_right", f"{na} (recognised)", "ok"), ("a_as_b", f"{na} called {nb}", "bad"),
+                                ("b_right", f"{nb} (recognised)", "ok")):  # fmt: skip
+            figs = "".join(figure(thumbs, r, f"row {r}", cls) for r in p[key]) or "<p class='note'>none</p>"
+            groups.append(f"<div class='group'><h3>{title}</h3><div class='row'>{figs}</div></div>")
+        body.append(f"<h2>{na} → {nb}: {p['count']} of {p['support']} test paintings of {na}</h2>"
+                    f"<div class='wrap'>{''.join(groups)}</div>")  # fmt: skip
+    write_text(path, page(f"Confusions — {target}", "".join(body)))
+

@@ -1,0 +1,187 @@
+"""The thumbnail stage: which paintings the report shows (artprobe.report.select) and reading
+only those rows from the shards (artprobe.report.thumbnails)."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from synthetic import synthetic_jpeg
+
+from artprobe.io import write_parquet
+from artprobe.report import select
+from artprobe.report.thumbnails import SIZES, make_thumbnails, read_shard_rows
+
+
+def _embeddings(path, row_id, split, labels, X) -> str:
+    table = pa.table({
+        "row_id": pa.array(row_id, pa.int64()), "split": list(split),
+        "style": pa.array(labels, pa.int16()),
+        "embedding": pa.FixedSizeListArray.from_arrays(pa.array(X.astype(np.float32).ravel()), X.shape[1]),
+    })  # fmt: skip
+    write_parquet(table, path)
+    return str(path)
+
+
+# 18 train rows on a half circle, 10° apart (train row i at i·10°, or (17 - i)·10° for model
+# "b"); the test rows sit between them, so each query's nearest train rows by cosine are
+# known by hand: the smallest angle differences first.
+TRAIN_DEG = np.arange(18) * 10.0
+QUERY_DEG = {100: 42.0, 101: 118.0, 102: 3.0, 103: 161.0}
+EXPECTED = {  # query row -> nearest train rows (model a), k = 5
+    100: [4, 5, 3, 6, 2],  # 40 (2°), 50 (8°), 30 (12°), 60 (18°), 20 (22°)
+    101: [12, 11, 13, 10, 14],  # 120, 110, 130, 100, 140
+    102: [0, 1, 2, 3, 4],
+    103: [16, 17, 15, 14, 13],  # 160, 170, 150, 140, 130
+}
+
+
+def _unit(deg):
+    r = np.deg2rad(np.asarray(deg))
+    return np.stack([np.cos(r), np.sin(r)], axis=1)
+
+
+@pytest.fixture
+def angles(tmp_path):
+    rows = np.arange(18).tolist() + list(QUERY_DEG)
+    split = ["train"] * 18 + ["test"] * len(QUERY_DEG)
+    labels = [i % 3 for i in range(18)] + [0, 1, 2, 0]
+    scale = 1 + np.arange(len(rows))[:, None] % 4  # lengths differ: cosine ignores them
+    xa = _unit(list(TRAIN_DEG) + list(QUERY_DEG.values())) * scale
+    xb = _unit(list(TRAIN_DEG[::-1]) + list(QUERY_DEG.values())) * scale
+    return {
+        "a": _embeddings(tmp_path / "a.parquet", rows, split, labels, xa),
+        "b": _embeddings(tmp_path / "b.parquet", rows, split, labels, xb),
+    }
+
+
+def test_gallery_lists_the_known_nearest_train_rows(angles):
+    queries = {"style": list(QUERY_DEG)}
+    a = select.nearest_train(angles["a"], ["style"], queries, 5, center=False)
+    b = select.nearest_train(angles["b"], ["style"], queries, 5, center=False)
+    assert a["style"] == [EXPECTED[q] for q in QUERY_DEG]
+    # model b has train row i at (17 - i)·10°: the same angles, other rows, same order
+    assert b["style"] == [[17 - i for i in EXPECTED[q]] for q in QUERY_DEG]
+
+
+def test_gallery_centring_is_the_knn_probes(angles):
+    """center=True compares (x - train mean) directions, as the kNN probe does."""
+    got = select.nearest_train(angles["a"], ["style"], {"style": list(QUERY_DEG)}, 5, center=True)["style"]
+    df = pq.read_table(angles["a"]).to_pandas()
+    X = np.stack(df["embedding"].to_numpy())
+    train = X[:18] - X[:18].mean(axis=0)
+    for q, neighbours in zip(QUERY_DEG, got):
+        v = X[df.row_id == q][0] - X[:18].mean(axis=0)
+        cos = train @ v / np.linalg.norm(train, axis=1) / np.linalg.norm(v)
+        assert neighbours == np.argsort(-cos, kind="stable")[:5].tolist()
+    assert got != [EXPECTED[q] for q in QUERY_DEG]  # the centring changes the answer here
+
+
+def test_same_queries_for_every_model_and_the_seed_changes_them(tmp_path):
+    rng = np.random.default_rng(0)
+    n = 200
+    rows, split = np.arange(n), np.where(np.arange(n) % 4 == 0, "test", "train")
+    labels = rng.integers(0, 6, n)
+    paths = {m: _embeddings(tmp_path / f"{m}.parquet", rows, split, labels, rng.normal(size=(n, 8))) for m in "ab"}
+    frames = {m: select._load(p, ["style"]) for m, p in paths.items()}
+    q0 = select.gallery_queries(frames, "style", 12, seed=0)
+    assert q0 == select.gallery_queries(frames, "style", 12, seed=0)
+    assert q0 != select.gallery_queries(frames, "style", 12, seed=1)
+    assert len(q0) == 12 and all(r % 4 == 0 for r in q0)  # test rows only
+    assert len({labels[r] for r in q0}) == 6  # spread over every class
+    assert np.bincount(labels[q0]).max() == 2  # twelve queries, six classes: two each
+    near = {m: select.nearest_train(p, ["style"], {"style": q0}, 5, False)["style"] for m, p in paths.items()}
+    assert [len(x) for x in near["a"]] == [5] * 12 and near["a"] != near["b"]
+    train = set(rows[split == "train"])
+    assert all(r in train for x in near["a"] + near["b"] for r in x)
+
+
+def _fit(model, clf, y_true, y_pred, target="style"):
+    preds = pd.DataFrame({"row_id": np.arange(len(y_true)) + 10, "y_true": y_true, "y_pred": y_pred})
+    return {"model": model, "classifier": clf, "target": target, "predictions": preds}
+
+
+def test_disagreements_equal_a_hand_computation():
+    #              rows 10 11 12 13 14 15 16 17
+    y_true = np.array([0, 1, 2, 0, 1, 2, 0, 1])
+    a_pred = np.array([0, 1, 2, 1, 1, 0, 0, 2])  # wrong on 13, 15, 17
+    b_pred = np.array([0, 2, 0, 0, 1, 0, 1, 1])  # wrong on 11, 12, 15, 16
+    fits = [_fit("a", "linear", y_true, a_pred), _fit("b", "linear", y_true, b_pred)]
+    fits += [_fit(m, "linear", y_true, y_true, "genre") for m in "ab"]  # another target's fits
+    d = select.disagreements(fits, "style", ("a", "linear"), ("b", "linear"), n=12, seed=0)
+    assert [r["row_id"] for r in d["a_only"]] == [11, 12, 16]  # a right, b wrong
+    assert [r["row_id"] for r in d["b_only"]] == [13, 17]  # b right, a wrong (15: both wrong)
+    assert d["a_only"][0] == {"row_id": 11, "y_true": 1, "pred_a": 1, "pred_b": 2}
+    assert (d["n_a_only"], d["n_b_only"], d["n_shared"]) == (3, 2, 8)
+    capped = select.disagreements(fits, "style", ("a", "linear"), ("b", "linear"), n=2, seed=0)
+    ids = [r["row_id"] for r in capped["a_only"]]
+    assert len(ids) == 2 and set(ids) <= {11, 12, 16} and ids == sorted(ids)
+
+
+def test_confusions_pick_the_top_pair_and_its_paintings():
+    y_true = np.array([0, 0, 0, 0, 1, 1, 2, 2])
+    y_pred = np.array([1, 1, 1, 0, 1, 0, 2, 2])  # 0 -> 1 three times, 1 -> 0 once
+    c = select.confusions(_fit("a", "knn", y_true, y_pred), pairs=2, examples=4, seed=0)
+    first = c["pairs"][0]
+    assert (first["true"], first["pred"], first["count"], first["support"]) == (0, 1, 3, 4)
+    assert first["a_as_b"] == [10, 11, 12] and first["a_right"] == [13] and first["b_right"] == [14]
+    assert (c["pairs"][1]["true"], c["pairs"][1]["pred"]) == (1, 0)
+
+
+@pytest.fixture
+def shards(tmp_path):
+    paths = []
+    for i, start in enumerate((0, 100)):
+        ids = np.arange(start, start + 100)
+        table = pa.table({"row_id": pa.array(ids, pa.int64()),
+                          "image": pa.array([synthetic_jpeg(300, 200, seed=int(r)) for r in ids], pa.large_binary()),
+                          "style": pa.array(ids % 7, pa.int16())})  # fmt: skip
+        paths.append(str(tmp_path / f"{i:05d}.parquet"))
+        pq.write_table(table, paths[-1], row_group_size=10)  # 10 row groups per shard
+    return paths
+
+
+def test_reads_only_the_row_groups_that_hold_the_rows(shards, tmp_path, monkeypatch):
+    reads = []
+    original = pq.ParquetFile.read_row_group
+
+    def spy(self, i, *args, **kwargs):
+        reads.append(i)
+        return original(self, i, *args, **kwargs)
+
+    monkeypatch.setattr(pq.ParquetFile, "read_row_group", spy)
+    wanted = {"large": [5, 7, 123], "small": [7, 199]}  # groups: shard 0 #0, shard 1 #2 and #9
+    out = tmp_path / "thumbs.parquet"
+    make_thumbnails(shards, wanted, ["style"], str(out))
+    assert sorted(reads) == [0, 2, 9]
+    t = pq.read_table(out).to_pandas()
+    assert sorted(zip(t.row_id, t.kind)) == [(5, "large"), (7, "large"), (7, "small"), (123, "large"), (199, "small")]
+    assert (t["style"] == t["row_id"] % 7).all()
+    for jpeg, kind, w, h in zip(t.jpeg, t.kind, t.width, t.height):
+        img = Image.open(io.BytesIO(jpeg))
+        assert img.format == "JPEG" and img.size == (w, h) and max(w, h) == SIZES[kind]
+    assert read_shard_rows(shards, [], ["style"]).num_rows == 0
+
+
+def test_row_groups_without_statistics_are_still_found(tmp_path):
+    table = pa.table({"row_id": pa.array(np.arange(50), pa.int64()), "x": np.arange(50)})
+    pq.write_table(table, tmp_path / "s.parquet", row_group_size=10, write_statistics=False)
+    from artprobe.report.thumbnails import row_groups
+
+    assert row_groups(pq.ParquetFile(tmp_path / "s.parquet"), np.array([3, 41, 42])) == [0, 4]
+
+
+def test_spread_cycles_through_the_classes():
+    rng = np.random.default_rng(0)
+    rows = np.arange(30)
+    labels = np.array([0] * 20 + [1] * 8 + [2] * 2)
+    got = select.spread(rows, labels, 9, rng)
+    counts = np.bincount(labels[got]).tolist()
+    assert counts[2] == 2 and sorted(counts[:2]) == [3, 4]  # class 2 runs out after two
+    assert len(set(got.tolist())) == 9
