@@ -62,7 +62,7 @@ def halved(batch: int, what: str, exc: BaseException) -> int:
 def on_gpu_or_cpu(fit_on, dev, what: str):
     """``(fit_on(dev), dev)``; out of GPU memory on a CUDA ``dev``, a warning and
     ``(fit_on(cpu), cpu)``: for work whose batch is a hyper-parameter (the mlp's 32) or that
-    has no batch to halve (linear's full-batch L-BFGS), the CPU is the way to finish."""
+    has no batch to halve (linear's full-batch Newton-CG), the CPU is the way to finish."""
     import torch
 
     try:

@@ -13,7 +13,7 @@ from embed_helpers import embed_two_shards
 
 from artprobe.embed.merge import merge_embeddings
 from artprobe.logs import progress, to_log
-from artprobe.probes import fit
+from artprobe.probes.fit import fit
 from artprobe.probes.fewshot import fewshot_curve
 
 

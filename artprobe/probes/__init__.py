@@ -27,8 +27,8 @@ Modules, one job each:
     :class:`~artprobe.probes.mlp_step.GraphStep` (the step captured once in a CUDA graph
     and replayed), chosen once by :func:`~artprobe.probes.mlp_step.make_step`.
 ``linear``
-    Softmax regression by full-batch L-BFGS, converged to a tolerance, with a coarse then
-    refined search over ``C`` on validation.
+    Softmax regression by full-batch Newton-CG, converged to a relative objective gap
+    (``tol``), with a coarse then refined search over ``C`` on validation.
 ``knn``
     Cosine k-nearest neighbours with a uniform or temperature-weighted vote, ``k`` and
     temperature chosen on validation, ties broken by summed similarity, then the seed.

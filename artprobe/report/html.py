@@ -219,8 +219,9 @@ def search_sections(summary: pd.DataFrame, fits: list[dict]) -> list[str]:
     body = _table_html(pd.DataFrame(rows), text_cols=("model", "target", "classifier", "searched",
                        "chosen", "convergence"), wide_cols=("warnings",))  # fmt: skip
     note = ("Model selection on the validation split. linear: a coarse log grid of C, then "
-            "rounds of halving log steps around the best, each L-BFGS run to a gradient tolerance "
-            "(not converged: the iteration cap or a stalled line search); knn: every (k, "
+            "rounds of halving log steps around the best, each Newton-CG run until its objective is "
+            "within tol (relative) of the optimum (not converged: the iteration cap or a stalled "
+            "line search); knn: every (k, "
             "temperature) pair. Every point: searches.csv.")  # fmt: skip
     return [_section("Model selection", body, note)]
 
