@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import socket
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 from artprobe.logs import ClearError
 
@@ -69,7 +69,13 @@ def connection_cause(err: BaseException) -> str | None:
             return "connection refused"
         if isinstance(err, (TimeoutError, socket.timeout)) or "Timeout" in name:
             return "timed out"
-        if name in ("ConnectError", "NetworkError", "ProxyError", "ReadError", "RemoteProtocolError"):
+        if name in (
+            "ConnectError",
+            "NetworkError",
+            "ProxyError",
+            "ReadError",
+            "RemoteProtocolError",
+        ):
             transport = True
             cause = cause or str(err) or name
         elif isinstance(err, OSError) and err.strerror and transport:
@@ -104,7 +110,11 @@ def translate(err: BaseException, request: HubRequest) -> HubError | None:
         return HubError(
             f"{where}: revision {request.revision!r} not found on {endpoint()}; check "
             f"{request.revision_key} (a commit hash, branch or tag"
-            + ("; refs/convert/parquet for the automatic conversion)" if request.kind == "dataset" else ")")
+            + (
+                "; refs/convert/parquet for the automatic conversion)"
+                if request.kind == "dataset"
+                else ")"
+            )
         )
     if isinstance(err, (RepositoryNotFoundError, GatedRepoError)):
         token = "an HF_TOKEN was sent" if has_token() else "no token was sent (HF_TOKEN unset)"

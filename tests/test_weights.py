@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import ROOT, TINY_OVERLAY, copy_workflow, snakemake
 from fake_hub import FakeHub, make_repo
 
@@ -44,7 +43,9 @@ def weight_files() -> dict[int, bytes]:
 
 @pytest.fixture
 def hub(weight_files):
-    repo = make_repo({"main": {FILE: weight_files[0], "config.json": b'{"architecture": "test_vit"}'}})
+    repo = make_repo(
+        {"main": {FILE: weight_files[0], "config.json": b'{"architecture": "test_vit"}'}}
+    )
     server = FakeHub(models={REPO: repo}).start()
     yield server
     server.stop()
@@ -59,17 +60,34 @@ def hub_env(hub_url: str, hf_home: Path, **extra: str) -> dict:
 
 def client(env: dict, code: str) -> subprocess.CompletedProcess:
     """Run ``code`` with the weights stage's functions imported, in a fresh process."""
-    prog = "from artprobe.weights import fetch_weights, check_offline_weights\nfrom artprobe.logs import to_log\n" + code
+    prog = (
+        "from artprobe.weights import fetch_weights, check_offline_weights\nfrom artprobe.logs import to_log\n"
+        + code
+    )
     full = {**os.environ, "PYTHONPATH": str(ROOT), **env}
-    return subprocess.run([sys.executable, "-c", prog], env=full, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", prog],
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
 
 
-def fetch(env: dict, out: Path, revision: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+def fetch(
+    env: dict, out: Path, revision: str | None = None, check: bool = True
+) -> subprocess.CompletedProcess:
     """The weights job of model 'vit' (timm test_vit), logging to ``out``'s .log as a job does."""
     log = out.with_suffix(".log")
-    proc = client(env, f"with to_log({str(log)!r}): fetch_weights('vit', 'test_vit', {revision!r}, {str(out)!r})")
+    proc = client(
+        env,
+        f"with to_log({str(log)!r}): fetch_weights('vit', 'test_vit', {revision!r}, {str(out)!r})",
+    )
     if check:
-        assert proc.returncode == 0, proc.stderr[-3000:] + (log.read_text()[-3000:] if log.exists() else "")
+        assert proc.returncode == 0, proc.stderr[-3000:] + (
+            log.read_text()[-3000:] if log.exists() else ""
+        )
     return proc
 
 
@@ -98,7 +116,9 @@ def test_download_checks_and_writes_the_marker(hub, weight_files, tmp_path):
     assert "size and hash ok" in (tmp_path / "vit.log").read_text()
 
 
-def test_the_commit_is_pinned_until_the_lock_goes_and_a_revision_is_honoured(hub, weight_files, tmp_path):
+def test_the_commit_is_pinned_until_the_lock_goes_and_a_revision_is_honoured(
+    hub, weight_files, tmp_path
+):
     env = hub_env(hub.url, tmp_path / "hf")
     out = tmp_path / "vit.json"
     fetch(env, out)
@@ -150,7 +170,9 @@ def test_a_corrupted_file_is_detected_removed_and_fetched_again(hub, weight_file
     assert hub.gets[FILE] == 3 and blob.read_bytes() == weight_files[0]
 
 
-def test_offline_a_filled_cache_needs_no_request_and_an_empty_one_names_model_and_command(hub, tmp_path):
+def test_offline_a_filled_cache_needs_no_request_and_an_empty_one_names_model_and_command(
+    hub, tmp_path
+):
     env = hub_env(hub.url, tmp_path / "hf")
     out = tmp_path / "vit.json"
     fetch(env, out)
@@ -186,18 +208,27 @@ def test_unreachable_hub_is_one_sentence_at_the_end_of_the_log(tmp_path):
         "with no network here, run with HF_HUB_OFFLINE=1 and a hub cache that holds it "
         f"(HF_HOME, now {tmp_path / 'hf'}), or set HF_ENDPOINT to a mirror that can be reached."
     )
-    assert proc.returncode != 0 and proc.stderr.strip() == want  # the job's stderr: the sentence alone
+    assert (
+        proc.returncode != 0 and proc.stderr.strip() == want
+    )  # the job's stderr: the sentence alone
     log = out.with_suffix(".log").read_text().strip().splitlines()
     assert log[-1].endswith(want) and "Traceback" not in "\n".join(log)
 
 
 def test_a_model_without_hub_weights_is_named(tmp_path):
-    proc = client({}, f"fetch_weights('evos', 'regnetz_b16_evos', None, {str(tmp_path / 'w.json')!r})")
-    assert "models[evos]: timm's pretrained config of 'regnetz_b16_evos' names no hub repository" in proc.stderr
+    proc = client(
+        {}, f"fetch_weights('evos', 'regnetz_b16_evos', None, {str(tmp_path / 'w.json')!r})"
+    )
+    assert (
+        "models[evos]: timm's pretrained config of 'regnetz_b16_evos' names no hub repository"
+        in proc.stderr
+    )
     assert "set models[evos].weights" in proc.stderr
 
 
-def test_cuda_asked_for_on_a_cpu_machine_is_one_sentence_before_the_model_is_built(tmp_path, monkeypatch):
+def test_cuda_asked_for_on_a_cpu_machine_is_one_sentence_before_the_model_is_built(
+    tmp_path, monkeypatch
+):
     import torch
 
     from artprobe.device import DeviceError
@@ -215,8 +246,12 @@ def test_cuda_asked_for_on_a_cpu_machine_is_one_sentence_before_the_model_is_bui
             shard.embed_shard(tmp_path / "none.parquet", tmp_path / "out.parquet", timm_name="test_vit",
                               pretrained=False, device=device)  # fmt: skip
         message = str(err.value)
-        assert message.startswith(f"embed_runtime.device is {device!r}, but {socket.gethostname()} has no such CUDA")
-        assert message.endswith("run this job on a GPU node, or set embed_runtime.device to auto (the GPU when there is one) or cpu.")
+        assert message.startswith(
+            f"embed_runtime.device is {device!r}, but {socket.gethostname()} has no such CUDA"
+        )
+        assert message.endswith(
+            "run this job on a GPU node, or set embed_runtime.device to auto (the GPU when there is one) or cpu."
+        )
         assert "\n" not in message
 
 
@@ -248,7 +283,9 @@ def embeddings(work: Path, model: str) -> np.ndarray:
 
 
 @pytest.mark.workflow
-def test_embeddings_of_hub_weights_name_them_and_equal_the_same_local_file(hub, weight_files, tmp_path):
+def test_embeddings_of_hub_weights_name_them_and_equal_the_same_local_file(
+    hub, weight_files, tmp_path
+):
     """A pretrained model's weights come from the weights stage; the embeddings' provenance
     names repo, commit and sha256; they equal those of the same file given as models[].weights.
     Offline with an empty cache the run stops at parse, before any job; with the hub
@@ -268,7 +305,12 @@ def test_embeddings_of_hub_weights_name_them_and_equal_the_same_local_file(hub, 
     sha = hashlib.sha256(weight_files[0]).hexdigest()
     assert (meta["weights_repo"], meta["weights_file"], meta["weights_sha256"]) == (REPO, FILE, sha)
     assert meta["weights_commit"] == hub.models[REPO].refs["main"]
-    assert read_meta(work / "results" / "tiny" / "embeddings" / "local" / "00000.parquet")["weights_sha256"] == sha
+    assert (
+        read_meta(work / "results" / "tiny" / "embeddings" / "local" / "00000.parquet")[
+            "weights_sha256"
+        ]
+        == sha
+    )
     log = (work / "results" / "tiny" / "logs" / "embed" / "hub" / "00000.log").read_text()
     assert "meta device" not in log  # the fast meta-device load, as for a local file
     assert hub.gets[FILE] == 1
@@ -276,10 +318,15 @@ def test_embeddings_of_hub_weights_name_them_and_equal_the_same_local_file(hub, 
     offline = copy_workflow(tmp_path / "offline")
     weights_overlay(offline, local)
     none = {**env, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "none")}
-    run = snakemake(offline, *targets, "--cores", "2", "--configfile", "overlay.yaml", env=none, check=False)
+    run = snakemake(
+        offline, *targets, "--cores", "2", "--configfile", "overlay.yaml", env=none, check=False
+    )
     out = run.stdout + run.stderr
     assert run.returncode != 0 and out.count("HF_HUB_OFFLINE is set") == 1
-    assert f"models[hub] ({REPO}@main)" in out and "`snakemake --cores 1 results/tiny/weights/hub.json`" in out
+    assert (
+        f"models[hub] ({REPO}@main)" in out
+        and "`snakemake --cores 1 results/tiny/weights/hub.json`" in out
+    )
     assert not (offline / "results").exists()  # no job ran
 
     url = closed_port_url()
@@ -289,5 +336,10 @@ def test_embeddings_of_hub_weights_name_them_and_equal_the_same_local_file(hub, 
     sentence = f"The Hugging Face hub at {url} cannot be reached (connection refused) to fetch model '{REPO}'"
     assert run.returncode != 0 and sentence in run.stdout + run.stderr
     assert "Traceback" not in run.stdout + run.stderr
-    log = (offline / "results" / "tiny" / "logs" / "weights" / "hub.log").read_text().strip().splitlines()
+    log = (
+        (offline / "results" / "tiny" / "logs" / "weights" / "hub.log")
+        .read_text()
+        .strip()
+        .splitlines()
+    )
     assert sentence in log[-1]

@@ -10,7 +10,12 @@ resolved once and kept in ``weights/<model>.lock.json``), ``fetch`` (the job), `
 from artprobe.weights.cache import cached_weights, check_offline_weights, marker_file
 from artprobe.weights.fetch import fetch_weights
 from artprobe.weights.pin import Pin, lock_path, pin_weights
-from artprobe.weights.source import WeightsError, WeightsSource, fetches_weights, weights_source
+from artprobe.weights.source import (
+    WeightsError,
+    WeightsSource,
+    fetches_weights,
+    weights_source,
+)
 
 __all__ = [
     "Pin",

@@ -11,7 +11,9 @@ from artprobe.weights.pin import lock_path, missing_message, read_lock, resolve_
 from artprobe.weights.source import REPO_TYPE, WeightsError, weights_source
 
 
-def cached_weights(model: str, timm_name: str, revision: str | None, marker: str | os.PathLike) -> Path | None:
+def cached_weights(
+    model: str, timm_name: str, revision: str | None, marker: str | os.PathLike
+) -> Path | None:
     """The cached file an offline ``weights`` job for ``marker`` would use, or None."""
     source = weights_source(model, timm_name, revision)
     pin = read_lock(lock_path(marker), source) or resolve_offline(source)

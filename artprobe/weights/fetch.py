@@ -12,7 +12,13 @@ import time
 from pathlib import Path
 
 from artprobe.download.cache import is_offline, snapshot_path
-from artprobe.download.fetch import CHUNK, LogBar, discard, remove_stale_partials, verify
+from artprobe.download.fetch import (
+    CHUNK,
+    LogBar,
+    discard,
+    remove_stale_partials,
+    verify,
+)
 from artprobe.hub import hub_errors
 from artprobe.io import write_json
 from artprobe.weights.pin import Pin, missing_message, pin_weights
@@ -21,11 +27,20 @@ from artprobe.weights.source import REPO_TYPE, WeightsError, weights_source
 log = logging.getLogger(__name__)
 
 
-def fetch_weights(model: str, timm_name: str, revision: str | None, out_path: str | os.PathLike) -> dict:
+def fetch_weights(
+    model: str, timm_name: str, revision: str | None, out_path: str | os.PathLike
+) -> dict:
     """Write ``weights/<model>.json``: repo, revision, commit, file, size, sha256 and the path
     of the checked file in the hub cache."""
     source = weights_source(model, timm_name, revision)
-    log.info("models[%s] (%s): %s@%s, the first of %s there", model, timm_name, source.repo_id, source.revision, list(source.files))
+    log.info(
+        "models[%s] (%s): %s@%s, the first of %s there",
+        model,
+        timm_name,
+        source.repo_id,
+        source.revision,
+        list(source.files),
+    )
     pin = pin_weights(source, out_path)
     remove_stale_partials(pin.repo_id, pin.blob, REPO_TYPE)
     if is_offline() and not snapshot_path(pin.repo_id, pin.commit, pin.file, REPO_TYPE).exists():
@@ -35,7 +50,13 @@ def fetch_weights(model: str, timm_name: str, revision: str | None, out_path: st
         path = Path(download(pin))
     seconds = time.perf_counter() - start
     check(path, pin)
-    log.info("%s: %s, %.1f MB in %.1f s, size and hash ok", pin.repo_id, pin.file, pin.size / 1e6, seconds)
+    log.info(
+        "%s: %s, %.1f MB in %.1f s, size and hash ok",
+        pin.repo_id,
+        pin.file,
+        pin.size / 1e6,
+        seconds,
+    )
     marker = {
         "model": model,
         "timm_name": timm_name,
@@ -54,7 +75,9 @@ def fetch_weights(model: str, timm_name: str, revision: str | None, out_path: st
 def download(pin: Pin) -> str:
     from huggingface_hub import hf_hub_download
 
-    return hf_hub_download(pin.repo_id, pin.file, repo_type=REPO_TYPE, revision=pin.commit, tqdm_class=LogBar)
+    return hf_hub_download(
+        pin.repo_id, pin.file, repo_type=REPO_TYPE, revision=pin.commit, tqdm_class=LogBar
+    )
 
 
 def check(path: Path, pin: Pin) -> None:

@@ -5,7 +5,8 @@ default) is resolved the first time (online: the hub's listing at that revision;
 hub cache's ``refs/<revision>``) and written to a lock file beside the marker,
 ``weights/<model>.lock.json``, with the file chosen, its size and hashes. While that lock
 names the same repository and revision, every rerun uses its commit: a new commit on the
-hub's ``main`` is not picked up until the lock is deleted (or another revision is set).
+hub's ``main`` is not picked up until the lock is deleted (with the marker, so the job reruns)
+or another revision is set.
 The lock is no Snakemake output, so rerunning the job (which deletes its outputs first)
 keeps it.
 """
@@ -17,7 +18,12 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from artprobe.download.cache import cached_commit, is_offline, snapshot_path, storage_folder
+from artprobe.download.cache import (
+    cached_commit,
+    is_offline,
+    snapshot_path,
+    storage_folder,
+)
 from artprobe.download.listing import hub_listing
 from artprobe.io import read_json, write_json, write_text
 from artprobe.weights.source import REPO_TYPE, WeightsError, WeightsSource
@@ -55,8 +61,18 @@ def read_lock(path: Path, source: WeightsSource) -> Pin | None:
         pin = Pin(**read_json(path))
     except (OSError, ValueError, TypeError):
         return None
-    if (pin.repo_id, pin.revision) != (source.repo_id, source.revision) or pin.file not in source.files:
-        log.info("%s pins %s@%s, not %s@%s: resolving again", path, pin.repo_id, pin.revision, source.repo_id, source.revision)
+    if (pin.repo_id, pin.revision) != (
+        source.repo_id,
+        source.revision,
+    ) or pin.file not in source.files:
+        log.info(
+            "%s pins %s@%s, not %s@%s: resolving again",
+            path,
+            pin.repo_id,
+            pin.revision,
+            source.repo_id,
+            source.revision,
+        )
         return None
     return pin
 
@@ -76,7 +92,15 @@ def resolve_online(source: WeightsSource) -> Pin:
         )
     entry = listing[file]
     size = entry.get("lfs_size") or entry["size"]
-    return Pin(source.repo_id, source.revision, commit, file, size, entry.get("lfs_sha256"), entry["blob_id"])
+    return Pin(
+        source.repo_id,
+        source.revision,
+        commit,
+        file,
+        size,
+        entry.get("lfs_sha256"),
+        entry["blob_id"],
+    )
 
 
 def resolve_offline(source: WeightsSource) -> Pin | None:
@@ -89,7 +113,9 @@ def resolve_offline(source: WeightsSource) -> Pin | None:
         if path.exists():
             blob = path.resolve().name  # the ETag: LFS sha256 (64 hex) or git sha1 (40 hex)
             sha256, blob_id = (blob, None) if len(blob) == 64 else (None, blob)
-            return Pin(source.repo_id, source.revision, commit, file, path.stat().st_size, sha256, blob_id)
+            return Pin(
+                source.repo_id, source.revision, commit, file, path.stat().st_size, sha256, blob_id
+            )
     return None
 
 
@@ -98,13 +124,23 @@ def pin_weights(source: WeightsSource, marker: str | os.PathLike) -> Pin:
     lock = lock_path(marker)
     pin = read_lock(lock, source)
     if pin is not None:
-        log.info("%s@%s pinned to commit %s by %s", source.repo_id, source.revision, pin.commit, lock)
+        log.info(
+            "%s@%s pinned to commit %s by %s", source.repo_id, source.revision, pin.commit, lock
+        )
         return pin
     pin = resolve_offline(source) if is_offline() else resolve_online(source)
     if pin is None:
         raise WeightsError(missing_message([source], [os.fspath(marker)]))
     write_json(lock, asdict(pin))
-    log.info("%s@%s is commit %s: %s (%.1f MB), locked in %s", pin.repo_id, pin.revision, pin.commit, pin.file, pin.size / 1e6, lock)
+    log.info(
+        "%s@%s is commit %s: %s (%.1f MB), locked in %s",
+        pin.repo_id,
+        pin.revision,
+        pin.commit,
+        pin.file,
+        pin.size / 1e6,
+        lock,
+    )
     return pin
 
 

@@ -31,7 +31,11 @@ class WeightsSource:
 
     def request(self) -> HubRequest:
         return HubRequest(
-            "model", self.repo_id, self.revision, f"models[{self.model}].timm", f"models[{self.model}].revision"
+            "model",
+            self.repo_id,
+            self.revision,
+            f"models[{self.model}].timm",
+            f"models[{self.model}].revision",
         )
 
 
