@@ -343,3 +343,46 @@ def test_embeddings_of_hub_weights_name_them_and_equal_the_same_local_file(
         .splitlines()
     )
     assert sentence in log[-1]
+
+
+def test_connection_causes_are_read_from_the_exception_chain():
+    from artprobe.hub import connection_cause
+
+    def chained(*errors):
+        for outer, inner in zip(errors, errors[1:]):
+            outer.__cause__ = inner
+        return errors[0]
+
+    class ConnectError(Exception):  # httpx's name for it
+        pass
+
+    dns = socket.gaierror(-2, "Name or service not known")
+    assert connection_cause(chained(ConnectError("x"), dns)) == (
+        "DNS lookup of the host failed: Name or service not known"
+    )
+    assert connection_cause(
+        chained(RuntimeError("y"), ConnectError("z"), ConnectionRefusedError(111, "r"))
+    ) == ("connection refused")
+    assert (
+        connection_cause(chained(ConnectError("Network is unreachable")))
+        == "network is unreachable"
+    )
+    assert connection_cause(chained(ValueError("bad"), KeyError("k"))) is None
+
+
+def test_an_embed_job_refuses_weights_whose_hash_changed_since_the_weights_job(
+    hub, weight_files, tmp_path
+):
+    from artprobe.embed.weights import weights_file
+
+    out = tmp_path / "vit.json"
+    fetch(hub_env(hub.url, tmp_path / "hf"), out)
+    marker = json.loads(out.read_text())
+    path, provenance = weights_file(None, str(out))
+    assert path == marker["path"] and provenance["weights_commit"] == marker["commit"]
+    marker["sha256"] = "0" * 64  # the file is not what the weights job checked
+    out.write_text(json.dumps(marker))
+    from artprobe.weights import WeightsError
+
+    with pytest.raises(WeightsError, match="the hub cache changed since; delete .* and rerun"):
+        weights_file(None, str(out))
