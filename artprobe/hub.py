@@ -124,7 +124,7 @@ def translate(err: BaseException, request: HubRequest) -> HubError | None:
             "(or run `hf auth login`)."
         )
     if isinstance(err, HfHubHTTPError):
-        return HubError(f"{where}@{request.revision}: {err}")
+        return HubError(f"{where}@{request.revision}: {' '.join(str(err).split())}")  # one line
     return None
 
 
