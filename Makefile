@@ -25,7 +25,7 @@ test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: setup
-	$(PY) -m pytest -m unit $(PYTEST_ARGS)
+	$(PY) -m pytest -m "unit and not slow" $(PYTEST_ARGS)
 
 bench: setup
 	$(PY) bench/embed_bench.py --model convnext_atto
@@ -34,9 +34,13 @@ bench: setup
 lint: setup
 	$(SNAKEMAKE) --lint --configfile demo/config.yaml
 	$(VENV)/bin/snakefmt --check .
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 format: setup
 	$(VENV)/bin/snakefmt .
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
 
 clean-demo:
 	rm -rf results/demo

@@ -18,7 +18,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from artprobe.config import SPLITS
-from artprobe.data import DataError, read_class_ids, class_names_from_readme, class_names_from_schema, local_dir
+from artprobe.manifest import read_class_ids
+from artprobe.sources import DataError, local_dir
+from artprobe.sources.labels import class_names_from_readme, class_names_from_schema
 from artprobe.io import read_json, with_meta, write_parquet
 
 log = logging.getLogger(__name__)

@@ -22,9 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-from fake_hub import FakeHub, make_repo  # noqa: E402
+from common import ROOT
+from fake_hub import FakeHub, make_repo
 
 JOB = """
 import sys

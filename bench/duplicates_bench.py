@@ -13,22 +13,20 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from artprobe import duplicates  # noqa: E402
-from artprobe.images import synthetic_jpeg, wikiart_like_sizes  # noqa: E402
+from common import wikiart_jpegs
+
+from artprobe import duplicates
 
 WIKIART = {"rows": 81444, "train": 65155, "held_out": 8144 + 8145}
 
 
 def bench_hash(n: int, exact: bool) -> None:
     t0 = time.perf_counter()
-    images = [synthetic_jpeg(w, h, seed=i, quality=90) for i, (w, h) in enumerate(wikiart_like_sizes(n, seed=0))]
+    images = wikiart_jpegs(n)
     mb = sum(map(len, images)) / 1e6
     print(f"generated {n} JPEGs ({mb / n:.2f} MB each) in {time.perf_counter() - t0:.1f} s")
     t0, c0 = time.perf_counter(), time.process_time()

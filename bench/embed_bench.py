@@ -17,78 +17,16 @@ then names the bottleneck and the speed-up over the thesis loop.
 from __future__ import annotations
 
 import argparse
-import io
 import json
-import os
-import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import numpy as np  # noqa: E402
-import pyarrow as pa  # noqa: E402
-import pyarrow.parquet as pq  # noqa: E402
+from common import say, thesis_loop, wikiart_jpegs, write_bench_shard
 
 
-def say(*args) -> None:
-    print(*args, flush=True)
-
-
-def generate_images(n: int, distinct: int, seed: int = 0) -> list[bytes]:
-    """``n`` JPEGs (long side 900–2,000 px, portrait and landscape), ``distinct`` of them unique."""
-    from artprobe.images import synthetic_jpeg, wikiart_like_sizes
-
-    distinct = max(1, min(n, distinct))
-    uniq = [
-        synthetic_jpeg(w, h, seed=seed + i) for i, (w, h) in enumerate(wikiart_like_sizes(distinct, seed))
-    ]
-    return [uniq[i % distinct] for i in range(n)]
-
-
-def write_bench_shard(path: Path, images: list[bytes], row_group_size: int | None = None) -> Path:
-    """A shard as the workflow writes it (row_id, original bytes, one target) for the benches."""
-    n = len(images)
-    table = pa.table(
-        {
-            "row_id": pa.array(np.arange(n), pa.int64()),
-            "image": pa.array(images, pa.binary()),
-            "style": pa.array(np.zeros(n), pa.int16()),
-        }
-    )
-    meta = {"classes": {"style": ["unknown"]}}
-    table = table.replace_schema_metadata({b"artprobe": json.dumps(meta).encode()})
-    pq.write_table(table, path, compression="none", row_group_size=row_group_size)
-    return path
-
-
-def thesis_loop(images: list[bytes], timm_name: str, pretrained: bool, device: str) -> dict:
-    """The thesis's per-image loop, as it was: no batching, no no_grad, full-size decode."""
-    import timm
-    import torch
-    from PIL import Image
-
-    from artprobe.embed import load_model
-
-    model, _ = load_model(timm_name, pretrained, cache=False)  # same weights as artprobe's
-    model = model.to(device)
-    model.eval()
-    cfg = timm.data.resolve_model_data_config(model)
-    transform = timm.data.create_transform(**cfg)
-    t0 = time.perf_counter()
-    features = []
-    for data in images:
-        img = Image.open(io.BytesIO(data)).convert("RGB")
-        x = transform(img)
-        out = model(x.unsqueeze(0).to(device))
-        features.append(out.tolist())
-    s = time.perf_counter() - t0
-    return {"img_per_s": len(images) / s, "seconds": s, "images": len(images)}
-
-
-def main(argv=None) -> dict:
+def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="convnext_atto")
     p.add_argument("--images", type=int, default=64, help="images in the benchmark shard")
@@ -106,169 +44,139 @@ def main(argv=None) -> dict:
     p.add_argument("--compile", action="store_true")
     p.add_argument("--repeat", type=int, default=1, help="rounds (best of each is kept; for noisy machines)")
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
 
-    import torch
 
-    from artprobe.device import resolve_device
-    from artprobe.embed import embed_shard, n_cores
-    from rates import decode_only_rate, model_only_rate
+@dataclass
+class Bench:
+    """One model's four measurements on one device; ``best`` keeps each one's best round."""
 
-    dev = resolve_device(args.device)
-    cores = n_cores()
-    threads = args.threads or cores
-    workers = (
-        args.workers
-        if args.workers is not None
-        else (max(1, threads - 1) if dev.type == "cpu" else min(8, cores))
-    )
-    model_threads = max(1, threads - workers) if dev.type == "cpu" else None
-    say(
-        f"# {args.model} on {dev} ({cores} cores), batch {args.batch_size}, {workers} workers, "
-        f"decode={args.decode}, precision={args.precision}, torch {torch.__version__}"
-    )
-    t0 = time.perf_counter()
-    images = generate_images(args.images, args.distinct)
-    mb = sum(map(len, images)) / len(images) / 1e3
-    say(
-        f"generated {len(images)} JPEGs ({min(len(images), args.distinct)} distinct, mean {mb:.0f} kB) "
-        f"in {time.perf_counter() - t0:.1f} s"
-    )
-    res: dict = {
-        "model": args.model,
-        "device": str(dev),
-        "cores": cores,
-        "workers": workers,
-        "batch_size": args.batch_size,
-        "decode": args.decode,
-        "precision": args.precision,
-        "images": len(images),
-        "mean_kb": mb,
-    }
-    n_thesis = min(len(images), args.thesis_images or len(images))
-    iters = max(2, min(10, args.images // args.batch_size))
-    thesis_threads = sorted({threads, 1}, reverse=True) if dev.type == "cpu" else [torch.get_num_threads()]
-    best: dict = {}
+    args: argparse.Namespace
+    dev: object
+    cores: int
+    threads: int
+    workers: int
+    best: dict = field(default_factory=dict)
 
-    def keep(name: str, r: dict) -> dict:
-        if name not in best or r["img_per_s"] > best[name]["img_per_s"]:
-            best[name] = r
+    @classmethod
+    def create(cls, args: argparse.Namespace) -> Bench:
+        from artprobe.device import resolve_device
+        from artprobe.embed import n_cores
+
+        dev, cores = resolve_device(args.device), n_cores()
+        threads = args.threads or cores
+        cpu_workers = max(1, threads - 1) if dev.type == "cpu" else min(8, cores)
+        workers = args.workers if args.workers is not None else cpu_workers
+        return cls(args, dev, cores, threads, workers)
+
+    @property
+    def model_threads(self) -> int | None:
+        """On CPU the model gets the cores the decoding workers leave (as in embed_shard)."""
+        return max(1, self.threads - self.workers) if self.dev.type == "cpu" else None
+
+    def keep(self, name: str, r: dict) -> dict:
+        if name not in self.best or r["img_per_s"] > self.best[name]["img_per_s"]:
+            self.best[name] = r
         return r
 
+    def model_only(self, iters: int) -> dict:
+        from rates import model_only_rate
+
+        a = self.args
+        return model_only_rate(a.model, a.pretrained, batch_size=a.batch_size, precision=a.precision,
+                               device=a.device, compile=a.compile, iters=iters, warmup=1,
+                               threads=self.model_threads)
+
+    def end_to_end(self, shard: Path, out: Path) -> None:
+        from artprobe.embed import embed_shard
+
+        a = self.args
+        e2e = embed_shard(shard, out, timm_name=a.model, pretrained=a.pretrained, decode=a.decode,
+                          precision=a.precision, batch_size=a.batch_size, workers=self.workers,
+                          device=a.device, compile=a.compile, progress=False, threads=self.threads)
+        self.keep("end_to_end", {k: e2e[k] for k in ("img_per_s", "steady_img_per_s", "seconds", "n_failed", "dtype")})
+        say(f"artprobe end to end : {e2e['img_per_s']:8.1f} img/s  ({e2e['n_rows']} images in "
+            f"{e2e['seconds']:.1f} s, {e2e['dtype']})")
+
+    def decode_only(self, shard: Path) -> None:
+        from rates import decode_only_rate
+
+        a = self.args
+        d = self.keep("decode_only", decode_only_rate(shard, a.model, a.pretrained, decode=a.decode,
+                      batch_size=a.batch_size, workers=self.workers, device=a.device))
+        say(f"decode+preprocess   : {d['img_per_s']:8.1f} img/s  ({self.workers} workers)")
+
+    def thesis(self, images: list[bytes]) -> None:
+        """On CPU the thesis loop runs with all threads and with one (OpenMP threads that share
+        a busy core can be many times slower); the faster is the baseline."""
+        import torch
+
+        from artprobe.embed import load_model
+
+        counts = sorted({self.threads, 1}, reverse=True) if self.dev.type == "cpu" else [torch.get_num_threads()]
+        model = load_model(self.args.model, self.args.pretrained, cache=False)[0].to(self.dev)  # artprobe's weights
+        old = torch.get_num_threads()
+        try:
+            for t in counts:
+                torch.set_num_threads(t)
+                th = self.keep("thesis_loop", dict(thesis_loop(model, images, str(self.dev)), threads=t))
+                say(f"thesis loop         : {th['img_per_s']:8.1f} img/s  ({len(images)} images, {t} threads)")
+        finally:
+            torch.set_num_threads(old)
+
+    def round(self, shard: Path, tmp: Path, images: list[bytes]) -> None:
+        a = self.args
+        self.end_to_end(shard, tmp / "emb.parquet")
+        iters = max(2, min(10, a.images // a.batch_size))
+        m = self.keep("model_only", self.model_only(iters))
+        say(f"model only          : {m['img_per_s']:8.1f} img/s  ({iters} batches of {a.batch_size}, "
+            f"{m['threads']} threads)")
+        self.decode_only(shard)
+        self.thesis(images[: min(len(images), a.thesis_images or len(images))])
+
+    def verdict(self) -> dict:
+        """The bottleneck and the ratios, from each measurement's best round."""
+        e2e, model, dec, thesis = (self.best[k] for k in ("end_to_end", "model_only", "decode_only", "thesis_loop"))
+        if self.args.repeat > 1:
+            say(f"-- best of {self.args.repeat} rounds: end to end {e2e['img_per_s']:.1f}, model only "
+                f"{model['img_per_s']:.1f}, decode {dec['img_per_s']:.1f}, thesis {thesis['img_per_s']:.1f} "
+                f"({thesis['threads']} threads) img/s")
+        out = {
+            "bottleneck": "model" if model["img_per_s"] < dec["img_per_s"] else "decode+preprocess",
+            "speedup_vs_thesis": e2e["img_per_s"] / thesis["img_per_s"],
+            "end_to_end_vs_model_only": e2e["img_per_s"] / model["img_per_s"],
+        }
+        say(f"bottleneck: {out['bottleneck']} (model {model['img_per_s']:.1f} vs input pipeline "
+            f"{dec['img_per_s']:.1f} img/s" + ("; on CPU both share the same cores)" if self.dev.type == "cpu" else ")"))
+        say(f"speed-up vs thesis loop: {out['speedup_vs_thesis']:.1f}x; end to end = "
+            f"{100 * out['end_to_end_vs_model_only']:.0f} % of model-only")
+        return out
+
+
+def main(argv=None) -> dict:
+    import torch
+
+    args = parse_args(argv)
+    bench = Bench.create(args)
+    say(f"# {args.model} on {bench.dev} ({bench.cores} cores), batch {args.batch_size}, {bench.workers} workers, "
+        f"decode={args.decode}, precision={args.precision}, torch {torch.__version__}")
+    t0 = time.perf_counter()
+    images = wikiart_jpegs(args.images, args.distinct)
+    mb = sum(map(len, images)) / len(images) / 1e3
+    say(f"generated {len(images)} JPEGs ({min(len(images), args.distinct)} distinct, mean {mb:.0f} kB) "
+        f"in {time.perf_counter() - t0:.1f} s")
+    res: dict = {"model": args.model, "device": str(bench.dev), "cores": bench.cores, "workers": bench.workers,
+                 "batch_size": args.batch_size, "decode": args.decode, "precision": args.precision,
+                 "images": len(images), "mean_kb": mb}
     with tempfile.TemporaryDirectory() as tmp:
         shard = write_bench_shard(Path(tmp) / "bench.parquet", images)
-        # model creation (cached) and first-call costs outside the timings
-        model_only_rate(
-            args.model,
-            args.pretrained,
-            batch_size=args.batch_size,
-            precision=args.precision,
-            device=args.device,
-            compile=args.compile,
-            iters=1,
-            warmup=1,
-            threads=model_threads,
-        )
+        bench.model_only(iters=1)  # model creation (cached) and first-call costs outside the timings
         for r in range(args.repeat):
             if args.repeat > 1:
                 say(f"-- round {r + 1} of {args.repeat}")
-            e2e = embed_shard(
-                shard,
-                Path(tmp) / "emb.parquet",
-                timm_name=args.model,
-                pretrained=args.pretrained,
-                decode=args.decode,
-                precision=args.precision,
-                batch_size=args.batch_size,
-                workers=workers,
-                device=args.device,
-                compile=args.compile,
-                progress=False,
-                threads=threads,
-            )
-            keep(
-                "end_to_end",
-                {k: e2e[k] for k in ("img_per_s", "steady_img_per_s", "seconds", "n_failed", "dtype")},
-            )
-            say(
-                f"artprobe end to end : {e2e['img_per_s']:8.1f} img/s  ({e2e['n_rows']} images in "
-                f"{e2e['seconds']:.1f} s, {e2e['dtype']})"
-            )
-            m = keep(
-                "model_only",
-                model_only_rate(
-                    args.model,
-                    args.pretrained,
-                    batch_size=args.batch_size,
-                    precision=args.precision,
-                    device=args.device,
-                    compile=args.compile,
-                    iters=iters,
-                    warmup=1,
-                    threads=model_threads,
-                ),
-            )
-            say(
-                f"model only          : {m['img_per_s']:8.1f} img/s  ({iters} batches of {args.batch_size}, "
-                f"{m['threads']} threads)"
-            )
-            d = keep(
-                "decode_only",
-                decode_only_rate(
-                    shard,
-                    args.model,
-                    args.pretrained,
-                    decode=args.decode,
-                    batch_size=args.batch_size,
-                    workers=workers,
-                    device=args.device,
-                ),
-            )
-            say(f"decode+preprocess   : {d['img_per_s']:8.1f} img/s  ({workers} workers)")
-            # On CPU the thesis loop runs with all threads and with one (OpenMP threads that
-            # share a busy core can be many times slower); the faster is the baseline.
-            old = torch.get_num_threads()
-            try:
-                for t in thesis_threads:
-                    torch.set_num_threads(t)
-                    th = keep(
-                        "thesis_loop",
-                        dict(
-                            thesis_loop(images[:n_thesis], args.model, args.pretrained, str(dev)), threads=t
-                        ),
-                    )
-                    say(
-                        f"thesis loop         : {th['img_per_s']:8.1f} img/s  ({n_thesis} images, {t} threads)"
-                    )
-            finally:
-                torch.set_num_threads(old)
-    res.update(best)
-    e2e, model_only, dec, thesis = (
-        best["end_to_end"],
-        best["model_only"],
-        best["decode_only"],
-        best["thesis_loop"],
-    )
-    if args.repeat > 1:
-        say(
-            f"-- best of {args.repeat} rounds: end to end {e2e['img_per_s']:.1f}, model only "
-            f"{model_only['img_per_s']:.1f}, decode {dec['img_per_s']:.1f}, thesis {thesis['img_per_s']:.1f} "
-            f"({thesis['threads']} threads) img/s"
-        )
-    bottleneck = "model" if model_only["img_per_s"] < dec["img_per_s"] else "decode+preprocess"
-    speedup = e2e["img_per_s"] / thesis["img_per_s"]
-    res.update(
-        bottleneck=bottleneck,
-        speedup_vs_thesis=speedup,
-        end_to_end_vs_model_only=e2e["img_per_s"] / model_only["img_per_s"],
-    )
-    say(
-        f"bottleneck: {bottleneck} (model {model_only['img_per_s']:.1f} vs input pipeline {dec['img_per_s']:.1f} img/s"
-        + ("; on CPU both share the same cores)" if dev.type == "cpu" else ")")
-    )
-    say(
-        f"speed-up vs thesis loop: {speedup:.1f}x; end to end = {100 * res['end_to_end_vs_model_only']:.0f} % of model-only"
-    )
+            bench.round(shard, Path(tmp), images)
+    res.update(bench.best)
+    res.update(bench.verdict())
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=2, default=str) + "\n")
     return res

@@ -12,16 +12,14 @@ embedding width. Imports only torch, timm and artprobe.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from artprobe.device import resolve_device, synchronize  # noqa: E402
-from artprobe.embed.features import feature_model  # noqa: E402
-from artprobe.embed.model import load_model  # noqa: E402
+import common  # noqa: F401  (this checkout's artprobe on sys.path)
+from artprobe.device import resolve_device, synchronize
+from artprobe.embed.features import feature_model
+from artprobe.embed.model import load_model
 
 
 def rate(module, x, batches: int) -> tuple[float, float]:

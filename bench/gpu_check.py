@@ -25,9 +25,8 @@ are skipped.
 from __future__ import annotations
 
 import argparse
-import io
+import functools
 import json
-import multiprocessing
 import os
 import platform
 import shutil
@@ -35,17 +34,18 @@ import sys
 import tempfile
 import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import common
+from common import thesis_loop, wikiart_jpegs, write_bench_shard
 
 T0 = time.perf_counter()
 RESULTS: dict = {"steps": {}}
 OUT: Path | None = None
-
-
-def say(msg: str) -> None:
-    print(f"[{time.perf_counter() - T0:6.1f}s] {msg}", flush=True)
+say = functools.partial(common.say, since=T0)
+E2E_KEYS = ("img_per_s", "steady_img_per_s", "seconds", "first_batch_s", "n_rows", "n_failed",
+            "dtype", "device_name", "embedding_dim")
 
 
 def save() -> None:
@@ -87,69 +87,34 @@ def step(name: str, fn, *, budget: float, need_s: float = 0.0):
     return out
 
 
-# --------------------------------------------------------------------------- data
+# --------------------------------------------------------------------------- the plan
 
 
-def _one_jpeg(args):
-    from artprobe.images import synthetic_jpeg
+@dataclass
+class Plan:
+    """What one run measures, with the --quick or full-size defaults filled in."""
 
-    i, w, h = args
-    return synthetic_jpeg(w, h, seed=i)
+    model: str
+    images: int
+    distinct: int
+    batch: int
+    workers: int
+    thesis: int
+    budget: float
+    precision: str
+    device: str
+    cores: int
+    quick: bool
+    nvjpeg: bool
+    compile: bool
+    exact: bool
 
-
-def generate(n_distinct: int, procs: int) -> list[bytes]:
-    from artprobe.images import wikiart_like_sizes
-
-    jobs = [(i, w, h) for i, (w, h) in enumerate(wikiart_like_sizes(n_distinct, seed=0))]
-    if procs > 1:
-        ctx = multiprocessing.get_context(
-            "fork" if "fork" in multiprocessing.get_all_start_methods() else None
-        )
-        with ctx.Pool(procs) as pool:
-            return pool.map(_one_jpeg, jobs, chunksize=1)
-    return [_one_jpeg(j) for j in jobs]
-
-
-def write_shard(path: Path, images: list[bytes]) -> Path:
-    from embed_bench import write_bench_shard
-
-    return write_bench_shard(path, images, row_group_size=1024)
+    @property
+    def common(self) -> dict:
+        return dict(batch_size=self.batch, precision=self.precision, device=self.device)
 
 
-# --------------------------------------------------------------------------- thesis loop
-
-
-def thesis_loop(model, images: list[bytes], device: str) -> dict:
-    """The thesis's loop: per image, PIL decode at full size, the timm eval transform,
-    ``model(x.unsqueeze(0))`` with autograd on (no no_grad), ``.tolist()``. fp32."""
-    import timm
-    import torch
-    from PIL import Image
-
-    model.eval()
-    cfg = timm.data.resolve_model_data_config(model)
-    transform = timm.data.create_transform(**cfg)
-    feats = []
-    # first image outside the timing (CUDA context / cuBLAS handles are warm already)
-    x = transform(Image.open(io.BytesIO(images[0])).convert("RGB"))
-    model(x.unsqueeze(0).to(device)).tolist()
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    t = time.perf_counter()
-    for data in images:
-        img = Image.open(io.BytesIO(data)).convert("RGB")
-        x = transform(img)
-        out = model(x.unsqueeze(0).to(device))
-        feats.append(out.tolist())
-    s = time.perf_counter() - t
-    return {"img_per_s": len(images) / s, "images": len(images), "seconds": s}
-
-
-# --------------------------------------------------------------------------- main
-
-
-def main(argv=None) -> int:
-    global OUT
+def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, help="JSON file for the figures (rewritten after every step)")
     p.add_argument(
@@ -171,230 +136,179 @@ def main(argv=None) -> int:
     p.add_argument(
         "--budget-s", type=float, default=None, help="skip steps that would end after this (default 330)"
     )
-    args = p.parse_args(argv)
-    OUT = Path(args.out)
+    return p.parse_args(argv)
 
-    import numpy as np  # noqa: F401
+
+def make_plan(args: argparse.Namespace, cores: int) -> Plan:
+    quick = args.quick
+    return Plan(
+        model=args.model or ("test_vit" if quick else "eva02_large_patch14_224.mim_m38m"),
+        images=args.images or (48 if quick else 3000),
+        distinct=args.distinct or (8 if quick else 64),
+        batch=args.batch_size or (16 if quick else 256),
+        workers=args.workers if args.workers is not None else (2 if quick else max(1, min(14, cores - 2))),
+        thesis=args.thesis_images or (4 if quick else 50),
+        budget=args.budget_s or (300.0 if quick else 330.0),
+        precision=args.precision,
+        device=args.device,
+        cores=cores,
+        quick=quick,
+        nvjpeg=args.nvjpeg,
+        compile=args.compile,
+        exact=args.exact,
+    )
+
+
+def environment(plan: Plan, dev) -> dict:
+    """Versions, machine and settings, recorded first (a run cut short still says where it ran)."""
     import timm
     import torch
     import torchvision
 
-    import rates
-    from artprobe import embed as E
-    from artprobe.device import resolve_device
-
-    quick = args.quick
-    cores = E.n_cores()
-    model_name = args.model or ("test_vit" if quick else "eva02_large_patch14_224.mim_m38m")
-    n_images = args.images or (48 if quick else 3000)
-    n_distinct = args.distinct or (8 if quick else 64)
-    batch = args.batch_size or (16 if quick else 256)
-    workers = args.workers if args.workers is not None else (2 if quick else max(1, min(14, cores - 2)))
-    n_thesis = args.thesis_images or (4 if quick else 50)
-    budget = args.budget_s or (300.0 if quick else 330.0)
-    dev = resolve_device(args.device)
     cuda = dev.type == "cuda"
-
     env = {
         "python": sys.version.split()[0],
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
         "timm": timm.__version__,
         "platform": platform.platform(),
-        "cores": cores,
+        "cores": plan.cores,
         "device": str(dev),
         "device_name": (
             torch.cuda.get_device_name(dev) if cuda else platform.processor() or platform.machine()
         ),
-        "model": model_name,
-        "images": n_images,
-        "distinct": n_distinct,
-        "batch_size": batch,
-        "workers": workers,
-        "thesis_images": n_thesis,
-        "precision": args.precision,
-        "budget_s": budget,
+        "model": plan.model,
+        "images": plan.images,
+        "distinct": plan.distinct,
+        "batch_size": plan.batch,
+        "workers": plan.workers,
+        "thesis_images": plan.thesis,
+        "precision": plan.precision,
+        "budget_s": plan.budget,
     }
     try:
         env["shm_free_gb"] = round(shutil.disk_usage("/dev/shm").free / 1e9, 1)
     except OSError:
         env["shm_free_gb"] = None
-    RESULTS["env"] = env
+    return env
+
+
+# --------------------------------------------------------------------------- the steps
+
+
+def make_data(plan: Plan, tmp: Path) -> tuple[list[bytes], Path]:
+    """The generated JPEGs (``distinct`` of them, repeated) and the shard holding them."""
+    t = time.perf_counter()
+    images = wikiart_jpegs(plan.images, plan.distinct, procs=min(plan.cores, 16))
+    uniq = images[: plan.distinct]
+    shard = write_bench_shard(tmp / "shard.parquet", images, row_group_size=1024)
+    data = {
+        "distinct": len(uniq),
+        "images": plan.images,
+        "mean_kb": sum(map(len, uniq)) / len(uniq) / 1e3,
+        "seconds": time.perf_counter() - t,
+    }
+    RESULTS["data"] = data
     save()
-    say("env: " + json.dumps(env))
-    if not cuda and not quick:
-        say("WARNING: no CUDA device; use --quick for a CPU smoke test")
+    say(f"data: {plan.images} JPEGs ({len(uniq)} distinct, mean {data['mean_kb']:.0f} kB) in {data['seconds']:.1f} s")
+    return images, shard
 
-    tmp = Path(tempfile.mkdtemp(prefix="artprobe_gpu_check_"))
-    try:
-        # ---- data
-        t = time.perf_counter()
-        uniq = generate(n_distinct, procs=min(cores, 16))
-        images = [uniq[i % len(uniq)] for i in range(n_images)]
-        shard = write_shard(tmp / "shard.parquet", images)
-        RESULTS["data"] = {
-            "distinct": len(uniq),
-            "images": n_images,
-            "mean_kb": sum(map(len, uniq)) / len(uniq) / 1e3,
-            "seconds": time.perf_counter() - t,
-        }
-        save()
-        say(
-            f"data: {n_images} JPEGs ({len(uniq)} distinct, mean {RESULTS['data']['mean_kb']:.0f} kB) "
-            f"in {RESULTS['data']['seconds']:.1f} s"
-        )
 
-        # ---- model (random weights after manual_seed(0); cached for every step below)
-        t = time.perf_counter()
-        E.load_model(model_name, False)
-        RESULTS["model_create_s"] = time.perf_counter() - t
-        say(f"model {model_name} created in {RESULTS['model_create_s']:.1f} s")
+def end_to_end(plan: Plan, shard: Path, tmp: Path, decode: str = "fast", compile: bool = False) -> dict:
+    from artprobe import embed as E
 
-        common = dict(batch_size=batch, precision=args.precision, device=args.device)
-        # on CPU the model gets the cores the decoding workers leave (as in embed_shard)
-        model_threads = None if cuda else max(1, cores - workers)
+    out = tmp / f"emb_{decode}_{int(compile)}.parquet"
+    st = E.embed_shard(shard, out, timm_name=plan.model, pretrained=False, decode=decode,
+                       workers=plan.workers, compile=compile, progress=True, **plan.common)
+    out.unlink(missing_ok=True)
+    return {k: st[k] for k in E2E_KEYS}
 
-        r = step(
-            "model_only",
-            lambda: rates.model_only_rate(
-                model_name,
-                False,
-                iters=12 if not quick else 2,
-                warmup=3 if not quick else 1,
-                threads=model_threads,
-                **common,
-            ),
-            budget=budget,
-        )
+
+def model_only(plan: Plan, model_threads, compile: bool = False) -> dict:
+    import rates
+
+    return rates.model_only_rate(
+        plan.model, False, compile=compile, iters=2 if plan.quick else 12,
+        warmup=2 if compile else (1 if plan.quick else 3), threads=model_threads, **plan.common,
+    )
+
+
+def decode_only(plan: Plan, shard: Path, decode: str = "fast") -> dict:
+    import rates
+
+    return rates.decode_only_rate(shard, plan.model, decode=decode, batch_size=plan.batch,
+                                  workers=plan.workers, device=plan.device)
+
+
+def thesis(plan: Plan, images: list[bytes], dev) -> dict:
+    import torch
+
+    from artprobe import embed as E
+
+    model, _ = E.load_model(plan.model, False)
+    model = model.to(dev).to(memory_format=torch.contiguous_format)
+    return thesis_loop(model, images[: plan.thesis], str(dev))
+
+
+def rate_line(r: dict) -> str:
+    return f"{r['img_per_s']:.0f} img/s (steady {r['steady_img_per_s']:.0f})"
+
+
+def measure_fast(plan: Plan, images: list[bytes], shard: Path, tmp: Path, dev) -> None:
+    """The four measurements every run makes: model only, end to end, decode only, thesis."""
+    # on CPU the model gets the cores the decoding workers leave (as in embed_shard)
+    threads = None if dev.type == "cuda" else max(1, plan.cores - plan.workers)
+    r = step("model_only", lambda: model_only(plan, threads), budget=plan.budget)
+    if r:
+        say(f"model only: {r['img_per_s']:.0f} img/s ({r['dtype']}, batch {plan.batch})")
+    r = step("end_to_end", lambda: end_to_end(plan, shard, tmp), budget=plan.budget)
+    if r:
+        say(f"end to end: {r['img_per_s']:.0f} img/s (steady {r['steady_img_per_s']:.0f}; first batch after "
+            f"{r['first_batch_s']:.1f} s; {r['n_failed']} failed)")
+    r = step("decode_only", lambda: decode_only(plan, shard), budget=plan.budget)
+    if r:
+        say(f"decode only: {r['img_per_s']:.0f} img/s (steady {r['steady_img_per_s']:.0f}, {plan.workers} workers)")
+    r = step("thesis_loop", lambda: thesis(plan, images, dev), budget=plan.budget, need_s=20)
+    if r:
+        say(f"thesis loop: {r['img_per_s']:.1f} img/s ({plan.thesis} images, fp32, autograd on)")
+
+
+def measure_options(plan: Plan, shard: Path, tmp: Path, dev) -> None:
+    """--nvjpeg, --exact and --compile: the other decode modes and torch.compile."""
+    budget = plan.budget
+    if plan.nvjpeg and dev.type != "cuda":
+        say("SKIP nvjpeg: needs CUDA")
+    elif plan.nvjpeg:
+        r = step("decode_only_nvjpeg", lambda: decode_only(plan, shard, "nvjpeg"), budget=budget, need_s=15)
         if r:
-            say(f"model only: {r['img_per_s']:.0f} img/s ({r['dtype']}, batch {batch})")
-
-        def e2e(decode="fast", compile=False, n=None):
-            out = tmp / f"emb_{decode}_{int(compile)}.parquet"
-            st = E.embed_shard(
-                shard,
-                out,
-                timm_name=model_name,
-                pretrained=False,
-                decode=decode,
-                workers=workers,
-                compile=compile,
-                progress=True,
-                **common,
-            )
-            out.unlink(missing_ok=True)
-            return {
-                k: st[k]
-                for k in (
-                    "img_per_s",
-                    "steady_img_per_s",
-                    "seconds",
-                    "first_batch_s",
-                    "n_rows",
-                    "n_failed",
-                    "dtype",
-                    "device_name",
-                    "embedding_dim",
-                )
-            }
-
-        r = step("end_to_end", e2e, budget=budget)
+            say(f"decode only (nvjpeg): {rate_line(r)}")
+        r = step("end_to_end_nvjpeg", lambda: end_to_end(plan, shard, tmp, "nvjpeg"), budget=budget, need_s=20)
         if r:
-            say(
-                f"end to end: {r['img_per_s']:.0f} img/s (steady {r['steady_img_per_s']:.0f}; first batch after "
-                f"{r['first_batch_s']:.1f} s; {r['n_failed']} failed)"
-            )
-
-        r = step(
-            "decode_only",
-            lambda: rates.decode_only_rate(
-                shard, model_name, decode="fast", batch_size=batch, workers=workers, device=args.device
-            ),
-            budget=budget,
-        )
+            say(f"end to end (nvjpeg): {rate_line(r)}")
+    if plan.exact:
+        r = step("decode_only_exact", lambda: decode_only(plan, shard, "exact"), budget=budget, need_s=15)
         if r:
-            say(
-                f"decode only: {r['img_per_s']:.0f} img/s (steady {r['steady_img_per_s']:.0f}, {workers} workers)"
-            )
-
-        def thesis():
-            model, _ = E.load_model(model_name, False)
-            model = model.to(dev).to(memory_format=torch.contiguous_format)
-            return thesis_loop(model, images[:n_thesis], str(dev))
-
-        r = step("thesis_loop", thesis, budget=budget, need_s=20)
+            say(f"decode only (exact): {rate_line(r)}")
+    if plan.compile:
+        threads = None if dev.type == "cuda" else max(1, plan.cores - plan.workers)
+        r = step("model_only_compile", lambda: model_only(plan, threads, compile=True), budget=budget, need_s=90)
         if r:
-            say(f"thesis loop: {r['img_per_s']:.1f} img/s ({n_thesis} images, fp32, autograd on)")
+            say(f"model only (compile): {r['img_per_s']:.0f} img/s (compile+warm-up {r['warmup_s']:.0f} s)")
+        r = step("end_to_end_compile", lambda: end_to_end(plan, shard, tmp, compile=True), budget=budget, need_s=60)
+        if r:
+            say(f"end to end (compile): {rate_line(r)}")
 
-        if args.nvjpeg:
-            if not cuda:
-                say("SKIP nvjpeg: needs CUDA")
-            else:
-                r = step(
-                    "decode_only_nvjpeg",
-                    lambda: rates.decode_only_rate(
-                        shard,
-                        model_name,
-                        decode="nvjpeg",
-                        batch_size=batch,
-                        workers=workers,
-                        device=args.device,
-                    ),
-                    budget=budget,
-                    need_s=15,
-                )
-                if r:
-                    say(
-                        f"decode only (nvjpeg): {r['img_per_s']:.0f} img/s (steady {r['steady_img_per_s']:.0f})"
-                    )
-                r = step("end_to_end_nvjpeg", lambda: e2e("nvjpeg"), budget=budget, need_s=20)
-                if r:
-                    say(
-                        f"end to end (nvjpeg): {r['img_per_s']:.0f} img/s (steady {r['steady_img_per_s']:.0f})"
-                    )
-        if args.exact:
-            r = step(
-                "decode_only_exact",
-                lambda: rates.decode_only_rate(
-                    shard, model_name, decode="exact", batch_size=batch, workers=workers, device=args.device
-                ),
-                budget=budget,
-                need_s=15,
-            )
-            if r:
-                say(f"decode only (exact): {r['img_per_s']:.0f} img/s (steady {r['steady_img_per_s']:.0f})")
-        if args.compile:
-            r = step(
-                "model_only_compile",
-                lambda: rates.model_only_rate(
-                    model_name,
-                    False,
-                    compile=True,
-                    iters=12 if not quick else 2,
-                    warmup=2,
-                    threads=model_threads,
-                    **common,
-                ),
-                budget=budget,
-                need_s=90,
-            )
-            if r:
-                say(
-                    f"model only (compile): {r['img_per_s']:.0f} img/s (compile+warm-up {r['warmup_s']:.0f} s)"
-                )
-            r = step("end_to_end_compile", lambda: e2e(compile=True), budget=budget, need_s=60)
-            if r:
-                say(f"end to end (compile): {r['img_per_s']:.0f} img/s (steady {r['steady_img_per_s']:.0f})")
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
-    # ---- summary
-    s = RESULTS["steps"]
+# --------------------------------------------------------------------------- the summary
 
-    def rate(name, key="img_per_s"):
-        v = s.get(name, {}).get(key)
-        return v if isinstance(v, (int, float)) and v == v else None
 
+def rate(name: str, key: str = "img_per_s") -> float | None:
+    v = RESULTS["steps"].get(name, {}).get(key)
+    return v if isinstance(v, (int, float)) and v == v else None
+
+
+def summarize() -> dict:
+    """Ratios against the targets: end to end vs model only, vs the thesis loop, the best mode."""
     summary = {}
     m, e, d, th = rate("model_only"), rate("end_to_end"), rate("decode_only"), rate("thesis_loop")
     es = rate("end_to_end", "steady_img_per_s")
@@ -426,28 +340,65 @@ def main(argv=None) -> int:
         "best end_to_end >= 100x thesis loop": summary.get("best_end_to_end_vs_thesis", 0) >= 100,
     }
     summary["total_seconds"] = elapsed()
-    RESULTS["summary"] = summary
-    save()
+    return summary
+
+
+SUMMARY_ROWS = [
+    ("model only", "model_only", "img_per_s"),
+    ("decode only", "decode_only", "img_per_s"),
+    ("end to end", "end_to_end", "img_per_s"),
+    ("end to end steady", "end_to_end", "steady_img_per_s"),
+    ("thesis loop", "thesis_loop", "img_per_s"),
+    ("decode only nvjpeg", "decode_only_nvjpeg", "img_per_s"),
+    ("end to end nvjpeg", "end_to_end_nvjpeg", "img_per_s"),
+    ("model only compile", "model_only_compile", "img_per_s"),
+    ("end to end compile", "end_to_end_compile", "img_per_s"),
+]
+
+
+def print_summary(summary: dict) -> None:
     say("summary:")
-    rows = [
-        ("model only", m),
-        ("decode only", d),
-        ("end to end", e),
-        ("end to end steady", es),
-        ("thesis loop", th),
-        ("decode only nvjpeg", rate("decode_only_nvjpeg")),
-        ("end to end nvjpeg", rate("end_to_end_nvjpeg")),
-        ("model only compile", rate("model_only_compile")),
-        ("end to end compile", rate("end_to_end_compile")),
-    ]
-    for label, v in rows:
-        if v:
-            print(f"  {label:22s} {v:10.1f} img/s", flush=True)
+    for label, name, key in SUMMARY_ROWS:
+        if rate(name, key):
+            print(f"  {label:22s} {rate(name, key):10.1f} img/s", flush=True)
     for k, v in summary.items():
         if k != "targets":
             print(f"  {k:34s} {v:.3f}" if isinstance(v, float) else f"  {k:34s} {v}", flush=True)
     for k, ok in summary["targets"].items():
         print(f"  target {k}: {'MET' if ok else 'not met'}", flush=True)
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main(argv=None) -> int:
+    global OUT
+    args = parse_args(argv)
+    OUT = Path(args.out)
+    from artprobe import embed as E
+    from artprobe.device import resolve_device
+
+    plan = make_plan(args, E.n_cores())
+    dev = resolve_device(plan.device)
+    RESULTS["env"] = environment(plan, dev)
+    save()
+    say("env: " + json.dumps(RESULTS["env"]))
+    if dev.type != "cuda" and not plan.quick:
+        say("WARNING: no CUDA device; use --quick for a CPU smoke test")
+    tmp = Path(tempfile.mkdtemp(prefix="artprobe_gpu_check_"))
+    try:
+        images, shard = make_data(plan, tmp)
+        t = time.perf_counter()
+        E.load_model(plan.model, False)  # random weights after manual_seed(0); cached for every step
+        RESULTS["model_create_s"] = time.perf_counter() - t
+        say(f"model {plan.model} created in {RESULTS['model_create_s']:.1f} s")
+        measure_fast(plan, images, shard, tmp, dev)
+        measure_options(plan, shard, tmp, dev)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    RESULTS["summary"] = summarize()
+    save()
+    print_summary(RESULTS["summary"])
     return 0
 
 

@@ -12,17 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import thesis_loop, wikiart_jpegs, write_bench_shard
 
-import gpu_check as G  # noqa: E402
-
-from artprobe import embed as E  # noqa: E402
+from artprobe import embed as E
 
 
 def main() -> int:
@@ -37,10 +33,10 @@ def main() -> int:
     if a.quick:
         a.model, a.images, a.batch_size, a.workers = "test_vit", 48, 16, 1
     figures: dict = {"model": a.model, "images": a.images, "batch_size": a.batch_size}
-    distinct = G.generate(64, min(16, a.workers + 1))
+    distinct = wikiart_jpegs(64, procs=min(16, a.workers + 1))
     tmp = Path(tempfile.mkdtemp())
-    warm = G.write_shard(tmp / "warm.parquet", (distinct * 8)[: a.batch_size + 7])
-    shard = G.write_shard(tmp / "big.parquet", (distinct * (a.images // 64 + 1))[: a.images])
+    warm = write_bench_shard(tmp / "warm.parquet", (distinct * 8)[: a.batch_size + 7], 1024)
+    shard = write_bench_shard(tmp / "big.parquet", (distinct * (a.images // 64 + 1))[: a.images], 1024)
     modes = ["fast"] if a.quick else ["fast", "nvjpeg"]
     common = dict(timm_name=a.model, pretrained=False, batch_size=a.batch_size, workers=a.workers, progress=False)
     for decode in modes:
@@ -53,7 +49,7 @@ def main() -> int:
               f"{st['img_per_s']:.0f} img/s (steady {st['steady_img_per_s']:.0f})", flush=True)  # fmt: skip
     model, _ = E.load_model(a.model, False)
     model = model.to("cpu" if a.quick else "cuda")
-    th = G.thesis_loop(model, distinct[:50] if not a.quick else distinct[:4], "cuda" if not a.quick else "cpu")
+    th = thesis_loop(model, distinct[:50] if not a.quick else distinct[:4], "cuda" if not a.quick else "cpu")
     figures["thesis_loop"] = th
     rate = th["img_per_s"] if isinstance(th, dict) else float(th)
     for decode in modes:

@@ -31,9 +31,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from artprobe import probes  # noqa: E402
-from artprobe.device import resolve_device, synchronize  # noqa: E402
+import common  # noqa: F401  (this checkout's artprobe on sys.path)
+from artprobe import probes
+from artprobe.device import resolve_device, synchronize
 
 WIKIART = {"train": 65155, "val": 8144, "test": 8145, "dim": 1024, "classes": 129}
 

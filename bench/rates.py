@@ -7,16 +7,14 @@ Both use the package's own pieces (loader, runner, nvjpeg), so they time what em
 
 from __future__ import annotations
 
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import pyarrow.parquet as pq
 
-import pyarrow.parquet as pq  # noqa: E402
+import common  # noqa: F401  (this checkout's artprobe on sys.path)
 
-from artprobe.device import resolve_device, synchronize  # noqa: E402
-from artprobe.embed import (  # noqa: E402
+from artprobe.device import resolve_device, synchronize
+from artprobe.embed import (
     ModelRunner,
     ShardImages,
     build_preprocess,
@@ -28,8 +26,8 @@ from artprobe.embed import (  # noqa: E402
     plan_pieces,
     resolve_dtype,
 )
-from artprobe.embed.loader import model_batches  # noqa: E402
-from artprobe.embed.runner import CHANNELS_LAST  # noqa: E402
+from artprobe.embed.loader import model_batches
+from artprobe.embed.runner import CHANNELS_LAST
 
 
 def _timed_forward(runner: ModelRunner, batches: list, k: int, dev) -> float:

@@ -21,9 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
+from common import ROOT, wikiart_jpegs, write_bench_shard
 
 SEED_MODELS = ("eva02_large_patch14_224.mim_m38m", "convnextv2_huge.fcmae", "convnext_base.clip_laiona")
 
@@ -90,14 +88,12 @@ def main(argv=None) -> None:
     ap.add_argument("--weights-dir", default=str(Path(tempfile.gettempdir()) / "artprobe-bench-weights"))
     ap.add_argument("--plain", action="store_true", help="also time timm's plain pretrained build")
     a = ap.parse_args(argv)
-    from embed_bench import generate_images, write_bench_shard
-
     from artprobe.embed.weights import file_sha256
 
     wdir = Path(a.weights_dir)
     wdir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="startup-bench-"))
-    shard = write_bench_shard(tmp / "s.parquet", generate_images(1, 1))
+    shard = write_bench_shard(tmp / "s.parquet", wikiart_jpegs(1))
     for name in a.models:
         weights = write_random_weights(name, wdir / f"{name}.safetensors")
         t0 = time.perf_counter()

@@ -31,39 +31,10 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
+from common import ROOT, say, wikiart_jpegs
 
 WORKFLOW_FILES = ["Snakefile", "config.yaml", "rules", "scripts", "schemas", "report", "envs", "profiles", "artprobe"]
 COSTS = ("imports_s", "build_s", "load_s", "fingerprint_s", "sha256_s", "prepare_s", "setup_s", "workers_s", "device_s", "first_batch_s")
-
-
-def say(*args) -> None:
-    print(*args, flush=True)
-
-
-def wikiart_jpegs(n: int, distinct: int = 8, seed: int = 0) -> list[bytes]:
-    """``n`` JPEGs of WikiArt's size (long side 1,500–2,000 px, ~300–600 KB): ``distinct``
-    pictures, each re-encoded at a few qualities so the bytes differ."""
-    import io
-
-    from PIL import Image
-
-    from artprobe.images import synthetic_painting, wikiart_like_sizes
-
-    sizes = wikiart_like_sizes(distinct, seed, long_side=(1500, 2000))
-    pics = [synthetic_painting(w, h, seed + i) for i, (w, h) in enumerate(sizes)]
-    cache: dict[tuple, bytes] = {}
-    out = []
-    for i in range(n):
-        key = (i % distinct, 70 + (i // distinct) % 4 * 5)
-        if key not in cache:
-            buf = io.BytesIO()
-            pics[key[0]].save(buf, "JPEG", quality=key[1])
-            cache[key] = buf.getvalue()
-        out.append(cache[key])
-    return out
 
 
 def write_source(folder: Path, images: list[bytes], per_file: int = 1000) -> None:
@@ -179,7 +150,7 @@ def report(work: Path, a) -> None:
     from artprobe.io import read_meta
 
     t0 = time.perf_counter()
-    images = wikiart_jpegs(a.images)
+    images = wikiart_jpegs(a.images, 8, long_side=(1500, 2000), qualities=(70, 75, 80, 85))
     write_source(work / "source", images)
     weights = None if a.random_init else write_random_weights(a.model, work / "weights.safetensors")
     (work / "bench.yaml").write_text(overlay(a, work / "source", weights))

@@ -2,7 +2,6 @@
 
 import functools
 import os
-from pathlib import Path
 import sys
 
 from snakemake.utils import validate
@@ -10,9 +9,10 @@ from snakemake.utils import validate
 sys.path.insert(0, workflow.basedir)
 
 from artprobe.config import check_config, demo_settings, fewshot_settings, is_local_source
-from artprobe.data import list_data_files, shard_ranges
 from artprobe.download import check_offline_cache
 from artprobe.io import read_json
+from artprobe.shard import shard_ranges
+from artprobe.sources import local_inputs
 from artprobe.timm_names import check_timm_names
 from artprobe.weights import check_offline_weights, fetches_weights
 from artprobe.report.layout import layout_options, report_layout
@@ -78,18 +78,14 @@ def download_markers(wildcards):
 
 def manifest_input(wildcards):
     """A hub source: its download markers. A generated or local source is itself an input
-    (its files' mtimes trigger reruns): the Parquet files of the configured layout."""
+    (its files' mtimes trigger reruns): the Parquet files of the configured layout, or an
+    image folder's metadata files (artprobe.sources.local_inputs)."""
     if config["demo"] is not None:
         return os.path.normpath(SOURCE)
     if HUB:
         return download_markers(wildcards)
-    if os.path.isdir(SOURCE) and any(Path(SOURCE).rglob("*.parquet")):
-        d = config["dataset"]
-        return [str(p) for p in list_data_files(Path(SOURCE), d["config"], d["splits"])]
-    if os.path.isdir(SOURCE):
-        # an image folder: its metadata files (listing every image would slow parsing)
-        return sorted(str(p) for p in Path(SOURCE).rglob("metadata.*"))
-    return []
+    d = config["dataset"]
+    return local_inputs(SOURCE, d["config"], d["splits"])  # the kind the manifest job reads
 
 
 def source_params(wildcards):
@@ -128,20 +124,14 @@ def shard_range(wildcards):
     return {"row_start": start, "row_stop": stop}
 
 
-def shard_files(wildcards):
-    return expand(
-        "results/{dataset}/shards/{shard}.parquet",
-        dataset=wildcards.dataset,
-        shard=_shards(wildcards),
-    )
+def per_shard(pattern):
+    """An input function: ``pattern`` for every shard (known once the manifest ran); its other
+    wildcards ({dataset}, {model}) are the job's."""
 
+    def files(wildcards):
+        return expand(pattern, **dict(wildcards.items()), shard=list(_shards(wildcards)))
 
-def hash_files(wildcards):
-    return expand(
-        "results/{dataset}/hashes/{shard}.parquet",
-        dataset=wildcards.dataset,
-        shard=_shards(wildcards),
-    )
+    return files
 
 
 def duplicate_distance(wildcards):
@@ -211,15 +201,6 @@ def weights_targets():
 def weights_params(wildcards):
     m = MODELS[wildcards.model]
     return {"model": wildcards.model, "timm_name": m["timm"], "revision": m["revision"]}
-
-
-def embedding_shards(wildcards):
-    return expand(
-        "results/{dataset}/embeddings/{model}/{shard}.parquet",
-        dataset=wildcards.dataset,
-        model=wildcards.model,
-        shard=_shards(wildcards),
-    )
 
 
 # ---------------------------------------------------------------- classify

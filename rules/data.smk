@@ -106,7 +106,7 @@ rule image_hash:
 
 rule duplicates:
     input:
-        hashes=hash_files,
+        hashes=per_shard("results/{dataset}/hashes/{shard}.parquet"),
         split="results/{dataset}/split.parquet",
     output:
         "results/{dataset}/duplicates.parquet",

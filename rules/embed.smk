@@ -27,8 +27,8 @@ rule embed:
 
 rule merge_embeddings:
     input:
-        embeddings=embedding_shards,
-        shards=shard_files,
+        embeddings=per_shard("results/{dataset}/embeddings/{model}/{shard}.parquet"),
+        shards=per_shard("results/{dataset}/shards/{shard}.parquet"),
         split="results/{dataset}/split.parquet",
     output:
         embeddings="results/{dataset}/embeddings/{model}.parquet",

@@ -1,7 +1,7 @@
 """Adapter: write one image shard (row_id, original image bytes, target labels)."""
 
 import _checkout  # noqa: F401  (the checkout's artprobe, conda env or not)
-from artprobe.data import write_shard
+from artprobe.shard import write_shard
 from artprobe.logs import to_log
 
 with to_log(snakemake.log[0]):

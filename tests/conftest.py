@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.abc
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -12,9 +14,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
-#: test tiers, like timm's CI: ``make test-fast`` runs ``-m unit``; ``make test`` runs them all
+#: test tiers, like timm's CI: ``make test-fast`` runs ``-m "unit and not slow"``; ``make test``
+#: runs them all
 TIERS = ("unit", "workflow", "slurm", "browser", "gpu")
 _running: dict[str, object] = {}
+UNIT_RAN_SNAKEMAKE = "a unit test ran Snakemake: mark it @pytest.mark.workflow"
 
 
 def pytest_collection_modifyitems(config, items):
@@ -24,10 +28,53 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.unit)
 
 
+def starts_snakemake(args) -> bool:
+    """Whether a subprocess command line starts Snakemake: its executable, ``python -m
+    snakemake``, or Python code that uses ``snakemake.api``."""
+    if isinstance(args, (str, bytes, os.PathLike)):
+        tokens = shlex.split(os.fsdecode(args)) if isinstance(args, (str, bytes)) else [os.fspath(args)]
+    else:
+        tokens = [os.fsdecode(a) if isinstance(a, (bytes, os.PathLike)) else str(a) for a in args]
+    if any(Path(t).name == "snakemake" for t in tokens):
+        return True
+    if any(a == "-m" and b.split(".")[0] == "snakemake" for a, b in zip(tokens, tokens[1:])):
+        return True
+    return any("snakemake.api" in t or "SnakemakeApi" in t for t in tokens)
+
+
+class _GuardedPopen(subprocess.Popen):
+    """``subprocess.Popen`` (and so ``run``, ``check_output`` …) that refuses Snakemake."""
+
+    def __init__(self, args, *a, **kw):
+        if starts_snakemake(args):
+            raise AssertionError(UNIT_RAN_SNAKEMAKE)
+        super().__init__(args, *a, **kw)
+
+
+class _NoSnakemakeApi(importlib.abc.MetaPathFinder):
+    """Refuses ``import snakemake.api`` (Snakemake in the test's own process)."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "snakemake.api":
+            raise AssertionError(UNIT_RAN_SNAKEMAKE)
+        return None
+
+
+def _refuse_api(*a, **kw):
+    raise AssertionError(UNIT_RAN_SNAKEMAKE)
+
+
 @pytest.fixture(autouse=True)
-def _tier(request):
-    """Remember whether the running test is a unit test, so running Snakemake fails it."""
-    _running["unit"] = request.node.get_closest_marker("unit") is not None
+def _tier(request, monkeypatch):
+    """A unit test that starts Snakemake fails: through ``snakemake()``, a subprocess, or
+    ``snakemake.api`` (imported now, or already imported by an earlier test)."""
+    unit = request.node.get_closest_marker("unit") is not None
+    _running["unit"] = unit
+    if unit:
+        monkeypatch.setattr(subprocess, "Popen", _GuardedPopen)
+        if "snakemake.api" in sys.modules:
+            monkeypatch.setattr(sys.modules["snakemake.api"].SnakemakeApi, "__init__", _refuse_api)
+        monkeypatch.setattr(sys, "meta_path", [_NoSnakemakeApi(), *sys.meta_path])
     yield
     _running.clear()
 
@@ -62,7 +109,7 @@ def snakemake(
 ) -> subprocess.CompletedProcess:
     """Run the venv's snakemake in ``workdir``; on failure show its output and the job logs."""
     if _running.get("unit"):
-        raise AssertionError("a unit test ran Snakemake: mark it @pytest.mark.workflow")
+        raise AssertionError(UNIT_RAN_SNAKEMAKE)
     env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     proc = subprocess.run(
         [str(VENV_BIN / "snakemake"), *args],
@@ -74,6 +121,12 @@ def snakemake(
         )
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-5000:]}\n{proc.stderr[-8000:]}\n{logs}")
     return proc
+
+
+def job_counts(stdout: str) -> dict[str, int]:
+    """The job table a dry run prints (``Job stats:``): rule -> number of jobs."""
+    table = stdout.split("Job stats:", 1)[1].split("\n\n", 1)[0]
+    return {w[0]: int(w[1]) for w in map(str.split, table.splitlines()) if len(w) == 2 and w[1].isdigit()}
 
 
 TINY_OVERLAY = """

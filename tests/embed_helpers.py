@@ -11,8 +11,8 @@ import pyarrow as pa
 from PIL import Image
 
 from artprobe.embed import embed_shard
-from artprobe.images import synthetic_jpeg
 from artprobe.io import embedding_matrix, with_meta, write_parquet
+from synthetic import synthetic_jpeg
 
 TINY = dict(timm_name="test_vit", pretrained=False, precision="fp32", progress=False, threads=1)
 

@@ -17,7 +17,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from artprobe.data import build_manifest, write_shard
+from artprobe.manifest import build_manifest
+from artprobe.shard import write_shard
 from artprobe.embed import embed_shard
 from artprobe.io import DiskFullError, read_meta
 from embed_helpers import TINY, assert_same_embeddings, small_jpegs

@@ -320,7 +320,8 @@ def test_killed_download_recovers_and_offline_runs(hub, art_files, demo_source, 
     (work / "local.yaml").write_text(HUB_OVERLAY.format(name="local", source=demo_source, revision="null"))
     snakemake(work, *until_shards("local", "local.yaml"))
     hub_shards, local_shards = shard_tables(work, "hub"), shard_tables(work, "local")
-    assert len(hub_shards) == 2 and all(a.equals(b) for a, b in zip(hub_shards, local_shards))
+    assert len(hub_shards) == len(local_shards) == 2
+    assert all(a.equals(b) for a, b in zip(hub_shards, local_shards, strict=True))
 
     offline = copy_workflow(tmp_path / "offline")
     overlay(offline)

@@ -20,8 +20,8 @@ from artprobe.duplicates import (
     phash,
     write_duplicates,
 )
-from artprobe.images import synthetic_painting
 from artprobe.io import read_meta, with_meta, write_parquet
+from synthetic import synthetic_painting
 
 DISTANCE = 8  # the default split.duplicate_distance
 

@@ -19,10 +19,11 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from synthetic import synthetic_jpeg, wikiart_like_sizes
+
 from embed_helpers import TINY, assert_same_embeddings, embed_two_shards, encode, small_jpegs, write_shard
 
 from artprobe.embed import CHECKPOINT_DIR, Checkpoints, embed_shard, load_model
-from artprobe.images import synthetic_jpeg, wikiart_like_sizes
 from artprobe.io import embedding_matrix, read_meta
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,13 +10,13 @@ import time
 
 import pytest
 
-from artprobe import gpu_slots
+from artprobe.embed import gpu_slots
 from conftest import ROOT
 
 # claims a slot, prints the GPU it got (and a forked child's pid), holds it until stdin closes
 HOLDER = """
 import os, sys, time
-from artprobe.gpu_slots import claim_gpu
+from artprobe.embed.gpu_slots import claim_gpu
 claim_gpu(sys.argv[1], poll=0.05)
 child = 0
 if sys.argv[2] == "fork":
@@ -163,7 +163,7 @@ def test_snakemake_runs_two_embed_jobs_at_once_on_two_gpus(tmp_path):
     for out in sorted((work / "results" / "tiny" / "embeddings").glob("*/*.parquet")):
         meta = json.loads(pq.read_schema(out).metadata[b"artprobe"])
         log = work / "results" / "tiny" / "logs" / "embed" / out.parent.name / (out.stem + ".log")
-        started = re.search(r"^(\S+ \S+) INFO artprobe.gpu_slots: GPU slot (\S+)", log.read_text(), re.M)
+        started = re.search(r"^(\S+ \S+) INFO artprobe.embed.gpu_slots: GPU slot (\S+)", log.read_text(), re.M)
         t0 = dt.datetime.strptime(started.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
         assert meta["gpu_slot"] == started.group(2) and meta["gpu_slot"].endswith(":" + meta["cuda_visible_devices"])
         jobs.append((t0, out.stat().st_mtime, meta["cuda_visible_devices"]))

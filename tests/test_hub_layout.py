@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from artprobe import data
-from artprobe.hub_layout import LayoutError, parse_path, select
+from artprobe import sources
+from artprobe.sources.hub_layout import LayoutError, parse_path, select
 
 
 def paths(files):
@@ -79,7 +79,7 @@ def test_no_data_files_is_an_error_naming_the_layouts():
 
 
 def test_local_folder_uses_the_same_selection(demo_source, tmp_path):
-    files = data.list_data_files(demo_source)
+    files = sources.list_data_files(demo_source)
     assert [p.relative_to(demo_source).as_posix() for p in files] == [
         f"data/train-{i:05d}-of-00003.parquet" for i in range(3)
     ]
@@ -87,7 +87,7 @@ def test_local_folder_uses_the_same_selection(demo_source, tmp_path):
     for rel in ("art/test/0000.parquet", "art/train/0000.parquet", "art/train/0001.parquet"):
         (folder / rel).parent.mkdir(parents=True, exist_ok=True)
         (folder / rel).write_bytes(b"")
-    chosen = data.list_data_files(folder, splits=["train"])
+    chosen = sources.list_data_files(folder, splits=["train"])
     assert [p.relative_to(folder).as_posix() for p in chosen] == ["art/train/0000.parquet", "art/train/0001.parquet"]
-    with pytest.raises(data.DataError, match="dataset.config 'x' not found"):
-        data.list_data_files(folder, config="x")
+    with pytest.raises(sources.DataError, match="dataset.config 'x' not found"):
+        sources.list_data_files(folder, config="x")

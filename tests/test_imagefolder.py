@@ -8,7 +8,6 @@ given. Row order is datasets' (paths sorted), and shards hold the files' own byt
 from __future__ import annotations
 
 import csv
-import io
 import json
 from pathlib import Path
 
@@ -19,17 +18,13 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from artprobe.data import DataError, build_manifest, write_shard
+from artprobe.manifest import build_manifest
+from artprobe.shard import write_shard
+from artprobe.sources import DataError
 from artprobe.io import read_json
+from synthetic import FORMATS
+from synthetic import small_image as image_bytes
 
-FORMATS = {".jpg": "JPEG", ".png": "PNG", ".webp": "WEBP"}
-
-
-def image_bytes(ext: str, seed: int) -> bytes:
-    rng = np.random.default_rng(seed)
-    buf = io.BytesIO()
-    Image.fromarray(rng.integers(0, 255, (12, 10, 3), dtype=np.uint8)).save(buf, FORMATS[ext])
-    return buf.getvalue()
 
 
 def write_images(root: Path, names: list[str]) -> dict[str, bytes]:
@@ -297,7 +292,7 @@ def test_workflow_on_an_image_folder(tmp_path):
 
 
 def test_stratified_split_of_string_labels_with_gaps(tmp_path):
-    from artprobe.data import read_class_ids
+    from artprobe.manifest import read_class_ids
     from artprobe.split import write_split
 
     labels = [None if i % 7 == 0 else "abc"[i % 3] for i in range(60)]

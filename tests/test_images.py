@@ -16,9 +16,9 @@ from artprobe.images import (
     open_image,
     precrop_box,
     precrop_for_center_crop,
-    synthetic_jpeg,
     to_rgb,
 )
+from synthetic import synthetic_jpeg
 
 
 def encode(img: Image.Image, fmt: str, **kw) -> bytes:

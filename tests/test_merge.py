@@ -1,4 +1,4 @@
-"""artprobe.merge: merge_embeddings joins shard embeddings with targets and split, and refuses
+"""artprobe.embed.merge: merge_embeddings joins shard embeddings with targets and split, and refuses
 (writing nothing) when the shards don't add up."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from embed_helpers import embed_two_shards, write_shard
 
 from artprobe.embed import embedding_table
 from artprobe.io import embedding_matrix, read_meta, with_meta, write_parquet
-from artprobe.merge import MergeError, merge_embeddings
+from artprobe.embed.merge import MergeError, merge_embeddings
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +120,7 @@ def test_merging_imports_neither_torch_nor_timm():
     import subprocess
     import sys
 
-    code = "import sys, artprobe.merge; print(sorted({'torch', 'timm'} & set(sys.modules)))"
+    code = "import sys, artprobe.embed.merge; print(sorted({'torch', 'timm'} & set(sys.modules)))"
     root = Path(__file__).resolve().parents[1]
     out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

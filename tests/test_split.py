@@ -7,9 +7,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from artprobe import data
 from artprobe.config import SPLITS
-from artprobe.data import DataError
+from artprobe.manifest import build_manifest
+from artprobe.sources import DataError
 from artprobe.demo import CLASSES
 from artprobe.split import group_codes, group_split, seed_compatible_split, stratified_split, write_split
 from artprobe.io import read_meta
@@ -60,7 +60,7 @@ def test_stratified_split_keeps_proportions():
 
 
 def test_split_file(demo_source, tmp_path):
-    data.build_manifest(str(demo_source), None, TARGETS, tmp_path / "m.json")
+    build_manifest(str(demo_source), None, TARGETS, tmp_path / "m.json")
     write_split(tmp_path / "m.json", tmp_path / "split.parquet", method="seed-compatible", seed=2830)
     t = pq.read_table(tmp_path / "split.parquet")
     assert t.column("row_id").to_pylist() == list(range(96))
@@ -116,7 +116,7 @@ def test_group_codes_name_lookup_missing_and_ungrouped():
 
 
 def test_group_split_file_keeps_each_artist_on_one_side(demo_source, tmp_path):
-    data.build_manifest(str(demo_source), None, ["genre", "style"], tmp_path / "m.json")
+    build_manifest(str(demo_source), None, ["genre", "style"], tmp_path / "m.json")
     write_split(tmp_path / "m.json", tmp_path / "s.parquet", method="group", seed=0,
                 group_by="artist", ungrouped=["Unknown Artist"])  # fmt: skip
     parts = np.array(pq.read_table(tmp_path / "s.parquet").column("split").to_pylist(), dtype=object)

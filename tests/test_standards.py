@@ -140,6 +140,37 @@ def test_snakefmt_is_clean():
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
 
 
+@pytest.mark.parametrize("command", [["check", "."], ["format", "--check", "--diff", "."]])
+def test_ruff_is_clean(command):
+    """The Python side's formatter and linter, as snakefmt is the Snakemake side's
+    (settings in pyproject.toml; ``make format`` applies them)."""
+    proc = subprocess.run(
+        [str(VENV_BIN / "ruff"), *command], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        [str(VENV_BIN / "snakemake"), "--version"],
+        [sys.executable, "-m", "snakemake", "--version"],
+        "snakemake --version",
+        [sys.executable, "-c", "from snakemake.api import SnakemakeApi"],
+    ],
+)
+def test_a_unit_test_cannot_start_snakemake(command):
+    """The tier guard (conftest): Snakemake in a unit test fails it, however it is started."""
+    with pytest.raises(AssertionError, match="a unit test ran Snakemake"):
+        subprocess.run(command, shell=isinstance(command, str), capture_output=True, timeout=120)
+    with pytest.raises(AssertionError, match="a unit test ran Snakemake"):
+        from snakemake.api import SnakemakeApi
+
+        SnakemakeApi()  # reached only if an earlier test imported it: then creating one fails
+    done = subprocess.run([sys.executable, "-c", "print('other programs run')"], capture_output=True, text=True)
+    assert done.stdout.strip() == "other programs run"
+
+
 def _norm(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 

@@ -8,7 +8,7 @@ import os
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import ROOT, TINY_OVERLAY, copy_workflow, snakemake
+from conftest import ROOT, TINY_OVERLAY, copy_workflow, job_counts, snakemake
 
 
 pytestmark = pytest.mark.workflow
@@ -116,8 +116,10 @@ def test_config_errors_name_the_key(workflow_copy, edit, message):
 
 def test_real_config_parses(workflow_copy):
     """The shipped config.yaml (WikiArt, three pretrained models) is valid and builds a DAG."""
-    proc = snakemake(workflow_copy, "-n", "--workflow-profile", "none")
-    assert "manifest" in proc.stdout
+    counts = job_counts(snakemake(workflow_copy, "-n", "--workflow-profile", "none").stdout)
+    # a hub source: its file list first, then the manifest; the fits of 3 models x 3 targets x 3 probes
+    assert counts["remote_files"] == counts["manifest"] == counts["all"] == 1
+    assert counts["classify"] == 27 and counts["merge_embeddings"] == 3
 
 
 def test_real_config_dag_once_manifest_exists(workflow_copy):
@@ -140,14 +142,12 @@ def test_real_config_dag_once_manifest_exists(workflow_copy):
     (out / "manifest.json").write_text(json.dumps(manifest))
     (out / "rows.parquet").write_bytes(b"")  # the manifest job's other output, the row index
     proc = snakemake(workflow_copy, "-n", "--workflow-profile", "none")
-    counts = dict(
-        line.split()[:2] for line in proc.stdout.splitlines() if len(line.split()) == 2 and line.split()[1].isdigit()
-    )
-    assert counts["shard"] == "3"  # 81,444 rows / 32,768 per shard
-    assert counts["embed"] == "9"  # 3 models x 3 shards
-    assert counts["merge_embeddings"] == "3"
-    assert counts["classify"] == "27"  # 3 models x 3 targets x 3 classifiers
-    assert counts["split"] == "1" and counts["report"] == "1"
+    counts = job_counts(proc.stdout)
+    assert counts["shard"] == 3  # 81,444 rows / 32,768 per shard
+    assert counts["embed"] == 9  # 3 models x 3 shards
+    assert counts["merge_embeddings"] == 3
+    assert counts["classify"] == 27  # 3 models x 3 targets x 3 classifiers
+    assert counts["split"] == 1 and counts["report"] == 1
     assert "manifest" not in counts
 
 

@@ -12,10 +12,10 @@ import re
 from pathlib import Path
 
 from artprobe.hub import HubError
-from artprobe.hub_layout import select
 from artprobe.io import read_json, write_json, write_text
+from artprobe.sources.hub_layout import select
 
-REPO_TYPE = "dataset"
+REPO_TYPE = "dataset"  #: the download stage reads hub *datasets* (the weights stage: models)
 COMMIT = re.compile(r"[0-9a-f]{40}")
 
 

@@ -2,7 +2,7 @@
 
 The revision is resolved to its commit (``dataset_info``) and the repository listed
 recursively at that commit (``list_repo_tree``) with the real ``huggingface_hub`` client; the
-data files of the configured layout (``artprobe.hub_layout``) and the dataset card go to
+data files of the configured layout (``artprobe.sources.hub_layout``) and the dataset card go to
 ``download/files.json`` with their sizes and hashes. Offline the list comes from the cache.
 """
 
@@ -11,14 +11,13 @@ from __future__ import annotations
 import logging
 import os
 
-from artprobe.download.cache import cached_listing, is_offline, save_listing
+from artprobe.download.cache import REPO_TYPE, cached_listing, is_offline, save_listing
 from artprobe.hub import HubRequest, hub_errors
-from artprobe.hub_layout import LayoutError, select
 from artprobe.io import write_json
+from artprobe.sources.hub_layout import LayoutError, select
 
 log = logging.getLogger(__name__)
 
-REPO_TYPE = "dataset"
 CARD = "README.md"
 NOT_PARQUET = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".tar")
 

@@ -21,7 +21,7 @@ Each choice is computed with timm's own APIs, so it means the same for every arc
 
 Models whose forward_features normalise after pooling (``fc_norm``, e.g. ``global_pool='avg'``
 ViTs) have no final token norm, so their ``cls``/``mean_tokens`` are un-normalised tokens.
-Torch is imported lazily: :mod:`artprobe.merge` imports this package torch-free.
+Torch is imported lazily: :mod:`artprobe.embed.merge` imports this package torch-free.
 """
 
 from __future__ import annotations

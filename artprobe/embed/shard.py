@@ -32,7 +32,7 @@ from artprobe.io import json_safe, with_meta, write_parquet
 
 log = logging.getLogger("artprobe.embed")
 
-#: Provenance keys that must agree between the shards of one model (artprobe.merge checks).
+#: Provenance keys that must agree between the shards of one model (artprobe.embed.merge checks).
 IDENTITY_KEYS = (
     "timm_name",
     "timm_version",
@@ -333,7 +333,7 @@ class _Job:
             "device": str(self.dev),
             "device_name": device_name(self.dev),
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-            "gpu_slot": os.environ.get("ARTPROBE_GPU_SLOT"),  # artprobe.gpu_slots (local jobs)
+            "gpu_slot": os.environ.get("ARTPROBE_GPU_SLOT"),  # artprobe.embed.gpu_slots (local jobs)
             "batch_size": self.settings["batch_size"],
             "workers": self.settings["workers"],
             "compile": self.settings["compile"],

@@ -25,9 +25,10 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from artprobe.sources.locate import METADATA_FILES
+
 log = logging.getLogger(__name__)
 
-METADATA_FILES = ("metadata.csv", "metadata.jsonl", "metadata.parquet")
 
 
 class FolderError(ValueError):
@@ -38,11 +39,6 @@ def image_extensions() -> set[str]:
     from datasets.packaged_modules.imagefolder.imagefolder import ImageFolder
 
     return set(ImageFolder.EXTENSIONS)
-
-
-def is_imagefolder(folder: Path) -> bool:
-    """A local folder without Parquet data files (a ``metadata.parquet`` is not data)."""
-    return not any(p.name not in METADATA_FILES for p in Path(folder).rglob("*.parquet"))
 
 
 def label_hint(folder: Path) -> str:

@@ -1,7 +1,7 @@
 """Which Parquet files of a dataset are its data: the hub's layouts, configs and splits.
 
 One selection serves a hub repository's file list (``artprobe.download``) and a local folder
-(``artprobe.data.list_data_files``), following the ``datasets`` library's conventions:
+(``artprobe.sources.list_data_files``), following the ``datasets`` library's conventions:
 
 - ``data/<split>-XXXXX-of-YYYYY.parquet``: the one config ``default``
   (what ``push_to_hub`` writes);

@@ -1,4 +1,5 @@
-"""Target labels: a source's label column as int16 class ids, with -1 for a missing label.
+"""Target labels: a source's label column as int16 class ids, with -1 for a missing label,
+and the class names a source stores (Parquet schema metadata, the dataset card).
 
 Three kinds of label column are accepted, as `datasets` writes or reads them:
 
@@ -16,6 +17,9 @@ like any other and left out of that target's fits only.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -26,6 +30,43 @@ MISSING = -1
 
 class LabelError(ValueError):
     """A target column cannot be read as class labels."""
+
+
+def class_names_from_schema(schema: pa.Schema) -> dict[str, list[str]]:
+    """ClassLabel names stored by `datasets` in the Parquet schema metadata."""
+    raw = (schema.metadata or {}).get(b"huggingface")
+    if not raw:
+        return {}
+    features = json.loads(raw).get("info", {}).get("features", {})
+    return {
+        name: list(feat["names"])
+        for name, feat in features.items()
+        if isinstance(feat, dict) and feat.get("_type") == "ClassLabel" and "names" in feat
+    }
+
+
+def class_names_from_readme(folder: Path) -> dict[str, list[str]]:
+    """ClassLabel names from the dataset card's ``dataset_info`` YAML header."""
+    readme = folder / "README.md"
+    if not readme.exists():
+        return {}
+    import yaml
+
+    text = readme.read_text(errors="replace")
+    if not text.startswith("---"):
+        return {}
+    header = text.split("---", 2)[1]
+    info = yaml.safe_load(header) or {}
+    infos = info.get("dataset_info", {})
+    if isinstance(infos, list):  # several configs: take the default one
+        infos = infos[0] if infos else {}
+    out = {}
+    for feat in infos.get("features", []) or []:
+        dtype = feat.get("dtype")
+        names = dtype.get("class_label", {}).get("names") if isinstance(dtype, dict) else None
+        if names:
+            out[feat["name"]] = [names[k] for k in sorted(names, key=lambda k: int(k))]
+    return out
 
 
 def label_kind(column: pa.ChunkedArray | pa.Array, names: list[str] | None) -> str:

@@ -13,7 +13,6 @@ Bytes are passed through untouched (never decoded and re-encoded).
 
 from __future__ import annotations
 
-import io
 import os
 from pathlib import Path
 
@@ -49,15 +48,14 @@ def missing_paths(paths: list, root: Path) -> list:
 
 
 def _is_image(data: bytes | None) -> bool:
-    from PIL import Image
+    """Whether PIL can open ``data`` (the header only: artprobe.images.open_image)."""
+    from artprobe.images import ImageDecodeError, open_image
 
-    if not data:
-        return False
     try:
-        with Image.open(io.BytesIO(data)):
-            return True
-    except Exception:  # noqa: BLE001 - anything PIL cannot identify is not an image
+        open_image(data, max_pixels=None)
+    except ImageDecodeError:
         return False
+    return True
 
 
 def check_column(column: pa.ChunkedArray | pa.Array, name: str, root: Path, where: str) -> str:
@@ -80,10 +78,7 @@ def check_column(column: pa.ChunkedArray | pa.Array, name: str, root: Path, wher
             )
         return kind
     sample = column.slice(0, SAMPLE)
-    data = sample.field("bytes").to_pylist() if kind == "struct" else sample.to_pylist()
-    if kind == "struct":
-        paths = sample.field("path").to_pylist()
-        data = [d if d else _read(root, p) for d, p in zip(data, paths)]
+    data = _struct_bytes(sample, root) if kind == "struct" else sample.to_pylist()
     if not any(_is_image(d) for d in data):
         raise ImageColumnError(
             f"dataset.image_column {name!r} of {where}: none of its first {len(data)} values "
@@ -99,6 +94,12 @@ def _read(root: Path, path: str | None) -> bytes | None:
     return p.read_bytes() if p.is_file() else None
 
 
+def _struct_bytes(column: pa.StructArray, root: Path) -> list:
+    """The ``Image`` feature's bytes; a row without bytes is read from its ``path``."""
+    data, paths = column.field("bytes").to_pylist(), column.field("path").to_pylist()
+    return [d if d else _read(root, p) for d, p in zip(data, paths)]
+
+
 def image_bytes(column: pa.ChunkedArray | pa.Array, kind: str, root: Path) -> pa.Array:
     """The original encoded bytes of every row (large_binary; null where a row has none)."""
     if isinstance(column, pa.ChunkedArray):
@@ -106,8 +107,7 @@ def image_bytes(column: pa.ChunkedArray | pa.Array, kind: str, root: Path) -> pa
     if kind == "bytes":
         return column.cast(pa.large_binary())
     if kind == "struct":
-        data, paths = column.field("bytes").to_pylist(), column.field("path").to_pylist()
-        return pa.array([d if d else _read(root, p) for d, p in zip(data, paths)], pa.large_binary())
+        return pa.array(_struct_bytes(column, root), pa.large_binary())
     paths = column.to_pylist()
     missing = missing_paths(paths, root)
     if missing:
