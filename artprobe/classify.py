@@ -208,12 +208,13 @@ def predictions_table(row_id: np.ndarray, y_true: np.ndarray, proba: np.ndarray)
 
 
 def report_text(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> str:
-    """scikit-learn's classification report over the classes that occur in truth or prediction."""
-    from sklearn.metrics import classification_report
+    """scikit-learn's classification report over the classes that occur in truth or prediction
+    (:mod:`artprobe.class_report`: the same text without importing scikit-learn)."""
+    from artprobe.class_report import classification_report
 
     present = sorted(set(y_true.tolist()) | set(y_pred.tolist()))
     return classification_report(
-        y_true, y_pred, labels=present, target_names=[classes[i] for i in present], digits=4, zero_division=0
+        y_true, y_pred, labels=present, target_names=[classes[i] for i in present], digits=4
     )
 
 

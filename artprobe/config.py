@@ -18,6 +18,10 @@ import numpy as np
 
 SPLITS = ("train", "val", "test")
 KINDS = ("mlp", "linear", "knn")
+#: kinds whose fits gain enough from a GPU to be sent to one on a cluster (the thesis mlp: 20
+#: epochs of WikiArt take ~30 min on two CPU cores, ~9 s on an H200); linear and knn take
+#: minutes or seconds on a CPU node (docs/slurm.md, "Where probe fits run")
+GPU_KINDS = ("mlp",)
 #: the embedded demo's generator settings; ``demo:`` keys in the config override them
 DEMO_DEFAULTS = {"rows": 360, "files": 3, "seed": 0, "broken": 2}
 #: ``probe.fewshot:`` keys left out of the config (the schema fills them too)
@@ -138,6 +142,12 @@ def defaults(kind: str) -> dict:
     """The default parameters of ``kind`` (a fresh dict)."""
     _check_kind(kind)
     return {k: d for k, (d, _) in _SPECS[kind].items()}
+
+
+def gains_from_gpu(kind: str) -> bool:
+    """Is a fit of ``kind`` worth a GPU job on a cluster (``gpu_probes`` in the config)?"""
+    _check_kind(kind)
+    return kind in GPU_KINDS
 
 
 def _check_kind(kind: str) -> None:

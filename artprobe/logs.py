@@ -6,6 +6,7 @@ import contextlib
 import logging
 import os
 import sys
+import weakref
 from typing import Iterator
 
 
@@ -57,3 +58,27 @@ def to_log(path: str | os.PathLike | None, level: int = logging.INFO) -> Iterato
             root.setLevel(old_level)
     if clear is not None:
         raise SystemExit(str(clear)) from None
+
+
+def progress(iterable=None, *, total: int | None = None, desc: str, unit: str = "it", initial: int = 0,
+             enabled: bool = True, **kwargs):  # fmt: skip
+    """A tqdm bar with rate for a long loop, written where the job logs (``sys.stderr``, which
+    :func:`to_log` sends to the log file): every second on a terminal, every 15 s into a
+    file, so a log shows how far the job got and how fast without growing by a line per
+    step. ``enabled=False`` shows nothing (the loop runs the same), and neither does a loop
+    inside a loop whose bar is shown (the few-shot curve's linear fits: its bar counts them)."""
+    from tqdm.auto import tqdm
+
+    kwargs.setdefault("mininterval", 1.0 if sys.stderr.isatty() else 15.0)
+    kwargs.setdefault("smoothing", 0.05)
+    nested = any(not bar.disable for bar in _SHOWN)  # closing a bar disables it
+    bar = tqdm(
+        iterable, total=total, initial=initial, unit=unit, desc=desc, file=sys.stderr,
+        disable=not enabled or nested, **kwargs,
+    )  # fmt: skip
+    if not bar.disable:
+        _SHOWN.add(bar)
+    return bar
+
+
+_SHOWN: weakref.WeakSet = weakref.WeakSet()  # the bars progress() has shown (open or closed)

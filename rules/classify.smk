@@ -18,6 +18,7 @@ rule classify:
         "../envs/classify.yaml"
     threads: 2
     resources:
+        **probe_gpu_resources(classifier_kind),
         mem_mb=8000,
         runtime=120,
     params:

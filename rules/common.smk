@@ -8,7 +8,13 @@ from snakemake.utils import validate
 
 sys.path.insert(0, workflow.basedir)
 
-from artprobe.config import check_config, demo_settings, fewshot_settings, is_local_source
+from artprobe.config import (
+    check_config,
+    demo_settings,
+    fewshot_settings,
+    gains_from_gpu,
+    is_local_source,
+)
 from artprobe.download import check_offline_cache
 from artprobe.io import read_json
 from artprobe.shard import shard_ranges
@@ -219,6 +225,27 @@ def fit_params(wildcards):
     }
 
 
+def classifier_kind(wildcards):
+    return CLASSIFIERS[wildcards.classifier]
+
+
+def probe_gpu_resources(kind_of):
+    """The resources that place a probe job on a cluster (config ``gpu_probes``, set by
+    profiles/slurm): the fits of kinds that gain from a GPU get one on the GPU partition, the
+    others the CPU partition. ``{}`` when it is off: local runs hold no GPU for a fit."""
+    where = config["gpu_probes"]
+    if not where:
+        return {}
+
+    def gpu(wildcards):
+        return int(gains_from_gpu(kind_of(wildcards)))
+
+    def slurm_partition(wildcards):
+        return where["gpu_partition" if gpu(wildcards) else "cpu_partition"]
+
+    return {"gpu": gpu, "slurm_partition": slurm_partition}
+
+
 FIT_FILES = ["metrics.json", "classification_report.txt", "predictions.parquet", "history.csv"]
 
 
@@ -250,6 +277,10 @@ def fewshot_params(wildcards):
         "min_class_count": config["probe"]["min_class_count"].get(t),
         "seed": config["probe"]["seed"],
     }
+
+
+def fewshot_kind(wildcards):
+    return "linear"  # the few-shot curves fit the linear probe (artprobe.probes.fewshot)
 
 
 def fewshot_inputs():

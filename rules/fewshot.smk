@@ -14,6 +14,7 @@ rule fewshot:
         "../envs/classify.yaml"
     threads: 2
     resources:
+        **probe_gpu_resources(fewshot_kind),
         mem_mb=8000,
         runtime=240,
     params:

@@ -336,3 +336,42 @@ def test_killed_download_recovers_and_offline_runs(hub, art_files, demo_source, 
     assert run.returncode != 0 and out.count("HF_HUB_OFFLINE is set") == 1
     assert "dataset 'test/art'" in out and "revision 'main'" in out and f"HF_HOME={tmp_path / 'none'}" in out
     assert not (empty / "results").exists()  # no job ran
+
+
+SMALL_DISK = (
+    "import collections, shutil\n"
+    "usage = collections.namedtuple('usage', 'total used free')\n"
+    "shutil.disk_usage = lambda path: usage(10**6, 10**6 - {free}, {free})\n"
+)  # the hub cache's file system, as artprobe.disk sees it, with {free} bytes free
+
+
+def test_a_hub_cache_without_room_fails_before_downloading_naming_both_sizes_and_hf_home(hub, art_files, tmp_path):
+    hf_home = tmp_path / "hf"
+    need = sum(len(art_files[n]) for n in [*FILES, "README.md"])
+    code = SMALL_DISK.format(free=1000) + f"remote_files('test/art', None, {str(tmp_path / 'files.json')!r})\n"
+    proc = client(hub_env(hub, hf_home), code)
+    assert proc.returncode != 0
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "NotEnoughSpaceError" in last and "not enough disk space for 4 of 4 files of dataset 'test/art'" in last
+    assert f"({need:,} bytes)" in last and "(1,000 bytes) free" in last, last
+    assert f"HF_HOME={hf_home}" in last and str(hf_home / "hub" / "datasets--test--art") in last, last
+    assert not (tmp_path / "files.json").exists()  # the checkpoint failed: no download job starts
+    assert not any(hub.gets[n] for n in FILES)
+
+
+def test_only_the_bytes_still_to_fetch_count(hub, art_files, tmp_path):
+    env = hub_env(hub, tmp_path / "hf")
+    fetch_all(env, tmp_path / "a")  # everything cached
+    code = SMALL_DISK.format(free=0) + f"remote_files('test/art', None, {str(tmp_path / 'files.json')!r})\n"
+    proc = client(env, code)
+    assert proc.returncode == 0, proc.stderr[-3000:]  # nothing left to fetch: no space needed
+    # one blob gone: its bytes are needed again, and the download job checks them first
+    sha = json.loads((tmp_path / "files.json").read_text())["files"][2]["sha256"]
+    (blobs(tmp_path / "hf") / sha).unlink()
+    size = len(art_files[FILES[2]])
+    code = SMALL_DISK.format(free=size - 1) + (
+        f"download_file({str(tmp_path / 'files.json')!r}, '00002', {str(tmp_path / 'm.json')!r})\n"
+    )
+    proc = client(env, code)
+    assert proc.returncode != 0 and "1 of 1 files of dataset 'test/art'" in proc.stderr
+    assert f"({size:,} bytes)" in proc.stderr and hub.gets[FILES[2]] == 1  # not fetched a second time

@@ -540,3 +540,88 @@ def test_sigkill_and_resume_is_bit_identical(tmp_path):
     assert_same_embeddings(pq.read_table(out), pq.read_table(ref))
     assert not (out.parent / CHECKPOINT_DIR).exists()
     assert sorted(p.name for p in out.parent.iterdir()) == ["shard.parquet"]
+
+
+# --------------------------------------------------------------------------- out of GPU memory
+
+
+def _oom_forward(monkeypatch, *, above: int, at_calls, error=None, then=None):
+    """Make the runner's forward raise out of memory on the calls numbered ``at_calls``
+    (1-based, counting only batches larger than ``above``); ``then`` maps a call number to
+    another exception (a crash). Returns the batch sizes the forward saw."""
+    import torch
+
+    from artprobe.embed.runner import ModelRunner
+
+    forward, seen = ModelRunner.forward, []
+
+    def fake(self, x, plain=False):
+        if not plain:
+            seen.append(x.shape[0])
+            call = len(seen)
+            if (then or {}).get(call):
+                raise then[call]
+            if x.shape[0] > above and call in at_calls:
+                raise error or torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        return forward(self, x, plain)
+
+    monkeypatch.setattr(ModelRunner, "forward", fake)
+    return seen
+
+
+@pytest.mark.parametrize("error", ["OutOfMemoryError", "RuntimeError text"])
+def test_out_of_gpu_memory_halves_the_batch_and_equals_an_uninterrupted_run(tmp_path, monkeypatch, caplog, error):
+    """OOM in the second batch of 8: the rows of the first batch are kept, the job goes on with
+    batch 4 from row 8, and every embedding equals the uninterrupted run's, bit for bit
+    (per-row outputs of test_vit in fp32 on CPU do not depend on the batch)."""
+    shard = write_shard(tmp_path / "s.parquet", small_jpegs(17) + [b""])
+    ref = tmp_path / "ref.parquet"
+    embed_shard(shard, ref, batch_size=8, checkpoint_every=1, **TINY)
+    exc = None if error == "OutOfMemoryError" else RuntimeError("CUDA error: out of memory\nCUDA kernel errors ...")
+    seen = _oom_forward(monkeypatch, above=4, at_calls={2}, error=exc)
+    out = tmp_path / "out" / "s.parquet"
+    with caplog.at_level("INFO", logger="artprobe"):
+        stats = embed_shard(shard, out, batch_size=8, checkpoint_every=1, **TINY)
+    assert seen == [8, 8, 4, 4, 1]  # rows 0..7, 8..15 out of memory, then from row 8 in 4s (row 17: no image)
+    assert_same_embeddings(pq.read_table(out), pq.read_table(ref))
+    meta = read_meta(out)
+    assert (meta["batch_size"], meta["batch_size_used"], meta["oom_retries"]) == (8, 4, 1)
+    assert (stats["batch_size_used"], stats["oom_retries"]) == (4, 1)
+    assert "out of GPU memory at batch 8" in caplog.text and "going on with batch 4 from row 8 of 18" in caplog.text
+    assert "batch 8 -> 4 after 1 CUDA out-of-memory retries" in caplog.text
+    assert not (out.parent / CHECKPOINT_DIR).exists()
+
+
+def test_out_of_gpu_memory_at_batch_one_fails_in_a_sentence_and_keeps_the_rows(tmp_path, monkeypatch):
+    shard = write_shard(tmp_path / "s.parquet", small_jpegs(12))
+    _oom_forward(monkeypatch, above=0, at_calls=set(range(2, 100)))  # every batch after the first
+    out = tmp_path / "out" / "s.parquet"
+    from artprobe.oom import GPUOutOfMemoryError
+
+    what = r"test_vit \(float32, s.parquet\) does not fit in GPU memory even at batch 1"
+    with pytest.raises(GPUOutOfMemoryError, match=what):
+        embed_shard(shard, out, batch_size=4, checkpoint_every=1, **TINY)
+    assert not out.exists()
+    files = sorted(p.name for p in (out.parent / CHECKPOINT_DIR / "s").glob("rows-*.arrow"))
+    assert files == ["rows-000000000-000000004.arrow"]  # the finished batch is kept for the rerun
+
+
+def test_a_rerun_after_out_of_memory_resumes_with_the_smaller_batch(tmp_path, monkeypatch, caplog):
+    """Crashed after an OOM retry: the rerun starts from the checkpoints with the smaller batch
+    (it does not run out of memory again first) and still equals the uninterrupted run."""
+    shard = write_shard(tmp_path / "s.parquet", small_jpegs(20))
+    ref = tmp_path / "ref.parquet"
+    embed_shard(shard, ref, batch_size=8, checkpoint_every=1, **TINY)
+    out = tmp_path / "out" / "s.parquet"
+    _oom_forward(monkeypatch, above=4, at_calls={2}, then={4: RuntimeError("node lost")})
+    with pytest.raises(RuntimeError, match="node lost"):
+        embed_shard(shard, out, batch_size=8, checkpoint_every=1, **TINY)  # rows 0..7 kept, then a crash
+    monkeypatch.undo()
+    seen = _oom_forward(monkeypatch, above=4, at_calls=set(range(1, 100)))  # batch 8 would fail again
+    with caplog.at_level("INFO", logger="artprobe"):
+        stats = embed_shard(shard, out, batch_size=8, checkpoint_every=1, **TINY)
+    assert seen == [4, 4, 4] and stats["n_resumed"] == 8
+    assert "batch 4, 0 workers" in caplog.text
+    assert_same_embeddings(pq.read_table(out), pq.read_table(ref))
+    meta = read_meta(out)
+    assert (meta["batch_size"], meta["batch_size_used"], meta["oom_retries"]) == (8, 4, 1)

@@ -1,5 +1,6 @@
 """The hub cache as the download stage uses it: where a repository lives, which commit a
-revision is, the stored file list, and the offline check run when the workflow is parsed.
+revision is, the stored file list, the offline check run when the workflow is parsed, and the
+disk check before downloading.
 
 The file list is stored as ``trees/<commit>.json`` and the revision as ``refs/<revision>``
 in the repository's cache folder, the formats ``huggingface_hub`` itself uses there, so with
@@ -8,12 +9,16 @@ in the repository's cache folder, the formats ``huggingface_hub`` itself uses th
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 
+from artprobe.disk import check_free_space, human_bytes
 from artprobe.hub import HubError
 from artprobe.io import read_json, write_json, write_text
 from artprobe.sources.hub_layout import select
+
+log = logging.getLogger(__name__)
 
 REPO_TYPE = "dataset"  #: the download stage reads hub *datasets* (the weights stage: models)
 COMMIT = re.compile(r"[0-9a-f]{40}")
@@ -94,3 +99,30 @@ def check_offline_cache(repo_id: str, revision: str | None, config=None, splits=
             f"(HF_HOME={constants.HF_HOME}), e.g. {missing[:3]}. Finish the download with network "
             "access (rerun without HF_HUB_OFFLINE), or point HF_HOME at the cache that has them."
         )
+
+
+def blob_name(entry: dict) -> str:
+    """The name the client gives a ``files.json`` entry's blob: the LFS sha256, else the git blob id."""
+    return entry["sha256"] or entry["blob_id"]
+
+
+def check_cache_space(repo_id: str, files: list[dict]) -> None:
+    """Before downloading: the ``files.json`` entries not yet in the hub cache must fit in the
+    free space of the file system that holds it (their partial downloads, which the fetch
+    replaces, count back); else :class:`artprobe.disk.NotEnoughSpaceError` naming both
+    figures, the cache folder and ``HF_HOME``. Offline nothing is fetched: nothing to check."""
+    if is_offline():
+        return
+    from huggingface_hub import constants
+
+    folder = storage_folder(repo_id)
+    blobs = folder / "blobs"
+    todo = [f for f in files if not (blobs / blob_name(f)).is_file()]
+    need = sum(int(f["size"]) for f in todo)
+    partial = sum(p.stat().st_size for f in todo for p in blobs.glob(f"{blob_name(f)}*.incomplete"))
+    what = (
+        f"{len(todo)} of {len(files)} files of dataset {repo_id!r} still to download into the hub "
+        f"cache (HF_HOME={constants.HF_HOME}; point HF_HOME at a larger disk to move the cache)"
+    )
+    free = check_free_space(folder, need, what, reclaimable=partial)
+    log.info("disk: %s need %s in %s; %s free", what, human_bytes(need), folder, human_bytes(free))

@@ -20,7 +20,13 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from artprobe.download.cache import REPO_TYPE, DownloadError, storage_folder
+from artprobe.download.cache import (
+    REPO_TYPE,
+    DownloadError,
+    blob_name,
+    check_cache_space,
+    storage_folder,
+)
 from artprobe.download.listing import dataset_request
 from artprobe.hub import hub_errors
 from artprobe.io import read_json, write_json
@@ -36,11 +42,6 @@ class LogBar(tqdm):
         kwargs.setdefault("mininterval", 2.0)
         kwargs.setdefault("ascii", True)
         super().__init__(*args, **kwargs)
-
-
-def blob_name(entry: dict) -> str:
-    """The name the client gives the blob: the LFS sha256, else the git blob id."""
-    return entry["sha256"] or entry["blob_id"]
 
 
 def remove_stale_partials(repo_id: str, blob: str, repo_type: str = REPO_TYPE) -> list[Path]:
@@ -100,6 +101,7 @@ def download_file(files_json: str | os.PathLike, file: str, out_path: str | os.P
     source, commit = files["source"], files["commit"]
     entry = files["files"][int(file)]
     remove_stale_partials(source, blob_name(entry))
+    check_cache_space(source, [entry])
     start = time.perf_counter()
     with hub_errors(dataset_request(source, commit)):
         path = hf_hub_download(source, entry["name"], repo_type=REPO_TYPE, revision=commit, tqdm_class=LogBar)

@@ -11,7 +11,13 @@ from __future__ import annotations
 import logging
 import os
 
-from artprobe.download.cache import REPO_TYPE, cached_listing, is_offline, save_listing
+from artprobe.download.cache import (
+    REPO_TYPE,
+    cached_listing,
+    check_cache_space,
+    is_offline,
+    save_listing,
+)
 from artprobe.hub import HubRequest, hub_errors
 from artprobe.io import write_json
 from artprobe.sources.hub_layout import LayoutError, select
@@ -95,6 +101,7 @@ def remote_files(
         commit, listing = hub_listing(source, revision)
         save_listing(source, revision, commit, listing)
     files = select_remote(listing, config, splits, f"{source}@{revision or 'main'}")
+    check_cache_space(source, files)  # before any download job starts
     out = {"source": source, "revision": revision, "commit": commit, "files": files}
     write_json(out_path, out)
     total = sum(f["size"] for f in files)

@@ -22,6 +22,8 @@ log = logging.getLogger("artprobe.embed")
 #: ``<out dir>/.checkpoints/<out stem>/``: hidden, so no half-done shard looks like an output
 CHECKPOINT_DIR = ".checkpoints"
 KEY_FILE = "key.json"
+#: the batch an earlier run of the job went on with after running out of GPU memory
+BATCH_FILE = "batch.json"
 KEY_VERSION = 1
 _FILE_RE = re.compile(r"^rows-(\d+)-(\d+)\.arrow$")
 
@@ -71,8 +73,10 @@ class Checkpoints:
             shutil.rmtree(self.dir, ignore_errors=True)
             return []
         tables, pos, n = [], 0, len(row_ids)
+        # after an out-of-memory retry the files end at multiples of the smaller batch
+        aligned = not self.batch_record()
         for a, b, p in self._files():
-            if a != pos or b > n or b <= a or (b % batch_size and b != n):
+            if a != pos or b > n or b <= a or (aligned and b % batch_size and b != n):
                 break
             try:
                 t = feather.read_table(p)
@@ -96,6 +100,19 @@ class Checkpoints:
     def save(self, table: pa.Table, start: int, stop: int) -> None:
         with atomic_path(self.dir / f"rows-{start:09d}-{stop:09d}.arrow") as tmp:
             feather.write_feather(table, tmp, compression="uncompressed")
+
+    def record_batch(self, batch_size_used: int, oom_retries: int) -> None:
+        """Note the smaller batch the job goes on with (after running out of GPU memory), so
+        a rerun of it resumes with that batch instead of running out of memory again."""
+        if self.dir.exists():
+            write_json(self.dir / BATCH_FILE, {"batch_size_used": batch_size_used, "oom_retries": oom_retries})
+
+    def batch_record(self) -> dict:
+        """``{"batch_size_used", "oom_retries"}`` recorded by an earlier run, or ``{}``."""
+        try:
+            return read_json(self.dir / BATCH_FILE) if self._key_matches() else {}
+        except Exception:  # noqa: BLE001 - missing or half-written: start from the configured batch
+            return {}
 
     def cleanup(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)

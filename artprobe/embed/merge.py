@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 
 from artprobe.embed import IDENTITY_DEFAULTS, IDENTITY_KEYS
 from artprobe.io import read_meta, with_meta, write_parquet
+from artprobe.logs import progress
 
 #: Per-shard run records, dropped from the merged table's metadata (kept under ``shards``).
 _PER_SHARD_KEYS = (
@@ -23,7 +24,13 @@ _PER_SHARD_KEYS = (
     "img_per_s",
     "steady_img_per_s",
     "first_batch_s",
+    "batch_size_used",
+    "oom_retries",
 )
+
+
+#: What the merged table's ``shards`` records of each shard's run.
+_THROUGHPUT_KEYS = ("shard", "rows", "failures", "seconds", "img_per_s", "device_name", "batch_size_used")
 
 
 class MergeError(ValueError):
@@ -75,7 +82,7 @@ class _Shards:
         self.fail_tables.append(pa.table({"row_id": failed["row_id"], "reason": reasons}))
         self.target_tables.append(shard)
         self.throughput.append(
-            {k: meta.get(k) for k in ("shard", "rows", "failures", "seconds", "img_per_s", "device_name")}
+            {k: meta.get(k) for k in _THROUGHPUT_KEYS}
             | {"file": emb_path.name}
         )
 
@@ -181,7 +188,8 @@ def merge_embeddings(
     if not embedding_paths:
         raise MergeError("no embedding shards to merge")
     shards = _Shards(targets)
-    for emb_path, shard_path in zip(embedding_paths, shard_paths):
+    pairs = zip(embedding_paths, shard_paths)
+    for emb_path, shard_path in progress(pairs, total=len(shard_paths), desc="merge", unit="shard"):
         shards.add(Path(emb_path), Path(shard_path))
     shards.check_disjoint()
     if shards.problems:

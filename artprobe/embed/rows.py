@@ -70,15 +70,25 @@ class EmbeddedRows:
         self._err.extend(None if ok[k] else batch["errors"].get(i, "no output") for k, i in enumerate(idx))
         self.n_failed += int((~ok).sum())
 
+    @property
+    def done(self) -> int:
+        """Rows finished so far: resumed, checkpointed, and added since the last checkpoint."""
+        return self.since + sum(len(e) for e in self._emb)
+
     def checkpoint_if_due(self) -> None:
         """After each batch: save the rows added since the last checkpoint, every
         ``checkpoint_every`` batches."""
         self._batches += 1
         if self.checkpoint_every and self._batches >= self.checkpoint_every:
-            a, b = self.since, self.since + sum(len(e) for e in self._emb)
+            self.checkpoint_now()
+
+    def checkpoint_now(self) -> None:
+        """Save the rows added since the last checkpoint (if checkpointing, and there are any)."""
+        if self.checkpoint_every and self._emb:
+            a, b = self.since, self.done
             self.tables.append(self._take(b))
             self.checkpoints.save(self.tables[-1], a, b)
-            self._batches = 0
+        self._batches = 0
 
     def _take(self, stop: int) -> pa.Table:
         t = embedding_table(

@@ -8,6 +8,7 @@ from typing import Any
 
 from artprobe.embed.nvjpeg import decode_jpeg_batch
 from artprobe.embed.preprocess import Preprocess
+from artprobe.oom import is_cuda_oom
 
 #: also on CPU: oneDNN convolutions prefer it (~10 % for convnext here)
 CHANNELS_LAST = True
@@ -109,7 +110,8 @@ def batch_input(batch: dict, runner: ModelRunner):
 def run_batches(batches, runner: ModelRunner):
     """Yield ``(batch, index, host)`` per model batch, in order: ``host`` holds the outputs
     (on the CPU) of the rows ``index``, or None. On CUDA batch k is read back (non-blocking,
-    behind an event) while batch k+1 is queued."""
+    behind an event) while batch k+1 is queued. When batch k+1 runs out of GPU memory,
+    batch k is still yielded before the error is raised."""
     import torch
 
     cuda = runner.device.type == "cuda"
@@ -119,7 +121,12 @@ def run_batches(batches, runner: ModelRunner):
             x, index = batch_input(batch, runner)
             host = event = None
             if x is not None:
-                out = runner.forward(x)
+                try:
+                    out = runner.forward(x)
+                except RuntimeError as exc:
+                    if pending is not None and is_cuda_oom(exc):
+                        yield _ready(*pending)  # the batch before the failed one is finished: keep it
+                    raise
                 host = out.to("cpu", non_blocking=True) if cuda else out
                 if cuda:
                     event = torch.cuda.Event()

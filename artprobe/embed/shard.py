@@ -4,31 +4,36 @@ from its checkpoints; the steps it strings together live in the sibling modules.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import os
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from artprobe.device import device_name, resolve_device
+from artprobe.device import resolve_device
 from artprobe.embed.checkpoints import KEY_VERSION, Checkpoints, shard_key
 from artprobe.embed.features import DEFAULT_FEATURES, feature_model
-from artprobe.embed.loader import ShardImages, StreamedPieces, model_batches, piece_loader, plan_pieces
+from artprobe.embed.loader import (
+    ShardImages,
+    StreamedPieces,
+    model_batches,
+    piece_loader,
+    plan_pieces,
+)
 from artprobe.embed.model import load_model, n_cores, resolve_dtype
-from artprobe.embed.weights import weights_file
 from artprobe.embed.nvjpeg import check_nvjpeg
 from artprobe.embed.preprocess import DECODE_MODES, Preprocess, build_preprocess
+from artprobe.embed.provenance import LoopTimer, log_start, provenance, report, versions
 from artprobe.embed.rows import EmbeddedRows
 from artprobe.embed.runner import CHANNELS_LAST, ModelRunner, place_model, run_batches
+from artprobe.embed.weights import weights_file
 from artprobe.images import DEFAULT_MAX_PIXELS
 from artprobe.io import json_safe, with_meta, write_parquet
+from artprobe.logs import progress as progress_bar
+from artprobe.oom import free_cuda_cache, halved, is_cuda_oom, oom_summary
 
 log = logging.getLogger("artprobe.embed")
 
@@ -82,10 +87,15 @@ def embed_shard(
     CPU the model gets ``threads - workers`` of them, the decoding workers one each.
     ``max_pixels``: images with more pixels are refused as decompression bombs.
     CPU results are bit-identical for the same settings and thread count, resumed or not.
+    Out of GPU memory, the job halves its batch and goes on after its last finished batch
+    (down to batch 1, then :class:`artprobe.oom.GPUOutOfMemoryError`); the batch it ended
+    with and the retries are in the provenance (``batch_size_used``, ``oom_retries``) and
+    in the checkpoint dir, so a rerun of the job starts with the smaller batch.
 
     Returns stats: ``img_per_s`` (rows embedded in this run / loop seconds),
     ``steady_img_per_s`` (without the first batch's start-up), ``device``, ``dtype``,
-    ``n_rows``, ``n_failed``, ``n_resumed``, ``seconds``, ``embedding_dim``.
+    ``n_rows``, ``n_failed``, ``n_resumed``, ``seconds``, ``embedding_dim``,
+    ``batch_size_used``, ``oom_retries``.
     """
     timer = LoopTimer()
     job = _prepare(
@@ -98,68 +108,87 @@ def embed_shard(
     rows = EmbeddedRows(
         job.row_ids, ckpt.load(job.row_ids, batch_size) if checkpoint_every else [], ckpt, checkpoint_every
     )
+    job.settings.update(ckpt.batch_record() if checkpoint_every else {})  # an earlier run's smaller batch
     if rows.start:
         log.info("resuming %s after %d of %d rows from %s", Path(out_path).name, rows.start, job.n, ckpt.dir)
-    images = ShardImages(None, job.prep, gpu_jpeg=decode == "nvjpeg")
-    pieces, per_batch = plan_pieces(rows.start, job.n, batch_size)
-    loader = piece_loader(images, StreamedPieces(shard_path, pieces), batch_size, workers, job.dev)
+    loop = _Loop(job, rows, ShardImages(None, job.prep, gpu_jpeg=decode == "nvjpeg"), timer)
     with _model_threads(job.dev, workers, threads):
-        timer.start_loop()
-        iterator = iter(loader)  # start the workers (fork) before CUDA is initialised
-        job.timings["workers_s"] = time.perf_counter() - timer.t_loop
-        runner = job.runner(compile, dim=rows.resumed_dim)
-        job.timings["device_s"] = time.perf_counter() - timer.t_loop - job.timings["workers_s"]
-        if checkpoint_every and rows.start < job.n:
-            ckpt.begin()
-        job.log_start(rows.start)
-        bar = job.progress_bar(rows.start, progress)
-        _embed_batches(model_batches(iterator, per_batch), runner, rows, bar, timer)
+        runner = loop.run(compile, progress)
         result = rows.table(runner.embedding_dim())
-        provenance = job.provenance(result, runner.dim, rows.start, timer)
-        write_parquet(with_meta(result, provenance), out_path)
+        prov = provenance(job, result, runner.dim, rows.start, timer)
+        write_parquet(with_meta(result, prov), out_path)
         ckpt.cleanup()
-    return job.report(out_path, provenance, rows, timer)
+    return report(job, out_path, prov, rows.start, rows.n_failed, timer)
 
 
-def _embed_batches(batches, runner: ModelRunner, rows: EmbeddedRows, bar, timer: LoopTimer) -> None:
-    """Run the model over ``batches``, collecting the rows (and checkpointing them)."""
-    for batch, index, host in run_batches(batches, runner):
-        rows.add(batch, index, host, runner.embedding_dim())
-        bar.update(len(batch["index"]))
-        timer.batch_done(len(batch["index"]))
-        rows.checkpoint_if_due()
-    bar.close()
-    timer.stop_loop()
+class _Loop:
+    """The model over the rows still to do, in batches; out of GPU memory, the batch halves
+    and the loop goes on after the last finished batch (down to batch 1)."""
 
+    def __init__(self, job: _Job, rows: EmbeddedRows, images: ShardImages, timer: LoopTimer):
+        self.job, self.rows, self.images, self.timer = job, rows, images, timer
+        self.batch = job.settings.get("batch_size_used", job.settings["batch_size"])
+        self.runner: ModelRunner | None = None
 
-class LoopTimer:
-    """Wall time of the job, of its embedding loop, and of the loop's first batch."""
+    def batches(self):
+        """Model batches of the rows not done yet, from a DataLoader planned for ``self.batch``
+        (its batch size is baked into the plan, so each retry gets a new one)."""
+        pieces, per_batch = plan_pieces(self.rows.done, self.job.n, self.batch)
+        shard = StreamedPieces(self.job.shard_path, pieces)
+        loader = piece_loader(self.images, shard, self.batch, self.job.settings["workers"], self.job.dev)
+        return model_batches(iter(loader), per_batch)
 
-    def __init__(self):
-        self.t_start = time.perf_counter()
-        self.t_loop = self.seconds = None
-        self.first_batch_s: float | None = None
-        self.first_batch_rows = 0
+    def run(self, compile: bool, progress: bool) -> ModelRunner:
+        """Embed every row not done yet; the runner that did it."""
+        job, rows, timer = self.job, self.rows, self.timer
+        timer.start_loop()
+        batches = self.batches()  # start the workers (fork) before CUDA is initialised
+        job.timings["workers_s"] = time.perf_counter() - timer.t_loop
+        self.runner = job.runner(compile, dim=rows.resumed_dim)
+        job.timings["device_s"] = time.perf_counter() - timer.t_loop - job.timings["workers_s"]
+        if rows.checkpoint_every and rows.start < job.n:
+            rows.checkpoints.begin()
+        log_start(job, rows.start)
+        bar = progress_bar(total=job.n, initial=rows.start, unit="img", desc=job.shard_path.stem, enabled=progress)
+        while (oom := self._embed(batches, bar)) is not None:
+            batches = None  # the old loader's workers go
+            self._halve(oom)
+            batches = self.batches()
+        bar.close()
+        timer.stop_loop()
+        return self.runner
 
-    def start_loop(self) -> None:
-        self.t_loop = time.perf_counter()
+    def _embed(self, batches, bar) -> BaseException | None:
+        """Run the model over ``batches``, collecting the rows (and checkpointing them); the
+        out-of-memory error that stopped it, or None when every batch is done."""
+        runner, rows = self.runner, self.rows
+        runner.batch_size = self.batch
+        try:
+            for batch, index, host in run_batches(batches, runner):
+                rows.add(batch, index, host, runner.embedding_dim())
+                bar.update(len(batch["index"]))
+                self.timer.batch_done(len(batch["index"]))
+                rows.checkpoint_if_due()
+        except RuntimeError as exc:
+            if not is_cuda_oom(exc):
+                raise
+            return exc.with_traceback(None)  # its frames hold the failed batch's tensors
+        return None
 
-    def batch_done(self, rows: int) -> None:
-        if self.first_batch_s is None:
-            self.first_batch_s = time.perf_counter() - self.t_loop
-            self.first_batch_rows = rows
-
-    def stop_loop(self) -> None:
-        self.seconds = time.perf_counter() - self.t_loop
-
-    def rates(self, processed: int) -> tuple[float, float]:
-        """(img/s of the loop, img/s without the first batch's start-up; NaN when unknown)."""
-        img_per_s = processed / self.seconds if self.seconds > 0 else float("nan")
-        steady = float("nan")
-        first = self.first_batch_s
-        if first is not None and processed > self.first_batch_rows and self.seconds > first:
-            steady = (processed - self.first_batch_rows) / (self.seconds - first)
-        return img_per_s, steady
+    def _halve(self, exc: BaseException) -> None:
+        """Checkpoint the finished rows, halve the batch (or fail at 1), free the GPU's cache."""
+        job, rows, old = self.job, self.rows, self.batch
+        rows.checkpoint_now()
+        what = f"{job.identity['timm_name']} ({job.identity['dtype']}, {job.shard_path.name})"
+        self.batch = halved(old, what, exc)
+        retries = job.settings.get("oom_retries", 0) + 1
+        job.settings.update(batch_size_used=self.batch, oom_retries=retries)
+        rows.checkpoints.record_batch(self.batch, retries)
+        log.warning(
+            "out of GPU memory at batch %d (%s): going on with batch %d from row %d of %d",
+            old, oom_summary(exc), self.batch, rows.done, job.n,
+        )  # fmt: skip
+        free_cuda_cache()
 
 
 @contextlib.contextmanager
@@ -232,7 +261,7 @@ def _row_ids(shard_path) -> np.ndarray:
 
 @dataclass
 class _Job:
-    """What one ``embed_shard`` call works on, and the records it writes about it."""
+    """What one ``embed_shard`` call works on: the shard, the model on its device, the settings."""
 
     shard_path: Path
     dev: Any
@@ -242,29 +271,11 @@ class _Job:
     row_ids: np.ndarray  # the shard's row ids
     identity: dict  # provenance that must agree across a model's shards (IDENTITY_KEYS)
     settings: dict  # precision, batch_size, workers, compile
-    timings: dict  # seconds of the fixed costs (see fixed_costs)
+    timings: dict  # seconds of the fixed costs (provenance.fixed_costs)
 
     @property
     def n(self) -> int:
         return len(self.row_ids)
-
-    def fixed_costs(self, timer: LoopTimer) -> dict:
-        """Seconds spent before the images: model build, weights load, fingerprint, weights
-        hash, worker start, device init (model placement), first batch; ``imports_s`` torch,
-        timm and torchvision (0 when already imported); ``prepare_s`` all that, the model,
-        its transform and the shard's row ids, ``setup_s`` all before the loop, ``call_s`` the whole call (the job's wall time less it: imports and
-        Snakemake's start)."""
-        out = {k: round(v, 3) for k, v in self.timings.items()}
-        out["first_batch_s"] = round(timer.first_batch_s, 3) if timer.first_batch_s is not None else None
-        out["setup_s"] = round(timer.t_loop - timer.t_start, 3)
-        out["call_s"] = round(time.perf_counter() - timer.t_start, 3)  # embed_shard so far, in all
-        return out
-
-    def _versions(self) -> dict:
-        import torch
-        import torchvision
-
-        return {"torch_version": torch.__version__, "torchvision_version": torchvision.__version__}
 
     def runner(self, compile: bool, dim: int | None) -> ModelRunner:
         """The model on the device (compiled when ``compile``: then short batches are padded)."""
@@ -284,98 +295,9 @@ class _Job:
         return {
             "version": KEY_VERSION,
             **self.identity,
-            **self._versions(),
+            **versions(),
             "device_type": self.dev.type,
             "batch_size": self.settings["batch_size"],
             "compile": self.settings["compile"],
             "shard": shard_key(self.shard_path, self.row_ids),
-        }
-
-    def log_start(self, start: int) -> None:
-        s = self.settings
-        log.info(
-            "embedding %s: %d rows (%d to go) with %s on %s, %s, decode=%s, batch %d, %d workers",
-            self.shard_path.name,
-            self.n,
-            self.n - start,
-            self.identity["timm_name"],
-            self.dev,
-            self.identity["dtype"],
-            self.identity["decode"],
-            s["batch_size"],
-            s["workers"],
-        )
-
-    def progress_bar(self, start: int, progress: bool):
-        from tqdm.auto import tqdm
-
-        return tqdm(
-            total=self.n,
-            initial=start,
-            unit="img",
-            desc=self.shard_path.stem,
-            file=sys.stderr,
-            disable=not progress,
-            mininterval=1.0 if sys.stderr.isatty() else 15.0,
-            smoothing=0.05,
-        )
-
-    def provenance(self, result, dim: int, start: int, timer: LoopTimer) -> dict:
-        """The output's metadata: identity, run settings, where and how fast it ran."""
-        n_failed = result.num_rows - int(pc.sum(result["error"].is_null()).as_py() or 0)
-        img_per_s, steady = timer.rates(self.n - start)
-        first = timer.first_batch_s
-        return {
-            **self.identity,
-            "embedding_dim": dim,
-            "precision": self.settings["precision"],
-            **self._versions(),
-            "device": str(self.dev),
-            "device_name": device_name(self.dev),
-            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-            "gpu_slot": os.environ.get("ARTPROBE_GPU_SLOT"),  # artprobe.embed.gpu_slots (local jobs)
-            "batch_size": self.settings["batch_size"],
-            "workers": self.settings["workers"],
-            "compile": self.settings["compile"],
-            "shard": self.shard_path.name,
-            "rows": self.n,
-            "failures": n_failed,
-            "resumed_rows": start,
-            "seconds": round(timer.seconds, 3),
-            "img_per_s": round(img_per_s, 2),
-            "steady_img_per_s": round(steady, 2) if steady == steady else None,
-            "first_batch_s": round(first, 3) if first is not None else None,
-            "fixed_costs": self.fixed_costs(timer),
-        }
-
-    def report(self, out_path, provenance: dict, rows: EmbeddedRows, timer: LoopTimer) -> dict:
-        """Log the throughput; the stats ``embed_shard`` returns."""
-        wall = time.perf_counter() - timer.t_start
-        img_per_s, steady = timer.rates(self.n - rows.start)
-        log.info(
-            "%s: %d rows, %d failed, %.1f img/s (%d embedded in %.1f s; %.1f s with setup) on %s",
-            Path(out_path).name,
-            self.n,
-            provenance["failures"],
-            img_per_s,
-            self.n - rows.start,
-            timer.seconds,
-            wall,
-            provenance["device_name"],
-        )
-        log.info("fixed costs (s): %s", json.dumps(provenance["fixed_costs"]))
-        return {
-            "img_per_s": img_per_s,
-            "steady_img_per_s": steady,
-            "device": str(self.dev),
-            "device_name": provenance["device_name"],
-            "dtype": self.identity["dtype"],
-            "n_rows": self.n,
-            "n_failed": provenance["failures"],
-            "n_failed_this_run": rows.n_failed,
-            "n_resumed": rows.start,
-            "seconds": timer.seconds,
-            "wall_seconds": wall,
-            "first_batch_s": timer.first_batch_s,
-            "embedding_dim": provenance["embedding_dim"],
         }

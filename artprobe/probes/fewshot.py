@@ -21,6 +21,7 @@ import time
 
 import numpy as np
 
+from artprobe.logs import progress
 from artprobe.probes.fit import fit
 
 log = logging.getLogger(__name__)
@@ -107,6 +108,7 @@ def fewshot_curve(
     fit_kw = dict(seed=seed, threads=threads, device=device)
     done: dict[str, dict] = {}
     points = []
+    bar = progress(total=trials * len(shots), desc="few-shot", unit="point")
     for trial in range(trials):
         for k, idx in fewshot_subsets(train[1], shots, trial, seed).items():
             key = hashlib.sha1(idx.astype(np.int64).tobytes()).hexdigest()
@@ -114,8 +116,10 @@ def fewshot_curve(
             if not reused:
                 done[key] = _fit_point(params, data, idx, n_classes, fit_kw)
             points.append({"shot": k, "trial": trial, **done[key], "reused": reused, "subset_sha1": key[:12]})
+            bar.update()
             log.info("few-shot k=%s trial %d: %d rows, accuracy %.4f%s", k, trial,
                      points[-1]["n_train"], points[-1]["accuracy"], " (reused)" if reused else "")  # fmt: skip
+    bar.close()
     return {"params": params, "shots": shots, "trials": trials, "seed": seed,
             "points": points, "summary": summarize(points, shots)}  # fmt: skip
 

@@ -12,6 +12,7 @@ import torch
 
 from artprobe.config import resolve_params
 from artprobe.device import resolve_device
+from artprobe.oom import on_gpu_or_cpu
 from artprobe.probes.knn import fit_knn
 from artprobe.probes.linear import fit_linear
 from artprobe.probes.mlp import fit_mlp
@@ -40,18 +41,23 @@ def fit(
     ``device`` is ``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:1`` ...
     (see :func:`artprobe.device.resolve_device`). ``cuda_graph`` lets the mlp capture its
     training step in a CUDA graph (CUDA only; falls back to eager steps if capture fails).
+    Out of GPU memory, the fit is done on the CPU (a warning; ``info["gpu_out_of_memory"]``
+    says why and ``info["device"]`` is ``cpu``); kNN first halves its similarity blocks.
     """
     params = resolve_params(kind, params)  # idempotent; guards direct callers
     Xtr, ytr, Xva, yva, Xte = _check_inputs(X_train, y_train, X_val, y_val, X_test, n_classes)
     dev = resolve_device(device)
+
+    def fit_on(d):
+        if kind == "mlp":
+            return fit_mlp(params, Xtr, ytr, Xva, yva, Xte, n_classes, seed, d, cuda_graph)
+        if kind == "linear":
+            return fit_linear(params, Xtr, ytr, Xva, yva, Xte, n_classes, d)
+        return fit_knn(params, Xtr, ytr, Xva, yva, Xte, n_classes, d, seed)
+
     t0 = time.perf_counter()
     with _torch_threads(threads):
-        if kind == "mlp":
-            res = fit_mlp(params, Xtr, ytr, Xva, yva, Xte, n_classes, seed, dev, cuda_graph)
-        elif kind == "linear":
-            res = fit_linear(params, Xtr, ytr, Xva, yva, Xte, n_classes, dev)
-        else:
-            res = fit_knn(params, Xtr, ytr, Xva, yva, Xte, n_classes, dev, seed)
+        res, dev = on_gpu_or_cpu(fit_on, dev, f"{kind} fit")  # out of GPU memory: on the CPU
     res.proba_test = normalize_rows(res.proba_test)
     res.info = {
         "kind": kind,

@@ -19,6 +19,7 @@ import time
 import numpy as np
 import torch
 
+from artprobe.oom import free_cuda_cache, halved, is_cuda_oom, oom_summary
 from artprobe.probes.shared import FitResult, class_weights, weights_info
 
 log = logging.getLogger(__name__)
@@ -35,14 +36,30 @@ def neighbours(T: torch.Tensor, Q: torch.Tensor, k: int) -> tuple[torch.Tensor, 
     k = min(k, len(T))
     budget = 1 << 26 if T.device.type == "cuda" else 1 << 23  # similarity-matrix entries
     chunk = max(1, budget // max(len(T), 1))
-    sims, idx = [], []
-    for i in range(0, len(Q), chunk):
-        s, j = (Q[i : i + chunk] @ T.T).topk(k, dim=1)
+    sims, idx, i = [], [], 0
+    while i < len(Q):
+        try:
+            s, j = _block(Q[i : i + chunk], T, k)
+        except RuntimeError as exc:  # out of GPU memory: smaller blocks (the same neighbours)
+            if not is_cuda_oom(exc):
+                raise
+            old = min(chunk, len(Q) - i)
+            chunk = halved(old, f"knn: a similarity block against {len(T)} rows", exc)
+            log.warning("knn: out of GPU memory with blocks of %d queries (%s): going on with %d",
+                        old, oom_summary(exc), chunk)  # fmt: skip
+            free_cuda_cache()
+            continue
         sims.append(s)
         idx.append(j)
+        i += len(s)
     if not sims:
         return torch.zeros(0, k, device=Q.device), torch.zeros(0, k, dtype=torch.long, device=Q.device)
     return torch.cat(sims), torch.cat(idx)
+
+
+def _block(Qc: torch.Tensor, T: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(similarities, indices) of the k nearest rows of ``T`` for the queries ``Qc``."""
+    return (Qc @ T.T).topk(k, dim=1)
 
 
 def vote(sims, labels, n_classes: int, k: int, weighting: str, temperature: float, cw=None):

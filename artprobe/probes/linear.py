@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from artprobe.logs import progress
 from artprobe.probes.shared import FitResult, class_weights, standardized, weights_info
 
 log = logging.getLogger(__name__)
@@ -294,7 +295,7 @@ class _Search:
         """Strong to weak regularisation; once the path has learned something,
         ``path_patience`` points in a row without a better one end it."""
         since_best = 0
-        for C in Cs:
+        for C in progress(Cs, desc="linear C search", unit="C"):
             if self.run(float(C), "coarse") or len(self.grid) == 1 or not self.learned():
                 since_best = 0
                 continue
@@ -307,7 +308,7 @@ class _Search:
         if len(Cs) < 2:
             return
         step = math.log(Cs[1] / Cs[0])
-        for _ in range(self.p["refine"]):
+        for _ in progress(range(self.p["refine"]), desc="linear C refine", unit="round"):
             step /= 2
             centre = self.grid[self.best]["C"]
             for C in (centre * math.exp(-step), centre * math.exp(step)):

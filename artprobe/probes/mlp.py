@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from artprobe.device import synchronize
+from artprobe.logs import progress
 from artprobe.probes.mlp_step import make_step
 from artprobe.probes.shared import FitResult, class_weights, standardized, weights_info
 
@@ -127,7 +128,7 @@ def _train(model, step, p, Xv, yv, gen, dev, stopper: EarlyStopping) -> _Trainin
     """Up to ``epochs`` epochs, each over a fresh seeded permutation, then validation."""
     out = _Training()
     reg_start = step.reg_value()
-    for epoch in range(1, p["epochs"] + 1):
+    for epoch in progress(range(1, p["epochs"] + 1), desc="mlp epochs", unit="epoch"):
         perm = torch.randperm(step.n, generator=gen).to(dev)
         synchronize(dev)
         t0 = time.perf_counter()
