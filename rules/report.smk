@@ -6,7 +6,7 @@ rule thumbnails:
     input:
         fits=fit_inputs,
         embeddings=expand("results/{{dataset}}/embeddings/{model}.parquet", model=MODELS),
-        shards=shard_files,
+        shards=per_shard("results/{dataset}/shards/{shard}.parquet"),
     output:
         rows="results/{dataset}/thumbnails/rows.json",
         thumbnails="results/{dataset}/thumbnails/thumbnails.parquet",
