@@ -53,6 +53,9 @@ def check_config(config: dict) -> dict[str, dict]:
     for m in config["models"]:
         if m.get("weights") is not None and not m["pretrained"]:
             raise ValueError(f"config models[{m['name']}].weights: set, but pretrained is false")
+        if m.get("revision") is not None and (m.get("weights") is not None or not m["pretrained"]):
+            why = "weights is set (a local file)" if m.get("weights") is not None else "pretrained is false"
+            raise ValueError(f"config models[{m['name']}].revision: set, but {why}")
     dup = _duplicates([c["name"] for c in config["classifiers"]])
     if dup:
         raise ValueError(f"config classifiers: duplicate name(s) {dup}")

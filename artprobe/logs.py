@@ -10,12 +10,20 @@ import weakref
 from typing import Iterator
 
 
+class ClearError(RuntimeError):
+    """An error whose one-line message says what went wrong and what to do (the hub cannot be
+    reached, no CUDA device): :func:`to_log` ends the log with that line, the traceback only
+    at debug level, and the job exits with it instead of a traceback."""
+
+
 @contextlib.contextmanager
 def to_log(path: str | os.PathLike | None, level: int = logging.INFO) -> Iterator[None]:
     """Send ``logging``, ``warnings`` and ``sys.stderr`` (tqdm bars included) to ``path``.
 
     Exceptions raised inside the block are logged with their traceback, then re-raised
-    so that Snakemake marks the job as failed.
+    so that Snakemake marks the job as failed. A :class:`ClearError` is logged as its message
+    alone, the log's last line, and ends the process with that message (``SystemExit``), so
+    the job's stderr, and Snakemake's output, end with it too.
     """
     if path is None:
         yield
@@ -33,8 +41,13 @@ def to_log(path: str | os.PathLike | None, level: int = logging.INFO) -> Iterato
         logging.captureWarnings(True)
         old_stderr = sys.stderr
         sys.stderr = fh
+        clear = None
         try:
             yield
+        except ClearError as err:
+            logging.getLogger("artprobe").debug("job failed", exc_info=True)
+            logging.getLogger("artprobe").error("%s", err)
+            clear = err
         except BaseException:
             logging.getLogger("artprobe").exception("job failed")
             raise
@@ -43,6 +56,8 @@ def to_log(path: str | os.PathLike | None, level: int = logging.INFO) -> Iterato
             logging.captureWarnings(False)
             root.removeHandler(handler)
             root.setLevel(old_level)
+    if clear is not None:
+        raise SystemExit(str(clear)) from None
 
 
 def progress(iterable=None, *, total: int | None = None, desc: str, unit: str = "it", initial: int = 0,

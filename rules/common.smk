@@ -22,6 +22,7 @@ from artprobe.io import read_json
 from artprobe.shard import shard_ranges
 from artprobe.sources import local_inputs
 from artprobe.timm_names import check_timm_names
+from artprobe.weights import check_offline_weights, fetches_weights
 from artprobe.report.layout import layout_options, report_layout
 
 validate(config, "../schemas/config.schema.yaml")
@@ -41,6 +42,9 @@ if workflow.is_main_process and HUB:  # offline with an empty cache: one error, 
     check_offline_cache(
         SOURCE, **{k: config["dataset"][k] for k in ("revision", "config", "splits")}
     )
+HUB_MODELS = {n: m for n, m in MODELS.items() if fetches_weights(m)}  # the weights stage's
+if workflow.is_main_process:  # offline with weights missing: one error, before any job
+    check_offline_weights(HUB_MODELS, {n: f"{OUT}/weights/{n}.json" for n in HUB_MODELS})
 
 
 wildcard_constraints:
@@ -185,6 +189,26 @@ def model_weights(wildcards):
     """A local weights file is an input of its model's embed jobs: changing it re-embeds."""
     weights = MODELS[wildcards.model]["weights"]
     return [] if weights is None else [weights]
+
+
+def weights_marker(wildcards):
+    """Hub weights: the weights stage's marker is an input of the model's embed jobs."""
+    if wildcards.model not in HUB_MODELS:
+        return []
+    return [f"results/{wildcards.dataset}/weights/{wildcards.model}.json"]
+
+
+# ---------------------------------------------------------------- weights
+
+
+def weights_targets():
+    """The marker of every model whose weights come from the hub."""
+    return [f"{OUT}/weights/{n}.json" for n in HUB_MODELS]
+
+
+def weights_params(wildcards):
+    m = MODELS[wildcards.model]
+    return {"model": wildcards.model, "timm_name": m["timm"], "revision": m["revision"]}
 
 
 # ---------------------------------------------------------------- classify

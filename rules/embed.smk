@@ -5,6 +5,7 @@ rule embed:
     input:
         shard="results/{dataset}/shards/{shard}.parquet",
         weights=model_weights,
+        hub_weights=weights_marker,
     output:
         "results/{dataset}/embeddings/{model}/{shard}.parquet",
     log:

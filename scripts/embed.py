@@ -24,4 +24,5 @@ with to_log(snakemake.log[0]):
         compile=runtime["compile"],
         checkpoint_every=runtime["checkpoint_every"],
         threads=snakemake.threads,
+        weights_marker=next(iter(snakemake.input.hub_weights), None),  # the weights stage's
     )

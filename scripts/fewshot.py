@@ -2,16 +2,19 @@
 
 import _checkout  # noqa: F401  (the checkout's artprobe, conda env or not)
 from artprobe.fewshot import run_fewshot
+from artprobe.device import resolve_device
 from artprobe.logs import to_log
 
 w = snakemake.wildcards
+device = snakemake.config["probe"]["device"]
 with to_log(snakemake.log[0]):
+    resolve_device(device, setting="probe.device")  # no GPU: one sentence, before any load
     run_fewshot(
         snakemake.input[0],
         snakemake.output[0],
         model=w.model,
         target=w.target,
         threads=snakemake.threads,
-        device=snakemake.config["probe"]["device"],
+        device=device,
         **snakemake.params.fewshot,
     )

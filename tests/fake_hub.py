@@ -1,6 +1,7 @@
 """A local HTTP server speaking the part of the Hugging Face hub API that ``huggingface_hub``
-2.x uses to list and download a dataset, so the real client can be pointed at it with
-``HF_ENDPOINT``. Requests, as read from the client's source:
+2.x uses to list and download a dataset or a model, so the real client can be pointed at it
+with ``HF_ENDPOINT``. Requests, as read from the client's source (a model repository's are the
+same without ``datasets``: ``/api/models/{repo}/...``, ``/{repo}/resolve/...``):
 
 - ``HfApi.dataset_info``: ``GET /api/datasets/{repo}/revision/{rev}`` -> ``{"id", "sha", ...}``
   (``rev`` percent-quoted: ``refs%2Fconvert%2Fparquet``);
@@ -15,7 +16,8 @@ Errors as the hub sends them: 404 with ``X-Error-Code: RevisionNotFound`` / ``En
 ``RepoNotFound``, and 401 + ``RepoNotFound`` for a private repository without a valid token.
 No Xet headers are sent, so the client uses plain HTTP. Test hooks: ``throttle`` (bytes/s per
 path), ``corrupt`` (paths served with one byte flipped, same size), ``gets`` (GET count per
-path), ``sent`` (bytes sent per path).
+path), ``sent`` (bytes sent per path), ``requests`` (every request), :meth:`Repo.push` (a new
+commit on a branch).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 PAGE = 2  # tree entries per page
-LFS_SUFFIXES = (".parquet",)
+LFS_SUFFIXES = (".parquet", ".safetensors", ".bin")
 
 
 def git_blob_id(data: bytes) -> str:
@@ -46,6 +48,15 @@ class Repo:
 
     def commit_of(self, rev: str) -> str | None:
         return rev if rev in self.files else self.refs.get(rev)
+
+    def push(self, ref: str, content: dict[str, bytes]) -> str:
+        """A new commit holding ``content``, made the head of ``ref``; its hash."""
+        digest = hashlib.sha1(f"{ref}:{len(self.files)}".encode())
+        for path in sorted(content):
+            digest.update(path.encode() + hashlib.sha256(content[path]).digest())
+        self.files[digest.hexdigest()] = content
+        self.refs[ref] = digest.hexdigest()
+        return digest.hexdigest()
 
 
 def make_repo(revisions: dict[str, dict[str, bytes]], private: bool = False) -> Repo:
@@ -74,7 +85,8 @@ def tree_entry(path: str, data: bytes) -> dict:
 
 @dataclass
 class FakeHub:
-    repos: dict[str, Repo] = field(default_factory=dict)
+    repos: dict[str, Repo] = field(default_factory=dict)  # datasets
+    models: dict[str, Repo] = field(default_factory=dict)
     token: str = "hf_test_token"
     throttle: dict[str, float] = field(default_factory=dict)
     corrupt: set[str] = field(default_factory=set)
@@ -118,23 +130,28 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         parts = url.path.split("/")
         self.fake.requests.append(f"{self.command} {url.path}")
+        kinds = {"datasets": self.fake.repos, "models": self.fake.models}
         try:
-            if parts[1:3] == ["api", "datasets"] and len(parts) >= 7 and parts[5] in ("revision", "tree"):
+            if parts[1] == "api" and parts[2] in kinds and len(parts) >= 7 and parts[5] in ("revision", "tree"):
                 repo_id, kind, rev = "/".join(parts[3:5]), parts[5], unquote(parts[6])
-                repo, commit = self._repo_at(repo_id, rev)
+                repo, commit = self._repo_at(kinds[parts[2]], repo_id, rev)
                 if kind == "revision":
                     return self._json({"id": repo_id, "sha": commit, "private": repo.private})
                 return self._tree(repo, commit, unquote("/".join(parts[7:])), parse_qs(url.query))
             if parts[1] == "datasets" and len(parts) >= 7 and parts[4] == "resolve":
                 repo_id, rev, path = "/".join(parts[2:4]), unquote(parts[5]), unquote("/".join(parts[6:]))
-                repo, commit = self._repo_at(repo_id, rev)
+                repo, commit = self._repo_at(self.fake.repos, repo_id, rev)
+                return self._file(repo, commit, path, head)
+            if len(parts) >= 6 and parts[3] == "resolve":
+                repo_id, rev, path = "/".join(parts[1:3]), unquote(parts[4]), unquote("/".join(parts[5:]))
+                repo, commit = self._repo_at(self.fake.models, repo_id, rev)
                 return self._file(repo, commit, path, head)
             self._error(404, "EntryNotFound", "no such route")
         except _HubError as err:
             self._error(*err.args)
 
-    def _repo_at(self, repo_id: str, rev: str) -> tuple[Repo, str]:
-        repo = self.fake.repos.get(repo_id)
+    def _repo_at(self, repos: dict[str, Repo], repo_id: str, rev: str) -> tuple[Repo, str]:
+        repo = repos.get(repo_id)
         if repo is None:
             raise _HubError(404, "RepoNotFound", "Repository not found")
         if repo.private and self.headers.get("Authorization") != f"Bearer {self.fake.token}":

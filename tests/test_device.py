@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from artprobe.device import device_name, resolve_device, synchronize
+from artprobe.device import DeviceError, device_name, resolve_device, synchronize
 
 
 def test_auto_is_cuda_when_there_is_one():
@@ -20,9 +20,12 @@ def test_an_explicit_device_is_kept():
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
-def test_cuda_without_cuda_is_an_error():
-    with pytest.raises(RuntimeError, match=r"device='cuda:1' requested but CUDA is not available"):
-        resolve_device("cuda:1")
+def test_cuda_without_cuda_is_one_sentence_naming_the_setting():
+    with pytest.raises(DeviceError) as err:
+        resolve_device("cuda:1", setting="embed_runtime.device")
+    message = str(err.value)
+    assert message.startswith("embed_runtime.device is 'cuda:1', but ") and "\n" not in message
+    assert message.endswith("set embed_runtime.device to auto (the GPU when there is one) or cpu.")
 
 
 def test_cpu_name_and_synchronize():

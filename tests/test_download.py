@@ -169,6 +169,40 @@ def test_offline_uses_the_cache_and_an_empty_cache_names_dataset_revision_hf_hom
     assert f"HF_HOME={tmp_path / 'empty'}" in message
 
 
+def closed_port_url() -> str:
+    """An endpoint nothing listens on: connections are refused."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+def test_unreachable_hub_is_one_sentence_naming_endpoint_cause_and_way_out(hub, tmp_path):
+    """remote_files (the first contact) and download_file (after the client's retries) end
+    the job's log and stderr with the one sentence, no traceback."""
+    url = closed_port_url()
+    env = hub_env(hub, tmp_path / "hf", HF_ENDPOINT=url)
+    files = tmp_path / "files.json"
+    files.write_text(json.dumps({"source": "test/art", "commit": "0" * 40, "files": [
+        {"name": FILES[0], "size": 10, "sha256": "ab" * 32, "blob_id": "cd" * 20}]}))  # fmt: skip
+    want = (
+        f"The Hugging Face hub at {url} cannot be reached (connection refused) to fetch dataset 'test/art': "
+        "with no network here, run with HF_HUB_OFFLINE=1 and a hub cache that holds it "
+        f"(HF_HOME, now {tmp_path / 'hf'}), or set HF_ENDPOINT to a mirror that can be reached."
+    )
+    calls = {
+        "remote_files": f"remote_files('test/art', None, {str(tmp_path / 'f.json')!r})",
+        "download": f"download_file({str(files)!r}, '00000', {str(tmp_path / 'm.json')!r})",
+    }
+    for name, call in calls.items():
+        log = tmp_path / f"{name}.log"
+        proc = client(env, f"from artprobe.logs import to_log\nwith to_log({str(log)!r}): {call}")
+        assert proc.returncode != 0 and proc.stderr.strip() == want, name
+        lines = log.read_text().strip().splitlines()
+        assert lines[-1].endswith(want) and "Traceback" not in log.read_text(), name
+
+
 def test_stale_partials_wait_for_a_live_download(tmp_path, monkeypatch):
     """A partial file is removed only once no download of that blob holds the client's lock."""
     import threading

@@ -12,11 +12,10 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from synthetic import synthetic_jpeg
-
 from artprobe.io import write_parquet
 from artprobe.report import select
 from artprobe.report.thumbnails import SIZES, make_thumbnails, read_shard_rows
+from synthetic import synthetic_jpeg
 
 
 def _embeddings(path, row_id, split, labels, X) -> str:

@@ -35,3 +35,15 @@ def test_later_calls_read_the_cache_without_timm(cache, monkeypatch):
         ValueError, match=r"config models\[vit\].timm: 'test_vit' is not a timm model"
     ):
         timm_names.check_timm_names([{"name": "vit", "timm": "test_vit"}])
+
+
+def test_pretrained_sources_come_from_timms_config_then_from_the_cache(tmp_path, monkeypatch):
+    """The weights stage's question (which hub repository, which files) is answered like the
+    name check: from timm's pretrained configs once, then from the cache without timm."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    files = ["model.safetensors", "pytorch_model.bin"]  # the order timm's hub loader tries
+    assert timm_names.pretrained_source("test_vit") == ("timm/test_vit.r160_in1k", files, None)
+    assert timm_names.pretrained_source("test_vit.r160_in1k")[0] == "timm/test_vit.r160_in1k"
+    assert timm_names.pretrained_source("no_such_net") is None
+    monkeypatch.setitem(sys.modules, "timm", None)  # importing timm now fails
+    assert timm_names.pretrained_source("test_vit")[0] == "timm/test_vit.r160_in1k"

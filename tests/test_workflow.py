@@ -110,6 +110,7 @@ def test_overlay_replaces_models_targets_classifiers(workflow_copy):
         (("  precision: fp32", "  precision: fp8"), "fp8"),
         (("targets: [genre, style]", "targets: [genre, genre]"), "targets"),
         (("timm: test_vit\n", "timm: test_vit\n    weights: /w.safetensors\n"), "models[vit].weights"),
+        (("timm: test_vit\n", "timm: test_vit\n    revision: main\n"), "models[vit].revision: set, but pretrained is false"),
         (("timm: test_vit\n", "timm: test_vit\n    features: last_cls\n"), "last_cls"),
         (("  bootstrap: 50\n", "  bootstrap: 50\n  fewshot: {classifier: mlp}\n"), "probe.fewshot.classifier"),
         (("  bootstrap: 50\n", "  bootstrap: 50\n  fewshot: {shots: [0]}\n"), "shots"),

@@ -14,32 +14,34 @@ import re
 from pathlib import Path
 
 from artprobe.disk import check_free_space, human_bytes
+from artprobe.hub import HubError
 from artprobe.io import read_json, write_json, write_text
 from artprobe.sources.hub_layout import select
 
 log = logging.getLogger(__name__)
 
-REPO_TYPE = "dataset"  #: every repository artprobe reads is a hub *dataset*
+REPO_TYPE = "dataset"  #: the download stage reads hub *datasets* (the weights stage: models)
 COMMIT = re.compile(r"[0-9a-f]{40}")
 
 
-class DownloadError(RuntimeError):
+class DownloadError(HubError):
     """The hub (or the cache) cannot give what the config asks for."""
 
-def storage_folder(repo_id: str) -> Path:
+
+def storage_folder(repo_id: str, repo_type: str = REPO_TYPE) -> Path:
     """The repository's folder in the hub cache (``HF_HUB_CACHE``, from ``HF_HOME``)."""
     from huggingface_hub import constants
     from huggingface_hub.file_download import repo_folder_name
 
-    return Path(constants.HF_HUB_CACHE) / repo_folder_name(repo_id=repo_id, repo_type=REPO_TYPE)
+    return Path(constants.HF_HUB_CACHE) / repo_folder_name(repo_id=repo_id, repo_type=repo_type)
 
 
-def cached_commit(repo_id: str, revision: str | None) -> str | None:
+def cached_commit(repo_id: str, revision: str | None, repo_type: str = REPO_TYPE) -> str | None:
     """The commit of ``revision`` as the cache knows it (a commit hash is its own)."""
     revision = revision or "main"
     if COMMIT.fullmatch(revision):
         return revision
-    ref = storage_folder(repo_id) / "refs" / revision
+    ref = storage_folder(repo_id, repo_type) / "refs" / revision
     return ref.read_text().strip() if ref.is_file() else None
 
 
@@ -70,8 +72,8 @@ def cached_listing(repo_id: str, revision: str | None) -> tuple[str, dict[str, d
     return commit, read_json(tree)["files"]
 
 
-def snapshot_path(repo_id: str, commit: str, name: str) -> Path:
-    return storage_folder(repo_id) / "snapshots" / commit / name
+def snapshot_path(repo_id: str, commit: str, name: str, repo_type: str = REPO_TYPE) -> Path:
+    return storage_folder(repo_id, repo_type) / "snapshots" / commit / name
 
 
 def is_offline() -> bool:

@@ -27,6 +27,8 @@ from artprobe.download.cache import (
     check_cache_space,
     storage_folder,
 )
+from artprobe.download.listing import dataset_request
+from artprobe.hub import hub_errors
 from artprobe.io import read_json, write_json
 
 log = logging.getLogger(__name__)
@@ -42,14 +44,14 @@ class LogBar(tqdm):
         super().__init__(*args, **kwargs)
 
 
-def remove_stale_partials(repo_id: str, blob: str) -> list[Path]:
+def remove_stale_partials(repo_id: str, blob: str, repo_type: str = REPO_TYPE) -> list[Path]:
     """Remove ``<blob>.*.incomplete`` files left by killed downloads of this blob."""
     from huggingface_hub import constants
     from huggingface_hub.file_download import repo_folder_name
     from huggingface_hub.utils import WeakFileLock
 
-    blobs = storage_folder(repo_id) / "blobs"
-    lock = Path(constants.HF_HUB_CACHE) / ".locks" / repo_folder_name(repo_id=repo_id, repo_type=REPO_TYPE)
+    blobs = storage_folder(repo_id, repo_type) / "blobs"
+    lock = Path(constants.HF_HUB_CACHE) / ".locks" / repo_folder_name(repo_id=repo_id, repo_type=repo_type)
     lock.mkdir(parents=True, exist_ok=True)
     with WeakFileLock(lock / f"{blob}.lock"):
         stale = sorted(blobs.glob(f"{blob}.*.incomplete")) + sorted(blobs.glob(f"{blob}.incomplete"))
@@ -101,9 +103,8 @@ def download_file(files_json: str | os.PathLike, file: str, out_path: str | os.P
     remove_stale_partials(source, blob_name(entry))
     check_cache_space(source, [entry])
     start = time.perf_counter()
-    path = hf_hub_download(
-        source, entry["name"], repo_type=REPO_TYPE, revision=commit, tqdm_class=LogBar
-    )
+    with hub_errors(dataset_request(source, commit)):
+        path = hf_hub_download(source, entry["name"], repo_type=REPO_TYPE, revision=commit, tqdm_class=LogBar)
     seconds = time.perf_counter() - start
     digest = verify(Path(path), entry, source)
     mb = entry["size"] / 1e6

@@ -13,12 +13,12 @@ import os
 
 from artprobe.download.cache import (
     REPO_TYPE,
-    DownloadError,
     cached_listing,
     check_cache_space,
     is_offline,
     save_listing,
 )
+from artprobe.hub import HubRequest, hub_errors
 from artprobe.io import write_json
 from artprobe.sources.hub_layout import LayoutError, select
 
@@ -28,51 +28,21 @@ CARD = "README.md"
 NOT_PARQUET = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".tar")
 
 
-
-def _hub_error(err: Exception, repo_id: str, revision: str | None) -> DownloadError:
-    from huggingface_hub.errors import (
-        GatedRepoError,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
-
-    where = f"dataset {repo_id!r}"
-    if isinstance(err, RevisionNotFoundError):
-        return DownloadError(
-            f"{where}: revision {revision!r} not found on {_endpoint()}; check dataset.revision "
-            "(a commit hash, branch or tag; refs/convert/parquet for the automatic conversion)"
-        )
-    if isinstance(err, (RepositoryNotFoundError, GatedRepoError)):
-        token = "an HF_TOKEN was sent" if _has_token() else "no token was sent (HF_TOKEN unset)"
-        return DownloadError(
-            f"{where}: not found or not accessible on {_endpoint()} ({token}). Check dataset.source; "
-            "for a private or gated dataset set HF_TOKEN to a token with read access "
-            "(or run `hf auth login`)."
-        )
-    return DownloadError(f"{where}@{revision}: {err}")
+def dataset_request(repo_id: str, revision: str | None) -> HubRequest:
+    return HubRequest("dataset", repo_id, revision, "dataset.source", "dataset.revision")
 
 
-def _endpoint() -> str:
-    from huggingface_hub import constants
-
-    return constants.ENDPOINT
-
-
-def _has_token() -> bool:
-    from huggingface_hub import get_token
-
-    return get_token() is not None
-
-
-def hub_listing(repo_id: str, revision: str | None) -> tuple[str, dict[str, dict]]:
-    """(commit, {path: {size, blob_id, lfs_sha256, lfs_size}}) from the hub's recursive tree."""
+def hub_listing(
+    repo_id: str, revision: str | None, repo_type: str = REPO_TYPE, request: HubRequest | None = None
+) -> tuple[str, dict[str, dict]]:
+    """(commit, {path: {size, blob_id, lfs_sha256, lfs_size}}) from the hub's recursive tree.
+    The client's failures become one-sentence errors in the words of ``request``."""
     from huggingface_hub import HfApi
-    from huggingface_hub.errors import HfHubHTTPError
 
     api = HfApi()
-    try:
-        commit = api.dataset_info(repo_id, revision=revision or "main").sha
-        tree = api.list_repo_tree(repo_id, repo_type=REPO_TYPE, revision=commit, recursive=True)
+    with hub_errors(request or dataset_request(repo_id, revision)):
+        commit = api.repo_info(repo_id, repo_type=repo_type, revision=revision or "main").sha
+        tree = api.list_repo_tree(repo_id, repo_type=repo_type, revision=commit, recursive=True)
         listing = {}
         for f in tree:
             if not hasattr(f, "blob_id"):  # a folder
@@ -83,8 +53,6 @@ def hub_listing(repo_id: str, revision: str | None) -> tuple[str, dict[str, dict
             if f.xet_hash is not None:
                 entry["xet_hash"] = f.xet_hash
             listing[f.path] = entry
-    except HfHubHTTPError as err:
-        raise _hub_error(err, repo_id, revision) from None
     return commit, listing
 
 

@@ -47,6 +47,7 @@ def load_model(
     pretrained: bool,
     *,
     weights: str | None = None,
+    from_hub: bool = False,
     cache: bool = True,
     timings: dict | None = None,
 ):
@@ -56,7 +57,9 @@ def load_model(
 
     ``weights``: a local weights file, loaded by timm's pretrained path
     (``pretrained_cfg_overlay=dict(file=...)``), e.g. a fine-tuned checkpoint or weights
-    copied to a cluster without internet."""
+    copied to a cluster without internet. ``from_hub``: ``weights`` is the file timm's hub
+    loader would fetch (the ``weights`` stage's), read as that loader reads it: a state
+    dict, never a model's ``custom_load`` format (timm ignores ``custom_load`` on the hub)."""
     import timm
     import torch
 
@@ -65,10 +68,13 @@ def load_model(
             raise ValueError(f"{timm_name}: weights={weights!r} needs pretrained=True")
         if not os.path.isfile(weights):
             raise FileNotFoundError(f"{timm_name}: weights file {weights!r} does not exist")
-    key = (timm_name, bool(pretrained), weights and os.stat(weights).st_mtime_ns)
+    key = (timm_name, bool(pretrained), weights and os.stat(weights).st_mtime_ns, from_hub)
     if cache and key in _MODEL_CACHE:
         return _MODEL_CACHE[key]
-    overlay = {"pretrained_cfg_overlay": {"file": os.fspath(weights)}} if weights else {}
+    overlay = {}
+    if weights:
+        cfg = {"file": os.fspath(weights), **({"custom_load": False} if from_hub else {})}
+        overlay = {"pretrained_cfg_overlay": cfg}
     timings = {} if timings is None else timings
     if pretrained:
         model = create_pretrained(timm_name, overlay, timings)

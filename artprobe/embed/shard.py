@@ -29,7 +29,7 @@ from artprobe.embed.preprocess import DECODE_MODES, Preprocess, build_preprocess
 from artprobe.embed.provenance import LoopTimer, log_start, provenance, report, versions
 from artprobe.embed.rows import EmbeddedRows
 from artprobe.embed.runner import CHANNELS_LAST, ModelRunner, place_model, run_batches
-from artprobe.embed.weights import file_sha256
+from artprobe.embed.weights import weights_file
 from artprobe.images import DEFAULT_MAX_PIXELS
 from artprobe.io import json_safe, with_meta, write_parquet
 from artprobe.logs import progress as progress_bar
@@ -71,12 +71,15 @@ def embed_shard(
     threads: int | None = None,
     weights: str | None = None,
     features: str = DEFAULT_FEATURES,
+    weights_marker: str | None = None,
 ) -> dict:
     """Embed every image of ``shard_path`` with ``timm_name``; write ``out_path`` atomically.
 
     ``weights``: a local weights file (``.safetensors``, ``.pth``, ``.bin``) loaded through
     timm's own pretrained path instead of the hub's (needs ``pretrained=True``); its sha256
-    goes into the provenance.
+    goes into the provenance. ``weights_marker``: the ``weights`` stage's marker of the hub
+    weights to load instead (:mod:`artprobe.weights`); their repo, commit and sha256 go into
+    the provenance.
     ``features``: which of the model's features form the embedding (``pooled``, ``cls``,
     ``mean_tokens``, ``last<k>_cls[_mean]``; :mod:`artprobe.embed.features`); recorded in the
     provenance.
@@ -97,7 +100,7 @@ def embed_shard(
     timer = LoopTimer()
     job = _prepare(
         shard_path, timm_name, pretrained, decode, precision, batch_size, device, max_pixels, weights,
-        features,
+        features, weights_marker,
     )  # fmt: skip
     job.timings["prepare_s"] = time.perf_counter() - timer.t_start
     job.settings.update(batch_size=batch_size, workers=workers, compile=bool(compile))
@@ -205,7 +208,7 @@ def _model_threads(dev, workers: int, threads: int | None):
 
 def _prepare(
     shard_path, timm_name, pretrained, decode, precision, batch_size, device, max_pixels, weights=None,
-    features=DEFAULT_FEATURES,
+    features=DEFAULT_FEATURES, weights_marker=None,
 ) -> _Job:  # fmt: skip
     """Check the arguments, load the model and its preprocessing, read the shard."""
     t0 = time.perf_counter()
@@ -219,11 +222,15 @@ def _prepare(
         raise ValueError(f"decode must be one of {DECODE_MODES}, got {decode!r}")
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")
-    dev = resolve_device(device)
+    dev = resolve_device(device, setting="embed_runtime.device")
     dtype = resolve_dtype(precision, dev)
     if decode == "nvjpeg" and dev.type != "cuda":
         raise ValueError(f"decode='nvjpeg' decodes on the GPU and needs a CUDA device, got {dev}")
-    model, fingerprint = load_model(timm_name, pretrained, weights=weights, timings=timings)
+    t0 = time.perf_counter()
+    weights, weights_ids = weights_file(weights, weights_marker)
+    timings["sha256_s"] = time.perf_counter() - t0
+    hub = weights_marker is not None
+    model, fingerprint = load_model(timm_name, pretrained, weights=weights, from_hub=hub, timings=timings)
     data_config = resolve_model_data_config(model)
     model = feature_model(model, features, timm_name)  # the model itself for "pooled"
     prep = build_preprocess(data_config, decode, max_pixels=max_pixels)
@@ -241,10 +248,7 @@ def _prepare(
         "dtype": str(dtype).replace("torch.", ""),
         "features": features,
     }
-    t0 = time.perf_counter()
-    if weights is not None:
-        identity.update(weights_file=str(weights), weights_sha256=file_sha256(weights))
-    timings["sha256_s"] = time.perf_counter() - t0
+    identity.update(weights_ids)
     return _Job(Path(shard_path), dev, dtype, model, prep, _row_ids(shard_path), identity, {"precision": precision}, timings)
 
 

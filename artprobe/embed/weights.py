@@ -139,6 +139,34 @@ def _materialise_buffers(model) -> bool:
     return not any(b.is_meta for b in model.buffers())
 
 
+def weights_file(weights: str | None, marker: str | None) -> tuple[str | None, dict]:
+    """(the weights file to load, its provenance): a local ``weights`` file, or the file a
+    ``weights`` stage marker names (its repo, revision, commit, file and sha256, the hash
+    checked again here: a memoised sha256 of the file, so it costs seconds once); (None, {})
+    for timm's own pretrained path or random weights."""
+    if weights is not None and marker is not None:
+        raise ValueError("weights and weights_marker are exclusive: a local file or the hub's")
+    if weights is not None:
+        if not os.path.isfile(weights):
+            raise FileNotFoundError(f"weights file {weights!r} does not exist")
+        return weights, {"weights_file": str(weights), "weights_sha256": file_sha256(weights)}
+    if marker is None:
+        return None, {}
+    from artprobe.io import read_json
+    from artprobe.weights import WeightsError, marker_file
+
+    m = read_json(marker)
+    path = marker_file(marker)
+    digest = file_sha256(path)
+    if digest != m["sha256"]:
+        raise WeightsError(
+            f"models[{m['model']}]: {path} has sha256 {digest}, but the weights stage checked {m['sha256']} "
+            f"({m['repo']}@{m['commit']}): the hub cache changed since; delete {marker} and rerun to fetch it again"
+        )
+    keys = {"repo": "weights_repo", "revision": "weights_revision", "commit": "weights_commit", "file": "weights_file"}
+    return str(path), {**{v: m[k] for k, v in keys.items()}, "weights_sha256": digest}
+
+
 def file_sha256(path: str | os.PathLike, chunk: int = 1 << 24) -> str:
     """The sha256 of a file, remembered per (path, size, mtime, inode) in the user's cache
     (``$XDG_CACHE_HOME/artprobe/sha256``): hashing a 2.6 GB checkpoint takes seconds, in

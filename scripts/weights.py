@@ -1,0 +1,9 @@
+"""Adapter: one model's pretrained weights, pinned and checked, into the hub cache -> weights/<model>.json."""
+
+import _checkout  # noqa: F401  (the checkout's artprobe, conda env or not)
+
+from artprobe.logs import to_log
+from artprobe.weights import fetch_weights
+
+with to_log(snakemake.log[0]):
+    fetch_weights(**snakemake.params.model, out_path=snakemake.output[0])
