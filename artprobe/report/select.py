@@ -126,7 +126,7 @@ def confusions(fit: dict, pairs: int, examples: int, seed: int) -> dict:
     rng = np.random.default_rng([seed, 3])
 
     def pick(sel) -> list[int]:
-        ids = p.row_id[sel].to_numpy()
+        ids = p.row_id[sel].to_numpy(copy=True)  # pandas 3 hands out read-only views
         return sorted(int(i) for i in rng.permutation(ids)[:examples])
 
     out = []
