@@ -12,9 +12,9 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 import pyarrow as pa
@@ -23,7 +23,14 @@ import pyarrow.parquet as pq
 from artprobe import metrics, probes
 from artprobe.config import FIT_FILES
 from artprobe.duplicates import duplicate_rows
-from artprobe.io import atomic_path, embedding_matrix, read_meta, write_json, write_parquet, write_text
+from artprobe.io import (
+    atomic_path,
+    embedding_matrix,
+    read_meta,
+    write_json,
+    write_parquet,
+    write_text,
+)
 from artprobe.probes.fit import fit as fit_probe
 
 log = logging.getLogger(__name__)
@@ -94,7 +101,9 @@ def load_fit_data(
     for part in ("train", "val", "test"):
         m = keep & (split == part)
         if not m.any():
-            raise FitDataError(f"{embeddings_path}: no {part} rows left for {target!r} after filtering")
+            raise FitDataError(
+                f"{embeddings_path}: no {part} rows left for {target!r} after filtering"
+            )
         data[part] = (X[m], y[m], row_id[m])
     return data
 
@@ -149,15 +158,38 @@ def run_fit(
     left out of the fit."""
     params = probes.resolve_params(spec.kind, spec.params, name=spec.classifier)
     drop_rows = None if duplicates is None else duplicate_rows(duplicates)
-    data = load_fit_data(embeddings_path, spec.target, drop_labels=spec.drop_labels,
-                         min_class_count=spec.min_class_count, drop_rows=drop_rows)  # fmt: skip
+    data = load_fit_data(
+        embeddings_path,
+        spec.target,
+        drop_labels=spec.drop_labels,
+        min_class_count=spec.min_class_count,
+        drop_rows=drop_rows,
+    )
     (Xtr, ytr, _), (Xva, yva, _), (Xte, yte, rte) = data["train"], data["val"], data["test"]
-    log.info("%s: %d train, %d val, %d test rows, D=%d, %d classes",
-             spec.name, len(ytr), len(yva), len(yte), Xtr.shape[1], len(data["classes"]))  # fmt: skip
+    log.info(
+        "%s: %d train, %d val, %d test rows, D=%d, %d classes",
+        spec.name,
+        len(ytr),
+        len(yva),
+        len(yte),
+        Xtr.shape[1],
+        len(data["classes"]),
+    )
     t0 = time.perf_counter()
     fits = [
-        fit_probe(spec.kind, params, Xtr, ytr, Xva, yva, Xte, n_classes=len(data["classes"]), seed=s,
-                  threads=threads, device=device)
+        fit_probe(
+            spec.kind,
+            params,
+            Xtr,
+            ytr,
+            Xva,
+            yva,
+            Xte,
+            n_classes=len(data["classes"]),
+            seed=s,
+            threads=threads,
+            device=device,
+        )
         for s in spec.fitted_seeds()
     ]
     result = {**fit_record(spec, params, data, fits), "seconds": time.perf_counter() - t0}
@@ -168,8 +200,14 @@ def run_fit(
     write_text(out["report"], report_text(yte, proba.argmax(1), data["classes"]))
     write_json(out["metrics"], result)
     acc = result["accuracy"]
-    log.info("%s: accuracy %.4f [%.4f, %.4f] in %.1f s",
-             spec.name, acc["value"], acc["ci_low"], acc["ci_high"], result["seconds"])  # fmt: skip
+    log.info(
+        "%s: accuracy %.4f [%.4f, %.4f] in %.1f s",
+        spec.name,
+        acc["value"],
+        acc["ci_low"],
+        acc["ci_high"],
+        result["seconds"],
+    )
     return result
 
 
@@ -180,20 +218,32 @@ def fit_record(spec: FitSpec, params: dict, data: dict, fits: list) -> dict:
     ytr, yte = data["train"][1], data["test"][1]
     proba = np.asarray(fits[0].proba_test, dtype=np.float32)
     return {
-        "model": spec.model, "target": spec.target, "classifier": spec.classifier,
-        "kind": spec.kind, "params": params,
+        "model": spec.model,
+        "target": spec.target,
+        "classifier": spec.classifier,
+        "kind": spec.kind,
+        "params": params,
         **metrics.evaluate(yte, proba, classes, n_boot=spec.n_boot, seed=spec.seed),
-        "n_train": int(len(ytr)), "n_val": int(len(data["val"][1])), "n_test": int(len(yte)),
-        "trained_on": info["trained_on"], "n_train_rows": info["n_train_rows"],
-        "n_classes": len(classes), "n_classes_train": int(len(np.unique(ytr))),
+        "n_train": int(len(ytr)),
+        "n_val": int(len(data["val"][1])),
+        "n_test": int(len(yte)),
+        "trained_on": info["trained_on"],
+        "n_train_rows": info["n_train_rows"],
+        "n_classes": len(classes),
+        "n_classes_train": int(len(np.unique(ytr))),
         "dropped": data["dropped"],
-        "baseline": metrics.majority_baseline(ytr, yte, classes, n_boot=spec.n_boot, seed=spec.seed),
+        "baseline": metrics.majority_baseline(
+            ytr, yte, classes, n_boot=spec.n_boot, seed=spec.seed
+        ),
         "seeds": seed_summary(list(spec.seeds or [spec.seed]), fits, yte, classes, spec.kind),
-        "info": info, "class_names": classes,
-    }  # fmt: skip
+        "info": info,
+        "class_names": classes,
+    }
 
 
-def seed_summary(seeds: list[int], fits: list, y_true: np.ndarray, classes: list[str], kind: str) -> dict:
+def seed_summary(
+    seeds: list[int], fits: list, y_true: np.ndarray, classes: list[str], kind: str
+) -> dict:
     """Headline metrics per seed, and their mean and sample sd (0 for one fit)."""
     names = ("accuracy", "balanced_accuracy", "macro_f1", "top5_accuracy")
     rows = []
@@ -208,15 +258,21 @@ def seed_summary(seeds: list[int], fits: list, y_true: np.ndarray, classes: list
     return out
 
 
-def predictions_table(row_id: np.ndarray, y_true: np.ndarray, proba: np.ndarray,
-                      seed_preds: list[np.ndarray] | None = None) -> pa.Table:  # fmt: skip
+def predictions_table(
+    row_id: np.ndarray,
+    y_true: np.ndarray,
+    proba: np.ndarray,
+    seed_preds: list[np.ndarray] | None = None,
+) -> pa.Table:
     """Per-row test predictions: original row ids, true and predicted label ids, probabilities
     (the first seed's fit), and with several seeds every seed's predicted ids (``y_pred_seeds``)."""
     cols = {
         "row_id": pa.array(row_id, pa.int64()),
         "y_true": pa.array(y_true, pa.int32()),
         "y_pred": pa.array(proba.argmax(1), pa.int32()),
-        "proba": pa.FixedSizeListArray.from_arrays(pa.array(proba.ravel(), pa.float32()), proba.shape[1]),
+        "proba": pa.FixedSizeListArray.from_arrays(
+            pa.array(proba.ravel(), pa.float32()), proba.shape[1]
+        ),
     }
     if seed_preds:
         flat = pa.array(np.stack(seed_preds, axis=1).ravel(), pa.int32())
@@ -241,7 +297,9 @@ def write_history(history: list[dict], path: str | os.PathLike) -> None:
 
     with atomic_path(path) as tmp:
         with open(tmp, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(probes.HISTORY_COLUMNS), extrasaction="ignore")
+            writer = csv.DictWriter(
+                fh, fieldnames=list(probes.HISTORY_COLUMNS), extrasaction="ignore"
+            )
             writer.writeheader()
             for row in history:
                 writer.writerow(row)

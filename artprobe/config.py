@@ -54,7 +54,11 @@ def check_config(config: dict) -> dict[str, dict]:
         if m.get("weights") is not None and not m["pretrained"]:
             raise ValueError(f"config models[{m['name']}].weights: set, but pretrained is false")
         if m.get("revision") is not None and (m.get("weights") is not None or not m["pretrained"]):
-            why = "weights is set (a local file)" if m.get("weights") is not None else "pretrained is false"
+            why = (
+                "weights is set (a local file)"
+                if m.get("weights") is not None
+                else "pretrained is false"
+            )
             raise ValueError(f"config models[{m['name']}].revision: set, but {why}")
     dup = _duplicates([c["name"] for c in config["classifiers"]])
     if dup:
@@ -70,10 +74,14 @@ def check_config(config: dict) -> dict[str, dict]:
     for key in ("drop_labels", "min_class_count"):
         unknown = sorted(set(config["probe"][key]) - set(targets))
         if unknown:
-            raise ValueError(f"config probe.{key}: unknown target(s) {unknown} (targets: {targets})")
+            raise ValueError(
+                f"config probe.{key}: unknown target(s) {unknown} (targets: {targets})"
+            )
     strat = config["split"]["stratify_by"]
     if strat is not None and strat not in targets:
-        raise ValueError(f"config split.stratify_by: {strat!r} is not one of dataset.targets {targets}")
+        raise ValueError(
+            f"config split.stratify_by: {strat!r} is not one of dataset.targets {targets}"
+        )
     _check_split(config["split"], targets)
     if config["demo"] is not None and not is_local_source(config["dataset"]["source"]):
         raise ValueError("config demo: set, but dataset.source is a hub id, not a local folder")
@@ -86,7 +94,9 @@ def _check_split(split: dict, targets: list[str]) -> None:
     if split["method"] == "group" and group_by is None:
         raise ValueError("config split.group_by: required with split.method 'group' (e.g. artist)")
     if group_by is not None and split["method"] != "group":
-        raise ValueError(f"config split.group_by: set, but split.method is {split['method']!r}, not 'group'")
+        raise ValueError(
+            f"config split.group_by: set, but split.method is {split['method']!r}, not 'group'"
+        )
     if group_by in targets:
         raise ValueError(
             f"config split.group_by: {group_by!r} is also in dataset.targets; with every {group_by} "
@@ -94,7 +104,9 @@ def _check_split(split: dict, targets: list[str]) -> None:
             f"Remove {group_by!r} from dataset.targets (group_by reads the source column itself)"
         )
     if split.get("drop_duplicates") and split.get("duplicate_distance") is None:
-        raise ValueError("config split.drop_duplicates: true, but split.duplicate_distance is null (no scan)")
+        raise ValueError(
+            "config split.drop_duplicates: true, but split.duplicate_distance is null (no scan)"
+        )
 
 
 def fewshot_settings(config: dict, classifier_params: dict[str, dict]) -> dict | None:

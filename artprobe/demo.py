@@ -28,51 +28,180 @@ from artprobe.config import DEMO_DEFAULTS
 log = logging.getLogger(__name__)
 
 GENRES = [
-    "abstract_painting", "cityscape", "genre_painting", "illustration", "landscape",
-    "nude_painting", "portrait", "religious_painting", "sketch_and_study", "still_life",
+    "abstract_painting",
+    "cityscape",
+    "genre_painting",
+    "illustration",
+    "landscape",
+    "nude_painting",
+    "portrait",
+    "religious_painting",
+    "sketch_and_study",
+    "still_life",
     "Unknown Genre",
-]  # fmt: skip
+]
 
 STYLES = [
-    "Abstract_Expressionism", "Action_painting", "Analytical_Cubism", "Art_Nouveau", "Baroque",
-    "Color_Field_Painting", "Contemporary_Realism", "Cubism", "Early_Renaissance", "Expressionism",
-    "Fauvism", "High_Renaissance", "Impressionism", "Mannerism_Late_Renaissance", "Minimalism",
-    "Naive_Art_Primitivism", "New_Realism", "Northern_Renaissance", "Pointillism", "Pop_Art",
-    "Post_Impressionism", "Realism", "Rococo", "Romanticism", "Symbolism", "Synthetic_Cubism",
+    "Abstract_Expressionism",
+    "Action_painting",
+    "Analytical_Cubism",
+    "Art_Nouveau",
+    "Baroque",
+    "Color_Field_Painting",
+    "Contemporary_Realism",
+    "Cubism",
+    "Early_Renaissance",
+    "Expressionism",
+    "Fauvism",
+    "High_Renaissance",
+    "Impressionism",
+    "Mannerism_Late_Renaissance",
+    "Minimalism",
+    "Naive_Art_Primitivism",
+    "New_Realism",
+    "Northern_Renaissance",
+    "Pointillism",
+    "Pop_Art",
+    "Post_Impressionism",
+    "Realism",
+    "Rococo",
+    "Romanticism",
+    "Symbolism",
+    "Synthetic_Cubism",
     "Ukiyo_e",
-]  # fmt: skip
+]
 
 ARTISTS = [
-    "Unknown Artist", "boris-kustodiev", "camille-pissarro", "childe-hassam", "claude-monet",
-    "edgar-degas", "eugene-boudin", "gustave-dore", "ilya-repin", "ivan-aivazovsky",
-    "ivan-shishkin", "john-singer-sargent", "marc-chagall", "martiros-saryan", "nicholas-roerich",
-    "pablo-picasso", "paul-cezanne", "pierre-auguste-renoir", "pyotr-konchalovsky",
-    "raphael-kirchner", "rembrandt", "salvador-dali", "vincent-van-gogh", "hieronymus-bosch",
-    "leonardo-da-vinci", "albrecht-durer", "edouard-cortes", "sam-francis", "juan-gris",
-    "lucas-cranach-the-elder", "paul-gauguin", "konstantin-makovsky", "egon-schiele",
-    "thomas-eakins", "gustave-moreau", "francisco-goya", "edvard-munch", "henri-matisse",
-    "fra-angelico", "maxime-maufra", "jan-matejko", "mstislav-dobuzhinsky", "alfred-sisley",
-    "mary-cassatt", "gustave-loiseau", "fernando-botero", "zinaida-serebriakova",
-    "georges-seurat", "isaac-levitan", "joaquin-sorolla", "jacek-malczewski", "berthe-morisot",
-    "andy-warhol", "arkhip-kuindzhi", "niko-pirosmani", "james-tissot", "vasily-polenov",
-    "valentin-serov", "pietro-perugino", "pierre-bonnard", "ferdinand-hodler",
-    "bartolome-esteban-murillo", "giovanni-boldini", "henri-martin", "gustav-klimt",
-    "vasily-perov", "odilon-redon", "tintoretto", "gene-davis", "raphael",
-    "john-henry-twachtman", "henri-de-toulouse-lautrec", "antoine-blanchard", "david-burliuk",
-    "camille-corot", "konstantin-korovin", "ivan-bilibin", "titian", "maurice-prendergast",
-    "edouard-manet", "peter-paul-rubens", "aubrey-beardsley", "paolo-veronese",
-    "joshua-reynolds", "kuzma-petrov-vodkin", "gustave-caillebotte", "lucian-freud",
-    "michelangelo", "dante-gabriel-rossetti", "felix-vallotton", "nikolay-bogdanov-belsky",
-    "georges-braque", "vasily-surikov", "fernand-leger", "konstantin-somov", "katsushika-hokusai",
-    "sir-lawrence-alma-tadema", "vasily-vereshchagin", "ernst-ludwig-kirchner", "mikhail-vrubel",
-    "orest-kiprensky", "william-merritt-chase", "aleksey-savrasov", "hans-memling",
-    "amedeo-modigliani", "ivan-kramskoy", "utagawa-kuniyoshi", "gustave-courbet",
-    "william-turner", "theo-van-rysselberghe", "joseph-wright", "edward-burne-jones",
-    "koloman-moser", "viktor-vasnetsov", "anthony-van-dyck", "raoul-dufy", "frans-hals",
-    "hans-holbein-the-younger", "ilya-mashkov", "henri-fantin-latour", "m.c.-escher", "el-greco",
-    "mikalojus-ciurlionis", "james-mcneill-whistler", "karl-bryullov", "jacob-jordaens",
-    "thomas-gainsborough", "eugene-delacroix", "canaletto",
-]  # fmt: skip
+    "Unknown Artist",
+    "boris-kustodiev",
+    "camille-pissarro",
+    "childe-hassam",
+    "claude-monet",
+    "edgar-degas",
+    "eugene-boudin",
+    "gustave-dore",
+    "ilya-repin",
+    "ivan-aivazovsky",
+    "ivan-shishkin",
+    "john-singer-sargent",
+    "marc-chagall",
+    "martiros-saryan",
+    "nicholas-roerich",
+    "pablo-picasso",
+    "paul-cezanne",
+    "pierre-auguste-renoir",
+    "pyotr-konchalovsky",
+    "raphael-kirchner",
+    "rembrandt",
+    "salvador-dali",
+    "vincent-van-gogh",
+    "hieronymus-bosch",
+    "leonardo-da-vinci",
+    "albrecht-durer",
+    "edouard-cortes",
+    "sam-francis",
+    "juan-gris",
+    "lucas-cranach-the-elder",
+    "paul-gauguin",
+    "konstantin-makovsky",
+    "egon-schiele",
+    "thomas-eakins",
+    "gustave-moreau",
+    "francisco-goya",
+    "edvard-munch",
+    "henri-matisse",
+    "fra-angelico",
+    "maxime-maufra",
+    "jan-matejko",
+    "mstislav-dobuzhinsky",
+    "alfred-sisley",
+    "mary-cassatt",
+    "gustave-loiseau",
+    "fernando-botero",
+    "zinaida-serebriakova",
+    "georges-seurat",
+    "isaac-levitan",
+    "joaquin-sorolla",
+    "jacek-malczewski",
+    "berthe-morisot",
+    "andy-warhol",
+    "arkhip-kuindzhi",
+    "niko-pirosmani",
+    "james-tissot",
+    "vasily-polenov",
+    "valentin-serov",
+    "pietro-perugino",
+    "pierre-bonnard",
+    "ferdinand-hodler",
+    "bartolome-esteban-murillo",
+    "giovanni-boldini",
+    "henri-martin",
+    "gustav-klimt",
+    "vasily-perov",
+    "odilon-redon",
+    "tintoretto",
+    "gene-davis",
+    "raphael",
+    "john-henry-twachtman",
+    "henri-de-toulouse-lautrec",
+    "antoine-blanchard",
+    "david-burliuk",
+    "camille-corot",
+    "konstantin-korovin",
+    "ivan-bilibin",
+    "titian",
+    "maurice-prendergast",
+    "edouard-manet",
+    "peter-paul-rubens",
+    "aubrey-beardsley",
+    "paolo-veronese",
+    "joshua-reynolds",
+    "kuzma-petrov-vodkin",
+    "gustave-caillebotte",
+    "lucian-freud",
+    "michelangelo",
+    "dante-gabriel-rossetti",
+    "felix-vallotton",
+    "nikolay-bogdanov-belsky",
+    "georges-braque",
+    "vasily-surikov",
+    "fernand-leger",
+    "konstantin-somov",
+    "katsushika-hokusai",
+    "sir-lawrence-alma-tadema",
+    "vasily-vereshchagin",
+    "ernst-ludwig-kirchner",
+    "mikhail-vrubel",
+    "orest-kiprensky",
+    "william-merritt-chase",
+    "aleksey-savrasov",
+    "hans-memling",
+    "amedeo-modigliani",
+    "ivan-kramskoy",
+    "utagawa-kuniyoshi",
+    "gustave-courbet",
+    "william-turner",
+    "theo-van-rysselberghe",
+    "joseph-wright",
+    "edward-burne-jones",
+    "koloman-moser",
+    "viktor-vasnetsov",
+    "anthony-van-dyck",
+    "raoul-dufy",
+    "frans-hals",
+    "hans-holbein-the-younger",
+    "ilya-mashkov",
+    "henri-fantin-latour",
+    "m.c.-escher",
+    "el-greco",
+    "mikalojus-ciurlionis",
+    "james-mcneill-whistler",
+    "karl-bryullov",
+    "jacob-jordaens",
+    "thomas-gainsborough",
+    "eugene-delacroix",
+    "canaletto",
+]
 
 CLASSES = {"artist": ARTISTS, "genre": GENRES, "style": STYLES}
 
@@ -84,14 +213,20 @@ DEMO_CLASSES = {
     "artist": [
         ARTISTS.index(a)
         for a in (
-            "Unknown Artist", "claude-monet", "rembrandt", "vincent-van-gogh",
-            "pablo-picasso", "katsushika-hokusai",
+            "Unknown Artist",
+            "claude-monet",
+            "rembrandt",
+            "vincent-van-gogh",
+            "pablo-picasso",
+            "katsushika-hokusai",
         )
-    ],  # fmt: skip
+    ],
 }
 
 
-def _paint(rng: np.random.Generator, genre: int, style: int, artist: int, w: int, h: int) -> np.ndarray:
+def _paint(
+    rng: np.random.Generator, genre: int, style: int, artist: int, w: int, h: int
+) -> np.ndarray:
     """An RGB uint8 picture whose statistics depend on the three labels."""
     si = DEMO_CLASSES["style"].index(style)
     gi = DEMO_CLASSES["genre"].index(genre)
@@ -110,7 +245,9 @@ def _paint(rng: np.random.Generator, genre: int, style: int, artist: int, w: int
     ).astype(np.float32)
     angle = np.pi * si / len(DEMO_CLASSES["style"])
     freq = 6 + 5 * si
-    strokes = np.sin(freq * (np.cos(angle) * xx + np.sin(angle) * yy) * 2 * np.pi + rng.uniform(0, 6.28))
+    strokes = np.sin(
+        freq * (np.cos(angle) * xx + np.sin(angle) * yy) * 2 * np.pi + rng.uniform(0, 6.28)
+    )
     img = base[None, None, :] * (0.75 + 0.2 * strokes[..., None])
     # genre: composition
     if gi == 0:  # cityscape: vertical blocks
@@ -139,7 +276,9 @@ def _paint(rng: np.random.Generator, genre: int, style: int, artist: int, w: int
             mask = (xx - cx) ** 2 + (yy - cy) ** 2 < r**2
             img[mask] = 1 - img[mask]
     # artist: a warm/cool/dark cast, grain and hand
-    cast = 0.85 + 0.15 * np.cos(2 * np.pi * ai / len(DEMO_CLASSES["artist"]) + np.array([0.0, 2.1, 4.2]))
+    cast = 0.85 + 0.15 * np.cos(
+        2 * np.pi * ai / len(DEMO_CLASSES["artist"]) + np.array([0.0, 2.1, 4.2])
+    )
     img *= cast.astype(np.float32)
     grain = 0.02 + 0.03 * ai
     img += rng.normal(0, grain, img.shape).astype(np.float32)
@@ -165,8 +304,15 @@ def demo_rows(n_rows: int, seed: int = 0, n_broken: int = 2) -> dict[str, list]:
         labels = {t: int(rng.choice(DEMO_CLASSES[t])) for t in ("genre", "style", "artist")}
         long_side = int(rng.integers(180, 520))
         aspect = rng.uniform(0.6, 1.6)
-        w, h = (long_side, int(long_side / aspect)) if aspect >= 1 else (int(long_side * aspect), long_side)
-        data = _jpeg(_paint(rng, labels["genre"], labels["style"], labels["artist"], w, h), int(rng.integers(70, 95)))
+        w, h = (
+            (long_side, int(long_side / aspect))
+            if aspect >= 1
+            else (int(long_side * aspect), long_side)
+        )
+        data = _jpeg(
+            _paint(rng, labels["genre"], labels["style"], labels["artist"], w, h),
+            int(rng.integers(70, 95)),
+        )
         if i in broken:
             data = data[: len(data) // 3] if i % 2 else b"this is not an image"
         rows["image"].append({"bytes": data, "path": None})

@@ -49,7 +49,9 @@ def free_bytes(path: str | os.PathLike) -> int:
     return shutil.disk_usage(existing_folder(path)).free
 
 
-def check_free_space(path: str | os.PathLike, needed: int, what: str, *, reclaimable: int = 0) -> int:
+def check_free_space(
+    path: str | os.PathLike, needed: int, what: str, *, reclaimable: int = 0
+) -> int:
     """Raise :class:`NotEnoughSpaceError` unless ``needed`` bytes fit where ``path`` is written.
 
     ``path`` is the file or folder the work writes (it need not exist yet: the nearest
@@ -60,7 +62,9 @@ def check_free_space(path: str | os.PathLike, needed: int, what: str, *, reclaim
     """
     free = free_bytes(path)
     if needed > free + reclaimable:
-        extra = f" (+{human_bytes(reclaimable)} held by its own partial files)" if reclaimable else ""
+        extra = (
+            f" (+{human_bytes(reclaimable)} held by its own partial files)" if reclaimable else ""
+        )
         raise NotEnoughSpaceError(
             errno.ENOSPC,
             f"not enough disk space for {what}: it needs {human_bytes(needed)} "
@@ -111,11 +115,15 @@ def check_shard_space(manifest: dict, out_path: str | os.PathLike) -> None:
     folder = Path(out_path).parent
     need = source_bytes(manifest)
     if need is None:
-        log.warning("disk check skipped: the manifest has no byte sizes (an older artprobe built it)")
+        log.warning(
+            "disk check skipped: the manifest has no byte sizes (an older artprobe built it)"
+        )
         return
     done = _finished_rows(folder, manifest) if folder.is_dir() else []
     need -= sum(source_bytes(manifest, lo, hi) or 0 for lo, hi in done)
     partial = sum(p.stat().st_size for p in folder.glob(".*.tmp")) if folder.is_dir() else 0
     what = f"the {manifest['n_rows']:,}-row shards of {manifest['source']} ({len(done)} finished)"
     free = check_free_space(folder, need, what, reclaimable=partial)
-    log.info("disk: %s need %s more in %s; %s free", what, human_bytes(need), folder, human_bytes(free))
+    log.info(
+        "disk: %s need %s more in %s; %s free", what, human_bytes(need), folder, human_bytes(free)
+    )

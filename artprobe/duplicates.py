@@ -41,10 +41,21 @@ DETAIL_MIN, COLOUR_RMS_MAX = 0.90, 5.0
 #: candidates kept per query (nearest first): a flat or stereotyped query can be within the
 #: distance of thousands of train images; a copy is among its nearest
 MAX_CANDIDATES = 64
-DUPLICATE_COLUMNS = ("row_id", "split", "train_row_id", "distance", "detail", "colour", "confirmed", "candidates")
+DUPLICATE_COLUMNS = (
+    "row_id",
+    "split",
+    "train_row_id",
+    "distance",
+    "detail",
+    "colour",
+    "confirmed",
+    "candidates",
+)
 
 
-def nearest(queries: np.ndarray, reference: np.ndarray, chunk: int = 64) -> tuple[np.ndarray, np.ndarray]:
+def nearest(
+    queries: np.ndarray, reference: np.ndarray, chunk: int = 64
+) -> tuple[np.ndarray, np.ndarray]:
     """(distance, index) of each query's nearest reference hash (first index on a tie).
 
     Exact: every pair's XOR + popcount, ``chunk`` queries at a time (a chunk × len(reference)
@@ -63,9 +74,14 @@ def nearest(queries: np.ndarray, reference: np.ndarray, chunk: int = 64) -> tupl
 
 
 def candidates(
-    queries: np.ndarray, reference: np.ndarray, distance: int, *,
-    limit: int = MAX_CANDIDATES, chunk: int = 64, progress_bar: bool = False,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:  # fmt: skip
+    queries: np.ndarray,
+    reference: np.ndarray,
+    distance: int,
+    *,
+    limit: int = MAX_CANDIDATES,
+    chunk: int = 64,
+    progress_bar: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Every (query, reference) pair within ``distance`` bits, at most ``limit`` per query.
 
     Returns (query index, reference index, distance, queries that had more than ``limit``),
@@ -75,7 +91,9 @@ def candidates(
     if len(reference) == 0:
         raise ValueError("near-duplicate scan: no train image could be hashed")
     qs, rs, ds, truncated = [], [], [], 0
-    with progress(total=len(queries), desc="duplicates: hash scan", unit="query", enabled=progress_bar) as bar:
+    with progress(
+        total=len(queries), desc="duplicates: hash scan", unit="query", enabled=progress_bar
+    ) as bar:
         for lo in range(0, len(queries), chunk):
             d = hamming(queries[lo : lo + chunk, None], reference[None, :])
             near = np.flatnonzero(d.min(axis=1) <= distance)  # most queries have no candidate
@@ -107,13 +125,20 @@ def colour_rms(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def confirm(
-    detail: np.ndarray, colour: np.ndarray, left: np.ndarray, right: np.ndarray, *,
-    chunk: int = 65536, progress_bar: bool = False,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    detail: np.ndarray,
+    colour: np.ndarray,
+    left: np.ndarray,
+    right: np.ndarray,
+    *,
+    chunk: int = 65536,
+    progress_bar: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(detail cosine, colour RMS, confirmed) of the pairs ``left[i], right[i]`` (row indices)."""
     cos = np.empty(len(left), np.float32)
     rms = np.empty(len(left), np.float32)
-    with progress(total=len(left), desc="duplicates: confirm", unit="pair", enabled=progress_bar) as bar:
+    with progress(
+        total=len(left), desc="duplicates: confirm", unit="pair", enabled=progress_bar
+    ) as bar:
         for lo in range(0, len(left), chunk):
             i, j = left[lo : lo + chunk], right[lo : lo + chunk]
             cos[lo : lo + chunk] = detail_cosine(detail[i], detail[j])
@@ -150,7 +175,9 @@ class Hashes:
         for k, path in enumerate(self.paths):
             lo, hi = np.searchsorted(positions, self.starts[k : k + 2])
             if hi > lo:
-                table = pq.read_table(path, columns=["detail", "colour"]).take(positions[lo:hi] - self.starts[k])
+                table = pq.read_table(path, columns=["detail", "colour"]).take(
+                    positions[lo:hi] - self.starts[k]
+                )
                 detail[lo:hi] = _matrix(table.column("detail"), DETAIL_DIM, np.int8)
                 colour[lo:hi] = _matrix(table.column("colour"), COLOUR_DIM, np.uint8)
         return detail, colour
@@ -162,7 +189,9 @@ def _matrix(column: pa.ChunkedArray, dim: int, dtype) -> np.ndarray:
     out = np.zeros((len(arr), dim), dtype)
     valid = arr.is_valid().to_numpy(zero_copy_only=False)
     if valid.any():
-        out[valid] = arr.filter(arr.is_valid()).flatten().to_numpy(zero_copy_only=False).reshape(-1, dim)
+        out[valid] = (
+            arr.filter(arr.is_valid()).flatten().to_numpy(zero_copy_only=False).reshape(-1, dim)
+        )
     return out
 
 
@@ -173,23 +202,32 @@ def _splits_of(row_id: np.ndarray, split_path: str | os.PathLike) -> np.ndarray:
     pos = np.minimum(np.searchsorted(sp_ids, row_id), max(len(sp_ids) - 1, 0))
     missing = row_id[(len(sp_ids) == 0) | (sp_ids[pos] != row_id)] if len(row_id) else row_id
     if len(missing):
-        raise ValueError(f"near-duplicate scan: row id(s) {missing[:5].tolist()} have hashes but no split")
+        raise ValueError(
+            f"near-duplicate scan: row id(s) {missing[:5].tolist()} have hashes but no split"
+        )
     return np.asarray(sp.column("split").to_pylist(), dtype=object)[pos]
 
 
 def scan(
-    hash_paths: Iterable[str | os.PathLike], split_path: str | os.PathLike, distance: int, *,
+    hash_paths: Iterable[str | os.PathLike],
+    split_path: str | os.PathLike,
+    distance: int,
+    *,
     progress_bar: bool = False,
-) -> tuple[pa.Table, dict]:  # fmt: skip
+) -> tuple[pa.Table, dict]:
     """Val/test rows with a train row within ``distance`` bits, confirmed or not: the table
     (one row per such query) and the counts (its meta)."""
     fp = Hashes(hash_paths, split_path)
     train = np.flatnonzero(fp.hashed & (fp.split == "train"))
     query = np.flatnonzero(fp.hashed & ((fp.split == "val") | (fp.split == "test")))
-    qi, ri, dist, truncated = candidates(fp.phash[query], fp.phash[train], distance, progress_bar=progress_bar)
+    qi, ri, dist, truncated = candidates(
+        fp.phash[query], fp.phash[train], distance, progress_bar=progress_bar
+    )
     involved, pair = np.unique(np.concatenate([query[qi], train[ri]]), return_inverse=True)
     detail, colour = fp.measures(involved)
-    cos, rms, ok = confirm(detail, colour, pair[: len(qi)], pair[len(qi) :], progress_bar=progress_bar)
+    cos, rms, ok = confirm(
+        detail, colour, pair[: len(qi)], pair[len(qi) :], progress_bar=progress_bar
+    )
     # per query: its first (nearest) confirmed pair, else its first candidate
     first = np.unique(qi, return_index=True)[1]
     chosen = first.copy()
@@ -219,7 +257,12 @@ def _scan_meta(fp: Hashes, table: pa.Table, distance: int, pairs: int, truncated
     return {
         "hash": HASH,
         "distance": int(distance),
-        "confirm": {"detail": DETAIL, "detail_min": DETAIL_MIN, "colour": COLOUR, "colour_rms_max": COLOUR_RMS_MAX},
+        "confirm": {
+            "detail": DETAIL,
+            "detail_min": DETAIL_MIN,
+            "colour": COLOUR,
+            "colour_rms_max": COLOUR_RMS_MAX,
+        },
         "candidates": {s: int((split == s).sum()) for s in ("val", "test")},
         "duplicates": {s: int(((split == s) & confirmed).sum()) for s in ("val", "test")},
         "candidate_pairs": int(pairs),
@@ -230,9 +273,13 @@ def _scan_meta(fp: Hashes, table: pa.Table, distance: int, pairs: int, truncated
 
 
 def write_duplicates(
-    hash_paths: Iterable[str | os.PathLike], split_path: str | os.PathLike, out_path: str | os.PathLike,
-    *, distance: int, progress_bar: bool = True,
-) -> dict:  # fmt: skip
+    hash_paths: Iterable[str | os.PathLike],
+    split_path: str | os.PathLike,
+    out_path: str | os.PathLike,
+    *,
+    distance: int,
+    progress_bar: bool = True,
+) -> dict:
     """Write ``duplicates.parquet`` (``DUPLICATE_COLUMNS``: every val/test row with a candidate,
     ``confirmed`` saying which are duplicates); return its meta."""
     t0 = time.perf_counter()
@@ -242,9 +289,14 @@ def write_duplicates(
     log.info(
         "near-duplicates within %d bits: candidates %s, confirmed %s (detail cosine >= %.2f, colour RMS <= %.1f) "
         "of %s val/test rows (%.1f s)",
-        distance, meta["candidates"], meta["duplicates"], DETAIL_MIN, COLOUR_RMS_MAX,
-        {k: meta["scanned"][k] for k in ("val", "test")}, meta["seconds"],
-    )  # fmt: skip
+        distance,
+        meta["candidates"],
+        meta["duplicates"],
+        DETAIL_MIN,
+        COLOUR_RMS_MAX,
+        {k: meta["scanned"][k] for k in ("val", "test")},
+        meta["seconds"],
+    )
     return meta
 
 
@@ -256,4 +308,6 @@ def duplicate_rows(path: str | os.PathLike) -> np.ndarray:
     if "confirmed" not in names:
         return pq.read_table(path, columns=["row_id"]).column("row_id").to_numpy()
     table = pq.read_table(path, columns=["row_id", "confirmed"])
-    return table.column("row_id").to_numpy()[table.column("confirmed").to_numpy(zero_copy_only=False)]
+    return table.column("row_id").to_numpy()[
+        table.column("confirmed").to_numpy(zero_copy_only=False)
+    ]

@@ -41,14 +41,32 @@ def run_fewshot(
     forced to ``train``). ``seed`` seeds the subsets (trial t uses ``[seed, t, class]``) and the fits.
     """
     params = probes.resolve_params(FEWSHOT_KIND, params)
-    data = load_fit_data(embeddings_path, target, drop_labels=drop_labels, min_class_count=min_class_count)
+    data = load_fit_data(
+        embeddings_path, target, drop_labels=drop_labels, min_class_count=min_class_count
+    )
     (Xtr, ytr, _), (Xva, yva, _), (Xte, yte, _) = data["train"], data["val"], data["test"]
-    log.info("%s/%s few-shot: shots %s x %d trials; %d train, %d val, %d test rows",
-             model, target, list(shots), trials, len(ytr), len(yva), len(yte))  # fmt: skip
+    log.info(
+        "%s/%s few-shot: shots %s x %d trials; %d train, %d val, %d test rows",
+        model,
+        target,
+        list(shots),
+        trials,
+        len(ytr),
+        len(yva),
+        len(yte),
+    )
     curve = fewshot_curve(
-        params, (Xtr, ytr), (Xva, yva), (Xte, yte), n_classes=len(data["classes"]),
-        shots=shots, trials=trials, seed=seed, threads=threads, device=device,
-    )  # fmt: skip
+        params,
+        (Xtr, ytr),
+        (Xva, yva),
+        (Xte, yte),
+        n_classes=len(data["classes"]),
+        shots=shots,
+        trials=trials,
+        seed=seed,
+        threads=threads,
+        device=device,
+    )
     out = {
         "model": model,
         "target": target,

@@ -149,7 +149,9 @@ class Fingerprints(NamedTuple):
 def fingerprint_images(images: Iterable[bytes | None], *, fine: bool = True) -> Fingerprints:
     """The hash (and with ``fine`` the confirming measures) of encoded images, one decode each."""
     views, errors = [], []
-    blank = Views(np.zeros((SIZE, SIZE)), np.zeros((FINE, FINE)), np.zeros((GRID, GRID, 3), np.uint8))
+    blank = Views(
+        np.zeros((SIZE, SIZE)), np.zeros((FINE, FINE)), np.zeros((GRID, GRID, 3), np.uint8)
+    )
     for data in images:
         try:
             views.append(small_views(data, fine=fine))
@@ -158,7 +160,11 @@ def fingerprint_images(images: Iterable[bytes | None], *, fine: bool = True) -> 
             views.append(blank)
             errors.append(err.reason)
     if not views:
-        empty = (np.zeros((0, DETAIL_DIM), np.int8), np.zeros((0, COLOUR_DIM), np.uint8)) if fine else (None, None)
+        empty = (
+            (np.zeros((0, DETAIL_DIM), np.int8), np.zeros((0, COLOUR_DIM), np.uint8))
+            if fine
+            else (None, None)
+        )
         return Fingerprints(np.zeros(0, np.uint64), *empty, [])
     hashes = hash_pixels(np.stack([v.gray for v in views]))
     hashes[[e is not None for e in errors]] = 0
@@ -176,15 +182,23 @@ def _vectors(values: np.ndarray, dim: int, dtype: pa.DataType, mask: np.ndarray)
 
 
 def hash_shard(
-    shard_path: str | os.PathLike, out_path: str | os.PathLike, *, batch: int = 256, progress_bar: bool = True
+    shard_path: str | os.PathLike,
+    out_path: str | os.PathLike,
+    *,
+    batch: int = 256,
+    progress_bar: bool = True,
 ) -> None:
     """Write ``row_id, phash (uint64), detail (int8 x DETAIL_DIM), colour (uint8 x COLOUR_DIM),
     error`` for one shard; the measures are null where the image failed."""
     pf = pq.ParquetFile(shard_path)
     parts: list[Fingerprints] = []
     ids = []
-    bar = progress(total=pf.metadata.num_rows, desc=f"image_hash {read_meta(shard_path).get('shard')}",
-                   unit="img", enabled=progress_bar)  # fmt: skip
+    bar = progress(
+        total=pf.metadata.num_rows,
+        desc=f"image_hash {read_meta(shard_path).get('shard')}",
+        unit="img",
+        enabled=progress_bar,
+    )
     with bar:
         for rb in pf.iter_batches(batch_size=batch, columns=["row_id", "image"]):
             parts.append(fingerprint_images(rb.column("image").to_pylist()))
@@ -201,8 +215,13 @@ def hash_shard(
             "error": pa.array(prints.errors, pa.string()),
         }
     )
-    meta = {"hash": HASH, "detail": DETAIL, "colour": COLOUR, "shard": read_meta(shard_path).get("shard"),
-            "failed": int(failed.sum())}  # fmt: skip
+    meta = {
+        "hash": HASH,
+        "detail": DETAIL,
+        "colour": COLOUR,
+        "shard": read_meta(shard_path).get("shard"),
+        "failed": int(failed.sum()),
+    }
     write_parquet(with_meta(table, meta), out_path)
     log.info("hashes: %d rows (%d failed) -> %s", len(failed), int(failed.sum()), out_path)
 

@@ -77,10 +77,16 @@ def open_image(data: bytes, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> I
     except Image.DecompressionBombError as exc:
         raise ImageDecodeError(f"too many pixels: {_short(exc)}") from None
     except UnidentifiedImageError:
-        raise ImageDecodeError(f"not an image ({len(data)} bytes, starts {bytes(data[:8])!r})") from None
+        raise ImageDecodeError(
+            f"not an image ({len(data)} bytes, starts {bytes(data[:8])!r})"
+        ) from None
     except Exception as exc:  # noqa: BLE001 - any parser failure is a bad image
         msg = _short(exc)
-        kind = "truncated" if "truncat" in msg.lower() or isinstance(exc, EOFError) else "corrupt header"
+        kind = (
+            "truncated"
+            if "truncat" in msg.lower() or isinstance(exc, EOFError)
+            else "corrupt header"
+        )
         raise ImageDecodeError(f"{kind}: {type(exc).__name__}: {msg}") from None
     w, h = img.size
     if w <= 0 or h <= 0:

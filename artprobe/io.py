@@ -13,10 +13,14 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
+
+if TYPE_CHECKING:
+    import numpy as np
 import pyarrow.parquet as pq
 
 ARTPROBE_META_KEY = b"artprobe"
@@ -57,7 +61,9 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or ".tmp", dir=path.parent)
+        fd, name = tempfile.mkstemp(
+            prefix=f".{path.name}.", suffix=suffix or ".tmp", dir=path.parent
+        )
         os.close(fd)
         tmp = Path(name)
         yield tmp
@@ -111,9 +117,7 @@ def with_meta(table: pa.Table, meta: dict) -> pa.Table:
 def read_meta(path_or_schema: str | os.PathLike | pa.Schema) -> dict:
     """The ``artprobe`` metadata dict of a Parquet file (or schema); {} if absent."""
     schema = (
-        path_or_schema
-        if isinstance(path_or_schema, pa.Schema)
-        else pq.read_schema(path_or_schema)
+        path_or_schema if isinstance(path_or_schema, pa.Schema) else pq.read_schema(path_or_schema)
     )
     raw = (schema.metadata or {}).get(ARTPROBE_META_KEY)
     return json.loads(raw) if raw else {}
@@ -138,7 +142,7 @@ def json_safe(obj: Any) -> Any:
     return json.loads(json.dumps(obj, default=default))
 
 
-def embedding_matrix(column: pa.ChunkedArray | pa.Array) -> "np.ndarray":
+def embedding_matrix(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
     """A ``fixed_size_list<float32>`` column as a C-contiguous float32 ``[n, D]`` matrix.
 
     Null rows (images that failed to decode) become rows of NaN. Every stage that reads

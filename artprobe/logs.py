@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 import weakref
-from typing import Iterator
+from collections.abc import Iterator
 
 
 class ClearError(RuntimeError):
@@ -31,9 +31,7 @@ def to_log(path: str | os.PathLike | None, level: int = logging.INFO) -> Iterato
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "a", buffering=1) as fh:
         handler = logging.StreamHandler(fh)
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-        )
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         root = logging.getLogger()
         old_level = root.level
         root.addHandler(handler)
@@ -60,8 +58,16 @@ def to_log(path: str | os.PathLike | None, level: int = logging.INFO) -> Iterato
         raise SystemExit(str(clear)) from None
 
 
-def progress(iterable=None, *, total: int | None = None, desc: str, unit: str = "it", initial: int = 0,
-             enabled: bool = True, **kwargs):  # fmt: skip
+def progress(
+    iterable=None,
+    *,
+    total: int | None = None,
+    desc: str,
+    unit: str = "it",
+    initial: int = 0,
+    enabled: bool = True,
+    **kwargs,
+):
     """A tqdm bar with rate for a long loop, written where the job logs (``sys.stderr``, which
     :func:`to_log` sends to the log file): every second on a terminal, every 15 s into a
     file, so a log shows how far the job got and how fast without growing by a line per
@@ -73,9 +79,15 @@ def progress(iterable=None, *, total: int | None = None, desc: str, unit: str = 
     kwargs.setdefault("smoothing", 0.05)
     nested = any(not bar.disable for bar in _SHOWN)  # closing a bar disables it
     bar = tqdm(
-        iterable, total=total, initial=initial, unit=unit, desc=desc, file=sys.stderr,
-        disable=not enabled or nested, **kwargs,
-    )  # fmt: skip
+        iterable,
+        total=total,
+        initial=initial,
+        unit=unit,
+        desc=desc,
+        file=sys.stderr,
+        disable=not enabled or nested,
+        **kwargs,
+    )
     if not bar.disable:
         _SHOWN.add(bar)
     return bar

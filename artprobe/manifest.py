@@ -23,8 +23,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from artprobe.io import with_meta, write_json, write_parquet
-from artprobe.sources import IMAGEFOLDER, PARQUET, DataError, list_data_files, resolve_source, source_kind
-from artprobe.sources import labels
+from artprobe.sources import (
+    IMAGEFOLDER,
+    PARQUET,
+    DataError,
+    labels,
+    list_data_files,
+    resolve_source,
+    source_kind,
+)
 from artprobe.sources.image_column import ImageColumnError, _resolve, check_column, image_kind
 from artprobe.sources.imagefolder import FolderError, label_hint, read_imagefolder
 from artprobe.sources.labels import class_names_from_readme, class_names_from_schema
@@ -53,16 +60,28 @@ def _parquet_columns(folder: Path, files: list[Path], targets: list[str], image_
                     raise DataError(f"{path}: class names of {name!r} differ between files")
                 names[name] = found
         rows = pf.metadata.num_rows
-        entries.append({"name": path.relative_to(folder).as_posix(), "rows": rows, "row_start": row_start,
-                        "bytes": path.stat().st_size})  # fmt: skip
+        entries.append(
+            {
+                "name": path.relative_to(folder).as_posix(),
+                "rows": rows,
+                "row_start": row_start,
+                "bytes": path.stat().st_size,
+            }
+        )
         row_start += rows
         parts.append(pf.read(columns=targets))
     for name, found in class_names_from_readme(folder).items():
         if name in targets:
             names.setdefault(name, found)
     # a few rows of the image column (not a whole row group: WikiArt's are hundreds of MB)
-    sample = next(pq.ParquetFile(files[0]).iter_batches(batch_size=16, columns=[image_column]), None)
-    column = sample.column(0) if sample is not None else pq.read_table(files[0], columns=[image_column]).column(0)
+    sample = next(
+        pq.ParquetFile(files[0]).iter_batches(batch_size=16, columns=[image_column]), None
+    )
+    column = (
+        sample.column(0)
+        if sample is not None
+        else pq.read_table(files[0], columns=[image_column]).column(0)
+    )
     if image_kind(column.type, image_column) == "path":  # every path is checked: cheap
         column = pa.concat_tables(pq.read_table(f, columns=[image_column]) for f in files).column(0)
     kind = check_column(column, image_column, folder, str(files[0]))
@@ -73,17 +92,23 @@ def _parquet_columns(folder: Path, files: list[Path], targets: list[str], image_
     return entries, names, pa.concat_tables(parts, promote_options="permissive"), kind
 
 
-def _check_columns(columns: list[str], targets: list[str], image_column: str, where: str, hint: str = "") -> None:
+def _check_columns(
+    columns: list[str], targets: list[str], image_column: str, where: str, hint: str = ""
+) -> None:
     missing = [t for t in targets if t not in columns]
     if missing:
         raise DataError(
             f"dataset.targets: missing column(s) {missing} in {where}; its columns are {columns}.{hint}"
         )
     if image_column not in columns:
-        raise DataError(f"dataset.image_column {image_column!r}: not a column of {where}; its columns are {columns}")
+        raise DataError(
+            f"dataset.image_column {image_column!r}: not a column of {where}; its columns are {columns}"
+        )
 
 
-def _encode_targets(table: pa.Table, names: dict, targets: list[str], where: str) -> tuple[dict, pa.Table]:
+def _encode_targets(
+    table: pa.Table, names: dict, targets: list[str], where: str
+) -> tuple[dict, pa.Table]:
     """Manifest fields (classes, label kinds, missing counts) and the class-id columns."""
     info: dict = {"classes": {}, "label_kinds": {}, "missing_labels": {}}
     ids = {}
@@ -113,7 +138,9 @@ def _folder_columns(folder: Path, targets: list[str], image_column: str, index_p
     hint = label_hint(folder) if "label" in targets and "label" not in table.column_names else ""
     _check_columns(table.column_names, targets, image_column, f"the image folder {folder}", hint)
     images = sum(os.path.getsize(folder / p) for p in table.column(image_column).to_pylist() if p)
-    entries = [{"name": str(index_path.resolve()), "rows": table.num_rows, "row_start": 0, "bytes": images}]
+    entries = [
+        {"name": str(index_path.resolve()), "rows": table.num_rows, "row_start": 0, "bytes": images}
+    ]
     return entries, names, table, splits
 
 
@@ -164,8 +191,12 @@ def build_manifest(
     write_json(out_path, manifest)
     log.info(
         "manifest: %d rows in %d files from %s@%s; missing labels %s",
-        n_rows, len(entries), source, resolved, info["missing_labels"],
-    )  # fmt: skip
+        n_rows,
+        len(entries),
+        source,
+        resolved,
+        info["missing_labels"],
+    )
     return manifest
 
 

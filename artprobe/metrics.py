@@ -22,7 +22,7 @@ second.
 
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -151,10 +151,16 @@ def point_values(y_true, y_pred) -> dict:
     """Accuracy, balanced accuracy and macro F1 of predicted label ids (no intervals)."""
     counts = _Counts(_labels(y_true), _labels(y_pred))
     macro_f1, bal, _ = _macro(*counts.point())
-    return {"accuracy": float(counts.hit.mean()), "balanced_accuracy": float(bal), "macro_f1": float(macro_f1)}
+    return {
+        "accuracy": float(counts.hit.mean()),
+        "balanced_accuracy": float(bal),
+        "macro_f1": float(macro_f1),
+    }
 
 
-def _boot_samples(counts: _Counts, hits: np.ndarray, n_boot: int, seed: int) -> dict[str, np.ndarray]:
+def _boot_samples(
+    counts: _Counts, hits: np.ndarray, n_boot: int, seed: int
+) -> dict[str, np.ndarray]:
     """Each headline metric over ``n_boot`` resamples of the test rows, and per-class F1 [b, L]."""
     boots: dict[str, list] = {m: [] for m in (*METRICS, "f1")}
     for idx in _resamples(len(hits), n_boot, seed):
@@ -167,7 +173,9 @@ def _boot_samples(counts: _Counts, hits: np.ndarray, n_boot: int, seed: int) -> 
     return {m: np.concatenate(v) for m, v in boots.items()}
 
 
-def _per_class(counts: _Counts, class_names: Sequence[str], f1_boot: np.ndarray | None, ci: float) -> dict:
+def _per_class(
+    counts: _Counts, class_names: Sequence[str], f1_boot: np.ndarray | None, ci: float
+) -> dict:
     """Precision, recall, F1 (with its bootstrap interval) and support per class."""
     support, predicted, correct = counts.point()
     _, _, f1 = _macro(support, predicted, correct)
@@ -216,7 +224,15 @@ def evaluate(
         lo, hi = _interval(boots[m], ci) if n_boot else (None, None)
         out[m] = {"value": values[m], "ci_low": lo, "ci_high": hi}
     out["per_class"] = _per_class(counts, class_names, boots.get("f1"), ci)
-    out.update({"n_test": len(y_true), "n_boot": int(n_boot), "ci": float(ci), "seed": int(seed), "top_k": int(k)})
+    out.update(
+        {
+            "n_test": len(y_true),
+            "n_boot": int(n_boot),
+            "ci": float(ci),
+            "seed": int(seed),
+            "top_k": int(k),
+        }
+    )
     return out
 
 
@@ -256,12 +272,17 @@ class _SeedScores:
             else:
                 self.hits.append(None)
             self.counts.append(_Counts(y_true, _as_pred(arr, n, what)))
-        self.per_seed = np.array([_metric_point(metric, c, h) for c, h in zip(self.counts, self.hits)])
+        self.per_seed = np.array(
+            [_metric_point(metric, c, h) for c, h in zip(self.counts, self.hits)]
+        )
         self.n_seeds, self.point = len(self.per_seed), float(self.per_seed.mean())
 
     def samples(self, idx: np.ndarray) -> np.ndarray:
         """The seed-averaged score of each resample of rows ``idx`` [b, n]."""
-        return np.mean([_metric_samples(self.metric, c, h, idx) for c, h in zip(self.counts, self.hits)], axis=0)
+        return np.mean(
+            [_metric_samples(self.metric, c, h, idx) for c, h in zip(self.counts, self.hits)],
+            axis=0,
+        )
 
     def seed_var(self) -> float:
         """Sample variance of the seeds' test scores (0 for one seed). It holds the seeds'
@@ -269,7 +290,9 @@ class _SeedScores:
         return float(self.per_seed.var(ddof=1)) if self.n_seeds > 1 else 0.0
 
 
-def _seed_draws(a: _SeedScores, b: _SeedScores, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+def _seed_draws(
+    a: _SeedScores, b: _SeedScores, n_boot: int, rng: np.random.Generator
+) -> np.ndarray:
     """The seed level of a comparison: the variance across seeds pooled over both models (the
     same probe, the same seeds), scaled to the difference of two seed averages, times
     Student-t draws with ``S_a + S_b - 2`` degrees of freedom (a two-sample t's reference)."""
@@ -338,9 +361,17 @@ def compare(
         d = d + _seed_draws(a, b, n_boot, np.random.default_rng([seed, 1]))
     out = {"metric": metric, "a": a.point, "b": b.point, "diff": a.point - b.point}
     out.update(_bootstrap_test(d, n_boot, ci))
-    out.update({"n_test": n, "n_boot": int(n_boot), "ci": float(ci), "seed": int(seed),
-                "n_seeds_a": a.n_seeds, "n_seeds_b": b.n_seeds,
-                "method": SEEDED_METHOD if seeded else ROWS_METHOD})  # fmt: skip
+    out.update(
+        {
+            "n_test": n,
+            "n_boot": int(n_boot),
+            "ci": float(ci),
+            "seed": int(seed),
+            "n_seeds_a": a.n_seeds,
+            "n_seeds_b": b.n_seeds,
+            "method": SEEDED_METHOD if seeded else ROWS_METHOD,
+        }
+    )
     return out
 
 
@@ -363,7 +394,9 @@ def _bootstrap_test(d: np.ndarray, n_boot: int, ci: float) -> dict:
     return {"ci_low": lo, "ci_high": hi, "p_value": p, "verdict": verdict}
 
 
-def majority_baseline(y_train, y_test, class_names: Sequence[str], *, n_boot: int = 1000, seed: int = 0) -> dict:
+def majority_baseline(
+    y_train, y_test, class_names: Sequence[str], *, n_boot: int = 1000, seed: int = 0
+) -> dict:
     """The majority-class classifier: always the most frequent train class (lowest id on
     ties), scored on the test rows actually fitted, with bootstrap intervals like a fit's."""
     y_train, y_test = _labels(y_train), _labels(y_test)

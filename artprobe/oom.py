@@ -15,8 +15,12 @@ import logging
 log = logging.getLogger(__name__)
 
 #: texts of CUDA out-of-memory errors that are not ``torch.OutOfMemoryError``
-OOM_TEXTS = ("CUDA out of memory", "CUDA error: out of memory", "CUBLAS_STATUS_ALLOC_FAILED",
-             "CUDNN_STATUS_ALLOC_FAILED")  # fmt: skip
+OOM_TEXTS = (
+    "CUDA out of memory",
+    "CUDA error: out of memory",
+    "CUBLAS_STATUS_ALLOC_FAILED",
+    "CUDNN_STATUS_ALLOC_FAILED",
+)
 
 
 class GPUOutOfMemoryError(RuntimeError):

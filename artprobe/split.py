@@ -18,15 +18,17 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from artprobe.config import SPLITS
+from artprobe.io import read_json, with_meta, write_parquet
 from artprobe.manifest import read_class_ids
 from artprobe.sources import DataError, local_dir
 from artprobe.sources.labels import class_names_from_readme, class_names_from_schema
-from artprobe.io import read_json, with_meta, write_parquet
 
 log = logging.getLogger(__name__)
 
 
-def _hf_train_test(n: int, test_size: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _hf_train_test(
+    n: int, test_size: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """Exactly ``datasets.Dataset.train_test_split(test_size=..., shuffle=True)``."""
     n_test = math.ceil(test_size * n)
     n_train = n - n_test
@@ -47,7 +49,9 @@ def seed_compatible_split(
     """
     held = val_fraction + test_fraction
     train_idx, held_idx = _hf_train_test(n_rows, held, np.random.default_rng(seed))
-    val_pos, test_pos = _hf_train_test(len(held_idx), test_fraction / held, np.random.default_rng(seed))
+    val_pos, test_pos = _hf_train_test(
+        len(held_idx), test_fraction / held, np.random.default_rng(seed)
+    )
     split = np.empty(n_rows, dtype=object)
     split[train_idx] = "train"
     split[held_idx[val_pos]] = "val"
@@ -102,7 +106,9 @@ def _strata(column: pa.ChunkedArray) -> np.ndarray:
     """Labels to stratify on; a missing label is a stratum of its own."""
     if pa.types.is_integer(column.type):
         return column.fill_null(-1).to_numpy()
-    return np.array(["\0missing" if v is None else str(v) for v in column.to_pylist()], dtype=object)
+    return np.array(
+        ["\0missing" if v is None else str(v) for v in column.to_pylist()], dtype=object
+    )
 
 
 def group_split(
@@ -140,7 +146,9 @@ def group_split(
             part[g] = int(np.argmax(room))
         room[part[g]] -= sizes[g]
     ones = order[sizes[order] == 1]  # rows of their own (in seeded order) fill the room left
-    part[ones] = np.repeat(np.arange(len(room)), np.maximum(room, 0))[: len(ones)]  # rooms sum to len(ones)
+    part[ones] = np.repeat(np.arange(len(room)), np.maximum(room, 0))[
+        : len(ones)
+    ]  # rooms sum to len(ones)
     split = names[part][inverse]
     empty = [s for s in SPLITS if not (split == s).any()]
     if empty:
@@ -157,7 +165,9 @@ def achieved_fractions(split: np.ndarray) -> dict[str, float]:
     return {s: round(float((split == s).mean()), 5) if len(split) else 0.0 for s in SPLITS}
 
 
-def group_codes(column: pa.ChunkedArray, names: list[str] | None, ungrouped: list[str]) -> np.ndarray:
+def group_codes(
+    column: pa.ChunkedArray, names: list[str] | None, ungrouped: list[str]
+) -> np.ndarray:
     """A group id per row (-1: no group) from a label column (ClassLabel ids or strings).
 
     Missing values and values named in ``ungrouped`` (e.g. "Unknown Artist": no one painter)
@@ -190,7 +200,9 @@ def _read_groups(manifest: dict, group_by: str | None, ungrouped: list[str]) -> 
     folder = local_dir(manifest)
     have = pq.read_schema(folder / manifest["files"][0]["name"]).names
     if group_by not in have:
-        raise DataError(f"split.group_by {group_by!r}: no such column in the source (it has {have})")
+        raise DataError(
+            f"split.group_by {group_by!r}: no such column in the source (it has {have})"
+        )
     column = read_targets(manifest, [group_by]).column(group_by)
     return group_codes(column, _group_names(manifest, group_by), ungrouped)
 
@@ -221,22 +233,40 @@ def write_split(
     elif method == "group":
         groups = _read_groups(manifest, group_by, list(ungrouped or []))
         split = group_split(groups, seed, val_fraction, test_fraction)
-        extra = {"group_by": group_by, "ungrouped": list(ungrouped or []),
-                 "n_groups": int(len(np.unique(groups[groups >= 0]))),
-                 "ungrouped_rows": int((groups < 0).sum())}  # fmt: skip
+        extra = {
+            "group_by": group_by,
+            "ungrouped": list(ungrouped or []),
+            "n_groups": int(len(np.unique(groups[groups >= 0]))),
+            "ungrouped_rows": int((groups < 0).sum()),
+        }
     else:
-        raise DataError(f"split.method {method!r}: expected 'seed-compatible', 'stratified' or 'group'")
+        raise DataError(
+            f"split.method {method!r}: expected 'seed-compatible', 'stratified' or 'group'"
+        )
     table = pa.table(
-        {"row_id": pa.array(np.arange(n, dtype=np.int64)), "split": pa.array(split.tolist(), pa.string())}
+        {
+            "row_id": pa.array(np.arange(n, dtype=np.int64)),
+            "split": pa.array(split.tolist(), pa.string()),
+        }
     )
     counts = {s: int((split == s).sum()) for s in SPLITS}
     achieved = achieved_fractions(split)
-    meta = {"method": method, "seed": seed, "val_fraction": val_fraction, "test_fraction": test_fraction,
-            "counts": counts, "achieved": achieved}  # fmt: skip
+    meta = {
+        "method": method,
+        "seed": seed,
+        "val_fraction": val_fraction,
+        "test_fraction": test_fraction,
+        "counts": counts,
+        "achieved": achieved,
+    }
     meta.update(extra)
     write_parquet(with_meta(table, meta), out_path)
     asked = {"train": 1 - val_fraction - test_fraction, "val": val_fraction, "test": test_fraction}
     log.info(
-        "split %s seed=%d: %s rows; achieved fractions %s (asked %s)", method, seed, counts,
-        ", ".join(f"{s} {achieved[s]:.2%}" for s in SPLITS), ", ".join(f"{s} {asked[s]:.2%}" for s in SPLITS),
-    )  # fmt: skip
+        "split %s seed=%d: %s rows; achieved fractions %s (asked %s)",
+        method,
+        seed,
+        counts,
+        ", ".join(f"{s} {achieved[s]:.2%}" for s in SPLITS),
+        ", ".join(f"{s} {asked[s]:.2%}" for s in SPLITS),
+    )

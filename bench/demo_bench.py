@@ -31,8 +31,11 @@ def demo_commands() -> list[list[str]]:
     """The snakemake command lines of ``make demo`` (its setup step left out)."""
     out = subprocess.run(
         ["make", "-n", "-s", "demo", "SNAKEMAKE=snakemake", "VENV=/nonexistent-venv"],
-        cwd=ROOT, capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     cmds = [shlex.split(line) for line in out.splitlines() if line.startswith("snakemake ")]
     if not cmds:
         raise SystemExit(f"make -n demo printed no snakemake command:\n{out}")
@@ -50,12 +53,17 @@ def copy_checkout(work: Path, worktree: bool) -> None:
     if worktree:
         files = subprocess.run(
             ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-            cwd=ROOT, capture_output=True, check=True,
-        ).stdout.split(b"\0")  # fmt: skip
+            cwd=ROOT,
+            capture_output=True,
+            check=True,
+        ).stdout.split(b"\0")
         tar = subprocess.run(
-            ["tar", "-c", "--null", "-T", "-"], cwd=ROOT, input=b"\0".join(f for f in files if _copied(f)),
-            capture_output=True, check=True,
-        ).stdout  # fmt: skip
+            ["tar", "-c", "--null", "-T", "-"],
+            cwd=ROOT,
+            input=b"\0".join(f for f in files if _copied(f)),
+            capture_output=True,
+            check=True,
+        ).stdout
     else:
         tar = subprocess.run(
             ["git", "archive", "HEAD"], cwd=ROOT, capture_output=True, check=True

@@ -35,18 +35,32 @@ for i in sys.argv[3:]:
 
 
 def env_for(hub: FakeHub, home: Path) -> dict:
-    return {**os.environ, "PYTHONPATH": str(ROOT), "HF_ENDPOINT": hub.url, "HF_HOME": str(home),
-            "HF_HUB_DISABLE_XET": "1", "HF_TOKEN": "", "HF_HUB_DISABLE_TELEMETRY": "1"}  # fmt: skip
+    return {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "HF_ENDPOINT": hub.url,
+        "HF_HOME": str(home),
+        "HF_HUB_DISABLE_XET": "1",
+        "HF_TOKEN": "",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+    }
 
 
 def start(env: dict, work: Path, n: int, parallel: int) -> list[subprocess.Popen]:
     """List the repo, then ``parallel`` processes that fetch the files round-robin."""
-    listing = "from artprobe.download import remote_files; remote_files('bench/data', None, 'files.json')"
+    listing = (
+        "from artprobe.download import remote_files; remote_files('bench/data', None, 'files.json')"
+    )
     subprocess.run([sys.executable, "-c", listing], cwd=work, env=env, check=True)
     ids = [f"{i:05d}" for i in range(n)]
     return [
-        subprocess.Popen([sys.executable, "-c", JOB, "files.json", str(work), *ids[k::parallel]],
-                         cwd=work, env=env, start_new_session=True, stderr=subprocess.DEVNULL)  # fmt: skip
+        subprocess.Popen(
+            [sys.executable, "-c", JOB, "files.json", str(work), *ids[k::parallel]],
+            cwd=work,
+            env=env,
+            start_new_session=True,
+            stderr=subprocess.DEVNULL,
+        )
         for k in range(parallel)
     ]
 
@@ -64,7 +78,10 @@ def main() -> None:
     ap.add_argument("--mb", type=int, default=16)
     ap.add_argument("--parallel", type=int, default=4)
     a = ap.parse_args()
-    files = {f"data/train-{i:05d}-of-{a.files:05d}.parquet": os.urandom(a.mb << 20) for i in range(a.files)}
+    files = {
+        f"data/train-{i:05d}-of-{a.files:05d}.parquet": os.urandom(a.mb << 20)
+        for i in range(a.files)
+    }
     total = sum(map(len, files.values())) / 1e6
     hub = FakeHub(repos={"bench/data": make_repo({"main": files})}).start()
     with tempfile.TemporaryDirectory() as tmp:
@@ -72,7 +89,9 @@ def main() -> None:
         for d in ("clean", "kill", "home1", "home2"):
             (tmp / d).mkdir()
         secs = run(env_for(hub, tmp / "home1"), tmp / "clean", a.files, a.parallel)
-        print(f"clean: {total:.0f} MB in {secs:.2f} s = {total / secs:.1f} MB/s ({a.parallel} at once)")
+        print(
+            f"clean: {total:.0f} MB in {secs:.2f} s = {total / secs:.1f} MB/s ({a.parallel} at once)"
+        )
 
         hub.sent.clear()
         env = env_for(hub, tmp / "home2")
@@ -88,9 +107,11 @@ def main() -> None:
         done = len(list((tmp / "kill").glob("0*.json")))
         second = run(env, tmp / "kill", a.files, a.parallel)
         again = sum(hub.sent.values()) / 1e6 - total
-        print(f"kill: killed after {first:.2f} s ({sent_first:.0f} MB sent, {done} files done); "
-              f"rerun {second:.2f} s; {again:.0f} MB sent twice; "
-              f"{total / (first + second):.1f} MB/s over both runs")  # fmt: skip
+        print(
+            f"kill: killed after {first:.2f} s ({sent_first:.0f} MB sent, {done} files done); "
+            f"rerun {second:.2f} s; {again:.0f} MB sent twice; "
+            f"{total / (first + second):.1f} MB/s over both runs"
+        )
     hub.stop()
 
 

@@ -14,9 +14,9 @@ from __future__ import annotations
 import argparse
 import time
 
+import common  # noqa: F401  (this checkout's artprobe on sys.path)
 import torch
 
-import common  # noqa: F401  (this checkout's artprobe on sys.path)
 from artprobe.device import resolve_device, synchronize
 from artprobe.embed.features import feature_model
 from artprobe.embed.model import load_model
@@ -48,7 +48,10 @@ def main() -> None:
     model = model.to(dev)
     size = model.pretrained_cfg.get("input_size", (3, 224, 224))
     x = torch.randn(args.batch, *size, device=dev)
-    print(f"{args.model} on {dev} ({torch.get_num_threads()} threads), batch {args.batch} x {args.batches}, input {tuple(size)}")
+    print(
+        f"{args.model} on {dev} ({torch.get_num_threads()} threads), "
+        f"batch {args.batch} x {args.batches}, input {tuple(size)}"
+    )
     for name in args.features.split(","):
         m = feature_model(model, name, args.model)
         with torch.inference_mode():

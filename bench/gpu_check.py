@@ -44,8 +44,17 @@ T0 = time.perf_counter()
 RESULTS: dict = {"steps": {}}
 OUT: Path | None = None
 say = functools.partial(common.say, since=T0)
-E2E_KEYS = ("img_per_s", "steady_img_per_s", "seconds", "first_batch_s", "n_rows", "n_failed",
-            "dtype", "device_name", "embedding_dim")
+E2E_KEYS = (
+    "img_per_s",
+    "steady_img_per_s",
+    "seconds",
+    "first_batch_s",
+    "n_rows",
+    "n_failed",
+    "dtype",
+    "device_name",
+    "embedding_dim",
+)
 
 
 def save() -> None:
@@ -115,26 +124,46 @@ class Plan:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", required=True, help="JSON file for the figures (rewritten after every step)")
-    p.add_argument(
-        "--quick", action="store_true", help="tiny numbers and a tiny model: a smoke test, CPU is fine"
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--model", default=None, help="timm model (default eva02_large_patch14_224.mim_m38m)")
-    p.add_argument("--images", type=int, default=None, help="images in the end-to-end shard (default 3000)")
-    p.add_argument("--distinct", type=int, default=None, help="distinct JPEGs generated (default 64)")
+    p.add_argument(
+        "--out", required=True, help="JSON file for the figures (rewritten after every step)"
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny numbers and a tiny model: a smoke test, CPU is fine",
+    )
+    p.add_argument(
+        "--model", default=None, help="timm model (default eva02_large_patch14_224.mim_m38m)"
+    )
+    p.add_argument(
+        "--images", type=int, default=None, help="images in the end-to-end shard (default 3000)"
+    )
+    p.add_argument(
+        "--distinct", type=int, default=None, help="distinct JPEGs generated (default 64)"
+    )
     p.add_argument("--batch-size", type=int, default=None, help="default 256")
     p.add_argument(
-        "--workers", type=int, default=None, help="DataLoader workers (default cores - 2, at most 14)"
+        "--workers",
+        type=int,
+        default=None,
+        help="DataLoader workers (default cores - 2, at most 14)",
     )
-    p.add_argument("--thesis-images", type=int, default=None, help="images for the thesis loop (default 50)")
+    p.add_argument(
+        "--thesis-images", type=int, default=None, help="images for the thesis loop (default 50)"
+    )
     p.add_argument("--precision", default="auto", help="auto = bf16 on CUDA")
     p.add_argument("--device", default="auto")
     p.add_argument("--nvjpeg", action="store_true", help="also measure decode='nvjpeg'")
     p.add_argument("--compile", action="store_true", help="also measure torch.compile")
     p.add_argument("--exact", action="store_true", help="also measure decode='exact'")
     p.add_argument(
-        "--budget-s", type=float, default=None, help="skip steps that would end after this (default 330)"
+        "--budget-s",
+        type=float,
+        default=None,
+        help="skip steps that would end after this (default 330)",
     )
     return p.parse_args(argv)
 
@@ -146,7 +175,9 @@ def make_plan(args: argparse.Namespace, cores: int) -> Plan:
         images=args.images or (48 if quick else 3000),
         distinct=args.distinct or (8 if quick else 64),
         batch=args.batch_size or (16 if quick else 256),
-        workers=args.workers if args.workers is not None else (2 if quick else max(1, min(14, cores - 2))),
+        workers=args.workers
+        if args.workers is not None
+        else (2 if quick else max(1, min(14, cores - 2))),
         thesis=args.thesis_images or (4 if quick else 50),
         budget=args.budget_s or (300.0 if quick else 330.0),
         precision=args.precision,
@@ -210,16 +241,29 @@ def make_data(plan: Plan, tmp: Path) -> tuple[list[bytes], Path]:
     }
     RESULTS["data"] = data
     save()
-    say(f"data: {plan.images} JPEGs ({len(uniq)} distinct, mean {data['mean_kb']:.0f} kB) in {data['seconds']:.1f} s")
+    say(
+        f"data: {plan.images} JPEGs ({len(uniq)} distinct, mean {data['mean_kb']:.0f} kB) in {data['seconds']:.1f} s"
+    )
     return images, shard
 
 
-def end_to_end(plan: Plan, shard: Path, tmp: Path, decode: str = "fast", compile: bool = False) -> dict:
+def end_to_end(
+    plan: Plan, shard: Path, tmp: Path, decode: str = "fast", compile: bool = False
+) -> dict:
     from artprobe import embed as E
 
     out = tmp / f"emb_{decode}_{int(compile)}.parquet"
-    st = E.embed_shard(shard, out, timm_name=plan.model, pretrained=False, decode=decode,
-                       workers=plan.workers, compile=compile, progress=True, **plan.common)
+    st = E.embed_shard(
+        shard,
+        out,
+        timm_name=plan.model,
+        pretrained=False,
+        decode=decode,
+        workers=plan.workers,
+        compile=compile,
+        progress=True,
+        **plan.common,
+    )
     out.unlink(missing_ok=True)
     return {k: st[k] for k in E2E_KEYS}
 
@@ -228,16 +272,27 @@ def model_only(plan: Plan, model_threads, compile: bool = False) -> dict:
     import rates
 
     return rates.model_only_rate(
-        plan.model, False, compile=compile, iters=2 if plan.quick else 12,
-        warmup=2 if compile else (1 if plan.quick else 3), threads=model_threads, **plan.common,
+        plan.model,
+        False,
+        compile=compile,
+        iters=2 if plan.quick else 12,
+        warmup=2 if compile else (1 if plan.quick else 3),
+        threads=model_threads,
+        **plan.common,
     )
 
 
 def decode_only(plan: Plan, shard: Path, decode: str = "fast") -> dict:
     import rates
 
-    return rates.decode_only_rate(shard, plan.model, decode=decode, batch_size=plan.batch,
-                                  workers=plan.workers, device=plan.device)
+    return rates.decode_only_rate(
+        shard,
+        plan.model,
+        decode=decode,
+        batch_size=plan.batch,
+        workers=plan.workers,
+        device=plan.device,
+    )
 
 
 def thesis(plan: Plan, images: list[bytes], dev) -> dict:
@@ -263,11 +318,15 @@ def measure_fast(plan: Plan, images: list[bytes], shard: Path, tmp: Path, dev) -
         say(f"model only: {r['img_per_s']:.0f} img/s ({r['dtype']}, batch {plan.batch})")
     r = step("end_to_end", lambda: end_to_end(plan, shard, tmp), budget=plan.budget)
     if r:
-        say(f"end to end: {r['img_per_s']:.0f} img/s (steady {r['steady_img_per_s']:.0f}; first batch after "
-            f"{r['first_batch_s']:.1f} s; {r['n_failed']} failed)")
+        say(
+            f"end to end: {r['img_per_s']:.0f} img/s (steady {r['steady_img_per_s']:.0f}; first batch after "
+            f"{r['first_batch_s']:.1f} s; {r['n_failed']} failed)"
+        )
     r = step("decode_only", lambda: decode_only(plan, shard), budget=plan.budget)
     if r:
-        say(f"decode only: {r['img_per_s']:.0f} img/s (steady {r['steady_img_per_s']:.0f}, {plan.workers} workers)")
+        say(
+            f"decode only: {r['img_per_s']:.0f} img/s (steady {r['steady_img_per_s']:.0f}, {plan.workers} workers)"
+        )
     r = step("thesis_loop", lambda: thesis(plan, images, dev), budget=plan.budget, need_s=20)
     if r:
         say(f"thesis loop: {r['img_per_s']:.1f} img/s ({plan.thesis} images, fp32, autograd on)")
@@ -279,22 +338,46 @@ def measure_options(plan: Plan, shard: Path, tmp: Path, dev) -> None:
     if plan.nvjpeg and dev.type != "cuda":
         say("SKIP nvjpeg: needs CUDA")
     elif plan.nvjpeg:
-        r = step("decode_only_nvjpeg", lambda: decode_only(plan, shard, "nvjpeg"), budget=budget, need_s=15)
+        r = step(
+            "decode_only_nvjpeg",
+            lambda: decode_only(plan, shard, "nvjpeg"),
+            budget=budget,
+            need_s=15,
+        )
         if r:
             say(f"decode only (nvjpeg): {rate_line(r)}")
-        r = step("end_to_end_nvjpeg", lambda: end_to_end(plan, shard, tmp, "nvjpeg"), budget=budget, need_s=20)
+        r = step(
+            "end_to_end_nvjpeg",
+            lambda: end_to_end(plan, shard, tmp, "nvjpeg"),
+            budget=budget,
+            need_s=20,
+        )
         if r:
             say(f"end to end (nvjpeg): {rate_line(r)}")
     if plan.exact:
-        r = step("decode_only_exact", lambda: decode_only(plan, shard, "exact"), budget=budget, need_s=15)
+        r = step(
+            "decode_only_exact", lambda: decode_only(plan, shard, "exact"), budget=budget, need_s=15
+        )
         if r:
             say(f"decode only (exact): {rate_line(r)}")
     if plan.compile:
         threads = None if dev.type == "cuda" else max(1, plan.cores - plan.workers)
-        r = step("model_only_compile", lambda: model_only(plan, threads, compile=True), budget=budget, need_s=90)
+        r = step(
+            "model_only_compile",
+            lambda: model_only(plan, threads, compile=True),
+            budget=budget,
+            need_s=90,
+        )
         if r:
-            say(f"model only (compile): {r['img_per_s']:.0f} img/s (compile+warm-up {r['warmup_s']:.0f} s)")
-        r = step("end_to_end_compile", lambda: end_to_end(plan, shard, tmp, compile=True), budget=budget, need_s=60)
+            say(
+                f"model only (compile): {r['img_per_s']:.0f} img/s (compile+warm-up {r['warmup_s']:.0f} s)"
+            )
+        r = step(
+            "end_to_end_compile",
+            lambda: end_to_end(plan, shard, tmp, compile=True),
+            budget=budget,
+            need_s=60,
+        )
         if r:
             say(f"end to end (compile): {rate_line(r)}")
 
@@ -334,9 +417,12 @@ def summarize() -> dict:
         if th:
             summary["best_end_to_end_vs_thesis"] = modes[best_mode] / th
     summary["targets"] = {
-        "end_to_end (decode=fast) >= 70% of model only": summary.get("end_to_end_vs_model_only", 0) >= 0.70,
-        "end_to_end (decode=fast) >= 100x thesis loop": summary.get("end_to_end_vs_thesis", 0) >= 100,
-        "best end_to_end >= 70% of model only": summary.get("best_end_to_end_vs_model_only", 0) >= 0.70,
+        "end_to_end (decode=fast) >= 70% of model only": summary.get("end_to_end_vs_model_only", 0)
+        >= 0.70,
+        "end_to_end (decode=fast) >= 100x thesis loop": summary.get("end_to_end_vs_thesis", 0)
+        >= 100,
+        "best end_to_end >= 70% of model only": summary.get("best_end_to_end_vs_model_only", 0)
+        >= 0.70,
         "best end_to_end >= 100x thesis loop": summary.get("best_end_to_end_vs_thesis", 0) >= 100,
     }
     summary["total_seconds"] = elapsed()
@@ -389,7 +475,9 @@ def main(argv=None) -> int:
     try:
         images, shard = make_data(plan, tmp)
         t = time.perf_counter()
-        E.load_model(plan.model, False)  # random weights after manual_seed(0); cached for every step
+        E.load_model(
+            plan.model, False
+        )  # random weights after manual_seed(0); cached for every step
         RESULTS["model_create_s"] = time.perf_counter() - t
         say(f"model {plan.model} created in {RESULTS['model_create_s']:.1f} s")
         measure_fast(plan, images, shard, tmp, dev)

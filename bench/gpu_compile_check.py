@@ -36,20 +36,37 @@ def main() -> int:
     distinct = wikiart_jpegs(64, procs=min(16, a.workers + 1))
     tmp = Path(tempfile.mkdtemp())
     warm = write_bench_shard(tmp / "warm.parquet", (distinct * 8)[: a.batch_size + 7], 1024)
-    shard = write_bench_shard(tmp / "big.parquet", (distinct * (a.images // 64 + 1))[: a.images], 1024)
+    shard = write_bench_shard(
+        tmp / "big.parquet", (distinct * (a.images // 64 + 1))[: a.images], 1024
+    )
     modes = ["fast"] if a.quick else ["fast", "nvjpeg"]
-    common = dict(timm_name=a.model, pretrained=False, batch_size=a.batch_size, workers=a.workers, progress=False)
+    common = dict(
+        timm_name=a.model,
+        pretrained=False,
+        batch_size=a.batch_size,
+        workers=a.workers,
+        progress=False,
+    )
     for decode in modes:
         t = time.perf_counter()
         E.embed_shard(warm, tmp / f"w_{decode}.parquet", decode=decode, compile=True, **common)
         figures[f"warmup_{decode}_s"] = time.perf_counter() - t
-        st = E.embed_shard(shard, tmp / f"e_{decode}.parquet", decode=decode, compile=True, **common)
-        figures[f"end_to_end_compile_{decode}"] = {k: st[k] for k in ("img_per_s", "steady_img_per_s", "seconds", "dtype")}
-        print(f"{decode}+compile: warm-up {figures[f'warmup_{decode}_s']:.1f} s, end to end "
-              f"{st['img_per_s']:.0f} img/s (steady {st['steady_img_per_s']:.0f})", flush=True)  # fmt: skip
+        st = E.embed_shard(
+            shard, tmp / f"e_{decode}.parquet", decode=decode, compile=True, **common
+        )
+        figures[f"end_to_end_compile_{decode}"] = {
+            k: st[k] for k in ("img_per_s", "steady_img_per_s", "seconds", "dtype")
+        }
+        print(
+            f"{decode}+compile: warm-up {figures[f'warmup_{decode}_s']:.1f} s, end to end "
+            f"{st['img_per_s']:.0f} img/s (steady {st['steady_img_per_s']:.0f})",
+            flush=True,
+        )
     model, _ = E.load_model(a.model, False)
     model = model.to("cpu" if a.quick else "cuda")
-    th = thesis_loop(model, distinct[:50] if not a.quick else distinct[:4], "cuda" if not a.quick else "cpu")
+    th = thesis_loop(
+        model, distinct[:50] if not a.quick else distinct[:4], "cuda" if not a.quick else "cpu"
+    )
     figures["thesis_loop"] = th
     rate = th["img_per_s"] if isinstance(th, dict) else float(th)
     for decode in modes:

@@ -24,18 +24,17 @@ import argparse
 import json
 import logging
 import os
-import sys
 import time
 from pathlib import Path
 
+import common  # noqa: F401  (this checkout's artprobe on sys.path)
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-import common  # noqa: F401  (this checkout's artprobe on sys.path)
 from artprobe import probes
-from artprobe.probes.fit import fit
 from artprobe.device import resolve_device, synchronize
+from artprobe.probes.fit import fit
 
 WIKIART = {"train": 65155, "val": 8144, "test": 8145, "dim": 1024, "classes": 129}
 
@@ -108,7 +107,16 @@ def fit_on(data, kind, params, n_classes, dev, args):
     """probes.fit on a synthetic train/val/test dict, as the workflow calls it."""
     (Xtr, ytr), (Xva, yva), (Xte, _) = data["train"], data["val"], data["test"]
     return fit(
-        kind, params, Xtr, ytr, Xva, yva, Xte, n_classes=n_classes, threads=args.threads, device=str(dev)
+        kind,
+        params,
+        Xtr,
+        ytr,
+        Xva,
+        yva,
+        Xte,
+        n_classes=n_classes,
+        threads=args.threads,
+        device=str(dev),
     )
 
 

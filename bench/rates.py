@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import time
 
-import pyarrow.parquet as pq
-
 import common  # noqa: F401  (this checkout's artprobe on sys.path)
+import pyarrow.parquet as pq
 
 from artprobe.device import resolve_device, synchronize
 from artprobe.embed import (
@@ -114,7 +113,9 @@ def decode_only_rate(
     images = ShardImages(table["image"], prep, gpu_jpeg=decode == "nvjpeg")
     pieces, per_batch = plan_pieces(0, n, batch_size)
     loader = piece_loader(images, pieces, batch_size, workers, dev)
-    runner = ModelRunner(None, None, prep, dev, torch.float32, batch_size, pad=False, channels_last=True)
+    runner = ModelRunner(
+        None, None, prep, dev, torch.float32, batch_size, pad=False, channels_last=True
+    )
     rows = failed = 0
     t0 = time.perf_counter()
     first = None
@@ -135,7 +136,9 @@ def decode_only_rate(
     synchronize(dev)
     s = time.perf_counter() - t0
     steady = (
-        (rows - first[1]) / (s - first[0]) if first and rows > first[1] and s > first[0] else float("nan")
+        (rows - first[1]) / (s - first[0])
+        if first and rows > first[1] and s > first[0]
+        else float("nan")
     )
     return {
         "img_per_s": rows / s,

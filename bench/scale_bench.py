@@ -50,8 +50,35 @@ WORKFLOW_FILES = [
 ]
 WIKIART_ROWS = 81444
 # WikiArt's images per style (huggan/wikiart), in artprobe.demo.STYLES order
-STYLE_COUNTS = [2782, 98, 110, 4334, 4240, 1615, 481, 2235, 1391, 6736, 934, 1343, 13060, 1279,
-                1337, 2405, 314, 2552, 513, 1483, 6450, 10733, 2089, 7019, 4528, 216, 1167]  # fmt: skip
+STYLE_COUNTS = [
+    2782,
+    98,
+    110,
+    4334,
+    4240,
+    1615,
+    481,
+    2235,
+    1391,
+    6736,
+    934,
+    1343,
+    13060,
+    1279,
+    1337,
+    2405,
+    314,
+    2552,
+    513,
+    1483,
+    6450,
+    10733,
+    2089,
+    7019,
+    4528,
+    216,
+    1167,
+]
 GENRE_WEIGHTS = [
     1.9,
     4.7,
@@ -120,9 +147,14 @@ def write_source(folder: Path, n: int, seed: int = 0, files: int = 8) -> None:
     rng = np.random.default_rng(seed)
     lab = labels(n, rng)
     imgs = pictures(lab, rng)
-    features = datasets.Features({"image": datasets.Image(), "artist": datasets.ClassLabel(names=ARTISTS),
-                                  "genre": datasets.ClassLabel(names=GENRES),
-                                  "style": datasets.ClassLabel(names=STYLES)})  # fmt: skip
+    features = datasets.Features(
+        {
+            "image": datasets.Image(),
+            "artist": datasets.ClassLabel(names=ARTISTS),
+            "genre": datasets.ClassLabel(names=GENRES),
+            "style": datasets.ClassLabel(names=STYLES),
+        }
+    )
     cols = {
         "image": [{"bytes": b, "path": None} for b in imgs],
         **{k: v.tolist() for k, v in lab.items()},
@@ -155,8 +187,14 @@ def overlay(source: Path, a) -> str:
 
 def snakemake(work: Path, a, *extra: str) -> float:
     """Run Snakemake in ``work`` (its log under work/); returns wall seconds."""
-    cmd = [str(Path(sys.executable).parent / "snakemake"), "--cores", str(a.cores),
-           "--configfile", "scale.yaml", *extra]  # fmt: skip
+    cmd = [
+        str(Path(sys.executable).parent / "snakemake"),
+        "--cores",
+        str(a.cores),
+        "--configfile",
+        "scale.yaml",
+        *extra,
+    ]
     t0 = time.perf_counter()
     with open(work / f"snakemake{'-report' if extra else ''}.log", "w") as log:
         proc = subprocess.run(cmd, check=False, cwd=work, stdout=log, stderr=subprocess.STDOUT)

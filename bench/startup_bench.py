@@ -23,7 +23,11 @@ from pathlib import Path
 
 from common import ROOT, wikiart_jpegs, write_bench_shard
 
-SEED_MODELS = ("eva02_large_patch14_224.mim_m38m", "convnextv2_huge.fcmae", "convnext_base.clip_laiona")
+SEED_MODELS = (
+    "eva02_large_patch14_224.mim_m38m",
+    "convnextv2_huge.fcmae",
+    "convnext_base.clip_laiona",
+)
 
 JOB = """
 import json, sys, time
@@ -85,7 +89,9 @@ def run(code: str) -> dict:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", nargs="+", default=list(SEED_MODELS))
-    ap.add_argument("--weights-dir", default=str(Path(tempfile.gettempdir()) / "artprobe-bench-weights"))
+    ap.add_argument(
+        "--weights-dir", default=str(Path(tempfile.gettempdir()) / "artprobe-bench-weights")
+    )
     ap.add_argument("--plain", action="store_true", help="also time timm's plain pretrained build")
     a = ap.parse_args(argv)
     from artprobe.embed.weights import file_sha256
@@ -100,13 +106,25 @@ def main(argv=None) -> None:
         file_sha256(weights)  # the first job of a file hashes it; later ones read the cache
         row = {"model": name, "file_gb": round(weights.stat().st_size / 1e9, 2)}
         row["first_hash_s"] = round(time.perf_counter() - t0, 2)
-        row.update(run(JOB.format(root=str(ROOT), shard=str(shard), out=str(tmp / f"{name}.parquet"),
-                                  name=name, weights=str(weights))))
+        row.update(
+            run(
+                JOB.format(
+                    root=str(ROOT),
+                    shard=str(shard),
+                    out=str(tmp / f"{name}.parquet"),
+                    name=name,
+                    weights=str(weights),
+                )
+            )
+        )
         if a.plain:
             row.update(run(PLAIN.format(name=name, weights=str(weights))))
         fixed = sum(row.get(k) or 0 for k in ("setup_s", "workers_s", "device_s"))
         row["fixed_beyond_imports_s"] = fixed
-        print(json.dumps({k: round(v, 2) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
+        print(
+            json.dumps({k: round(v, 2) if isinstance(v, float) else v for k, v in row.items()}),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

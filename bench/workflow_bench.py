@@ -33,8 +33,29 @@ from pathlib import Path
 
 from common import ROOT, say, wikiart_jpegs
 
-WORKFLOW_FILES = ["Snakefile", "config.yaml", "rules", "scripts", "schemas", "report", "envs", "profiles", "artprobe"]
-COSTS = ("imports_s", "build_s", "load_s", "fingerprint_s", "sha256_s", "prepare_s", "setup_s", "workers_s", "device_s", "first_batch_s")
+WORKFLOW_FILES = [
+    "Snakefile",
+    "config.yaml",
+    "rules",
+    "scripts",
+    "schemas",
+    "report",
+    "envs",
+    "profiles",
+    "artprobe",
+]
+COSTS = (
+    "imports_s",
+    "build_s",
+    "load_s",
+    "fingerprint_s",
+    "sha256_s",
+    "prepare_s",
+    "setup_s",
+    "workers_s",
+    "device_s",
+    "first_batch_s",
+)
 
 
 def write_source(folder: Path, images: list[bytes], per_file: int = 1000) -> None:
@@ -45,7 +66,11 @@ def write_source(folder: Path, images: list[bytes], per_file: int = 1000) -> Non
     from artprobe.demo import GENRES, STYLES
 
     features = datasets.Features(
-        {"image": datasets.Image(), "genre": datasets.ClassLabel(names=GENRES), "style": datasets.ClassLabel(names=STYLES)}
+        {
+            "image": datasets.Image(),
+            "genre": datasets.ClassLabel(names=GENRES),
+            "style": datasets.ClassLabel(names=STYLES),
+        }
     )
     rng = np.random.default_rng(0)
     n_files = -(-len(images) // per_file)
@@ -66,7 +91,12 @@ def overlay(a, source: Path, weights: Path | None) -> str:
     if weights is not None:
         model["weights"] = str(weights)
     cfg = {
-        "dataset": {"name": "bench", "source": str(source), "revision": None, "targets": ["genre", "style"]},
+        "dataset": {
+            "name": "bench",
+            "source": str(source),
+            "revision": None,
+            "targets": ["genre", "style"],
+        },
         "shards": {"rows": a.shard_rows} if a.shard_rows else {},
         "models": [model],
         "embed": {"decode": a.decode, "precision": a.precision},
@@ -110,11 +140,19 @@ def in_process(work: Path, a, weights: Path | None) -> tuple[int, float]:
     out = Path(tempfile.mkdtemp(prefix="inproc-", dir=work))
     for shard in sorted((work / "results/bench/shards").glob("*.parquet")):
         s = embed_shard(
-            shard, out / shard.name, timm_name=a.model, pretrained=weights is not None,
-            weights=weights and str(weights), decode=a.decode, precision=a.precision,
-            batch_size=a.batch_size, workers=a.workers if a.workers is not None else a.threads,
-            device=a.device, threads=a.threads, progress=False,
-        )  # fmt: skip
+            shard,
+            out / shard.name,
+            timm_name=a.model,
+            pretrained=weights is not None,
+            weights=weights and str(weights),
+            decode=a.decode,
+            precision=a.precision,
+            batch_size=a.batch_size,
+            workers=a.workers if a.workers is not None else a.threads,
+            device=a.device,
+            threads=a.threads,
+            progress=False,
+        )
         rows, secs = rows + s["n_rows"], secs + s["seconds"]
     return rows, secs
 
@@ -123,7 +161,9 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="convnext_atto")
     ap.add_argument("--images", type=int, default=512)
-    ap.add_argument("--shard-rows", type=int, default=None, help="default: the config's shards.rows")
+    ap.add_argument(
+        "--shard-rows", type=int, default=None, help="default: the config's shards.rows"
+    )
     ap.add_argument("--precision", default="auto")
     ap.add_argument("--decode", default="fast")
     ap.add_argument("--batch-size", type=int, default=128)
@@ -131,8 +171,12 @@ def main(argv=None) -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--cores", type=int, default=4)
     ap.add_argument("--gpus", type=int, default=1, help="embed jobs at once (resources gpu=)")
-    ap.add_argument("--random-init", action="store_true", help="pretrained: false (no weights file)")
-    ap.add_argument("--workdir", default=None, help="keep the run here (default: a temp dir, removed)")
+    ap.add_argument(
+        "--random-init", action="store_true", help="pretrained: false (no weights file)"
+    )
+    ap.add_argument(
+        "--workdir", default=None, help="keep the run here (default: a temp dir, removed)"
+    )
     a = ap.parse_args(argv)
     a.threads = min(4, a.cores)  # the embed rule's threads, capped by --cores as Snakemake does
     work = Path(a.workdir or tempfile.mkdtemp(prefix="workflow-bench-"))
@@ -154,8 +198,10 @@ def report(work: Path, a) -> None:
     write_source(work / "source", images)
     weights = None if a.random_init else write_random_weights(a.model, work / "weights.safetensors")
     (work / "bench.yaml").write_text(overlay(a, work / "source", weights))
-    say(f"{a.images} images, {sum(map(len, images)) / len(images) / 1e3:.0f} KB on average "
-        f"(generated in {time.perf_counter() - t0:.0f} s); model {a.model}")  # fmt: skip
+    say(
+        f"{a.images} images, {sum(map(len, images)) / len(images) / 1e3:.0f} KB on average "
+        f"(generated in {time.perf_counter() - t0:.0f} s); model {a.model}"
+    )
     wall = run_workflow(work, a)
     jobs = job_seconds(work)
     outs = sorted((work / "results/bench/embeddings/m").glob("*.parquet"))
@@ -167,13 +213,25 @@ def report(work: Path, a) -> None:
     costs = big["fixed_costs"]
     start = jobs[Path(big["shard"]).stem] - costs["call_s"]
     fixed = jobs[Path(big["shard"]).stem] - big["rows"] / ip_rate
-    say(f"snakemake: {wall:.1f} s wall for {len(jobs)} embed jobs of <= {big['rows']} rows, "
-        f"on {big['device_name']} ({big['dtype']}, batch {big['batch_size']}, {big['workers']} workers)")  # fmt: skip
-    say(f"workflow rate:   {wf_rate:8.1f} img/s  ({rows} images / {sum(jobs.values()):.1f} s of embed jobs)")
-    say(f"in-process rate: {ip_rate:8.1f} img/s  ({n_proc} images / {loop_s:.1f} s of embed_shard loops)")
+    say(
+        f"snakemake: {wall:.1f} s wall for {len(jobs)} embed jobs of <= {big['rows']} rows, "
+        f"on {big['device_name']} ({big['dtype']}, batch {big['batch_size']}, {big['workers']} workers)"
+    )
+    say(
+        f"workflow rate:   {wf_rate:8.1f} img/s  ({rows} images / {sum(jobs.values()):.1f} s of embed jobs)"
+    )
+    say(
+        f"in-process rate: {ip_rate:8.1f} img/s  ({n_proc} images / {loop_s:.1f} s of embed_shard loops)"
+    )
     say(f"ratio:           {wf_rate / ip_rate:8.1%}")
-    say(f"one job ({big['shard']}, {jobs[Path(big['shard']).stem]:.1f} s): script start {start:.2f} s, "
-        + ", ".join(f"{k[:-2].replace('_', ' ')} {costs[k]:.2f} s" for k in COSTS if costs.get(k) is not None))
+    say(
+        f"one job ({big['shard']}, {jobs[Path(big['shard']).stem]:.1f} s): script start {start:.2f} s, "
+        + ", ".join(
+            f"{k[:-2].replace('_', ' ')} {costs[k]:.2f} s"
+            for k in COSTS
+            if costs.get(k) is not None
+        )
+    )
     say(f"fixed cost per job ~ {fixed:.1f} s (job wall - rows / in-process rate); projected ratio:")
     for n in (2048, 4096, 8192, 16384, 32768):
         say(f"  {n:6d} rows/shard: {n / ip_rate / (n / ip_rate + fixed):6.1%}")

@@ -1,6 +1,7 @@
 """Adapter: fit one classifier on one model's embeddings for one target."""
 
 import _checkout  # noqa: F401  (the checkout's artprobe, conda env or not)
+
 from artprobe.classify import FitSpec, run_fit
 from artprobe.config import FIT_FILES
 from artprobe.device import resolve_device

@@ -1,6 +1,7 @@
 """Adapter: fetch one file of download/files.json into the hub cache, verify its hash."""
 
 import _checkout  # noqa: F401  (the checkout's artprobe, conda env or not)
+
 from artprobe.download import download_file
 from artprobe.logs import to_log
 

@@ -1,6 +1,7 @@
 """Adapter: val/test images within split.duplicate_distance bits of a train image."""
 
 import _checkout  # noqa: F401  (the checkout's artprobe, conda env or not)
+
 from artprobe.duplicates import write_duplicates
 from artprobe.logs import to_log
 

@@ -6,6 +6,7 @@ is a param only where it decides the dtype (``precision: auto``; see ``model_par
 """
 
 import _checkout  # noqa: F401  (the checkout's artprobe, conda env or not)
+
 from artprobe.embed import embed_shard
 from artprobe.embed.gpu_slots import claim_gpu
 from artprobe.logs import to_log

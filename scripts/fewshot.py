@@ -1,8 +1,9 @@
 """Adapter: one model's few-shot curve (linear probe at k images per class) for one target."""
 
 import _checkout  # noqa: F401  (the checkout's artprobe, conda env or not)
-from artprobe.fewshot import run_fewshot
+
 from artprobe.device import resolve_device
+from artprobe.fewshot import run_fewshot
 from artprobe.logs import to_log
 
 w = snakemake.wildcards

@@ -1,6 +1,7 @@
 """Adapter: generate the embedded demo dataset (hub layout) into the source folder."""
 
 import _checkout  # noqa: F401  (the checkout's artprobe, conda env or not)
+
 from artprobe.demo import generate_demo
 from artprobe.logs import to_log
 

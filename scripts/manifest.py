@@ -1,8 +1,9 @@
 """Adapter: resolve the source (hub download or local folder) into the manifest."""
 
 import _checkout  # noqa: F401  (the checkout's artprobe, conda env or not)
-from artprobe.manifest import build_manifest
+
 from artprobe.logs import to_log
+from artprobe.manifest import build_manifest
 
 with to_log(snakemake.log[0]):
     build_manifest(

@@ -1,6 +1,7 @@
 """Adapter: merge one model's shard embeddings with labels and split; refuse gaps."""
 
 import _checkout  # noqa: F401  (the checkout's artprobe, conda env or not)
+
 from artprobe.embed.merge import merge_embeddings
 from artprobe.logs import to_log
 

@@ -1,6 +1,7 @@
 """Adapter: the hub dataset's file list at the pinned revision -> download/files.json."""
 
 import _checkout  # noqa: F401  (the checkout's artprobe, conda env or not)
+
 from artprobe.download import remote_files
 from artprobe.logs import to_log
 

@@ -1,6 +1,7 @@
 """Adapter: build the report (tables and plots) from every fit into the rule's outputs."""
 
 import _checkout  # noqa: F401  (the checkout's artprobe, conda env or not)
+
 from artprobe.logs import to_log
 from artprobe.report.build import build_report
 

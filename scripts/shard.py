@@ -1,8 +1,9 @@
 """Adapter: write one image shard (row_id, original image bytes, target labels)."""
 
 import _checkout  # noqa: F401  (the checkout's artprobe, conda env or not)
-from artprobe.shard import write_shard
+
 from artprobe.logs import to_log
+from artprobe.shard import write_shard
 
 with to_log(snakemake.log[0]):
     write_shard(

@@ -1,6 +1,7 @@
 """Adapter: choose the paintings the report shows and read their thumbnails from the shards."""
 
 import _checkout  # noqa: F401  (the checkout's artprobe, conda env or not)
+
 from artprobe.logs import to_log
 from artprobe.report.thumbnails import run_thumbnails
 

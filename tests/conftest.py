@@ -32,7 +32,9 @@ def starts_snakemake(args) -> bool:
     """Whether a subprocess command line starts Snakemake: its executable, ``python -m
     snakemake``, or Python code that uses ``snakemake.api``."""
     if isinstance(args, (str, bytes, os.PathLike)):
-        tokens = shlex.split(os.fsdecode(args)) if isinstance(args, (str, bytes)) else [os.fspath(args)]
+        tokens = (
+            shlex.split(os.fsdecode(args)) if isinstance(args, (str, bytes)) else [os.fspath(args)]
+        )
     else:
         tokens = [os.fsdecode(a) if isinstance(a, (bytes, os.PathLike)) else str(a) for a in args]
     if any(Path(t).name == "snakemake" for t in tokens):
@@ -79,7 +81,17 @@ def _tier(request, monkeypatch):
     _running.clear()
 
 
-WORKFLOW_FILES = ["Snakefile", "config.yaml", "rules", "scripts", "schemas", "demo", "report", "envs", "profiles"]
+WORKFLOW_FILES = [
+    "Snakefile",
+    "config.yaml",
+    "rules",
+    "scripts",
+    "schemas",
+    "demo",
+    "report",
+    "envs",
+    "profiles",
+]
 
 
 @pytest.fixture(scope="session")
@@ -113,20 +125,31 @@ def snakemake(
     env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     proc = subprocess.run(
         [str(VENV_BIN / "snakemake"), *args],
-        cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout,
-    )  # fmt: skip
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     if check and proc.returncode != 0:
         logs = "\n".join(
-            f"--- {p}\n{p.read_text()[-3000:]}" for p in sorted(workdir.glob("results/**/logs/**/*.log"))
+            f"--- {p}\n{p.read_text()[-3000:]}"
+            for p in sorted(workdir.glob("results/**/logs/**/*.log"))
         )
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-5000:]}\n{proc.stderr[-8000:]}\n{logs}")
+        raise AssertionError(
+            f"snakemake {' '.join(args)} failed:\n{proc.stdout[-5000:]}\n{proc.stderr[-8000:]}\n{logs}"
+        )
     return proc
 
 
 def job_counts(stdout: str) -> dict[str, int]:
     """The job table a dry run prints (``Job stats:``): rule -> number of jobs."""
     table = stdout.split("Job stats:", 1)[1].split("\n\n", 1)[0]
-    return {w[0]: int(w[1]) for w in map(str.split, table.splitlines()) if len(w) == 2 and w[1].isdigit()}
+    return {
+        w[0]: int(w[1])
+        for w in map(str.split, table.splitlines())
+        if len(w) == 2 and w[1].isdigit()
+    }
 
 
 TINY_OVERLAY = """

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 from PIL import Image
+from synthetic import synthetic_jpeg
 
 from artprobe.embed import embed_shard
 from artprobe.io import embedding_matrix, with_meta, write_parquet
-from synthetic import synthetic_jpeg
 
 TINY = dict(timm_name="test_vit", pretrained=False, precision="fp32", progress=False, threads=1)
 
@@ -39,7 +39,9 @@ def encode(img: Image.Image, fmt: str, **kw) -> bytes:
 def small_jpegs(n: int, seed: int = 0) -> list[bytes]:
     rng = np.random.default_rng(seed)
     return [
-        synthetic_jpeg(int(rng.integers(120, 260)), int(rng.integers(120, 260)), seed=seed * 1000 + i)
+        synthetic_jpeg(
+            int(rng.integers(120, 260)), int(rng.integers(120, 260)), seed=seed * 1000 + i
+        )
         for i in range(n)
     ]
 

@@ -73,13 +73,21 @@ def make_repo(revisions: dict[str, dict[str, bytes]], private: bool = False) -> 
 
 def folder_files(folder: Path) -> dict[str, bytes]:
     """Every file under ``folder`` as ``{relative path: bytes}``."""
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def tree_entry(path: str, data: bytes) -> dict:
     entry = {"type": "file", "oid": git_blob_id(data), "size": len(data), "path": path}
     if path.endswith(LFS_SUFFIXES):
-        entry["lfs"] = {"oid": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 134}
+        entry["lfs"] = {
+            "oid": hashlib.sha256(data).hexdigest(),
+            "size": len(data),
+            "pointerSize": 134,
+        }
     return entry
 
 
@@ -95,7 +103,7 @@ class FakeHub:
     requests: list[str] = field(default_factory=list)
     url: str = ""
 
-    def start(self) -> "FakeHub":
+    def start(self) -> FakeHub:
         hub = self
 
         class Handler(_Handler):
@@ -132,18 +140,31 @@ class _Handler(BaseHTTPRequestHandler):
         self.fake.requests.append(f"{self.command} {url.path}")
         kinds = {"datasets": self.fake.repos, "models": self.fake.models}
         try:
-            if parts[1] == "api" and parts[2] in kinds and len(parts) >= 7 and parts[5] in ("revision", "tree"):
+            if (
+                parts[1] == "api"
+                and parts[2] in kinds
+                and len(parts) >= 7
+                and parts[5] in ("revision", "tree")
+            ):
                 repo_id, kind, rev = "/".join(parts[3:5]), parts[5], unquote(parts[6])
                 repo, commit = self._repo_at(kinds[parts[2]], repo_id, rev)
                 if kind == "revision":
                     return self._json({"id": repo_id, "sha": commit, "private": repo.private})
                 return self._tree(repo, commit, unquote("/".join(parts[7:])), parse_qs(url.query))
             if parts[1] == "datasets" and len(parts) >= 7 and parts[4] == "resolve":
-                repo_id, rev, path = "/".join(parts[2:4]), unquote(parts[5]), unquote("/".join(parts[6:]))
+                repo_id, rev, path = (
+                    "/".join(parts[2:4]),
+                    unquote(parts[5]),
+                    unquote("/".join(parts[6:])),
+                )
                 repo, commit = self._repo_at(self.fake.repos, repo_id, rev)
                 return self._file(repo, commit, path, head)
             if len(parts) >= 6 and parts[3] == "resolve":
-                repo_id, rev, path = "/".join(parts[1:3]), unquote(parts[4]), unquote("/".join(parts[5:]))
+                repo_id, rev, path = (
+                    "/".join(parts[1:3]),
+                    unquote(parts[4]),
+                    unquote("/".join(parts[5:])),
+                )
                 repo, commit = self._repo_at(self.fake.models, repo_id, rev)
                 return self._file(repo, commit, path, head)
             self._error(404, "EntryNotFound", "no such route")
@@ -178,7 +199,9 @@ class _Handler(BaseHTTPRequestHandler):
                 entries.append(tree_entry(path, files[path]))
         if prefix and not entries and not folders:
             raise _HubError(404, "EntryNotFound", f"{prefix} does not exist")
-        entries += [{"type": "directory", "oid": "0" * 40, "size": 0, "path": f} for f in sorted(folders)]
+        entries += [
+            {"type": "directory", "oid": "0" * 40, "size": 0, "path": f} for f in sorted(folders)
+        ]
         cursor = int(query.get("cursor", ["0"])[0])
         page = entries[cursor : cursor + PAGE]
         headers = {}
@@ -212,16 +235,25 @@ class _Handler(BaseHTTPRequestHandler):
         return int(value[len("bytes=") :].split("-")[0]) if value.startswith("bytes=") else 0
 
     def _json(self, obj, headers: dict | None = None) -> None:
-        self._send(200, json.dumps(obj).encode(), {"Content-Type": "application/json", **(headers or {})})
+        self._send(
+            200, json.dumps(obj).encode(), {"Content-Type": "application/json", **(headers or {})}
+        )
 
     def _error(self, status: int, code: str, message: str, commit: str | None = None) -> None:
         headers = {"X-Error-Code": code, "X-Error-Message": message}
         if commit:
             headers["X-Repo-Commit"] = commit
         body = json.dumps({"error": message}).encode()
-        self._send(status, body, {"Content-Type": "application/json", **headers}, body=self.command != "HEAD")
+        self._send(
+            status,
+            body,
+            {"Content-Type": "application/json", **headers},
+            body=self.command != "HEAD",
+        )
 
-    def _send(self, status: int, data: bytes, headers: dict, body: bool = True, path: str | None = None) -> None:
+    def _send(
+        self, status: int, data: bytes, headers: dict, body: bool = True, path: str | None = None
+    ) -> None:
         self.send_response(status)
         headers.setdefault("Content-Length", str(len(data)))
         for k, v in headers.items():

@@ -11,8 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from artprobe.classify import FitDataError, FitSpec, fit_paths, load_fit_data, run_fit
-from artprobe.split import stratified_split
 from artprobe.io import with_meta, write_parquet
+from artprobe.split import stratified_split
 
 NAMES = ["Unknown Genre", "landscape", "portrait", "still_life"]
 
@@ -27,7 +27,11 @@ def merged(path, n=400, dim=16, seed=0, signal=4.0, stratified=False):
     y[:3] = 3
     centers = rng.normal(size=(4, dim)) * signal
     X = (centers[y] + rng.normal(size=(n, dim))).astype(np.float32)
-    split = np.array(["train"] * int(0.7 * n) + ["val"] * int(0.15 * n) + ["test"] * (n - int(0.7 * n) - int(0.15 * n)))
+    split = np.array(
+        ["train"] * int(0.7 * n)
+        + ["val"] * int(0.15 * n)
+        + ["test"] * (n - int(0.7 * n) - int(0.15 * n))
+    )
     if stratified:
         split = stratified_split(y, seed, 0.15, 0.15)
     t = pa.table(
@@ -45,12 +49,17 @@ def merged(path, n=400, dim=16, seed=0, signal=4.0, stratified=False):
 def fit(tmp_path, emb, kind, params=None, **kw):
     out = tmp_path / kind
     run = {k: kw.pop(k) for k in ("threads", "device", "duplicates") if k in kw}
-    spec = FitSpec(model="m", target="genre", classifier=kind, kind=kind, params=params or {}, n_boot=100, **kw)
+    spec = FitSpec(
+        model="m", target="genre", classifier=kind, kind=kind, params=params or {}, n_boot=100, **kw
+    )
     run_fit(emb, spec, fit_paths(out), **run)
     return out
 
 
-@pytest.mark.parametrize("kind,params", [("mlp", {"epochs": 5, "hidden": 64, "lr": 1e-3}), ("linear", {}), ("knn", {"k": 5})])
+@pytest.mark.parametrize(
+    "kind,params",
+    [("mlp", {"epochs": 5, "hidden": 64, "lr": 1e-3}), ("linear", {}), ("knn", {"k": 5})],
+)
 def test_fit_writes_outputs_with_known_answer(tmp_path, kind, params):
     emb = merged(tmp_path / "emb.parquet")
     out = fit(tmp_path, emb, kind, params)
@@ -77,10 +86,14 @@ def test_noise_gives_chance(tmp_path):
     t = pq.read_table(emb).to_pydict()
     train = [y for y, s in zip(t["genre"], t["split"], strict=True) if s == "train"]
     test = [y for y, s in zip(t["genre"], t["split"], strict=True) if s == "test"]
-    chance = test.count(max(set(train), key=train.count)) / len(test)  # always guessing the majority
+    chance = test.count(max(set(train), key=train.count)) / len(
+        test
+    )  # always guessing the majority
     assert len(test) == 150 and 0.3 < chance < 0.5
     acc = m["accuracy"]
-    assert acc["value"] < 0.6 and acc["ci_low"] <= chance <= acc["ci_high"]  # no better than a guess
+    assert (
+        acc["value"] < 0.6 and acc["ci_low"] <= chance <= acc["ci_high"]
+    )  # no better than a guess
 
 
 def test_drop_labels_and_rare_classes(tmp_path):
@@ -184,9 +197,14 @@ def test_missing_labels_are_left_out_of_the_fit(tmp_path):
     d = load_fit_data(emb, "genre", drop_labels=["Unknown Genre"])
     assert d["dropped"]["rows"] == 40 + int((genre == 0).sum())
     m = json.loads((fit(tmp_path, emb, "knn", {"k": 5}) / "metrics.json").read_text())
-    assert m["n_train"] + m["n_val"] + m["n_test"] == 360 and m["dropped"]["missing_label_rows"] == 40
+    assert (
+        m["n_train"] + m["n_val"] + m["n_test"] == 360 and m["dropped"]["missing_label_rows"] == 40
+    )
     preds = pq.read_table(tmp_path / "knn" / "predictions.parquet")
-    assert min(preds.column("y_true").to_pylist()) >= 0 and min(preds.column("y_pred").to_pylist()) >= 0
+    assert (
+        min(preds.column("y_true").to_pylist()) >= 0
+        and min(preds.column("y_pred").to_pylist()) >= 0
+    )
 
 
 def test_majority_baseline_of_the_rows_fitted(tmp_path):
@@ -217,7 +235,9 @@ def test_seeds_fit_seeded_kinds_once_per_seed(tmp_path):
     assert acc[0] == pytest.approx(m["accuracy"]["value"])  # the first seed is the output
     assert s["accuracy"]["mean"] == pytest.approx(np.mean(acc))
     assert s["accuracy"]["sd"] == pytest.approx(np.std(acc, ddof=1))
-    lin = json.loads((fit(tmp_path, emb, "linear", {"n_c": 3}, seeds=[0, 1]) / "metrics.json").read_text())
+    lin = json.loads(
+        (fit(tmp_path, emb, "linear", {"n_c": 3}, seeds=[0, 1]) / "metrics.json").read_text()
+    )
     assert lin["seeds"]["fitted"] == 1 and lin["seeds"]["deterministic"]  # no seed in a linear fit
     assert lin["seeds"]["accuracy"]["sd"] == 0.0
 
@@ -245,12 +265,15 @@ def _ids(X) -> set[int]:
     return set(_row_ids(X))
 
 
-@pytest.mark.parametrize("kind,params", [
-    ("mlp", {"epochs": 2, "hidden": 16}),
-    ("linear", {"normalize": "none", "n_c": 2, "refine": 0}),
-    ("linear", {"normalize": "none", "n_c": 2, "refine": 0, "refit": "train+val"}),
-    ("knn", {"k": [3, 5]}),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "kind,params",
+    [
+        ("mlp", {"epochs": 2, "hidden": 16}),
+        ("linear", {"normalize": "none", "n_c": 2, "refine": 0}),
+        ("linear", {"normalize": "none", "n_c": 2, "refine": 0, "refit": "train+val"}),
+        ("knn", {"k": [3, 5]}),
+    ],
+)
 def test_each_fit_records_the_rows_it_trained_on(tmp_path, monkeypatch, kind, params):
     # A spy where each kind learns from rows (mlp: the training step's matrix; linear:
     # every objective it minimises; knn: the neighbours searched for the test rows)
@@ -286,7 +309,11 @@ def test_each_fit_records_the_rows_it_trained_on(tmp_path, monkeypatch, kind, pa
     monkeypatch.setattr(knn, "knn_proba", proba_spy)
     monkeypatch.setattr(linear, "_Softmax", SoftmaxSpy)
     monkeypatch.setattr(linear, "_problem", problem_spy)
-    m = json.loads((fit(tmp_path, tmp_path / "emb.parquet", kind, params, device="cpu") / "metrics.json").read_text())
+    m = json.loads(
+        (
+            fit(tmp_path, tmp_path / "emb.parquet", kind, params, device="cpu") / "metrics.json"
+        ).read_text()
+    )
     assert seen == set(ids[np.isin(split, m["trained_on"])].tolist())
     assert m["n_train_rows"] == len(seen) and m["info"]["n_train_rows"] == len(seen)
     expected = ["train", "val"] if params.get("refit") == "train+val" else ["train"]

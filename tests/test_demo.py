@@ -9,8 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from artprobe.sources.labels import class_names_from_schema
 from artprobe.demo import CLASSES, DEMO_CLASSES, demo_rows, generate_demo
+from artprobe.sources.labels import class_names_from_schema
 
 
 def test_hub_layout_and_class_names(demo_source):

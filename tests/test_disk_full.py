@@ -16,15 +16,15 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-
-from artprobe import disk
-from artprobe.manifest import build_manifest
-from artprobe.shard import write_shard
-from artprobe.embed import embed_shard
-from artprobe.io import DiskFullError, read_meta
 from embed_helpers import TINY, assert_same_embeddings, small_jpegs
 from embed_helpers import write_shard as write_tiny_shard
 from test_imagefolder import NAMES, _parquet_source, write_images
+
+from artprobe import disk
+from artprobe.embed import embed_shard
+from artprobe.io import DiskFullError, read_meta
+from artprobe.manifest import build_manifest
+from artprobe.shard import write_shard
 
 
 @pytest.fixture
@@ -32,9 +32,13 @@ def small_disk(tmp_path):
     """A 1 MiB tmpfs; yields (mount point, fill(leave_bytes) -> filler path)."""
     mnt = tmp_path / f"disk-{uuid.uuid4().hex[:6]}"
     mnt.mkdir()
-    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True, text=True)
+    res = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True, text=True
+    )
     if res.returncode:
-        pytest.skip(f"cannot mount a tmpfs to simulate a full disk: {res.stderr.strip() or res.returncode}")
+        pytest.skip(
+            f"cannot mount a tmpfs to simulate a full disk: {res.stderr.strip() or res.returncode}"
+        )
 
     def fill(leave: int) -> Path:
         filler = mnt / "filler"
@@ -51,7 +55,11 @@ def small_disk(tmp_path):
 
 def no_partial_files(folder: Path) -> list[str]:
     """Files that are neither the filler nor finished: temp files (``.name.*.tmp``)."""
-    return [p.name for p in folder.rglob("*") if p.is_file() and p.name.startswith(".") and "tmp" in p.name]
+    return [
+        p.name
+        for p in folder.rglob("*")
+        if p.is_file() and p.name.startswith(".") and "tmp" in p.name
+    ]
 
 
 def test_shard_export_on_a_full_disk(tmp_path, small_disk, monkeypatch):
@@ -74,7 +82,9 @@ def test_shard_export_on_a_full_disk(tmp_path, small_disk, monkeypatch):
     assert not out.exists() and no_partial_files(mnt) == []
     filler.unlink()  # space freed: the same call now completes, identical to the reference
     write_shard(tmp_path / "manifest.json", out, row_start=0, row_stop=12, shard="00000")
-    assert pq.read_table(out).equals(pq.read_table(reference)) and read_meta(out) == read_meta(reference)
+    assert pq.read_table(out).equals(pq.read_table(reference)) and read_meta(out) == read_meta(
+        reference
+    )
 
 
 def test_embedding_on_a_full_disk_resumes_after_freeing_space(tmp_path, small_disk):
@@ -120,7 +130,10 @@ def test_shard_stage_too_big_for_the_disk_fails_before_writing(tmp_path, small_d
         write_shard(tmp_path / "manifest.json", out, row_start=0, row_stop=6, shard="00000")
     message = str(err.value)
     assert f"needs {disk.human_bytes(sizes)} ({sizes:,} bytes) in {out.parent}" in message
-    assert f"has {disk.human_bytes(free)} ({free:,} bytes) free" in message and "Nothing was written" in message
+    assert (
+        f"has {disk.human_bytes(free)} ({free:,} bytes) free" in message
+        and "Nothing was written" in message
+    )
     assert isinstance(err.value, DiskFullError)  # what callers already catch
     assert not out.exists() and no_partial_files(mnt) == []
     filler.unlink()
@@ -136,16 +149,23 @@ def test_shard_space_counts_what_is_left_to_write(tmp_path, monkeypatch):
     manifest = build_manifest(str(src), None, ["label"], tmp_path / "manifest.json")
     total = manifest["files"][0]["bytes"]
     shards = tmp_path / "shards"
-    write_shard(tmp_path / "manifest.json", shards / "00000.parquet", row_start=0, row_stop=6, shard="00000")
+    write_shard(
+        tmp_path / "manifest.json", shards / "00000.parquet", row_start=0, row_stop=6, shard="00000"
+    )
     left = total - disk.source_bytes(manifest, 0, 6)
     assert 0 < left < total and disk.source_bytes(manifest, 6, 12) == left
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**12, 0, left))
     disk.check_shard_space(manifest, shards / "00001.parquet")  # exactly enough: fine
     monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**12, 0, left - 1000))
-    with pytest.raises(disk.NotEnoughSpaceError, match=f"needs .*{left:,} bytes.* in {shards}.*{left - 1000:,} bytes"):
+    with pytest.raises(
+        disk.NotEnoughSpaceError,
+        match=f"needs .*{left:,} bytes.* in {shards}.*{left - 1000:,} bytes",
+    ):
         disk.check_shard_space(manifest, shards / "00001.parquet")
-    (shards / ".00001.parquet.abc.parquet.tmp").write_bytes(b"\0" * 1000)  # a sibling's partial file
+    (shards / ".00001.parquet.abc.parquet.tmp").write_bytes(
+        b"\0" * 1000
+    )  # a sibling's partial file
     disk.check_shard_space(manifest, shards / "00001.parquet")
 
 
@@ -158,8 +178,10 @@ def test_check_free_space_names_both_figures_and_the_path(tmp_path, monkeypatch)
     target = tmp_path / "not" / "yet" / "there"
     assert disk.check_free_space(target, 5 * 2**30, "the download") == 5 * 2**30
     assert asked[-1] == tmp_path  # the nearest existing folder's file system
-    expected = (rf"the download: it needs 6.0 GiB \(6,442,450,944 bytes\) in {target}, "
-                r"and that file system has 5.0 GiB \(5,368,709,120 bytes\) free")  # fmt: skip
+    expected = (
+        rf"the download: it needs 6.0 GiB \(6,442,450,944 bytes\) in {target}, "
+        r"and that file system has 5.0 GiB \(5,368,709,120 bytes\) free"
+    )
     with pytest.raises(disk.NotEnoughSpaceError, match=expected):
         disk.check_free_space(target, 6 * 2**30, "the download")
 
@@ -173,4 +195,6 @@ def test_manifest_bytes_of_a_parquet_source_with_image_paths(tmp_path):
     m = build_manifest(str(src), None, ["genre"], tmp_path / "manifest.json")
     parquet = (src / "data" / "train-00000-of-00001.parquet").stat().st_size
     assert m["files"][0]["bytes"] == parquet + sum(len(b) for b in files.values())
-    assert disk.source_bytes(m, 1, 3) == -(-m["files"][0]["bytes"] * 2 // 4)  # shared evenly, rounded up
+    assert disk.source_bytes(m, 1, 3) == -(
+        -m["files"][0]["bytes"] * 2 // 4
+    )  # shared evenly, rounded up

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import ROOT, TINY_OVERLAY, VENV_BIN, copy_workflow, snakemake
 from fake_hub import FakeHub, folder_files, make_repo
 
@@ -34,7 +33,10 @@ def art_files(demo_source) -> dict[str, bytes]:
 @pytest.fixture
 def hub(art_files):
     images = {f"train/{c}/{i}.jpg": b"\xff\xd8jpeg" for c in ("a", "b") for i in range(2)}
-    convert = {"default/train/0000.parquet": art_files[FILES[0]], "default/test/0000.parquet": art_files[FILES[1]]}
+    convert = {
+        "default/train/0000.parquet": art_files[FILES[0]],
+        "default/test/0000.parquet": art_files[FILES[1]],
+    }
     repos = {
         "test/art": make_repo({"main": art_files}),
         "test/private": make_repo({"main": art_files}, private=True),
@@ -47,19 +49,29 @@ def hub(art_files):
 
 def hub_env(hub: FakeHub, hf_home: Path, **extra: str) -> dict:
     return {
-        "HF_ENDPOINT": hub.url, "HF_HOME": str(hf_home), "HF_HUB_DISABLE_XET": "1", "HF_TOKEN": "",
-        "HF_HUB_OFFLINE": "0", "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_ETAG_TIMEOUT": "5", **extra,
-    }  # fmt: skip
+        "HF_ENDPOINT": hub.url,
+        "HF_HOME": str(hf_home),
+        "HF_HUB_DISABLE_XET": "1",
+        "HF_TOKEN": "",
+        "HF_HUB_OFFLINE": "0",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "HF_HUB_ETAG_TIMEOUT": "5",
+        **extra,
+    }
 
 
 def client(env: dict, code: str) -> subprocess.CompletedProcess:
     """Run ``code`` with the download stage's functions imported, in a fresh process."""
     prog = "from artprobe.download import remote_files, download_file, check_offline_cache\n" + code
     full = {**os.environ, "PYTHONPATH": str(ROOT), **env}
-    return subprocess.run([sys.executable, "-c", prog], env=full, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", prog], env=full, capture_output=True, text=True, timeout=120
+    )
 
 
-def fetch_all(env: dict, out: Path, repo: str = "test/art", revision: str | None = None, **select) -> dict:
+def fetch_all(
+    env: dict, out: Path, repo: str = "test/art", revision: str | None = None, **select
+) -> dict:
     code = (
         f"out = remote_files({repo!r}, {revision!r}, {str(out / 'files.json')!r}, **{select!r})\n"
         f"for i in range(len(out['files'])): download_file({str(out / 'files.json')!r}, f'{{i:05d}}', "
@@ -78,7 +90,9 @@ def test_clean_download_lists_fetches_and_verifies(hub, art_files, tmp_path):
     files = fetch_all(hub_env(hub, tmp_path / "hf"), tmp_path)
     assert [f["name"] for f in files["files"]] == [*FILES, "README.md"]
     assert files["commit"] == hub.repos["test/art"].refs["main"]
-    assert [f["sha256"] for f in files["files"][:3]] == [hashlib.sha256(art_files[n]).hexdigest() for n in FILES]
+    assert [f["sha256"] for f in files["files"][:3]] == [
+        hashlib.sha256(art_files[n]).hexdigest() for n in FILES
+    ]
     for i, name in enumerate([*FILES, "README.md"]):
         marker = json.loads((tmp_path / f"{i:05d}.json").read_text())
         assert Path(marker["path"]).read_bytes() == art_files[name]
@@ -101,26 +115,37 @@ def test_cached_file_is_not_fetched_again_and_stale_partials_go(hub, tmp_path):
 def test_corrupted_file_fails_naming_file_and_hashes_and_is_not_kept(hub, art_files, tmp_path):
     env = hub_env(hub, tmp_path / "hf")
     hub.corrupt.add(FILES[2])
-    proc = client(env, f"remote_files('test/art', None, {str(tmp_path / 'f.json')!r})\n"
-                       f"download_file({str(tmp_path / 'f.json')!r}, '00002', {str(tmp_path / 'm.json')!r})")  # fmt: skip
+    proc = client(
+        env,
+        f"remote_files('test/art', None, {str(tmp_path / 'f.json')!r})\n"
+        f"download_file({str(tmp_path / 'f.json')!r}, '00002', {str(tmp_path / 'm.json')!r})",
+    )
     want = hashlib.sha256(art_files[FILES[2]]).hexdigest()
     bad = bytearray(art_files[FILES[2]])
     bad[-1] ^= 0xFF
     got = hashlib.sha256(bytes(bad)).hexdigest()
     assert proc.returncode != 0
-    assert f"{FILES[2]}: sha256 mismatch, the hub lists {want} but the downloaded file has {got}" in proc.stderr
+    assert (
+        f"{FILES[2]}: sha256 mismatch, the hub lists {want} but the downloaded file has {got}"
+        in proc.stderr
+    )
     assert not (tmp_path / "m.json").exists()
     assert list(blobs(tmp_path / "hf").iterdir()) == []  # no blob, no partial
     snap = tmp_path / "hf" / "hub" / "datasets--test--art" / "snapshots"
     assert not list(snap.rglob("*.parquet"))
     hub.corrupt.clear()  # the hub is fixed: the rerun fetches it again
-    proc = client(env, f"download_file({str(tmp_path / 'f.json')!r}, '00002', {str(tmp_path / 'm.json')!r})")
+    proc = client(
+        env, f"download_file({str(tmp_path / 'f.json')!r}, '00002', {str(tmp_path / 'm.json')!r})"
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert hub.gets[FILES[2]] == 2
 
 
 def test_wrong_revision_is_a_clear_error(hub, tmp_path):
-    proc = client(hub_env(hub, tmp_path / "hf"), f"remote_files('test/art', 'v9.9', {str(tmp_path / 'f.json')!r})")
+    proc = client(
+        hub_env(hub, tmp_path / "hf"),
+        f"remote_files('test/art', 'v9.9', {str(tmp_path / 'f.json')!r})",
+    )
     assert proc.returncode != 0
     assert "dataset 'test/art': revision 'v9.9' not found on http://127.0.0.1" in proc.stderr
     assert "check dataset.revision" in proc.stderr
@@ -139,13 +164,20 @@ def test_private_repo_without_token_names_hf_token(hub, tmp_path):
 def test_image_folder_repo_points_to_the_parquet_conversion(hub, art_files, tmp_path):
     env = hub_env(hub, tmp_path / "hf")
     proc = client(env, f"remote_files('test/images', None, {str(tmp_path / 'f.json')!r})")
-    assert "4 image/WebDataset files" in proc.stderr and "dataset.revision: refs/convert/parquet" in proc.stderr
+    assert (
+        "4 image/WebDataset files" in proc.stderr
+        and "dataset.revision: refs/convert/parquet" in proc.stderr
+    )
     files = fetch_all(env, tmp_path, "test/images", "refs/convert/parquet", splits=["test"])
     assert [f["name"] for f in files["files"]] == ["default/test/0000.parquet"]
     marker = json.loads((tmp_path / "00000.json").read_text())
     assert Path(marker["path"]).read_bytes() == art_files[FILES[1]]
-    ref = tmp_path / "hf" / "hub" / "datasets--test--images" / "refs" / "refs" / "convert" / "parquet"
-    assert ref.read_text() == files["commit"] == hub.repos["test/images"].refs["refs/convert/parquet"]
+    ref = (
+        tmp_path / "hf" / "hub" / "datasets--test--images" / "refs" / "refs" / "convert" / "parquet"
+    )
+    assert (
+        ref.read_text() == files["commit"] == hub.repos["test/images"].refs["refs/convert/parquet"]
+    )
 
 
 def test_offline_uses_the_cache_and_an_empty_cache_names_dataset_revision_hf_home(hub, tmp_path):
@@ -159,7 +191,10 @@ def test_offline_uses_the_cache_and_an_empty_cache_names_dataset_revision_hf_hom
     snapshot = tmp_path / "hf" / "hub" / "datasets--test--art" / "snapshots" / files["commit"]
     (snapshot / FILES[2]).unlink()
     proc = client(offline, "check_offline_cache('test/art', None)")
-    assert f"1 of 3 data files of dataset 'test/art' at revision 'main' are not in the hub cache" in proc.stderr
+    assert (
+        "1 of 3 data files of dataset 'test/art' at revision 'main' are not in the hub cache"
+        in proc.stderr
+    )
     assert FILES[2] in proc.stderr
     empty = {**offline, "HF_HOME": str(tmp_path / "empty")}
     proc = client(empty, "check_offline_cache('test/art', 'main')")
@@ -184,8 +219,17 @@ def test_unreachable_hub_is_one_sentence_naming_endpoint_cause_and_way_out(hub, 
     url = closed_port_url()
     env = hub_env(hub, tmp_path / "hf", HF_ENDPOINT=url)
     files = tmp_path / "files.json"
-    files.write_text(json.dumps({"source": "test/art", "commit": "0" * 40, "files": [
-        {"name": FILES[0], "size": 10, "sha256": "ab" * 32, "blob_id": "cd" * 20}]}))  # fmt: skip
+    files.write_text(
+        json.dumps(
+            {
+                "source": "test/art",
+                "commit": "0" * 40,
+                "files": [
+                    {"name": FILES[0], "size": 10, "sha256": "ab" * 32, "blob_id": "cd" * 20}
+                ],
+            }
+        )
+    )
     want = (
         f"The Hugging Face hub at {url} cannot be reached (connection refused) to fetch dataset 'test/art': "
         "with no network here, run with HF_HUB_OFFLINE=1 and a hub cache that holds it "
@@ -249,6 +293,8 @@ demo:
   targets: [genre, style]
 """,
 )
+
+
 def until_shards(name: str, overlay: str = "overlay.yaml") -> tuple[str, ...]:
     """The command: the shards of the 96-row source (shards.rows 48), not the embeddings."""
     shards = [f"results/{name}/shards/{s:05d}.parquet" for s in (0, 1)]
@@ -258,16 +304,25 @@ def until_shards(name: str, overlay: str = "overlay.yaml") -> tuple[str, ...]:
 UNTIL = until_shards("hub")
 
 
-def overlay(work: Path, name: str = "hub", source: str = "test/art", revision: str = "main") -> None:
-    (work / "overlay.yaml").write_text(HUB_OVERLAY.format(name=name, source=source, revision=revision))
+def overlay(
+    work: Path, name: str = "hub", source: str = "test/art", revision: str = "main"
+) -> None:
+    (work / "overlay.yaml").write_text(
+        HUB_OVERLAY.format(name=name, source=source, revision=revision)
+    )
 
 
 def start_snakemake(work: Path, env: dict) -> subprocess.Popen:
     full = {**os.environ, "PYTHONPATH": str(ROOT), **env}
     return subprocess.Popen(
-        [str(VENV_BIN / "snakemake"), *UNTIL], cwd=work, env=full, start_new_session=True,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+        [str(VENV_BIN / "snakemake"), *UNTIL],
+        cwd=work,
+        env=full,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def wait_for(predicate, proc: subprocess.Popen, timeout: float = 240) -> None:
@@ -276,13 +331,17 @@ def wait_for(predicate, proc: subprocess.Popen, timeout: float = 240) -> None:
         if proc.poll() is not None or time.monotonic() > end:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
-            raise AssertionError(f"snakemake ended or timed out early:\n{proc.communicate()[0][-5000:]}")
+            raise AssertionError(
+                f"snakemake ended or timed out early:\n{proc.communicate()[0][-5000:]}"
+            )
         time.sleep(0.2)
 
 
 def shard_tables(work: Path, name: str) -> list:
-    return [pq.read_table(p).select(["row_id", "image", "genre", "style"]) for p in
-            sorted((work / "results" / name / "shards").glob("*.parquet"))]  # fmt: skip
+    return [
+        pq.read_table(p).select(["row_id", "image", "genre", "style"])
+        for p in sorted((work / "results" / name / "shards").glob("*.parquet"))
+    ]
 
 
 @pytest.mark.workflow
@@ -299,7 +358,9 @@ def test_killed_download_recovers_and_offline_runs(hub, art_files, demo_source, 
     proc = start_snakemake(work, env)
     download = work / "results" / "hub" / "download"
     others = [f"{i:05d}.json" for i in (0, 2, 3)]
-    wait_for(lambda: all((download / m).exists() for m in others) and hub.sent[slow] > 100_000, proc)
+    wait_for(
+        lambda: all((download / m).exists() for m in others) and hub.sent[slow] > 100_000, proc
+    )
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     time.sleep(0.5)
@@ -309,15 +370,30 @@ def test_killed_download_recovers_and_offline_runs(hub, art_files, demo_source, 
     del hub.throttle[slow]
     snakemake(work, *UNTIL, "--unlock", env=env)  # README, "Resume": unlock, the same command
     snakemake(work, *UNTIL, env=env)
-    assert {n: hub.gets[n] for n in [*FILES, "README.md"]} == {FILES[0]: 1, slow: 2, FILES[2]: 1, "README.md": 1}
+    assert {n: hub.gets[n] for n in [*FILES, "README.md"]} == {
+        FILES[0]: 1,
+        slow: 2,
+        FILES[2]: 1,
+        "README.md": 1,
+    }
     assert list(blobs(tmp_path / "hf").glob("*.incomplete")) == []
     log = (work / "results" / "hub" / "logs" / "download" / "00001.log").read_text()
     assert "left by a killed download" in log and "MB/s" in log
     for name in FILES:
-        cached = tmp_path / "hf" / "hub" / "datasets--test--art" / "snapshots" / hub.repos["test/art"].refs["main"] / name
+        cached = (
+            tmp_path
+            / "hf"
+            / "hub"
+            / "datasets--test--art"
+            / "snapshots"
+            / hub.repos["test/art"].refs["main"]
+            / name
+        )
         assert cached.read_bytes() == art_files[name]
 
-    (work / "local.yaml").write_text(HUB_OVERLAY.format(name="local", source=demo_source, revision="null"))
+    (work / "local.yaml").write_text(
+        HUB_OVERLAY.format(name="local", source=demo_source, revision="null")
+    )
     snakemake(work, *until_shards("local", "local.yaml"))
     hub_shards, local_shards = shard_tables(work, "hub"), shard_tables(work, "local")
     assert len(hub_shards) == len(local_shards) == 2
@@ -331,10 +407,19 @@ def test_killed_download_recovers_and_offline_runs(hub, art_files, demo_source, 
 
     empty = copy_workflow(tmp_path / "empty")
     overlay(empty)
-    run = snakemake(empty, *UNTIL, env={**env, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "none")}, check=False)
+    run = snakemake(
+        empty,
+        *UNTIL,
+        env={**env, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "none")},
+        check=False,
+    )
     out = run.stdout + run.stderr
     assert run.returncode != 0 and out.count("HF_HUB_OFFLINE is set") == 1
-    assert "dataset 'test/art'" in out and "revision 'main'" in out and f"HF_HOME={tmp_path / 'none'}" in out
+    assert (
+        "dataset 'test/art'" in out
+        and "revision 'main'" in out
+        and f"HF_HOME={tmp_path / 'none'}" in out
+    )
     assert not (empty / "results").exists()  # no job ran
 
 
@@ -345,16 +430,26 @@ SMALL_DISK = (
 )  # the hub cache's file system, as artprobe.disk sees it, with {free} bytes free
 
 
-def test_a_hub_cache_without_room_fails_before_downloading_naming_both_sizes_and_hf_home(hub, art_files, tmp_path):
+def test_a_hub_cache_without_room_fails_before_downloading_naming_both_sizes_and_hf_home(
+    hub, art_files, tmp_path
+):
     hf_home = tmp_path / "hf"
     need = sum(len(art_files[n]) for n in [*FILES, "README.md"])
-    code = SMALL_DISK.format(free=1000) + f"remote_files('test/art', None, {str(tmp_path / 'files.json')!r})\n"
+    code = (
+        SMALL_DISK.format(free=1000)
+        + f"remote_files('test/art', None, {str(tmp_path / 'files.json')!r})\n"
+    )
     proc = client(hub_env(hub, hf_home), code)
     assert proc.returncode != 0
     last = proc.stderr.strip().splitlines()[-1]
-    assert "NotEnoughSpaceError" in last and "not enough disk space for 4 of 4 files of dataset 'test/art'" in last
+    assert (
+        "NotEnoughSpaceError" in last
+        and "not enough disk space for 4 of 4 files of dataset 'test/art'" in last
+    )
     assert f"({need:,} bytes)" in last and "(1,000 bytes) free" in last, last
-    assert f"HF_HOME={hf_home}" in last and str(hf_home / "hub" / "datasets--test--art") in last, last
+    assert f"HF_HOME={hf_home}" in last and str(hf_home / "hub" / "datasets--test--art") in last, (
+        last
+    )
     assert not (tmp_path / "files.json").exists()  # the checkpoint failed: no download job starts
     assert not any(hub.gets[n] for n in FILES)
 
@@ -362,7 +457,10 @@ def test_a_hub_cache_without_room_fails_before_downloading_naming_both_sizes_and
 def test_only_the_bytes_still_to_fetch_count(hub, art_files, tmp_path):
     env = hub_env(hub, tmp_path / "hf")
     fetch_all(env, tmp_path / "a")  # everything cached
-    code = SMALL_DISK.format(free=0) + f"remote_files('test/art', None, {str(tmp_path / 'files.json')!r})\n"
+    code = (
+        SMALL_DISK.format(free=0)
+        + f"remote_files('test/art', None, {str(tmp_path / 'files.json')!r})\n"
+    )
     proc = client(env, code)
     assert proc.returncode == 0, proc.stderr[-3000:]  # nothing left to fetch: no space needed
     # one blob gone: its bytes are needed again, and the download job checks them first
@@ -374,4 +472,6 @@ def test_only_the_bytes_still_to_fetch_count(hub, art_files, tmp_path):
     )
     proc = client(env, code)
     assert proc.returncode != 0 and "1 of 1 files of dataset 'test/art'" in proc.stderr
-    assert f"({size:,} bytes)" in proc.stderr and hub.gets[FILES[2]] == 1  # not fetched a second time
+    assert (
+        f"({size:,} bytes)" in proc.stderr and hub.gets[FILES[2]] == 1
+    )  # not fetched a second time

@@ -9,6 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
+from synthetic import synthetic_painting
 
 from artprobe.duplicates import (
     COLOUR_RMS_MAX,
@@ -33,7 +34,6 @@ from artprobe.image_hash import (
     phash,
 )
 from artprobe.io import read_meta, with_meta, write_parquet
-from synthetic import synthetic_painting
 
 DISTANCE = 8  # the default split.duplicate_distance
 
@@ -59,41 +59,73 @@ def portrait(seed: int, width: int = 400, height: int = 500) -> Image.Image:
 
     rng = np.random.default_rng(seed)
     w, h = width, height
-    ground = np.array([40, 32, 25]) + rng.integers(-8, 9, 3) + 30 * (1 - np.linspace(0, 1, h))[:, None, None]
+    ground = (
+        np.array([40, 32, 25])
+        + rng.integers(-8, 9, 3)
+        + 30 * (1 - np.linspace(0, 1, h))[:, None, None]
+    )
     img = Image.fromarray(np.clip(ground + np.zeros((h, w, 3)), 0, 255).astype(np.uint8), "RGB")
     draw = ImageDraw.Draw(img)
     jitter = lambda s: int(rng.integers(-s, s + 1))  # noqa: E731
     colour = lambda lo, hi: tuple(int(c) for c in rng.integers(lo, hi, 3))  # noqa: E731
     cx, cy = w // 2 + jitter(w // 50), int(h * 0.36) + jitter(h // 50)
     rx, ry = int(w * 0.16) + jitter(w // 60), int(h * 0.17) + jitter(h // 60)
-    torso = [(cx - rx * 3, h), (cx - rx * 1.2, cy + ry * 1.3), (cx + rx * 1.2, cy + ry * 1.3), (cx + rx * 3, h)]
-    draw.polygon(torso, fill=tuple(int(c) for c in np.array([30, 28, 35]) + rng.integers(-15, 16, 3)))
-    draw.ellipse((cx - rx * 1.2, cy - ry * 1.25, cx + rx * 1.2, cy + ry * 0.9), fill=colour(10, 90))  # hair
+    torso = [
+        (cx - rx * 3, h),
+        (cx - rx * 1.2, cy + ry * 1.3),
+        (cx + rx * 1.2, cy + ry * 1.3),
+        (cx + rx * 3, h),
+    ]
+    draw.polygon(
+        torso, fill=tuple(int(c) for c in np.array([30, 28, 35]) + rng.integers(-15, 16, 3))
+    )
+    draw.ellipse(
+        (cx - rx * 1.2, cy - ry * 1.25, cx + rx * 1.2, cy + ry * 0.9), fill=colour(10, 90)
+    )  # hair
     skin = tuple(int(c) for c in np.array([205, 160, 130]) + rng.integers(-25, 26, 3))
     draw.ellipse((cx - rx, cy - ry, cx + rx, cy + ry), fill=skin)
     for side in (-1, 1):  # eyes, nose, mouth
         ex, ey = cx + side * rx * 0.4 + jitter(4), cy - ry * 0.15 + jitter(4)
         draw.ellipse((ex - 8, ey - 4, ex + 8, ey + 4), fill=colour(20, 90))
-    draw.line([(cx + jitter(5), cy - 5), (cx + jitter(5), cy + ry * 0.3)], fill=(150, 110, 90), width=3)
+    draw.line(
+        [(cx + jitter(5), cy - 5), (cx + jitter(5), cy + ry * 0.3)], fill=(150, 110, 90), width=3
+    )
     mouth_y = cy + ry * 0.55
-    draw.line([(cx - rx * 0.35 + jitter(5), mouth_y + jitter(5)), (cx + rx * 0.35 + jitter(5), mouth_y + jitter(5))],
-              fill=(150, 60, 60), width=4)  # fmt: skip
+    draw.line(
+        [
+            (cx - rx * 0.35 + jitter(5), mouth_y + jitter(5)),
+            (cx + rx * 0.35 + jitter(5), mouth_y + jitter(5)),
+        ],
+        fill=(150, 60, 60),
+        width=4,
+    )
     for _ in range(int(rng.integers(10, 25))):  # the content: patches on the ground and clothes
         x0, y0, r = int(rng.integers(0, w)), int(rng.integers(0, h)), int(rng.integers(3, 25))
         if (x0 - cx) ** 2 / rx**2 + (y0 - cy) ** 2 / ry**2 >= 1.3:
             shape = draw.ellipse if rng.random() < 0.5 else draw.rectangle
             shape((x0 - r, y0 - r, x0 + r, y0 + r), fill=colour(0, 120))
-    arr = np.asarray(img.filter(ImageFilter.GaussianBlur(1.0)), np.int16) + rng.integers(-8, 9, (h, w, 1))
+    arr = np.asarray(img.filter(ImageFilter.GaussianBlur(1.0)), np.int16) + rng.integers(
+        -8, 9, (h, w, 1)
+    )
     return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB")
 
 
 PLANTS = {  # how a copy differs from its original
     "re-encoded at quality 35": lambda im: jpeg(im, 35),
     "resized to half": lambda im: jpeg(im.resize((im.width // 2, im.height // 2), Image.BILINEAR)),
-    "resized to a third, quality 70": lambda im: jpeg(im.resize((im.width // 3, im.height // 3), Image.BICUBIC), 70),
+    "resized to a third, quality 70": lambda im: jpeg(
+        im.resize((im.width // 3, im.height // 3), Image.BICUBIC), 70
+    ),
     "saved as PNG": lambda im: (lambda b: (im.save(b, "PNG"), b.getvalue())[1])(io.BytesIO()),
     "1 % cropped off each side": lambda im: jpeg(
-        im.crop((im.width // 100, im.height // 100, im.width - im.width // 100, im.height - im.height // 100))
+        im.crop(
+            (
+                im.width // 100,
+                im.height // 100,
+                im.width - im.width // 100,
+                im.height - im.height // 100,
+            )
+        )
     ),
 }
 
@@ -158,7 +190,9 @@ def test_copies_pass_the_confirmation_and_distinct_pictures_do_not():
 def test_confirming_measures_known_answers():
     a = np.array([[3, 4, 0], [1, 0, 0], [0, 0, 0]], np.int8)
     b = np.array([[6, 8, 0], [0, 1, 0], [1, 1, 1]], np.int8)
-    assert np.allclose(detail_cosine(a, b), [1.0, 0.0, 0.0])  # a vector without detail matches nothing
+    assert np.allclose(
+        detail_cosine(a, b), [1.0, 0.0, 0.0]
+    )  # a vector without detail matches nothing
     c0, c1 = np.zeros((1, 48), np.uint8), np.full((1, 48), 4, np.uint8)
     assert np.allclose(colour_rms(c0, c1), [4.0]) and np.allclose(colour_rms(c1, c0), [4.0])
     flat = detail_pixels(np.full((64, 64), 77.0))
@@ -179,7 +213,12 @@ def test_candidates_are_every_pair_within_the_distance_nearest_first():
     ref[1:4] = ref[0] ^ np.uint64(0b11)  # which has three more neighbours (1 bit from q[:5])
     full = np.array([[bin(int(a) ^ int(b)).count("1") for b in ref] for a in q])
     qi, ri, d, over = candidates(q, ref, 6, limit=3, chunk=7)
-    want = [(i, r) for i in range(len(q)) for r in np.lexsort((np.arange(len(ref)), full[i])) if full[i, r] <= 6]
+    want = [
+        (i, r)
+        for i in range(len(q))
+        for r in np.lexsort((np.arange(len(ref)), full[i]))
+        if full[i, r] <= 6
+    ]
     per = {}
     for i, r in want:
         per.setdefault(i, []).append(r)
@@ -188,12 +227,17 @@ def test_candidates_are_every_pair_within_the_distance_nearest_first():
 
 
 def write_shard(path, row_ids, images) -> None:
-    table = pa.table({"row_id": pa.array(row_ids, pa.int64()), "image": pa.array(images, pa.large_binary())})
+    table = pa.table(
+        {"row_id": pa.array(row_ids, pa.int64()), "image": pa.array(images, pa.large_binary())}
+    )
     write_parquet(with_meta(table, {"shard": path.stem}), path)
 
 
 def write_split_file(path, parts) -> None:
-    write_parquet(pa.table({"row_id": pa.array(np.arange(len(parts)), pa.int64()), "split": pa.array(parts)}), path)
+    write_parquet(
+        pa.table({"row_id": pa.array(np.arange(len(parts)), pa.int64()), "split": pa.array(parts)}),
+        path,
+    )
 
 
 def test_scan_finds_the_planted_duplicates_and_nothing_else(tmp_path):
@@ -220,7 +264,9 @@ def test_scan_finds_the_planted_duplicates_and_nothing_else(tmp_path):
     for s in ("s0", "s1"):
         hash_shard(tmp_path / f"{s}.parquet", tmp_path / f"h_{s}.parquet")
         hashes.append(tmp_path / f"h_{s}.parquet")
-    meta = write_duplicates(hashes, tmp_path / "split.parquet", tmp_path / "dup.parquet", distance=DISTANCE)
+    meta = write_duplicates(
+        hashes, tmp_path / "split.parquet", tmp_path / "dup.parquet", distance=DISTANCE
+    )
     dup = pq.read_table(tmp_path / "dup.parquet").to_pydict()
     assert dict(zip(dup["row_id"], dup["train_row_id"])) == planted
     assert all(0 <= x <= DISTANCE for x in dup["distance"])
@@ -233,7 +279,12 @@ def test_scan_finds_the_planted_duplicates_and_nothing_else(tmp_path):
     write_split_file(tmp_path / "split2.parquet", [parts[i] for i in kept])
     write_shard(tmp_path / "s2.parquet", range(len(kept)), [images[i] for i in kept])
     hash_shard(tmp_path / "s2.parquet", tmp_path / "h2.parquet")
-    write_duplicates([tmp_path / "h2.parquet"], tmp_path / "split2.parquet", tmp_path / "d2.parquet", distance=DISTANCE)
+    write_duplicates(
+        [tmp_path / "h2.parquet"],
+        tmp_path / "split2.parquet",
+        tmp_path / "d2.parquet",
+        distance=DISTANCE,
+    )
     assert pq.read_table(tmp_path / "d2.parquet").num_rows == 0
 
 
@@ -256,7 +307,9 @@ def test_stereotyped_queries_are_candidates_and_only_copies_are_confirmed(tmp_pa
     write_shard(tmp_path / "s.parquet", range(len(images)), images)
     hash_shard(tmp_path / "s.parquet", tmp_path / "h.parquet")
     out = tmp_path / "dup.parquet"
-    meta = write_duplicates([tmp_path / "h.parquet"], tmp_path / "split.parquet", out, distance=DISTANCE)
+    meta = write_duplicates(
+        [tmp_path / "h.parquet"], tmp_path / "split.parquet", out, distance=DISTANCE
+    )
     dup = pq.read_table(out).to_pydict()
     confirmed = {r: t for r, t, c in zip(dup["row_id"], dup["train_row_id"], dup["confirmed"]) if c}
     assert confirmed == planted
@@ -264,7 +317,9 @@ def test_stereotyped_queries_are_candidates_and_only_copies_are_confirmed(tmp_pa
     distinct_flagged = sum(meta["candidates"].values()) - len(planted)
     assert distinct_flagged >= 10, "the hash alone should flag many distinct portraits"
     assert meta["duplicates"] == {s: sum(parts[r] == s for r in planted) for s in ("val", "test")}
-    assert all(c >= 1 for c in dup["candidates"]) and all(0 <= d <= DISTANCE for d in dup["distance"])
+    assert all(c >= 1 for c in dup["candidates"]) and all(
+        0 <= d <= DISTANCE for d in dup["distance"]
+    )
     scores = zip(dup["detail"], dup["colour"], dup["confirmed"])
     assert all(d >= DETAIL_MIN and c <= COLOUR_RMS_MAX for d, c, ok in scores if ok)
 
@@ -276,33 +331,73 @@ def test_report_shows_candidates_confirmed_and_achieved_fractions(tmp_path):
     from artprobe.report import html, tables
 
     achieved = {"train": 0.8, "val": 0.1002, "test": 0.0998}
-    split_meta = {"method": "group", "seed": 3, "group_by": "artist", "n_groups": 7, "ungrouped_rows": 2,
-                  "val_fraction": 0.1, "test_fraction": 0.1, "achieved": achieved}  # fmt: skip
-    write_parquet(with_meta(pa.table({"row_id": [0, 1, 2], "split": ["train", "val", "test"]}), split_meta),
-                  tmp_path / "split.parquet")  # fmt: skip
-    dup_meta = {"distance": 8, "candidates": {"val": 9, "test": 7}, "duplicates": {"val": 4, "test": 1}}
-    write_parquet(with_meta(pa.table({"row_id": pa.array([], pa.int64())}), dup_meta), tmp_path / "d.parquet")
-    splits = pd.DataFrame({"split": ["train", "val", "test"], "rows": [80, 10, 10], "share": [0.8, 0.1, 0.1]})
-    counted, meta = tables.split_notes(str(tmp_path / "split.parquet"), splits, str(tmp_path / "d.parquet"))
+    split_meta = {
+        "method": "group",
+        "seed": 3,
+        "group_by": "artist",
+        "n_groups": 7,
+        "ungrouped_rows": 2,
+        "val_fraction": 0.1,
+        "test_fraction": 0.1,
+        "achieved": achieved,
+    }
+    write_parquet(
+        with_meta(pa.table({"row_id": [0, 1, 2], "split": ["train", "val", "test"]}), split_meta),
+        tmp_path / "split.parquet",
+    )
+    dup_meta = {
+        "distance": 8,
+        "candidates": {"val": 9, "test": 7},
+        "duplicates": {"val": 4, "test": 1},
+    }
+    write_parquet(
+        with_meta(pa.table({"row_id": pa.array([], pa.int64())}), dup_meta), tmp_path / "d.parquet"
+    )
+    splits = pd.DataFrame(
+        {"split": ["train", "val", "test"], "rows": [80, 10, 10], "share": [0.8, 0.1, 0.1]}
+    )
+    counted, meta = tables.split_notes(
+        str(tmp_path / "split.parquet"), splits, str(tmp_path / "d.parquet")
+    )
     assert counted["near_duplicate_candidates"].tolist() == [pd.NA, 9, 7]
     assert counted["near_duplicates"].tolist() == [pd.NA, 4, 1]
     note = html.split_note(meta)
-    assert "achieved train 80.00 %, val 10.02 %, test 9.98 % (asked val 10.00 %, test 10.00 %)" in note
-    page = "".join(html.dataset_sections(counted, pd.DataFrame(columns=["model", "failed_share"]),
-                                         pd.DataFrame(columns=["target"]), {"n_rows": 100}, meta))  # fmt: skip
+    assert (
+        "achieved train 80.00 %, val 10.02 %, test 9.98 % (asked val 10.00 %, test 10.00 %)" in note
+    )
+    page = "".join(
+        html.dataset_sections(
+            counted,
+            pd.DataFrame(columns=["model", "failed_share"]),
+            pd.DataFrame(columns=["target"]),
+            {"n_rows": 100},
+            meta,
+        )
+    )
     assert "near_duplicate_candidates" in page and "a second measure confirms" in page
 
 
 def test_hash_shard_survives_hostile_images(tmp_path):
     rgba = Image.new("RGBA", (64, 48), (255, 0, 0, 0))
     gray16 = Image.fromarray((np.arange(64 * 64).reshape(64, 64) * 16).astype(np.uint16))
-    images = [b"", b"not an image", jpeg(painting(1))[:300], _png(rgba), _png(gray16), jpeg(painting(2))]
+    images = [
+        b"",
+        b"not an image",
+        jpeg(painting(1))[:300],
+        _png(rgba),
+        _png(gray16),
+        jpeg(painting(2)),
+    ]
     write_shard(tmp_path / "s.parquet", range(10, 16), images)
     hash_shard(tmp_path / "s.parquet", tmp_path / "h.parquet")
     t = pq.read_table(tmp_path / "h.parquet").to_pydict()
     assert t["row_id"] == list(range(10, 16))
     assert [h is None for h in t["phash"]] == [True, True, True, False, False, False]
-    assert t["error"][0] == "empty" and t["error"][1].startswith("not an image") and t["error"][3:] == [None] * 3
+    assert (
+        t["error"][0] == "empty"
+        and t["error"][1].startswith("not an image")
+        and t["error"][3:] == [None] * 3
+    )
     assert pq.read_schema(tmp_path / "h.parquet").field("phash").type == pa.uint64()
     assert read_meta(tmp_path / "h.parquet")["failed"] == 3
 
@@ -370,9 +465,13 @@ def planted_source(folder, n: int = 60) -> dict[int, int]:
     genre = [i % 3 for i in range(n)]
     for k, (c, src) in enumerate(planted.items()):
         images[c], genre[c] = plants[k % len(plants)](pictures[src]), genre[src]
-    feats = datasets.Features({"image": datasets.Image(), "genre": datasets.ClassLabel(names=["a", "b", "c"])})
+    feats = datasets.Features(
+        {"image": datasets.Image(), "genre": datasets.ClassLabel(names=["a", "b", "c"])}
+    )
     (folder / "data").mkdir(parents=True)
-    ds = datasets.Dataset.from_dict({"image": [{"bytes": b, "path": None} for b in images], "genre": genre}, features=feats)
+    ds = datasets.Dataset.from_dict(
+        {"image": [{"bytes": b, "path": None} for b in images], "genre": genre}, features=feats
+    )
     ds.to_parquet(str(folder / "data" / "train-00000-of-00001.parquet"))
     return planted
 
@@ -384,7 +483,6 @@ def test_drop_duplicates_end_to_end(tmp_path):
     import json
 
     import pandas as pd
-
     from conftest import copy_workflow, snakemake
 
     work = copy_workflow(tmp_path / "work")

@@ -17,11 +17,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from embed_helpers import (
+    TINY,
+    assert_same_embeddings,
+    embed_two_shards,
+    encode,
+    small_jpegs,
+    write_shard,
+)
 from PIL import Image
-
 from synthetic import synthetic_jpeg, wikiart_like_sizes
-
-from embed_helpers import TINY, assert_same_embeddings, embed_two_shards, encode, small_jpegs, write_shard
 
 from artprobe.embed import CHECKPOINT_DIR, Checkpoints, embed_shard, load_model
 from artprobe.io import embedding_matrix, read_meta
@@ -71,7 +76,9 @@ def _png_header(width: int, height: int) -> bytes:
     import zlib
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return (
@@ -141,7 +148,9 @@ def test_bad_images_become_error_rows_and_workers_agree(tmp_path):
     cases = odd_images()
     shard = write_shard(tmp_path / "odd.parquet", [b for b, _ in cases.values()])
     s0 = embed_shard(shard, tmp_path / "w0.parquet", batch_size=5, workers=0, **TINY)
-    s2 = embed_shard(shard, tmp_path / "w2.parquet", batch_size=5, workers=2, **{**TINY, "threads": 3})
+    s2 = embed_shard(
+        shard, tmp_path / "w2.parquet", batch_size=5, workers=2, **{**TINY, "threads": 3}
+    )
     t0, t2 = pq.read_table(tmp_path / "w0.parquet"), pq.read_table(tmp_path / "w2.parquet")
     assert_same_embeddings(t0, t2)  # worker processes change nothing
     errors = dict(zip(cases, t0["error"].to_pylist()))
@@ -224,7 +233,9 @@ def test_local_weights_file_loads_through_timms_pretrained_path(tmp_path):
         load_model("test_vit", True, weights=str(tmp_path / "missing.safetensors"), cache=False)
 
 
-@pytest.mark.parametrize("name", ["eva02_tiny_patch14_224.mim_in22k", "test_vit_relpos", "convnextv2_atto.fcmae"])
+@pytest.mark.parametrize(
+    "name", ["eva02_tiny_patch14_224.mim_in22k", "test_vit_relpos", "convnextv2_atto.fcmae"]
+)
 def test_meta_device_build_equals_timms_plain_pretrained_build(tmp_path, name):
     """Built on the meta device and assign-loaded, the model is the one timm.create_model(...,
     pretrained=True) builds from the same file: every tensor, the RoPE tables and relative
@@ -267,7 +278,11 @@ def test_a_buffer_no_hook_can_compute_falls_back_to_the_plain_build(tmp_path, mo
     safetensors.torch.save_file({k: v.contiguous() for k, v in trained.state_dict().items()}, path)
     overlay = {"pretrained_cfg_overlay": {"file": str(path)}}
     plain = timm.create_model(name, pretrained=True, num_classes=0, **overlay).eval()
-    hooked = [c for c in vars(pos_embed_rel).values() if isinstance(c, type) and "init_non_persistent_buffers" in vars(c)]
+    hooked = [
+        c
+        for c in vars(pos_embed_rel).values()
+        if isinstance(c, type) and "init_non_persistent_buffers" in vars(c)
+    ]
     for cls in hooked:
         monkeypatch.delattr(cls, "init_non_persistent_buffers")
     from artprobe.embed.weights import create_pretrained
@@ -294,7 +309,12 @@ def test_peak_memory_does_not_grow_with_shard_rows(tmp_path):
     peaks = {}
     for n in (256, 2048):
         shard = tmp_path / f"s{n}.parquet"
-        table = pa.table({"row_id": pa.array(np.arange(n), pa.int64()), "image": pa.array([blob[i % 8] for i in range(n)], pa.binary())})
+        table = pa.table(
+            {
+                "row_id": pa.array(np.arange(n), pa.int64()),
+                "image": pa.array([blob[i % 8] for i in range(n)], pa.binary()),
+            }
+        )
         write_parquet(table, shard, row_group_size=256, compression="none")
         code = textwrap.dedent(
             f"""
@@ -307,7 +327,9 @@ def test_peak_memory_does_not_grow_with_shard_rows(tmp_path):
             print("RSS", re.search(r"VmHWM:\\s+(\\d+) kB", open("/proc/self/status").read()).group(1))
             """
         )
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        )
         peaks[n] = int(out.stdout.split("RSS")[-1]) * 1024
     column_growth = (2048 - 256) * 150_000
     assert peaks[2048] - peaks[256] < column_growth / 6, peaks
@@ -340,7 +362,10 @@ def test_empty_shard(tmp_path):
     shard = write_shard(tmp_path / "s.parquet", [])
     stats = embed_shard(shard, tmp_path / "o.parquet", **TINY)
     t = pq.read_table(tmp_path / "o.parquet")
-    assert t.num_rows == 0 and t.schema.field("embedding").type.list_size == 64 == stats["embedding_dim"]
+    assert (
+        t.num_rows == 0
+        and t.schema.field("embedding").type.list_size == 64 == stats["embedding_dim"]
+    )
 
 
 def test_nvjpeg_path_logic_on_cpu():
@@ -349,7 +374,12 @@ def test_nvjpeg_path_logic_on_cpu():
     import torch
     from timm.data import resolve_model_data_config
 
-    from artprobe.embed import ModelRunner, ShardImages, build_preprocess, collate, decode_jpeg_batch
+    from artprobe.embed import (
+        ShardImages,
+        build_preprocess,
+        collate,
+        decode_jpeg_batch,
+    )
 
     model, _ = load_model("convnext_atto", False)
     cfg = resolve_model_data_config(model)
@@ -380,7 +410,9 @@ def test_nvjpeg_path_logic_on_cpu():
     assert errors == {} and [i for i, _ in out] == [0, 3, 4, 7]
     for i, t in out:
         assert t.shape == (3, 224, 224) and t.dtype == torch.uint8
-        assert (t.float() - exact.decode_on_host(imgs[i]).float()).abs().mean() < 0.5  # grey levels of 255
+        assert (
+            t.float() - exact.decode_on_host(imgs[i]).float()
+        ).abs().mean() < 0.5  # grey levels of 255
 
 
 # --------------------------------------------------------------------------- resume
@@ -391,7 +423,9 @@ def test_resume_uses_matching_checkpoints_and_discards_the_rest(tmp_path, monkey
     ref = tmp_path / "ref.parquet"
     embed_shard(shard, ref, batch_size=4, checkpoint_every=1, **TINY)
     out = tmp_path / "out" / "s.parquet"
-    monkeypatch.setattr(Checkpoints, "cleanup", lambda self: None)  # keep the checkpoint files around
+    monkeypatch.setattr(
+        Checkpoints, "cleanup", lambda self: None
+    )  # keep the checkpoint files around
     embed_shard(shard, out, batch_size=4, checkpoint_every=1, **TINY)
     ckpt_dir = out.parent / CHECKPOINT_DIR / "s"
     files = sorted(p.name for p in ckpt_dir.glob("rows-*.arrow"))
@@ -418,7 +452,9 @@ def test_resume_uses_matching_checkpoints_and_discards_the_rest(tmp_path, monkey
 
 
 @pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])
-def test_corrupt_checkpoint_file_is_discarded_and_the_rows_re_embedded(tmp_path, monkeypatch, damage):
+def test_corrupt_checkpoint_file_is_discarded_and_the_rows_re_embedded(
+    tmp_path, monkeypatch, damage
+):
     """A damaged checkpoint file (a crash mid-copy, a full disk) is neither trusted nor fatal:
     it and every later file are deleted, those rows re-embedded, the output bit-identical."""
     shard = write_shard(tmp_path / "s.parquet", small_jpegs(10) + [b""])
@@ -495,7 +531,9 @@ def _start(script: Path, shard: Path, out: Path) -> subprocess.Popen:
 def _kill_when(proc: subprocess.Popen, ready, timeout: float = 120) -> None:
     t0 = time.monotonic()
     while not ready():
-        assert proc.poll() is None, f"run ended before it could be killed:\n{proc.stderr.read()[-3000:]}"
+        assert proc.poll() is None, (
+            f"run ended before it could be killed:\n{proc.stderr.read()[-3000:]}"
+        )
         assert time.monotonic() - t0 < timeout, "timed out waiting for a checkpoint"
         time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
@@ -562,7 +600,9 @@ def _oom_forward(monkeypatch, *, above: int, at_calls, error=None, then=None):
             if (then or {}).get(call):
                 raise then[call]
             if x.shape[0] > above and call in at_calls:
-                raise error or torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+                raise error or torch.OutOfMemoryError(
+                    "CUDA out of memory. Tried to allocate 20.00 GiB"
+                )
         return forward(self, x, plain)
 
     monkeypatch.setattr(ModelRunner, "forward", fake)
@@ -570,29 +610,46 @@ def _oom_forward(monkeypatch, *, above: int, at_calls, error=None, then=None):
 
 
 @pytest.mark.parametrize("error", ["OutOfMemoryError", "RuntimeError text"])
-def test_out_of_gpu_memory_halves_the_batch_and_equals_an_uninterrupted_run(tmp_path, monkeypatch, caplog, error):
+def test_out_of_gpu_memory_halves_the_batch_and_equals_an_uninterrupted_run(
+    tmp_path, monkeypatch, caplog, error
+):
     """OOM in the second batch of 8: the rows of the first batch are kept, the job goes on with
     batch 4 from row 8, and every embedding equals the uninterrupted run's, bit for bit
     (per-row outputs of test_vit in fp32 on CPU do not depend on the batch)."""
     shard = write_shard(tmp_path / "s.parquet", small_jpegs(17) + [b""])
     ref = tmp_path / "ref.parquet"
     embed_shard(shard, ref, batch_size=8, checkpoint_every=1, **TINY)
-    exc = None if error == "OutOfMemoryError" else RuntimeError("CUDA error: out of memory\nCUDA kernel errors ...")
+    exc = (
+        None
+        if error == "OutOfMemoryError"
+        else RuntimeError("CUDA error: out of memory\nCUDA kernel errors ...")
+    )
     seen = _oom_forward(monkeypatch, above=4, at_calls={2}, error=exc)
     out = tmp_path / "out" / "s.parquet"
     with caplog.at_level("INFO", logger="artprobe"):
         stats = embed_shard(shard, out, batch_size=8, checkpoint_every=1, **TINY)
-    assert seen == [8, 8, 4, 4, 1]  # rows 0..7, 8..15 out of memory, then from row 8 in 4s (row 17: no image)
+    assert seen == [
+        8,
+        8,
+        4,
+        4,
+        1,
+    ]  # rows 0..7, 8..15 out of memory, then from row 8 in 4s (row 17: no image)
     assert_same_embeddings(pq.read_table(out), pq.read_table(ref))
     meta = read_meta(out)
     assert (meta["batch_size"], meta["batch_size_used"], meta["oom_retries"]) == (8, 4, 1)
     assert (stats["batch_size_used"], stats["oom_retries"]) == (4, 1)
-    assert "out of GPU memory at batch 8" in caplog.text and "going on with batch 4 from row 8 of 18" in caplog.text
+    assert (
+        "out of GPU memory at batch 8" in caplog.text
+        and "going on with batch 4 from row 8 of 18" in caplog.text
+    )
     assert "batch 8 -> 4 after 1 CUDA out-of-memory retries" in caplog.text
     assert not (out.parent / CHECKPOINT_DIR).exists()
 
 
-def test_out_of_gpu_memory_at_batch_one_fails_in_a_sentence_and_keeps_the_rows(tmp_path, monkeypatch):
+def test_out_of_gpu_memory_at_batch_one_fails_in_a_sentence_and_keeps_the_rows(
+    tmp_path, monkeypatch
+):
     shard = write_shard(tmp_path / "s.parquet", small_jpegs(12))
     _oom_forward(monkeypatch, above=0, at_calls=set(range(2, 100)))  # every batch after the first
     out = tmp_path / "out" / "s.parquet"
@@ -615,9 +672,13 @@ def test_a_rerun_after_out_of_memory_resumes_with_the_smaller_batch(tmp_path, mo
     out = tmp_path / "out" / "s.parquet"
     _oom_forward(monkeypatch, above=4, at_calls={2}, then={4: RuntimeError("node lost")})
     with pytest.raises(RuntimeError, match="node lost"):
-        embed_shard(shard, out, batch_size=8, checkpoint_every=1, **TINY)  # rows 0..7 kept, then a crash
+        embed_shard(
+            shard, out, batch_size=8, checkpoint_every=1, **TINY
+        )  # rows 0..7 kept, then a crash
     monkeypatch.undo()
-    seen = _oom_forward(monkeypatch, above=4, at_calls=set(range(1, 100)))  # batch 8 would fail again
+    seen = _oom_forward(
+        monkeypatch, above=4, at_calls=set(range(1, 100))
+    )  # batch 8 would fail again
     with caplog.at_level("INFO", logger="artprobe"):
         stats = embed_shard(shard, out, batch_size=8, checkpoint_every=1, **TINY)
     assert seen == [4, 4, 4] and stats["n_resumed"] == 8

@@ -12,7 +12,6 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 import yaml
-
 from embed_helpers import TINY, assert_same_embeddings, small_jpegs, write_shard
 
 from artprobe.embed import embed_shard, load_model
@@ -64,7 +63,9 @@ def test_vit_features_equal_hand_computations(vit):
     assert feature_model(vit, "last4_cls_mean")(x).shape == (3, 5 * 192)
     # DINOv2's interface gives the same class tokens
     dino = vit.get_intermediate_layers(x, 4, return_prefix_tokens=True, norm=True)
-    torch.testing.assert_close(feature_model(vit, "last4_cls")(x), torch.cat([p[:, 0] for _, p in dino], 1))
+    torch.testing.assert_close(
+        feature_model(vit, "last4_cls")(x), torch.cat([p[:, 0] for _, p in dino], 1)
+    )
 
 
 @torch.no_grad()
@@ -91,7 +92,9 @@ def test_convnext_mean_tokens_is_the_map_mean_and_class_tokens_are_refused():
     fmap = model.forward_features(x)  # [2, 320, 2, 2]
     torch.testing.assert_close(feature_model(model, "mean_tokens")(x), fmap.mean((2, 3)))
     for choice in ("cls", "last4_cls_mean"):
-        with pytest.raises(ValueError, match=rf"'convnext_atto'.*{choice}.*works with pooled, mean_tokens$"):
+        with pytest.raises(
+            ValueError, match=rf"'convnext_atto'.*{choice}.*works with pooled, mean_tokens$"
+        ):
             feature_model(model, choice, "convnext_atto")
 
 
@@ -112,7 +115,9 @@ def test_parse_features_and_the_schema_agree():
     schema = yaml.safe_load((ROOT / "schemas/config.schema.yaml").read_text())
     prop = schema["properties"]["models"]["items"]["properties"]["features"]
     assert prop["pattern"] == FEATURES_PATTERN and prop["default"] == "pooled"
-    assert re.fullmatch(FEATURES_PATTERN, "last12_cls_mean") and not re.fullmatch(FEATURES_PATTERN, "last4_mean")
+    assert re.fullmatch(FEATURES_PATTERN, "last12_cls_mean") and not re.fullmatch(
+        FEATURES_PATTERN, "last4_mean"
+    )
 
 
 def test_embed_shard_records_the_choice_and_pooled_is_unchanged(tmp_path):
@@ -121,13 +126,20 @@ def test_embed_shard_records_the_choice_and_pooled_is_unchanged(tmp_path):
     default = embed_shard(shard, tmp_path / "default.parquet", **kw)
     embed_shard(shard, tmp_path / "pooled.parquet", features="pooled", **kw)
     embed_shard(shard, tmp_path / "dino.parquet", features="last2_cls_mean", **kw)
-    assert_same_embeddings(pq.read_table(tmp_path / "default.parquet"), pq.read_table(tmp_path / "pooled.parquet"))
+    assert_same_embeddings(
+        pq.read_table(tmp_path / "default.parquet"), pq.read_table(tmp_path / "pooled.parquet")
+    )
     assert read_meta(tmp_path / "default.parquet")["features"] == "pooled"
     meta = read_meta(tmp_path / "dino.parquet")
-    assert meta["features"] == "last2_cls_mean" and meta["embedding_dim"] == 3 * default["embedding_dim"]
+    assert (
+        meta["features"] == "last2_cls_mean"
+        and meta["embedding_dim"] == 3 * default["embedding_dim"]
+    )
     model, _ = load_model("test_vit", False)
     dino = embedding_matrix(pq.read_table(tmp_path / "dino.parquet")["embedding"])
     assert np.isfinite(dino).all() and dino.shape == (5, 3 * model.num_features)
     with pytest.raises(ValueError, match="'convnext_atto'.*cannot give features='cls'"):
-        embed_shard(shard, tmp_path / "cnx.parquet", **{**kw, "timm_name": "convnext_atto"}, features="cls")
+        embed_shard(
+            shard, tmp_path / "cnx.parquet", **{**kw, "timm_name": "convnext_atto"}, features="cls"
+        )
     assert not (tmp_path / "cnx.parquet").exists()

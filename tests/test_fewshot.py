@@ -54,7 +54,9 @@ def test_shots_are_sorted_with_all_last():
 
 
 def _blobs(n_per_class: int, n_classes: int = 5, dim: int = 16, seed: int = 0, noise: float = 2.0):
-    centers = np.random.default_rng(99).standard_normal((n_classes, dim)) * 1.5  # shared by all splits
+    centers = (
+        np.random.default_rng(99).standard_normal((n_classes, dim)) * 1.5
+    )  # shared by all splits
     rng = np.random.default_rng(seed)
     y = np.repeat(np.arange(n_classes), n_per_class)
     X = (centers[y] + noise * rng.standard_normal((len(y), dim))).astype(np.float32)
@@ -64,8 +66,18 @@ def _blobs(n_per_class: int, n_classes: int = 5, dim: int = 16, seed: int = 0, n
 def test_curve_rises_on_an_easy_problem():
     train, val, test = _blobs(60, seed=1), _blobs(20, seed=2), _blobs(60, seed=3)
     params = resolve_params("linear", FAST_LINEAR)
-    curve = fewshot_curve(params, train, val, test, n_classes=5, shots=[1, 2, 5, 10, 25, "all"],
-                          trials=3, seed=0, threads=1, device="cpu")  # fmt: skip
+    curve = fewshot_curve(
+        params,
+        train,
+        val,
+        test,
+        n_classes=5,
+        shots=[1, 2, 5, 10, 25, "all"],
+        trials=3,
+        seed=0,
+        threads=1,
+        device="cpu",
+    )
     acc = [s["accuracy"] for s in curve["summary"]]
     assert acc[-1] > acc[0] + 0.15, acc
     assert all(b >= a - 0.05 for a, b in zip(acc, acc[1:])), acc  # monotone up to noise
@@ -82,11 +94,21 @@ def _merged(path, n: int = 90, n_classes: int = 3):
     ids = np.arange(1000, 1000 + n)
     y = ids % n_classes
     split = np.array(["train", "train", "val", "test", "train"])[ids % 5]
-    X = np.column_stack([ids, y * 3.0 + rng.standard_normal(n), rng.standard_normal(n)]).astype(np.float32)
+    X = np.column_stack([ids, y * 3.0 + rng.standard_normal(n), rng.standard_normal(n)]).astype(
+        np.float32
+    )
     emb = pa.FixedSizeListArray.from_arrays(pa.array(X.ravel(), pa.float32()), 3)
-    table = pa.table({"row_id": pa.array(ids, pa.int64()), "split": split, "style": pa.array(y, pa.int16()),
-                      "embedding": emb})  # fmt: skip
-    write_parquet(with_meta(table, {"classes": {"style": [f"s{i}" for i in range(n_classes)]}}), path)
+    table = pa.table(
+        {
+            "row_id": pa.array(ids, pa.int64()),
+            "split": split,
+            "style": pa.array(y, pa.int16()),
+            "embedding": emb,
+        }
+    )
+    write_parquet(
+        with_meta(table, {"classes": {"style": [f"s{i}" for i in range(n_classes)]}}), path
+    )
     return ids, split
 
 
@@ -96,14 +118,27 @@ def test_the_stage_never_trains_on_val_or_test_rows(tmp_path, monkeypatch):
     real_fit = fewshot.fit
 
     def spy(kind, params, X_train, y_train, X_val, y_val, X_test, **kw):
-        seen.append((X_train[:, 0].astype(int), X_val[:, 0].astype(int), params["refit"] != "train"))
+        seen.append(
+            (X_train[:, 0].astype(int), X_val[:, 0].astype(int), params["refit"] != "train")
+        )
         return real_fit(kind, params, X_train, y_train, X_val, y_val, X_test, **kw)
 
     monkeypatch.setattr(fewshot, "fit", spy)
-    out = stage.run_fewshot(tmp_path / "m.parquet", tmp_path / "f.json", model="m", target="style",
-                            params=FAST_LINEAR, shots=[1, 2, "all"], trials=2, seed=3, device="cpu")  # fmt: skip
+    out = stage.run_fewshot(
+        tmp_path / "m.parquet",
+        tmp_path / "f.json",
+        model="m",
+        target="style",
+        params=FAST_LINEAR,
+        shots=[1, 2, "all"],
+        trials=2,
+        seed=3,
+        device="cpu",
+    )
     train_ids, val_ids = set(ids[split == "train"]), set(ids[split == "val"])
-    assert seen and all(set(tr) <= train_ids and set(va) == val_ids and not refit for tr, va, refit in seen)
+    assert seen and all(
+        set(tr) <= train_ids and set(va) == val_ids and not refit for tr, va, refit in seen
+    )
     per_trial = [s[0] for s in seen]  # trial 0: k=1, 2, all; trial 1: k=1, 2 (all reused)
     assert [len(t) for t in per_trial] == [3, 6, len(train_ids), 3, 6]
     assert set(per_trial[0]) <= set(per_trial[1]) and set(per_trial[3]) <= set(per_trial[4])
@@ -112,7 +147,9 @@ def test_the_stage_never_trains_on_val_or_test_rows(tmp_path, monkeypatch):
     assert [s["shot"] for s in written["summary"]] == [1, 2, "all"]
 
 
-def _config(fewshot_cfg, classifiers=({"name": "lin", "kind": "linear"}, {"name": "m", "kind": "mlp"})):
+def _config(
+    fewshot_cfg, classifiers=({"name": "lin", "kind": "linear"}, {"name": "m", "kind": "mlp"})
+):
     return {"probe": {"fewshot": fewshot_cfg}, "classifiers": list(classifiers)}
 
 
@@ -121,7 +158,9 @@ def test_fewshot_settings():
     assert fewshot_settings(_config(None), params) is None
     s = fewshot_settings(_config({"trials": 2}), params)
     assert s == {"shots": [1, 2, 5, 10, 25, 100, "all"], "trials": 2, "params": params["lin"]}
-    with pytest.raises(ValueError, match=r"probe.fewshot.classifier: 'm' is not a linear classifier"):
+    with pytest.raises(
+        ValueError, match=r"probe.fewshot.classifier: 'm' is not a linear classifier"
+    ):
         fewshot_settings(_config({"classifier": "m"}), params)
     only_mlp = _config({}, classifiers=[{"name": "m", "kind": "mlp"}])
     assert fewshot_settings(only_mlp, params)["params"] == resolve_params("linear", {})
@@ -131,16 +170,27 @@ def test_layout_lists_fewshot_files_only_when_on():
     off = report_files(["a", "b"], ["style"], ["lin"], {"lin": "linear"})
     on = report_files(["a", "b"], ["style"], ["lin"], {"lin": "linear"}, fewshot=True)
     added = {k: v for k, v in on.items() if k not in off}
-    assert added == {"fewshot": "fewshot.csv", "fewshot.a.style": "fewshot/a.style.png",
-                     "fewshot.b.style": "fewshot/b.style.png"}  # fmt: skip
+    assert added == {
+        "fewshot": "fewshot.csv",
+        "fewshot.a.style": "fewshot/a.style.png",
+        "fewshot.b.style": "fewshot/b.style.png",
+    }
 
 
 def test_fewshot_plot_and_table(tmp_path):
     from artprobe.report import plots, tables
 
     train, val, test = _blobs(10, seed=1), _blobs(5, seed=2), _blobs(10, seed=3)
-    curve = fewshot_curve(resolve_params("linear", FAST_LINEAR), train, val, test, n_classes=5,
-                          shots=[1, "all"], trials=2, device="cpu")  # fmt: skip
+    curve = fewshot_curve(
+        resolve_params("linear", FAST_LINEAR),
+        train,
+        val,
+        test,
+        n_classes=5,
+        shots=[1, "all"],
+        trials=2,
+        device="cpu",
+    )
     curve |= {"model": "a", "target": "style", "n_classes": 5}
     plots.save(plots.plot_fewshot(curve, "tab:blue"), tmp_path / "f.png")
     assert (tmp_path / "f.png").stat().st_size > 5000

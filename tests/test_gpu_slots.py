@@ -9,9 +9,9 @@ import sys
 import time
 
 import pytest
+from conftest import ROOT
 
 from artprobe.embed import gpu_slots
-from conftest import ROOT
 
 # claims a slot, prints the GPU it got (and a forked child's pid), holds it until stdin closes
 HOLDER = """
@@ -32,7 +32,9 @@ sys.stdin.read()
 @pytest.fixture
 def fake_gpus(tmp_path, monkeypatch):
     """Four fake GPUs and a private slot folder, for this test and the processes it starts."""
-    env = dict(os.environ, ARTPROBE_GPU_IDS="0,1,2,3", ARTPROBE_GPU_SLOTS_DIR=str(tmp_path / "slots"))
+    env = dict(
+        os.environ, ARTPROBE_GPU_IDS="0,1,2,3", ARTPROBE_GPU_SLOTS_DIR=str(tmp_path / "slots")
+    )
     env.pop("SLURM_JOB_ID", None)
     env["PYTHONPATH"] = str(ROOT)
     return env
@@ -56,7 +58,10 @@ def _stop(*procs: subprocess.Popen) -> None:
 
 
 def test_gpu_ids_come_from_the_override_then_cuda_visible_devices():
-    assert gpu_slots.gpu_ids({"ARTPROBE_GPU_IDS": "0, 2", "CUDA_VISIBLE_DEVICES": "5"}) == ["0", "2"]
+    assert gpu_slots.gpu_ids({"ARTPROBE_GPU_IDS": "0, 2", "CUDA_VISIBLE_DEVICES": "5"}) == [
+        "0",
+        "2",
+    ]
     assert gpu_slots.gpu_ids({"CUDA_VISIBLE_DEVICES": "3,1"}) == ["3", "1"]
     assert gpu_slots.gpu_ids({"CUDA_VISIBLE_DEVICES": ""}) == []  # no GPU: no slot
 
@@ -89,7 +94,9 @@ def test_a_job_waits_while_every_gpu_is_busy_and_gets_the_first_freed(fake_gpus)
         gpus = [_answer(p)[0] for p in procs]
         waiter = _holder(fake_gpus)
         time.sleep(1.0)
-        assert waiter.poll() is None and not _readable(waiter), "took a slot while all four were held"
+        assert waiter.poll() is None and not _readable(waiter), (
+            "took a slot while all four were held"
+        )
         _stop(procs[2])  # the job on gpus[2] ends
         assert _answer(waiter)[0] == gpus[2]
     finally:
@@ -151,23 +158,40 @@ def test_snakemake_runs_two_embed_jobs_at_once_on_two_gpus(tmp_path):
     import re
 
     import pyarrow.parquet as pq
-
     from conftest import TINY_OVERLAY, copy_workflow, snakemake
 
     work = copy_workflow(tmp_path / "work")
     (work / "tiny.yaml").write_text(TINY_OVERLAY)
     env = {"ARTPROBE_GPU_IDS": "0,1", "ARTPROBE_GPU_SLOTS_DIR": str(tmp_path / "slots")}
     targets = [f"results/tiny/embeddings/{m}.parquet" for m in ("vit", "convnext")]
-    snakemake(work, *targets, "--cores", "2", "--resources", "gpu=2", "--set-threads", "embed=1", "--configfile", "tiny.yaml", env=env)  # fmt: skip
+    snakemake(
+        work,
+        *targets,
+        "--cores",
+        "2",
+        "--resources",
+        "gpu=2",
+        "--set-threads",
+        "embed=1",
+        "--configfile",
+        "tiny.yaml",
+        env=env,
+    )
     jobs = []
     for out in sorted((work / "results" / "tiny" / "embeddings").glob("*/*.parquet")):
         meta = json.loads(pq.read_schema(out).metadata[b"artprobe"])
         log = work / "results" / "tiny" / "logs" / "embed" / out.parent.name / (out.stem + ".log")
-        started = re.search(r"^(\S+ \S+) INFO artprobe.embed.gpu_slots: GPU slot (\S+)", log.read_text(), re.M)
+        started = re.search(
+            r"^(\S+ \S+) INFO artprobe.embed.gpu_slots: GPU slot (\S+)", log.read_text(), re.M
+        )
         t0 = dt.datetime.strptime(started.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
-        assert meta["gpu_slot"] == started.group(2) and meta["gpu_slot"].endswith(":" + meta["cuda_visible_devices"])
+        assert meta["gpu_slot"] == started.group(2) and meta["gpu_slot"].endswith(
+            ":" + meta["cuda_visible_devices"]
+        )
         jobs.append((t0, out.stat().st_mtime, meta["cuda_visible_devices"]))
     assert len(jobs) == 6 and {gpu for *_, gpu in jobs} == {"0", "1"}
-    overlapping = [(a, b) for i, a in enumerate(jobs) for b in jobs[i + 1 :] if a[0] < b[1] and b[0] < a[1]]
+    overlapping = [
+        (a, b) for i, a in enumerate(jobs) for b in jobs[i + 1 :] if a[0] < b[1] and b[0] < a[1]
+    ]
     assert overlapping, jobs  # two at a time, as --resources gpu=2 allows
     assert all(a[2] != b[2] for a, b in overlapping), overlapping

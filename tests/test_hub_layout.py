@@ -35,8 +35,13 @@ def test_push_to_hub_layout_orders_splits_like_datasets():
 
 def test_splits_choose_and_order():
     listing = ["data/train-0.parquet", "data/test-0.parquet", "data/validation-0.parquet"]
-    assert paths(select(listing, splits=["test", "train"])) == ["data/test-0.parquet", "data/train-0.parquet"]
-    with pytest.raises(LayoutError, match=r"dataset.splits \['valid'\].*\['train', 'validation', 'test'\]"):
+    assert paths(select(listing, splits=["test", "train"])) == [
+        "data/test-0.parquet",
+        "data/train-0.parquet",
+    ]
+    with pytest.raises(
+        LayoutError, match=r"dataset.splits \['valid'\].*\['train', 'validation', 'test'\]"
+    ):
         select(listing, splits=["valid"], where="me/ds@main")
 
 
@@ -47,34 +52,57 @@ def test_config_folders_and_the_default_config():
         "wikiart/validation-00000-of-00001.parquet",
         "other/train-00000-of-00001.parquet",
     ]
-    with pytest.raises(LayoutError, match=r"several configs \['other', 'wikiart'\].*dataset.config"):
+    with pytest.raises(
+        LayoutError, match=r"several configs \['other', 'wikiart'\].*dataset.config"
+    ):
         select(listing, where="me/ds@main")
     assert paths(select(listing, config="wikiart")) == [
         "wikiart/train/0000.parquet",
         "wikiart/train/0001.parquet",
         "wikiart/validation-00000-of-00001.parquet",
     ]
-    assert paths(select(listing + ["data/train-0.parquet"])) == ["data/train-0.parquet"]  # default wins
-    with pytest.raises(LayoutError, match=r"dataset.config 'nope' not found; configs: \['other', 'wikiart'\]"):
+    assert paths(select(listing + ["data/train-0.parquet"])) == [
+        "data/train-0.parquet"
+    ]  # default wins
+    with pytest.raises(
+        LayoutError, match=r"dataset.config 'nope' not found; configs: \['other', 'wikiart'\]"
+    ):
         select(listing, config="nope")
 
 
 def test_parquet_conversion_layout_with_a_partial_split():
-    listing = ["default/partial-train/0000.parquet", "default/partial-train/0001.parquet", "default/test/0000.parquet"]
+    listing = [
+        "default/partial-train/0000.parquet",
+        "default/partial-train/0001.parquet",
+        "default/test/0000.parquet",
+    ]
     files = select(listing)
-    assert [(f.split, f.partial) for f in files] == [("train", True), ("train", True), ("test", False)]
+    assert [(f.split, f.partial) for f in files] == [
+        ("train", True),
+        ("train", True),
+        ("test", False),
+    ]
     assert parse_path("default/test/0000.parquet").config == "default"
 
 
 @pytest.mark.parametrize(
-    "path", ["README.md", ".cache/huggingface/x.parquet", "a/b/c/d.parquet", "train/cat/1.jpg", "x.parquet"]
+    "path",
+    [
+        "README.md",
+        ".cache/huggingface/x.parquet",
+        "a/b/c/d.parquet",
+        "train/cat/1.jpg",
+        "x.parquet",
+    ],
 )
 def test_files_outside_a_layout_are_not_data(path):
     assert parse_path(path) is None
 
 
 def test_no_data_files_is_an_error_naming_the_layouts():
-    with pytest.raises(LayoutError, match=r"me/ds@main: no Parquet files in a hub layout.*data/<split>-\*.parquet"):
+    with pytest.raises(
+        LayoutError, match=r"me/ds@main: no Parquet files in a hub layout.*data/<split>-\*.parquet"
+    ):
         select(["README.md", "train/cat/1.jpg"], where="me/ds@main")
 
 
@@ -88,6 +116,9 @@ def test_local_folder_uses_the_same_selection(demo_source, tmp_path):
         (folder / rel).parent.mkdir(parents=True, exist_ok=True)
         (folder / rel).write_bytes(b"")
     chosen = sources.list_data_files(folder, splits=["train"])
-    assert [p.relative_to(folder).as_posix() for p in chosen] == ["art/train/0000.parquet", "art/train/0001.parquet"]
+    assert [p.relative_to(folder).as_posix() for p in chosen] == [
+        "art/train/0000.parquet",
+        "art/train/0001.parquet",
+    ]
     with pytest.raises(sources.DataError, match="dataset.config 'x' not found"):
         sources.list_data_files(folder, config="x")

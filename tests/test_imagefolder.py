@@ -12,19 +12,18 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pandas as pd
 import pytest
 from PIL import Image
-
-from artprobe.manifest import build_manifest
-from artprobe.shard import write_shard
-from artprobe.sources import DataError
-from artprobe.io import read_json
 from synthetic import FORMATS
 from synthetic import small_image as image_bytes
 
+from artprobe.io import read_json
+from artprobe.manifest import build_manifest
+from artprobe.shard import write_shard
+from artprobe.sources import DataError
 
 
 def write_images(root: Path, names: list[str]) -> dict[str, bytes]:
@@ -42,13 +41,21 @@ def write_images(root: Path, names: list[str]) -> dict[str, bytes]:
 NAMES = ["a painting.jpg", "Émile é.png", "油画 1.webp", "z-last.jpg", "été 2.webp", "b.png"]
 
 
-def manifest_and_shards(tmp_path: Path, source: Path, targets: list[str], rows: int = 4, **kw) -> tuple[dict, pa.Table]:
+def manifest_and_shards(
+    tmp_path: Path, source: Path, targets: list[str], rows: int = 4, **kw
+) -> tuple[dict, pa.Table]:
     out = tmp_path / "results"
     m = build_manifest(str(source), None, targets, out / "manifest.json", **kw)
     parts = []
     for i, start in enumerate(range(0, m["n_rows"], rows)):
         path = out / "shards" / f"{i:05d}.parquet"
-        write_shard(out / "manifest.json", path, row_start=start, row_stop=min(start + rows, m["n_rows"]), shard=f"{i:05d}")
+        write_shard(
+            out / "manifest.json",
+            path,
+            row_start=start,
+            row_stop=min(start + rows, m["n_rows"]),
+            shard=f"{i:05d}",
+        )
         parts.append(pq.read_table(path))
     assert read_json(out / "manifest.json") == m
     return m, pa.concat_tables(parts)
@@ -56,7 +63,9 @@ def manifest_and_shards(tmp_path: Path, source: Path, targets: list[str], rows: 
 
 def test_class_subfolders(tmp_path):
     src = tmp_path / "collection"
-    files = write_images(src, [f"{c}/{n}" for c in ("Baroque", "Ukiyo-e 浮世絵", "Cubism") for n in NAMES[:2]])
+    files = write_images(
+        src, [f"{c}/{n}" for c in ("Baroque", "Ukiyo-e 浮世絵", "Cubism") for n in NAMES[:2]]
+    )
     m, shards = manifest_and_shards(tmp_path, src, ["label"])
     order = sorted(files)  # datasets' order: paths sorted
     assert m["layout"] == "imagefolder" and m["n_rows"] == 6
@@ -65,16 +74,22 @@ def test_class_subfolders(tmp_path):
     assert shards.column("row_id").to_pylist() == list(range(6))
     assert shards.column("image").to_pylist() == [files[n] for n in order]  # original bytes
     names = m["classes"]["label"]
-    assert [names[i] for i in shards.column("label").to_pylist()] == [n.split("/")[0] for n in order]
+    assert [names[i] for i in shards.column("label").to_pylist()] == [
+        n.split("/")[0] for n in order
+    ]
     assert shards.schema.field("label").type == pa.int16()
 
 
 def test_split_folders_are_read_in_datasets_order(tmp_path):
     src = tmp_path / "collection"
-    files = write_images(src, [f"{s}/{c}/{n}" for s in ("train", "test") for c in ("a", "b") for n in NAMES[:2]])
+    files = write_images(
+        src, [f"{s}/{c}/{n}" for s in ("train", "test") for c in ("a", "b") for n in NAMES[:2]]
+    )
     m, shards = manifest_and_shards(tmp_path, src, ["label"])
     assert m["source_splits"] == {"train": 4, "test": 4} and m["classes"]["label"] == ["a", "b"]
-    expected = sorted(n for n in files if n.startswith("train/")) + sorted(n for n in files if n.startswith("test/"))
+    expected = sorted(n for n in files if n.startswith("train/")) + sorted(
+        n for n in files if n.startswith("test/")
+    )
     assert shards.column("image").to_pylist() == [files[n] for n in expected]
 
 
@@ -96,24 +111,37 @@ def test_metadata_with_string_and_int_labels_and_missing_ones(tmp_path, kind):
     files = write_images(src, [f"imgs/{n}" for n in NAMES])
     styles = ["Rococo", "Baroque", None, "Rococo", "", "Cubism"]  # None and "": missing
     years = [1750, 1600, 1750, -1, None, 1910]  # -1 and None: missing; ints without names
-    rows = [{"file_name": f"imgs/{n}", "style": s, "year": y} for n, s, y in zip(NAMES, styles, years)]
+    rows = [
+        {"file_name": f"imgs/{n}", "style": s, "year": y} for n, s, y in zip(NAMES, styles, years)
+    ]
     _metadata(src, kind, rows[::-1])  # metadata order, not file order, is the row order
     m, shards = manifest_and_shards(tmp_path, src, ["style", "year"], rows=4)
-    assert m["classes"] == {"style": ["Baroque", "Cubism", "Rococo"], "year": ["1600", "1750", "1910"]}
+    assert m["classes"] == {
+        "style": ["Baroque", "Cubism", "Rococo"],
+        "year": ["1600", "1750", "1910"],
+    }
     assert m["label_kinds"] == {"style": "string", "year": "int"}
     assert m["missing_labels"] == {"style": 2, "year": 2}
     assert shards.column("image").to_pylist() == [files[f"imgs/{n}"] for n in NAMES[::-1]]
     style = ["Rococo", "Baroque", None, "Rococo", None, "Cubism"][::-1]
-    assert shards.column("style").to_pylist() == [-1 if s is None else m["classes"]["style"].index(s) for s in style]
+    assert shards.column("style").to_pylist() == [
+        -1 if s is None else m["classes"]["style"].index(s) for s in style
+    ]
     year = [1750, 1600, 1750, None, None, 1910][::-1]
-    assert shards.column("year").to_pylist() == [-1 if y is None else m["classes"]["year"].index(str(y)) for y in year]
+    assert shards.column("year").to_pylist() == [
+        -1 if y is None else m["classes"]["year"].index(str(y)) for y in year
+    ]
 
 
 def test_metadata_listing_a_missing_file_is_an_error(tmp_path):
     src = tmp_path / "collection"
     write_images(src, NAMES[:3])
-    _metadata(src, "csv", [{"file_name": n, "style": s} for n, s in zip([*NAMES[:3], "gone.jpg"], "abab")])
-    with pytest.raises(DataError, match=r"1 image file\(s\) of column 'image' do not exist.*gone\.jpg"):
+    _metadata(
+        src, "csv", [{"file_name": n, "style": s} for n, s in zip([*NAMES[:3], "gone.jpg"], "abab")]
+    )
+    with pytest.raises(
+        DataError, match=r"1 image file\(s\) of column 'image' do not exist.*gone\.jpg"
+    ):
         build_manifest(str(src), None, ["style"], tmp_path / "m.json")
 
 
@@ -126,9 +154,13 @@ def _parquet_source(tmp_path: Path, image, labels: dict, name: str = "image") ->
 
 def test_parquet_image_column_as_bytes_with_string_labels(tmp_path):
     data = [image_bytes(ext, i) for i, ext in enumerate([".jpg", ".png", ".webp", ".jpg"])]
-    src = _parquet_source(tmp_path, pa.array(data, pa.binary()), {"movement": ["b", None, "a", "b"]}, name="picture")
+    src = _parquet_source(
+        tmp_path, pa.array(data, pa.binary()), {"movement": ["b", None, "a", "b"]}, name="picture"
+    )
     m, shards = manifest_and_shards(tmp_path, src, ["movement"], image_column="picture")
-    assert m["layout"] == "parquet" and m["image_kind"] == "bytes" and m["image_column"] == "picture"
+    assert (
+        m["layout"] == "parquet" and m["image_kind"] == "bytes" and m["image_column"] == "picture"
+    )
     assert m["classes"] == {"movement": ["a", "b"]} and m["missing_labels"] == {"movement": 1}
     assert shards.column("image").to_pylist() == data
     assert shards.column("movement").to_pylist() == [1, -1, 0, 1]
@@ -145,10 +177,15 @@ def test_parquet_image_column_as_paths(tmp_path):
 
 def test_image_struct_without_bytes_reads_the_path(tmp_path):
     files = write_images(tmp_path / "pq", NAMES[:2])
-    struct = pa.array([{"bytes": None, "path": n} for n in files], pa.struct([("bytes", pa.binary()), ("path", pa.string())]))
+    struct = pa.array(
+        [{"bytes": None, "path": n} for n in files],
+        pa.struct([("bytes", pa.binary()), ("path", pa.string())]),
+    )
     src = _parquet_source(tmp_path, struct, {"label": ["x", "y"]})
     m, shards = manifest_and_shards(tmp_path, src, ["label"])
-    assert m["image_kind"] == "struct" and shards.column("image").to_pylist() == list(files.values())
+    assert m["image_kind"] == "struct" and shards.column("image").to_pylist() == list(
+        files.values()
+    )
 
 
 # ------------------------------------------------------------------ bad input, before any job
@@ -157,13 +194,20 @@ def test_image_struct_without_bytes_reads_the_path(tmp_path):
 def test_target_that_is_not_a_column_names_the_columns(tmp_path):
     src = tmp_path / "collection"
     write_images(src, [f"{c}/{n}" for c in "ab" for n in NAMES[:2]])
-    with pytest.raises(DataError, match=r"dataset.targets: missing column\(s\) \['genre'\].*columns are \['label', 'image'\]"):
+    with pytest.raises(
+        DataError,
+        match=r"dataset.targets: missing column\(s\) \['genre'\].*columns are \['label', 'image'\]",
+    ):
         build_manifest(str(src), None, ["genre"], tmp_path / "m.json")
 
 
 def test_target_with_one_class(tmp_path):
-    src = _parquet_source(tmp_path, pa.array([image_bytes(".png", 0)] * 3), {"style": ["x", "x", None]})
-    with pytest.raises(DataError, match=r"target 'style' .* has 1 class\(es\) \['x'\]: a probe needs at least 2"):
+    src = _parquet_source(
+        tmp_path, pa.array([image_bytes(".png", 0)] * 3), {"style": ["x", "x", None]}
+    )
+    with pytest.raises(
+        DataError, match=r"target 'style' .* has 1 class\(es\) \['x'\]: a probe needs at least 2"
+    ):
         build_manifest(str(src), None, ["style"], tmp_path / "m.json")
 
 
@@ -186,16 +230,23 @@ def test_image_column_that_is_not_one(tmp_path):
     src = tmp_path / "collection"
     write_images(src, NAMES[:2])
     _metadata(src, "csv", [{"file_name": n, "style": s} for n, s in zip(NAMES[:2], "ab")])
-    with pytest.raises(DataError, match=r"dataset.image_column 'style' .* is not an image column.*\['image'\]"):
+    with pytest.raises(
+        DataError, match=r"dataset.image_column 'style' .* is not an image column.*\['image'\]"
+    ):
         build_manifest(str(src), None, ["style"], tmp_path / "m.json", image_column="style")
-    with pytest.raises(DataError, match=r"dataset.image_column 'photo': not a column .* \['image', 'style'\]"):
+    with pytest.raises(
+        DataError, match=r"dataset.image_column 'photo': not a column .* \['image', 'style'\]"
+    ):
         build_manifest(str(src), None, ["style"], tmp_path / "m.json", image_column="photo")
 
 
 def test_folders_datasets_would_not_load(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(DataError, match="no Parquet files .* and datasets' imagefolder cannot load it .*doesn't contain any data files"):
+    with pytest.raises(
+        DataError,
+        match="no Parquet files .* and datasets' imagefolder cannot load it .*doesn't contain any data files",
+    ):
         build_manifest(str(empty), None, ["label"], tmp_path / "m.json")
     (tmp_path / "text" / "a").mkdir(parents=True)
     (tmp_path / "text" / "a" / "notes.txt").write_text("no images here")
@@ -203,7 +254,10 @@ def test_folders_datasets_would_not_load(tmp_path):
         build_manifest(str(tmp_path / "text"), None, ["label"], tmp_path / "m.json")
     mixed = tmp_path / "mixed"  # images at two depths: datasets infers no label
     write_images(mixed, ["a/x.png", "b/y.png", "b/deeper/z.png"])
-    with pytest.raises(DataError, match=r"missing column\(s\) \['label'\].*same depth; found images 1 folder\(s\) deep"):
+    with pytest.raises(
+        DataError,
+        match=r"missing column\(s\) \['label'\].*same depth; found images 1 folder\(s\) deep",
+    ):
         build_manifest(str(mixed), None, ["label"], tmp_path / "m.json")
 
 
@@ -251,7 +305,9 @@ def _collection(root: Path, n: int = 60) -> tuple[list, list]:
         ext = list(FORMATS)[i % 3]
         name = f"works/{i:02d} {['été', '油画', 'plain'][i // 3 % 3]}{ext}"
         (root / name).parent.mkdir(parents=True, exist_ok=True)
-        img = np.full((32, 32, 3), colours[style], np.uint8) + np.random.default_rng(i).integers(0, 30, (32, 32, 3)).astype(np.uint8)
+        img = np.full((32, 32, 3), colours[style], np.uint8) + np.random.default_rng(i).integers(
+            0, 30, (32, 32, 3)
+        ).astype(np.uint8)
         Image.fromarray(img).save(root / name, FORMATS[ext])
         styles.append(None if i % 11 == 5 else style)
         centuries.append(-1 if i % 13 == 4 else 17 + i % 2)
@@ -273,7 +329,11 @@ def test_workflow_on_an_image_folder(tmp_path):
     n_style, n_century = sum(s is None for s in styles), sum(c < 0 for c in centuries)
     assert m["layout"] == "imagefolder" and m["n_rows"] == 60
     assert m["classes"] == {"style": ["Baroque", "Cubism", "Rococo"], "century": ["17", "18"]}
-    assert m["missing_labels"] == {"style": n_style, "century": n_century} and n_style > 0 and n_century > 0
+    assert (
+        m["missing_labels"] == {"style": n_style, "century": n_century}
+        and n_style > 0
+        and n_century > 0
+    )
     merged = pq.read_table(out / "embeddings" / "vit.parquet")
     assert merged.num_rows == 60  # every row embedded, labelled or not
     assert (merged.column("style").to_numpy() < 0).sum() == n_style
@@ -284,9 +344,14 @@ def test_workflow_on_an_image_folder(tmp_path):
             assert metrics["n_train"] + metrics["n_val"] + metrics["n_test"] == 60 - missing
             assert metrics["dropped"]["missing_label_rows"] == missing
             assert min(pq.read_table(fit / "predictions.parquet").column("y_true").to_pylist()) >= 0
-    assert read_json(out / "classify" / "vit" / "style" / "knn" / "metrics.json")["accuracy"]["value"] > 0.9
+    assert (
+        read_json(out / "classify" / "vit" / "style" / "knn" / "metrics.json")["accuracy"]["value"]
+        > 0.9
+    )
     splits = pd.read_csv(out / "report" / "splits.csv")
-    assert splits["no_label_style"].sum() == n_style and splits["no_label_century"].sum() == n_century
+    assert (
+        splits["no_label_style"].sum() == n_style and splits["no_label_century"].sum() == n_century
+    )
     dataset = pd.read_csv(out / "report" / "dataset.csv")
     assert dataset[dataset.target == "style"]["total"].sum() == 60 - n_style
 
@@ -300,8 +365,15 @@ def test_stratified_split_of_string_labels_with_gaps(tmp_path):
     m = build_manifest(str(src), None, ["style"], tmp_path / "m.json")
     ids = read_class_ids(m, ["style"]).column("style").to_numpy()
     assert ids.tolist() == [-1 if v is None else "abc".index(v) for v in labels]
-    write_split(tmp_path / "m.json", tmp_path / "split.parquet", method="stratified", seed=0,
-                val_fraction=0.2, test_fraction=0.2, stratify_by="style")  # fmt: skip
+    write_split(
+        tmp_path / "m.json",
+        tmp_path / "split.parquet",
+        method="stratified",
+        seed=0,
+        val_fraction=0.2,
+        test_fraction=0.2,
+        stratify_by="style",
+    )
     split = np.array(pq.read_table(tmp_path / "split.parquet").column("split").to_pylist())
     for value in ["a", "b", "c", None]:  # each stratum (missing too) is spread over the splits
         rows = [i for i, v in enumerate(labels) if v == value]

@@ -9,6 +9,7 @@ import zlib
 import numpy as np
 import pytest
 from PIL import Image
+from synthetic import synthetic_jpeg
 
 from artprobe.images import (
     ImageDecodeError,
@@ -18,7 +19,6 @@ from artprobe.images import (
     precrop_for_center_crop,
     to_rgb,
 )
-from synthetic import synthetic_jpeg
 
 
 def encode(img: Image.Image, fmt: str, **kw) -> bytes:
@@ -31,7 +31,11 @@ def gradient_rgb(w: int = 64, h: int = 48) -> Image.Image:
     x = np.linspace(0, 255, w, dtype=np.float32)[None, :, None]
     y = np.linspace(0, 255, h, dtype=np.float32)[:, None, None]
     arr = np.concatenate(
-        [np.broadcast_to(x, (h, w, 1)), np.broadcast_to(y, (h, w, 1)), np.full((h, w, 1), 128, np.float32)],
+        [
+            np.broadcast_to(x, (h, w, 1)),
+            np.broadcast_to(y, (h, w, 1)),
+            np.full((h, w, 1), 128, np.float32),
+        ],
         axis=2,
     )
     return Image.fromarray(arr.astype(np.uint8), "RGB")
@@ -41,7 +45,9 @@ def png_with_header_size(width: int, height: int) -> bytes:
     """A tiny valid-looking PNG whose header claims ``width`` x ``height`` pixels."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     idat = zlib.compress(b"\x00" * 64)
@@ -68,7 +74,9 @@ def test_non_images_are_refused_with_a_reason(data, reason):
 
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
 def test_truncated_files_are_refused(fmt):
-    data = encode(Image.fromarray(np.random.default_rng(0).integers(0, 255, (120, 160, 3), np.uint8)), fmt)
+    data = encode(
+        Image.fromarray(np.random.default_rng(0).integers(0, 255, (120, 160, 3), np.uint8)), fmt
+    )
     with pytest.raises(ImageDecodeError) as exc:
         decode_rgb(data[: len(data) // 2])
     assert exc.value.reason.startswith("truncated")
@@ -209,7 +217,9 @@ def test_animated_images_give_the_first_frame(fmt):
         pytest.skip("Pillow built without WebP")
     frames = [Image.new("RGB", (20, 10), c) for c in [(255, 0, 0), (0, 0, 255), (0, 255, 0)]]
     kw = {"lossless": True} if fmt == "WEBP" else {}
-    data = encode(frames[0], fmt, save_all=True, append_images=frames[1:], duration=100, loop=0, **kw)
+    data = encode(
+        frames[0], fmt, save_all=True, append_images=frames[1:], duration=100, loop=0, **kw
+    )
     assert getattr(Image.open(io.BytesIO(data)), "n_frames", 1) == 3
     out = np.asarray(decode_rgb(data), np.int16)
     assert out.shape == (10, 20, 3)

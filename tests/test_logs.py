@@ -13,8 +13,8 @@ from embed_helpers import embed_two_shards
 
 from artprobe.embed.merge import merge_embeddings
 from artprobe.logs import progress, to_log
-from artprobe.probes.fit import fit
 from artprobe.probes.fewshot import fewshot_curve
+from artprobe.probes.fit import fit
 
 
 def rate_lines(log_text: str, desc: str, unit: str) -> list[str]:
@@ -52,9 +52,13 @@ def test_merge_logs_its_progress(tmp_path):
     log = tmp_path / "merge.log"
     with to_log(log):
         merge_embeddings(
-            case["outs"], case["shards"], case["split"], tmp_path / "m.parquet", tmp_path / "f.parquet",
+            case["outs"],
+            case["shards"],
+            case["split"],
+            tmp_path / "m.parquet",
+            tmp_path / "f.parquet",
             targets=["style"],
-        )  # fmt: skip
+        )
     done = rate_lines(log.read_text(), "merge", "shard")
     assert done and "2/2" in done[-1], log.read_text()
 
@@ -90,8 +94,16 @@ def test_fewshot_logs_its_progress(tmp_path):
     X, y = _data()
     log = tmp_path / "fewshot.log"
     with to_log(log):
-        fewshot_curve({"n_c": 2}, (X[:60], y[:60]), (X[60:75], y[60:75]), (X[75:], y[75:]), n_classes=3,
-                      shots=[1, 2, "all"], trials=2, device="cpu")  # fmt: skip
+        fewshot_curve(
+            {"n_c": 2},
+            (X[:60], y[:60]),
+            (X[60:75], y[60:75]),
+            (X[75:], y[75:]),
+            n_classes=3,
+            shots=[1, 2, "all"],
+            trials=2,
+            device="cpu",
+        )
     done = rate_lines(log.read_text(), "few-shot", "point")
     assert done and "6/6" in done[-1], log.read_text()
     assert (

@@ -15,7 +15,9 @@ def test_manifest(demo_source, tmp_path):
     m = stage.build_manifest(str(demo_source), None, TARGETS, tmp_path / "manifest.json")
     assert m == read_json(tmp_path / "manifest.json")
     assert m["n_rows"] == 96
-    assert [f["name"] for f in m["files"]] == [f"data/train-0000{i}-of-00003.parquet" for i in range(3)]
+    assert [f["name"] for f in m["files"]] == [
+        f"data/train-0000{i}-of-00003.parquet" for i in range(3)
+    ]
     assert [f["row_start"] for f in m["files"]] == [0, 32, 64]
     assert m["classes"] == {t: CLASSES[t] for t in TARGETS}
     assert m["revision"] == "local"
@@ -39,9 +41,9 @@ def test_shard_rejects_bad_labels(tmp_path):
     feats = datasets.Features({"image": datasets.Image(), "genre": datasets.Value("int64")})
     folder = tmp_path / "src"
     (folder / "data").mkdir(parents=True)
-    datasets.Dataset.from_dict({"image": rows["image"], "genre": rows["genre"]}, features=feats).to_parquet(
-        str(folder / "data" / "train-00000-of-00001.parquet")
-    )
+    datasets.Dataset.from_dict(
+        {"image": rows["image"], "genre": rows["genre"]}, features=feats
+    ).to_parquet(str(folder / "data" / "train-00000-of-00001.parquet"))
     (folder / "README.md").write_text(
         "---\ndataset_info:\n  features:\n  - name: genre\n    dtype:\n      class_label:\n"
         "        names:\n" + "".join(f"          '{i}': g{i}\n" for i in range(11)) + "---\n"

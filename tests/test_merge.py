@@ -12,8 +12,8 @@ import pytest
 from embed_helpers import embed_two_shards, write_shard
 
 from artprobe.embed import embedding_table
-from artprobe.io import embedding_matrix, read_meta, with_meta, write_parquet
 from artprobe.embed.merge import MergeError, merge_embeddings
+from artprobe.io import embedding_matrix, read_meta, with_meta, write_parquet
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +24,12 @@ def embedded(tmp_path_factory):
 def test_merge_joins_targets_and_split(embedded, tmp_path):
     out, fail = tmp_path / "vit.parquet", tmp_path / "vit.failures.parquet"
     merge_embeddings(
-        embedded["outs"], embedded["shards"], embedded["split"], out, fail, targets=["style", "genre"]
+        embedded["outs"],
+        embedded["shards"],
+        embedded["split"],
+        out,
+        fail,
+        targets=["style", "genre"],
     )
     t = pq.read_table(out)
     assert t.column_names == ["row_id", "split", "style", "genre", "embedding"]
@@ -44,7 +49,11 @@ def test_merge_joins_targets_and_split(embedded, tmp_path):
         "truncated"
     )
     meta = read_meta(out)
-    assert meta["timm_name"] == "test_vit" and meta["classes"]["style"] == ["style-0", "style-1", "style-2"]
+    assert meta["timm_name"] == "test_vit" and meta["classes"]["style"] == [
+        "style-0",
+        "style-1",
+        "style-2",
+    ]
     assert [s["shard"] for s in meta["shards"]] == ["s0.parquet", "s1.parquet"]
     assert all(s["img_per_s"] > 0 for s in meta["shards"])
 
@@ -63,7 +72,9 @@ def _fake_embeddings(path: Path, row_ids, dim: int = 8, **meta) -> Path:
         "embedding_dim": dim,
         **meta,
     }
-    write_parquet(with_meta(embedding_table(row_ids, emb, np.ones(n, bool), [None] * n), prov), path)
+    write_parquet(
+        with_meta(embedding_table(row_ids, emb, np.ones(n, bool), [None] * n), prov), path
+    )
     return path
 
 
@@ -71,7 +82,9 @@ def _fake_embeddings(path: Path, row_ids, dim: int = 8, **meta) -> Path:
 def merge_case(tmp_path):
     shards = [write_shard(tmp_path / f"s{i}.parquet", [b"x"] * 5, start=5 * i) for i in range(2)]
     split = tmp_path / "split.parquet"
-    write_parquet(pa.table({"row_id": pa.array(np.arange(10), pa.int64()), "split": ["train"] * 10}), split)
+    write_parquet(
+        pa.table({"row_id": pa.array(np.arange(10), pa.int64()), "split": ["train"] * 10}), split
+    )
     return tmp_path, shards, split
 
 
@@ -91,7 +104,10 @@ def merge_case(tmp_path):
 )
 def test_merge_refuses_inconsistent_shards_and_writes_nothing(merge_case, second, message):
     d, shards, split = merge_case
-    embs = [_fake_embeddings(d / "e0.parquet", list(range(5))), _fake_embeddings(d / "e1.parquet", **second)]
+    embs = [
+        _fake_embeddings(d / "e0.parquet", list(range(5))),
+        _fake_embeddings(d / "e1.parquet", **second),
+    ]
     out, fail = d / "m.parquet", d / "m.failures.parquet"
     with pytest.raises(MergeError, match=message) as exc:
         merge_embeddings(embs, shards, split, out, fail, targets=["style"])
@@ -105,13 +121,17 @@ def test_merge_refuses_rows_without_split_and_unknown_targets(merge_case):
         _fake_embeddings(d / "e0.parquet", list(range(5))),
         _fake_embeddings(d / "e1.parquet", list(range(5, 10))),
     ]
-    write_parquet(pa.table({"row_id": pa.array(np.arange(9), pa.int64()), "split": ["train"] * 9}), split)
+    write_parquet(
+        pa.table({"row_id": pa.array(np.arange(9), pa.int64()), "split": ["train"] * 9}), split
+    )
     with pytest.raises(MergeError, match=r"no split .*: 9"):
         merge_embeddings(embs, shards, split, d / "m.parquet", d / "f.parquet", targets=["style"])
     with pytest.raises(MergeError, match="no target column"):
         merge_embeddings(embs, shards, split, d / "m.parquet", d / "f.parquet", targets=["nope"])
     with pytest.raises(MergeError, match="2 embedding files for 1 shards"):
-        merge_embeddings(embs, shards[:1], split, d / "m.parquet", d / "f.parquet", targets=["style"])
+        merge_embeddings(
+            embs, shards[:1], split, d / "m.parquet", d / "f.parquet", targets=["style"]
+        )
     assert not (d / "m.parquet").exists() and not (d / "f.parquet").exists()
 
 
@@ -122,5 +142,7 @@ def test_merging_imports_neither_torch_nor_timm():
 
     code = "import sys, artprobe.embed.merge; print(sorted({'torch', 'timm'} & set(sys.modules)))"
     root = Path(__file__).resolve().parents[1]
-    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True
+    )
     assert out.stdout.strip() == "[]"

@@ -184,7 +184,9 @@ def test_identical_models_with_different_seeds_are_not_called_different():
     # at most 5 % of repetitions may call them different (+ the binomial margin of 200).
     reps = 200
     old, new = _called_different(reps, n=1000, shift=0.0, seed_sd=0.03)
-    print(f"false-positive rate over {reps} repetitions: first seed only {old:.3f}, seed-aware {new:.3f}")
+    print(
+        f"false-positive rate over {reps} repetitions: first seed only {old:.3f}, seed-aware {new:.3f}"
+    )
     assert new <= 0.05 + 1.645 * np.sqrt(0.05 * 0.95 / reps)
     assert old > 0.10  # the simulation does fool the test of the first seed's predictions
 

@@ -353,8 +353,16 @@ def test_linear_stop_reasons_are_true():
     full = run("linear", (X, y, X[:0], y[:0], X[:50]), 129, **kw)
     (pc,), (pf,) = capped.info["grid"], full.info["grid"]
     assert pc["iterations"] == 3 and pc["stop"] == "max_iter" and not pc["converged"]
-    assert not capped.info["converged"] and "did not converge within max_iter=3" in capped.info["warnings"][0]
-    assert pf["stop"] == "tolerance" and pf["converged"] and pf["iterations"] > 3 and full.info["warnings"] == []
+    assert (
+        not capped.info["converged"]
+        and "did not converge within max_iter=3" in capped.info["warnings"][0]
+    )
+    assert (
+        pf["stop"] == "tolerance"
+        and pf["converged"]
+        and pf["iterations"] > 3
+        and full.info["warnings"] == []
+    )
     # the recorded objectives are the final ones, and the gap the capped run reports is real
     assert pf["gap_estimate"] <= 1e-5 and pc["gap_estimate"] > 1e-5
     assert pc["train_objective"] > pf["train_objective"] * (1 + 1e-5)
@@ -398,8 +406,14 @@ def test_linear_picks_strong_regularisation_for_noise_weak_for_signal():
     assert len(refined) == 3 and all(1e-6 < c < 1e-4 for c in refined)  # halving log steps
     assert noise.info["C_at_grid_edge"] == (noise.info["C"] == 1e-6)
 
-    clean = run("linear", splits(*gaussians(sep=8.0, seed=7)), 3, n_c=7, select_by="log_loss",
-                refit="train+val")  # fmt: skip
+    clean = run(
+        "linear",
+        splits(*gaussians(sep=8.0, seed=7)),
+        3,
+        n_c=7,
+        select_by="log_loss",
+        refit="train+val",
+    )
     assert clean.info["C"] >= 100 * noise.info["C"], clean.info["grid"]
     assert clean.info["refit"]["on"] == "train+val" and clean.info["refit"]["converged"]
     for g in clean.info["grid"]:
@@ -519,7 +533,12 @@ def test_knn_chooses_k_and_temperature_on_val():
     res = fit("knn", p, *data[:5], n_classes=3, device="cpu")
     grid = res.info["grid"]
     assert [(g["k"], g["temperature"]) for g in grid] == [
-        (1, 0.05), (1, 0.5), (5, 0.05), (5, 0.5), (450, 0.05), (450, 0.5)
+        (1, 0.05),
+        (1, 0.5),
+        (5, 0.05),
+        (5, 0.5),
+        (450, 0.05),
+        (450, 0.5),
     ]  # every combination, k capped at the 450 training rows
     best = max(grid, key=lambda g: g["val_accuracy"])
     assert res.info["val_accuracy"] == best["val_accuracy"]

@@ -39,12 +39,17 @@ def fit_centroid(params, Xtr, ytr, Xva, yva, Xte, ctx: FitContext) -> FitResult:
 
 @pytest.fixture
 def centroid():
-    kind = registry.register(registry.ProbeKind(
-        name="centroid",
-        spec={"metric": ("euclidean", choice("euclidean", "cosine")), "class_weight": CLASS_WEIGHT},
-        fit=fit_centroid,
-        seeded=False,
-    ))  # fmt: skip
+    kind = registry.register(
+        registry.ProbeKind(
+            name="centroid",
+            spec={
+                "metric": ("euclidean", choice("euclidean", "cosine")),
+                "class_weight": CLASS_WEIGHT,
+            },
+            fit=fit_centroid,
+            seeded=False,
+        )
+    )
     yield kind
     registry.unregister("centroid")
 
@@ -66,8 +71,15 @@ def test_a_new_kind_is_one_function_and_one_entry(centroid, tmp_path):
     with pytest.raises(ValueError, match=r"classifiers\[nc\].*key 'metric' must be one of"):
         check_config(_config({"name": "nc", "kind": "centroid", "metric": "manhattan"}))
     emb = merged(tmp_path / "emb.parquet")
-    spec = FitSpec(model="m", target="genre", classifier="nc", kind="centroid",
-                   params=resolved["nc"], seeds=[0, 1, 2], n_boot=50)  # fmt: skip
+    spec = FitSpec(
+        model="m",
+        target="genre",
+        classifier="nc",
+        kind="centroid",
+        params=resolved["nc"],
+        seeds=[0, 1, 2],
+        n_boot=50,
+    )
     out = run_fit(emb, spec, fit_paths(tmp_path / "nc"), device="cpu")
     assert not gains_from_gpu("centroid")  # registered without the gpu flag: a CPU job
     assert out["accuracy"]["value"] > 0.95 and out["class_names"] == NAMES
@@ -79,7 +91,9 @@ def test_a_new_kind_is_one_function_and_one_entry(centroid, tmp_path):
 
 
 def test_unknown_kind_names_the_known_ones():
-    with pytest.raises(ValueError, match=r"unknown classifier kind 'svm' \(known: mlp, linear, knn\)"):
+    with pytest.raises(
+        ValueError, match=r"unknown classifier kind 'svm' \(known: mlp, linear, knn\)"
+    ):
         check_config(_config({"name": "s", "kind": "svm"}))
     with pytest.raises(ValueError, match="already registered"):
         registry.register(registry.get("mlp"))

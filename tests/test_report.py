@@ -110,10 +110,15 @@ def _write_embeddings(root: Path, rng, m: str, row_id, split, labels, classes) -
             "embedding": pa.FixedSizeListArray.from_arrays(pa.array(emb.ravel()), dim),
         }
     )
-    emb_path, fail_path = root / f"embeddings/{m}.parquet", root / f"embeddings/{m}.failures.parquet"
+    emb_path, fail_path = (
+        root / f"embeddings/{m}.parquet",
+        root / f"embeddings/{m}.failures.parquet",
+    )
     write_parquet(with_meta(table, meta), emb_path)
     reasons = pa.array(["decode error: truncated"] * len(FAILED[m]), pa.string())
-    write_parquet(pa.table({"row_id": pa.array(FAILED[m], pa.int64()), "reason": reasons}), fail_path)
+    write_parquet(
+        pa.table({"row_id": pa.array(FAILED[m], pa.int64()), "reason": reasons}), fail_path
+    )
     return str(emb_path), str(fail_path)
 
 
@@ -128,7 +133,9 @@ def _painting(style: int, genre: int, rng) -> bytes:
 
     from PIL import Image
 
-    hue = np.array([(style * 37) % 256, (style * 91 + 60) % 256, (style * 53 + 120) % 256], np.float32)
+    hue = np.array(
+        [(style * 37) % 256, (style * 91 + 60) % 256, (style * 53 + 120) % 256], np.float32
+    )
     img = np.tile(hue, (40, 48, 1)) + rng.normal(0, 12, (40, 48, 3))
     img[:: 2 + genre] *= 0.6
     buf = io.BytesIO()
@@ -142,10 +149,16 @@ def write_shards(root: Path, labels: dict, rng) -> list[str]:
     paths = []
     for i, start in enumerate(range(0, N_ROWS, SHARD_ROWS)):
         ids = np.arange(start, min(start + SHARD_ROWS, N_ROWS))
-        table = pa.table({"row_id": pa.array(ids, pa.int64()),
-                          "image": pa.array([_painting(labels["style"][r], labels["genre"][r], rng) for r in ids],
-                                            pa.large_binary()),
-                          **{t: pa.array(labels[t][ids], pa.int16()) for t in TARGETS}})  # fmt: skip
+        table = pa.table(
+            {
+                "row_id": pa.array(ids, pa.int64()),
+                "image": pa.array(
+                    [_painting(labels["style"][r], labels["genre"][r], rng) for r in ids],
+                    pa.large_binary(),
+                ),
+                **{t: pa.array(labels[t][ids], pa.int16()) for t in TARGETS},
+            }
+        )
         paths.append(str(root / "shards" / f"{i:05d}.parquet"))
         write_parquet(table, paths[-1], row_group_size=GROUP_ROWS)
     return paths
@@ -175,18 +188,45 @@ def make_results(root: Path, seed: int = 0) -> dict:
         for t in TARGETS:
             for c in CLASSIFIERS:
                 d = root / "classify" / m / t / c
-                spec = FitSpec(model=m, target=t, classifier=c, kind=KINDS[c], params=PARAMS[c],
-                               seed=seed, n_boot=200)  # fmt: skip
+                spec = FitSpec(
+                    model=m,
+                    target=t,
+                    classifier=c,
+                    kind=KINDS[c],
+                    params=PARAMS[c],
+                    seed=seed,
+                    n_boot=200,
+                )
                 run_fit(embeddings[m], spec, fit_paths(d), device="cpu")
                 fits += [str(d / name) for name in FIT_FILES.values()]
     shards = write_shards(root, labels, rng)
-    rows, thumbs = str(root / "thumbnails" / "rows.json"), str(root / "thumbnails" / "thumbnails.parquet")
-    run_thumbnails(fits=fits, embeddings=embeddings, shards=shards, targets=list(TARGETS), rows_out=rows,
-                   thumbs_out=thumbs, seed=seed, map_target="style", settings=THUMBS)  # fmt: skip
+    rows, thumbs = (
+        str(root / "thumbnails" / "rows.json"),
+        str(root / "thumbnails" / "thumbnails.parquet"),
+    )
+    run_thumbnails(
+        fits=fits,
+        embeddings=embeddings,
+        shards=shards,
+        targets=list(TARGETS),
+        rows_out=rows,
+        thumbs_out=thumbs,
+        seed=seed,
+        map_target="style",
+        settings=THUMBS,
+    )
     curves = [str(root / "fewshot" / m / f"{t}.json") for m in MODELS for t in TARGETS]
     for path, (m, t) in zip(curves, [(m, t) for m in MODELS for t in TARGETS]):
-        run_fewshot(embeddings[m], path, model=m, target=t, params=PARAMS["lin"], seed=seed,
-                    device="cpu", **FEWSHOT)  # fmt: skip
+        run_fewshot(
+            embeddings[m],
+            path,
+            model=m,
+            target=t,
+            params=PARAMS["lin"],
+            seed=seed,
+            device="cpu",
+            **FEWSHOT,
+        )
     return {
         "fits": fits,
         "fewshot": curves,
@@ -308,7 +348,9 @@ def test_summary_values_and_best_flags(built):
         assert row.fit_seconds == pytest.approx(m["seconds"])
         refit = fit["classifier"] == "lin"  # the rows each fit trained on, as recorded
         assert row.trained_on == ("train+val" if refit else "train") == "+".join(m["trained_on"])
-        assert row.n_train_rows == rows["train"] + (rows["val"] if refit else 0) == m["n_train_rows"]
+        assert (
+            row.n_train_rows == rows["train"] + (rows["val"] if refit else 0) == m["n_train_rows"]
+        )
     # the linear probe separates good's classes perfectly: the best fit of every target;
     # good beats weak per classifier
     assert set(s[s.best_in_target].apply(lambda r: (r.model, r.classifier), axis=1)) == {
@@ -322,11 +364,15 @@ def test_summary_values_and_best_flags(built):
     chosen = s.set_index("classifier").chosen
     knn = r"k=10; temperature=0.\d+; val_accuracy=[\d.]+; center=False"
     assert all(re.fullmatch(knn, c) for c in chosen["knn"]), set(chosen["knn"])
-    lin = (r"C=[\d.e+-]+; C_at_grid_edge=(True|False); converged=(True|False); "
-           r"select_by=accuracy; val_accuracy=[\d.]+")
+    lin = (
+        r"C=[\d.e+-]+; C_at_grid_edge=(True|False); converged=(True|False); "
+        r"select_by=accuracy; val_accuracy=[\d.]+"
+    )
     assert all(re.fullmatch(lin, c) for c in chosen["lin"]), set(chosen["lin"])
-    assert all(c.startswith("epochs_run=8; best_epoch=") and "stopped_early=False" in c
-               for c in chosen["mlp"]), set(chosen["mlp"])
+    assert all(
+        c.startswith("epochs_run=8; best_epoch=") and "stopped_early=False" in c
+        for c in chosen["mlp"]
+    ), set(chosen["mlp"])
     bookkeeping = r"(?:^|; )(?:\w*seconds|device\w*|n_\w+|torch|grid|params|refit)="
     assert not s.chosen.str.contains(bookkeeping).any()
 
@@ -414,7 +460,8 @@ def test_html_tables(built):
     assert summary.count("<b>train+val (") == len(MODELS) * len(TARGETS)  # the lin fits only
     assert "Trained on:" in summary and "Trained on:" in comparisons
     assert comparisons.count("(one fit per model: unseeded, or probe.seeds has one seed)") == len(
-        TARGETS) * len(CLASSIFIERS)  # fmt: skip
+        TARGETS
+    ) * len(CLASSIFIERS)
     assert all(f"target: {t}" in summary for t in TARGETS)
     cost = (out / "tables/cost.html").read_text()
     assert "gpu_hours_this_dataset = 1,000 rows (the manifest)" in cost
@@ -429,14 +476,14 @@ def test_report_sections_cover_every_file(choices):
     sections = report_sections(MODELS, list(TARGETS), CLASSIFIERS, KINDS, **choices)
     assert set(sections) == set(files)
     for fid, s in sections.items():
-        assert (
-            root / "report" / s["caption"]
-        ).is_file(), f"{fid}: no caption report/{s['caption']}"
+        assert (root / "report" / s["caption"]).is_file(), (
+            f"{fid}: no caption report/{s['caption']}"
+        )
         assert s["category"] in CATEGORIES.values()
         assert s["labels"] and all(isinstance(v, str) for v in s["labels"].values())
     # within one category/subcategory every file has the same label keys and a unique label set
     groups: dict = {}
-    for fid, s in sections.items():
+    for s in sections.values():
         groups.setdefault((s["category"], s["subcategory"]), []).append(s["labels"])
     for key, labels in groups.items():
         assert len({tuple(sorted(lab)) for lab in labels}) == 1, key
@@ -491,7 +538,10 @@ def test_layout_imports_neither_pandas_nor_matplotlib():
 def test_layout_options_check_the_targets():
     from artprobe.report.layout import layout_options
 
-    assert layout_options({"map_rows": 10}, ["genre"]) == {"pairs_targets": None, "f1_targets": None}
+    assert layout_options({"map_rows": 10}, ["genre"]) == {
+        "pairs_targets": None,
+        "f1_targets": None,
+    }
     assert layout_options({"pairs_targets": ["genre"], "map_target": "genre"}, ["genre"]) == {
         "pairs_targets": ["genre"],
         "f1_targets": None,
@@ -506,7 +556,10 @@ def test_dataset_overview_counts_rows_without_a_label_per_target(tmp_path):
     from artprobe.report.tables import dataset_tables
 
     split = ["train"] * 6 + ["val", "test"]
-    write_parquet(pa.table({"row_id": pa.array(range(8), pa.int64()), "split": split}), tmp_path / "split.parquet")
+    write_parquet(
+        pa.table({"row_id": pa.array(range(8), pa.int64()), "split": split}),
+        tmp_path / "split.parquet",
+    )
     emb = pa.table(
         {
             "row_id": pa.array(range(8), pa.int64()),
@@ -516,7 +569,12 @@ def test_dataset_overview_counts_rows_without_a_label_per_target(tmp_path):
     )
     write_parquet(emb, tmp_path / "emb.parquet")
     classes = {"style": ["a", "b"], "genre": ["x", "y"]}
-    ds, splits = dataset_tables(str(tmp_path / "split.parquet"), {"m": str(tmp_path / "emb.parquet")}, ["style", "genre"], classes)
+    ds, splits = dataset_tables(
+        str(tmp_path / "split.parquet"),
+        {"m": str(tmp_path / "emb.parquet")},
+        ["style", "genre"],
+        classes,
+    )
     splits = splits.set_index("split")
     assert splits["no_label_style"].to_dict() == {"train": 2, "val": 1, "test": 0}
     assert splits["no_label_genre"].sum() == 0 and splits["labelled_rows"].sum() == 8
@@ -528,20 +586,43 @@ def test_dataset_overview_counts_near_duplicates(tmp_path):
     """The scan's counts join the rows-per-split table; the note says how the split was made."""
     from artprobe.report import html, tables
 
-    write_parquet(with_meta(pa.table({"row_id": [0, 1, 2], "split": ["train", "val", "test"]}),
-                            {"method": "group", "seed": 3, "group_by": "artist", "n_groups": 7,
-                             "ungrouped_rows": 2}), tmp_path / "split.parquet")  # fmt: skip
+    write_parquet(
+        with_meta(
+            pa.table({"row_id": [0, 1, 2], "split": ["train", "val", "test"]}),
+            {
+                "method": "group",
+                "seed": 3,
+                "group_by": "artist",
+                "n_groups": 7,
+                "ungrouped_rows": 2,
+            },
+        ),
+        tmp_path / "split.parquet",
+    )
     dup_meta = {"distance": 8, "duplicates": {"val": 4, "test": 1}}
-    write_parquet(with_meta(pa.table({"row_id": pa.array([], pa.int64())}), dup_meta), tmp_path / "d.parquet")
-    splits = pd.DataFrame({"split": ["train", "val", "test"], "rows": [80, 10, 10], "share": [0.8, 0.1, 0.1]})
+    write_parquet(
+        with_meta(pa.table({"row_id": pa.array([], pa.int64())}), dup_meta), tmp_path / "d.parquet"
+    )
+    splits = pd.DataFrame(
+        {"split": ["train", "val", "test"], "rows": [80, 10, 10], "share": [0.8, 0.1, 0.1]}
+    )
     plain, meta = tables.split_notes(str(tmp_path / "split.parquet"), splits, None)
     assert "near_duplicates" not in plain and "Split: group, seed 3" in html.split_note(meta)
-    counted, meta = tables.split_notes(str(tmp_path / "split.parquet"), splits, str(tmp_path / "d.parquet"))
+    counted, meta = tables.split_notes(
+        str(tmp_path / "split.parquet"), splits, str(tmp_path / "d.parquet")
+    )
     assert counted["near_duplicates"].tolist() == [pd.NA, 4, 1]
     note = html.split_note(meta)
     assert "every artist on one side (7 groups; 2 rows" in note and "within 8 of 64 bits" in note
-    page = "".join(html.dataset_sections(counted, pd.DataFrame(columns=["model", "failed_share"]),
-                                         pd.DataFrame(columns=["target"]), {"n_rows": 100}, meta))  # fmt: skip
+    page = "".join(
+        html.dataset_sections(
+            counted,
+            pd.DataFrame(columns=["model", "failed_share"]),
+            pd.DataFrame(columns=["target"]),
+            {"n_rows": 100},
+            meta,
+        )
+    )
     assert "near_duplicates" in page and "within 8 of 64 bits" in page
 
 
@@ -581,14 +662,26 @@ def test_comparisons_of_seeded_fits_use_every_seed():
     fits = []
     for model, acc in (("a", (0.9, 0.6, 0.6)), ("b", (0.7, 0.7, 0.7))):
         seeds = np.stack([np.where(rng.random(400) < p, y, (y + 1) % 4) for p in acc], axis=1)
-        preds = pd.DataFrame({"row_id": np.arange(400), "y_true": y, "y_pred": seeds[:, 0],
-                              "y_pred_seeds": list(seeds)})  # fmt: skip
+        preds = pd.DataFrame(
+            {
+                "row_id": np.arange(400),
+                "y_true": y,
+                "y_pred": seeds[:, 0],
+                "y_pred_seeds": list(seeds),
+            }
+        )
         fits.append({"model": model, "target": "genre", "classifier": "mlp", "predictions": preds})
     c = comparison_table(fits, ["a", "b"], n_boot=500, seed=0, metrics=["accuracy"])
     row = c.iloc[0]
     assert row.seeds == "3 vs 3" and "seed" in row.method
-    assert row.a == pytest.approx(np.mean([(np.asarray(fits[0]["predictions"].y_pred_seeds.tolist())[:, k] == y).mean()
-                                           for k in range(3)]))  # fmt: skip
+    assert row.a == pytest.approx(
+        np.mean(
+            [
+                (np.asarray(fits[0]["predictions"].y_pred_seeds.tolist())[:, k] == y).mean()
+                for k in range(3)
+            ]
+        )
+    )
     assert row.a < row.b  # seed-averaged: a's first seed (0.9) alone would have won
     text = "".join(comparison_sections(c))
     assert "mlp (3 vs 3 seeds) compares seed-averaged scores" in text
@@ -597,52 +690,132 @@ def test_comparisons_of_seeded_fits_use_every_seed():
 def _summary(rows):
     """A summary table as tables.summary_table writes it, from (model, target, probe, value)."""
     df = pd.DataFrame(
-        [{"model": m, "target": t, "classifier": c, "kind": c, "balanced_accuracy": v, "accuracy": v + 0.05,
-          "balanced_accuracy_ci_low": v - 0.01, "balanced_accuracy_ci_high": v + 0.01,
-          "accuracy_ci_low": v + 0.04, "accuracy_ci_high": v + 0.06} for m, t, c, v in rows]
-    )  # fmt: skip
-    base = {"model": "(baseline)", "target": rows[0][1], "classifier": "majority", "kind": "majority",
-            "balanced_accuracy": 0.99, "accuracy": 0.99}  # fmt: skip
-    return pd.concat([df, pd.DataFrame([base])], ignore_index=True)  # never the best, whatever its value
+        [
+            {
+                "model": m,
+                "target": t,
+                "classifier": c,
+                "kind": c,
+                "balanced_accuracy": v,
+                "accuracy": v + 0.05,
+                "balanced_accuracy_ci_low": v - 0.01,
+                "balanced_accuracy_ci_high": v + 0.01,
+                "accuracy_ci_low": v + 0.04,
+                "accuracy_ci_high": v + 0.06,
+            }
+            for m, t, c, v in rows
+        ]
+    )
+    base = {
+        "model": "(baseline)",
+        "target": rows[0][1],
+        "classifier": "majority",
+        "kind": "majority",
+        "balanced_accuracy": 0.99,
+        "accuracy": 0.99,
+    }
+    return pd.concat(
+        [df, pd.DataFrame([base])], ignore_index=True
+    )  # never the best, whatever its value
 
 
 def _comparisons(rows):
     """(target, probe, a, b, metric, p_holm), with a column the verdict does not read."""
-    return pd.DataFrame([{"target": t, "classifier": c, "model_a": a, "model_b": b, "metric": m, "p_holm": p,
-                          "seed": 0} for t, c, a, b, m, p in rows])  # fmt: skip
+    return pd.DataFrame(
+        [
+            {
+                "target": t,
+                "classifier": c,
+                "model_a": a,
+                "model_b": b,
+                "metric": m,
+                "p_holm": p,
+                "seed": 0,
+            }
+            for t, c, a, b, m, p in rows
+        ]
+    )
 
 
 def test_verdict_significant_lead():
     from artprobe.report.verdict import verdict_table
 
-    s = _summary([("eva02", "style", "linear", 0.69), ("convnext_clip", "style", "linear", 0.67),
-                  ("convnext_clip", "style", "mlp", 0.68), ("eva02", "style", "mlp", 0.60)])  # fmt: skip
-    c = _comparisons([("style", "linear", "convnext_clip", "eva02", "balanced_accuracy", 0.001),
-                      ("style", "linear", "convnext_clip", "eva02", "accuracy", 0.2)])  # fmt: skip
+    s = _summary(
+        [
+            ("eva02", "style", "linear", 0.69),
+            ("convnext_clip", "style", "linear", 0.67),
+            ("convnext_clip", "style", "mlp", 0.68),
+            ("eva02", "style", "mlp", 0.60),
+        ]
+    )
+    c = _comparisons(
+        [
+            ("style", "linear", "convnext_clip", "eva02", "balanced_accuracy", 0.001),
+            ("style", "linear", "convnext_clip", "eva02", "accuracy", 0.2),
+        ]
+    )
     v = verdict_table(s, c).set_index("metric")
     r = v.loc["balanced_accuracy"]
-    assert (r.best_model, r.best_probe, r.runner_up, r.runner_up_probe) == ("eva02", "linear", "convnext_clip", "linear")
+    assert (r.best_model, r.best_probe, r.runner_up, r.runner_up_probe) == (
+        "eva02",
+        "linear",
+        "convnext_clip",
+        "linear",
+    )
     assert r["diff"] == pytest.approx(0.02) and r.p_holm == 0.001 and r.outcome == "lead holds"
-    assert r.sentence == "style, balanced accuracy: eva02 + linear 0.69 [0.68, 0.70]; ahead of convnext_clip by 0.02, p_holm = 0.001"
+    assert (
+        r.sentence
+        == "style, balanced accuracy: eva02 + linear 0.69 [0.68, 0.70]; ahead of convnext_clip by 0.02, p_holm = 0.001"
+    )
     tie = v.loc["accuracy"]  # the same lead on accuracy is not significant: a tie
-    assert tie.outcome == "tie" and "tie with convnext_clip: ahead by 0.02, not significant (p_holm = 0.2)" in tie.sentence
+    assert (
+        tie.outcome == "tie"
+        and "tie with convnext_clip: ahead by 0.02, not significant (p_holm = 0.2)" in tie.sentence
+    )
 
 
 def test_verdict_one_model_and_shared_best_values():
     from artprobe.report.verdict import pair, verdict_table
 
-    only = verdict_table(_summary([("eva02", "genre", "linear", 0.7), ("eva02", "genre", "knn", 0.5)]), None)
-    assert (only.outcome == "only model").all() and only.sentence.str.endswith("; the only model").all()
+    only = verdict_table(
+        _summary([("eva02", "genre", "linear", 0.7), ("eva02", "genre", "knn", 0.5)]), None
+    )
+    assert (only.outcome == "only model").all() and only.sentence.str.endswith(
+        "; the only model"
+    ).all()
     assert pair(only, "genre") is None
     # two probes of the best model share its value: both named; the runner-up under the first
-    s = _summary([("eva02", "genre", "linear", 0.7), ("eva02", "genre", "knn", 0.7), ("dino", "genre", "linear", 0.6)])
-    r = verdict_table(s, _comparisons([("genre", "linear", "eva02", "dino", "balanced_accuracy", 0.01)])).iloc[0]
-    assert (r.best_model, r.best_probe, r.runner_up, r.outcome) == ("eva02", "linear/knn", "dino", "lead holds")
-    assert r.sentence.startswith("genre, balanced accuracy: eva02 + linear/knn 0.70 [0.69, 0.71]; ahead of dino by 0.10")
+    s = _summary(
+        [
+            ("eva02", "genre", "linear", 0.7),
+            ("eva02", "genre", "knn", 0.7),
+            ("dino", "genre", "linear", 0.6),
+        ]
+    )
+    r = verdict_table(
+        s, _comparisons([("genre", "linear", "eva02", "dino", "balanced_accuracy", 0.01)])
+    ).iloc[0]
+    assert (r.best_model, r.best_probe, r.runner_up, r.outcome) == (
+        "eva02",
+        "linear/knn",
+        "dino",
+        "lead holds",
+    )
+    assert r.sentence.startswith(
+        "genre, balanced accuracy: eva02 + linear/knn 0.70 [0.69, 0.71]; ahead of dino by 0.10"
+    )
     # two models share the best value: a tie, whatever the test says
     s = _summary([("eva02", "genre", "linear", 0.7), ("dino", "genre", "linear", 0.7)])
-    r = verdict_table(s, _comparisons([("genre", "linear", "eva02", "dino", "balanced_accuracy", 1.0)])).iloc[0]
-    assert r.outcome == "tie" and r["diff"] == 0 and "tie with dino (same value, p_holm = 1)" in r.sentence
+    r = verdict_table(
+        s, _comparisons([("genre", "linear", "eva02", "dino", "balanced_accuracy", 1.0)])
+    ).iloc[0]
+    assert (
+        r.outcome == "tie"
+        and r["diff"] == 0
+        and "tie with dino (same value, p_holm = 1)" in r.sentence
+    )
     # no comparison for the metric: the lead is stated, untested
-    r = verdict_table(_summary([("a", "genre", "knn", 0.7), ("b", "genre", "knn", 0.6)]), None).iloc[0]
+    r = verdict_table(
+        _summary([("a", "genre", "knn", 0.7), ("b", "genre", "knn", 0.6)]), None
+    ).iloc[0]
     assert r.outcome == "not tested" and r.sentence.endswith("ahead of b by 0.10 (no paired test)")

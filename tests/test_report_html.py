@@ -28,7 +28,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from test_report import CHOICES, CLASSIFIERS, KINDS, MODELS, TARGETS, make_results
 
 from artprobe.report.layout import CATEGORIES, report_files
@@ -124,15 +123,26 @@ def chromium_binary() -> str | None:
 
 def screenshot(url: str, png: Path, profile: Path) -> None:
     cmd = [
-        chromium_binary(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--hide-scrollbars", f"--user-data-dir={profile}", "--virtual-time-budget=10000",
-        f"--screenshot={png}", "--window-size=1400,1000", url,
-    ]  # fmt: skip
+        chromium_binary(),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--hide-scrollbars",
+        f"--user-data-dir={profile}",
+        "--virtual-time-budget=10000",
+        f"--screenshot={png}",
+        "--window-size=1400,1000",
+        url,
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
-    assert (
-        png.is_file() and png.stat().st_size > 0
-    ), f"no screenshot from chromium:\n{proc.stderr[-3000:]}"
+    assert png.is_file() and png.stat().st_size > 0, (
+        f"no screenshot from chromium:\n{proc.stderr[-3000:]}"
+    )
 
 
 def pixels(png: Path):
@@ -179,9 +189,9 @@ def report_html(tmp_path_factory) -> tuple[Path, Path]:
         proc = subprocess.run(
             snakemake + args, cwd=work, env=env, capture_output=True, text=True, timeout=1800
         )
-        assert (
-            proc.returncode == 0
-        ), f"snakemake {args} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+        assert proc.returncode == 0, (
+            f"snakemake {args} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+        )
     return work, work / "report.html"
 
 
@@ -193,9 +203,9 @@ def test_report_embeds_every_file_and_caption(report_html):
     assert {str(f.relative_to(work / "out")) for f in files} == set(layout.values())
     for f in files:
         # Snakemake embeds each result as a base64 data URI
-        assert (
-            base64.b64encode(f.read_bytes()).decode() in text
-        ), f"{f.relative_to(work)} not embedded"
+        assert base64.b64encode(f.read_bytes()).decode() in text, (
+            f"{f.relative_to(work)} not embedded"
+        )
     assert text.count("data:image/png") >= sum(1 for f in files if f.suffix == ".png") > 0
     for rst in (ROOT / "report").glob("*.rst"):
         # the first four plain words on one line of the caption, as rendered to HTML
@@ -262,9 +272,9 @@ def test_table_renders_in_report(report_html, browser):
     shot = work / "summary-view.png"
     screenshot(_view(page, "summary.html", "2. Results", "html").as_uri(), shot, browser)
     img = pixels(shot)
-    assert (
-        count_near(img, BEST_ROW, tol=3) > 2000
-    ), "summary table not visible (no highlighted best row)"
+    assert count_near(img, BEST_ROW, tol=3) > 2000, (
+        "summary table not visible (no highlighted best row)"
+    )
 
 
 # Run in the page once it has loaded: every <img> and every thumbnail of the map decoded,
@@ -302,8 +312,17 @@ def _checked(page: Path, dest: Path) -> Path:
 
 def run_checks(page: Path, profile: Path) -> dict:
     """The page's data-check (see CHECK) from Chromium's DOM after it ran."""
-    cmd = [chromium_binary(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-           f"--user-data-dir={profile}", "--virtual-time-budget=15000", "--dump-dom", page.as_uri()]  # fmt: skip
+    cmd = [
+        chromium_binary(),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        f"--user-data-dir={profile}",
+        "--virtual-time-budget=15000",
+        "--dump-dom",
+        page.as_uri(),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
     m = re.search(r'data-check="([^"]*)"', proc.stdout)
     assert m, f"the page did not finish its checks:\n{proc.stderr[-3000:]}"
@@ -347,6 +366,10 @@ def test_interactive_map_shows_the_painting_on_hover(report_html, browser):
 def test_paintings_render_inside_the_report(report_html, browser):
     work, page = report_html
     shot = work / "gallery-view.png"
-    screenshot(_view(page, "galleries/style.html", "3. Paintings and maps", "html").as_uri(), shot, browser)
-    assert count_near(pixels(shot), (0x1A, 0x96, 0x41), tol=20) > 300, "gallery not shown in the report"
+    screenshot(
+        _view(page, "galleries/style.html", "3. Paintings and maps", "html").as_uri(), shot, browser
+    )
+    assert count_near(pixels(shot), (0x1A, 0x96, 0x41), tol=20) > 300, (
+        "gallery not shown in the report"
+    )
     print(f"screenshot: {shot}")

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import snakemake
 
 pytestmark = [pytest.mark.workflow, pytest.mark.slow]
@@ -25,7 +24,9 @@ pytestmark = [pytest.mark.workflow, pytest.mark.slow]
 def done(tiny_run, tmp_path_factory) -> Path:
     """A copy of the completed tiny run: results, .snakemake metadata and mtimes kept."""
     work = tmp_path_factory.mktemp("reruns") / "work"
-    shutil.copytree(tiny_run, work, symlinks=True, ignore=shutil.ignore_patterns("locks", "__pycache__"))
+    shutil.copytree(
+        tiny_run, work, symlinks=True, ignore=shutil.ignore_patterns("locks", "__pycache__")
+    )
     return work
 
 
@@ -87,7 +88,10 @@ def test_mlp_hyper_parameter_refits_only_the_mlps(done, base, sizes):
 
 def test_new_model_embeds_and_fits_only_itself(done, base, sizes):
     changed = copy.deepcopy(base)
-    changed["models"] = [*changed["models"], {"name": "extra", "timm": "test_resnet", "pretrained": False}]
+    changed["models"] = [
+        *changed["models"],
+        {"name": "extra", "timm": "test_resnet", "pretrained": False},
+    ]
     assert planned(done, changed) == {
         "embed": sizes["shards"],
         "merge_embeddings": 1,
@@ -142,4 +146,9 @@ def test_drop_duplicates_refits_without_re_splitting(done, base, sizes):
 
 def test_sizes_are_not_trivial(sizes):
     """The cases above only mean something with several shards, models and targets."""
-    assert sizes["shards"] >= 2 and sizes["models"] >= 2 and sizes["targets"] >= 2 and sizes["mlps"] >= 1
+    assert (
+        sizes["shards"] >= 2
+        and sizes["models"] >= 2
+        and sizes["targets"] >= 2
+        and sizes["mlps"] >= 1
+    )

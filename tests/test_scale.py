@@ -14,7 +14,6 @@ import time
 
 import pytest
 import yaml
-
 from conftest import ROOT, copy_workflow, snakemake
 
 N_ROWS = 14_000_000

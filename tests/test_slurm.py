@@ -29,7 +29,6 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import yaml
-
 from conftest import ROOT, copy_workflow
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
@@ -37,10 +36,22 @@ pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 SLURM_SH = ROOT / ".ci" / "slurm.sh"
 REQUIRED = bool(os.environ.get("ARTPROBE_REQUIRE_SLURM"))
 RULES = [
-    "generate_demo", "manifest", "split", "shard", "image_hash", "duplicates",
-    "embed", "merge_embeddings", "classify", "fewshot", "thumbnails", "report",
-]  # fmt: skip
-RUN_TIMEOUT = 600  # seconds for one Snakemake invocation (outer `timeout`): a hang fails, not blocks
+    "generate_demo",
+    "manifest",
+    "split",
+    "shard",
+    "image_hash",
+    "duplicates",
+    "embed",
+    "merge_embeddings",
+    "classify",
+    "fewshot",
+    "thumbnails",
+    "report",
+]
+RUN_TIMEOUT = (
+    600  # seconds for one Snakemake invocation (outer `timeout`): a hang fails, not blocks
+)
 
 # one model, one target, one probe, two shards: 15 sbatch jobs, two of them on the GPU
 OVERLAY = """
@@ -85,7 +96,10 @@ PROFILE_OVERRIDES = {
     "latency-wait": 5,
     "retries": 0,
 }
-SMALL = {"mem_mb": 1000, "runtime": 15}  # every rule, with one thread: jobs of a level run side by side
+SMALL = {
+    "mem_mb": 1000,
+    "runtime": 15,
+}  # every rule, with one thread: jobs of a level run side by side
 
 
 def _slurm_available() -> str | None:
@@ -93,7 +107,9 @@ def _slurm_available() -> str | None:
     if os.geteuid() != 0:
         return "needs root (munge, slurmctld, slurmd)"
     if not REQUIRED:
-        missing = [b for b in ("slurmctld", "slurmd", "sbatch", "munged") if shutil.which(b) is None]
+        missing = [
+            b for b in ("slurmctld", "slurmd", "sbatch", "munged") if shutil.which(b) is None
+        ]
         if missing:
             return f"SLURM not installed ({', '.join(missing)} missing); set ARTPROBE_REQUIRE_SLURM=1 to install"
     return None
@@ -112,7 +128,9 @@ def cluster():
         pytest.skip(reason)
     state = Path(tempfile.mkdtemp(prefix="artprobe-slurm-"))  # short: socket paths live here
     t0 = time.monotonic()
-    proc = subprocess.run(["bash", str(SLURM_SH), "start", str(state)], capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        ["bash", str(SLURM_SH), "start", str(state)], capture_output=True, text=True, timeout=900
+    )
     if proc.returncode != 0:
         subprocess.run(["bash", str(SLURM_SH), "stop", str(state)], capture_output=True)
         pytest.fail(f".ci/slurm.sh start failed:\n{proc.stdout}\n{proc.stderr}")
@@ -120,7 +138,9 @@ def cluster():
     try:
         yield state
     finally:
-        subprocess.run(["bash", str(SLURM_SH), "stop", str(state)], capture_output=True, timeout=120)
+        subprocess.run(
+            ["bash", str(SLURM_SH), "stop", str(state)], capture_output=True, timeout=120
+        )
         shutil.rmtree(state, ignore_errors=True)
 
 
@@ -146,7 +166,9 @@ def _prepare(dest: Path, grouped: bool = False) -> Path:
     work = copy_workflow(dest)
     # the package too (used through PYTHONPATH): jobs then run this snapshot even while
     # the repository changes under a long test
-    shutil.copytree(ROOT / "artprobe", work / "artprobe", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        ROOT / "artprobe", work / "artprobe", ignore=shutil.ignore_patterns("__pycache__")
+    )
     (work / "slurm-test.yaml").write_text(OVERLAY)
     folder = work / "profiles" / "slurm-test"
     folder.mkdir()
@@ -156,12 +178,18 @@ def _prepare(dest: Path, grouped: bool = False) -> Path:
 
 def _cmd(*extra: str) -> list[str]:
     return [
-        "timeout", "--kill-after=20", str(RUN_TIMEOUT),
-        sys.executable, "-m", "snakemake",
-        "--workflow-profile", "profiles/slurm-test",
-        "--configfile", "slurm-test.yaml",
+        "timeout",
+        "--kill-after=20",
+        str(RUN_TIMEOUT),
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--workflow-profile",
+        "profiles/slurm-test",
+        "--configfile",
+        "slurm-test.yaml",
         *extra,
-    ]  # fmt: skip
+    ]
 
 
 def _env(work: Path) -> dict:
@@ -169,9 +197,18 @@ def _env(work: Path) -> dict:
 
 
 def _run(work: Path, *extra: str, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run(_cmd(*extra), cwd=work, env=_env(work), capture_output=True, text=True, timeout=RUN_TIMEOUT + 60)
+    proc = subprocess.run(
+        _cmd(*extra),
+        cwd=work,
+        env=_env(work),
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT + 60,
+    )
     if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(extra)} failed ({proc.returncode}):\n{proc.stderr[-8000:]}\n{_debug(work)}")
+        raise AssertionError(
+            f"snakemake {' '.join(extra)} failed ({proc.returncode}):\n{proc.stderr[-8000:]}\n{_debug(work)}"
+        )
     return proc
 
 
@@ -202,7 +239,9 @@ def slurm_run(cluster, tmp_path_factory):
     t0 = time.monotonic()
     first = work / "first.log"
     with open(first, "w") as out:
-        proc = subprocess.Popen(_cmd(), cwd=work, env=_env(work), stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            _cmd(), cwd=work, env=_env(work), stdout=out, stderr=subprocess.STDOUT
+        )
         try:
             run_id = _wait_for_running_gpu_job(proc, first)
             # kill snakemake itself (the child of `timeout`), as a dropped login session does
@@ -232,17 +271,23 @@ def slurm_run(cluster, tmp_path_factory):
     }
 
 
-def _wait_for_running_gpu_job(proc: subprocess.Popen, logfile: Path, timeout: float = RUN_TIMEOUT) -> str:
+def _wait_for_running_gpu_job(
+    proc: subprocess.Popen, logfile: Path, timeout: float = RUN_TIMEOUT
+) -> str:
     """Wait until an embed job of this run is RUNNING in SLURM; return the SLURM run id."""
     deadline = time.monotonic() + timeout
     run_id = None
     while time.monotonic() < deadline:
-        assert proc.poll() is None, f"snakemake ended before an embed job ran:\n{logfile.read_text()[-5000:]}"
+        assert proc.poll() is None, (
+            f"snakemake ended before an embed job ran:\n{logfile.read_text()[-5000:]}"
+        )
         if run_id is None:
             m = re.search(r"SLURM run ID: (\S+)", logfile.read_text())
             run_id = m.group(1) if m else None
         if run_id:
-            jobs = _sh("squeue", "-h", "-n", run_id, "-t", "R", "-o", "%i %P", check=False).stdout.splitlines()
+            jobs = _sh(
+                "squeue", "-h", "-n", run_id, "-t", "R", "-o", "%i %P", check=False
+            ).stdout.splitlines()
             if any(line.endswith(" gpu") for line in jobs):
                 return run_id
         time.sleep(0.5)
@@ -263,8 +308,12 @@ def test_every_job_goes_through_sbatch(slurm_run):
         else:  # killed: a job announced in the last instant may not have reached sbatch
             assert set(rule for _, rule in submitted) <= set(remote), name
         for jobid, rule in submitted:  # the plugin names a job's sbatch log after its SLURM id
-            if name == "rerun" or "JobState=COMPLETED" in _scontrol(jobid):  # not: cancelled while pending
-                assert list((work / ".snakemake" / "slurm_logs" / f"rule_{rule}").glob(f"**/{jobid}.log")), (rule, jobid)
+            if name == "rerun" or "JobState=COMPLETED" in _scontrol(
+                jobid
+            ):  # not: cancelled while pending
+                assert list(
+                    (work / ".snakemake" / "slurm_logs" / f"rule_{rule}").glob(f"**/{jobid}.log")
+                ), (rule, jobid)
         seen |= {rule for _, rule in submitted}
     assert seen == set(RULES)
     assert (work / "results" / "slurm" / "report" / "summary.csv").exists()
@@ -293,7 +342,9 @@ def test_embed_jobs_get_the_gpu(slurm_run, cluster):
             assert "JobState=COMPLETED" in info, info
             assert steps[jobid]["0"] == ("0" if rule == "embed" else "none"), (rule, steps[jobid])
     # what the embed step recorded about its device, where it records it
-    for path in sorted((slurm_run["work"] / "results" / "slurm" / "embeddings" / "vit").glob("*.parquet")):
+    for path in sorted(
+        (slurm_run["work"] / "results" / "slurm" / "embeddings" / "vit").glob("*.parquet")
+    ):
         meta = json.loads(pq.read_schema(path).metadata[b"artprobe"])
         if "cuda_visible_devices" in meta:
             assert meta["cuda_visible_devices"] == "0", meta
@@ -321,7 +372,10 @@ def test_kill_unlock_rerun_incomplete(slurm_run, tmp_path):
         "        compile=False, checkpoint_every=1, threads=1, progress=False)\n"
     )
     subprocess.run(
-        [sys.executable, "-c", reference, str(tmp_path), *map(str, shards)], env=_env(work), check=True, timeout=300
+        [sys.executable, "-c", reference, str(tmp_path), *map(str, shards)],
+        env=_env(work),
+        check=True,
+        timeout=300,
     )
     merged = pq.read_table(out / "embeddings" / "vit.parquet").to_pandas()
     failures = pq.read_table(out / "embeddings" / "vit.failures.parquet").to_pandas()
@@ -333,20 +387,29 @@ def test_kill_unlock_rerun_incomplete(slurm_run, tmp_path):
         assert part["error"].isna().tolist() == ref["error"].isna().tolist()
         ok = ref["error"].isna()
         np.testing.assert_allclose(
-            np.stack(part.loc[ok, "embedding"]), np.stack(ref.loc[ok, "embedding"]), rtol=1e-5, atol=1e-6
+            np.stack(part.loc[ok, "embedding"]),
+            np.stack(ref.loc[ok, "embedding"]),
+            rtol=1e-5,
+            atol=1e-6,
         )
         fresh.append(ref)
     fresh = pd.concat(fresh, ignore_index=True)
     ok = fresh["error"].isna()
     assert merged["row_id"].tolist() == fresh.loc[ok, "row_id"].tolist()
     assert sorted(failures["row_id"]) == sorted(fresh.loc[~ok, "row_id"])
-    np.testing.assert_allclose(np.stack(merged["embedding"]), np.stack(fresh.loc[ok, "embedding"]), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        np.stack(merged["embedding"]), np.stack(fresh.loc[ok, "embedding"]), rtol=1e-5, atol=1e-6
+    )
     summary = pd.read_csv(out / "report" / "summary.csv")
-    assert len(summary[summary["kind"] != "majority"]) == 1, summary  # vit x genre x linear (+ the baseline row)
+    assert len(summary[summary["kind"] != "majority"]) == 1, (
+        summary
+    )  # vit x genre x linear (+ the baseline row)
 
 
 # ---------------------------------------------------------------- grouped embed jobs
-GROUP_SUBMITTED = re.compile(r"Job \S+ has been submitted with SLURM jobid (\d+) \(log: .*/group_embed_embed/")
+GROUP_SUBMITTED = re.compile(
+    r"Job \S+ has been submitted with SLURM jobid (\d+) \(log: .*/group_embed_embed/"
+)
 GROUPED_TARGET = "results/slurm/embeddings/vit.parquet"
 
 
@@ -361,14 +424,22 @@ def grouped_run(cluster, tmp_path_factory):
     profile["group-components"] = ["embed=3"]
     profile_file.write_text(yaml.safe_dump(profile, sort_keys=False))
     first = _run(work, "--keep-going", GROUPED_TARGET)
-    outputs = sorted(p.name for p in (work / "results" / "slurm" / "embeddings" / "vit").glob("*.parquet"))
+    outputs = sorted(
+        p.name for p in (work / "results" / "slurm" / "embeddings" / "vit").glob("*.parquet")
+    )
     redo = work / "results" / "slurm" / "embeddings" / "vit" / "00003.parquet"
     kept = {p.name: p.stat().st_mtime_ns for p in redo.parent.glob("*.parquet") if p != redo}
     shard = work / "results" / "slurm" / "shards" / "00003.parquet"
     # the same rows, re-encoded: a changed file (Snakemake compares small inputs by checksum)
     pq.write_table(pq.read_table(shard), shard, compression="gzip")
     again = _run(work, "--keep-going", GROUPED_TARGET)
-    return {"work": work, "first": first.stderr, "again": again.stderr, "outputs": outputs, "kept": kept}
+    return {
+        "work": work,
+        "first": first.stderr,
+        "again": again.stderr,
+        "outputs": outputs,
+        "kept": kept,
+    }
 
 
 def test_grouped_embed_jobs_share_a_submission_and_one_gpu(grouped_run):
@@ -385,13 +456,21 @@ def test_grouped_embed_jobs_share_a_submission_and_one_gpu(grouped_run):
         assert "MinMemoryNode=1000M" in info and "TimeLimit=00:45:00" in info, info
     out = grouped_run["work"] / "results" / "slurm" / "embeddings"
     assert grouped_run["outputs"] == [f"{i:05d}.parquet" for i in range(6)]  # one per shard
-    assert pq.read_table(out / "vit.parquet").num_rows + pq.read_table(out / "vit.failures.parquet").num_rows == 96
+    assert (
+        pq.read_table(out / "vit.parquet").num_rows
+        + pq.read_table(out / "vit.failures.parquet").num_rows
+        == 96
+    )
 
 
 def test_a_grouped_shard_reruns_alone(grouped_run):
     """Staleness stays per shard: one shard changed, one embed job; the others untouched."""
     log = grouped_run["again"]
-    assert re.findall(r"wildcards: dataset=slurm, model=vit, shard=(\d+)", log) == ["00003"], log[-5000:]
+    assert re.findall(r"wildcards: dataset=slurm, model=vit, shard=(\d+)", log) == ["00003"], log[
+        -5000:
+    ]
     assert len(GROUP_SUBMITTED.findall(log)) == 1
     folder = grouped_run["work"] / "results" / "slurm" / "embeddings" / "vit"
-    assert {p.name: p.stat().st_mtime_ns for p in folder.glob("*.parquet") if p.name != "00003.parquet"} == grouped_run["kept"]
+    assert {
+        p.name: p.stat().st_mtime_ns for p in folder.glob("*.parquet") if p.name != "00003.parquet"
+    } == grouped_run["kept"]

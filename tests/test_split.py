@@ -8,11 +8,17 @@ import pyarrow.parquet as pq
 import pytest
 
 from artprobe.config import SPLITS
+from artprobe.demo import CLASSES
+from artprobe.io import read_meta
 from artprobe.manifest import build_manifest
 from artprobe.sources import DataError
-from artprobe.demo import CLASSES
-from artprobe.split import group_codes, group_split, seed_compatible_split, stratified_split, write_split
-from artprobe.io import read_meta
+from artprobe.split import (
+    group_codes,
+    group_split,
+    seed_compatible_split,
+    stratified_split,
+    write_split,
+)
 
 TARGETS = ["genre", "style", "artist"]
 
@@ -61,12 +67,22 @@ def test_stratified_split_keeps_proportions():
 
 def test_split_file(demo_source, tmp_path):
     build_manifest(str(demo_source), None, TARGETS, tmp_path / "m.json")
-    write_split(tmp_path / "m.json", tmp_path / "split.parquet", method="seed-compatible", seed=2830)
+    write_split(
+        tmp_path / "m.json", tmp_path / "split.parquet", method="seed-compatible", seed=2830
+    )
     t = pq.read_table(tmp_path / "split.parquet")
     assert t.column("row_id").to_pylist() == list(range(96))
-    assert (np.array(t.column("split").to_pylist(), dtype=object) == seed_compatible_split(96)).all()
+    assert (
+        np.array(t.column("split").to_pylist(), dtype=object) == seed_compatible_split(96)
+    ).all()
     assert read_meta(tmp_path / "split.parquet")["counts"] == {"train": 76, "val": 10, "test": 10}
-    write_split(tmp_path / "m.json", tmp_path / "s2.parquet", method="stratified", seed=0, stratify_by="style")
+    write_split(
+        tmp_path / "m.json",
+        tmp_path / "s2.parquet",
+        method="stratified",
+        seed=0,
+        stratify_by="style",
+    )
     assert read_meta(tmp_path / "s2.parquet")["stratify_by"] == "style"
 
 
@@ -99,7 +115,9 @@ def test_group_split_is_deterministic_per_seed():
     assert test_a != test_b  # another seed holds out other artists
 
 
-def previous_group_split(groups: np.ndarray, seed: int, val_fraction: float, test_fraction: float) -> np.ndarray:
+def previous_group_split(
+    groups: np.ndarray, seed: int, val_fraction: float, test_fraction: float
+) -> np.ndarray:
     """The group split before issue 16: groups in a seeded random order, each to test, else
     val, if it brings that part closer to its target. Kept here to measure the drift."""
     ids = np.asarray(groups, dtype=np.int64).copy()
@@ -158,11 +176,20 @@ def test_write_split_records_and_logs_the_achieved_fractions(demo_source, tmp_pa
 
     build_manifest(str(demo_source), None, ["genre", "style"], tmp_path / "m.json")
     with caplog.at_level(logging.INFO, logger="artprobe.split"):
-        write_split(tmp_path / "m.json", tmp_path / "s.parquet", method="group", seed=0,
-                    group_by="artist", ungrouped=["Unknown Artist"])  # fmt: skip
+        write_split(
+            tmp_path / "m.json",
+            tmp_path / "s.parquet",
+            method="group",
+            seed=0,
+            group_by="artist",
+            ungrouped=["Unknown Artist"],
+        )
     meta = read_meta(tmp_path / "s.parquet")
     assert meta["achieved"] == {s: round(meta["counts"][s] / 96, 5) for s in SPLITS}
-    assert "achieved fractions train" in caplog.text and "(asked train 80.00%, val 10.00%, test 10.00%)" in caplog.text
+    assert (
+        "achieved fractions train" in caplog.text
+        and "(asked train 80.00%, val 10.00%, test 10.00%)" in caplog.text
+    )
 
 
 def test_group_split_of_too_few_groups_names_the_problem():
@@ -183,9 +210,17 @@ def test_group_codes_name_lookup_missing_and_ungrouped():
 
 def test_group_split_file_keeps_each_artist_on_one_side(demo_source, tmp_path):
     build_manifest(str(demo_source), None, ["genre", "style"], tmp_path / "m.json")
-    write_split(tmp_path / "m.json", tmp_path / "s.parquet", method="group", seed=0,
-                group_by="artist", ungrouped=["Unknown Artist"])  # fmt: skip
-    parts = np.array(pq.read_table(tmp_path / "s.parquet").column("split").to_pylist(), dtype=object)
+    write_split(
+        tmp_path / "m.json",
+        tmp_path / "s.parquet",
+        method="group",
+        seed=0,
+        group_by="artist",
+        ungrouped=["Unknown Artist"],
+    )
+    parts = np.array(
+        pq.read_table(tmp_path / "s.parquet").column("split").to_pylist(), dtype=object
+    )
     source = pa.concat_tables(pq.read_table(p) for p in sorted(demo_source.glob("data/*.parquet")))
     artist = source.column("artist").to_numpy()
     unknown = CLASSES["artist"].index("Unknown Artist")
@@ -201,9 +236,17 @@ def test_group_split_file_keeps_each_artist_on_one_side(demo_source, tmp_path):
 
 def _config(**split) -> dict:
     """A config as validation leaves it (defaults filled), with ``split`` overridden."""
-    base = {"method": "seed-compatible", "seed": 0, "val_fraction": 0.1, "test_fraction": 0.1,
-            "stratify_by": None, "group_by": None, "ungrouped": ["Unknown Artist"],
-            "duplicate_distance": 8, "drop_duplicates": False}  # fmt: skip
+    base = {
+        "method": "seed-compatible",
+        "seed": 0,
+        "val_fraction": 0.1,
+        "test_fraction": 0.1,
+        "stratify_by": None,
+        "group_by": None,
+        "ungrouped": ["Unknown Artist"],
+        "duplicate_distance": 8,
+        "drop_duplicates": False,
+    }
     return {
         "dataset": {"source": "huggan/wikiart", "targets": ["genre", "style"]},
         "demo": None,

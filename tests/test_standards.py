@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import ROOT, VENV_BIN, copy_workflow, snakemake
 
 RULE_FILES = sorted((ROOT / "rules").glob("*.smk"))
@@ -67,9 +66,13 @@ def workflow_copy(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def rules(workflow_copy) -> dict:
     proc = subprocess.run(
-        [sys.executable, "-c", RULES_PROBE], cwd=workflow_copy, capture_output=True, text=True, timeout=300,
+        [sys.executable, "-c", RULES_PROBE],
+        cwd=workflow_copy,
+        capture_output=True,
+        text=True,
+        timeout=300,
         env=dict(os.environ, PYTHONPATH=str(ROOT)),
-    )  # fmt: skip
+    )
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RULES=")), None)
     assert proc.returncode == 0 and line, proc.stderr[-5000:]
     return json.loads(line[len("RULES=") :])
@@ -129,13 +132,19 @@ def test_every_rule_uses_an_existing_stage_env(rules):
 
 @pytest.mark.workflow
 def test_lint_is_clean(workflow_copy):
-    proc = snakemake(workflow_copy, "--lint", "--configfile", "demo/config.yaml", check=False, timeout=300)
+    proc = snakemake(
+        workflow_copy, "--lint", "--configfile", "demo/config.yaml", check=False, timeout=300
+    )
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
 
 
 def test_snakefmt_is_clean():
     proc = subprocess.run(
-        [str(VENV_BIN / "snakefmt"), "--check", "--diff", "."], cwd=ROOT, capture_output=True, text=True, timeout=120
+        [str(VENV_BIN / "snakefmt"), "--check", "--diff", "."],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
 
@@ -167,7 +176,9 @@ def test_a_unit_test_cannot_start_snakemake(command):
         from snakemake.api import SnakemakeApi
 
         SnakemakeApi()  # reached only if an earlier test imported it: then creating one fails
-    done = subprocess.run([sys.executable, "-c", "print('other programs run')"], capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-c", "print('other programs run')"], capture_output=True, text=True
+    )
     assert done.stdout.strip() == "other programs run"
 
 
@@ -197,7 +208,9 @@ def test_env_pins_agree_with_requirements(env):
                 if not m:
                     problems.append(f"pip {req!r}: not pinned with ==")
                 elif pins.get(_norm(m.group(1))) != m.group(2):
-                    problems.append(f"pip {req}: requirements.txt has {pins.get(_norm(m.group(1)))}")
+                    problems.append(
+                        f"pip {req}: requirements.txt has {pins.get(_norm(m.group(1)))}"
+                    )
             continue
         m = re.fullmatch(r"([A-Za-z0-9_.-]+)\s*(?:==?\s*(\S+))?", dep)
         name, version = m.group(1), m.group(2)
@@ -243,13 +256,21 @@ print(json.dumps(out))
 @pytest.mark.slow
 def test_deliverables_open_without_artprobe(tiny_run, tmp_path):
     results = next((tiny_run / "results").glob("*/report/summary.csv")).parents[1]
-    merged = sorted(p for p in (results / "embeddings").glob("*.parquet") if not p.name.endswith(".failures.parquet"))
+    merged = sorted(
+        p
+        for p in (results / "embeddings").glob("*.parquet")
+        if not p.name.endswith(".failures.parquet")
+    )
     assert merged
     paths = [str(p) for p in [*merged, results / "report" / "summary.csv"]]
     proc = subprocess.run(
-        [sys.executable, "-c", READERS, *paths], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        [sys.executable, "-c", READERS, *paths],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
         env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
-    )  # fmt: skip
+    )
     assert proc.returncode == 0, proc.stderr[-5000:]
     out = json.loads(proc.stdout)
     assert out.pop("artprobe_imported") is False
@@ -275,17 +296,25 @@ print(artprobe.__file__)
 
 def test_scripts_find_the_checkouts_package_without_pythonpath(tmp_path):
     work = copy_workflow(tmp_path / "checkout")
-    shutil.copytree(ROOT / "artprobe", work / "artprobe", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        ROOT / "artprobe", work / "artprobe", ignore=shutil.ignore_patterns("__pycache__")
+    )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     proc = subprocess.run(
         [sys.executable, "-S", "-c", SCRIPT_PATH_PROBE, str(work / "scripts")],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     assert Path(proc.stdout.strip()).resolve() == (work / "artprobe" / "__init__.py").resolve()
     for script in sorted((ROOT / "scripts").glob("*.py")):
         if script.name != "_checkout.py":
-            first = [ln for ln in script.read_text().splitlines() if ln.startswith(("import", "from"))][0]
+            first = [
+                ln for ln in script.read_text().splitlines() if ln.startswith(("import", "from"))
+            ][0]
             assert first.startswith("import _checkout"), f"{script.name}: imports before _checkout"
 
 
@@ -330,7 +359,9 @@ def _imported_dists(script: Path) -> set[str]:
                 top = name.split(".")[0]
                 if top == "artprobe":
                     parts = ROOT.joinpath(*name.split("."))
-                    todo += [q for q in (parts.with_suffix(".py"), parts / "__init__.py") if q.exists()]
+                    todo += [
+                        q for q in (parts.with_suffix(".py"), parts / "__init__.py") if q.exists()
+                    ]
                 elif top not in sys.stdlib_module_names and top != "_checkout":
                     found.update(_norm(d) for d in dists.get(top, [top]))
     return found
@@ -345,12 +376,19 @@ def test_each_env_has_what_its_scripts_import(rules):
         if name in TARGET_RULES or not rule.get("script"):
             continue
         spec = yaml.safe_load((ROOT / "envs" / Path(rule["conda"]).name).read_text())
-        pins = {_norm(re.split("[=<>]", r)[0]) for d in spec["dependencies"] if isinstance(d, dict) for r in d["pip"]}
+        pins = {
+            _norm(re.split("[=<>]", r)[0])
+            for d in spec["dependencies"]
+            if isinstance(d, dict)
+            for r in d["pip"]
+        }
         pins = _installed_closure(pins)
         script = ROOT / "scripts" / Path(rule["script"]).name
         missing = sorted(_imported_dists(script) - pins)
         if missing:
-            problems.append(f"rule {name} ({script.name}) imports {missing}, not in {rule['conda']}")
+            problems.append(
+                f"rule {name} ({script.name}) imports {missing}, not in {rule['conda']}"
+            )
     assert not problems, problems
 
 
@@ -359,7 +397,10 @@ def test_parse_modules_are_light():
     text = "".join(p.read_text() for p in RULE_FILES)
     modules = sorted(set(re.findall(r"^from (artprobe[\w.]*) import", text, re.M)))
     assert "artprobe.config" in modules
-    code = f"import sys\nfor m in {modules!r}: __import__(m)\nprint(sorted({{'torch', 'pandas', 'timm'}} & set(sys.modules)))"
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    heavy = "{'torch', 'pandas', 'timm'}"
+    code = f"import sys\nfor m in {modules!r}: __import__(m)\nprint(sorted({heavy} & set(sys.modules)))"
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]", f"parse-time imports load {proc.stdout.strip()}"

@@ -11,19 +11,24 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
+from synthetic import synthetic_jpeg
 
 from artprobe.io import write_parquet
 from artprobe.report import select
 from artprobe.report.thumbnails import SIZES, make_thumbnails, read_shard_rows
-from synthetic import synthetic_jpeg
 
 
 def _embeddings(path, row_id, split, labels, X) -> str:
-    table = pa.table({
-        "row_id": pa.array(row_id, pa.int64()), "split": list(split),
-        "style": pa.array(labels, pa.int16()),
-        "embedding": pa.FixedSizeListArray.from_arrays(pa.array(X.astype(np.float32).ravel()), X.shape[1]),
-    })  # fmt: skip
+    table = pa.table(
+        {
+            "row_id": pa.array(row_id, pa.int64()),
+            "split": list(split),
+            "style": pa.array(labels, pa.int16()),
+            "embedding": pa.FixedSizeListArray.from_arrays(
+                pa.array(X.astype(np.float32).ravel()), X.shape[1]
+            ),
+        }
+    )
     write_parquet(table, path)
     return str(path)
 
@@ -71,7 +76,9 @@ def test_gallery_lists_the_known_nearest_train_rows(angles):
 
 def test_gallery_centring_is_the_knn_probes(angles):
     """center=True compares (x - train mean) directions, as the kNN probe does."""
-    got = select.nearest_train(angles["a"], ["style"], {"style": list(QUERY_DEG)}, 5, center=True)["style"]
+    got = select.nearest_train(angles["a"], ["style"], {"style": list(QUERY_DEG)}, 5, center=True)[
+        "style"
+    ]
     df = pq.read_table(angles["a"]).to_pandas()
     X = np.stack(df["embedding"].to_numpy())
     train = X[:18] - X[:18].mean(axis=0)
@@ -87,7 +94,10 @@ def test_same_queries_for_every_model_and_the_seed_changes_them(tmp_path):
     n = 200
     rows, split = np.arange(n), np.where(np.arange(n) % 4 == 0, "test", "train")
     labels = rng.integers(0, 6, n)
-    paths = {m: _embeddings(tmp_path / f"{m}.parquet", rows, split, labels, rng.normal(size=(n, 8))) for m in "ab"}
+    paths = {
+        m: _embeddings(tmp_path / f"{m}.parquet", rows, split, labels, rng.normal(size=(n, 8)))
+        for m in "ab"
+    }
     frames = {m: select._load(p, ["style"]) for m, p in paths.items()}
     q0 = select.gallery_queries(frames, "style", 12, seed=0)
     assert q0 == select.gallery_queries(frames, "style", 12, seed=0)
@@ -95,14 +105,19 @@ def test_same_queries_for_every_model_and_the_seed_changes_them(tmp_path):
     assert len(q0) == 12 and all(r % 4 == 0 for r in q0)  # test rows only
     assert len({labels[r] for r in q0}) == 6  # spread over every class
     assert np.bincount(labels[q0]).max() == 2  # twelve queries, six classes: two each
-    near = {m: select.nearest_train(p, ["style"], {"style": q0}, 5, False)["style"] for m, p in paths.items()}
+    near = {
+        m: select.nearest_train(p, ["style"], {"style": q0}, 5, False)["style"]
+        for m, p in paths.items()
+    }
     assert [len(x) for x in near["a"]] == [5] * 12 and near["a"] != near["b"]
     train = set(rows[split == "train"])
     assert all(r in train for x in near["a"] + near["b"] for r in x)
 
 
 def _fit(model, clf, y_true, y_pred, target="style"):
-    preds = pd.DataFrame({"row_id": np.arange(len(y_true)) + 10, "y_true": y_true, "y_pred": y_pred})
+    preds = pd.DataFrame(
+        {"row_id": np.arange(len(y_true)) + 10, "y_true": y_true, "y_pred": y_pred}
+    )
     return {"model": model, "classifier": clf, "target": target, "predictions": preds}
 
 
@@ -138,9 +153,15 @@ def shards(tmp_path):
     paths = []
     for i, start in enumerate((0, 100)):
         ids = np.arange(start, start + 100)
-        table = pa.table({"row_id": pa.array(ids, pa.int64()),
-                          "image": pa.array([synthetic_jpeg(300, 200, seed=int(r)) for r in ids], pa.large_binary()),
-                          "style": pa.array(ids % 7, pa.int16())})  # fmt: skip
+        table = pa.table(
+            {
+                "row_id": pa.array(ids, pa.int64()),
+                "image": pa.array(
+                    [synthetic_jpeg(300, 200, seed=int(r)) for r in ids], pa.large_binary()
+                ),
+                "style": pa.array(ids % 7, pa.int16()),
+            }
+        )
         paths.append(str(tmp_path / f"{i:05d}.parquet"))
         pq.write_table(table, paths[-1], row_group_size=10)  # 10 row groups per shard
     return paths
@@ -160,7 +181,13 @@ def test_reads_only_the_row_groups_that_hold_the_rows(shards, tmp_path, monkeypa
     make_thumbnails(shards, wanted, ["style"], str(out))
     assert sorted(reads) == [0, 2, 9]
     t = pq.read_table(out).to_pandas()
-    assert sorted(zip(t.row_id, t.kind)) == [(5, "large"), (7, "large"), (7, "small"), (123, "large"), (199, "small")]
+    assert sorted(zip(t.row_id, t.kind)) == [
+        (5, "large"),
+        (7, "large"),
+        (7, "small"),
+        (123, "large"),
+        (199, "small"),
+    ]
     assert (t["style"] == t["row_id"] % 7).all()
     for jpeg, kind, w, h in zip(t.jpeg, t.kind, t.width, t.height):
         img = Image.open(io.BytesIO(jpeg))

@@ -53,9 +53,15 @@ def hub(weight_files):
 
 def hub_env(hub_url: str, hf_home: Path, **extra: str) -> dict:
     return {
-        "HF_ENDPOINT": hub_url, "HF_HOME": str(hf_home), "HF_HUB_DISABLE_XET": "1", "HF_TOKEN": "",
-        "HF_HUB_OFFLINE": "0", "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_ETAG_TIMEOUT": "5", **extra,
-    }  # fmt: skip
+        "HF_ENDPOINT": hub_url,
+        "HF_HOME": str(hf_home),
+        "HF_HUB_DISABLE_XET": "1",
+        "HF_TOKEN": "",
+        "HF_HUB_OFFLINE": "0",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "HF_HUB_ETAG_TIMEOUT": "5",
+        **extra,
+    }
 
 
 def client(env: dict, code: str) -> subprocess.CompletedProcess:
@@ -243,8 +249,13 @@ def test_cuda_asked_for_on_a_cpu_machine_is_one_sentence_before_the_model_is_bui
     monkeypatch.setattr(shard, "load_model", no_build)
     for device in ("cuda", "cuda:1"):
         with pytest.raises(DeviceError) as err:
-            shard.embed_shard(tmp_path / "none.parquet", tmp_path / "out.parquet", timm_name="test_vit",
-                              pretrained=False, device=device)  # fmt: skip
+            shard.embed_shard(
+                tmp_path / "none.parquet",
+                tmp_path / "out.parquet",
+                timm_name="test_vit",
+                pretrained=False,
+                device=device,
+            )
         message = str(err.value)
         assert message.startswith(
             f"embed_runtime.device is {device!r}, but {socket.gethostname()} has no such CUDA"
@@ -331,8 +342,16 @@ def test_embeddings_of_hub_weights_name_them_and_equal_the_same_local_file(
 
     url = closed_port_url()
     away = {**env, "HF_ENDPOINT": url, "HF_HOME": str(tmp_path / "away")}
-    run = snakemake(offline, "results/tiny/weights/hub.json", "--cores", "1", "--configfile", "overlay.yaml",
-                    env=away, check=False)  # fmt: skip
+    run = snakemake(
+        offline,
+        "results/tiny/weights/hub.json",
+        "--cores",
+        "1",
+        "--configfile",
+        "overlay.yaml",
+        env=away,
+        check=False,
+    )
     sentence = f"The Hugging Face hub at {url} cannot be reached (connection refused) to fetch model '{REPO}'"
     assert run.returncode != 0 and sentence in run.stdout + run.stderr
     assert "Traceback" not in run.stdout + run.stderr

@@ -8,9 +8,7 @@ import os
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import ROOT, TINY_OVERLAY, copy_workflow, job_counts, snakemake
-
 
 pytestmark = pytest.mark.workflow
 
@@ -20,7 +18,11 @@ def test_end_to_end(tiny_run):
     out = tiny_run / "results" / "tiny"
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["n_rows"] == 120 and manifest["targets"] == ["genre", "style"]
-    assert sorted(p.name for p in (out / "shards").glob("*.parquet")) == ["00000.parquet", "00001.parquet", "00002.parquet"]
+    assert sorted(p.name for p in (out / "shards").glob("*.parquet")) == [
+        "00000.parquet",
+        "00001.parquet",
+        "00002.parquet",
+    ]
     for model in ("vit", "convnext"):
         merged = pq.read_table(out / "embeddings" / f"{model}.parquet")
         failures = pq.read_table(out / "embeddings" / f"{model}.failures.parquet")
@@ -46,7 +48,9 @@ def test_end_to_end(tiny_run):
                     assert m["dropped"]["rows"] == int((labels["genre"] == cityscape).sum()) > 0
                     assert cityscape not in pred["y_true"]
                 else:
-                    rare = {manifest["classes"]["style"].index(c) for c in m["dropped"]["rare_classes"]}
+                    rare = {
+                        manifest["classes"]["style"].index(c) for c in m["dropped"]["rare_classes"]
+                    }
                     assert not rare & set(pred["y_true"])
     comparisons = pd.read_csv(out / "report" / "comparisons.csv")
     assert set(comparisons.seeds) == {"3 vs 3", "1 vs 1"}
@@ -86,7 +90,9 @@ def workflow_copy(tmp_path_factory):
 
 
 def test_overlay_replaces_models_targets_classifiers(workflow_copy):
-    overlay = TINY_OVERLAY.replace("  - name: convnext\n    timm: test_convnext\n    pretrained: false\n", "")
+    overlay = TINY_OVERLAY.replace(
+        "  - name: convnext\n    timm: test_convnext\n    pretrained: false\n", ""
+    )
     overlay = overlay.replace("  - name: linear\n    kind: linear\n", "")
     overlay = overlay.replace("  - name: knn\n    kind: knn\n    k: 5\n", "")
     overlay = overlay.replace("targets: [genre, style]", "targets: [style]")
@@ -96,7 +102,16 @@ def test_overlay_replaces_models_targets_classifiers(workflow_copy):
     assert proc.returncode == 0, proc.stderr
     text = proc.stdout
     # the three default models, linear/knn and genre/artist are gone
-    for gone in ("eva02", "convnextv2", "convnext_clip", "/convnext/", "/linear/", "/knn/", "/genre/", "/artist/"):
+    for gone in (
+        "eva02",
+        "convnextv2",
+        "convnext_clip",
+        "/convnext/",
+        "/linear/",
+        "/knn/",
+        "/genre/",
+        "/artist/",
+    ):
         assert gone not in text, gone
     assert "classify/vit/style/mlp/metrics.json" in text
 
@@ -109,10 +124,19 @@ def test_overlay_replaces_models_targets_classifiers(workflow_copy):
         (("    epochs: 4", "    epoch: 4"), "epoch"),
         (("  precision: fp32", "  precision: fp8"), "fp8"),
         (("targets: [genre, style]", "targets: [genre, genre]"), "targets"),
-        (("timm: test_vit\n", "timm: test_vit\n    weights: /w.safetensors\n"), "models[vit].weights"),
-        (("timm: test_vit\n", "timm: test_vit\n    revision: main\n"), "models[vit].revision: set, but pretrained is false"),
+        (
+            ("timm: test_vit\n", "timm: test_vit\n    weights: /w.safetensors\n"),
+            "models[vit].weights",
+        ),
+        (
+            ("timm: test_vit\n", "timm: test_vit\n    revision: main\n"),
+            "models[vit].revision: set, but pretrained is false",
+        ),
         (("timm: test_vit\n", "timm: test_vit\n    features: last_cls\n"), "last_cls"),
-        (("  bootstrap: 50\n", "  bootstrap: 50\n  fewshot: {classifier: mlp}\n"), "probe.fewshot.classifier"),
+        (
+            ("  bootstrap: 50\n", "  bootstrap: 50\n  fewshot: {classifier: mlp}\n"),
+            "probe.fewshot.classifier",
+        ),
         (("  bootstrap: 50\n", "  bootstrap: 50\n  fewshot: {shots: [0]}\n"), "shots"),
         (("    kind: knn", "    kind: svm"), "unknown classifier kind 'svm'"),
     ],
@@ -137,7 +161,10 @@ def test_real_config_dag_once_manifest_exists(workflow_copy):
 
     out = workflow_copy / "results" / "wikiart"
     out.mkdir(parents=True, exist_ok=True)
-    files = [{"name": f"data/train-{i:05d}-of-00072.parquet", "rows": 1131, "row_start": 1131 * i} for i in range(72)]
+    files = [
+        {"name": f"data/train-{i:05d}-of-00072.parquet", "rows": 1131, "row_start": 1131 * i}
+        for i in range(72)
+    ]
     files[-1]["rows"] = 81444 - 1131 * 71
     manifest = {
         "source": "huggan/wikiart",

@@ -51,12 +51,22 @@ def remove_stale_partials(repo_id: str, blob: str, repo_type: str = REPO_TYPE) -
     from huggingface_hub.utils import WeakFileLock
 
     blobs = storage_folder(repo_id, repo_type) / "blobs"
-    lock = Path(constants.HF_HUB_CACHE) / ".locks" / repo_folder_name(repo_id=repo_id, repo_type=repo_type)
+    lock = (
+        Path(constants.HF_HUB_CACHE)
+        / ".locks"
+        / repo_folder_name(repo_id=repo_id, repo_type=repo_type)
+    )
     lock.mkdir(parents=True, exist_ok=True)
     with WeakFileLock(lock / f"{blob}.lock"):
-        stale = sorted(blobs.glob(f"{blob}.*.incomplete")) + sorted(blobs.glob(f"{blob}.incomplete"))
+        stale = sorted(blobs.glob(f"{blob}.*.incomplete")) + sorted(
+            blobs.glob(f"{blob}.incomplete")
+        )
         for path in stale:
-            log.info("removing %s (%.1f MB) left by a killed download", path.name, path.stat().st_size / 1e6)
+            log.info(
+                "removing %s (%.1f MB) left by a killed download",
+                path.name,
+                path.stat().st_size / 1e6,
+            )
             path.unlink(missing_ok=True)
     return stale
 
@@ -104,11 +114,25 @@ def download_file(files_json: str | os.PathLike, file: str, out_path: str | os.P
     check_cache_space(source, [entry])
     start = time.perf_counter()
     with hub_errors(dataset_request(source, commit)):
-        path = hf_hub_download(source, entry["name"], repo_type=REPO_TYPE, revision=commit, tqdm_class=LogBar)
+        path = hf_hub_download(
+            source, entry["name"], repo_type=REPO_TYPE, revision=commit, tqdm_class=LogBar
+        )
     seconds = time.perf_counter() - start
     digest = verify(Path(path), entry, source)
     mb = entry["size"] / 1e6
-    log.info("%s: %.1f MB in %.1f s (%.1f MB/s), hash ok", entry["name"], mb, seconds, mb / max(seconds, 1e-9))
-    marker = {"name": entry["name"], "path": path, "size": entry["size"], "hash": digest, "commit": commit}
+    log.info(
+        "%s: %.1f MB in %.1f s (%.1f MB/s), hash ok",
+        entry["name"],
+        mb,
+        seconds,
+        mb / max(seconds, 1e-9),
+    )
+    marker = {
+        "name": entry["name"],
+        "path": path,
+        "size": entry["size"],
+        "hash": digest,
+        "commit": commit,
+    }
     write_json(out_path, marker)
     return marker

@@ -33,7 +33,10 @@ def dataset_request(repo_id: str, revision: str | None) -> HubRequest:
 
 
 def hub_listing(
-    repo_id: str, revision: str | None, repo_type: str = REPO_TYPE, request: HubRequest | None = None
+    repo_id: str,
+    revision: str | None,
+    repo_type: str = REPO_TYPE,
+    request: HubRequest | None = None,
 ) -> tuple[str, dict[str, dict]]:
     """(commit, {path: {size, blob_id, lfs_sha256, lfs_size}}) from the hub's recursive tree.
     The client's failures become one-sentence errors in the words of ``request``."""
@@ -70,7 +73,7 @@ def select_remote(listing: dict[str, dict], config, splits, where: str) -> list[
     """The data files of the configured layout (plus the dataset card) as files.json entries."""
     try:
         chosen = select(listing, config, splits, where)
-    except LayoutError as err:
+    except LayoutError:
         others = [p for p in listing if p.lower().endswith(NOT_PARQUET)]
         if others and not any(p.endswith(".parquet") for p in listing):
             raise LayoutError(
@@ -105,5 +108,7 @@ def remote_files(
     out = {"source": source, "revision": revision, "commit": commit, "files": files}
     write_json(out_path, out)
     total = sum(f["size"] for f in files)
-    log.info("%s@%s (commit %s): %d files, %.1f MB", source, revision, commit, len(files), total / 1e6)
+    log.info(
+        "%s@%s (commit %s): %d files, %.1f MB", source, revision, commit, len(files), total / 1e6
+    )
     return out

@@ -41,13 +41,20 @@ stringing them together).
 """
 
 from artprobe.embed.checkpoints import CHECKPOINT_DIR, Checkpoints
-from artprobe.embed.loader import PIECE, ShardImages, collate, merge_pieces, piece_loader, plan_pieces
+from artprobe.embed.features import FEATURES_PATTERN, feature_model, parse_features
+from artprobe.embed.loader import (
+    PIECE,
+    ShardImages,
+    collate,
+    merge_pieces,
+    piece_loader,
+    plan_pieces,
+)
 from artprobe.embed.model import PRECISIONS, load_model, n_cores, resolve_dtype, weights_fingerprint
 from artprobe.embed.nvjpeg import check_nvjpeg, decode_jpeg_batch
 from artprobe.embed.preprocess import DECODE_MODES, DRAFT_MARGIN, Preprocess, build_preprocess
 from artprobe.embed.rows import embedding_table
 from artprobe.embed.runner import ModelRunner, place_model
-from artprobe.embed.features import FEATURES_PATTERN, feature_model, parse_features
 from artprobe.embed.shard import IDENTITY_DEFAULTS, IDENTITY_KEYS, embed_shard
 
 __all__ = [

@@ -33,7 +33,9 @@ def shard_key(shard_path, row_ids: np.ndarray) -> dict:
     st = os.stat(shard_path)
     return {
         "rows": int(len(row_ids)),
-        "row_ids_sha1": hashlib.sha1(np.ascontiguousarray(row_ids, dtype=np.int64).tobytes()).hexdigest(),
+        "row_ids_sha1": hashlib.sha1(
+            np.ascontiguousarray(row_ids, dtype=np.int64).tobytes()
+        ).hexdigest(),
         "shard_bytes": st.st_size,
         "shard_mtime_ns": st.st_mtime_ns,
     }
@@ -44,7 +46,11 @@ class Checkpoints:
 
     def __init__(self, out_path, key: dict):
         out_path = Path(out_path)
-        stem = out_path.name[: -len(".parquet")] if out_path.name.endswith(".parquet") else out_path.name
+        stem = (
+            out_path.name[: -len(".parquet")]
+            if out_path.name.endswith(".parquet")
+            else out_path.name
+        )
         self.dir = out_path.parent / CHECKPOINT_DIR / stem
         self.key = json_safe(key)
 
@@ -69,7 +75,9 @@ class Checkpoints:
         if not self.dir.exists():
             return []
         if not self._key_matches():
-            log.warning("discarding checkpoints in %s: they were made with other settings", self.dir)
+            log.warning(
+                "discarding checkpoints in %s: they were made with other settings", self.dir
+            )
             shutil.rmtree(self.dir, ignore_errors=True)
             return []
         tables, pos, n = [], 0, len(row_ids)
@@ -105,7 +113,10 @@ class Checkpoints:
         """Note the smaller batch the job goes on with (after running out of GPU memory), so
         a rerun of it resumes with that batch instead of running out of memory again."""
         if self.dir.exists():
-            write_json(self.dir / BATCH_FILE, {"batch_size_used": batch_size_used, "oom_retries": oom_retries})
+            write_json(
+                self.dir / BATCH_FILE,
+                {"batch_size_used": batch_size_used, "oom_retries": oom_retries},
+            )
 
     def batch_record(self) -> dict:
         """``{"batch_size_used", "oom_retries"}`` recorded by an earlier run, or ``{}``."""

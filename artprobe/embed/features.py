@@ -65,7 +65,10 @@ def _depth(model) -> int | None:
 
 
 def _has_class_token(model) -> bool:
-    return getattr(model, "cls_token", None) is not None and getattr(model, "num_prefix_tokens", 0) >= 1
+    return (
+        getattr(model, "cls_token", None) is not None
+        and getattr(model, "num_prefix_tokens", 0) >= 1
+    )
 
 
 def _has_block_tokens(model) -> bool:
@@ -92,7 +95,12 @@ def check_features(model, spec: FeatureSpec, model_name: str) -> None:
         ok = _has_class_token(model)
     elif spec.kind == "last_blocks":
         depth = _depth(model)
-        ok = _has_class_token(model) and _has_block_tokens(model) and depth is not None and spec.k <= depth
+        ok = (
+            _has_class_token(model)
+            and _has_block_tokens(model)
+            and depth is not None
+            and spec.k <= depth
+        )
     if not ok:
         raise ValueError(
             f"model {model_name!r} ({type(model).__name__}) cannot give features={spec.name!r}: "
@@ -136,13 +144,19 @@ def _extractor_class():
                 return feats[:, self.prefix :].mean(1)
             if feats.ndim == 4:  # a feature map
                 return feats.mean((1, 2) if self.fmt == "NHWC" else (2, 3))
-            raise RuntimeError(f"forward_features gave shape {tuple(feats.shape)}: not tokens or a map")
+            raise RuntimeError(
+                f"forward_features gave shape {tuple(feats.shape)}: not tokens or a map"
+            )
 
         def _last_blocks(self, x):
             out = self.model.forward_intermediates(
-                x, indices=self.spec.k, norm=True, return_prefix_tokens=True,
-                output_fmt="NLC", intermediates_only=True,
-            )  # fmt: skip
+                x,
+                indices=self.spec.k,
+                norm=True,
+                return_prefix_tokens=True,
+                output_fmt="NLC",
+                intermediates_only=True,
+            )
             parts = [prefix[:, 0] for _, prefix in out]
             if self.spec.mean_patch:
                 parts.append(out[-1][0].mean(1))

@@ -38,7 +38,7 @@ IDS_ENV = "ARTPROBE_GPU_IDS"
 DIR_ENV = "ARTPROBE_GPU_SLOTS_DIR"
 SLOT_ENV = "ARTPROBE_GPU_SLOT"  # what the provenance records: "<host>:<gpu id>"
 DEFAULT_DIR = "/tmp/artprobe-gpu-slots"
-_held: dict[str, "Slot"] = {}  # POSIX locks do not exclude their own process: remember ours
+_held: dict[str, Slot] = {}  # POSIX locks do not exclude their own process: remember ours
 
 
 @dataclass
@@ -61,7 +61,9 @@ def gpu_ids(env=os.environ) -> list[str]:
     if proc.is_dir():
         return [str(i) for i in range(len(list(proc.iterdir())))]
     if shutil.which("nvidia-smi"):
-        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30).stdout
+        out = subprocess.run(
+            ["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30
+        ).stdout
         return [str(i) for i in range(sum(line.startswith("GPU ") for line in out.splitlines()))]
     return []
 
@@ -81,7 +83,9 @@ def claim_gpu(device: str | None = "auto", poll: float = 1.0, env=os.environ) ->
     if not ids:
         return None  # no GPU here: `auto` runs on CPU
     if _cuda_started():
-        raise RuntimeError("claim_gpu must run before CUDA is initialised (CUDA_VISIBLE_DEVICES is read once)")
+        raise RuntimeError(
+            "claim_gpu must run before CUDA is initialised (CUDA_VISIBLE_DEVICES is read once)"
+        )
     slot = acquire(Path(env.get(DIR_ENV, DEFAULT_DIR)), ids, poll=poll)
     env["CUDA_VISIBLE_DEVICES"] = slot.gpu
     env[SLOT_ENV] = slot.label

@@ -26,8 +26,16 @@ class ShardImages:
     for the GPU decoder (``gpu_jpeg``), ``error`` a short reason when the image is unusable.
     """
 
-    def __init__(self, images: pa.ChunkedArray | pa.Array | None, prep: Preprocess, gpu_jpeg: bool = False):
-        self.chunks = [] if images is None else images.chunks if isinstance(images, pa.ChunkedArray) else [images]
+    def __init__(
+        self, images: pa.ChunkedArray | pa.Array | None, prep: Preprocess, gpu_jpeg: bool = False
+    ):
+        self.chunks = (
+            []
+            if images is None
+            else images.chunks
+            if isinstance(images, pa.ChunkedArray)
+            else [images]
+        )
         self.offsets = np.cumsum([0] + [len(c) for c in self.chunks]).tolist()
         self.prep = prep
         self.gpu_jpeg = gpu_jpeg and prep.tensor_resize is not None
@@ -102,7 +110,9 @@ def collate(items):
     }
 
 
-def plan_pieces(start: int, n: int, batch_size: int, piece: int = PIECE) -> tuple[list[list[int]], list[int]]:
+def plan_pieces(
+    start: int, n: int, batch_size: int, piece: int = PIECE
+) -> tuple[list[list[int]], list[int]]:
     """Split rows [start, n) into model batches of ``batch_size`` (the same boundaries however
     the work is resumed) and each batch into pieces of at most ``piece`` rows for the workers.
 

@@ -30,7 +30,15 @@ _PER_SHARD_KEYS = (
 
 
 #: What the merged table's ``shards`` records of each shard's run.
-_THROUGHPUT_KEYS = ("shard", "rows", "failures", "seconds", "img_per_s", "device_name", "batch_size_used")
+_THROUGHPUT_KEYS = (
+    "shard",
+    "rows",
+    "failures",
+    "seconds",
+    "img_per_s",
+    "device_name",
+    "batch_size_used",
+)
 
 
 class MergeError(ValueError):
@@ -81,10 +89,7 @@ class _Shards:
         reasons = pc.fill_null(failed["error"], "no embedding")
         self.fail_tables.append(pa.table({"row_id": failed["row_id"], "reason": reasons}))
         self.target_tables.append(shard)
-        self.throughput.append(
-            {k: meta.get(k) for k in _THROUGHPUT_KEYS}
-            | {"file": emb_path.name}
-        )
+        self.throughput.append({k: meta.get(k) for k in _THROUGHPUT_KEYS} | {"file": emb_path.name})
 
     def _same_identity(self, emb_path: Path, meta: dict, emb: pa.Table) -> bool:
         ident = {k: meta.get(k, IDENTITY_DEFAULTS.get(k)) for k in IDENTITY_KEYS}
@@ -95,7 +100,9 @@ class _Shards:
         diff = {k: (self.ref[k], ident[k]) for k in IDENTITY_KEYS if self.ref[k] != ident[k]}
         if diff:
             detail = "; ".join(f"{k}: {a!r} vs {b!r}" for k, (a, b) in diff.items())
-            self.problems.append(f"{emb_path} was embedded differently from {self.ref_path}: {detail}")
+            self.problems.append(
+                f"{emb_path} was embedded differently from {self.ref_path}: {detail}"
+            )
         return not diff
 
     def _same_rows(self, emb_path: Path, shard_path: Path, emb: pa.Table, shard: pa.Table) -> bool:
@@ -106,7 +113,9 @@ class _Shards:
         missing = np.setdiff1d(s_ids, e_ids)
         extra = np.setdiff1d(e_ids, s_ids)
         if len(doubled):
-            self.problems.append(f"{emb_path}: row_id(s) embedded more than once: {_fmt_ids(doubled)}")
+            self.problems.append(
+                f"{emb_path}: row_id(s) embedded more than once: {_fmt_ids(doubled)}"
+            )
         if len(missing):
             self.problems.append(
                 f"{emb_path}: {len(missing)} row_id(s) of shard {shard_path.name} missing: {_fmt_ids(missing)}"
@@ -123,7 +132,9 @@ class _Shards:
         all_ids = np.concatenate([t["row_id"].to_numpy() for t in self.target_tables])
         uniq, counts = np.unique(all_ids, return_counts=True)
         if (counts > 1).any():
-            self.problems.append(f"row_id(s) present in more than one shard: {_fmt_ids(uniq[counts > 1])}")
+            self.problems.append(
+                f"row_id(s) present in more than one shard: {_fmt_ids(uniq[counts > 1])}"
+            )
 
 
 def _split_positions(split: pa.Table, split_path, ids: np.ndarray) -> np.ndarray:
@@ -131,7 +142,9 @@ def _split_positions(split: pa.Table, split_path, ids: np.ndarray) -> np.ndarray
     sp_ids = split["row_id"].to_numpy()
     sp_uniq, sp_counts = np.unique(sp_ids, return_counts=True)
     if (sp_counts > 1).any():
-        raise MergeError(f"{split_path}: row_id(s) listed more than once: {_fmt_ids(sp_uniq[sp_counts > 1])}")
+        raise MergeError(
+            f"{split_path}: row_id(s) listed more than once: {_fmt_ids(sp_uniq[sp_counts > 1])}"
+        )
     sp_order = np.argsort(sp_ids, kind="stable")
     found = np.searchsorted(sp_ids[sp_order], ids)
     found_c = np.minimum(found, max(len(sp_ids) - 1, 0))

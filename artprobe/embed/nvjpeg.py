@@ -16,7 +16,11 @@ def gpu_decodable(data: bytes, max_pixels) -> bool:
     if not data.rstrip(b"\x00\r\n ").endswith(b"\xff\xd9"):
         return False
     head = open_image(data, max_pixels=max_pixels)  # raises ImageDecodeError for bombs
-    if head.mode not in ("RGB", "L") or head.info.get("progressive") or head.info.get("progression"):
+    if (
+        head.mode not in ("RGB", "L")
+        or head.info.get("progressive")
+        or head.info.get("progression")
+    ):
         return False
     try:
         return head.getexif().get(0x0112, 1) == 1
@@ -59,7 +63,9 @@ def decode_jpeg_batch(batch: dict, prep, dev):
         try:
             if img is None:
                 raise RuntimeError("nvjpeg refused it")
-            box = precrop_box((img.shape[2], img.shape[1]), resize_short=prep.resize_short, crop=prep.crop)
+            box = precrop_box(
+                (img.shape[2], img.shape[1]), resize_short=prep.resize_short, crop=prep.crop
+            )
             if box is not None:
                 img = img[:, box[1] : box[3], box[0] : box[2]]
             out.append((i, prep.resize_crop(img)))

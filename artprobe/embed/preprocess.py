@@ -57,7 +57,9 @@ class Preprocess:
         if not self.normalizes_on_device:
             return self.full(img)
         if self.decode != "exact" and self.tensor_resize is not None:
-            return self.resize_crop(torch.from_numpy(np.array(img, dtype=np.uint8)).permute(2, 0, 1))
+            return self.resize_crop(
+                torch.from_numpy(np.array(img, dtype=np.uint8)).permute(2, 0, 1)
+            )
         img = self.pil_stage(img)
         arr = np.array(img, dtype=np.uint8, copy=True)
         return torch.from_numpy(arr).permute(2, 0, 1).contiguous()

@@ -142,8 +142,10 @@ def report(
     if prov["oom_retries"]:
         log.info(
             "batch %d -> %d after %d CUDA out-of-memory retries (batch_size_used in the provenance)",
-            prov["batch_size"], prov["batch_size_used"], prov["oom_retries"],
-        )  # fmt: skip
+            prov["batch_size"],
+            prov["batch_size_used"],
+            prov["oom_retries"],
+        )
     log.info("fixed costs (s): %s", json.dumps(prov["fixed_costs"]))
     return {
         "img_per_s": img_per_s,

@@ -35,7 +35,11 @@ class EmbeddedRows:
     """
 
     def __init__(
-        self, row_ids: np.ndarray, resumed: list[pa.Table], checkpoints: Checkpoints, checkpoint_every: int
+        self,
+        row_ids: np.ndarray,
+        resumed: list[pa.Table],
+        checkpoints: Checkpoints,
+        checkpoint_every: int,
     ):
         self.row_ids = row_ids
         self.tables = list(resumed)  # resumed + checkpointed in this run
@@ -67,7 +71,9 @@ class EmbeddedRows:
                 ok[pos[i]] = True
         self._emb.append(emb)
         self._ok.append(ok)
-        self._err.extend(None if ok[k] else batch["errors"].get(i, "no output") for k, i in enumerate(idx))
+        self._err.extend(
+            None if ok[k] else batch["errors"].get(i, "no output") for k, i in enumerate(idx)
+        )
         self.n_failed += int((~ok).sum())
 
     @property
@@ -92,7 +98,10 @@ class EmbeddedRows:
 
     def _take(self, stop: int) -> pa.Table:
         t = embedding_table(
-            self.row_ids[self.since : stop], np.concatenate(self._emb), np.concatenate(self._ok), self._err
+            self.row_ids[self.since : stop],
+            np.concatenate(self._emb),
+            np.concatenate(self._ok),
+            self._err,
         )
         self._emb, self._ok, self._err = [], [], []
         self.since = stop
@@ -106,7 +115,9 @@ class EmbeddedRows:
         if parts:
             result = pa.concat_tables(parts)
         else:
-            result = embedding_table(self.row_ids, np.zeros((0, dim), np.float32), np.zeros(0, bool), [])
+            result = embedding_table(
+                self.row_ids, np.zeros((0, dim), np.float32), np.zeros(0, bool), []
+            )
         if result["embedding"].type.list_size != dim:
             raise RuntimeError(
                 f"resumed checkpoints have dimension {result['embedding'].type.list_size}, model {dim}"

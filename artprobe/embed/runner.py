@@ -63,7 +63,9 @@ class ModelRunner:
         model = self.plain if plain else self.compiled
         if self.pad and not plain and n < self.batch_size:
             x = torch.cat([x, x.new_zeros((self.batch_size - n, *x.shape[1:]))])
-        with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
+        with torch.autocast(
+            self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32
+        ):
             out = model(x)
         out = out[:n].float()
         if out.ndim != 2:
@@ -125,7 +127,9 @@ def run_batches(batches, runner: ModelRunner):
                     out = runner.forward(x)
                 except RuntimeError as exc:
                     if pending is not None and is_cuda_oom(exc):
-                        yield _ready(*pending)  # the batch before the failed one is finished: keep it
+                        yield _ready(
+                            *pending
+                        )  # the batch before the failed one is finished: keep it
                     raise
                 host = out.to("cpu", non_blocking=True) if cuda else out
                 if cuda:

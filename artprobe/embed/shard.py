@@ -99,18 +99,38 @@ def embed_shard(
     """
     timer = LoopTimer()
     job = _prepare(
-        shard_path, timm_name, pretrained, decode, precision, batch_size, device, max_pixels, weights,
-        features, weights_marker,
-    )  # fmt: skip
+        shard_path,
+        timm_name,
+        pretrained,
+        decode,
+        precision,
+        batch_size,
+        device,
+        max_pixels,
+        weights,
+        features,
+        weights_marker,
+    )
     job.timings["prepare_s"] = time.perf_counter() - timer.t_start
     job.settings.update(batch_size=batch_size, workers=workers, compile=bool(compile))
     ckpt = Checkpoints(out_path, job.checkpoint_key())
     rows = EmbeddedRows(
-        job.row_ids, ckpt.load(job.row_ids, batch_size) if checkpoint_every else [], ckpt, checkpoint_every
+        job.row_ids,
+        ckpt.load(job.row_ids, batch_size) if checkpoint_every else [],
+        ckpt,
+        checkpoint_every,
     )
-    job.settings.update(ckpt.batch_record() if checkpoint_every else {})  # an earlier run's smaller batch
+    job.settings.update(
+        ckpt.batch_record() if checkpoint_every else {}
+    )  # an earlier run's smaller batch
     if rows.start:
-        log.info("resuming %s after %d of %d rows from %s", Path(out_path).name, rows.start, job.n, ckpt.dir)
+        log.info(
+            "resuming %s after %d of %d rows from %s",
+            Path(out_path).name,
+            rows.start,
+            job.n,
+            ckpt.dir,
+        )
     loop = _Loop(job, rows, ShardImages(None, job.prep, gpu_jpeg=decode == "nvjpeg"), timer)
     with _model_threads(job.dev, workers, threads):
         runner = loop.run(compile, progress)
@@ -135,7 +155,9 @@ class _Loop:
         (its batch size is baked into the plan, so each retry gets a new one)."""
         pieces, per_batch = plan_pieces(self.rows.done, self.job.n, self.batch)
         shard = StreamedPieces(self.job.shard_path, pieces)
-        loader = piece_loader(self.images, shard, self.batch, self.job.settings["workers"], self.job.dev)
+        loader = piece_loader(
+            self.images, shard, self.batch, self.job.settings["workers"], self.job.dev
+        )
         return model_batches(iter(loader), per_batch)
 
     def run(self, compile: bool, progress: bool) -> ModelRunner:
@@ -149,7 +171,9 @@ class _Loop:
         if rows.checkpoint_every and rows.start < job.n:
             rows.checkpoints.begin()
         log_start(job, rows.start)
-        bar = progress_bar(total=job.n, initial=rows.start, unit="img", desc=job.shard_path.stem, enabled=progress)
+        bar = progress_bar(
+            total=job.n, initial=rows.start, unit="img", desc=job.shard_path.stem, enabled=progress
+        )
         while (oom := self._embed(batches, bar)) is not None:
             batches = None  # the old loader's workers go
             self._halve(oom)
@@ -186,8 +210,12 @@ class _Loop:
         rows.checkpoints.record_batch(self.batch, retries)
         log.warning(
             "out of GPU memory at batch %d (%s): going on with batch %d from row %d of %d",
-            old, oom_summary(exc), self.batch, rows.done, job.n,
-        )  # fmt: skip
+            old,
+            oom_summary(exc),
+            self.batch,
+            rows.done,
+            job.n,
+        )
         free_cuda_cache()
 
 
@@ -207,9 +235,18 @@ def _model_threads(dev, workers: int, threads: int | None):
 
 
 def _prepare(
-    shard_path, timm_name, pretrained, decode, precision, batch_size, device, max_pixels, weights=None,
-    features=DEFAULT_FEATURES, weights_marker=None,
-) -> _Job:  # fmt: skip
+    shard_path,
+    timm_name,
+    pretrained,
+    decode,
+    precision,
+    batch_size,
+    device,
+    max_pixels,
+    weights=None,
+    features=DEFAULT_FEATURES,
+    weights_marker=None,
+) -> _Job:
     """Check the arguments, load the model and its preprocessing, read the shard."""
     t0 = time.perf_counter()
     import timm
@@ -230,14 +267,18 @@ def _prepare(
     weights, weights_ids = weights_file(weights, weights_marker)
     timings["sha256_s"] = time.perf_counter() - t0
     hub = weights_marker is not None
-    model, fingerprint = load_model(timm_name, pretrained, weights=weights, from_hub=hub, timings=timings)
+    model, fingerprint = load_model(
+        timm_name, pretrained, weights=weights, from_hub=hub, timings=timings
+    )
     data_config = resolve_model_data_config(model)
     model = feature_model(model, features, timm_name)  # the model itself for "pooled"
     prep = build_preprocess(data_config, decode, max_pixels=max_pixels)
     if decode == "nvjpeg":
         check_nvjpeg(dev)
         if prep.tensor_resize is None:
-            log.warning("nvjpeg: transform of %s not recognised; decoding with PIL instead", timm_name)
+            log.warning(
+                "nvjpeg: transform of %s not recognised; decoding with PIL instead", timm_name
+            )
     identity = {
         "timm_name": timm_name,
         "timm_version": timm.__version__,
@@ -249,7 +290,17 @@ def _prepare(
         "features": features,
     }
     identity.update(weights_ids)
-    return _Job(Path(shard_path), dev, dtype, model, prep, _row_ids(shard_path), identity, {"precision": precision}, timings)
+    return _Job(
+        Path(shard_path),
+        dev,
+        dtype,
+        model,
+        prep,
+        _row_ids(shard_path),
+        identity,
+        {"precision": precision},
+        timings,
+    )
 
 
 def _row_ids(shard_path) -> np.ndarray:

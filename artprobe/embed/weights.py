@@ -67,7 +67,11 @@ def _skip_meta_init_mode():
         :data:`_INIT_OPS` (initialisation: values a meta tensor does not have)."""
 
         def __torch_function__(self, func, types, args=(), kwargs=None):
-            if getattr(func, "__name__", "") in _INIT_OPS and args and getattr(args[0], "is_meta", False):
+            if (
+                getattr(func, "__name__", "") in _INIT_OPS
+                and args
+                and getattr(args[0], "is_meta", False)
+            ):
                 return args[0]
             return func(*args, **(kwargs or {}))
 
@@ -106,7 +110,10 @@ def _assign_load(model, call) -> bool:
     own = type(model).load_state_dict
 
     def load(state_dict, strict=True, assign=False):
-        cast = {k: v.to(dtypes[k]) if k in dtypes and v.dtype != dtypes[k] else v for k, v in state_dict.items()}
+        cast = {
+            k: v.to(dtypes[k]) if k in dtypes and v.dtype != dtypes[k] else v
+            for k, v in state_dict.items()
+        }
         return own(model, cast, strict=strict, assign=True)
 
     model.load_state_dict = load
@@ -163,7 +170,12 @@ def weights_file(weights: str | None, marker: str | None) -> tuple[str | None, d
             f"models[{m['model']}]: {path} has sha256 {digest}, but the weights stage checked {m['sha256']} "
             f"({m['repo']}@{m['commit']}): the hub cache changed since; delete {marker} and rerun to fetch it again"
         )
-    keys = {"repo": "weights_repo", "revision": "weights_revision", "commit": "weights_commit", "file": "weights_file"}
+    keys = {
+        "repo": "weights_repo",
+        "revision": "weights_revision",
+        "commit": "weights_commit",
+        "file": "weights_file",
+    }
     return str(path), {**{v: m[k] for k, v in keys.items()}, "weights_sha256": digest}
 
 

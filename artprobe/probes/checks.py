@@ -13,7 +13,9 @@ Check = Callable[[Any], Any]
 
 def _is_bool(v: Any) -> bool:
     """Python's or numpy's bool (numpy is not imported: the layout reads this at parse time)."""
-    return isinstance(v, bool) or (type(v).__module__ == "numpy" and type(v).__name__ in ("bool", "bool_"))
+    return isinstance(v, bool) or (
+        type(v).__module__ == "numpy" and type(v).__name__ in ("bool", "bool_")
+    )
 
 
 def is_number(v: Any) -> bool:
@@ -22,7 +24,9 @@ def is_number(v: Any) -> bool:
 
 def integer(lo: int) -> Check:
     def check(v: Any) -> int:
-        whole = isinstance(v, numbers.Integral) or (isinstance(v, numbers.Real) and float(v).is_integer())
+        whole = isinstance(v, numbers.Integral) or (
+            isinstance(v, numbers.Real) and float(v).is_integer()
+        )
         if _is_bool(v) or not whole or int(v) < lo:
             raise ValueError(f"must be an integer >= {lo}, got {v!r}")
         return int(v)

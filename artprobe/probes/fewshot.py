@@ -68,7 +68,9 @@ def _fit_point(params, data, idx, n_classes, fit_kw) -> dict:
     """One linear fit on train rows ``idx`` (C chosen on val), scored on test."""
     (Xtr, ytr), (Xva, yva), (Xte, yte) = data
     t0 = time.perf_counter()
-    res = fit(FEWSHOT_KIND, params, Xtr[idx], ytr[idx], Xva, yva, Xte, n_classes=n_classes, **fit_kw)
+    res = fit(
+        FEWSHOT_KIND, params, Xtr[idx], ytr[idx], Xva, yva, Xte, n_classes=n_classes, **fit_kw
+    )
     info = res.info
     return {
         **point_values(yte, res.proba_test.argmax(1)),
@@ -82,9 +84,18 @@ def _fit_point(params, data, idx, n_classes, fit_kw) -> dict:
 
 
 def fewshot_curve(
-    params: dict, train, val, test, *, n_classes: int, shots=DEFAULT_SHOTS, trials: int = 3,
-    seed: int = 0, threads: int = 1, device: str = "auto",
-) -> dict:  # fmt: skip
+    params: dict,
+    train,
+    val,
+    test,
+    *,
+    n_classes: int,
+    shots=DEFAULT_SHOTS,
+    trials: int = 3,
+    seed: int = 0,
+    threads: int = 1,
+    device: str = "auto",
+) -> dict:
     """The curve: ``points`` (one row per trial and shot) and ``summary`` (mean and sd over
     trials per shot). ``train``/``val``/``test`` are ``(X, y)`` pairs; ``params`` are the
     linear probe's (``refit`` is forced to ``train``)."""
@@ -101,13 +112,27 @@ def fewshot_curve(
             reused = key in done
             if not reused:
                 done[key] = _fit_point(params, data, idx, n_classes, fit_kw)
-            points.append({"shot": k, "trial": trial, **done[key], "reused": reused, "subset_sha1": key[:12]})
+            points.append(
+                {"shot": k, "trial": trial, **done[key], "reused": reused, "subset_sha1": key[:12]}
+            )
             bar.update()
-            log.info("few-shot k=%s trial %d: %d rows, accuracy %.4f%s", k, trial,
-                     points[-1]["n_train"], points[-1]["accuracy"], " (reused)" if reused else "")  # fmt: skip
+            log.info(
+                "few-shot k=%s trial %d: %d rows, accuracy %.4f%s",
+                k,
+                trial,
+                points[-1]["n_train"],
+                points[-1]["accuracy"],
+                " (reused)" if reused else "",
+            )
     bar.close()
-    return {"params": params, "shots": shots, "trials": trials, "seed": seed,
-            "points": points, "summary": summarize(points, shots)}  # fmt: skip
+    return {
+        "params": params,
+        "shots": shots,
+        "trials": trials,
+        "seed": seed,
+        "points": points,
+        "summary": summarize(points, shots),
+    }
 
 
 def summarize(points: list[dict], shots) -> list[dict]:
@@ -115,7 +140,11 @@ def summarize(points: list[dict], shots) -> list[dict]:
     out = []
     for k in shots:
         rows = [p for p in points if p["shot"] == k]
-        row = {"shot": k, "trials": len(rows), "n_train": float(np.mean([p["n_train"] for p in rows]))}
+        row = {
+            "shot": k,
+            "trials": len(rows),
+            "n_train": float(np.mean([p["n_train"] for p in rows])),
+        }
         for m in ("accuracy", "balanced_accuracy", "macro_f1"):
             v = np.array([p[m] for p in rows], float)
             row[m] = float(v.mean())

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Iterator
 from dataclasses import replace
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -49,7 +49,9 @@ def fit(
     params = entry.resolve(params)  # idempotent; guards direct callers
     Xtr, ytr, Xva, yva, Xte = _check_inputs(X_train, y_train, X_val, y_val, X_test, n_classes)
     dev = resolve_device(device)
-    ctx = FitContext(n_classes=int(n_classes), seed=int(seed), device=dev, cuda_graph=bool(cuda_graph))
+    ctx = FitContext(
+        n_classes=int(n_classes), seed=int(seed), device=dev, cuda_graph=bool(cuda_graph)
+    )
     fit_kind = entry.fit_function()
 
     def fit_on(d):

@@ -45,15 +45,21 @@ def neighbours(T: torch.Tensor, Q: torch.Tensor, k: int) -> tuple[torch.Tensor, 
                 raise
             old = min(chunk, len(Q) - i)
             chunk = halved(old, f"knn: a similarity block against {len(T)} rows", exc)
-            log.warning("knn: out of GPU memory with blocks of %d queries (%s): going on with %d",
-                        old, oom_summary(exc), chunk)  # fmt: skip
+            log.warning(
+                "knn: out of GPU memory with blocks of %d queries (%s): going on with %d",
+                old,
+                oom_summary(exc),
+                chunk,
+            )
             free_cuda_cache()
             continue
         sims.append(s)
         idx.append(j)
         i += len(s)
     if not sims:
-        return torch.zeros(0, k, device=Q.device), torch.zeros(0, k, dtype=torch.long, device=Q.device)
+        return torch.zeros(0, k, device=Q.device), torch.zeros(
+            0, k, dtype=torch.long, device=Q.device
+        )
     return torch.cat(sims), torch.cat(idx)
 
 
@@ -74,11 +80,15 @@ def vote(sims, labels, n_classes: int, k: int, weighting: str, temperature: floa
         w = w * cw.double()[labels]
     shape = (len(sims), n_classes)
     votes = torch.zeros(shape, dtype=torch.float64, device=sims.device).scatter_add_(1, labels, w)
-    summed = torch.zeros(shape, dtype=torch.float64, device=sims.device).scatter_add_(1, labels, sims)
+    summed = torch.zeros(shape, dtype=torch.float64, device=sims.device).scatter_add_(
+        1, labels, sims
+    )
     return votes, summed
 
 
-def tie_broken_shares(votes: torch.Tensor, summed: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+def tie_broken_shares(
+    votes: torch.Tensor, summed: torch.Tensor, gen: torch.Generator
+) -> torch.Tensor:
     """Vote shares, nudged so that equal shares are ordered by summed similarity, then at
     random (``gen``). Only tied shares move, by under half the smallest gap between
     distinct shares of the row (and at most 1e-4), so classes with different votes keep
@@ -170,12 +180,23 @@ def fit_knn(p, Xtr, ytr, Xva, yva, Xte, ctx: FitContext) -> FitResult:
         sims, idx = neighbours(T, unit(Xva), k_max)
         yv = torch.from_numpy(yva).to(dev)
         choice, grid = _choose(sims, yT[idx], yv, p, n_classes, k_max, cw_t, seed)
-        log.info("knn: chose k=%d temperature=%g on val (%d combinations)", choice["k"],
-                 choice["temperature"], len(grid))  # fmt: skip
+        log.info(
+            "knn: chose k=%d temperature=%g on val (%d combinations)",
+            choice["k"],
+            choice["temperature"],
+            len(grid),
+        )
     P = knn_proba(
-        T, yT, unit(Xte), n_classes=n_classes, k=choice["k"], weighting=p["weighting"],
-        temperature=choice["temperature"], cw=cw_t, seed=seed,
-    )  # fmt: skip
+        T,
+        yT,
+        unit(Xte),
+        n_classes=n_classes,
+        k=choice["k"],
+        weighting=p["weighting"],
+        temperature=choice["temperature"],
+        cw=cw_t,
+        seed=seed,
+    )
     info = {
         "k": choice["k"],
         "temperature": choice["temperature"] if p["weighting"] == "similarity" else None,

@@ -113,8 +113,9 @@ class _Softmax:
         (``sum_i s_i p_ik (1 - p_ik) x_ij^2 + lam``; intercepts: without x and lam), flat
         like the parameters: the conjugate gradients' preconditioner. ``X2 = X * X``."""
         c = self.P * (1 - self.P) * self.scale
-        return torch.cat([torch.addmm(torch.full_like(X2[:1].T, lam), X2.T, c).view(-1),
-                          c.sum(0) + 1e-12]).double()  # fmt: skip
+        return torch.cat(
+            [torch.addmm(torch.full_like(X2[:1].T, lam), X2.T, c).view(-1), c.sum(0) + 1e-12]
+        ).double()
 
 
 def _hessp(fun: _Softmax, VW: torch.Tensor, Vb: torch.Tensor, lam: float):
@@ -185,8 +186,16 @@ def _cg(hessp, g: torch.Tensor, m: torch.Tensor, eta: float, max_steps: int):
     return p, max_steps
 
 
-def _newton(evaluate, hessp, jacobi, run: _Run, max_iter: int, tol: float, eta: float = 0.01,
-            cg_steps: int = 100) -> _Run:  # fmt: skip
+def _newton(
+    evaluate,
+    hessp,
+    jacobi,
+    run: _Run,
+    max_iter: int,
+    tol: float,
+    eta: float = 0.01,
+    cg_steps: int = 100,
+) -> _Run:
     """Newton-CG from ``run``'s point: each iteration solves the Newton system by conjugate
     gradients (Hessian-vector products; ``jacobi()`` the preconditioner at the current
     point) and backtracks along it. The Newton decrement
@@ -250,20 +259,28 @@ class _Minimiser:
             W, b, run = self._run(self.fun(dtype), W.to(dtype), b.to(dtype), lam, run)
             if run.stop != "stalled" or dtype == torch.float64:
                 break
-            log.info("linear C=%.3g: float32 stalled at estimated gap %.2g; going on in float64", C, run.gap)
+            log.info(
+                "linear C=%.3g: float32 stalled at estimated gap %.2g; going on in float64",
+                C,
+                run.gap,
+            )
             dtype = torch.float64
-        return W, b, {
-            "train_objective": run.f,
-            "gap_estimate": run.gap,
-            "grad_max": run.grad_max,
-            "converged": run.stop == "tolerance",
-            "stop": run.stop,
-            "iterations": run.iterations,
-            "evaluations": run.evaluations,
-            "hessian_products": run.products,
-            "dtype": str(dtype).replace("torch.", ""),
-            "seconds": round(time.perf_counter() - t0, 3),
-        }
+        return (
+            W,
+            b,
+            {
+                "train_objective": run.f,
+                "gap_estimate": run.gap,
+                "grad_max": run.grad_max,
+                "converged": run.stop == "tolerance",
+                "stop": run.stop,
+                "iterations": run.iterations,
+                "evaluations": run.evaluations,
+                "hessian_products": run.products,
+                "dtype": str(dtype).replace("torch.", ""),
+                "seconds": round(time.perf_counter() - t0, 3),
+            },
+        )
 
     def _run(self, fun: _Softmax, W, b, lam: float, before: _Run | None):
         D, K = W.shape
@@ -286,9 +303,20 @@ class _Minimiser:
         loss, gW, gb = fun(W, b, lam)
         run = _Run(flat(W, b), float(loss), flat(gW, gb))
         if before is not None:
-            run.iterations, run.evaluations, run.products = before.iterations, before.evaluations, before.products
+            run.iterations, run.evaluations, run.products = (
+                before.iterations,
+                before.evaluations,
+                before.products,
+            )
         run.evaluations += 1
-        run = _newton(evaluate, hessp, lambda: fun.jacobi(X2, lam), run, self.p["max_iter"], self.p["tol"] / 10)
+        run = _newton(
+            evaluate,
+            hessp,
+            lambda: fun.jacobi(X2, lam),
+            run,
+            self.p["max_iter"],
+            self.p["tol"] / 10,
+        )
         g = run.g.abs()
         run.grad_max = float(g.max())
         return (*params(run.x), run)
@@ -422,14 +450,24 @@ class _Search:
         W, b, run = self.minimise(*self.start(C), C)
         acc, ll, _ = prob.scores(W, b, prob.Xv, prob.yv)
         run["seconds"] = round(time.perf_counter() - t0, 3)  # scoring included
-        self.grid.append({"C": float(C), "phase": phase, "val_accuracy": acc, "val_log_loss": ll, **run})
+        self.grid.append(
+            {"C": float(C), "phase": phase, "val_accuracy": acc, "val_log_loss": ll, **run}
+        )
         self.solutions.append((W, b))
         log.info(
             "linear %s C=%.3g: val acc %.4f log-loss %.4f (%d it, %d evals + %d Hessian products, %s, "
-            "gap ~%.1g, %.1f s)", phase, C, acc, ll, run["iterations"], run["evaluations"], run["hessian_products"],
-            "converged" if run["converged"] else f"NOT converged: {run['stop']}", run["gap_estimate"],
+            "gap ~%.1g, %.1f s)",
+            phase,
+            C,
+            acc,
+            ll,
+            run["iterations"],
+            run["evaluations"],
+            run["hessian_products"],
+            "converged" if run["converged"] else f"NOT converged: {run['stop']}",
+            run["gap_estimate"],
             run["seconds"],
-        )  # fmt: skip
+        )
         i = len(self.grid) - 1
         if i and len(prob.yv) and _better(self.grid[i], self.grid[self.best], self.p["select_by"]):
             self.best = i
@@ -469,8 +507,18 @@ class _Search:
                     self.run(C, "refine")
 
 
-_REFIT_KEYS = ("iterations", "evaluations", "hessian_products", "train_objective", "gap_estimate", "grad_max",
-               "converged", "stop", "dtype", "seconds")  # fmt: skip
+_REFIT_KEYS = (
+    "iterations",
+    "evaluations",
+    "hessian_products",
+    "train_objective",
+    "gap_estimate",
+    "grad_max",
+    "converged",
+    "stop",
+    "dtype",
+    "seconds",
+)
 
 
 def _warnings(search: _Search, Cs: np.ndarray, at_edge: float | None) -> list[str]:
@@ -480,8 +528,10 @@ def _warnings(search: _Search, Cs: np.ndarray, at_edge: float | None) -> list[st
             f"the best coarse-grid C={at_edge:.3g} is at the edge of the grid "
             f"[{Cs[0]:.3g}, {Cs[-1]:.3g}]: the optimum may lie outside it"
         )
-    for stop, why in (("max_iter", f"within max_iter={search.p['max_iter']}"),
-                      ("stalled", "(no step lowered the loss, in float64, above the tolerance)")):  # fmt: skip
+    for stop, why in (
+        ("max_iter", f"within max_iter={search.p['max_iter']}"),
+        ("stalled", "(no step lowered the loss, in float64, above the tolerance)"),
+    ):
         bad = [g["C"] for g in search.grid if g["stop"] == stop]
         if bad:
             out.append(

@@ -51,7 +51,7 @@ class MLP(torch.nn.Module):
         return self.fc2(torch.relu(self.fc1(x)))
 
     @torch.no_grad()
-    def keras_init_(self, generator: torch.Generator) -> "MLP":
+    def keras_init_(self, generator: torch.Generator) -> MLP:
         """Glorot-uniform kernels, zero biases (Keras Dense defaults), from ``generator``."""
         for lin in (self.fc1, self.fc2):
             fan_out, fan_in = lin.weight.shape
@@ -150,8 +150,14 @@ def _train(model, step, p, Xv, yv, gen, dev, stopper: EarlyStopping) -> _Trainin
         reg_start = reg_end
         log.info(
             "epoch %d/%d: loss %.4f acc %.4f val_loss %.4f val_acc %.4f (%.1f s)",
-            epoch, p["epochs"], row["train_loss"], acc, val_loss, val_acc, t1 - t0,
-        )  # fmt: skip
+            epoch,
+            p["epochs"],
+            row["train_loss"],
+            acc,
+            val_loss,
+            val_acc,
+            t1 - t0,
+        )
         if not math.isfinite(row["train_loss"]):
             raise FloatingPointError(f"mlp: non-finite training loss at epoch {epoch}")
         if len(Xv) and stopper.update(epoch, val_loss, model):

@@ -113,7 +113,9 @@ def get(name: str) -> ProbeKind:
     try:
         return _REGISTRY[name]
     except (KeyError, TypeError):
-        raise ValueError(f"unknown classifier kind {name!r} (known: {', '.join(_REGISTRY)})") from None
+        raise ValueError(
+            f"unknown classifier kind {name!r} (known: {', '.join(_REGISTRY)})"
+        ) from None
 
 
 def defaults(kind: str) -> dict:
@@ -142,62 +144,68 @@ def _check_linear(p: dict) -> None:
         raise ValueError(f"key 'c_max' must be >= c_min ({p['c_min']}), got {p['c_max']}")
 
 
-register(ProbeKind(
-    name="mlp",
-    spec={
-        "hidden": (3000, integer(1)),
-        "l2": (0.01, number(0.0, lo_open=False)),
-        "lr": (1e-4, number(0.0)),
-        "decay_rate": (0.9, number(0.0, 1.0)),
-        "decay_steps": (10000, number(0.0)),
-        "epsilon": (1e-7, number(0.0)),
-        "batch_size": (32, integer(1)),
-        "epochs": (20, integer(1)),
-        "patience": (3, integer(0)),
-        "min_delta": (0.0, number(0.0, lo_open=False)),
-        "restore_best": (False, boolean),
-        "class_weight": CLASS_WEIGHT,
-        "standardize": (False, boolean),
-        "keras_epsilon": (False, boolean),
-    },
-    fit="artprobe.probes.mlp:fit_mlp",
-    seeded=True,  # init and batch order
-    has_history=True,
-    # 20 epochs of WikiArt take ~30 min on two CPU cores, ~9 s on an H200; linear and knn
-    # take minutes or seconds on a CPU node
-    gpu=True,
-))  # fmt: skip
+register(
+    ProbeKind(
+        name="mlp",
+        spec={
+            "hidden": (3000, integer(1)),
+            "l2": (0.01, number(0.0, lo_open=False)),
+            "lr": (1e-4, number(0.0)),
+            "decay_rate": (0.9, number(0.0, 1.0)),
+            "decay_steps": (10000, number(0.0)),
+            "epsilon": (1e-7, number(0.0)),
+            "batch_size": (32, integer(1)),
+            "epochs": (20, integer(1)),
+            "patience": (3, integer(0)),
+            "min_delta": (0.0, number(0.0, lo_open=False)),
+            "restore_best": (False, boolean),
+            "class_weight": CLASS_WEIGHT,
+            "standardize": (False, boolean),
+            "keras_epsilon": (False, boolean),
+        },
+        fit="artprobe.probes.mlp:fit_mlp",
+        seeded=True,  # init and batch order
+        has_history=True,
+        # 20 epochs of WikiArt take ~30 min on two CPU cores, ~9 s on an H200; linear and knn
+        # take minutes or seconds on a CPU node
+        gpu=True,
+    )
+)
 
-register(ProbeKind(
-    name="linear",
-    spec={
-        "normalize": ("standardize", choice("standardize", "l2", "none")),
-        "c_min": (1e-6, number(0.0)),
-        "c_max": (1e6, number(0.0)),
-        "n_c": (13, integer(1)),
-        "refine": (3, integer(0)),
-        "select_by": ("accuracy", choice("accuracy", "log_loss")),
-        "refit": ("train", choice(*REFIT_CHOICES)),
-        "max_iter": (1000, integer(1)),
-        "tol": (1e-4, number(0.0)),  # relative objective gap (Newton decrement estimate)
-        "path_patience": (2, integer(0)),
-        "class_weight": CLASS_WEIGHT,
-    },
-    fit="artprobe.probes.linear:fit_linear",
-    seeded=False,  # a convex problem solved from zeros
-    fewshot=True,
-    check=_check_linear,
-))  # fmt: skip
+register(
+    ProbeKind(
+        name="linear",
+        spec={
+            "normalize": ("standardize", choice("standardize", "l2", "none")),
+            "c_min": (1e-6, number(0.0)),
+            "c_max": (1e6, number(0.0)),
+            "n_c": (13, integer(1)),
+            "refine": (3, integer(0)),
+            "select_by": ("accuracy", choice("accuracy", "log_loss")),
+            "refit": ("train", choice(*REFIT_CHOICES)),
+            "max_iter": (1000, integer(1)),
+            "tol": (1e-4, number(0.0)),  # relative objective gap (Newton decrement estimate)
+            "path_patience": (2, integer(0)),
+            "class_weight": CLASS_WEIGHT,
+        },
+        fit="artprobe.probes.linear:fit_linear",
+        seeded=False,  # a convex problem solved from zeros
+        fewshot=True,
+        check=_check_linear,
+    )
+)
 
-register(ProbeKind(
-    name="knn",
-    spec={
-        "k": ([10, 20, 50, 100, 200], one_or_more(integer(1))),
-        "weighting": ("similarity", choice("uniform", "similarity")),
-        "temperature": ([0.02, 0.05, 0.07, 0.1, 0.2], one_or_more(number(0.0))),
-        "center": (False, boolean),
-        "class_weight": CLASS_WEIGHT,
-    },
-    fit="artprobe.probes.knn:fit_knn",
-    seeded=True,  # random tie-breaks
-))  # fmt: skip
+register(
+    ProbeKind(
+        name="knn",
+        spec={
+            "k": ([10, 20, 50, 100, 200], one_or_more(integer(1))),
+            "weighting": ("similarity", choice("uniform", "similarity")),
+            "temperature": ([0.02, 0.05, 0.07, 0.1, 0.2], one_or_more(number(0.0))),
+            "center": (False, boolean),
+            "class_weight": CLASS_WEIGHT,
+        },
+        fit="artprobe.probes.knn:fit_knn",
+        seeded=True,  # random tie-breaks
+    )
+)

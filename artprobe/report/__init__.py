@@ -11,6 +11,12 @@
 Importing this package (or ``layout``) loads neither pandas nor matplotlib.
 """
 
-from artprobe.report.layout import CATEGORIES, ReportFile, report_files, report_layout, report_sections
+from artprobe.report.layout import (
+    CATEGORIES,
+    ReportFile,
+    report_files,
+    report_layout,
+    report_sections,
+)
 
 __all__ = ["CATEGORIES", "ReportFile", "report_files", "report_layout", "report_sections"]

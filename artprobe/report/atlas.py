@@ -14,7 +14,7 @@ from __future__ import annotations
 import io
 import json
 import math
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -24,7 +24,9 @@ METHODS = ("tsne", "pca")
 CELL = 48  # px per painting in the picture map
 
 
-def coordinates(X: np.ndarray, method: str = "tsne", seed: int = 0) -> tuple[np.ndarray, tuple[str, str]]:
+def coordinates(
+    X: np.ndarray, method: str = "tsne", seed: int = 0
+) -> tuple[np.ndarray, tuple[str, str]]:
     """(n × 2 coordinates, axis names) of the rows of ``X``: PCA, or seeded t-SNE (on the
     first 50 principal components, PCA-initialised, perplexity ≤ 30 and < n / 3)."""
     if method not in METHODS:
@@ -34,11 +36,16 @@ def coordinates(X: np.ndarray, method: str = "tsne", seed: int = 0) -> tuple[np.
     pcs = u * s
     if method == "pca" or len(x) < 8:
         var = s**2 / max(float((s**2).sum()), 1e-12)
-        return pcs[:, :2], (f"PC1 ({100 * var[0]:.1f} % of variance)", f"PC2 ({100 * var[1]:.1f} % of variance)")
+        return pcs[:, :2], (
+            f"PC1 ({100 * var[0]:.1f} % of variance)",
+            f"PC2 ({100 * var[1]:.1f} % of variance)",
+        )
     from sklearn.manifold import TSNE
 
     perplexity = float(min(30.0, (len(x) - 1) / 3.0))
-    tsne = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed, learning_rate="auto")
+    tsne = TSNE(
+        n_components=2, perplexity=perplexity, init="pca", random_state=seed, learning_rate="auto"
+    )
     return tsne.fit_transform(pcs[:, :50]), ("t-SNE 1", "t-SNE 2")
 
 
@@ -60,7 +67,9 @@ def grid_cells(xy: np.ndarray, side: int) -> np.ndarray:
         raise ValueError(f"{len(xy)} points do not fit a {side} × {side} grid")
     p = xy - xy.min(axis=0)
     p = p / np.maximum(p.max(axis=0), 1e-12)  # fill the square both ways
-    centres = (np.stack(np.meshgrid(np.arange(side), np.arange(side)), -1).reshape(-1, 2) + 0.5) / side
+    centres = (
+        np.stack(np.meshgrid(np.arange(side), np.arange(side)), -1).reshape(-1, 2) + 0.5
+    ) / side
     cost = ((p[:, None, :] - centres[None, :, :]) ** 2).sum(-1)
     rows, cols = linear_sum_assignment(cost)
     cell = np.empty(len(xy), dtype=np.int64)
@@ -159,5 +168,9 @@ def interactive_page(
         "thumbs": list(thumbs),
         "target": target,
     }
-    esc = {"title": "Map of paintings", "note": note, "data": json.dumps(data, separators=(",", ":")).replace("</", "<\\/")}
+    esc = {
+        "title": "Map of paintings",
+        "note": note,
+        "data": json.dumps(data, separators=(",", ":")).replace("</", "<\\/"),
+    }
     write_text(path, _PAGE % esc)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Mapping
 from html import escape as html_escape
 from pathlib import Path
-from typing import Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -37,9 +37,18 @@ def _write_tables(out: Mapping[str, Path], fits, models, targets, classes, input
     cost = tables.cost_table(inputs["embeddings"], fits, man.get("n_rows"))
     searches = tables.search_table(fits)
     ruling = verdict.verdict_table(summary, comparisons)
-    csv = {"verdict": ruling, "summary": summary, "comparisons": comparisons, "per_class": tables.per_class_table(fits),
-           "confused_pairs": pairs, "dataset": dataset, "splits": splits, "failures": fails,
-           "cost": cost, "searches": searches}  # fmt: skip
+    csv = {
+        "verdict": ruling,
+        "summary": summary,
+        "comparisons": comparisons,
+        "per_class": tables.per_class_table(fits),
+        "confused_pairs": pairs,
+        "dataset": dataset,
+        "splits": splits,
+        "failures": fails,
+        "cost": cost,
+        "searches": searches,
+    }
     for fid, df in csv.items():
         html.write_csv(out[fid], df)
     pages = {
@@ -49,7 +58,10 @@ def _write_tables(out: Mapping[str, Path], fits, models, targets, classes, input
             html.summary_sections(summary) + html.search_sections(summary, fits),
         ),
         "comparisons_html": ("Paired bootstrap comparisons", html.comparison_sections(comparisons)),
-        "dataset_html": ("Dataset overview", html.dataset_sections(splits, fails, dataset, man, split_meta)),
+        "dataset_html": (
+            "Dataset overview",
+            html.dataset_sections(splits, fails, dataset, man, split_meta),
+        ),
         "cost_html": ("Embedding cost per model", html.cost_sections(cost, man.get("n_rows"))),
     }
     for fid, (title, sections) in pages.items():
@@ -94,9 +106,21 @@ def _write_plots(out, fits, models, targets, classes, frames, inputs, opts) -> N
 def _write_paintings(out, targets, classes, chosen, thumbs) -> None:
     """The neighbour galleries, disagreements and confusions of every target."""
     for t in targets:
-        sheets.gallery_sheet(out[f"gallery.{t}"], t, chosen["gallery"][t], thumbs, classes, chosen["k"], chosen["center"])
-        sheets.disagreement_sheet(out[f"disagreements.{t}"], t, chosen["disagreements"].get(t), thumbs, classes)
-        sheets.confusion_sheet(out[f"confusions.{t}"], t, chosen["confusions"].get(t), thumbs, classes)
+        sheets.gallery_sheet(
+            out[f"gallery.{t}"],
+            t,
+            chosen["gallery"][t],
+            thumbs,
+            classes,
+            chosen["k"],
+            chosen["center"],
+        )
+        sheets.disagreement_sheet(
+            out[f"disagreements.{t}"], t, chosen["disagreements"].get(t), thumbs, classes
+        )
+        sheets.confusion_sheet(
+            out[f"confusions.{t}"], t, chosen["confusions"].get(t), thumbs, classes
+        )
 
 
 def _map_rows(path: str, rows, targets) -> tuple:
@@ -117,24 +141,39 @@ def _write_maps(out, embeddings, targets, classes, chosen, thumbs, opts) -> None
         emb, df = _map_rows(path, m_rows, targets)
         if len(df) != len(m_rows):  # the map rows are the rows every model embedded
             raise RuntimeError(f"report: {m} lacks {len(m_rows) - len(df)} map rows")
-        xy[m], axes = atlas.coordinates(emb, method, opts["seed"]) if len(df) >= 3 else (np.zeros((len(df), 2)), ("", ""))
+        xy[m], axes = (
+            atlas.coordinates(emb, method, opts["seed"])
+            if len(df) >= 3
+            else (np.zeros((len(df), 2)), ("", ""))
+        )
         labels = df
         lab = df[target].to_numpy() if target in df else None
-        plots.save(plots.plot_map(m, xy[m], lab, classes.get(target), target, axes, name), out[f"map.{m}"])
+        plots.save(
+            plots.plot_map(m, xy[m], lab, classes.get(target), target, axes, name), out[f"map.{m}"]
+        )
         pos = {r: i for i, r in enumerate(m_rows)}
-        grid = [r for r in chosen["map"]["thumbs"] if thumbs.jpeg(r, "small") is not None][: opts["map_grid"] ** 2]
+        grid = [r for r in chosen["map"]["thumbs"] if thumbs.jpeg(r, "small") is not None][
+            : opts["map_grid"] ** 2
+        ]
         idx = [pos[r] for r in grid]
         img = atlas.picture_map(xy[m][idx], [thumbs.jpeg(r, "small") for r in grid])
         atlas.save_jpeg(img, out[f"picture_map.{m}"])
     shown = [t for t in targets if labels is not None and t in labels]
-    note = (f"{len(m_rows)} paintings (a seeded sample, the same for every model) placed by {name} of each "
-            f"model's embeddings; {sum(thumbs.uri(r, 'small') is not None for r in m_rows)} of them, stratified by "
-            f"{target}, carry their painting (outlined dots). Buttons switch the model and the colouring.")  # fmt: skip
+    note = (
+        f"{len(m_rows)} paintings (a seeded sample, the same for every model) placed by {name} of each "
+        f"model's embeddings; {sum(thumbs.uri(r, 'small') is not None for r in m_rows)} of them, stratified by "
+        f"{target}, carry their painting (outlined dots). Buttons switch the model and the colouring."
+    )
     atlas.interactive_page(
-        out["map_page"], xy, m_rows, {t: labels[t].tolist() for t in shown}, classes,
-        [thumbs.uri(r, "small") for r in m_rows], target if target in shown else (shown or [""])[0],
+        out["map_page"],
+        xy,
+        m_rows,
+        {t: labels[t].tolist() for t in shown},
+        classes,
+        [thumbs.uri(r, "small") for r in m_rows],
+        target if target in shown else (shown or [""])[0],
         html_escape(note),
-    )  # fmt: skip
+    )
 
 
 def _write_fewshot(out, paths: Iterable[str], colors) -> None:
@@ -188,11 +227,22 @@ def build_report(
     classes = {t: list(v) for t, v in (man.get("classes") or {}).items()}
     for fit in loaded:
         classes.setdefault(fit["target"], fit["class_names"])
-    inputs = {"manifest": man, "split": split, "embeddings": dict(embeddings), "failures": failures,
-              "duplicates": duplicates}  # fmt: skip
-    opts = {"n_boot": n_boot, "seed": seed, "top_pairs": top_pairs, "map_method": map_method,
-            "compare_metrics": tuple(compare_metrics), "map_grid": map_grid,
-            "pairs_targets": None if pairs_targets is None else tuple(pairs_targets)}  # fmt: skip
+    inputs = {
+        "manifest": man,
+        "split": split,
+        "embeddings": dict(embeddings),
+        "failures": failures,
+        "duplicates": duplicates,
+    }
+    opts = {
+        "n_boot": n_boot,
+        "seed": seed,
+        "top_pairs": top_pairs,
+        "map_method": map_method,
+        "compare_metrics": tuple(compare_metrics),
+        "map_grid": map_grid,
+        "pairs_targets": None if pairs_targets is None else tuple(pairs_targets),
+    }
     log.info("report: %d fits, %d models -> %d files", len(loaded), len(models), len(out))
     frames = _write_tables(out, loaded, models, targets, classes, inputs, opts)
     _write_plots(out, loaded, models, targets, classes, frames, inputs, opts)
@@ -202,7 +252,9 @@ def build_report(
     _write_fewshot(out, fewshot, plots.model_colors(models))
     missing = [str(p) for p in out.values() if not p.is_file()]
     if missing:  # the fits do not cover models × targets × classifiers
-        raise RuntimeError(f"report: {len(missing)} declared file(s) not written, e.g. {missing[:3]}")
+        raise RuntimeError(
+            f"report: {len(missing)} declared file(s) not written, e.g. {missing[:3]}"
+        )
     log.info("report: %d files written", len(out))
     for line in frames["verdict"]["sentence"]:
         log.info("verdict: %s", line)

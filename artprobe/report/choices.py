@@ -8,7 +8,7 @@ of a confusion matrix.
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 #: Above this many classes a confusion matrix is unreadable: show the top confused pairs.
 MATRIX_MAX_CLASSES = 30
@@ -33,7 +33,9 @@ def readable_target(counts: Mapping[str, int]) -> str | None:
     return min(counts, key=lambda t: counts[t])
 
 
-def shows_pairs(target: str, counts: Mapping[str, int], pairs_targets: Iterable[str] | None) -> bool:
+def shows_pairs(
+    target: str, counts: Mapping[str, int], pairs_targets: Iterable[str] | None
+) -> bool:
     """Whether ``target``'s error plot is the top confused pairs rather than a matrix."""
     if pairs_targets is not None:
         return target in set(pairs_targets)

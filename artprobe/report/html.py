@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import html
 import math
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -129,8 +130,13 @@ def summary_sections(s: pd.DataFrame) -> list[str]:
                     f"{_int(a)}/{_int(b)}/{_int(c)}"
                     for a, b, c in sub[["n_train", "n_val", "n_test"]].itertuples(index=False)
                 ],
-                "trained on": [_trained_cell(on, n) for on, n in zip(sub.get("trained_on", [""] * len(sub)),
-                                                                     sub.get("n_train_rows", [None] * len(sub)))],
+                "trained on": [
+                    _trained_cell(on, n)
+                    for on, n in zip(
+                        sub.get("trained_on", [""] * len(sub)),
+                        sub.get("n_train_rows", [None] * len(sub)),
+                    )
+                ],
                 "fit s": [f"{x:.1f}" if math.isfinite(x) else "" for x in sub["fit_seconds"]],
                 "chosen": sub["chosen"],
             }
@@ -143,8 +149,7 @@ def summary_sections(s: pd.DataFrame) -> list[str]:
             "(n fits; the linear probe does not depend on the seed and is fitted once). "
             "(baseline) majority: always the most frequent train class, scored on the same test "
             "rows. Green row: best accuracy for this target over all models and classifiers; "
-            "★: best model for its classifier. "
-            + TRAINED_ON_NOTE
+            "★: best model for its classifier. " + TRAINED_ON_NOTE
         )
         out.append(
             _section(
@@ -153,7 +158,8 @@ def summary_sections(s: pd.DataFrame) -> list[str]:
                     view,
                     text_cols=("model", "classifier"),
                     wide_cols=("chosen",),
-                    raw_cols=set(METRIC_LABELS.values()) | {"across seeds (mean ± sd)", "trained on"},
+                    raw_cols=set(METRIC_LABELS.values())
+                    | {"across seeds (mean ± sd)", "trained on"},
                     best_rows=sub["best_in_target"].tolist(),
                 ),
                 note,
@@ -210,19 +216,32 @@ def search_sections(summary: pd.DataFrame, fits: list[dict]) -> list[str]:
             chosen = f"k={info.get('k')}, temperature={info.get('temperature')}"
             conv = ""
         val = max(as_float(g.get("val_accuracy")) for g in grid)
-        rows.append({"model": fit["model"], "target": fit["target"], "classifier": fit["classifier"],
-                     "searched": searched, "chosen": chosen, "best val accuracy": val,
-                     "convergence": conv,
-                     "warnings": "; ".join(info.get("warnings") or [])})  # fmt: skip
+        rows.append(
+            {
+                "model": fit["model"],
+                "target": fit["target"],
+                "classifier": fit["classifier"],
+                "searched": searched,
+                "chosen": chosen,
+                "best val accuracy": val,
+                "convergence": conv,
+                "warnings": "; ".join(info.get("warnings") or []),
+            }
+        )
     if not rows:
         return []
-    body = _table_html(pd.DataFrame(rows), text_cols=("model", "target", "classifier", "searched",
-                       "chosen", "convergence"), wide_cols=("warnings",))  # fmt: skip
-    note = ("Model selection on the validation split. linear: a coarse log grid of C, then "
-            "rounds of halving log steps around the best, each Newton-CG run until its objective is "
-            "within tol (relative) of the optimum (not converged: the iteration cap or a stalled "
-            "line search); knn: every (k, "
-            "temperature) pair. Every point: searches.csv.")  # fmt: skip
+    body = _table_html(
+        pd.DataFrame(rows),
+        text_cols=("model", "target", "classifier", "searched", "chosen", "convergence"),
+        wide_cols=("warnings",),
+    )
+    note = (
+        "Model selection on the validation split. linear: a coarse log grid of C, then "
+        "rounds of halving log steps around the best, each Newton-CG run until its objective is "
+        "within tol (relative) of the optimum (not converged: the iteration cap or a stalled "
+        "line search); knn: every (k, "
+        "temperature) pair. Every point: searches.csv."
+    )
     return [_section("Model selection", body, note)]
 
 
@@ -232,9 +251,11 @@ def _holm_floor_note(m: int, n_boot: int) -> str:
     if floor * m < 0.05:
         return ""
     need = int(math.ceil(2 * m / 0.05))
-    return (f" Warning: with {n_boot} resamples the smallest possible p is {floor:.4f}, so no "
-            f"difference can be significant after Holm over {m} tests; set probe.bootstrap to "
-            f"at least {need}.")  # fmt: skip
+    return (
+        f" Warning: with {n_boot} resamples the smallest possible p is {floor:.4f}, so no "
+        f"difference can be significant after Holm over {m} tests; set probe.bootstrap to "
+        f"at least {need}."
+    )
 
 
 def comparison_note(sub: pd.DataFrame, m: int) -> str:
@@ -258,8 +279,10 @@ def comparison_note(sub: pd.DataFrame, m: int) -> str:
                 "so the interval and p carry the seed noise as well as the test-row noise"
             )
         else:
-            parts.append(f"{clf} (one fit per model: unseeded, or probe.seeds has one seed) "
-                         "resamples test rows only, so seed noise is not part of its p")  # fmt: skip
+            parts.append(
+                f"{clf} (one fit per model: unseeded, or probe.seeds has one seed) "
+                "resamples test rows only, so seed noise is not part of its p"
+            )
     return text + "; ".join(parts) + ". " + TRAINED_ON_NOTE
 
 
@@ -322,8 +345,10 @@ def split_note(meta: Mapping | None) -> str:
     sp, dup = meta.get("split") or {}, meta.get("duplicates")
     text = f"Split: {sp.get('method', '?')}, seed {sp.get('seed', '?')}"
     if sp.get("method") == "group":
-        text += (f", every {sp.get('group_by')} on one side ({sp.get('n_groups')} groups; "
-                 f"{sp.get('ungrouped_rows')} rows without one are split row by row)")  # fmt: skip
+        text += (
+            f", every {sp.get('group_by')} on one side ({sp.get('n_groups')} groups; "
+            f"{sp.get('ungrouped_rows')} rows without one are split row by row)"
+        )
     if sp.get("achieved"):
         asked = {"val": sp.get("val_fraction"), "test": sp.get("test_fraction")}
         text += "; achieved " + ", ".join(f"{s} {_pct(v)}" for s, v in sp["achieved"].items())
@@ -342,7 +367,10 @@ def split_note(meta: Mapping | None) -> str:
 
 
 def dataset_sections(
-    splits: pd.DataFrame, fails: pd.DataFrame, dataset: pd.DataFrame, man: Mapping,
+    splits: pd.DataFrame,
+    fails: pd.DataFrame,
+    dataset: pd.DataFrame,
+    man: Mapping,
     split_meta: Mapping | None = None,
 ) -> list[str]:
     src = " ".join(str(x) for x in (man.get("source"), man.get("revision")) if x)
@@ -383,8 +411,11 @@ def dataset_sections(
 
 def cost_sections(cost: pd.DataFrame, n_rows: Any) -> list[str]:
     view = cost.copy()
-    for col, fmt in (("img_per_s", "{:.1f}"), ("gpu_hours_this_dataset", "{:.2f}"),
-                     ("fit_seconds_total", "{:.1f}")):
+    for col, fmt in (
+        ("img_per_s", "{:.1f}"),
+        ("gpu_hours_this_dataset", "{:.2f}"),
+        ("fit_seconds_total", "{:.1f}"),
+    ):
         view[col] = [fmt.format(x) if math.isfinite(x) else "" for x in view[col].astype(float)]
     rows = f"{int(n_rows):,} rows (the manifest)" if n_rows else "the rows embedded"
     return [
@@ -395,7 +426,7 @@ def cost_sections(cost: pd.DataFrame, n_rows: Any) -> list[str]:
             "using the throughput measured while embedding (rows embedded / seconds, over all shards). "
             "fit_seconds_total: all probes of the model.",
         )
-    ]  # fmt: skip
+    ]
 
 
 def write_csv(path: Path, df: pd.DataFrame) -> None:
@@ -407,17 +438,30 @@ def verdict_sections(v: pd.DataFrame) -> list[str]:
     if v.empty:
         return [_section("No fits", "")]
     lines = "".join(f"<li>{html.escape(s)}</li>" for s in v["sentence"])
-    outcome = {"lead holds": "lead holds after Holm", "tie": "tie", "only model": "only model",
-               "not tested": "no paired test"}  # fmt: skip
-    view = pd.DataFrame({
-        "target": v["target"], "metric": [METRIC_LABELS.get(m, m) for m in v["metric"]],
-        "best": [f"{a} + {b}" for a, b in zip(v["best_model"], v["best_probe"])],
-        "value [95 % CI]": [_ci(*r) for r in v[["value", "ci_low", "ci_high"]].itertuples(index=False)],
-        "runner-up": [f"{a} + {b}" if isinstance(a, str) else "" for a, b in zip(v["runner_up"], v["runner_up_probe"])],
-        "its value": v["runner_up_value"], "difference": v["diff"],
-        "p (Holm)": [f"{p:.3g}" if math.isfinite(as_float(p)) else "" for p in v["p_holm"]],
-        "outcome": [outcome.get(o, o) for o in v["outcome"]],
-    })  # fmt: skip
+    outcome = {
+        "lead holds": "lead holds after Holm",
+        "tie": "tie",
+        "only model": "only model",
+        "not tested": "no paired test",
+    }
+    view = pd.DataFrame(
+        {
+            "target": v["target"],
+            "metric": [METRIC_LABELS.get(m, m) for m in v["metric"]],
+            "best": [f"{a} + {b}" for a, b in zip(v["best_model"], v["best_probe"])],
+            "value [95 % CI]": [
+                _ci(*r) for r in v[["value", "ci_low", "ci_high"]].itertuples(index=False)
+            ],
+            "runner-up": [
+                f"{a} + {b}" if isinstance(a, str) else ""
+                for a, b in zip(v["runner_up"], v["runner_up_probe"])
+            ],
+            "its value": v["runner_up_value"],
+            "difference": v["diff"],
+            "p (Holm)": [f"{p:.3g}" if math.isfinite(as_float(p)) else "" for p in v["p_holm"]],
+            "outcome": [outcome.get(o, o) for o in v["outcome"]],
+        }
+    )
     note = (
         "Per target and headline metric: the best model with its probe on the test split, its 95 % "
         "bootstrap interval, and the runner-up: the best other model with the same probe, the pair the "
@@ -426,6 +470,13 @@ def verdict_sections(v: pd.DataFrame) -> list[str]:
     )
     return [
         _section("In one sentence each", f"<ul>{lines}</ul>", note),
-        _section("As a table", _table_html(view, text_cols=("target", "metric", "best", "runner-up", "outcome"),
-                                           raw_cols=("value [95 % CI]",), best_rows=list(v["outcome"] == "lead holds"))),
-    ]  # fmt: skip
+        _section(
+            "As a table",
+            _table_html(
+                view,
+                text_cols=("target", "metric", "best", "runner-up", "outcome"),
+                raw_cols=("value [95 % CI]",),
+                best_rows=list(v["outcome"] == "lead holds"),
+            ),
+        ),
+    ]

@@ -1,7 +1,8 @@
 """The report's file list, written once: id, path, caption, category, subcategory, labels.
 
 Standard library and the torch-free probe registry only, so ``rules/common.smk`` can call it
-at parse time without pandas or matplotlib. The same description declares the rule's outputs (wrapped in ``report()``), tells
+at parse time without pandas or matplotlib. The same description declares the rule's outputs
+(wrapped in ``report()``), tells
 :func:`artprobe.report.build.build_report` which file is which, and is what the tests check.
 
 Paths are relative to the report folder. The list is computable from config alone: where a
@@ -12,8 +13,8 @@ builder decides what it shows (see :mod:`artprobe.report.choices`).
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Iterable, Mapping
 
 from artprobe.probes import registry
 
@@ -46,36 +47,60 @@ _FIXED = {
     "summary": ("summary.csv", "summary.rst", "results", None, "summary table (CSV)"),
     "summary_html": ("tables/summary.html", "summary.rst", "results", None, "summary table"),
     "comparisons": (
-        "comparisons.csv", "comparisons.rst", "results", None, "paired model comparisons (CSV)"
+        "comparisons.csv",
+        "comparisons.rst",
+        "results",
+        None,
+        "paired model comparisons (CSV)",
     ),
     "comparisons_html": (
-        "tables/comparisons.html", "comparisons.rst", "results", None, "paired model comparisons"
+        "tables/comparisons.html",
+        "comparisons.rst",
+        "results",
+        None,
+        "paired model comparisons",
     ),
     "per_class": (
-        "per_class.csv", "per_class.rst", "errors", "all targets (CSV)",
+        "per_class.csv",
+        "per_class.rst",
+        "errors",
+        "all targets (CSV)",
         "per-class precision, recall, F1",
     ),
     "confused_pairs": (
-        "confused_pairs.csv", "confused_pairs.rst", "errors", "all targets (CSV)",
+        "confused_pairs.csv",
+        "confused_pairs.rst",
+        "errors",
+        "all targets (CSV)",
         "top confused pairs",
     ),
     "dataset": ("dataset.csv", "dataset.rst", "dataset", None, "class counts per split (CSV)"),
     "splits": ("splits.csv", "dataset.rst", "dataset", None, "rows per split (CSV)"),
-    "failures": ("failures.csv", "dataset.rst", "dataset", None, "embedding failures per model (CSV)"),
+    "failures": (
+        "failures.csv",
+        "dataset.rst",
+        "dataset",
+        None,
+        "embedding failures per model (CSV)",
+    ),
     "dataset_html": (
-        "tables/dataset.html", "dataset.rst", "dataset", None,
+        "tables/dataset.html",
+        "dataset.rst",
+        "dataset",
+        None,
         "overview: splits, failures, class counts",
     ),
     "cost": ("cost.csv", "cost.rst", "cost", None, "throughput and GPU-hours (CSV)"),
     "cost_html": ("tables/cost.html", "cost.rst", "cost", None, "throughput and GPU-hours"),
     "accuracy_plot": (
-        "accuracy.png", "accuracy.rst", "results", None,
+        "accuracy.png",
+        "accuracy.rst",
+        "results",
+        None,
         "accuracy, balanced accuracy, macro-F1 (95 % CI)",
     ),
-    "searches": (
-        "searches.csv", "summary.rst", "results", None, "model-selection searches (CSV)"
-    ),
-}  # fmt: skip
+    "searches": ("searches.csv", "summary.rst", "results", None, "model-selection searches (CSV)"),
+}
 
 
 @dataclass(frozen=True)
@@ -100,59 +125,100 @@ def _fit_files(m: str, t: str, c: str, kind: str, pairs_targets) -> list[ReportF
     key, labels = f"{m}.{t}.{c}", {"model": m, "classifier": c}
     err, curves = CATEGORIES["errors"], CATEGORIES["curves"]
     if pairs_targets is not None and t in pairs_targets:
-        out = [ReportFile(f"pairs.{key}", f"confused_pairs/{key}.png", "confused_pairs.rst", err, t, labels)]
+        out = [
+            ReportFile(
+                f"pairs.{key}", f"confused_pairs/{key}.png", "confused_pairs.rst", err, t, labels
+            )
+        ]
     else:  # a matrix, or (pairs_targets None and too many classes) the top confused pairs
-        out = [ReportFile(f"confusion.{key}", f"confusion/{key}.png", "confusion.rst", err, t, labels)]
+        out = [
+            ReportFile(f"confusion.{key}", f"confusion/{key}.png", "confusion.rst", err, t, labels)
+        ]
     if kind in registry.names() and registry.get(kind).has_history:  # training curves
-        out.append(ReportFile(f"curves.{key}", f"curves/{key}.png", "curves.rst", curves, t, labels))
-    return out  # fmt: skip
+        out.append(
+            ReportFile(f"curves.{key}", f"curves/{key}.png", "curves.rst", curves, t, labels)
+        )
+    return out
 
 
 def _f1_files(targets, classifiers, f1_targets) -> list[ReportFile]:
     cat = CATEGORIES["f1"]
     if f1_targets is None:  # one plot per classifier; the builder picks the target
         return [
-            ReportFile(f"f1.{c}", f"per_class_f1/{c}.png", "per_class.rst", cat, None, {"classifier": c})
+            ReportFile(
+                f"f1.{c}", f"per_class_f1/{c}.png", "per_class.rst", cat, None, {"classifier": c}
+            )
             for c in classifiers
-        ]  # fmt: skip
+        ]
     return [
         ReportFile(
-            f"f1.{t}.{c}", f"per_class_f1/{t}.{c}.png", "per_class.rst", cat, None,
+            f"f1.{t}.{c}",
+            f"per_class_f1/{t}.{c}.png",
+            "per_class.rst",
+            cat,
+            None,
             {"target": t, "classifier": c},
         )
         for t in targets
         if t in f1_targets
         for c in classifiers
-    ]  # fmt: skip
+    ]
 
 
 def _fewshot_files(models, targets) -> list[ReportFile]:
     cat = CATEGORIES["fewshot"]
-    files = [ReportFile("fewshot", "fewshot.csv", "fewshot.rst", cat, None, {"content": "few-shot curves (CSV)"})]
+    files = [
+        ReportFile(
+            "fewshot", "fewshot.csv", "fewshot.rst", cat, None, {"content": "few-shot curves (CSV)"}
+        )
+    ]
     files += [
         ReportFile(f"fewshot.{m}.{t}", f"fewshot/{m}.{t}.png", "fewshot.rst", cat, t, {"model": m})
         for m in models
         for t in targets
     ]
-    return files  # fmt: skip
+    return files
 
 
 def _painting_files(models, targets) -> list[ReportFile]:
     """Galleries, disagreements and confusions per target; maps per model, one page for all."""
     cat, sub = CATEGORIES["paintings"], PAINTINGS
-    per_target = (("gallery", "galleries", "gallery.rst"), ("disagreements", "disagreements", "disagreements.rst"),
-                  ("confusions", "confused_paintings", "confused_paintings.rst"))
+    per_target = (
+        ("gallery", "galleries", "gallery.rst"),
+        ("disagreements", "disagreements", "disagreements.rst"),
+        ("confusions", "confused_paintings", "confused_paintings.rst"),
+    )
     files = [
         ReportFile(f"{fid}.{t}", f"{folder}/{t}.html", caption, cat, sub[fid], {"target": t})
         for fid, folder, caption in per_target
         for t in targets
     ]
-    files += [ReportFile(f"picture_map.{m}", f"picture_maps/{m}.jpg", "picture_map.rst", cat,
-                         sub["picture_map"], {"model": m}) for m in models]
-    files.append(ReportFile("map_page", "maps/interactive.html", "map_page.rst", cat, sub["map_page"],
-                            {"content": "every model; hover a dot for its painting"}))
-    files += [ReportFile(f"map.{m}", f"maps/{m}.png", "maps.rst", cat, sub["map"], {"model": m}) for m in models]
-    return files  # fmt: skip
+    files += [
+        ReportFile(
+            f"picture_map.{m}",
+            f"picture_maps/{m}.jpg",
+            "picture_map.rst",
+            cat,
+            sub["picture_map"],
+            {"model": m},
+        )
+        for m in models
+    ]
+    files.append(
+        ReportFile(
+            "map_page",
+            "maps/interactive.html",
+            "map_page.rst",
+            cat,
+            sub["map_page"],
+            {"content": "every model; hover a dot for its painting"},
+        )
+    )
+    files += [
+        ReportFile(f"map.{m}", f"maps/{m}.png", "maps.rst", cat, sub["map"], {"model": m})
+        for m in models
+    ]
+    return files
 
 
 def report_layout(
@@ -183,10 +249,16 @@ def report_layout(
         for fid, (path, caption, cat, sub, what) in _FIXED.items()
     ]
     files += [
-        ReportFile(f"dataset_plot.{t}", f"dataset/{t}.png", "dataset.rst", CATEGORIES["dataset"],
-                   None, {"content": f"class counts: {t}"})
+        ReportFile(
+            f"dataset_plot.{t}",
+            f"dataset/{t}.png",
+            "dataset.rst",
+            CATEGORIES["dataset"],
+            None,
+            {"content": f"class counts: {t}"},
+        )
         for t in targets
-    ]  # fmt: skip
+    ]
     files += _f1_files(targets, classifiers, f1)
     for m, t, c in itertools.product(models, targets, classifiers):
         files += _fit_files(m, t, c, kinds.get(c, ""), pairs)

@@ -9,8 +9,9 @@ import json
 import math
 import re
 from collections import defaultdict
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -149,7 +150,9 @@ def sample_rows(embeddings: Mapping[str, str], map_rows: int, seed: int) -> np.n
     return common
 
 
-def read_rows(path: str, row_ids: np.ndarray, columns: list[str]) -> tuple[np.ndarray, pd.DataFrame]:
+def read_rows(
+    path: str, row_ids: np.ndarray, columns: list[str]
+) -> tuple[np.ndarray, pd.DataFrame]:
     """(embedding matrix, other columns) of the given rows, reading one batch at a time."""
     pf = pq.ParquetFile(path)
     parts = []

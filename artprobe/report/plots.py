@@ -4,8 +4,9 @@ per-class F1, training curves, class counts, embedding maps."""
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -54,21 +55,36 @@ def _accuracy_bar(ax, r, x: float, bw: float, color, n_m: int, name: str, star: 
         yerr = [[max(v - lo, 0)], [max(hi - v, 0)]]
     best = star and bool(r["best_model"])
     ax.bar(
-        x, v, bw * 0.92, color=color, yerr=yerr, capsize=3,
+        x,
+        v,
+        bw * 0.92,
+        color=color,
+        yerr=yerr,
+        capsize=3,
         error_kw={"elinewidth": 1.2, "ecolor": "black"},
-        edgecolor="black" if best else "none", linewidth=1.4,
-    )  # fmt: skip
+        edgecolor="black" if best else "none",
+        linewidth=1.4,
+    )
     top = hi if math.isfinite(hi) else v
     ax.text(
-        x, top + 0.02, f"{v:.3f}", rotation=0 if n_m <= 3 else 90, ha="center", va="bottom",
-        fontsize=8, fontweight="bold" if best else "normal",
-    )  # fmt: skip
+        x,
+        top + 0.02,
+        f"{v:.3f}",
+        rotation=0 if n_m <= 3 else 90,
+        ha="center",
+        va="bottom",
+        fontsize=8,
+        fontweight="bold" if best else "normal",
+    )
     if best:
         ax.plot(x, top + (0.16 if n_m <= 3 else 0.22), marker="*", markersize=12, color="black")
 
 
-_HEADLINE_LABELS = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy",
-                    "macro_f1": "macro-F1"}  # fmt: skip
+_HEADLINE_LABELS = {
+    "accuracy": "accuracy",
+    "balanced_accuracy": "balanced accuracy",
+    "macro_f1": "macro-F1",
+}
 
 
 def _accuracy_panel(ax, sub: pd.DataFrame, t: str, name: str, models, classifiers, colors) -> None:
@@ -116,13 +132,26 @@ def plot_accuracy(summary: pd.DataFrame, models, targets, classifiers, colors):
             _accuracy_panel(ax, summary[summary.target == t], t, name, models, classifiers, colors)
     handles = [Patch(color=colors[m], label=m) for m in models]
     handles.append(
-        Line2D([], [], marker="*", markersize=12, color="black", linestyle="none",
-               label="best model by accuracy (per target × classifier)")
-    )  # fmt: skip
+        Line2D(
+            [],
+            [],
+            marker="*",
+            markersize=12,
+            color="black",
+            linestyle="none",
+            label="best model by accuracy (per target × classifier)",
+        )
+    )
     handles.append(
-        Line2D([], [], color="grey", linestyle=":", linewidth=1.2,
-               label="majority-class baseline (same test rows)")
-    )  # fmt: skip
+        Line2D(
+            [],
+            [],
+            color="grey",
+            linestyle=":",
+            linewidth=1.2,
+            label="majority-class baseline (same test rows)",
+        )
+    )
     fig.legend(
         handles=handles,
         loc="outside lower center",
@@ -130,7 +159,9 @@ def plot_accuracy(summary: pd.DataFrame, models, targets, classifiers, colors):
         fontsize=10,
         frameon=False,
     )
-    fig.suptitle("Test accuracy, balanced accuracy and macro-F1 with 95 % bootstrap CI", fontsize=12)
+    fig.suptitle(
+        "Test accuracy, balanced accuracy and macro-F1 with 95 % bootstrap CI", fontsize=12
+    )
     return fig
 
 
@@ -352,7 +383,15 @@ def _class_styles(n: int) -> list[tuple]:
     return [(pal[i % len(pal)], markers[(i // 10) % len(markers)]) for i in range(n)]
 
 
-def plot_map(model: str, xy: np.ndarray, labels, names, target: str | None, axes=("", ""), method: str = "t-SNE"):
+def plot_map(
+    model: str,
+    xy: np.ndarray,
+    labels,
+    names,
+    target: str | None,
+    axes=("", ""),
+    method: str = "t-SNE",
+):
     """One model's 2-D map (``xy``, one point per row) coloured by ``target``'s class ids
     ``labels`` (None: one colour)."""
     fig = _figure(11, 7.5)
@@ -365,21 +404,43 @@ def plot_map(model: str, xy: np.ndarray, labels, names, target: str | None, axes
         ids_present = sorted(set(lab))
         for c, (col, mk) in zip(ids_present, _class_styles(len(ids_present))):
             sel = lab == c
-            ax.scatter(xy[sel, 0], xy[sel, 1], s=10, color=col, marker=mk, alpha=0.75, linewidths=0,
-                       label=f"{class_name(names, c)} ({int(sel.sum())})")  # fmt: skip
-        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, markerscale=1.8, frameon=False,
-                  ncol=1 if len(ids_present) <= 30 else 2, title=target, title_fontsize=9)  # fmt: skip
+            ax.scatter(
+                xy[sel, 0],
+                xy[sel, 1],
+                s=10,
+                color=col,
+                marker=mk,
+                alpha=0.75,
+                linewidths=0,
+                label=f"{class_name(names, c)} ({int(sel.sum())})",
+            )
+        ax.legend(
+            loc="upper left",
+            bbox_to_anchor=(1.01, 1.0),
+            fontsize=8,
+            markerscale=1.8,
+            frameon=False,
+            ncol=1 if len(ids_present) <= 30 else 2,
+            title=target,
+            title_fontsize=9,
+        )
     else:
         ax.scatter(xy[:, 0], xy[:, 1], s=9, alpha=0.6)
     ax.set_xlabel(axes[0], fontsize=10)
     ax.set_ylabel(axes[1], fontsize=10)
-    ax.set_title(f"{model}: {method} of {len(xy)} embeddings (seeded sample, same images for every model)",
-                 fontsize=11)  # fmt: skip
+    ax.set_title(
+        f"{model}: {method} of {len(xy)} embeddings (seeded sample, same images for every model)",
+        fontsize=11,
+    )
     ax.grid(alpha=0.2)
     return fig
 
 
-_FEWSHOT_METRICS = (("accuracy", "-", "o"), ("balanced_accuracy", "--", "s"), ("macro_f1", ":", "^"))
+_FEWSHOT_METRICS = (
+    ("accuracy", "-", "o"),
+    ("balanced_accuracy", "--", "s"),
+    ("macro_f1", ":", "^"),
+)
 
 
 def _shot_positions(shots: list) -> tuple[list[float], list[str]]:
@@ -401,11 +462,24 @@ def plot_fewshot(curve: dict, color):
         return fig
     ax = fig.add_subplot()
     xs, labels = _shot_positions(list(summary["shot"]))
-    labels = [f"all\n(n={int(n)})" if lab == "all" else lab for lab, n in zip(labels, summary["n_train"])]
+    labels = [
+        f"all\n(n={int(n)})" if lab == "all" else lab for lab, n in zip(labels, summary["n_train"])
+    ]
     for metric_name, style, marker in _FEWSHOT_METRICS:
-        mean, sd = summary[metric_name].to_numpy(float), summary[f"{metric_name}_sd"].to_numpy(float)
-        ax.plot(xs, mean, style, marker=marker, color=color, markersize=4, linewidth=1.6,
-                label=metric_name.replace("_", " "))  # fmt: skip
+        mean, sd = (
+            summary[metric_name].to_numpy(float),
+            summary[f"{metric_name}_sd"].to_numpy(float),
+        )
+        ax.plot(
+            xs,
+            mean,
+            style,
+            marker=marker,
+            color=color,
+            markersize=4,
+            linewidth=1.6,
+            label=metric_name.replace("_", " "),
+        )
         ax.fill_between(xs, mean - sd, mean + sd, color=color, alpha=0.12, linewidth=0)
     ax.set_xscale("log")
     ax.set_xticks(xs, labels)
@@ -416,6 +490,9 @@ def plot_fewshot(curve: dict, color):
     ax.grid(alpha=0.3)
     ax.legend(fontsize=9, loc="upper left")
     trials = int(curve.get("trials", 1))
-    ax.set_title(f"{title}\nmean of {trials} seeded trial{'s' if trials > 1 else ''}, band ±1 sd; "
-                 f"{curve.get('n_classes', '?')} classes", fontsize=10)  # fmt: skip
+    ax.set_title(
+        f"{title}\nmean of {trials} seeded trial{'s' if trials > 1 else ''}, band ±1 sd; "
+        f"{curve.get('n_classes', '?')} classes",
+        fontsize=10,
+    )
     return fig

@@ -16,7 +16,7 @@ sizes) the thumbnail stage reads.
 from __future__ import annotations
 
 import logging
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -57,10 +57,14 @@ def spread(row_ids: np.ndarray, labels: np.ndarray, n: int, rng: np.random.Gener
 def _load(path: str, targets: list[str]) -> pd.DataFrame:
     """row_id, split and the targets of a model's embeddings (without the vectors)."""
     have = set(pq.read_schema(path).names)
-    return pq.read_table(path, columns=["row_id", "split", *[t for t in targets if t in have]]).to_pandas()
+    return pq.read_table(
+        path, columns=["row_id", "split", *[t for t in targets if t in have]]
+    ).to_pandas()
 
 
-def gallery_queries(frames: Mapping[str, pd.DataFrame], target: str, n: int, seed: int) -> list[int]:
+def gallery_queries(
+    frames: Mapping[str, pd.DataFrame], target: str, n: int, seed: int
+) -> list[int]:
     """Test rows with a label for ``target`` that every model embedded, spread over classes."""
     common = None
     for df in frames.values():
@@ -73,7 +77,9 @@ def gallery_queries(frames: Mapping[str, pd.DataFrame], target: str, n: int, see
     return spread(common.row_id.to_numpy(), common[target].to_numpy(), n, rng).tolist()
 
 
-def nearest_train(path: str, targets: list[str], queries: Mapping[str, list[int]], k: int, center: bool) -> dict:
+def nearest_train(
+    path: str, targets: list[str], queries: Mapping[str, list[int]], k: int, center: bool
+) -> dict:
     """``{target: [[train row id, ...] per query]}``: one model's k nearest train rows (with
     a label for the target) of each query, most similar first."""
     import torch
@@ -97,7 +103,9 @@ def nearest_train(path: str, targets: list[str], queries: Mapping[str, list[int]
     return out
 
 
-def disagreements(fits: list[dict], target: str, best: tuple, other: tuple, n: int, seed: int) -> dict:
+def disagreements(
+    fits: list[dict], target: str, best: tuple, other: tuple, n: int, seed: int
+) -> dict:
     """Test rows of ``target`` that fit ``best`` (model, probe) gets right and ``other`` wrong
     (``a_only``), and the reverse (``b_only``): up to ``n`` each, a seeded sample in row
     order, with both predictions."""
@@ -106,15 +114,25 @@ def disagreements(fits: list[dict], target: str, best: tuple, other: tuple, n: i
     j = j[j.y_true_a == j.y_true_b].sort_values("row_id")
     a_ok, b_ok = j.y_pred_a == j.y_true_a, j.y_pred_b == j.y_true_b
     rng = np.random.default_rng([seed, 2])
-    out = {"a": {"model": best[0], "classifier": best[1]}, "b": {"model": other[0], "classifier": other[1]},
-           "n_shared": len(j)}  # fmt: skip
+    out = {
+        "a": {"model": best[0], "classifier": best[1]},
+        "b": {"model": other[0], "classifier": other[1]},
+        "n_shared": len(j),
+    }
     for key, sel in (("a_only", a_ok & ~b_ok), ("b_only", b_ok & ~a_ok)):
         rows = j[sel]
         out[f"n_{key}"] = len(rows)
         if len(rows) > n:
             rows = rows.iloc[np.sort(rng.choice(len(rows), n, replace=False))]
-        out[key] = [{"row_id": int(r.row_id), "y_true": int(r.y_true_a), "pred_a": int(r.y_pred_a),
-                     "pred_b": int(r.y_pred_b)} for r in rows.itertuples()]  # fmt: skip
+        out[key] = [
+            {
+                "row_id": int(r.row_id),
+                "y_true": int(r.y_true_a),
+                "pred_a": int(r.y_pred_a),
+                "pred_b": int(r.y_pred_b),
+            }
+            for r in rows.itertuples()
+        ]
     return out
 
 
@@ -132,14 +150,23 @@ def confusions(fit: dict, pairs: int, examples: int, seed: int) -> dict:
     out = []
     for r in counts.itertuples():
         a, b = int(r.true_class), int(r.predicted_class)
-        out.append({"true": a, "pred": b, "count": int(r.count), "support": int(r.support),
-                    "a_right": pick((p.y_true == a) & (p.y_pred == a)),
-                    "a_as_b": pick((p.y_true == a) & (p.y_pred == b)),
-                    "b_right": pick((p.y_true == b) & (p.y_pred == b))})  # fmt: skip
+        out.append(
+            {
+                "true": a,
+                "pred": b,
+                "count": int(r.count),
+                "support": int(r.support),
+                "a_right": pick((p.y_true == a) & (p.y_pred == a)),
+                "a_as_b": pick((p.y_true == a) & (p.y_pred == b)),
+                "b_right": pick((p.y_true == b) & (p.y_pred == b)),
+            }
+        )
     return {"model": fit["model"], "classifier": fit["classifier"], "pairs": out}
 
 
-def map_rows(embeddings: Mapping[str, str], frames, target: str | None, n_rows: int, n_thumbs: int, seed: int) -> dict:
+def map_rows(
+    embeddings: Mapping[str, str], frames, target: str | None, n_rows: int, n_thumbs: int, seed: int
+) -> dict:
     """The map's rows (seeded, the same for every model) and the class-stratified part of
     them that carries thumbnails, in the order the picture map fills its grid."""
     rows = sample_rows(embeddings, n_rows, seed)
@@ -168,7 +195,9 @@ def select_rows(
     g = s["gallery"]
     queries = {t: gallery_queries(frames, t, g["queries"], seed) for t in targets}
     near = {m: nearest_train(p, targets, queries, g["k"], center) for m, p in embeddings.items()}
-    gallery = {t: {"queries": queries[t], "neighbours": {m: near[m][t] for m in near}} for t in targets}
+    gallery = {
+        t: {"queries": queries[t], "neighbours": {m: near[m][t] for m in near}} for t in targets
+    }
     disagree, confused = {}, {}
     for t in targets:
         pair = verdict.pair(ranked, t)
@@ -178,12 +207,24 @@ def select_rows(
         if len(best):
             key = (best.iloc[0]["best_model"], best.iloc[0]["best_probe"].split("/")[0])
             fit = next(f for f in fits if f["target"] == t and (f["model"], f["classifier"]) == key)
-            confused[t] = confusions(fit, s["confusions"]["pairs"], s["confusions"]["examples"], seed)
+            confused[t] = confusions(
+                fit, s["confusions"]["pairs"], s["confusions"]["examples"], seed
+            )
     target = map_target or readable_target(class_counts(fits)) or (targets[0] if targets else None)
-    chosen = {"gallery": gallery, "disagreements": disagree, "confusions": confused,
-              "map": map_rows(embeddings, frames, target, s["map_rows"], s["map_thumbnails"], seed),
-              "seed": seed, "center": center, "k": g["k"]}  # fmt: skip
-    log.info("select: %d rows shown, %d map thumbnails", len(shown_rows(chosen)), len(chosen["map"]["thumbs"]))
+    chosen = {
+        "gallery": gallery,
+        "disagreements": disagree,
+        "confusions": confused,
+        "map": map_rows(embeddings, frames, target, s["map_rows"], s["map_thumbnails"], seed),
+        "seed": seed,
+        "center": center,
+        "k": g["k"],
+    }
+    log.info(
+        "select: %d rows shown, %d map thumbnails",
+        len(shown_rows(chosen)),
+        len(chosen["map"]["thumbs"]),
+    )
     return chosen
 
 

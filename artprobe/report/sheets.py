@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import base64
 import html
-from typing import Mapping
+from collections.abc import Mapping
 
 import pyarrow.parquet as pq
 
@@ -65,8 +65,10 @@ def figure(thumbs: Thumbs, row: int, caption: str, cls: str = "", title: str = "
 
 
 def page(title: str, body: str) -> str:
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>{body}</body></html>\n")  # fmt: skip
+    return (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>{body}</body></html>\n"
+    )
 
 
 def _name(classes, target, cid) -> str:
@@ -75,14 +77,18 @@ def _name(classes, target, cid) -> str:
     return html.escape(name).replace("_", "_<wbr>")
 
 
-def gallery_sheet(path, target: str, gallery: Mapping, thumbs: Thumbs, classes: Mapping, k: int, center: bool) -> None:
+def gallery_sheet(
+    path, target: str, gallery: Mapping, thumbs: Thumbs, classes: Mapping, k: int, center: bool
+) -> None:
     """The neighbour gallery of one target (see the module docstring)."""
     models = list(gallery["neighbours"])
     heads = "".join(f"<th>{html.escape(m)}</th>" for m in models)
     rows, agree = [], {m: [0, 0] for m in models}
     for qi, q in enumerate(gallery["queries"]):
         ql = thumbs.label(q, target)
-        cells = [f"<td>{figure(thumbs, q, f'<b>{_name(classes, target, ql)}</b>', 'q', f'query: row {q}')}</td>"]
+        cells = [
+            f"<td>{figure(thumbs, q, f'<b>{_name(classes, target, ql)}</b>', 'q', f'query: row {q}')}</td>"
+        ]
         for m in models:
             figs = []
             for rank, n in enumerate(gallery["neighbours"][m][qi], 1):
@@ -90,18 +96,29 @@ def gallery_sheet(path, target: str, gallery: Mapping, thumbs: Thumbs, classes: 
                 same = nl is not None and nl == ql
                 agree[m][0] += same
                 agree[m][1] += 1
-                figs.append(figure(thumbs, n, f"{rank}. {_name(classes, target, nl)}", "ok" if same else "bad",
-                                   f"{m}: neighbour {rank} of row {q}, row {n}"))  # fmt: skip
+                figs.append(
+                    figure(
+                        thumbs,
+                        n,
+                        f"{rank}. {_name(classes, target, nl)}",
+                        "ok" if same else "bad",
+                        f"{m}: neighbour {rank} of row {q}, row {n}",
+                    )
+                )
             cells.append(f"<td><div class='row'>{''.join(figs)}</div></td>")
         rows.append(f"<tr>{''.join(cells)}</tr>")
     shares = "; ".join(f"{m} {a}/{n}" for m, (a, n) in agree.items())
-    note = (f"{len(gallery['queries'])} test paintings (a seeded sample spread over the {html.escape(target)} classes), "
-            f"and each model's {k} nearest train paintings by cosine similarity on the features the kNN probe "
-            f"uses ({'centred on the train mean, ' if center else ''}unit length), most similar first. "
-            f"Green frame: same {html.escape(target)} as the query; red: another (label under each). "
-            f"Neighbours of the query's class: {html.escape(shares)}.")  # fmt: skip
+    note = (
+        f"{len(gallery['queries'])} test paintings (a seeded sample spread over the {html.escape(target)} classes), "
+        f"and each model's {k} nearest train paintings by cosine similarity on the features the kNN probe "
+        f"uses ({'centred on the train mean, ' if center else ''}unit length), most similar first. "
+        f"Green frame: same {html.escape(target)} as the query; red: another (label under each). "
+        f"Neighbours of the query's class: {html.escape(shares)}."
+    )
     table = f"<table class='g'><thead><tr><th>query</th>{heads}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
-    write_text(path, page(f"Nearest train paintings — {target}", f"<p class='note'>{note}</p>{table}"))
+    write_text(
+        path, page(f"Nearest train paintings — {target}", f"<p class='note'>{note}</p>{table}")
+    )
 
 
 def _pred_caption(classes, target, r: Mapping, a: str, b: str) -> str:
@@ -109,48 +126,80 @@ def _pred_caption(classes, target, r: Mapping, a: str, b: str) -> str:
     parts = [f"true <b>{_name(classes, target, t)}</b>"]
     for who, key in ((a, "pred_a"), (b, "pred_b")):
         cls = "ok" if r[key] == t else "bad"
-        parts.append(f"<span class='{cls}'>{html.escape(who)}: <b>{_name(classes, target, r[key])}</b></span>")
+        parts.append(
+            f"<span class='{cls}'>{html.escape(who)}: <b>{_name(classes, target, r[key])}</b></span>"
+        )
     return "<br>".join(parts)
 
 
-def disagreement_sheet(path, target: str, d: Mapping | None, thumbs: Thumbs, classes: Mapping) -> None:
+def disagreement_sheet(
+    path, target: str, d: Mapping | None, thumbs: Thumbs, classes: Mapping
+) -> None:
     """Where the best fit and the runner-up disagree on one target's test paintings."""
     if d is None:
-        write_text(path, page(f"Where models disagree — {target}", "<p class='note'>One model only: nothing to compare.</p>"))
+        write_text(
+            path,
+            page(
+                f"Where models disagree — {target}",
+                "<p class='note'>One model only: nothing to compare.</p>",
+            ),
+        )
         return
     a = f"{d['a']['model']} + {d['a']['classifier']}"
     b = f"{d['b']['model']} + {d['b']['classifier']}"
-    body = [f"<p class='note'>The best fit of {html.escape(target)} ({html.escape(a)}) and the runner-up "
-            f"({html.escape(b)}) on the {d['n_shared']} test paintings both predicted: up to "
-            f"{max(len(d['a_only']), len(d['b_only']))} of each kind shown (a seeded sample, in row order). "
-            "Green: the prediction is right; red: wrong.</p>"]  # fmt: skip
+    body = [
+        f"<p class='note'>The best fit of {html.escape(target)} ({html.escape(a)}) and the runner-up "
+        f"({html.escape(b)}) on the {d['n_shared']} test paintings both predicted: up to "
+        f"{max(len(d['a_only']), len(d['b_only']))} of each kind shown (a seeded sample, in row order). "
+        "Green: the prediction is right; red: wrong.</p>"
+    ]
     for key, who, other in (("a_only", a, b), ("b_only", b, a)):
-        figs = "".join(figure(thumbs, r["row_id"], _pred_caption(classes, target, r, "A", "B"))
-                       for r in d[key])  # fmt: skip
-        body.append(f"<h2>{html.escape(who)} right, {html.escape(other)} wrong: {d[f'n_{key}']} paintings</h2>"
-                    f"<div class='wrap'>{figs or '<p class=note>none</p>'}</div>")  # fmt: skip
+        figs = "".join(
+            figure(thumbs, r["row_id"], _pred_caption(classes, target, r, "A", "B")) for r in d[key]
+        )
+        body.append(
+            f"<h2>{html.escape(who)} right, {html.escape(other)} wrong: {d[f'n_{key}']} paintings</h2>"
+            f"<div class='wrap'>{figs or '<p class=note>none</p>'}</div>"
+        )
     legend = f"<p class='note'>A = {html.escape(a)}, B = {html.escape(b)}.</p>"
-    write_text(path, page(f"Where models disagree — {target}", "".join(body[:1]) + legend + "".join(body[1:])))
+    write_text(
+        path,
+        page(f"Where models disagree — {target}", "".join(body[:1]) + legend + "".join(body[1:])),
+    )
 
 
 def confusion_sheet(path, target: str, c: Mapping | None, thumbs: Thumbs, classes: Mapping) -> None:
     """The best fit's top confused class pairs of one target, paintings of both classes."""
     if c is None or not c["pairs"]:
-        write_text(path, page(f"Confusions — {target}", "<p class='note'>No mistakes on the test paintings.</p>"))
+        write_text(
+            path,
+            page(
+                f"Confusions — {target}", "<p class='note'>No mistakes on the test paintings.</p>"
+            ),
+        )
         return
     fit = html.escape(f"{c['model']} + {c['classifier']}")
-    body = [f"<p class='note'>The {len(c['pairs'])} most frequent mistakes of the best fit of "
-            f"{html.escape(target)} ({fit}) on its test paintings. For each pair A → B: paintings of A it "
-            "recognised, paintings of A it called B, and paintings of B it recognised (a seeded few of "
-            "each).</p>"]  # fmt: skip
+    body = [
+        f"<p class='note'>The {len(c['pairs'])} most frequent mistakes of the best fit of "
+        f"{html.escape(target)} ({fit}) on its test paintings. For each pair A → B: paintings of A it "
+        "recognised, paintings of A it called B, and paintings of B it recognised (a seeded few of "
+        "each).</p>"
+    ]
     for p in c["pairs"]:
         na, nb = _name(classes, target, p["true"]), _name(classes, target, p["pred"])
         groups = []
-        for key, title, cls in (("a_right", f"{na} (recognised)", "ok"), ("a_as_b", f"{na} called {nb}", "bad"),
-                                ("b_right", f"{nb} (recognised)", "ok")):  # fmt: skip
-            figs = "".join(figure(thumbs, r, f"row {r}", cls) for r in p[key]) or "<p class='note'>none</p>"
+        for key, title, cls in (
+            ("a_right", f"{na} (recognised)", "ok"),
+            ("a_as_b", f"{na} called {nb}", "bad"),
+            ("b_right", f"{nb} (recognised)", "ok"),
+        ):
+            figs = (
+                "".join(figure(thumbs, r, f"row {r}", cls) for r in p[key])
+                or "<p class='note'>none</p>"
+            )
             groups.append(f"<div class='group'><h3>{title}</h3><div class='row'>{figs}</div></div>")
-        body.append(f"<h2>{na} → {nb}: {p['count']} of {p['support']} test paintings of {na}</h2>"
-                    f"<div class='wrap'>{''.join(groups)}</div>")  # fmt: skip
+        body.append(
+            f"<h2>{na} → {nb}: {p['count']} of {p['support']} test paintings of {na}</h2>"
+            f"<div class='wrap'>{''.join(groups)}</div>"
+        )
     write_text(path, page(f"Confusions — {target}", "".join(body)))
-

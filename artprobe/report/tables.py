@@ -6,8 +6,9 @@ from __future__ import annotations
 import itertools
 import json
 import math
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -16,7 +17,15 @@ import pyarrow.parquet as pq
 from artprobe.config import SPLITS
 from artprobe.io import read_meta
 from artprobe.metrics import METRICS
-from artprobe.report.load import as_float, class_name, compact, find, fit_seconds, hyperparams, metric
+from artprobe.report.load import (
+    as_float,
+    class_name,
+    compact,
+    find,
+    fit_seconds,
+    hyperparams,
+    metric,
+)
 
 #: Metrics compared pairwise between models with the paired bootstrap (the verdict's two
 #: headline metrics, balanced accuracy and accuracy, and macro-F1).
@@ -58,8 +67,12 @@ def baseline_rows(fits: list[dict]) -> list[dict]:
         if fit["target"] in seen or not isinstance(b, Mapping):
             continue
         seen.add(fit["target"])
-        row = {"model": BASELINE_MODEL, "target": fit["target"],
-               "classifier": BASELINE_CLASSIFIER, "kind": "majority"}  # fmt: skip
+        row = {
+            "model": BASELINE_MODEL,
+            "target": fit["target"],
+            "classifier": BASELINE_CLASSIFIER,
+            "kind": "majority",
+        }
         for name in METRICS:
             row[name], row[f"{name}_ci_low"], row[f"{name}_ci_high"] = metric(b, name)
         row["n_classes"] = fit["metrics"].get("n_classes")
@@ -127,9 +140,17 @@ def search_table(fits: list[dict]) -> pd.DataFrame:
         warnings = "; ".join(info.get("warnings") or [])
         for g in info.get("grid") or []:
             if isinstance(g, Mapping):
-                rows.append({"model": fit["model"], "target": fit["target"],
-                             "classifier": fit["classifier"], "kind": fit["kind"], **g,
-                             "chosen": _is_choice(g, info), "warnings": warnings})  # fmt: skip
+                rows.append(
+                    {
+                        "model": fit["model"],
+                        "target": fit["target"],
+                        "classifier": fit["classifier"],
+                        "kind": fit["kind"],
+                        **g,
+                        "chosen": _is_choice(g, info),
+                        "warnings": warnings,
+                    }
+                )
     return pd.DataFrame(rows, columns=None if rows else ["model", "target", "classifier", "kind"])
 
 
@@ -152,10 +173,26 @@ def holm(p_values) -> np.ndarray:
 
 
 _COMPARISON_COLUMNS = [
-    "target", "classifier", "model_a", "model_b", "metric", "a", "b", "diff", "ci_low",
-    "ci_high", "p_value", "p_holm", "verdict", "better", "n_rows", "n_boot", "seeds", "method",
+    "target",
+    "classifier",
+    "model_a",
+    "model_b",
+    "metric",
+    "a",
+    "b",
+    "diff",
+    "ci_low",
+    "ci_high",
+    "p_value",
+    "p_holm",
+    "verdict",
+    "better",
+    "n_rows",
+    "n_boot",
+    "seeds",
+    "method",
     "note",
-]  # fmt: skip
+]
 
 
 def _shared_rows(pa_: pd.DataFrame, pb: pd.DataFrame, a: str, b: str) -> tuple[pd.DataFrame, str]:
@@ -178,9 +215,13 @@ def _compare(j: pd.DataFrame, a: str, b: str, metric_name: str, n_boot: int, see
 
     if len(j):
         res = compare(
-            j["y_true_a"].to_numpy(), seed_predictions(j, "a"), seed_predictions(j, "b"),
-            metric=metric_name, n_boot=n_boot, seed=seed,
-        )  # fmt: skip
+            j["y_true_a"].to_numpy(),
+            seed_predictions(j, "a"),
+            seed_predictions(j, "b"),
+            metric=metric_name,
+            n_boot=n_boot,
+            seed=seed,
+        )
     else:  # nothing to compare on; keep the pair visible
         res = {"metric": metric_name, "verdict": "not compared: no shared test rows"}
     lo, hi = as_float(res.get("ci_low")), as_float(res.get("ci_high"))
@@ -191,13 +232,22 @@ def _compare(j: pd.DataFrame, a: str, b: str, metric_name: str, n_boot: int, see
     else:  # unknown wording: the CI of the difference excludes zero
         better = (a if va > vb else b) if (lo > 0 or hi < 0) else ""
     return {
-        "model_a": a, "model_b": b, "metric": res.get("metric", metric_name), "a": va, "b": vb,
-        "diff": as_float(res.get("diff")), "ci_low": lo, "ci_high": hi,
-        "p_value": as_float(res.get("p_value")), "verdict": verdict, "better": better,
-        "n_rows": len(j), "n_boot": n_boot,
+        "model_a": a,
+        "model_b": b,
+        "metric": res.get("metric", metric_name),
+        "a": va,
+        "b": vb,
+        "diff": as_float(res.get("diff")),
+        "ci_low": lo,
+        "ci_high": hi,
+        "p_value": as_float(res.get("p_value")),
+        "verdict": verdict,
+        "better": better,
+        "n_rows": len(j),
+        "n_boot": n_boot,
         "seeds": f"{res.get('n_seeds_a', '')} vs {res.get('n_seeds_b', '')}" if len(j) else "",
         "method": res.get("method", ""),
-    }  # fmt: skip
+    }
 
 
 def seed_predictions(j: pd.DataFrame, side: str) -> list[np.ndarray]:
@@ -245,9 +295,14 @@ def comparison_table(
         if not np.isfinite(r["p_holm"]):
             continue
         significant = r["p_holm"] < 0.05
-        df.at[i, "verdict"] = ("A better" if r["diff"] > 0 else "B better") if significant else (
-            "no significant difference")  # fmt: skip
-        df.at[i, "better"] = (r["model_a"] if r["diff"] > 0 else r["model_b"]) if significant else ""
+        df.at[i, "verdict"] = (
+            ("A better" if r["diff"] > 0 else "B better")
+            if significant
+            else ("no significant difference")
+        )
+        df.at[i, "better"] = (
+            (r["model_a"] if r["diff"] > 0 else r["model_b"]) if significant else ""
+        )
     return df
 
 
@@ -357,7 +412,9 @@ def dataset_tables(
             if t not in labels:
                 continue
             missing = labels[t] < 0  # no label for this target: left out of its fits
-            split_df[f"no_label_{t}"] = [int((missing & (labels["split"] == s)).sum()) for s in order]
+            split_df[f"no_label_{t}"] = [
+                int((missing & (labels["split"] == s)).sum()) for s in order
+            ]
             tab = labels[~missing].groupby([t, "split"]).size().unstack("split", fill_value=0)
             for cid, r in tab.iterrows():
                 row = {
@@ -427,7 +484,9 @@ def embedding_speed(meta: Mapping) -> tuple[float, str, str]:
     speed = done / secs if secs > 0 and done > 0 else as_float(find(meta, "img_per_s"))
     if not math.isfinite(speed):
         per = [
-            x for x in (as_float(sh.get("img_per_s")) for sh in shards) if math.isfinite(x) and x > 0
+            x
+            for x in (as_float(sh.get("img_per_s")) for sh in shards)
+            if math.isfinite(x) and x > 0
         ]
         speed = float(np.mean(per)) if per else math.nan
 
@@ -455,10 +514,7 @@ def cost_table(embeddings: Mapping[str, str], fits: list[dict], n_rows: int | No
             if "embedding" in schema.names
             else None
         )
-        fit_s = sum(
-fit_seconds(f["metrics"]) for f in fits
-            if f["model"] == m
-        )
+        fit_s = sum(fit_seconds(f["metrics"]) for f in fits if f["model"] == m)
         embedded = pq.ParquetFile(path).metadata.num_rows
         rows.append(
             {
@@ -489,9 +545,9 @@ fit_seconds(f["metrics"]) for f in fits
     return pd.DataFrame(rows, columns=cols)
 
 
-
-
-def split_notes(split_path: str, splits: pd.DataFrame, duplicates: str | None) -> tuple[pd.DataFrame, dict]:
+def split_notes(
+    split_path: str, splits: pd.DataFrame, duplicates: str | None
+) -> tuple[pd.DataFrame, dict]:
     """Rows per split with the near-duplicate counts of each part (``duplicates.parquet``:
     hash candidates and confirmed duplicates; none for train: the scan compares val/test
     with train), and how the split was made."""
@@ -500,7 +556,10 @@ def split_notes(split_path: str, splits: pd.DataFrame, duplicates: str | None) -
         return splits, meta
     meta["duplicates"] = read_meta(duplicates)
     splits = splits.copy()
-    for column, key in (("near_duplicate_candidates", "candidates"), ("near_duplicates", "duplicates")):
+    for column, key in (
+        ("near_duplicate_candidates", "candidates"),
+        ("near_duplicates", "duplicates"),
+    ):
         found = meta["duplicates"].get(key)
         if found is not None:  # a scan from before the confirmation has no candidates
             counts = [found.get(s, 0) if s != "train" else None for s in splits["split"]]
@@ -509,14 +568,27 @@ def split_notes(split_path: str, splits: pd.DataFrame, duplicates: str | None) -
 
 
 FEWSHOT_COLUMNS = [
-    "model", "target", "shot", "trials", "n_train", "accuracy", "accuracy_sd",
-    "balanced_accuracy", "balanced_accuracy_sd", "macro_f1", "macro_f1_sd",
-]  # fmt: skip
+    "model",
+    "target",
+    "shot",
+    "trials",
+    "n_train",
+    "accuracy",
+    "accuracy_sd",
+    "balanced_accuracy",
+    "balanced_accuracy_sd",
+    "macro_f1",
+    "macro_f1_sd",
+]
 
 
 def fewshot_table(curves: list[dict]) -> pd.DataFrame:
     """One row per model × target × shot: mean and sd over the few-shot trials."""
-    rows = [{"model": c["model"], "target": c["target"], **s} for c in curves for s in c.get("summary", [])]
+    rows = [
+        {"model": c["model"], "target": c["target"], **s}
+        for c in curves
+        for s in c.get("summary", [])
+    ]
     df = pd.DataFrame(rows, columns=FEWSHOT_COLUMNS)
     df["shot"] = df["shot"].astype(str)
     return df

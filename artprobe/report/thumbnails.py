@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import io
 import logging
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 import pyarrow as pa
@@ -71,7 +71,9 @@ def thumbnail(data: bytes, size: int) -> tuple[bytes, int, int]:
     return buf.getvalue(), img.width, img.height
 
 
-def make_thumbnails(shards: Iterable[str], wanted: Mapping[str, list[int]], targets: list[str], out: str) -> None:
+def make_thumbnails(
+    shards: Iterable[str], wanted: Mapping[str, list[int]], targets: list[str], out: str
+) -> None:
     """Write ``out``: row_id, kind, jpeg, width, height and the class ids, one row per
     (row, kind) of ``wanted`` (``{kind: row ids}``); undecodable images are left out."""
     have = pq.read_schema(next(iter(shards))).names if shards else []
@@ -88,15 +90,29 @@ def make_thumbnails(shards: Iterable[str], wanted: Mapping[str, list[int]], targ
             except ImageDecodeError as exc:
                 log.warning("thumbnails: row %d not decodable (%s)", r, exc)
                 continue
-            for k, v in (("row_id", r), ("kind", kind), ("jpeg", jpeg), ("width", w), ("height", h)):
+            for k, v in (
+                ("row_id", r),
+                ("kind", kind),
+                ("jpeg", jpeg),
+                ("width", w),
+                ("height", h),
+            ):
                 rec[k].append(v)
             for t in cols[1:]:
                 rec[t].append(int(table.at[r, t]))
-    schema = {"row_id": pa.int64(), "kind": pa.string(), "jpeg": pa.binary(), "width": pa.int16(),
-              "height": pa.int16(), **{t: pa.int16() for t in cols[1:]}}  # fmt: skip
+    schema = {
+        "row_id": pa.int64(),
+        "kind": pa.string(),
+        "jpeg": pa.binary(),
+        "width": pa.int16(),
+        "height": pa.int16(),
+        **{t: pa.int16() for t in cols[1:]},
+    }
     t = pa.table({k: pa.array(v, schema[k]) for k, v in rec.items()})
     write_parquet(with_meta(t, {"sizes": SIZES, "quality": QUALITY}), out)
-    log.info("thumbnails: %d written (%.1f KB of JPEG)", t.num_rows, sum(map(len, rec["jpeg"])) / 1024)
+    log.info(
+        "thumbnails: %d written (%.1f KB of JPEG)", t.num_rows, sum(map(len, rec["jpeg"])) / 1024
+    )
 
 
 def run_thumbnails(
@@ -113,7 +129,14 @@ def run_thumbnails(
     settings: Mapping | None = None,
 ) -> None:
     """The stage: select the rows (``rows_out``, JSON), then their thumbnails (``thumbs_out``)."""
-    chosen = select_rows(load_fits(fits), embeddings, targets, seed=seed, center=center,
-                         map_target=map_target, settings=settings)  # fmt: skip
+    chosen = select_rows(
+        load_fits(fits),
+        embeddings,
+        targets,
+        seed=seed,
+        center=center,
+        map_target=map_target,
+        settings=settings,
+    )
     write_json(rows_out, chosen)
     make_thumbnails(list(shards), thumbnail_rows(chosen), targets, thumbs_out)

@@ -11,7 +11,7 @@ tables beyond the ones read here are ignored.
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
@@ -22,9 +22,21 @@ ALPHA = 0.05
 _LABELS = {"balanced_accuracy": "balanced accuracy", "accuracy": "accuracy", "macro_f1": "macro-F1"}
 
 COLUMNS = [
-    "target", "metric", "best_model", "best_probe", "value", "ci_low", "ci_high",
-    "runner_up", "runner_up_probe", "runner_up_value", "diff", "p_holm", "outcome", "sentence",
-]  # fmt: skip
+    "target",
+    "metric",
+    "best_model",
+    "best_probe",
+    "value",
+    "ci_low",
+    "ci_high",
+    "runner_up",
+    "runner_up_probe",
+    "runner_up_value",
+    "diff",
+    "p_holm",
+    "outcome",
+    "sentence",
+]
 
 
 def _fits(summary: pd.DataFrame, target: str, metric: str) -> pd.DataFrame:
@@ -51,10 +63,15 @@ def _entry(fits: pd.DataFrame, comparisons, target: str, metric: str) -> dict:
     top = fits.iloc[0]
     best_value = float(top[metric])
     at_top = fits[np.isclose(fits[metric].astype(float), best_value, rtol=0, atol=1e-12)]
-    row = {"target": target, "metric": metric, "best_model": top["model"],
-           "best_probe": "/".join(dict.fromkeys(at_top[at_top.model == top["model"]]["classifier"])),
-           "value": best_value, "ci_low": float(top[f"{metric}_ci_low"]),
-           "ci_high": float(top[f"{metric}_ci_high"])}  # fmt: skip
+    row = {
+        "target": target,
+        "metric": metric,
+        "best_model": top["model"],
+        "best_probe": "/".join(dict.fromkeys(at_top[at_top.model == top["model"]]["classifier"])),
+        "value": best_value,
+        "ci_low": float(top[f"{metric}_ci_low"]),
+        "ci_high": float(top[f"{metric}_ci_high"]),
+    }
     probe = top["classifier"]
     others = at_top[at_top.model != top["model"]]  # another model shares the best value: a tie
     if others.empty:
@@ -65,24 +82,44 @@ def _entry(fits: pd.DataFrame, comparisons, target: str, metric: str) -> dict:
         return {**row, "outcome": "only model"}
     ru = others.iloc[0]
     diff = best_value - float(ru[metric])
-    p = _p_holm(comparisons, target, probe, top["model"], ru["model"], metric) if ru["classifier"] == probe else math.nan
+    p = (
+        _p_holm(comparisons, target, probe, top["model"], ru["model"], metric)
+        if ru["classifier"] == probe
+        else math.nan
+    )
     if np.isclose(diff, 0, rtol=0, atol=1e-12):
         outcome = "tie"
     elif not math.isfinite(p):
         outcome = "not tested"
     else:
         outcome = "lead holds" if p < ALPHA else "tie"
-    return {**row, "runner_up": ru["model"], "runner_up_probe": ru["classifier"],
-            "runner_up_value": float(ru[metric]), "diff": diff, "p_holm": p, "outcome": outcome}  # fmt: skip
+    return {
+        **row,
+        "runner_up": ru["model"],
+        "runner_up_probe": ru["classifier"],
+        "runner_up_value": float(ru[metric]),
+        "diff": diff,
+        "p_holm": p,
+        "outcome": outcome,
+    }
 
 
 def sentence(r: dict) -> str:
     """The verdict row as one quotable line."""
-    ci = f" [{r['ci_low']:.2f}, {r['ci_high']:.2f}]" if math.isfinite(r["ci_low"]) and math.isfinite(r["ci_high"]) else ""
-    head = f"{r['target']}, {_LABELS.get(r['metric'], r['metric'])}: {r['best_model']} + {r['best_probe']} {r['value']:.2f}{ci}"
+    ci = (
+        f" [{r['ci_low']:.2f}, {r['ci_high']:.2f}]"
+        if math.isfinite(r["ci_low"]) and math.isfinite(r["ci_high"])
+        else ""
+    )
+    metric = _LABELS.get(r["metric"], r["metric"])
+    head = f"{r['target']}, {metric}: {r['best_model']} + {r['best_probe']} {r['value']:.2f}{ci}"
     if r["outcome"] == "only model":
         return f"{head}; the only model"
-    ru = r["runner_up"] if r["runner_up_probe"] in str(r["best_probe"]).split("/") else f"{r['runner_up']} + {r['runner_up_probe']}"
+    ru = (
+        r["runner_up"]
+        if r["runner_up_probe"] in str(r["best_probe"]).split("/")
+        else f"{r['runner_up']} + {r['runner_up_probe']}"
+    )
     p = f"p_holm = {r['p_holm']:.3g}" if math.isfinite(r["p_holm"]) else "no paired test"
     if r["outcome"] == "tie" and np.isclose(r["diff"], 0, rtol=0, atol=1e-12):
         return f"{head}; tie with {ru} (same value, {p})"
@@ -90,11 +127,13 @@ def sentence(r: dict) -> str:
         return f"{head}; tie with {ru}: ahead by {r['diff']:.2f}, not significant ({p})"
     if r["outcome"] == "not tested":
         return f"{head}; ahead of {ru} by {r['diff']:.2f} ({p})"
-    return f"{head}; ahead of {ru} by {r['diff']:.2f}, {p}"  # fmt: skip
+    return f"{head}; ahead of {ru} by {r['diff']:.2f}, {p}"
 
 
 def verdict_table(
-    summary: pd.DataFrame, comparisons: pd.DataFrame | None, metrics: Iterable[str] = VERDICT_METRICS
+    summary: pd.DataFrame,
+    comparisons: pd.DataFrame | None,
+    metrics: Iterable[str] = VERDICT_METRICS,
 ) -> pd.DataFrame:
     """One row per target × metric (targets in summary order); see :data:`COLUMNS`."""
     rows = []
@@ -108,8 +147,9 @@ def verdict_table(
             if fits.empty:
                 continue
             r = _entry(fits, comparisons, target, metric)
-            r["sentence"] = sentence({"runner_up": "", "runner_up_probe": "", "diff": math.nan,
-                                      "p_holm": math.nan, **r})  # fmt: skip
+            r["sentence"] = sentence(
+                {"runner_up": "", "runner_up_probe": "", "diff": math.nan, "p_holm": math.nan, **r}
+            )
             rows.append(r)
     return pd.DataFrame(rows, columns=COLUMNS)
 

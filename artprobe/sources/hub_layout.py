@@ -19,8 +19,8 @@ imports this at parse time.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 DEFAULT_CONFIG = "default"
 SPLIT_ORDER = ("train", "validation", "test")
@@ -68,7 +68,10 @@ def split_order(splits: Iterable[str]) -> list[str]:
 
 
 def select(
-    paths: Iterable[str], config: str | None = None, splits: list[str] | None = None, where: str = ""
+    paths: Iterable[str],
+    config: str | None = None,
+    splits: list[str] | None = None,
+    where: str = "",
 ) -> list[DataFile]:
     """The data files of ``config`` / ``splits`` among ``paths``, in row-id order.
 

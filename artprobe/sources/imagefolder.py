@@ -30,7 +30,6 @@ from artprobe.sources.locate import METADATA_FILES
 log = logging.getLogger(__name__)
 
 
-
 class FolderError(ValueError):
     """A folder `datasets`' imagefolder would not load, or whose images are missing."""
 
@@ -49,7 +48,9 @@ def label_hint(folder: Path) -> str:
     depths: dict[int, str] = {}
     for p in sorted(Path(folder).rglob("*")):
         if p.suffix.lower() in exts:
-            depths.setdefault(len(p.relative_to(folder).parts) - 1, p.relative_to(folder).as_posix())
+            depths.setdefault(
+                len(p.relative_to(folder).parts) - 1, p.relative_to(folder).as_posix()
+            )
     if not depths:
         return ""
     if len(depths) > 1:
@@ -91,7 +92,9 @@ def _relative(paths: list, folder: Path, column: str) -> list[str]:
     return out
 
 
-def read_imagefolder(folder: Path, image_column: str = "image") -> tuple[pa.Table, dict[str, list[str]], dict]:
+def read_imagefolder(
+    folder: Path, image_column: str = "image"
+) -> tuple[pa.Table, dict[str, list[str]], dict]:
     """(table, ClassLabel names, split row counts) of an image folder.
 
     The table has every column `datasets` gives; the image column holds the image's path
@@ -117,16 +120,28 @@ def read_imagefolder(folder: Path, image_column: str = "image") -> tuple[pa.Tabl
             )
         for c in images:
             ds = ds.cast_column(c, datasets.Image(decode=False))
-        names.update({c: list(f.names) for c, f in features.items() if isinstance(f, datasets.ClassLabel)})
+        names.update(
+            {c: list(f.names) for c, f in features.items() if isinstance(f, datasets.ClassLabel)}
+        )
         schema = ds.features.arrow_schema  # python batches: datasets' arrow batches lose types
         for batch in ds.iter(batch_size=4096):
             paths = [(x or {}).get("path") for x in batch[image_column]]
-            columns = {c: pa.array(v, schema.field(c).type) for c, v in batch.items() if c not in images}
+            columns = {
+                c: pa.array(v, schema.field(c).type) for c, v in batch.items() if c not in images
+            }
             columns[image_column] = pa.array(_relative(paths, folder, image_column), pa.string())
             parts.append(pa.table(columns))
         counts[split] = sum(p.num_rows for p in parts) - sum(counts.values())
     if not parts or not sum(p.num_rows for p in parts):
-        raise FolderError(f"dataset.source {str(folder)!r}: datasets' imagefolder found no images in it")
+        raise FolderError(
+            f"dataset.source {str(folder)!r}: datasets' imagefolder found no images in it"
+        )
     table = pa.concat_tables(parts, promote_options="permissive")
-    log.info("imagefolder %s: %d images, splits %s, columns %s", folder, table.num_rows, counts, table.column_names)
+    log.info(
+        "imagefolder %s: %d images, splits %s, columns %s",
+        folder,
+        table.num_rows,
+        counts,
+        table.column_names,
+    )
     return table, names, counts

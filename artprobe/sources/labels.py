@@ -103,7 +103,9 @@ def _as_numpy(column: pa.ChunkedArray | pa.Array, kind: str) -> tuple[np.ndarray
     return values, np.isnan(values) | (values < 0)
 
 
-def class_list(column: pa.ChunkedArray | pa.Array, names: list[str] | None) -> tuple[str, list[str]]:
+def class_list(
+    column: pa.ChunkedArray | pa.Array, names: list[str] | None
+) -> tuple[str, list[str]]:
     """(kind, class names) for a target column; ClassLabel names are kept as they are."""
     kind = label_kind(column, names)
     if kind == "classlabel":
@@ -131,7 +133,11 @@ def encode(column: pa.ChunkedArray | pa.Array, kind: str, classes: list[str]) ->
             )
         ids[present] = codes
         return ids
-    keys = values[present] if kind == "string" else np.array([str(int(v)) for v in values[present]], dtype=object)
+    keys = (
+        values[present]
+        if kind == "string"
+        else np.array([str(int(v)) for v in values[present]], dtype=object)
+    )
     lookup = {name: i for i, name in enumerate(classes)}
     try:
         ids[present] = [lookup[k] for k in keys]
