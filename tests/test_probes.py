@@ -340,9 +340,14 @@ def test_linear_objective_matches_sklearn_at_every_C(C):
     assert point["train_objective"] <= best * (1 + 1e-4), (point, best)
     # Where C * n is large the optimum is flat (near-separable rare classes): objectives
     # within 1e-4 still move test rows near a boundary, and lbfgs itself stops on its ftol
-    # above the optimum, so the predictions are compared strictly up to C = 1 only.
+    # above the optimum, so the predictions are compared strictly up to C = 1 only, and
+    # beyond that only where scikit-learn got as low as we did (at C = 1e4 it stops short,
+    # and agreeing with a point that is not the optimum proves nothing).
     agree = (res.proba_test.argmax(1) == sk.predict(Xte)).mean()
-    assert agree >= (0.99 if C <= 1 else 0.9), agree
+    if C <= 1:
+        assert agree >= 0.99, agree
+    elif best <= point["train_objective"] * (1 + 1e-6):
+        assert agree >= 0.9, (agree, point["train_objective"], best)
 
 
 def test_linear_stop_reasons_are_true():
