@@ -1,4 +1,5 @@
-"""What the bench scripts share: the checkout on ``sys.path``, ``say``, WikiArt-sized JPEGs,
+"""What the bench scripts share: the checkout on ``sys.path``, ``say``, the workflow copied
+into a scratch folder, WikiArt-sized JPEGs,
 a shard as the workflow writes it, and the thesis's per-image embedding loop.
 
 Import it first (``import common``: a bench script's own folder is on ``sys.path``); it puts
@@ -10,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import multiprocessing
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -31,6 +33,32 @@ def say(*args, since: float | None = None) -> None:
     if since is not None:
         args = (f"[{time.perf_counter() - since:6.1f}s]", *args)
     print(*args, flush=True)
+
+
+#: what a workflow run needs from the checkout (results/ and .snakemake/ stay behind)
+WORKFLOW_FILES = (
+    "Snakefile",
+    "config.yaml",
+    "rules",
+    "scripts",
+    "schemas",
+    "report",
+    "envs",
+    "profiles",
+    "artprobe",
+)
+
+
+def copy_workflow(work: Path) -> None:
+    """Copy the workflow (and the package its scripts import) into ``work``."""
+    for name in WORKFLOW_FILES:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(
+                src, work / name, ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True
+            )
+        else:
+            shutil.copy2(src, work / name)
 
 
 def _encode(job: tuple) -> list[bytes]:

@@ -33,21 +33,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import say  # the checkout on sys.path
+from common import copy_workflow, say  # the checkout on sys.path
 
-ROOT = Path(__file__).resolve().parents[1]
-
-WORKFLOW_FILES = [
-    "Snakefile",
-    "config.yaml",
-    "rules",
-    "scripts",
-    "schemas",
-    "report",
-    "envs",
-    "profiles",
-    "artprobe",
-]
 WIKIART_ROWS = 81444
 # WikiArt's images per style (huggan/wikiart), in artprobe.demo.STYLES order
 STYLE_COUNTS = [
@@ -231,20 +218,6 @@ def show(rules: dict, report_s: float) -> None:
         f"(target <= {TARGETS['job_s']}); peak RSS {rss:.0f} MB (target <= {TARGETS['rss_mb']}); "
         f"report job {rep:.1f} s (target <= {TARGETS['report_s']}); snakemake --report {report_s:.1f} s"
     )
-
-
-def copy_workflow(work: Path) -> None:
-    for name in WORKFLOW_FILES:
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(
-                src,
-                work / name,
-                ignore=shutil.ignore_patterns("__pycache__"),
-                dirs_exist_ok=True,
-            )
-        else:
-            shutil.copy2(src, work / name)
 
 
 def main(argv=None) -> dict:

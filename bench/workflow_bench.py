@@ -31,19 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import ROOT, say, wikiart_jpegs
+from common import copy_workflow, say, wikiart_jpegs
 
-WORKFLOW_FILES = [
-    "Snakefile",
-    "config.yaml",
-    "rules",
-    "scripts",
-    "schemas",
-    "report",
-    "envs",
-    "profiles",
-    "artprobe",
-]
 COSTS = (
     "imports_s",
     "build_s",
@@ -107,12 +96,7 @@ def overlay(a, source: Path, weights: Path | None) -> str:
 
 def run_workflow(work: Path, a) -> float:
     """Snakemake up to the merged embeddings; returns its wall seconds."""
-    for name in WORKFLOW_FILES:
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, work / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(src, work / name)
+    copy_workflow(work)
     cmd = [str(Path(sys.executable).parent / "snakemake"), "results/bench/embeddings/m.parquet"]
     cmd += ["--cores", str(a.cores), "--configfile", "bench.yaml", "--resources", f"gpu={a.gpus}"]
     t0 = time.perf_counter()
