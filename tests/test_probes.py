@@ -610,3 +610,22 @@ def test_mlp_standardize_makes_feature_scale_irrelevant():
             out[std, scale] = run("mlp", scaled, 3, standardize=std).proba_test
     np.testing.assert_allclose(out[True, 0.1], out[True, 10.0], atol=1e-4)
     assert np.abs(out[False, 0.1] - out[False, 10.0]).max() > 0.05  # raw features: it matters
+
+
+def test_linear_path_ends_one_point_past_the_optimum():
+    # separable-ish Gaussians with few train rows: weak regularisation overfits. Once a point
+    # is worse than the best in val accuracy and log-loss (log-loss rising), the path ends
+    # there, although path_patience=5 would wait for five such points.
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 4, 400)
+    X = (rng.normal(size=(4, 40))[y] * 0.35 + rng.normal(size=(400, 40))).astype(np.float32)
+    data = splits(X, y)
+    ended = run("linear", data, 4, n_c=13, path_patience=5, refine=0)
+    full = run("linear", data, 4, n_c=13, path_patience=0, refine=0)
+    coarse = ended.info["grid"]
+    assert len(coarse) < len(full.info["grid"]) == 13, [g["C"] for g in coarse]
+    last, best = coarse[-1], coarse[[g["C"] for g in coarse].index(ended.info["C"])]
+    assert last["val_accuracy"] < best["val_accuracy"]
+    assert last["val_log_loss"] > max(best["val_log_loss"], coarse[-2]["val_log_loss"])
+    # the points it skipped would not have been chosen
+    assert full.info["C"] == ended.info["C"]

@@ -12,8 +12,9 @@ left out of the fit, as scikit-learn does (probability 0).
 ``C`` is searched as in CLIP's protocol: a coarse log grid (``n_c`` values from ``c_min`` to
 ``c_max``, one per decade by default) from strong to weak regularisation with warm starts,
 each point scored on the validation set (``select_by``: accuracy, ties broken by log-loss, or
-log-loss; ``path_patience`` points in a row without a better one end the path, once it has
-left the strongly regularised start), then ``refine`` rounds of halving log steps around the
+log-loss; ``path_patience`` points in a row without a better one end the path once it has
+left the strongly regularised start, and so does one point worse than the best in both val
+accuracy and log-loss with the log-loss rising), then ``refine`` rounds of halving log steps around the
 best point. The chosen value is refitted on train + val when ``refit: train+val`` (off by
 default, so that every kind trains on the same rows), warm-started.
 
@@ -482,17 +483,38 @@ class _Search:
             return self.grid[self.best]["val_accuracy"] > self.grid[0]["val_accuracy"]
         return self.best > 0
 
+    def past_optimum(self) -> bool:
+        """Is the last point worse than the best in val accuracy *and* in val log-loss, with
+        the log-loss rising from the point before? Weaker regularisation only overfits
+        further from there (the log-loss is unimodal along the path), so the path ends
+        without spending ``path_patience`` on the slowest, least regularised fits."""
+        last, prev, best = self.grid[-1], self.grid[-2], self.grid[self.best]
+        return (
+            last["val_accuracy"] < best["val_accuracy"]
+            and last["val_log_loss"] > best["val_log_loss"]
+            and last["val_log_loss"] > prev["val_log_loss"]
+        )
+
     def coarse(self, Cs: np.ndarray) -> None:
         """Strong to weak regularisation; once the path has learned something,
-        ``path_patience`` points in a row without a better one end it."""
+        ``path_patience`` points in a row without a better one end it, as does one point
+        past the optimum by both measures (:meth:`past_optimum`; with ``path_patience``
+        on)."""
         since_best = 0
+        patience = self.p["path_patience"]
         for C in progress(Cs, desc="linear C search", unit="C"):
             if self.run(float(C), "coarse") or len(self.grid) == 1 or not self.learned():
                 since_best = 0
                 continue
             since_best += 1
-            if self.p["path_patience"] and since_best >= self.p["path_patience"]:
+            if patience and (since_best >= patience or self.past_optimum()):
+                log.info("linear: the path ends at C=%.3g (%s)", C, self._why(since_best))
                 break
+
+    def _why(self, since_best: int) -> str:
+        if since_best >= self.p["path_patience"]:
+            return f"{since_best} points without a better one"
+        return "past the optimum: val accuracy and log-loss both worse than the best"
 
     def refine(self, Cs: np.ndarray) -> None:
         """``refine`` rounds of halving the log step around the best point (within the grid)."""
