@@ -98,39 +98,13 @@ def embed_shard(
     ``batch_size_used``, ``oom_retries``.
     """
     timer = LoopTimer()
-    job = _prepare(
-        shard_path,
-        timm_name,
-        pretrained,
-        decode,
-        precision,
-        batch_size,
-        device,
-        max_pixels,
-        weights,
-        features,
-        weights_marker,
+    spec = _ModelSpec(
+        timm_name, pretrained, decode, precision, max_pixels, weights, features, weights_marker
     )
+    job = _prepare(shard_path, spec, batch_size, device)
     job.timings["prepare_s"] = time.perf_counter() - timer.t_start
     job.settings.update(batch_size=batch_size, workers=workers, compile=bool(compile))
-    ckpt = Checkpoints(out_path, job.checkpoint_key())
-    rows = EmbeddedRows(
-        job.row_ids,
-        ckpt.load(job.row_ids, batch_size) if checkpoint_every else [],
-        ckpt,
-        checkpoint_every,
-    )
-    job.settings.update(
-        ckpt.batch_record() if checkpoint_every else {}
-    )  # an earlier run's smaller batch
-    if rows.start:
-        log.info(
-            "resuming %s after %d of %d rows from %s",
-            Path(out_path).name,
-            rows.start,
-            job.n,
-            ckpt.dir,
-        )
+    ckpt, rows = _resume(job, out_path, checkpoint_every)
     loop = _Loop(job, rows, ShardImages(None, job.prep, gpu_jpeg=decode == "nvjpeg"), timer)
     with _model_threads(job.dev, workers, threads):
         runner = loop.run(compile, progress)
@@ -139,6 +113,26 @@ def embed_shard(
         write_parquet(with_meta(result, prov), out_path)
         ckpt.cleanup()
     return report(job, out_path, prov, rows.start, rows.n_failed, timer)
+
+
+def _resume(job: _Job, out_path, checkpoint_every: int) -> tuple[Checkpoints, EmbeddedRows]:
+    """The job's checkpoints and the rows they already hold (none with ``checkpoint_every``
+    0); an earlier run's smaller batch (after running out of GPU memory) carries over."""
+    ckpt = Checkpoints(out_path, job.checkpoint_key())
+    batch_size = job.settings["batch_size"]
+    done = ckpt.load(job.row_ids, batch_size) if checkpoint_every else []
+    rows = EmbeddedRows(job.row_ids, done, ckpt, checkpoint_every)
+    if checkpoint_every:
+        job.settings.update(ckpt.batch_record())
+    if rows.start:
+        log.info(
+            "resuming %s after %d of %d rows from %s",
+            Path(out_path).name,
+            rows.start,
+            job.n,
+            ckpt.dir,
+        )
+    return ckpt, rows
 
 
 class _Loop:
@@ -234,62 +228,32 @@ def _model_threads(dev, workers: int, threads: int | None):
         torch.set_num_threads(old_threads)
 
 
-def _prepare(
-    shard_path,
-    timm_name,
-    pretrained,
-    decode,
-    precision,
-    batch_size,
-    device,
-    max_pixels,
-    weights=None,
-    features=DEFAULT_FEATURES,
-    weights_marker=None,
-) -> _Job:
+@dataclass(frozen=True)
+class _ModelSpec:
+    """Which model, which weights, which features, and how its images are decoded."""
+
+    timm_name: str
+    pretrained: bool
+    decode: str
+    precision: str
+    max_pixels: int | None
+    weights: str | None
+    features: str
+    weights_marker: str | None
+
+
+def _prepare(shard_path, spec: _ModelSpec, batch_size: int, device: str) -> _Job:
     """Check the arguments, load the model and its preprocessing, read the shard."""
     t0 = time.perf_counter()
     import timm
     import torchvision  # noqa: F401  (imported here, timed with the rest)
-    from timm.data import resolve_model_data_config
 
     timings: dict = {"imports_s": time.perf_counter() - t0}
-
-    if decode not in DECODE_MODES:
-        raise ValueError(f"decode must be one of {DECODE_MODES}, got {decode!r}")
-    if batch_size < 1:
-        raise ValueError("batch_size must be >= 1")
-    dev = resolve_device(device, setting="embed_runtime.device")
-    dtype = resolve_dtype(precision, dev)
-    if decode == "nvjpeg" and dev.type != "cuda":
-        raise ValueError(f"decode='nvjpeg' decodes on the GPU and needs a CUDA device, got {dev}")
-    t0 = time.perf_counter()
-    weights, weights_ids = weights_file(weights, weights_marker)
-    timings["sha256_s"] = time.perf_counter() - t0
-    hub = weights_marker is not None
-    model, fingerprint = load_model(
-        timm_name, pretrained, weights=weights, from_hub=hub, timings=timings
+    dev, dtype = _check(spec, batch_size, device)
+    model, prep, identity = _load(spec, dev, timings)
+    identity.update(
+        timm_version=timm.__version__, dtype=str(dtype).replace("torch.", ""), decode=spec.decode
     )
-    data_config = resolve_model_data_config(model)
-    model = feature_model(model, features, timm_name)  # the model itself for "pooled"
-    prep = build_preprocess(data_config, decode, max_pixels=max_pixels)
-    if decode == "nvjpeg":
-        check_nvjpeg(dev)
-        if prep.tensor_resize is None:
-            log.warning(
-                "nvjpeg: transform of %s not recognised; decoding with PIL instead", timm_name
-            )
-    identity = {
-        "timm_name": timm_name,
-        "timm_version": timm.__version__,
-        "pretrained": bool(pretrained),
-        "weights_fingerprint": fingerprint,
-        "data_config": json_safe(data_config),
-        "decode": decode,
-        "dtype": str(dtype).replace("torch.", ""),
-        "features": features,
-    }
-    identity.update(weights_ids)
     return _Job(
         Path(shard_path),
         dev,
@@ -298,9 +262,57 @@ def _prepare(
         prep,
         _row_ids(shard_path),
         identity,
-        {"precision": precision},
+        {"precision": spec.precision},
         timings,
     )
+
+
+def _check(spec: _ModelSpec, batch_size: int, device: str):
+    """(device, dtype) once the settings are known to make sense, before anything loads."""
+    if spec.decode not in DECODE_MODES:
+        raise ValueError(f"decode must be one of {DECODE_MODES}, got {spec.decode!r}")
+    if batch_size < 1:
+        raise ValueError("batch_size must be >= 1")
+    dev = resolve_device(device, setting="embed_runtime.device")
+    dtype = resolve_dtype(spec.precision, dev)
+    if spec.decode == "nvjpeg" and dev.type != "cuda":
+        raise ValueError(f"decode='nvjpeg' decodes on the GPU and needs a CUDA device, got {dev}")
+    return dev, dtype
+
+
+def _load(spec: _ModelSpec, dev, timings: dict):
+    """(model, preprocessing, identity): the weights checked and loaded through timm's
+    pretrained path, the features chosen, the model's own data config."""
+    from timm.data import resolve_model_data_config
+
+    t0 = time.perf_counter()
+    weights, weights_ids = weights_file(spec.weights, spec.weights_marker)
+    timings["sha256_s"] = time.perf_counter() - t0
+    model, fingerprint = load_model(
+        spec.timm_name,
+        spec.pretrained,
+        weights=weights,
+        from_hub=spec.weights_marker is not None,
+        timings=timings,
+    )
+    data_config = resolve_model_data_config(model)
+    model = feature_model(model, spec.features, spec.timm_name)  # the model itself for "pooled"
+    prep = build_preprocess(data_config, spec.decode, max_pixels=spec.max_pixels)
+    if spec.decode == "nvjpeg":
+        check_nvjpeg(dev)
+        if prep.tensor_resize is None:
+            log.warning(
+                "nvjpeg: transform of %s not recognised; decoding with PIL instead", spec.timm_name
+            )
+    identity = {
+        "timm_name": spec.timm_name,
+        "pretrained": bool(spec.pretrained),
+        "weights_fingerprint": fingerprint,
+        "data_config": json_safe(data_config),
+        "features": spec.features,
+        **weights_ids,
+    }
+    return model, prep, identity
 
 
 def _row_ids(shard_path) -> np.ndarray:
