@@ -125,7 +125,23 @@ def fewshot_settings(config: dict, classifier_params: dict[str, dict]) -> dict |
         )
     name = name or (able[0] if able else None)
     params = classifier_params[name] if name else defaults(FEWSHOT_KIND)
-    return {"shots": list(fs["shots"]), "trials": int(fs["trials"]), "params": params}
+    return {
+        "shots": list(fs["shots"]),
+        "trials": int(fs["trials"]),
+        "params": params,
+        "classifier": name,
+    }
+
+
+def fewshot_reuses_fit(fewshot: dict | None, config: dict) -> str | None:
+    """The classifier whose classify fit *is* the few-shot curve's ``all`` point (same
+    probe, same hyper-parameters, trained on train only, same rows), or None: the curve
+    then fits that point itself. Rows differ when the classify stage drops near-duplicates."""
+    if not fewshot or fewshot["classifier"] is None or "all" not in fewshot["shots"]:
+        return None
+    if fewshot["params"].get("refit", "train") != "train" or config["split"]["drop_duplicates"]:
+        return None
+    return fewshot["classifier"]
 
 
 def demo_settings(config: dict) -> dict:

@@ -8,14 +8,19 @@ trained on val) and writes ``fewshot/<model>/<target>.json``.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+
+import numpy as np
+import pyarrow.parquet as pq
 
 from artprobe import probes
 from artprobe.classify import load_fit_data
 from artprobe.config import FEWSHOT_KIND
-from artprobe.io import write_json
-from artprobe.probes.fewshot import DEFAULT_SHOTS, fewshot_curve
+from artprobe.io import read_json, write_json
+from artprobe.metrics import point_values
+from artprobe.probes.fewshot import ALL, DEFAULT_SHOTS, fewshot_curve
 
 log = logging.getLogger(__name__)
 
@@ -34,17 +39,25 @@ def run_fewshot(
     seed: int = 0,
     threads: int = 1,
     device: str = "auto",
+    reuse: dict | None = None,
 ) -> dict:
     """Fit the curve and write it (JSON, atomically); return what was written.
 
     ``params``: the linear probe's hyper-parameters (defaults filled in; ``refit`` is
     forced to ``train``). ``seed`` seeds the subsets (trial t uses ``[seed, t, class]``) and the fits.
+    ``reuse``: a classify fit's ``{"metrics": metrics.json, "predictions": predictions.parquet}``
+    that may be the ``all`` point (:func:`reused_point` checks it is); then that point is
+    read, not fitted again.
     """
     params = probes.resolve_params(FEWSHOT_KIND, params)
     data = load_fit_data(
         embeddings_path, target, drop_labels=drop_labels, min_class_count=min_class_count
     )
-    (Xtr, ytr, _), (Xva, yva, _), (Xte, yte, _) = data["train"], data["val"], data["test"]
+    (Xtr, ytr, _), (Xva, yva, _), (Xte, yte, rte) = data["train"], data["val"], data["test"]
+    known = {}
+    if reuse is not None and ALL in shots:
+        point = reused_point(reuse, params, ytr, rte, yte)
+        known = {} if point is None else {ALL: point}
     log.info(
         "%s/%s few-shot: shots %s x %d trials; %d train, %d val, %d test rows",
         model,
@@ -66,6 +79,7 @@ def run_fewshot(
         seed=seed,
         threads=threads,
         device=device,
+        known=known,
     )
     out = {
         "model": model,
@@ -81,3 +95,39 @@ def run_fewshot(
     }
     write_json(out_path, out)
     return out
+
+
+def reused_point(reuse: dict, params: dict, y_train, test_ids, y_test) -> dict | None:
+    """The ``all`` point read from a classify fit, if that fit is the same fit: the linear
+    probe with these parameters, trained on train only, on as many train rows, scored on
+    these test rows; None (logged) otherwise."""
+    m = read_json(reuse["metrics"])
+    same_params = json.loads(json.dumps({**params, "refit": "train"})) == m.get("params")
+    why = None
+    if m.get("kind") != FEWSHOT_KIND or not same_params:
+        why = "another probe or other hyper-parameters"
+    elif list(m.get("trained_on", [])) != ["train"] or m.get("n_train") != len(y_train):
+        why = f"it trained on {m.get('trained_on')} ({m.get('n_train')} rows)"
+    else:
+        pred = pq.read_table(reuse["predictions"], columns=["row_id", "y_true", "y_pred"])
+        if not np.array_equal(pred["row_id"].to_numpy(), test_ids) or not np.array_equal(
+            pred["y_true"].to_numpy(), y_test
+        ):
+            why = "its test rows differ"
+    if why:
+        log.info("few-shot: fitting the 'all' point (%s is not it: %s)", reuse["metrics"], why)
+        return None
+    info = m["info"]
+    log.info(
+        "few-shot: the 'all' point is the classify fit %s (not fitted again)", reuse["metrics"]
+    )
+    return {
+        **point_values(y_test, pred["y_pred"].to_numpy()),
+        "n_train": int(m["n_train"]),
+        "n_classes_train": int(m["n_classes_train"]),
+        "C": info.get("C"),
+        "C_at_grid_edge": info.get("C_at_grid_edge"),
+        "val_accuracy": info.get("val_accuracy"),
+        "seconds": 0.0,
+        "from_fit": str(reuse["metrics"]),
+    }

@@ -13,6 +13,7 @@ from artprobe.config import (
     FIT_FILES,
     check_config,
     demo_settings,
+    fewshot_reuses_fit,
     fewshot_settings,
     gains_from_gpu,
     is_local_source,
@@ -29,6 +30,7 @@ validate(config, "../schemas/config.schema.yaml")
 
 CLASSIFIER_PARAMS = check_config(config)
 FEWSHOT = fewshot_settings(config, CLASSIFIER_PARAMS)  # None: no few-shot curves
+FEWSHOT_REUSES = fewshot_reuses_fit(FEWSHOT, config)  # classifier whose fit is the "all" point
 if workflow.is_main_process:  # jobs re-parse the workflow: importing timm there costs seconds
     check_timm_names(config["models"])
 MODELS = {m["name"]: m for m in config["models"]}
@@ -271,10 +273,23 @@ def fit_inputs(wildcards):
 def fewshot_params(wildcards):
     t = wildcards.target
     return {
-        **FEWSHOT,
+        **{k: v for k, v in FEWSHOT.items() if k != "classifier"},
         "drop_labels": config["probe"]["drop_labels"].get(t, []),
         "min_class_count": config["probe"]["min_class_count"].get(t),
         "seed": config["probe"]["seed"],
+    }
+
+
+def fewshot_reused_fit(wildcards):
+    """The classify fit that is the curve's ``all`` point (artprobe.config.fewshot_reuses_fit):
+    its metrics and predictions, or nothing (the curve fits that point itself)."""
+    name = FEWSHOT_REUSES
+    if name is None:
+        return {}
+    d = fit_dir(wildcards.model, wildcards.target, name)
+    return {
+        "fit_metrics": f"{d}/{FIT_FILES['metrics']}",
+        "fit_predictions": f"{d}/{FIT_FILES['predictions']}",
     }
 
 

@@ -4,6 +4,7 @@
 rule fewshot:
     input:
         "results/{dataset}/embeddings/{model}.parquet",
+        unpack(fewshot_reused_fit),
     output:
         "results/{dataset}/fewshot/{model}/{target}.json",
     log:

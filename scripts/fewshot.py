@@ -7,6 +7,13 @@ from artprobe.fewshot import run_fewshot
 from artprobe.logs import to_log
 
 w = snakemake.wildcards
+inp = snakemake.input
+# the classify fit that is the curve's "all" point, when there is one (rules/common.smk)
+reuse = (
+    {"metrics": inp.fit_metrics, "predictions": inp.fit_predictions}
+    if "fit_metrics" in inp.keys()
+    else None
+)
 device = snakemake.config["probe"]["device"]
 with to_log(snakemake.log[0]):
     resolve_device(device, setting="probe.device")  # no GPU: one sentence, before any load
@@ -17,5 +24,6 @@ with to_log(snakemake.log[0]):
         target=w.target,
         threads=snakemake.threads,
         device=device,
+        reuse=reuse,
         **snakemake.params.fewshot,
     )

@@ -147,6 +147,55 @@ def test_the_stage_never_trains_on_val_or_test_rows(tmp_path, monkeypatch):
     assert [s["shot"] for s in written["summary"]] == [1, 2, "all"]
 
 
+def _classify_linear(tmp_path, params, name="fit") -> dict:
+    """The classify stage's linear fit of the merged file (its metrics and predictions paths)."""
+    from artprobe.classify import FitSpec, fit_paths, run_fit
+
+    out = fit_paths(tmp_path / name)
+    out["metrics"].parent.mkdir(parents=True)
+    spec = FitSpec("m", "style", "lin", "linear", params=params, n_boot=0)
+    run_fit(tmp_path / "m.parquet", spec, out, device="cpu")
+    return {"metrics": str(out["metrics"]), "predictions": str(out["predictions"])}
+
+
+def test_the_all_point_is_the_classify_fit_not_fitted_again(tmp_path, monkeypatch):
+    ids, split = _merged(tmp_path / "m.parquet")
+    n_train = int((split == "train").sum())
+    fit_rows = []
+    real_fit = fewshot.fit
+
+    def spy(kind, params, X_train, *a, **kw):
+        fit_rows.append(len(X_train))
+        return real_fit(kind, params, X_train, *a, **kw)
+
+    monkeypatch.setattr(fewshot, "fit", spy)
+    kw = dict(model="m", target="style", shots=[1, "all"], trials=2, device="cpu")
+    fresh = stage.run_fewshot(tmp_path / "m.parquet", tmp_path / "a.json", params=FAST_LINEAR, **kw)
+    assert fit_rows.count(n_train) == 1
+    fit_rows.clear()
+
+    reuse = _classify_linear(tmp_path, FAST_LINEAR)
+    out = stage.run_fewshot(
+        tmp_path / "m.parquet", tmp_path / "b.json", params=FAST_LINEAR, reuse=reuse, **kw
+    )
+    assert n_train not in fit_rows and len(fit_rows) == 2  # only the two 1-shot subsets
+    alls = [p for p in out["points"] if p["shot"] == "all"]
+    fresh_all = next(p for p in fresh["points"] if p["shot"] == "all")
+    same = ("accuracy", "balanced_accuracy", "macro_f1", "n_train", "C", "val_accuracy")
+    for p in alls:
+        assert {k: p[k] for k in same} == {k: fresh_all[k] for k in same}
+        assert p["from_fit"] == reuse["metrics"] and p["reused"]
+    assert read_json(reuse["metrics"])["accuracy"]["value"] == alls[0]["accuracy"]
+
+    # a classify fit with other hyper-parameters is not the point: fitted here
+    fit_rows.clear()
+    other = _classify_linear(tmp_path, {**FAST_LINEAR, "n_c": 2}, name="other")
+    stage.run_fewshot(
+        tmp_path / "m.parquet", tmp_path / "c.json", params=FAST_LINEAR, reuse=other, **kw
+    )
+    assert fit_rows.count(n_train) == 1
+
+
 def _config(
     fewshot_cfg, classifiers=({"name": "lin", "kind": "linear"}, {"name": "m", "kind": "mlp"})
 ):
@@ -157,7 +206,12 @@ def test_fewshot_settings():
     params = {"lin": resolve_params("linear", {"n_c": 4}), "m": resolve_params("mlp", {})}
     assert fewshot_settings(_config(None), params) is None
     s = fewshot_settings(_config({"trials": 2}), params)
-    assert s == {"shots": [1, 2, 5, 10, 25, 100, "all"], "trials": 2, "params": params["lin"]}
+    assert s == {
+        "shots": [1, 2, 5, 10, 25, 100, "all"],
+        "trials": 2,
+        "params": params["lin"],
+        "classifier": "lin",
+    }
     with pytest.raises(
         ValueError, match=r"probe.fewshot.classifier: 'm' is not a linear classifier"
     ):
@@ -218,3 +272,19 @@ def test_schema_accepts_off_empty_and_partial(value):
     assert (settings is None) == (value is None)
     if value is not None:
         assert settings["trials"] == value.get("trials", 3)
+
+
+def test_reuse_only_where_the_classify_fit_is_the_all_point():
+    from artprobe.config import fewshot_reuses_fit
+
+    params = {"lin": resolve_params("linear", {})}
+    cfg = {**_config({}, classifiers=[{"name": "lin", "kind": "linear"}])}
+    cfg["split"] = {"drop_duplicates": False}
+    assert fewshot_reuses_fit(fewshot_settings(cfg, params), cfg) == "lin"
+    no_all = {**cfg, "probe": {"fewshot": {"shots": [1, 5]}}}
+    assert fewshot_reuses_fit(fewshot_settings(no_all, params), no_all) is None
+    refit = {"lin": resolve_params("linear", {"refit": "train+val"})}
+    assert fewshot_reuses_fit(fewshot_settings(cfg, refit), cfg) is None  # the fit saw val
+    dropped = {**cfg, "split": {"drop_duplicates": True}}  # classify drops rows few-shot keeps
+    assert fewshot_reuses_fit(fewshot_settings(dropped, params), dropped) is None
+    assert fewshot_reuses_fit(None, cfg) is None

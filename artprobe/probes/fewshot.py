@@ -10,7 +10,8 @@ The protocol (CLIP_benchmark#125 is the trap it avoids: val rows must never trai
 * The linear probe's C is chosen on the **whole val split** with the subset as training set;
   ``refit`` is forced to ``train``, so no val row is ever trained on. Test rows are only scored.
 * A subset that equals one already fitted (e.g. k above every class's count is "all") is
-  fitted once and its result reused.
+  fitted once and its result reused; the ``all`` point is the classify stage's fit of the
+  same probe where there is one (``known``; :func:`artprobe.fewshot.reused_point`).
 """
 
 from __future__ import annotations
@@ -95,10 +96,12 @@ def fewshot_curve(
     seed: int = 0,
     threads: int = 1,
     device: str = "auto",
+    known: dict | None = None,
 ) -> dict:
     """The curve: ``points`` (one row per trial and shot) and ``summary`` (mean and sd over
     trials per shot). ``train``/``val``/``test`` are ``(X, y)`` pairs; ``params`` are the
-    linear probe's (``refit`` is forced to ``train``)."""
+    linear probe's (``refit`` is forced to ``train``). ``known``: ``{shot: point}`` already
+    fitted elsewhere (the ``all`` point that the classify stage fitted), used as is."""
     params = {**params, "refit": "train"}
     shots = normalize_shots(shots)
     data = (train, val, test)
@@ -109,6 +112,8 @@ def fewshot_curve(
     for trial in range(trials):
         for k, idx in fewshot_subsets(train[1], shots, trial, seed).items():
             key = hashlib.sha1(idx.astype(np.int64).tobytes()).hexdigest()
+            if k in (known or {}) and key not in done:
+                done[key] = known[k]
             reused = key in done
             if not reused:
                 done[key] = _fit_point(params, data, idx, n_classes, fit_kw)
