@@ -53,11 +53,8 @@ def run_fewshot(
     data = load_fit_data(
         embeddings_path, target, drop_labels=drop_labels, min_class_count=min_class_count
     )
-    (Xtr, ytr, _), (Xva, yva, _), (Xte, yte, rte) = data["train"], data["val"], data["test"]
-    known = {}
-    if reuse is not None and ALL in shots:
-        point = reused_point(reuse, params, ytr, rte, yte)
-        known = {} if point is None else {ALL: point}
+    (Xtr, ytr, _), (Xva, yva, _), (Xte, yte, _) = data["train"], data["val"], data["test"]
+    point = None if reuse is None or ALL not in shots else reused_point(reuse, params, data)
     log.info(
         "%s/%s few-shot: shots %s x %d trials; %d train, %d val, %d test rows",
         model,
@@ -68,6 +65,8 @@ def run_fewshot(
         len(yva),
         len(yte),
     )
+    known = {} if point is None else {ALL: point}
+    fit_kw = {"seed": seed, "threads": threads, "device": device, "known": known}
     curve = fewshot_curve(
         params,
         (Xtr, ytr),
@@ -76,10 +75,7 @@ def run_fewshot(
         n_classes=len(data["classes"]),
         shots=shots,
         trials=trials,
-        seed=seed,
-        threads=threads,
-        device=device,
-        known=known,
+        **fit_kw,
     )
     out = {
         "model": model,
@@ -97,10 +93,11 @@ def run_fewshot(
     return out
 
 
-def reused_point(reuse: dict, params: dict, y_train, test_ids, y_test) -> dict | None:
+def reused_point(reuse: dict, params: dict, data: dict) -> dict | None:
     """The ``all`` point read from a classify fit, if that fit is the same fit: the linear
     probe with these parameters, trained on train only, on as many train rows, scored on
-    these test rows; None (logged) otherwise."""
+    the same test rows (``data``: :func:`load_fit_data`'s); None (logged) otherwise."""
+    y_train, (_, y_test, test_ids) = data["train"][1], data["test"]
     m = read_json(reuse["metrics"])
     same_params = json.loads(json.dumps({**params, "refit": "train"})) == m.get("params")
     why = None
