@@ -4,6 +4,7 @@
     python bench/scale_bench.py --rows 8000 --cores 2 # a quick check of the same protocol
     python bench/scale_bench.py --keep /tmp/scale     # keep the run (results, logs, report)
     python bench/scale_bench.py --table /tmp/scale    # the table of a kept run, finished or not
+    python bench/scale_bench.py --models convnext     # one model: half the probe jobs
 
 Generates a local source in the hub's layout with WikiArt's layout and class structure (27
 styles from 98 to 13,060 images in WikiArt's proportions, 129 artists of which ~25 % are
@@ -80,6 +81,10 @@ GENRE_WEIGHTS = [
     38.8,
 ]  # percent, GENRES order
 UNKNOWN_ARTIST = 0.25
+MODELS = [
+    {"name": "vit", "timm": "test_vit", "pretrained": False},
+    {"name": "convnext", "timm": "test_convnext", "pretrained": False},
+]
 TARGETS = {"rules_s": 30 * 60, "job_s": 10 * 60, "rss_mb": 4096, "report_s": 120}
 
 
@@ -162,10 +167,7 @@ def overlay(source: Path, a) -> str:
             "revision": None,
             "targets": ["genre", "style", "artist"],
         },
-        "models": [
-            {"name": "vit", "timm": "test_vit", "pretrained": False},
-            {"name": "convnext", "timm": "test_convnext", "pretrained": False},
-        ],
+        "models": [m for m in MODELS if m["name"] in a.models.split(",")],
         "embed": {"decode": "fast", "precision": "fp32"},
         "embed_runtime": {"batch_size": 256, "workers": 0, "device": "cpu"},
     }
@@ -230,6 +232,11 @@ def main(argv=None) -> dict:
         help="run (and keep) it in this folder; default: a temp dir, removed",
     )
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--models",
+        default="vit,convnext",
+        help="which of the two tiny models to run (comma-separated); one halves the probe jobs",
+    )
     ap.add_argument(
         "--table",
         metavar="DIR",
