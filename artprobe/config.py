@@ -135,11 +135,11 @@ def fewshot_settings(config: dict, classifier_params: dict[str, dict]) -> dict |
 
 def fewshot_reuses_fit(fewshot: dict | None, config: dict) -> str | None:
     """The classifier whose classify fit *is* the few-shot curve's ``all`` point (same
-    probe, same hyper-parameters, trained on train only, same rows), or None: the curve
-    then fits that point itself. Rows differ when the classify stage drops near-duplicates."""
+    probe, same hyper-parameters, trained on train only, same rows: both stages leave out
+    the same near-duplicates), or None: the curve then fits that point itself."""
     if not fewshot or fewshot["classifier"] is None or "all" not in fewshot["shots"]:
         return None
-    if fewshot["params"].get("refit", "train") != "train" or config["split"]["drop_duplicates"]:
+    if fewshot["params"].get("refit", "train") != "train":
         return None
     return fewshot["classifier"]
 

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 from artprobe import probes
 from artprobe.classify import load_fit_data
 from artprobe.config import FEWSHOT_KIND
+from artprobe.duplicates import duplicate_rows
 from artprobe.io import read_json, write_json
 from artprobe.metrics import point_values
 from artprobe.probes.fewshot import ALL, DEFAULT_SHOTS, fewshot_curve
@@ -40,6 +41,7 @@ def run_fewshot(
     threads: int = 1,
     device: str = "auto",
     reuse: dict | None = None,
+    duplicates: str | os.PathLike | None = None,
 ) -> dict:
     """Fit the curve and write it (JSON, atomically); return what was written.
 
@@ -47,11 +49,16 @@ def run_fewshot(
     forced to ``train``). ``seed`` seeds the subsets (trial t uses ``[seed, t, class]``) and the fits.
     ``reuse``: a classify fit's ``{"metrics": metrics.json, "predictions": predictions.parquet}``
     that may be the ``all`` point (:func:`reused_point` checks it is); then that point is
-    read, not fitted again.
+    read, not fitted again. ``duplicates``: a ``duplicates.parquet`` whose confirmed rows are
+    left out, as the classify stage leaves them out (``split.drop_duplicates``).
     """
     params = probes.resolve_params(FEWSHOT_KIND, params)
     data = load_fit_data(
-        embeddings_path, target, drop_labels=drop_labels, min_class_count=min_class_count
+        embeddings_path,
+        target,
+        drop_labels=drop_labels,
+        min_class_count=min_class_count,
+        drop_rows=None if duplicates is None else duplicate_rows(duplicates),
     )
     (Xtr, ytr, _), (Xva, yva, _), (Xte, yte, _) = data["train"], data["val"], data["test"]
     point = None if reuse is None or ALL not in shots else reused_point(reuse, params, data)

@@ -5,6 +5,7 @@ rule fewshot:
     input:
         "results/{dataset}/embeddings/{model}.parquet",
         unpack(fewshot_reused_fit),
+        duplicates=duplicates_dropped,
     output:
         "results/{dataset}/fewshot/{model}/{target}.json",
     log:

@@ -25,5 +25,6 @@ with to_log(snakemake.log[0]):
         threads=snakemake.threads,
         device=device,
         reuse=reuse,
+        duplicates=inp.get("duplicates") or None,  # split.drop_duplicates only
         **snakemake.params.fewshot,
     )

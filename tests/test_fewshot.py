@@ -285,6 +285,6 @@ def test_reuse_only_where_the_classify_fit_is_the_all_point():
     assert fewshot_reuses_fit(fewshot_settings(no_all, params), no_all) is None
     refit = {"lin": resolve_params("linear", {"refit": "train+val"})}
     assert fewshot_reuses_fit(fewshot_settings(cfg, refit), cfg) is None  # the fit saw val
-    dropped = {**cfg, "split": {"drop_duplicates": True}}  # classify drops rows few-shot keeps
-    assert fewshot_reuses_fit(fewshot_settings(dropped, params), dropped) is None
+    dropped = {**cfg, "split": {"drop_duplicates": True}}  # both stages drop the same rows
+    assert fewshot_reuses_fit(fewshot_settings(dropped, params), dropped) == "lin"
     assert fewshot_reuses_fit(None, cfg) is None
