@@ -20,8 +20,7 @@ from artprobe.classify import load_fit_data
 from artprobe.config import FEWSHOT_KIND
 from artprobe.duplicates import duplicate_rows
 from artprobe.io import read_json, write_json
-from artprobe.metrics import point_values
-from artprobe.probes.fewshot import ALL, DEFAULT_SHOTS, fewshot_curve
+from artprobe.probes.fewshot import ALL, DEFAULT_SHOTS, fewshot_curve, point_record
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +71,6 @@ def run_fewshot(
         len(yva),
         len(yte),
     )
-    known = {} if point is None else {ALL: point}
-    fit_kw = {"seed": seed, "threads": threads, "device": device, "known": known}
     curve = fewshot_curve(
         params,
         (Xtr, ytr),
@@ -82,7 +79,10 @@ def run_fewshot(
         n_classes=len(data["classes"]),
         shots=shots,
         trials=trials,
-        **fit_kw,
+        seed=seed,
+        threads=threads,
+        device=device,
+        known={} if point is None else {ALL: point},
     )
     out = {
         "model": model,
@@ -121,17 +121,9 @@ def reused_point(reuse: dict, params: dict, data: dict) -> dict | None:
     if why:
         log.info("few-shot: fitting the 'all' point (%s is not it: %s)", reuse["metrics"], why)
         return None
-    info = m["info"]
     log.info(
         "few-shot: the 'all' point is the classify fit %s (not fitted again)", reuse["metrics"]
     )
-    return {
-        **point_values(y_test, pred["y_pred"].to_numpy()),
-        "n_train": int(m["n_train"]),
-        "n_classes_train": int(m["n_classes_train"]),
-        "C": info.get("C"),
-        "C_at_grid_edge": info.get("C_at_grid_edge"),
-        "val_accuracy": info.get("val_accuracy"),
-        "seconds": 0.0,
-        "from_fit": str(reuse["metrics"]),
-    }
+    y_pred = pred["y_pred"].to_numpy()
+    point = point_record(y_test, y_pred, m["n_train"], m["n_classes_train"], m["info"], 0.0)
+    return {**point, "from_fit": str(reuse["metrics"])}

@@ -72,15 +72,22 @@ def _fit_point(params, data, idx, n_classes, fit_kw) -> dict:
     res = fit(
         FEWSHOT_KIND, params, Xtr[idx], ytr[idx], Xva, yva, Xte, n_classes=n_classes, **fit_kw
     )
-    info = res.info
+    n_classes_train = len(np.unique(ytr[idx]))
+    seconds = round(time.perf_counter() - t0, 3)
+    return point_record(yte, res.proba_test.argmax(1), len(idx), n_classes_train, res.info, seconds)
+
+
+def point_record(y_test, y_pred, n_train: int, n_classes_train: int, info: dict, seconds: float):
+    """One curve point: test scores of the predictions, the rows trained on, the linear
+    fit's chosen C and its val accuracy (``info``: the fit's)."""
     return {
-        **point_values(yte, res.proba_test.argmax(1)),
-        "n_train": int(len(idx)),
-        "n_classes_train": int(len(np.unique(ytr[idx]))),
+        **point_values(y_test, y_pred),
+        "n_train": int(n_train),
+        "n_classes_train": int(n_classes_train),
         "C": info.get("C"),
         "C_at_grid_edge": info.get("C_at_grid_edge"),
         "val_accuracy": info.get("val_accuracy"),
-        "seconds": round(time.perf_counter() - t0, 3),
+        "seconds": seconds,
     }
 
 
