@@ -17,10 +17,11 @@ $(VENV)/.installed: requirements.txt constraints.txt pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $@
 
-# The demo's fits see a few hundred rows: a second thread gains them little, and with one
-# thread two fits run at once. A few linear C choices differ from two threads' (1 of 36 fits,
-# 3 of 12 few-shot curves: docs/benchmarks.md, "The demo"; bench/demo_bench.py).
-DEMO_ARGS := --cores $(CORES) --configfile demo/config.yaml --set-threads classify=1 fewshot=1
+# The demo's jobs see a few hundred rows: a second thread gains them little, and with one
+# thread two jobs run at once (their start-up, mostly imports, is single-threaded anyway;
+# demo/config.yaml embeds on the CPU, so its embed jobs hold no GPU). One thread changes last
+# bits of sums, so a few numbers differ from two threads' (docs/benchmarks.md, "The demo").
+DEMO_ARGS := --cores $(CORES) --configfile demo/config.yaml --set-threads classify=1 fewshot=1 embed=1
 
 demo: setup
 	$(SNAKEMAKE) $(DEMO_ARGS)

@@ -144,6 +144,14 @@ def fewshot_reuses_fit(fewshot: dict | None, config: dict) -> str | None:
     return fewshot["classifier"]
 
 
+def embed_gpus(config: dict) -> int:
+    """The GPUs an embed job holds (its ``gpu`` resource): none when ``embed_runtime.device`` is
+    ``cpu``, so CPU embed jobs run side by side as ``--cores`` allows instead of queueing for the
+    ``gpu`` pool (profiles/default: 1); one otherwise (``auto`` included: the device is only
+    known inside the job, which may run on a GPU node)."""
+    return 0 if config["embed_runtime"]["device"] == "cpu" else 1
+
+
 def demo_settings(config: dict) -> dict:
     """The demo generator's settings: :data:`DEMO_DEFAULTS` overridden by ``demo:``."""
     return {**DEMO_DEFAULTS, **(config["demo"] or {})}

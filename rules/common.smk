@@ -13,6 +13,7 @@ from artprobe.config import (
     FIT_FILES,
     check_config,
     demo_settings,
+    embed_gpus,
     fewshot_reuses_fit,
     fewshot_settings,
     gains_from_gpu,
@@ -38,6 +39,7 @@ CLASSIFIERS = {c["name"]: c["kind"] for c in config["classifiers"]}
 TARGETS = config["dataset"]["targets"]
 DATASET = config["dataset"]["name"]
 OUT = f"results/{DATASET}"
+EMBED_GPUS = embed_gpus(config)
 SOURCE = config["dataset"]["source"]
 HUB = config["demo"] is None and not is_local_source(SOURCE)  # a hub id: the download stage runs
 if workflow.is_main_process and HUB:  # offline with an empty cache: one error, before any job

@@ -16,7 +16,7 @@ rule embed:
         "../envs/embed.yaml"
     threads: 4
     resources:
-        gpu=1,
+        gpu=EMBED_GPUS,
         mem_mb=16000,
         runtime=60,
     params:

@@ -81,3 +81,13 @@ def test_errors_name_the_key(shipped, edit, message):
 def test_demo_settings_fill_the_defaults():
     assert config.demo_settings({"demo": None}) == config.DEMO_DEFAULTS
     assert config.demo_settings({"demo": {"rows": 50}}) == {**config.DEMO_DEFAULTS, "rows": 50}
+
+
+@pytest.mark.parametrize("device, held", [("auto", 1), ("cuda", 1), ("cuda:1", 1), ("cpu", 0)])
+def test_embed_jobs_hold_a_gpu_unless_they_embed_on_the_cpu(shipped, device, held):
+    """A CPU embed job does not queue for the one-GPU pool (the demo runs two at once);
+    `auto` holds one, since only the job knows whether its node has a GPU."""
+    cfg = copy.deepcopy(shipped)
+    cfg["embed_runtime"]["device"] = device
+    assert config.embed_gpus(cfg) == held
+    assert config.embed_gpus(shipped) == 1  # config.yaml: auto

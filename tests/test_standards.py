@@ -23,6 +23,12 @@ from conftest import ROOT, VENV_BIN, copy_workflow, snakemake
 RULE_FILES = sorted((ROOT / "rules").glob("*.smk"))
 TARGET_RULES = {"all"}  # rules without outputs: nothing to log or benchmark
 GPU_RULES = {"embed"}
+# demo/config.yaml embeds on the CPU: its embed jobs hold no GPU (any other device: gpu=1).
+DEMO_GPUS = (
+    0
+    if yaml.safe_load((ROOT / "demo/config.yaml").read_text())["embed_runtime"]["device"] == "cpu"
+    else 1
+)
 
 # Loads the workflow through Snakemake's API in a child process (it changes directory and
 # sets up logging) and prints what each rule declares.
@@ -107,8 +113,8 @@ def test_every_rule_logs_benchmarks_and_declares_resources(rules):
         missing = [d for d in ("log", "benchmark") if not rule[d]]
         missing += [d for d in ("threads", "resources", "conda") if d not in written[name]]
         missing += [f"resources.{r}" for r in ("mem_mb", "runtime") if r not in rule["resources"]]
-        if name in GPU_RULES and rule["resources"].get("gpu") != 1:
-            missing.append("resources.gpu=1")
+        if name in GPU_RULES and rule["resources"].get("gpu") != DEMO_GPUS:
+            missing.append(f"resources.gpu={DEMO_GPUS}")
         if name not in GPU_RULES and "gpu" in rule["resources"]:
             missing.append("(no gpu: not a GPU rule)")
         if missing:

@@ -37,8 +37,14 @@ def _figure(w: float, h: float, layout: str | None = "constrained"):
 
 
 def save(fig, path: Path) -> None:
+    """The figure as a PNG. A constrained-layout figure already fits its canvas: cropping it
+    to a tight box would draw it twice (half of the report job's time)."""
+    tight = fig.get_layout_engine() is None
     with atomic_path(path, suffix=".png.tmp") as tmp:
-        fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight", pad_inches=0.15)
+        if tight:
+            fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight", pad_inches=0.15)
+        else:
+            fig.savefig(tmp, format="png", dpi=DPI)
 
 
 def _no_data(fig, text: str) -> None:
