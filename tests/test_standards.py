@@ -20,15 +20,13 @@ import pytest
 import yaml
 from conftest import ROOT, VENV_BIN, copy_workflow, snakemake
 
+from artprobe.config import embed_gpus
+
 RULE_FILES = sorted((ROOT / "rules").glob("*.smk"))
 TARGET_RULES = {"all"}  # rules without outputs: nothing to log or benchmark
 GPU_RULES = {"embed"}
-# demo/config.yaml embeds on the CPU: its embed jobs hold no GPU (any other device: gpu=1).
-DEMO_GPUS = (
-    0
-    if yaml.safe_load((ROOT / "demo/config.yaml").read_text())["embed_runtime"]["device"] == "cpu"
-    else 1
-)
+# The GPUs the demo's embed jobs must hold (demo/config.yaml embeds on the CPU: none).
+DEMO_GPUS = embed_gpus(yaml.safe_load((ROOT / "demo/config.yaml").read_text()))
 
 # Loads the workflow through Snakemake's API in a child process (it changes directory and
 # sets up logging) and prints what each rule declares.
