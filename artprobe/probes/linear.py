@@ -23,12 +23,15 @@ solve) puts the objective within ``tol / 10`` (relative) of the optimum: ``conve
 promises ``tol`` (default 1e-4; measured against scikit-learn at ``tol=1e-10`` for C from
 1e-4 to 1e4, whatever ``C * n``). The features are rotated to the eigenbasis of their
 covariance (exact: ``||W||`` and so the objective are unchanged) so that the per-class
-diagonal of the Hessian preconditions the conjugate gradients well. Small problems run in
-float64; a float32 fit whose line search stalls above the tolerance goes on in float64. Each
-point records its Newton iterations, loss evaluations, Hessian products, final objective,
-estimated gap, dtype and stop reason (``tolerance``, ``max_iter``, ``stalled``), and
-:func:`fit_linear` turns non-converged points and a best coarse C at the edge of the grid
-into ``info["warnings"]``.
+diagonal of the Hessian preconditions the conjugate gradients well; where it does not
+(a solve that took more Hessian products than forming them costs: near separation on
+narrow embeddings) each class's whole block is used instead
+(:mod:`~artprobe.probes.precondition`). Small problems run in float64; a float32 fit whose
+line search stalls above the tolerance goes on in float64. Each point records its Newton
+iterations, loss evaluations, Hessian products (and the solves on class blocks), final
+objective, estimated gap, dtype and stop reason (``tolerance``, ``max_iter``,
+``stalled``), and :func:`fit_linear` turns non-converged points and a best coarse C at the
+edge of the grid into ``info["warnings"]``.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ import numpy as np
 import torch
 
 from artprobe.logs import progress
+from artprobe.probes import precondition as precondition_mod
 from artprobe.probes.shared import FitContext, FitResult, class_weights, standardized, weights_info
 
 log = logging.getLogger(__name__)
@@ -109,6 +113,11 @@ class _Softmax:
         loss = loss + 0.5 * lam * torch.dot(W.view(-1), W.view(-1)).double()
         return loss, gW, gb
 
+    def blocks(self, X1: torch.Tensor, lam: float):
+        """Each class's own Hessian block at the last evaluated point, factorised
+        (:func:`~artprobe.probes.precondition.class_blocks`; ``X1 = [X, 1]`` in float32)."""
+        return precondition_mod.class_blocks(X1, self.P * (1 - self.P) * self.scale, lam)
+
     def jacobi(self, X2: torch.Tensor, lam: float) -> torch.Tensor:
         """The diagonal of each class's own Hessian block at the last evaluated point
         (``sum_i s_i p_ik (1 - p_ik) x_ij^2 + lam``; intercepts: without x and lam), flat
@@ -160,14 +169,16 @@ class _Run:
     stop: str = "max_iter"
     grad_max: float = math.nan  # largest gradient entry in W and b at the end
     products: int = 0  # Hessian-vector products (Newton-CG), each as costly as an evaluation
+    block_solves: int = 0  # solves preconditioned by the per-class blocks
 
 
-def _cg(hessp, g: torch.Tensor, m: torch.Tensor, eta: float, max_steps: int):
-    """Conjugate gradients on ``H p = -g``, preconditioned by the diagonal ``m``, to
-    relative (preconditioned) residual ``eta``; returns (p, Hessian products)."""
+def _cg(hessp, g: torch.Tensor, precond, eta: float, max_steps: int):
+    """Conjugate gradients on ``H p = -g``, preconditioned by ``precond`` (a
+    :mod:`~artprobe.probes.precondition` solve), to relative (preconditioned) residual
+    ``eta``; returns (p, Hessian products)."""
     p = torch.zeros_like(g)
     r = g.neg()
-    z = r / m
+    z = precond(r)
     d = z.clone()
     rz = _dot(r, z)
     stop = eta**2 * rz
@@ -179,7 +190,7 @@ def _cg(hessp, g: torch.Tensor, m: torch.Tensor, eta: float, max_steps: int):
         a = rz / dHd
         p.add_(d, alpha=a)
         r.add_(Hd, alpha=-a)
-        z = r / m
+        z = precond(r)
         rz, rz_old = _dot(r, z), rz
         if rz <= stop:
             return p, k
@@ -190,7 +201,7 @@ def _cg(hessp, g: torch.Tensor, m: torch.Tensor, eta: float, max_steps: int):
 def _newton(
     evaluate,
     hessp,
-    jacobi,
+    precondition,
     run: _Run,
     max_iter: int,
     tol: float,
@@ -198,14 +209,18 @@ def _newton(
     cg_steps: int = 100,
 ) -> _Run:
     """Newton-CG from ``run``'s point: each iteration solves the Newton system by conjugate
-    gradients (Hessian-vector products; ``jacobi()`` the preconditioner at the current
-    point) and backtracks along it. The Newton decrement
+    gradients (Hessian-vector products; ``precondition()`` the preconditioner at the
+    current point, told ``solved(preconditioner, products)`` after each solve) and
+    backtracks along it. The Newton decrement
     ``-g^T p / 2`` estimates the gap to the optimum; at most ``tol`` of the objective
     ends it ("tolerance"), as do a step that lowers nothing ("stalled") and ``max_iter``."""
     while run.iterations < max_iter:
         # loose solves far from the optimum, tight ones where the decrement must be exact
-        p, products = _cg(hessp, run.g, jacobi(), eta if run.gap < 100 * tol else 0.1, cg_steps)
+        precond = precondition()
+        p, products = _cg(hessp, run.g, precond, eta if run.gap < 100 * tol else 0.1, cg_steps)
+        precondition.solved(precond, products)
         run.products += products
+        run.block_solves += precond.blocks
         gtp = _dot(run.g, p)
         run.gap = -0.5 * gtp / abs(run.f)
         if run.gap <= tol:
@@ -235,6 +250,24 @@ def _rotation(X: np.ndarray, rows: int = 8192) -> np.ndarray:
     return V.numpy()
 
 
+@dataclass
+class _Preconditioning:
+    """What :func:`_newton` asks for a preconditioner: the chooser's pick at the current
+    point, remembering the last solve's preconditioner and Hessian products."""
+
+    chooser: precondition_mod.Chooser
+    diagonal: object
+    blocks: object
+    last: object = None
+    products: int = 0
+
+    def __call__(self):
+        return self.chooser(self.last, self.products, self.diagonal, self.blocks)
+
+    def solved(self, precond, products: int) -> None:
+        self.last, self.products = precond, products
+
+
 class _Minimiser:
     """Minimises the objective at any C from any start, in float32 for big problems (float64
     for small ones, and where float32 stalls above the tolerance)."""
@@ -242,6 +275,8 @@ class _Minimiser:
     def __init__(self, fun: _Softmax, p: dict):
         self.funs = {fun.X.dtype: fun}
         self.squares: dict = {}
+        self.ones: torch.Tensor | None = None  # [X, 1] in float32, for the class blocks
+        self.chooser = precondition_mod.Chooser(fun.X.shape[1])  # along the whole path
         self.p = p
 
     def fun(self, dtype: torch.dtype) -> _Softmax:
@@ -278,6 +313,7 @@ class _Minimiser:
                 "iterations": run.iterations,
                 "evaluations": run.evaluations,
                 "hessian_products": run.products,
+                "block_solves": run.block_solves,
                 "dtype": str(dtype).replace("torch.", ""),
                 "seconds": round(time.perf_counter() - t0, 3),
             },
@@ -301,26 +337,27 @@ class _Minimiser:
         def hessp(v):
             return flat(*_hessp(fun, *params(v), lam))
 
+        precondition = _Preconditioning(
+            self.chooser,
+            lambda: precondition_mod.Diagonal(fun.jacobi(X2, lam)),
+            lambda: fun.blocks(self._ones(fun), lam),
+        )
         loss, gW, gb = fun(W, b, lam)
         run = _Run(flat(W, b), float(loss), flat(gW, gb))
         if before is not None:
-            run.iterations, run.evaluations, run.products = (
-                before.iterations,
-                before.evaluations,
-                before.products,
-            )
+            for key in ("iterations", "evaluations", "products", "block_solves"):
+                setattr(run, key, getattr(before, key))
         run.evaluations += 1
-        run = _newton(
-            evaluate,
-            hessp,
-            lambda: fun.jacobi(X2, lam),
-            run,
-            self.p["max_iter"],
-            self.p["tol"] / 10,
-        )
+        run = _newton(evaluate, hessp, precondition, run, self.p["max_iter"], self.p["tol"] / 10)
         g = run.g.abs()
         run.grad_max = float(g.max())
         return (*params(run.x), run)
+
+    def _ones(self, fun: _Softmax) -> torch.Tensor:
+        if self.ones is None:
+            X = fun.X.float()
+            self.ones = torch.cat([X, torch.ones(len(X), 1, dtype=X.dtype, device=X.device)], 1)
+        return self.ones
 
 
 @torch.no_grad()
@@ -456,8 +493,8 @@ class _Search:
         )
         self.solutions.append((W, b))
         log.info(
-            "linear %s C=%.3g: val acc %.4f log-loss %.4f (%d it, %d evals + %d Hessian products, %s, "
-            "gap ~%.1g, %.1f s)",
+            "linear %s C=%.3g: val acc %.4f log-loss %.4f (%d it, %d evals + %d Hessian products, "
+            "%d solves on class blocks, %s, gap ~%.1g, %.1f s)",
             phase,
             C,
             acc,
@@ -465,6 +502,7 @@ class _Search:
             run["iterations"],
             run["evaluations"],
             run["hessian_products"],
+            run["block_solves"],
             "converged" if run["converged"] else f"NOT converged: {run['stop']}",
             run["gap_estimate"],
             run["seconds"],
@@ -533,6 +571,7 @@ _REFIT_KEYS = (
     "iterations",
     "evaluations",
     "hessian_products",
+    "block_solves",
     "train_objective",
     "gap_estimate",
     "grad_max",
