@@ -59,14 +59,18 @@ def test_the_chooser_turns_to_blocks_only_after_a_costly_diagonal_solve():
     diag = precondition.Diagonal(torch.ones(3))
     block = precondition.Blocks(torch.eye(3).expand(1, 3, 3).double())
     pick = precondition.Chooser(D=8)  # blocks cost 4.5 products
-    assert pick(None, 0, lambda: diag, lambda: block) is diag
-    assert pick(diag, 4, lambda: diag, lambda: block) is diag
-    assert pick(diag, 5, lambda: diag, lambda: block) is block
-    assert pick(block, 1, lambda: diag, lambda: block) is block  # stays on the blocks
-    assert pick(block, 1, lambda: diag, lambda: None) is diag  # not positive definite
+    assert pick(lambda: diag, lambda: block) is diag  # no solve yet
+    pick.solved(diag, 4)
+    assert pick(lambda: diag, lambda: block) is diag
+    pick.solved(diag, 5)
+    assert pick(lambda: diag, lambda: block) is block
+    pick.solved(block, 1)
+    assert pick(lambda: diag, lambda: block) is block  # stays on the blocks
+    assert pick(lambda: diag, lambda: None) is diag  # not positive definite
     # embeddings as wide as real models' (D >= 200): blocks cost more than a capped solve
     wide = precondition.Chooser(D=256)
-    assert wide(diag, 100, lambda: diag, lambda: block) is diag
+    wide.solved(diag, 100)
+    assert wide(lambda: diag, lambda: block) is diag
 
 
 def run_linear(data, C, **kw):

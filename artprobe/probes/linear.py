@@ -201,7 +201,8 @@ def _cg(hessp, g: torch.Tensor, precond, eta: float, max_steps: int):
 def _newton(
     evaluate,
     hessp,
-    precondition,
+    chooser: precondition_mod.Chooser,
+    preconditioners: tuple,
     run: _Run,
     max_iter: int,
     tol: float,
@@ -209,16 +210,16 @@ def _newton(
     cg_steps: int = 100,
 ) -> _Run:
     """Newton-CG from ``run``'s point: each iteration solves the Newton system by conjugate
-    gradients (Hessian-vector products; ``precondition()`` the preconditioner at the
-    current point, told ``solved(preconditioner, products)`` after each solve) and
-    backtracks along it. The Newton decrement
+    gradients (Hessian-vector products; ``chooser`` picks one of ``preconditioners``, the
+    diagonal's and the blocks' builders, at the current point and is told each solve's
+    cost) and backtracks along it. The Newton decrement
     ``-g^T p / 2`` estimates the gap to the optimum; at most ``tol`` of the objective
     ends it ("tolerance"), as do a step that lowers nothing ("stalled") and ``max_iter``."""
     while run.iterations < max_iter:
         # loose solves far from the optimum, tight ones where the decrement must be exact
-        precond = precondition()
+        precond = chooser(*preconditioners)
         p, products = _cg(hessp, run.g, precond, eta if run.gap < 100 * tol else 0.1, cg_steps)
-        precondition.solved(precond, products)
+        chooser.solved(precond, products)
         run.products += products
         run.block_solves += precond.blocks
         gtp = _dot(run.g, p)
@@ -248,24 +249,6 @@ def _rotation(X: np.ndarray, rows: int = 8192) -> np.ndarray:
     Xs = torch.from_numpy(X[:: max(1, len(X) // rows)]).double()
     _, V = torch.linalg.eigh(Xs.T @ Xs)
     return V.numpy()
-
-
-@dataclass
-class _Preconditioning:
-    """What :func:`_newton` asks for a preconditioner: the chooser's pick at the current
-    point, remembering the last solve's preconditioner and Hessian products."""
-
-    chooser: precondition_mod.Chooser
-    diagonal: object
-    blocks: object
-    last: object = None
-    products: int = 0
-
-    def __call__(self):
-        return self.chooser(self.last, self.products, self.diagonal, self.blocks)
-
-    def solved(self, precond, products: int) -> None:
-        self.last, self.products = precond, products
 
 
 class _Minimiser:
@@ -337,8 +320,7 @@ class _Minimiser:
         def hessp(v):
             return flat(*_hessp(fun, *params(v), lam))
 
-        precondition = _Preconditioning(
-            self.chooser,
+        preconditioners = (
             lambda: precondition_mod.Diagonal(fun.jacobi(X2, lam)),
             lambda: fun.blocks(self._ones(fun), lam),
         )
@@ -348,7 +330,15 @@ class _Minimiser:
             for key in ("iterations", "evaluations", "products", "block_solves"):
                 setattr(run, key, getattr(before, key))
         run.evaluations += 1
-        run = _newton(evaluate, hessp, precondition, run, self.p["max_iter"], self.p["tol"] / 10)
+        run = _newton(
+            evaluate,
+            hessp,
+            self.chooser,
+            preconditioners,
+            run,
+            self.p["max_iter"],
+            self.p["tol"] / 10,
+        )
         g = run.g.abs()
         run.grad_max = float(g.max())
         return (*params(run.x), run)

@@ -10,7 +10,7 @@ out like the parameters (``W`` [D, K] row-major, then the K intercepts), in floa
   Cholesky. Where the fit nears separation (weak regularisation, easy targets) the rows
   that still carry curvature are few and their features correlated, the diagonal then
   leaves the conjugate gradients at their step cap, and the blocks cut the Hessian
-  products two- to four-fold (the rehearsal's style probe: 7,069 -> 2,952). Forming them
+  products two- to four-fold (the rehearsal's style probe: 7,069 -> 3,059). Forming them
   costs about ``(D + 1) / 2`` Hessian products (K products [D+1, n] x [n, D+1], in
   float32), so :class:`Chooser` turns to them only after a solve on the diagonal took more
   products than that, which never happens for embeddings wider than twice the step cap
@@ -91,13 +91,16 @@ class Chooser:
         self.cost = block_cost(D)
         self.use_blocks = False
 
-    def __call__(self, last: Diagonal | Blocks | None, products: int, diagonal, blocks):
-        """``last`` the previous solve's preconditioner and ``products`` its Hessian
-        products; ``diagonal()`` and ``blocks()`` build the two kinds at the current point."""
-        if isinstance(last, Diagonal) and products > self.cost:
-            self.use_blocks = True
+    def __call__(self, diagonal, blocks):
+        """The pick at the current point: ``diagonal()`` and ``blocks()`` build the two kinds."""
         if self.use_blocks:
             out = blocks()
             if out is not None:
                 return out
         return diagonal()
+
+    def solved(self, precond: Diagonal | Blocks, products: int) -> None:
+        """Told after each solve: one on the diagonal that cost more than the blocks would
+        turns to the blocks for the rest of the problem."""
+        if not precond.blocks and products > self.cost:
+            self.use_blocks = True
