@@ -68,6 +68,44 @@ def load_fit_data(
     row_id = table.column("row_id").to_numpy()
     split = np.asarray(table.column("split").to_pylist(), dtype=object)
     y = table.column(target).to_numpy().astype(np.int64)
+    keep, dropped = usable_rows(
+        row_id,
+        split,
+        y,
+        classes,
+        target,
+        drop_labels=drop_labels,
+        min_class_count=min_class_count,
+        drop_rows=drop_rows,
+    )
+    try:
+        X = embedding_matrix(table.column("embedding"))
+    except ValueError as err:  # a wrongly typed column: this file cannot support the fit
+        raise FitDataError(f"{embeddings_path}: {err}") from None
+    data = {"classes": classes, "dropped": dropped}
+    for part in ("train", "val", "test"):
+        m = keep & (split == part)
+        if not m.any():
+            raise FitDataError(
+                f"{embeddings_path}: no {part} rows left for {target!r} after filtering"
+            )
+        data[part] = (X[m], y[m], row_id[m])
+    return data
+
+
+def usable_rows(
+    row_id: np.ndarray,
+    split: np.ndarray,
+    y: np.ndarray,
+    classes: list[str],
+    target: str,
+    *,
+    drop_labels: list[str] | None = None,
+    min_class_count: int | None = None,
+    drop_rows: np.ndarray | None = None,
+) -> tuple[np.ndarray, dict]:
+    """(mask of the rows a probe of ``target`` uses, what was dropped and why): the filters
+    of :func:`load_fit_data`, for whoever must see the same rows (the report's galleries)."""
     keep = y >= 0  # -1: no label for this target (the row is kept for the other targets)
     dropped: dict = {"labels": {}, "rare_classes": [], "rows": 0}
     if not keep.all():
@@ -93,19 +131,7 @@ def load_fit_data(
         dropped["rare_rows"] = int(rare_hit.sum())
         keep &= ~rare_hit
     dropped["rows"] = int((~keep).sum())
-    try:
-        X = embedding_matrix(table.column("embedding"))
-    except ValueError as err:  # a wrongly typed column: this file cannot support the fit
-        raise FitDataError(f"{embeddings_path}: {err}") from None
-    data = {"classes": classes, "dropped": dropped}
-    for part in ("train", "val", "test"):
-        m = keep & (split == part)
-        if not m.any():
-            raise FitDataError(
-                f"{embeddings_path}: no {part} rows left for {target!r} after filtering"
-            )
-        data[part] = (X[m], y[m], row_id[m])
-    return data
+    return keep, dropped
 
 
 @dataclass(frozen=True)
