@@ -332,7 +332,11 @@ def thumbnail_params(wildcards):
     keys = ("gallery", "disagreements", "confusions", "map_rows", "map_thumbnails")
     return {
         "seed": config["probe"]["seed"],
-        "center": knn_center(),
+        "probe": {
+            "center": knn_center(),
+            "drop_labels": config["probe"]["drop_labels"],
+            "min_class_count": config["probe"]["min_class_count"],
+        },
         "map_target": r.get("map_target"),
         "settings": {k: r[k] for k in keys},
     }

@@ -7,6 +7,7 @@ rule thumbnails:
         fits=fit_inputs,
         embeddings=expand("results/{{dataset}}/embeddings/{model}.parquet", model=MODELS),
         shards=per_shard("results/{dataset}/shards/{shard}.parquet"),
+        duplicates=duplicates_dropped,
     output:
         rows="results/{dataset}/thumbnails/rows.json",
         thumbnails="results/{dataset}/thumbnails/thumbnails.parquet",

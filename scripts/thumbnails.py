@@ -13,5 +13,6 @@ with to_log(snakemake.log[0]):
         targets=snakemake.params.targets,
         rows_out=snakemake.output.rows,
         thumbs_out=snakemake.output.thumbnails,
+        duplicates=snakemake.input.get("duplicates") or None,
         **snakemake.params.select,
     )

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 from synthetic import synthetic_jpeg
 
-from artprobe.io import write_parquet
+from artprobe.io import with_meta, write_parquet
 from artprobe.report import select
 from artprobe.report.thumbnails import SIZES, make_thumbnails, read_shard_rows
 
@@ -29,7 +29,9 @@ def _embeddings(path, row_id, split, labels, X) -> str:
             ),
         }
     )
-    write_parquet(table, path)
+    write_parquet(
+        with_meta(table, {"classes": {"style": ["c0", "c1", "c2", "c3", "c4", "c5"]}}), path
+    )
     return str(path)
 
 
@@ -67,8 +69,8 @@ def angles(tmp_path):
 
 def test_gallery_lists_the_known_nearest_train_rows(angles):
     queries = {"style": list(QUERY_DEG)}
-    a = select.nearest_train(angles["a"], ["style"], queries, 5, center=False)
-    b = select.nearest_train(angles["b"], ["style"], queries, 5, center=False)
+    a = select.nearest_train(angles["a"], ["style"], queries, 5)
+    b = select.nearest_train(angles["b"], ["style"], queries, 5)
     assert a["style"] == [EXPECTED[q] for q in QUERY_DEG]
     # model b has train row i at (17 - i)·10°: the same angles, other rows, same order
     assert b["style"] == [[17 - i for i in EXPECTED[q]] for q in QUERY_DEG]
@@ -76,9 +78,9 @@ def test_gallery_lists_the_known_nearest_train_rows(angles):
 
 def test_gallery_centring_is_the_knn_probes(angles):
     """center=True compares (x - train mean) directions, as the kNN probe does."""
-    got = select.nearest_train(angles["a"], ["style"], {"style": list(QUERY_DEG)}, 5, center=True)[
-        "style"
-    ]
+    got = select.nearest_train(
+        angles["a"], ["style"], {"style": list(QUERY_DEG)}, 5, select.ProbeView(center=True)
+    )["style"]
     df = pq.read_table(angles["a"]).to_pandas()
     X = np.stack(df["embedding"].to_numpy())
     train = X[:18] - X[:18].mean(axis=0)
@@ -87,6 +89,34 @@ def test_gallery_centring_is_the_knn_probes(angles):
         cos = train @ v / np.linalg.norm(train, axis=1) / np.linalg.norm(v)
         assert neighbours == np.argsort(-cos, kind="stable")[:5].tolist()
     assert got != [EXPECTED[q] for q in QUERY_DEG]  # the centring changes the answer here
+
+
+def test_gallery_neighbours_are_rows_the_knn_probe_searched(angles):
+    """probe.drop_labels, min_class_count and the confirmed duplicates leave rows out of the
+    kNN probe's training set (classify.usable_rows): the gallery never shows them, and its
+    neighbours are the nearest among the rows that are left."""
+    # train labels are i % 3: c0 on rows 0, 3, …; c1 on 1, 4, …; c2 on 2, 5, … (six each).
+    # c0 is dropped by name; row 4 (c1) is a confirmed duplicate, which leaves c1 five train
+    # rows, under min_class_count 6; c2 keeps its six: the probe trains on c2's rows only.
+    view = select.ProbeView(
+        drop_labels={"style": ["c0"]}, min_class_count={"style": 6}, drop_rows=np.array([4])
+    )
+    got = select.nearest_train(angles["a"], ["style"], {"style": list(QUERY_DEG)}, 5, view)
+    # c2's train rows sit at 20°, 50°, 80°, 110°, 140°, 170°: nearest first, by hand
+    assert got["style"] == [
+        [5, 2, 8, 11, 14],  # 42°
+        [11, 14, 8, 17, 5],  # 118°
+        [2, 5, 8, 11, 14],  # 3°
+        [17, 14, 11, 8, 5],  # 161°
+    ]
+    # each filter on its own changes the answer (none of them is a no-op here)
+    for partial in (
+        select.ProbeView(min_class_count={"style": 6}, drop_rows=np.array([4])),
+        select.ProbeView(drop_labels={"style": ["c0"]}, drop_rows=np.array([4])),
+        select.ProbeView(drop_labels={"style": ["c0"]}, min_class_count={"style": 6}),
+    ):
+        other = select.nearest_train(angles["a"], ["style"], {"style": list(QUERY_DEG)}, 5, partial)
+        assert other != got
 
 
 def test_same_queries_for_every_model_and_the_seed_changes_them(tmp_path):
@@ -106,8 +136,7 @@ def test_same_queries_for_every_model_and_the_seed_changes_them(tmp_path):
     assert len({labels[r] for r in q0}) == 6  # spread over every class
     assert np.bincount(labels[q0]).max() == 2  # twelve queries, six classes: two each
     near = {
-        m: select.nearest_train(p, ["style"], {"style": q0}, 5, False)["style"]
-        for m, p in paths.items()
+        m: select.nearest_train(p, ["style"], {"style": q0}, 5)["style"] for m, p in paths.items()
     }
     assert [len(x) for x in near["a"]] == [5] * 12 and near["a"] != near["b"]
     train = set(rows[split == "train"])

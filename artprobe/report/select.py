@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from artprobe.io import embedding_matrix
+from artprobe.io import embedding_matrix, read_meta
 from artprobe.report import tables, verdict
 from artprobe.report.choices import class_counts, readable_target
 from artprobe.report.load import sample_rows
@@ -77,26 +78,63 @@ def gallery_queries(
     return spread(common.row_id.to_numpy(), common[target].to_numpy(), n, rng).tolist()
 
 
+@dataclass(frozen=True)
+class ProbeView:
+    """What the kNN probe sees, so the galleries show its neighbours: its centring
+    (``center``), the row filters of config ``probe:`` (per target) and the confirmed
+    near-duplicates left out (``drop_rows``), applied by :func:`artprobe.classify.usable_rows`."""
+
+    center: bool = False
+    drop_labels: Mapping[str, list[str]] = field(default_factory=dict)
+    min_class_count: Mapping[str, int | None] = field(default_factory=dict)
+    drop_rows: np.ndarray | None = None
+
+
+def _probe_train(df: pd.DataFrame, classes: list[str], t: str, rows: ProbeView) -> np.ndarray:
+    """Positions in ``df`` of the train rows a probe of ``t`` trains on."""
+    from artprobe.classify import usable_rows
+
+    split = df["split"].to_numpy(dtype=object)
+    keep, _ = usable_rows(
+        df["row_id"].to_numpy(),
+        split,
+        df[t].to_numpy().astype(np.int64),
+        classes,
+        t,
+        drop_labels=rows.drop_labels.get(t),
+        min_class_count=rows.min_class_count.get(t),
+        drop_rows=rows.drop_rows,
+    )
+    return np.flatnonzero(keep & (split == "train"))
+
+
 def nearest_train(
-    path: str, targets: list[str], queries: Mapping[str, list[int]], k: int, center: bool
+    path: str,
+    targets: list[str],
+    queries: Mapping[str, list[int]],
+    k: int,
+    probe: ProbeView | None = None,
 ) -> dict:
-    """``{target: [[train row id, ...] per query]}``: one model's k nearest train rows (with
-    a label for the target) of each query, most similar first."""
+    """``{target: [[train row id, ...] per query]}``: one model's k nearest train rows of each
+    query, most similar first, among the rows the kNN probe searched (``probe``; none: every
+    labelled train row, uncentred)."""
     import torch
 
     from artprobe.probes.knn import feature_map, neighbours
 
+    probe = probe or ProbeView()
     table = pq.read_table(path, columns=["row_id", "split", "embedding", *targets])
+    classes = read_meta(table.schema).get("classes", {})
     X = embedding_matrix(table["embedding"]).astype(np.float32)
     df = table.drop(["embedding"]).to_pandas()
     pos = pd.Series(np.arange(len(df)), index=df.row_id)
     out = {}
     for t, q in queries.items():
-        train = np.flatnonzero((df["split"] == "train").to_numpy() & (df[t] >= 0).to_numpy())
+        train = _probe_train(df, classes.get(t) or [], t, probe)
         if not len(q) or not len(train):
             out[t] = [[] for _ in q]
             continue
-        unit = feature_map(X[train], center, "cpu")
+        unit = feature_map(X[train], probe.center, "cpu")
         with torch.no_grad():
             _, idx = neighbours(unit(X[train]), unit(X[pos[q].to_numpy()]), k)
         out[t] = df.row_id.to_numpy()[train][idx.numpy()].tolist()
@@ -183,18 +221,20 @@ def select_rows(
     targets: list[str],
     *,
     seed: int = 0,
-    center: bool = False,
+    probe: ProbeView | None = None,
     map_target: str | None = None,
     settings: Mapping | None = None,
 ) -> dict:
-    """Every section's rows (see the module docstring). ``settings``: config ``report:``."""
+    """Every section's rows (see the module docstring). ``probe``: what the kNN probe sees
+    (the galleries' neighbours); ``settings``: config ``report:``."""
     s = {**DEFAULTS, **(settings or {})}
+    probe = probe or ProbeView()
     frames = {m: _load(p, targets) for m, p in embeddings.items()}
     summary = tables.summary_table(fits)
     ranked = verdict.verdict_table(summary, None)
     g = s["gallery"]
     queries = {t: gallery_queries(frames, t, g["queries"], seed) for t in targets}
-    near = {m: nearest_train(p, targets, queries, g["k"], center) for m, p in embeddings.items()}
+    near = {m: nearest_train(p, targets, queries, g["k"], probe) for m, p in embeddings.items()}
     gallery = {
         t: {"queries": queries[t], "neighbours": {m: near[m][t] for m in near}} for t in targets
     }
@@ -217,7 +257,7 @@ def select_rows(
         "confusions": confused,
         "map": map_rows(embeddings, frames, target, s["map_rows"], s["map_thumbnails"], seed),
         "seed": seed,
-        "center": center,
+        "center": probe.center,
         "k": g["k"],
     }
     log.info(

@@ -17,10 +17,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from artprobe.duplicates import duplicate_rows
 from artprobe.images import ImageDecodeError, decode_rgb
 from artprobe.io import with_meta, write_json, write_parquet
 from artprobe.report.load import load_fits
-from artprobe.report.select import select_rows, thumbnail_rows
+from artprobe.report.select import ProbeView, select_rows, thumbnail_rows
 
 log = logging.getLogger(__name__)
 
@@ -124,17 +125,21 @@ def run_thumbnails(
     rows_out: str,
     thumbs_out: str,
     seed: int = 0,
-    center: bool = False,
+    probe: Mapping | None = None,
+    duplicates: str | None = None,
     map_target: str | None = None,
     settings: Mapping | None = None,
 ) -> None:
-    """The stage: select the rows (``rows_out``, JSON), then their thumbnails (``thumbs_out``)."""
+    """The stage: select the rows (``rows_out``, JSON), then their thumbnails (``thumbs_out``).
+    ``probe``: the kNN probe's ``center`` and config ``probe:``'s ``drop_labels`` and
+    ``min_class_count``; ``duplicates``: the scan whose confirmed rows the probes leave out."""
+    drop = None if not duplicates else duplicate_rows(duplicates)
     chosen = select_rows(
         load_fits(fits),
         embeddings,
         targets,
         seed=seed,
-        center=center,
+        probe=ProbeView(**(probe or {}), drop_rows=drop),
         map_target=map_target,
         settings=settings,
     )
