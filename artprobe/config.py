@@ -15,7 +15,12 @@ import os
 import re
 
 from artprobe.probes import registry
-from artprobe.probes.registry import defaults, gains_from_gpu, resolve_params  # noqa: F401 (re-exported)
+from artprobe.probes.registry import (  # noqa: F401 (re-exported)
+    defaults,
+    gains_from_gpu,
+    neighbour_center,
+    resolve_params,
+)
 
 SPLITS = ("train", "val", "test")
 #: the files of one fit (``rules/classify.smk`` outputs, the report's inputs): key -> name
@@ -110,9 +115,10 @@ def _check_split(split: dict, targets: list[str]) -> None:
 
 
 def fewshot_settings(config: dict, classifier_params: dict[str, dict]) -> dict | None:
-    """``probe.fewshot`` resolved: ``{shots, trials, params}`` (the linear probe's
-    hyper-parameters: the named classifier's, the first linear one's, or the defaults); None
-    when off. ``classifier_params`` is :func:`check_config`'s result."""
+    """``probe.fewshot`` resolved: ``{shots, trials, params, classifier, reuses}`` (``params``:
+    the linear probe's hyper-parameters: the named classifier's, the first linear one's, or
+    the defaults; ``reuses``: :func:`reused_fit`'s answer); None when off.
+    ``classifier_params`` is :func:`check_config`'s result."""
     fs = config["probe"].get("fewshot")
     if fs is None:
         return None
@@ -125,23 +131,24 @@ def fewshot_settings(config: dict, classifier_params: dict[str, dict]) -> dict |
         )
     name = name or (able[0] if able else None)
     params = classifier_params[name] if name else defaults(FEWSHOT_KIND)
+    shots = list(fs["shots"])
     return {
-        "shots": list(fs["shots"]),
+        "shots": shots,
         "trials": int(fs["trials"]),
         "params": params,
         "classifier": name,
+        "reuses": reused_fit(name, params, shots),
     }
 
 
-def fewshot_reuses_fit(fewshot: dict | None, config: dict) -> str | None:
-    """The classifier whose classify fit *is* the few-shot curve's ``all`` point (same
-    probe, same hyper-parameters, trained on train only, same rows: both stages leave out
-    the same near-duplicates), or None: the curve then fits that point itself."""
-    if not fewshot or fewshot["classifier"] is None or "all" not in fewshot["shots"]:
+def reused_fit(classifier: str | None, params: dict, shots: list) -> str | None:
+    """The classifier whose classify fit *is* the few-shot curve's ``all`` point (the curve's
+    own linear classifier, trained on train only: both stages fit the same rows, leaving out
+    the same near-duplicates), or None: the curve then fits that point itself. Decided here
+    once, at parse time: the fewshot job gets that fit as an input, or none."""
+    if classifier is None or "all" not in shots or params.get("refit", "train") != "train":
         return None
-    if fewshot["params"].get("refit", "train") != "train":
-        return None
-    return fewshot["classifier"]
+    return classifier
 
 
 def embed_gpus(config: dict) -> int:

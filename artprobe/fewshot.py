@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from artprobe import probes
-from artprobe.classify import load_fit_data
+from artprobe.classify import FitDataError, load_fit_data
 from artprobe.config import FEWSHOT_KIND
 from artprobe.duplicates import duplicate_rows
 from artprobe.io import read_json, write_json
@@ -46,10 +46,11 @@ def run_fewshot(
 
     ``params``: the linear probe's hyper-parameters (defaults filled in; ``refit`` is
     forced to ``train``). ``seed`` seeds the subsets (trial t uses ``[seed, t, class]``) and the fits.
-    ``reuse``: a classify fit's ``{"metrics": metrics.json, "predictions": predictions.parquet}``
-    that may be the ``all`` point (:func:`reused_point` checks it is); then that point is
-    read, not fitted again. ``duplicates``: a ``duplicates.parquet`` whose confirmed rows are
-    left out, as the classify stage leaves them out (``split.drop_duplicates``).
+    ``reuse``: the classify fit's ``{"metrics": metrics.json, "predictions": predictions.parquet}``
+    that is the ``all`` point (the workflow decided so at parse time; :func:`reused_point`
+    reads it), so that point is read, not fitted again. ``duplicates``: a
+    ``duplicates.parquet`` whose confirmed rows are left out, as the classify stage leaves
+    them out (``split.drop_duplicates``).
     """
     params = probes.resolve_params(FEWSHOT_KIND, params)
     data = load_fit_data(
@@ -100,27 +101,30 @@ def run_fewshot(
     return out
 
 
-def reused_point(reuse: dict, params: dict, data: dict) -> dict | None:
-    """The ``all`` point read from a classify fit, if that fit is the same fit: the linear
-    probe with these parameters, trained on train only, on as many train rows, scored on
-    the same test rows (``data``: :func:`load_fit_data`'s); None (logged) otherwise."""
+def reused_point(reuse: dict, params: dict, data: dict) -> dict:
+    """The ``all`` point read from the classify fit that the workflow decided is that point
+    (:func:`artprobe.config.reused_fit`, at parse time). The fit is checked to be the same fit
+    (the linear probe with these parameters, trained on train only, on as many train rows,
+    scored on the same test rows; ``data``: :func:`load_fit_data`'s): a fit that is not is a
+    wrong decision, an error, not a point to fit quietly instead."""
     y_train, (_, y_test, test_ids) = data["train"][1], data["test"]
     m = read_json(reuse["metrics"])
+    pred = pq.read_table(reuse["predictions"], columns=["row_id", "y_true", "y_pred"])
     same_params = json.loads(json.dumps({**params, "refit": "train"})) == m.get("params")
     why = None
     if m.get("kind") != FEWSHOT_KIND or not same_params:
         why = "another probe or other hyper-parameters"
     elif list(m.get("trained_on", [])) != ["train"] or m.get("n_train") != len(y_train):
         why = f"it trained on {m.get('trained_on')} ({m.get('n_train')} rows)"
-    else:
-        pred = pq.read_table(reuse["predictions"], columns=["row_id", "y_true", "y_pred"])
-        if not np.array_equal(pred["row_id"].to_numpy(), test_ids) or not np.array_equal(
-            pred["y_true"].to_numpy(), y_test
-        ):
-            why = "its test rows differ"
+    elif not np.array_equal(pred["row_id"].to_numpy(), test_ids) or not np.array_equal(
+        pred["y_true"].to_numpy(), y_test
+    ):
+        why = "its test rows differ"
     if why:
-        log.info("few-shot: fitting the 'all' point (%s is not it: %s)", reuse["metrics"], why)
-        return None
+        raise FitDataError(
+            f"few-shot: {reuse['metrics']} was chosen as the curve's 'all' point, but it is "
+            f"not that fit ({why}); rerun its classify job (snakemake --forcerun classify)"
+        )
     log.info(
         "few-shot: the 'all' point is the classify fit %s (not fitted again)", reuse["metrics"]
     )

@@ -3,7 +3,8 @@
 The manifest (``manifest.json``) lists the source's files, row counts and classes; the row
 index (``rows.parquet``) holds every row's class id per target (``artprobe.sources.labels``:
 ClassLabel ints, strings or bare ints; -1 where the label is missing) and, for image
-folders, the image path; the shard jobs (``artprobe.shard``) take labels from it.
+folders, the image path; the shard and split jobs take it as an input of their own (the
+manifest names no path of it, so a moved results folder still works).
 
 What a source is and how it is read lives in ``artprobe.sources``: :func:`source_kind`
 (the same answer the workflow's parse got), the hub layouts, image folders, the image column.
@@ -29,6 +30,7 @@ from artprobe.sources import (
     DataError,
     labels,
     list_data_files,
+    local_dir,
     resolve_source,
     source_kind,
 )
@@ -38,11 +40,12 @@ from artprobe.sources.labels import class_names_from_readme, class_names_from_sc
 
 log = logging.getLogger(__name__)
 
-__all__ = ["INDEX_NAME", "DataError", "build_manifest", "read_class_ids"]
+__all__ = ["INDEX_NAME", "DataError", "build_manifest", "read_class_ids", "source_files"]
 
 
 #: the manifest's sidecar: every row's class ids per target (-1: missing), for image
-#: folders also the image path; written by the manifest job, read by the shard jobs
+#: folders also the image path; written by the manifest job beside the manifest, an input of
+#: the shard jobs (and of the split job where it reads labels)
 INDEX_NAME = "rows.parquet"
 
 
@@ -129,8 +132,9 @@ def _encode_targets(
     return info, pa.table({"row_id": pa.array(np.arange(table.num_rows, dtype=np.int64)), **ids})
 
 
-def _folder_columns(folder: Path, targets: list[str], image_column: str, index_path: Path):
-    """An image folder through datasets: its columns, names, and its single file entry (the index)."""
+def _folder_columns(folder: Path, targets: list[str], image_column: str):
+    """An image folder through datasets: its columns, names, and its single file entry (the
+    row index, which holds the image paths: :func:`source_files`)."""
     try:
         table, names, splits = read_imagefolder(folder, image_column)
     except FolderError as err:
@@ -138,9 +142,7 @@ def _folder_columns(folder: Path, targets: list[str], image_column: str, index_p
     hint = label_hint(folder) if "label" in targets and "label" not in table.column_names else ""
     _check_columns(table.column_names, targets, image_column, f"the image folder {folder}", hint)
     images = sum(os.path.getsize(folder / p) for p in table.column(image_column).to_pylist() if p)
-    entries = [
-        {"name": str(index_path.resolve()), "rows": table.num_rows, "row_start": 0, "bytes": images}
-    ]
+    entries = [{"name": INDEX_NAME, "rows": table.num_rows, "row_start": 0, "bytes": images}]
     return entries, names, table, splits
 
 
@@ -160,7 +162,7 @@ def build_manifest(
     index_path = Path(index_path or Path(out_path).with_name(INDEX_NAME))
     extra: dict = {}
     if source_kind(source) == IMAGEFOLDER:
-        entries, names, table, splits = _folder_columns(folder, targets, image_column, index_path)
+        entries, names, table, splits = _folder_columns(folder, targets, image_column)
         extra = {"layout": IMAGEFOLDER, "image_kind": "path", "source_splits": splits}
     else:
         files = list_data_files(folder, config, splits)
@@ -185,7 +187,6 @@ def build_manifest(
         **extra,
         "label_kinds": info["label_kinds"],
         "missing_labels": info["missing_labels"],
-        "index": str(index_path.resolve()),
     }
     write_parquet(with_meta(index, {"classes": info["classes"]}), index_path)
     write_json(out_path, manifest)
@@ -200,10 +201,18 @@ def build_manifest(
     return manifest
 
 
-def read_class_ids(manifest: dict, columns: list[str]) -> pa.Table:
-    """Class ids (int16, -1 = missing) of the whole source in row-id order: the row index.
+def read_class_ids(index_path: str | os.PathLike, columns: list[str]) -> pa.Table:
+    """Class ids (int16, -1 = missing) of the whole source in row-id order, from the row index
+    (``rows.parquet``). What stratifying needs: the source's raw values, which for string
+    labels with gaps cannot be sorted."""
+    return pq.read_table(index_path, columns=columns)
 
-    What stratifying needs: the source's raw values, which for string labels with gaps
-    cannot be sorted.
-    """
-    return pq.read_table(manifest["index"], columns=columns)
+
+def source_files(manifest: dict, index_path: str | os.PathLike) -> list[Path]:
+    """The Parquet files holding the source's rows, one per ``manifest["files"]`` entry, in row
+    order: the data files in the source folder (re-resolved if it moved), or for an image
+    folder the row index ``index_path`` (its image paths, relative to the folder)."""
+    if manifest.get("layout") == IMAGEFOLDER:
+        return [Path(index_path)]
+    folder = local_dir(manifest)
+    return [folder / f["name"] for f in manifest["files"]]

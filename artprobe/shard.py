@@ -1,8 +1,9 @@
 """The ``shard`` rule: cut rows [start, stop) of a source into an image shard.
 
 A shard (``shards/<shard>.parquet``) holds ``row_id``, ``image`` (the original encoded
-bytes, never decoded) and one int16 class-id column per target, taken from the manifest's
-row index (``artprobe.manifest``). Shard ids and row ranges come from the manifest's row
+bytes, never decoded) and one int16 class-id column per target, taken from the row index
+(``rows.parquet``, the manifest job's second output and an input of the shard job: the job
+reads no path the manifest stores). Shard ids and row ranges come from the manifest's row
 count and ``shards.rows`` (:func:`shard_ranges`, also asked at parse time).
 """
 
@@ -11,7 +12,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +20,8 @@ import pyarrow.parquet as pq
 
 from artprobe import disk
 from artprobe.io import atomic_path, read_json, with_meta
-from artprobe.sources import IMAGEFOLDER, DataError, local_dir
+from artprobe.manifest import source_files
+from artprobe.sources import DataError, local_dir
 from artprobe.sources.image_column import ImageColumnError, image_bytes
 
 log = logging.getLogger(__name__)
@@ -36,18 +37,18 @@ def shard_ranges(n_rows: int, rows_per_shard: int) -> dict[str, tuple[int, int]]
     }
 
 
-def _iter_rows(manifest: dict, start: int, stop: int, columns: list[str]) -> Iterable[pa.Table]:
-    """Yield tables holding rows [start, stop) of the source, reading only overlapping row groups."""
-    folder = local_dir(manifest)
-    for f in manifest["files"]:
+def _iter_rows(files: list[Path], manifest: dict, start: int, stop: int, columns: list[str]):
+    """Yield tables holding rows [start, stop) of the source (``files``: one per manifest
+    entry, :func:`artprobe.manifest.source_files`), reading only overlapping row groups."""
+    for path, f in zip(files, manifest["files"]):
         f_start, f_stop = f["row_start"], f["row_start"] + f["rows"]
         lo, hi = max(start, f_start), min(stop, f_stop)
         if lo >= hi:
             continue
-        pf = pq.ParquetFile(folder / f["name"])
+        pf = pq.ParquetFile(path)
         if pf.metadata.num_rows != f["rows"]:
             raise DataError(
-                f"{folder / f['name']}: has {pf.metadata.num_rows} rows, the manifest says "
+                f"{path}: has {pf.metadata.num_rows} rows, the manifest says "
                 f"{f['rows']}; the source changed since the manifest was built"
             )
         offset = f_start
@@ -60,20 +61,19 @@ def _iter_rows(manifest: dict, start: int, stop: int, columns: list[str]) -> Ite
             offset += n
 
 
-def _index_rows(manifest: dict, start: int, stop: int, shard: str) -> pa.Table:
-    """Rows [start, stop) of the manifest's row index (class ids per target)."""
-    path = manifest.get("index")
-    if not path or not Path(path).exists():
+def _index_rows(index_path: str | os.PathLike, start: int, stop: int, shard: str) -> pa.Table:
+    """Rows [start, stop) of the row index (class ids per target)."""
+    if not Path(index_path).exists():
         raise DataError(
-            f"shard {shard}: the manifest has no row index ({path or 'no index field'}); it was "
-            "built by an older artprobe or the file was removed: rerun the manifest job "
+            f"shard {shard}: no row index {index_path}; rerun the manifest job "
             "(snakemake --forcerun manifest)"
         )
-    return pq.read_table(path).slice(start, stop - start)
+    return pq.read_table(index_path).slice(start, stop - start)
 
 
 def write_shard(
     manifest_path: str | os.PathLike,
+    index_path: str | os.PathLike,
     out_path: str | os.PathLike,
     *,
     row_start: int,
@@ -82,7 +82,7 @@ def write_shard(
 ) -> None:
     """Write rows [row_start, row_stop) as a shard: row_id, image (original bytes), targets.
 
-    Class ids come from the manifest's row index (-1 where the label is missing). Written
+    Class ids come from the row index ``index_path`` (-1 where the label is missing). Written
     piece by piece (one source row group at a time, in row groups of 256 rows that the
     embedder streams), so memory does not grow with the shard's size.
     """
@@ -98,7 +98,8 @@ def write_shard(
         "classes": manifest["classes"],
     }
     image_column = manifest.get("image_column", "image")
-    ids = _index_rows(manifest, row_start, row_stop, shard)
+    ids = _index_rows(index_path, row_start, row_stop, shard)
+    files = source_files(manifest, index_path)
     disk.check_shard_space(manifest, out_path)
     fields = [("row_id", pa.int64()), ("image", pa.large_binary())] + [
         (t, pa.int16()) for t in targets
@@ -107,7 +108,7 @@ def write_shard(
     done = row_start
     with atomic_path(out_path, suffix=".parquet.tmp") as tmp:
         with pq.ParquetWriter(tmp, schema, compression="none") as writer:
-            for piece in _iter_rows(manifest, row_start, row_stop, [image_column]):
+            for piece in _iter_rows(files, manifest, row_start, row_stop, [image_column]):
                 labels = ids.slice(done - row_start, piece.num_rows)
                 columns = _shard_columns(piece.column(image_column), labels, done, manifest, shard)
                 writer.write_table(pa.table(columns, schema=schema), row_group_size=256)
@@ -122,14 +123,10 @@ def write_shard(
 def _shard_columns(
     images: pa.ChunkedArray, labels: pa.Table, first_row: int, manifest: dict, shard: str
 ) -> dict:
-    """A piece of a shard: row ids from ``first_row``, the original image bytes, class ids."""
-    root = (
-        Path(manifest["local_dir"])
-        if manifest.get("layout") == IMAGEFOLDER
-        else local_dir(manifest)
-    )
+    """A piece of a shard: row ids from ``first_row``, the original image bytes, class ids
+    (image paths are relative to the source folder)."""
     try:
-        data = image_bytes(images, manifest.get("image_kind", "struct"), root)
+        data = image_bytes(images, manifest.get("image_kind", "struct"), local_dir(manifest))
     except ImageColumnError as err:
         raise DataError(f"shard {shard}: {err}") from None
     columns = {

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 
 from artprobe.config import SPLITS
 from artprobe.io import read_json, with_meta, write_parquet
-from artprobe.manifest import read_class_ids
+from artprobe.manifest import read_class_ids, source_files
 from artprobe.sources import DataError, local_dir
 from artprobe.sources.labels import class_names_from_readme, class_names_from_schema
 
@@ -87,18 +87,17 @@ def stratified_split(
     return split
 
 
-def read_targets(manifest: dict, columns: list[str]) -> pa.Table:
+def read_targets(manifest: dict, index_path, columns: list[str]) -> pa.Table:
     """Label columns of the whole source (no images), in row-id order.
 
-    A target of the manifest comes from its row index as class ids, nulls where the label
-    is missing (raw string labels with gaps cannot be sorted); any other column is read
-    from the source files as it is there.
+    A target of the manifest comes from the row index ``index_path`` as class ids, nulls
+    where the label is missing (raw string labels with gaps cannot be sorted); any other
+    column is read from the source files as it is there.
     """
-    if manifest.get("index") and set(columns) <= set(manifest["targets"]):
-        ids = read_class_ids(manifest, columns)
+    if set(columns) <= set(manifest["targets"]):
+        ids = read_class_ids(index_path, columns)
         return pa.table({c: pc.if_else(pc.less(ids[c], 0), None, ids[c]) for c in columns})
-    folder = local_dir(manifest)
-    parts = [pq.read_table(folder / f["name"], columns=columns) for f in manifest["files"]]
+    parts = [pq.read_table(path, columns=columns) for path in source_files(manifest, index_path)]
     return pa.concat_tables(parts)
 
 
@@ -185,32 +184,34 @@ def group_codes(
     return codes
 
 
-def _group_names(manifest: dict, column: str) -> list[str] | None:
+def _group_names(manifest: dict, first_file, column: str) -> list[str] | None:
     """Class names of ``column``: the manifest's, else the source's ClassLabel metadata."""
     if column in manifest.get("classes", {}):
         return manifest["classes"][column]
-    folder = local_dir(manifest)
-    found = class_names_from_schema(pq.read_schema(folder / manifest["files"][0]["name"]))
-    return found.get(column) or class_names_from_readme(folder).get(column)
+    found = class_names_from_schema(pq.read_schema(first_file))
+    return found.get(column) or class_names_from_readme(local_dir(manifest)).get(column)
 
 
-def _read_groups(manifest: dict, group_by: str | None, ungrouped: list[str]) -> np.ndarray:
+def _read_groups(
+    manifest: dict, index_path, group_by: str | None, ungrouped: list[str]
+) -> np.ndarray:
     if not group_by:
         raise DataError("split.method 'group' needs split.group_by (the column to group on)")
-    folder = local_dir(manifest)
-    have = pq.read_schema(folder / manifest["files"][0]["name"]).names
+    first_file = source_files(manifest, index_path)[0]
+    have = pq.read_schema(first_file).names
     if group_by not in have:
         raise DataError(
             f"split.group_by {group_by!r}: no such column in the source (it has {have})"
         )
-    column = read_targets(manifest, [group_by]).column(group_by)
-    return group_codes(column, _group_names(manifest, group_by), ungrouped)
+    column = read_targets(manifest, index_path, [group_by]).column(group_by)
+    return group_codes(column, _group_names(manifest, first_file, group_by), ungrouped)
 
 
 def write_split(
     manifest_path: str | os.PathLike,
     out_path: str | os.PathLike,
     *,
+    index_path: str | os.PathLike | None = None,
     method: str = "seed-compatible",
     seed: int = 2830,
     val_fraction: float = 0.1,
@@ -219,19 +220,22 @@ def write_split(
     group_by: str | None = None,
     ungrouped: list[str] | None = None,
 ) -> None:
-    """Write ``split.parquet`` (row_id, split) for every row of the manifest."""
+    """Write ``split.parquet`` (row_id, split) for every row of the manifest. ``index_path``:
+    the row index (``rows.parquet``), which the methods that read labels need."""
     manifest = read_json(manifest_path)
+    if method != "seed-compatible" and index_path is None:
+        raise ValueError(f"split.method {method!r} reads labels: pass the row index")
     n = manifest["n_rows"]
     extra: dict = {}
     if method == "seed-compatible":
         split = seed_compatible_split(n, seed, val_fraction, test_fraction)
     elif method == "stratified":
         column = stratify_by or manifest["targets"][0]
-        labels = _strata(read_targets(manifest, [column]).column(column))
+        labels = _strata(read_targets(manifest, index_path, [column]).column(column))
         split = stratified_split(labels, seed, val_fraction, test_fraction)
         extra["stratify_by"] = column
     elif method == "group":
-        groups = _read_groups(manifest, group_by, list(ungrouped or []))
+        groups = _read_groups(manifest, index_path, group_by, list(ungrouped or []))
         split = group_split(groups, seed, val_fraction, test_fraction)
         extra = {
             "group_by": group_by,

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The one-shot GPU check behind the figures in README "Benchmarks" (one H200, ~9 minutes).
+# The one-shot GPU check behind the GPU figures in docs/benchmarks.md (one H200, ~9 minutes).
 # Runs without `datasets` or `snakemake`: only torch, timm, pyarrow, numpy, pillow, sklearn.
 #   OUT=/some/dir bash bench/device_check.sh
 set -u

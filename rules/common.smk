@@ -14,10 +14,10 @@ from artprobe.config import (
     check_config,
     demo_settings,
     embed_gpus,
-    fewshot_reuses_fit,
     fewshot_settings,
     gains_from_gpu,
     is_local_source,
+    neighbour_center,
 )
 from artprobe.download import check_offline_cache
 from artprobe.io import read_json
@@ -31,11 +31,10 @@ validate(config, "../schemas/config.schema.yaml")
 
 CLASSIFIER_PARAMS = check_config(config)
 FEWSHOT = fewshot_settings(config, CLASSIFIER_PARAMS)  # None: no few-shot curves
-FEWSHOT_REUSES = fewshot_reuses_fit(FEWSHOT, config)  # classifier whose fit is the "all" point
 if workflow.is_main_process:  # jobs re-parse the workflow: importing timm there costs seconds
     check_timm_names(config["models"])
 MODELS = {m["name"]: m for m in config["models"]}
-CLASSIFIERS = {c["name"]: c["kind"] for c in config["classifiers"]}
+CLASSIFIER_KINDS = {c["name"]: c["kind"] for c in config["classifiers"]}  # name -> kind
 TARGETS = config["dataset"]["targets"]
 DATASET = config["dataset"]["name"]
 OUT = f"results/{DATASET}"
@@ -55,7 +54,7 @@ wildcard_constraints:
     dataset=DATASET,
     model="|".join(MODELS),
     target="|".join(TARGETS),
-    classifier="|".join(CLASSIFIERS),
+    classifier="|".join(CLASSIFIER_KINDS),
     shard=r"\d{5}",
     file=r"\d{5}",
 
@@ -109,6 +108,13 @@ def source_params(wildcards):
         "splits": config["dataset"]["splits"],
         "image_column": config["dataset"]["image_column"],
     }
+
+
+def split_index(wildcards):
+    """The row index, an input of the split methods that read labels (stratified, group)."""
+    if config["split"]["method"] == "seed-compatible":
+        return []
+    return f"results/{wildcards.dataset}/rows.parquet"
 
 
 def split_params(wildcards):
@@ -221,7 +227,7 @@ def weights_params(wildcards):
 def fit_params(wildcards):
     t = wildcards.target
     return {
-        "kind": CLASSIFIERS[wildcards.classifier],
+        "kind": CLASSIFIER_KINDS[wildcards.classifier],
         "params": CLASSIFIER_PARAMS[wildcards.classifier],
         "drop_labels": config["probe"]["drop_labels"].get(t, []),
         "min_class_count": config["probe"]["min_class_count"].get(t),
@@ -232,7 +238,7 @@ def fit_params(wildcards):
 
 
 def classifier_kind(wildcards):
-    return CLASSIFIERS[wildcards.classifier]
+    return CLASSIFIER_KINDS[wildcards.classifier]
 
 
 def probe_gpu_resources(kind_of):
@@ -261,7 +267,7 @@ def all_fits():
         {"model": m, "target": t, "classifier": c, "dir": fit_dir(m, t, c)}
         for m in MODELS
         for t in TARGETS
-        for c in CLASSIFIERS
+        for c in CLASSIFIER_KINDS
     ]
 
 
@@ -275,7 +281,7 @@ def fit_inputs(wildcards):
 def fewshot_params(wildcards):
     t = wildcards.target
     return {
-        **{k: v for k, v in FEWSHOT.items() if k != "classifier"},
+        **{k: v for k, v in FEWSHOT.items() if k not in ("classifier", "reuses")},
         "drop_labels": config["probe"]["drop_labels"].get(t, []),
         "min_class_count": config["probe"]["min_class_count"].get(t),
         "seed": config["probe"]["seed"],
@@ -283,12 +289,12 @@ def fewshot_params(wildcards):
 
 
 def fewshot_reused_fit(wildcards):
-    """The classify fit that is the curve's ``all`` point (artprobe.config.fewshot_reuses_fit):
-    its metrics and predictions, or nothing (the curve fits that point itself)."""
-    name = FEWSHOT_REUSES
-    if name is None:
+    """The classify fit that is the curve's ``all`` point (decided once:
+    artprobe.config.reused_fit): its metrics and predictions, or nothing (the curve fits
+    that point itself)."""
+    if FEWSHOT is None or FEWSHOT["reuses"] is None:
         return {}
-    d = fit_dir(wildcards.model, wildcards.target, name)
+    d = fit_dir(wildcards.model, wildcards.target, FEWSHOT["reuses"])
     return {
         "fit_metrics": f"{d}/{FIT_FILES['metrics']}",
         "fit_predictions": f"{d}/{FIT_FILES['predictions']}",
@@ -311,7 +317,9 @@ def fewshot_inputs():
 
 # every report file (path, caption, category, subcategory, labels): artprobe.report.layout
 LAYOUT_OPTIONS = {**layout_options(config["report"], TARGETS), "fewshot": FEWSHOT is not None}
-REPORT = report_layout(MODELS, TARGETS, CLASSIFIERS, CLASSIFIERS, **LAYOUT_OPTIONS)
+REPORT = report_layout(
+    list(MODELS), TARGETS, list(CLASSIFIER_KINDS), CLASSIFIER_KINDS, **LAYOUT_OPTIONS
+)
 
 
 def report_params(wildcards):
@@ -333,21 +341,13 @@ def thumbnail_params(wildcards):
     return {
         "seed": config["probe"]["seed"],
         "probe": {
-            "center": knn_center(),
+            "center": neighbour_center(CLASSIFIER_KINDS, CLASSIFIER_PARAMS),
             "drop_labels": config["probe"]["drop_labels"],
             "min_class_count": config["probe"]["min_class_count"],
         },
         "map_target": r.get("map_target"),
         "settings": {k: r[k] for k in keys},
     }
-
-
-def knn_center():
-    """Whether the kNN probe centres the features (the galleries' neighbours use the same)."""
-    for name, params in CLASSIFIER_PARAMS.items():
-        if "center" in params:
-            return bool(params["center"])
-    return False
 
 
 def final_targets():

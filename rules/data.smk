@@ -6,9 +6,9 @@ rule generate_demo:
     output:
         directory(os.path.normpath(config["dataset"]["source"])),
     log:
-        "results/logs/generate_demo.log",
+        f"{OUT}/logs/generate_demo.log",
     benchmark:
-        "results/benchmarks/generate_demo.tsv"
+        f"{OUT}/benchmarks/generate_demo.tsv"
     conda:
         "../envs/data.yaml"
     threads: 1
@@ -46,6 +46,7 @@ checkpoint manifest:
 rule split:
     input:
         "results/{dataset}/manifest.json",
+        index=split_index,
     output:
         "results/{dataset}/split.parquet",
     log:
@@ -67,6 +68,7 @@ rule split:
 rule shard:
     input:
         "results/{dataset}/manifest.json",
+        index="results/{dataset}/rows.parquet",
     output:
         "results/{dataset}/shards/{shard}.parquet",
     log:

@@ -8,6 +8,7 @@ from artprobe.shard import write_shard
 with to_log(snakemake.log[0]):
     write_shard(
         snakemake.input[0],
+        snakemake.input.index,
         snakemake.output[0],
         shard=snakemake.wildcards.shard,
         **snakemake.params.rows,

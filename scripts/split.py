@@ -6,4 +6,9 @@ from artprobe.logs import to_log
 from artprobe.split import write_split
 
 with to_log(snakemake.log[0]):
-    write_split(snakemake.input[0], snakemake.output[0], **snakemake.params.split)
+    write_split(
+        snakemake.input[0],
+        snakemake.output[0],
+        index_path=snakemake.input.get("index") or None,  # the methods that read labels
+        **snakemake.params.split,
+    )

@@ -74,14 +74,35 @@ def test_shard_export_on_a_full_disk(tmp_path, small_disk, monkeypatch):
         p.write_bytes(p.read_bytes() + os.urandom(60_000))  # trailing bytes: still a PNG to PIL
     build_manifest(str(src), None, ["label"], tmp_path / "manifest.json")
     reference = tmp_path / "reference.parquet"
-    write_shard(tmp_path / "manifest.json", reference, row_start=0, row_stop=12, shard="00000")
+    write_shard(
+        tmp_path / "manifest.json",
+        tmp_path / "rows.parquet",
+        reference,
+        row_start=0,
+        row_stop=12,
+        shard="00000",
+    )
     out = mnt / "shards" / "00000.parquet"
     filler = fill(leave=64_000)
     with pytest.raises(DiskFullError, match=f"no space left on device while writing {out}"):
-        write_shard(tmp_path / "manifest.json", out, row_start=0, row_stop=12, shard="00000")
+        write_shard(
+            tmp_path / "manifest.json",
+            tmp_path / "rows.parquet",
+            out,
+            row_start=0,
+            row_stop=12,
+            shard="00000",
+        )
     assert not out.exists() and no_partial_files(mnt) == []
     filler.unlink()  # space freed: the same call now completes, identical to the reference
-    write_shard(tmp_path / "manifest.json", out, row_start=0, row_stop=12, shard="00000")
+    write_shard(
+        tmp_path / "manifest.json",
+        tmp_path / "rows.parquet",
+        out,
+        row_start=0,
+        row_stop=12,
+        shard="00000",
+    )
     assert pq.read_table(out).equals(pq.read_table(reference)) and read_meta(out) == read_meta(
         reference
     )
@@ -127,7 +148,14 @@ def test_shard_stage_too_big_for_the_disk_fails_before_writing(tmp_path, small_d
     filler = fill(leave=sizes // 2)
     free = shutil.disk_usage(mnt).free
     with pytest.raises(disk.NotEnoughSpaceError) as err:
-        write_shard(tmp_path / "manifest.json", out, row_start=0, row_stop=6, shard="00000")
+        write_shard(
+            tmp_path / "manifest.json",
+            tmp_path / "rows.parquet",
+            out,
+            row_start=0,
+            row_stop=6,
+            shard="00000",
+        )
     message = str(err.value)
     assert f"needs {disk.human_bytes(sizes)} ({sizes:,} bytes) in {out.parent}" in message
     assert (
@@ -137,7 +165,14 @@ def test_shard_stage_too_big_for_the_disk_fails_before_writing(tmp_path, small_d
     assert isinstance(err.value, DiskFullError)  # what callers already catch
     assert not out.exists() and no_partial_files(mnt) == []
     filler.unlink()
-    write_shard(tmp_path / "manifest.json", out, row_start=0, row_stop=6, shard="00000")
+    write_shard(
+        tmp_path / "manifest.json",
+        tmp_path / "rows.parquet",
+        out,
+        row_start=0,
+        row_stop=6,
+        shard="00000",
+    )
     assert pq.read_table(out).num_rows == 6
 
 
@@ -150,7 +185,12 @@ def test_shard_space_counts_what_is_left_to_write(tmp_path, monkeypatch):
     total = manifest["files"][0]["bytes"]
     shards = tmp_path / "shards"
     write_shard(
-        tmp_path / "manifest.json", shards / "00000.parquet", row_start=0, row_stop=6, shard="00000"
+        tmp_path / "manifest.json",
+        tmp_path / "rows.parquet",
+        shards / "00000.parquet",
+        row_start=0,
+        row_stop=6,
+        shard="00000",
     )
     left = total - disk.source_bytes(manifest, 0, 6)
     assert 0 < left < total and disk.source_bytes(manifest, 6, 12) == left

@@ -9,6 +9,7 @@ import pyarrow as pa
 import pytest
 
 from artprobe import fewshot as stage
+from artprobe.classify import FitDataError
 from artprobe.config import fewshot_settings, resolve_params
 from artprobe.io import read_json, with_meta, write_parquet
 from artprobe.probes import fewshot
@@ -187,13 +188,14 @@ def test_the_all_point_is_the_classify_fit_not_fitted_again(tmp_path, monkeypatc
         assert p["from_fit"] == reuse["metrics"] and p["reused"]
     assert read_json(reuse["metrics"])["accuracy"]["value"] == alls[0]["accuracy"]
 
-    # a classify fit with other hyper-parameters is not the point: fitted here
-    fit_rows.clear()
+    # the job reads the parse-time decision; a fit that is not the point is an error, not a
+    # point fitted quietly instead
     other = _classify_linear(tmp_path, {**FAST_LINEAR, "n_c": 2}, name="other")
-    stage.run_fewshot(
-        tmp_path / "m.parquet", tmp_path / "c.json", params=FAST_LINEAR, reuse=other, **kw
-    )
-    assert fit_rows.count(n_train) == 1
+    with pytest.raises(FitDataError, match="not that fit .another probe or other hyper-parameters"):
+        stage.run_fewshot(
+            tmp_path / "m.parquet", tmp_path / "c.json", params=FAST_LINEAR, reuse=other, **kw
+        )
+    assert not (tmp_path / "c.json").exists()
 
 
 def _config(
@@ -211,6 +213,7 @@ def test_fewshot_settings():
         "trials": 2,
         "params": params["lin"],
         "classifier": "lin",
+        "reuses": "lin",
     }
     with pytest.raises(
         ValueError, match=r"probe.fewshot.classifier: 'm' is not a linear classifier"
@@ -275,16 +278,15 @@ def test_schema_accepts_off_empty_and_partial(value):
 
 
 def test_reuse_only_where_the_classify_fit_is_the_all_point():
-    from artprobe.config import fewshot_reuses_fit
-
     params = {"lin": resolve_params("linear", {})}
     cfg = {**_config({}, classifiers=[{"name": "lin", "kind": "linear"}])}
     cfg["split"] = {"drop_duplicates": False}
-    assert fewshot_reuses_fit(fewshot_settings(cfg, params), cfg) == "lin"
+    assert fewshot_settings(cfg, params)["reuses"] == "lin"
     no_all = {**cfg, "probe": {"fewshot": {"shots": [1, 5]}}}
-    assert fewshot_reuses_fit(fewshot_settings(no_all, params), no_all) is None
+    assert fewshot_settings(no_all, params)["reuses"] is None
     refit = {"lin": resolve_params("linear", {"refit": "train+val"})}
-    assert fewshot_reuses_fit(fewshot_settings(cfg, refit), cfg) is None  # the fit saw val
+    assert fewshot_settings(cfg, refit)["reuses"] is None  # the fit saw val
     dropped = {**cfg, "split": {"drop_duplicates": True}}  # both stages drop the same rows
-    assert fewshot_reuses_fit(fewshot_settings(dropped, params), dropped) == "lin"
-    assert fewshot_reuses_fit(None, cfg) is None
+    assert fewshot_settings(dropped, params)["reuses"] == "lin"
+    no_linear = _config({}, classifiers=[{"name": "m", "kind": "mlp"}])
+    assert fewshot_settings(no_linear, {"m": resolve_params("mlp", {})})["reuses"] is None

@@ -51,6 +51,7 @@ def manifest_and_shards(
         path = out / "shards" / f"{i:05d}.parquet"
         write_shard(
             out / "manifest.json",
+            out / "rows.parquet",
             path,
             row_start=start,
             row_stop=min(start + rows, m["n_rows"]),
@@ -362,12 +363,13 @@ def test_stratified_split_of_string_labels_with_gaps(tmp_path):
 
     labels = [None if i % 7 == 0 else "abc"[i % 3] for i in range(60)]
     src = _parquet_source(tmp_path, pa.array([image_bytes(".png", 0)] * 60), {"style": labels})
-    m = build_manifest(str(src), None, ["style"], tmp_path / "m.json")
-    ids = read_class_ids(m, ["style"]).column("style").to_numpy()
+    build_manifest(str(src), None, ["style"], tmp_path / "m.json")
+    ids = read_class_ids(tmp_path / "rows.parquet", ["style"]).column("style").to_numpy()
     assert ids.tolist() == [-1 if v is None else "abc".index(v) for v in labels]
     write_split(
         tmp_path / "m.json",
         tmp_path / "split.parquet",
+        index_path=tmp_path / "rows.parquet",
         method="stratified",
         seed=0,
         val_fraction=0.2,

@@ -112,3 +112,23 @@ def test_the_entries_answer_what_the_code_asks():
         assert list(fn.__code__.co_varnames[:7]) == ["p", "Xtr", "ytr", "Xva", "yva", "Xte", "ctx"]
     files = report_layout(["m"], ["genre"], ["a", "b"], {"a": "mlp", "b": "knn"})
     assert [f.id for f in files if f.id.startswith("curves.")] == ["curves.m.genre.a"]
+
+
+def test_the_galleries_centre_as_the_registrys_neighbour_kind_does():
+    """The report's neighbour galleries search the feature map of the first classifier whose
+    kind the registry calls a nearest-neighbour probe; a ``center`` key of another kind
+    (the old rule sniffed for the key) says nothing."""
+    other = registry.register(
+        registry.ProbeKind(
+            name="centred", spec={"center": (True, lambda v: v)}, fit=fit_centroid, seeded=False
+        )
+    )
+    try:
+        kinds = {"c": "centred", "k": "knn", "k2": "knn"}
+        params = {"c": {"center": True}, "k": {"center": False}, "k2": {"center": True}}
+        assert [k for k in registry.names() if registry.get(k).neighbours] == ["knn"]
+        assert registry.neighbour_center(kinds, params) is False  # the first knn's
+        assert registry.neighbour_center({"k2": "knn"}, params) is True
+        assert registry.neighbour_center({"c": "centred"}, params) is False  # no knn
+    finally:
+        registry.unregister(other.name)

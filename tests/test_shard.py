@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -26,7 +28,14 @@ def test_shards_cover_source_exactly(demo_source, tmp_path):
     parts = []
     for shard, (lo, hi) in stage.shard_ranges(96, 40).items():
         out = tmp_path / f"{shard}.parquet"
-        stage.write_shard(tmp_path / "m.json", out, row_start=lo, row_stop=hi, shard=shard)
+        stage.write_shard(
+            tmp_path / "m.json",
+            tmp_path / "rows.parquet",
+            out,
+            row_start=lo,
+            row_stop=hi,
+            shard=shard,
+        )
         meta = read_meta(out)
         assert meta["classes"]["style"] == CLASSES["style"] and meta["shard"] == shard
         md = pq.ParquetFile(out).metadata  # written piece by piece: the embedder streams row groups
@@ -43,3 +52,21 @@ def test_shards_cover_source_exactly(demo_source, tmp_path):
     for t in TARGETS:
         assert shards.column(t).to_pylist() == source.column(t).to_pylist()
         assert shards.schema.field(t).type == pa.int16()
+
+
+def test_shards_of_a_moved_results_folder(demo_source, tmp_path):
+    """The shard job reads the row index it is given (its rule's input), not a path stored in
+    the manifest: a results folder moved after the manifest job still shards."""
+    before, after = tmp_path / "before", tmp_path / "after"
+    m = build_manifest(str(demo_source), None, TARGETS, before / "m.json")
+    assert str(before) not in json.dumps(m)  # no path into the results folder
+    before.rename(after)
+    stage.write_shard(
+        after / "m.json",
+        after / "rows.parquet",
+        after / "s.parquet",
+        row_start=0,
+        row_stop=8,
+        shard="00000",
+    )
+    assert pq.read_table(after / "s.parquet").column("row_id").to_pylist() == list(range(8))

@@ -79,6 +79,7 @@ def test_split_file(demo_source, tmp_path):
     write_split(
         tmp_path / "m.json",
         tmp_path / "s2.parquet",
+        index_path=tmp_path / "rows.parquet",
         method="stratified",
         seed=0,
         stratify_by="style",
@@ -179,6 +180,7 @@ def test_write_split_records_and_logs_the_achieved_fractions(demo_source, tmp_pa
         write_split(
             tmp_path / "m.json",
             tmp_path / "s.parquet",
+            index_path=tmp_path / "rows.parquet",
             method="group",
             seed=0,
             group_by="artist",
@@ -213,6 +215,7 @@ def test_group_split_file_keeps_each_artist_on_one_side(demo_source, tmp_path):
     write_split(
         tmp_path / "m.json",
         tmp_path / "s.parquet",
+        index_path=tmp_path / "rows.parquet",
         method="group",
         seed=0,
         group_by="artist",
@@ -230,7 +233,13 @@ def test_group_split_file_keeps_each_artist_on_one_side(demo_source, tmp_path):
     assert meta["group_by"] == "artist" and meta["n_groups"] == 5
     assert meta["ungrouped_rows"] == int((artist == unknown).sum()) > 0
     with pytest.raises(DataError, match="split.group_by 'painter': no such column"):
-        write_split(tmp_path / "m.json", tmp_path / "x.parquet", method="group", group_by="painter")
+        write_split(
+            tmp_path / "m.json",
+            tmp_path / "x.parquet",
+            index_path=tmp_path / "rows.parquet",
+            method="group",
+            group_by="painter",
+        )
     assert not (tmp_path / "x.parquet").exists()
 
 

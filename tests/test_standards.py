@@ -408,3 +408,80 @@ def test_parse_modules_are_light():
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]", f"parse-time imports load {proc.stdout.strip()}"
+
+
+# ---------------------------------------------------------------- the design table
+
+
+def _rule_files_scripts_envs() -> dict[str, tuple[str, str | None, str | None]]:
+    """rule name -> (its rule file, script, env) as rules/*.smk write them."""
+    found = {}
+    for path in RULE_FILES:
+        name = None
+        for line in path.read_text().splitlines():
+            m = re.match(r"(?:rule|checkpoint) (\w+):", line)
+            if m:
+                name = m.group(1)
+                found[name] = [f"rules/{path.name}", None, None]
+            elif name and (m := re.match(r'\s+"\.\./((?:scripts|envs)/[\w.]+)"', line)):
+                found[name][1 if m.group(1).startswith("scripts/") else 2] = m.group(1)
+    return {k: tuple(v) for k, v in found.items() if k not in TARGET_RULES}
+
+
+def _design_tables() -> tuple[dict[str, list[str]], dict[str, str]]:
+    """docs/design.md's rule table (rule -> its cells) and module table (first cell -> job)."""
+    rules, modules = {}, {}
+    for line in (ROOT / "docs" / "design.md").read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 6 and (m := re.match(r"`(\w+)`", cells[0])):
+            rules[m.group(1)] = cells
+        elif len(cells) == 2 and cells[0].startswith("`artprobe/"):
+            modules[cells[0]] = cells[1]
+    return rules, modules
+
+
+def test_design_table_maps_every_rule_script_and_module():
+    """docs/design.md ("Package layout"): one row per rule naming its rule file, script, env,
+    modules and tests as they are; every script has a rule's row, every artprobe module a
+    row (a subpackage's modules are each named in its row)."""
+    rules, modules = _design_tables()
+    declared = _rule_files_scripts_envs()
+    assert set(rules) == set(declared), "rules without a row / rows without a rule"
+    problems = []
+    for name, (rule_file, script, env) in sorted(declared.items()):
+        cells = rules[name]
+        for got, want in zip(cells[1:4], (rule_file, script, env)):
+            if got != f"`{want}`":
+                problems.append(f"{name}: the table says {got}, rules/*.smk {want}")
+        for path in re.findall(r"`([\w/.]+)`", cells[4] + " " + cells[5]):
+            if not (ROOT / path).exists():
+                problems.append(f"{name}: {path} does not exist")
+    scripts = {f"scripts/{p.name}" for p in (ROOT / "scripts").glob("[!_]*.py")}
+    problems += [
+        f"{s}: no rule's row" for s in sorted(scripts - {s for _, s, _ in declared.values()})
+    ]
+    named = " ".join(c[4] for c in rules.values()) + " " + " ".join(modules)
+    for path in sorted((ROOT / "artprobe").glob("*.py")):
+        if path.name != "__init__.py" and f"`artprobe/{path.name}`" not in named:
+            problems.append(f"artprobe/{path.name}: in no row")
+    for pkg in sorted(p for p in (ROOT / "artprobe").iterdir() if (p / "__init__.py").exists()):
+        rows = [job for first, job in modules.items() if f"`artprobe/{pkg.name}/`" in first]
+        if not rows:
+            problems.append(f"artprobe/{pkg.name}/: no module row")
+        for mod in sorted(pkg.glob("*.py")):
+            if mod.name != "__init__.py" and not any(f"`{mod.stem}`" in job for job in rows):
+                problems.append(f"artprobe/{pkg.name}/{mod.name}: not named in its package's row")
+    assert not problems, "\n".join(problems)
+
+
+def test_every_log_and_benchmark_is_under_the_datasets_folder():
+    """README: logs and benchmarks live under results/<dataset>/ (generate_demo's too)."""
+    wrong = []
+    for path in RULE_FILES:
+        lines = path.read_text().splitlines()
+        for i, line in enumerate(lines):
+            if line.strip() in ("log:", "benchmark:"):
+                where = lines[i + 1].strip()
+                if not where.startswith(('"results/{dataset}/', 'f"{OUT}/')):
+                    wrong.append(f"{path.name}: {line.strip()} {where}")
+    assert not wrong, wrong

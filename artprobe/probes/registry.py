@@ -4,8 +4,9 @@ of a kind (like timm's model registry). Torch-free: the workflow imports it at p
 An entry (:class:`ProbeKind`) holds the kind's hyper-parameter spec and defaults, its fit
 function (a ``"module:function"`` path imported on first use, so parsing never loads torch),
 whether the fit depends on the seed (fitted once per ``probe.seeds``), whether it writes
-per-epoch history (the report's training curves), whether it can draw few-shot curves and
-whether its fits gain from a GPU (a cluster sends them to the GPU partition).
+per-epoch history (the report's training curves), whether it can draw few-shot curves,
+whether its fits gain from a GPU (a cluster sends them to the GPU partition) and whether it
+is the nearest-neighbour probe whose feature map the report's neighbour galleries share.
 
 Every fit function has one signature::
 
@@ -55,6 +56,9 @@ class ProbeKind:
     gpu: bool = False
     #: a check across the resolved keys (ValueError naming the key), after each key's own
     check: Callable[[dict], None] | None = None
+    #: a nearest-neighbour probe: the report's neighbour galleries search its feature map
+    #: (artprobe.probes.knn.feature_map), centred as its ``center`` parameter says
+    neighbours: bool = False
 
     def defaults(self) -> dict:
         return {k: d for k, (d, _) in self.spec.items()}
@@ -126,6 +130,16 @@ def defaults(kind: str) -> dict:
 def gains_from_gpu(kind: str) -> bool:
     """Is a fit of ``kind`` worth a GPU job on a cluster (``gpu_probes`` in the config)?"""
     return get(kind).gpu
+
+
+def neighbour_center(kinds: Mapping[str, str], params: Mapping[str, dict]) -> bool:
+    """Whether the report's neighbour galleries centre the features: as the first classifier
+    of a ``neighbours`` kind does (its ``center`` parameter); False without one. ``kinds``:
+    classifier name -> kind, in config order; ``params``: their resolved hyper-parameters."""
+    for name, kind in kinds.items():
+        if get(kind).neighbours:
+            return bool(params[name]["center"])
+    return False
 
 
 def resolve_params(kind: str, params: Mapping | None, *, name: str | None = None) -> dict:
@@ -207,5 +221,6 @@ register(
         },
         fit="artprobe.probes.knn:fit_knn",
         seeded=True,  # random tie-breaks
+        neighbours=True,
     )
 )
