@@ -12,11 +12,14 @@ left out of the fit, as scikit-learn does (probability 0).
 ``C`` is searched as in CLIP's protocol: a coarse log grid (``n_c`` values from ``c_min`` to
 ``c_max``, one per decade by default) from strong to weak regularisation with warm starts,
 each point scored on the validation set (``select_by``: accuracy, ties broken by log-loss, or
-log-loss; ``path_patience`` points in a row without a better one end the path once it has
-left the strongly regularised start, and so does one point worse than the best in both val
-accuracy and log-loss with the log-loss rising), then ``refine`` rounds of halving log steps around the
-best point. The chosen value is refitted on train + val when ``refit: train+val`` (off by
-default, so that every kind trains on the same rows), warm-started.
+log-loss), then ``refine`` rounds of halving log steps around the best point. The path may end
+early only where no direction of the train features is still held back by the penalty (from
+:func:`_release_C` on: a class signal in a low-variance direction shows only at large C, after
+a local optimum of the val scores): there, once it has left the strongly regularised start,
+``path_patience`` points in a row without a better one end it, and so does one point worse
+than the best in both val accuracy and log-loss with the log-loss rising. The chosen value is
+refitted on train + val when ``refit: train+val`` (off by default, so that every kind trains
+on the same rows), warm-started.
 
 Every fit runs until the Newton decrement (``g^T H^-1 g / 2``, from the conjugate gradients'
 solve) puts the objective within ``tol / 10`` (relative) of the optimum: ``converged`` then
@@ -450,6 +453,25 @@ def _c_grid(p: dict, have_val: bool) -> np.ndarray:
     return Cs
 
 
+def _release_C(prob: _Problem) -> float:
+    """The C from which the penalty holds back no direction of the train features.
+
+    Along a direction of train variance ``v`` (a column of the rotated features) the data's
+    curvature is about ``p (1 - p) v``, ``v / K`` for K classes at the prior; the penalty per
+    weight is ``1 / (C n)``. Below ``C = K / (n v)`` the penalty outweighs the data there, and
+    the weights along that direction stay near zero whatever it separates, so the val scores
+    can worsen on the directions already in use and improve again once this one is let go:
+    the released point asks the penalty to be a tenth of the smallest direction's curvature.
+    Directions with no train variance (below 1e-10 of the largest: rounding; fewer rows than
+    features) carry nothing the penalty could hold back and are left out."""
+    n = len(prob.X)
+    v = torch.linalg.vector_norm(prob.X, dim=0).double().square() / n
+    v = v[v > 1e-10 * v.max()]
+    if not len(v):
+        return 0.0
+    return 10.0 * len(prob.cols) / (n * float(v.min()))
+
+
 class _Search:
     """Fits at chosen values of C, each warm-started from the solved point nearest in
     log C and scored on val; remembers every point (the search's record) and solution."""
@@ -460,6 +482,7 @@ class _Search:
         self.grid: list[dict] = []
         self.solutions: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.best = 0
+        self.released = _release_C(prob)
 
     def has(self, C: float) -> bool:
         return any(math.isclose(g["C"], C, rel_tol=1e-9) for g in self.grid)
@@ -513,9 +536,12 @@ class _Search:
 
     def past_optimum(self) -> bool:
         """Is the last point worse than the best in val accuracy *and* in val log-loss, with
-        the log-loss rising from the point before? Weaker regularisation only overfits
-        further from there (the log-loss is unimodal along the path), so the path ends
-        without spending ``path_patience`` on the slowest, least regularised fits."""
+        the log-loss rising from the point before? Asked only past :attr:`released`, where
+        weaker regularisation lets the weights grow along the directions already in use and
+        so only overfits further: the path ends without spending ``path_patience`` on the
+        slowest, least regularised fits. (Before that point the val log-loss need not be
+        unimodal in C: a signal in a low-variance direction appears only once the penalty
+        lets it go.)"""
         last, prev, best = self.grid[-1], self.grid[-2], self.grid[self.best]
         return (
             last["val_accuracy"] < best["val_accuracy"]
@@ -524,15 +550,24 @@ class _Search:
         )
 
     def coarse(self, Cs: np.ndarray) -> None:
-        """Strong to weak regularisation; once the path has learned something,
-        ``path_patience`` points in a row without a better one end it, as does one point
-        past the optimum by both measures (:meth:`past_optimum`; with ``path_patience``
-        on)."""
+        """Strong to weak regularisation; once the path has learned something and has
+        reached the released point (:func:`_release_C`), ``path_patience`` points in a row
+        without a better one end it, as does one point past the optimum by both measures
+        (:meth:`past_optimum`; with ``path_patience`` on). Points before the released
+        point do not count."""
         since_best = 0
         patience = self.p["path_patience"]
+        if patience:
+            log.info(
+                "linear: the penalty holds back no direction of the train features from "
+                "C=%.3g on; the path may end only from there",
+                self.released,
+            )
         for C in progress(Cs, desc="linear C search", unit="C"):
             if self.run(float(C), "coarse") or len(self.grid) == 1 or not self.learned():
                 since_best = 0
+                continue
+            if C < self.released * (1 - 1e-9):
                 continue
             since_best += 1
             if patience and (since_best >= patience or self.past_optimum()):
