@@ -22,6 +22,7 @@ second.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -256,15 +257,18 @@ def _metric_point(metric: str, counts: _Counts, hits: np.ndarray | None) -> floa
 
 class _SeedScores:
     """One model's per-seed predictions of the same test rows, scored by one metric: the
-    score is the seed average; :meth:`seed_var` is the spread across the seeds."""
+    score is the seed average. Seeds that all predicted alike (a deterministic probe) are
+    scored as one fit, so their comparison is exactly the paired bootstrap of one fit."""
 
     def __init__(self, y_true: np.ndarray, preds: Sequence, metric: str, what: str):
         if not len(preds):
             raise ValueError(f"{what}: no predictions")
-        n, self.metric = len(y_true), metric
+        n, self.metric, self.n_seeds = len(y_true), metric, len(preds)
+        arrays = [np.asarray(pred) for pred in preds]
+        if all(np.array_equal(arrays[0], arr) for arr in arrays[1:]):
+            arrays = arrays[:1]
         self.hits, self.counts = [], []
-        for pred in preds:
-            arr = np.asarray(pred)
+        for arr in arrays:
             if metric == "top5_accuracy":
                 if arr.ndim != 2:
                     raise ValueError("metric 'top5_accuracy' needs probabilities [n, n_classes]")
@@ -272,33 +276,109 @@ class _SeedScores:
             else:
                 self.hits.append(None)
             self.counts.append(_Counts(y_true, _as_pred(arr, n, what)))
+        #: each distinct fit's test score
         self.per_seed = np.array(
             [_metric_point(metric, c, h) for c, h in zip(self.counts, self.hits)]
         )
-        self.n_seeds, self.point = len(self.per_seed), float(self.per_seed.mean())
+        self.point = float(self.per_seed.mean())
 
     def samples(self, idx: np.ndarray) -> np.ndarray:
-        """The seed-averaged score of each resample of rows ``idx`` [b, n]."""
-        return np.mean(
-            [_metric_samples(self.metric, c, h, idx) for c, h in zip(self.counts, self.hits)],
-            axis=0,
+        """Each distinct fit's score on each resample of rows ``idx`` [b, n]: [fits, b]."""
+        return np.array(
+            [_metric_samples(self.metric, c, h, idx) for c, h in zip(self.counts, self.hits)]
         )
 
-    def seed_var(self) -> float:
-        """Sample variance of the seeds' test scores (0 for one seed). It holds the seeds'
-        own row noise too, which the row resamples also carry: counted twice, conservative."""
-        return float(self.per_seed.var(ddof=1)) if self.n_seeds > 1 else 0.0
+    def squares(self) -> float:
+        """Sum of squared deviations of the seeds' test scores from their mean."""
+        return float(_squares(self.per_seed))
 
 
-def _seed_draws(
-    a: _SeedScores, b: _SeedScores, n_boot: int, rng: np.random.Generator
-) -> np.ndarray:
-    """The seed level of a comparison: the variance across seeds pooled over both models (the
-    same probe, the same seeds), scaled to the difference of two seed averages, times
-    Student-t draws with ``S_a + S_b - 2`` degrees of freedom (a two-sample t's reference)."""
+def _squares(values: np.ndarray) -> np.ndarray:
+    """Sum of squared deviations from the mean along the first axis (across the fits)."""
+    return ((values - values.mean(axis=0)) ** 2).sum(axis=0)
+
+
+def _row_level(
+    a: _SeedScores, b: _SeedScores, n: int, n_boot: int, seed: int
+) -> tuple[np.ndarray, float]:
+    """The row level of a comparison: the difference of the seed averages on each of
+    ``n_boot`` resamples of the test rows (the same rows for both models and every seed),
+    and the row part of the seeds' spread: the sum of squared deviations across seeds that
+    resampling the rows alone gives each seed's score (its deviation from that seed's test
+    score), both models together, averaged over the resamples."""
+    d, row_squares = [], 0.0
+    for idx in _resamples(n, n_boot, seed):
+        sa, sb = a.samples(idx), b.samples(idx)
+        d.append(sa.mean(axis=0) - sb.mean(axis=0))
+        moved = _squares(sa - a.per_seed[:, None]) + _squares(sb - b.per_seed[:, None])
+        row_squares += float(moved.sum())
+    return np.concatenate(d), row_squares / n_boot
+
+
+def _seed_level(a: _SeedScores, b: _SeedScores, row_squares: float) -> tuple[float, float, int]:
+    """(observed variance, its row part, degrees of freedom) of one seed's test score, pooled
+    over both models (the same probe, the same seeds). The seeds' scores spread by what the
+    seed changes in the whole model and by the rows each seed happens to get right or wrong
+    (per-row flips); the row part is the second one's expected size (``row_squares``,
+    :func:`_row_level`)."""
     df = (a.n_seeds - 1) + (b.n_seeds - 1)
-    pooled = ((a.n_seeds - 1) * a.seed_var() + (b.n_seeds - 1) * b.seed_var()) / df
-    return np.sqrt(pooled * (1 / a.n_seeds + 1 / b.n_seeds)) * rng.standard_t(df, size=n_boot)
+    if df == 0:
+        return 0.0, 0.0, 0
+    return (a.squares() + b.squares()) / df, row_squares / df, df
+
+
+class _Levels:
+    """The two levels of a comparison's resampled differences. The row resamples carry the
+    per-row flips between seeds, and so does the seeds' observed variance: counted once, at
+    the seed level, where the t draw (``S_a + S_b - 2`` degrees of freedom) carries the
+    uncertainty of a variance seen on a few seeds. So the row level keeps its variance less
+    the flips' part (``se_rows``, floored at 0: the row resamples are shrunk about their mean
+    to it), and the seed level adds the observed seed variance, scaled to a difference of two
+    seed averages (``seed_scale``). Seeds that add nothing leave the row resamples as drawn."""
+
+    def __init__(self, a: _SeedScores, b: _SeedScores, n: int, n_boot: int, seed: int):
+        self.drawn, row_squares = _row_level(a, b, n, n_boot, seed)
+        self.seed_var, flip_var, self.df = _seed_level(a, b, row_squares)
+        self.h = 1 / a.n_seeds + 1 / b.n_seeds
+        d, se_drawn = self.drawn, float(self.drawn.std(ddof=1))
+        self.se_rows = math.sqrt(max(0.0, se_drawn**2 - self.h * flip_var))
+        if flip_var > 0 and se_drawn > 0:
+            d = d.mean() + (d - d.mean()) * (self.se_rows / se_drawn)
+        self.seed_scale = math.sqrt(self.h * self.seed_var)
+        self.seed_row_sd = math.sqrt(flip_var)
+        #: the seed level's Student-t draws, in their own stream: the rows stay the unseeded test's
+        self.t = np.zeros(n_boot)
+        if a.n_seeds > 1 or b.n_seeds > 1:
+            self.t = np.random.default_rng([seed, 1]).standard_t(self.df, size=n_boot)
+        self.d = d + self.seed_scale * self.t
+
+
+def _p_value(diff: float, se_rows: float, seed_scale: float, df: int) -> float:
+    """Two-sided p of ``diff`` against 0 ± (``se_rows`` · Z + ``seed_scale`` · T_df), Z standard
+    normal, T Student's t: the law the resampled differences follow with the row part taken
+    as normal. Given T's chi-square V the sum is normal with variance
+    ``se_rows² + seed_scale² · df / V``, so p is one integral over V (scipy's ``quad``)."""
+    from scipy import integrate, special
+
+    dist = abs(diff)
+    if dist < 1e-12:
+        return 1.0
+    if seed_scale == 0.0:
+        return math.erfc(dist / (se_rows * math.sqrt(2))) if se_rows > 0 else 0.0
+    if se_rows == 0.0:
+        return float(2 * special.stdtr(df, -dist / seed_scale))
+    half, log_norm = df / 2, math.lgamma(df / 2) + df / 2 * math.log(2)
+
+    def given_v(v: float) -> float:
+        if v <= 0:
+            return 0.0
+        var = se_rows * se_rows + seed_scale * seed_scale * df / v
+        return math.exp((half - 1) * math.log(v) - v / 2 - log_norm) * math.erfc(
+            dist / math.sqrt(2 * var)
+        )
+
+    p = integrate.quad(given_v, 0, math.inf, epsabs=0, epsrel=1e-9, limit=200)[0]
+    return min(1.0, p)
 
 
 def paired_bootstrap(
@@ -334,33 +414,38 @@ def compare(
 
     ``preds_a`` / ``preds_b``: one prediction per seed of each model (label ids [n] or
     probabilities [n, n_classes]). Each of ``n_boot`` resamples draws the test rows with
-    replacement, the same rows for both models (paired; every seed is scored on them), and
-    with several seeds adds a seed-level draw (:func:`_seed_draws`: the variance across
-    seeds, pooled over the two models, as a Student-t draw), so the difference
-    carries the test-row and the seed variance. With one seed per model this is the plain
-    paired bootstrap of test rows. ``diff = a - b``; the interval is the
-    percentile interval of the resampled differences; the two-sided p-value is
-    ``min(1, 2 * (1 + #{diff* on the far side of 0}) / (1 + n_boot))`` (resamples with a
-    difference of exactly 0 count against both sides). The verdict names the better
+    replacement, the same rows for both models (paired; every seed is scored on them).
+    With several seeds (:class:`_Levels`) the seeds' observed variance, pooled over the two
+    models and scaled to a difference of two seed averages, is added as a Student-t draw
+    with ``S_a + S_b - 2`` degrees of freedom, and the row resamples are shrunk by the
+    per-row flips between seeds that this variance already holds, so those count once. With
+    one seed per model, or seeds that all predict alike, this is the plain paired bootstrap
+    of test rows. ``diff = a - b``; the interval is the percentile interval of the resampled
+    differences. Method and figures: docs/statistics.md.
+
+    The two-sided p-value is not counted from the resamples, whose resolution
+    ``2 / (1 + n_boot)`` cannot carry a Holm correction over many tests: it is
+    :func:`_p_value` of ``diff`` under the same law with the row part normal, its sd
+    ``se_rows`` that of the resampled row differences. ``p_resampled``, the count
+    ``min(1, 2 * (1 + #{diff* on the far side of 0}) / (1 + n_boot))`` (differences of
+    exactly 0 count against both sides), is kept as a check. The verdict names the better
     model when ``p < 1 - ci``.
     """
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r} (known: {', '.join(METRICS)})")
     _check_ci(ci, n_boot)
-    if n_boot < 1:
-        raise ValueError("paired_bootstrap needs n_boot >= 1")
+    if n_boot < 2:
+        raise ValueError("paired_bootstrap needs n_boot >= 2")
     y_true = _labels(y_true)
     n = len(y_true)
     if n == 0:
         raise ValueError("no test rows")
     a = _SeedScores(y_true, preds_a, metric, "pred_a")
     b = _SeedScores(y_true, preds_b, metric, "pred_b")
-    d = np.concatenate([a.samples(idx) - b.samples(idx) for idx in _resamples(n, n_boot, seed)])
-    seeded = a.n_seeds > 1 or b.n_seeds > 1
-    if seeded:  # its own stream: the test-row resamples stay those of the unseeded test
-        d = d + _seed_draws(a, b, n_boot, np.random.default_rng([seed, 1]))
-    out = {"metric": metric, "a": a.point, "b": b.point, "diff": a.point - b.point}
-    out.update(_bootstrap_test(d, n_boot, ci))
+    lv = _Levels(a, b, n, n_boot, seed)
+    diff = a.point - b.point
+    out = {"metric": metric, "a": a.point, "b": b.point, "diff": diff}
+    out.update(_bootstrap_test(lv.d, diff, _p_value(diff, lv.se_rows, lv.seed_scale, lv.df), ci))
     out.update(
         {
             "n_test": n,
@@ -369,7 +454,11 @@ def compare(
             "seed": int(seed),
             "n_seeds_a": a.n_seeds,
             "n_seeds_b": b.n_seeds,
-            "method": SEEDED_METHOD if seeded else ROWS_METHOD,
+            "se_rows": lv.se_rows,
+            "seed_sd": math.sqrt(lv.seed_var),
+            "seed_row_sd": lv.seed_row_sd,
+            "method": SEEDED_METHOD if a.n_seeds > 1 or b.n_seeds > 1 else ROWS_METHOD,
+            "p_method": P_METHOD,
         }
     )
     return out
@@ -377,21 +466,32 @@ def compare(
 
 #: how :func:`compare` treated the seeds (the report's methods text quotes these)
 ROWS_METHOD = "paired bootstrap of test rows (one fit per model)"
-SEEDED_METHOD = "paired bootstrap of test rows + pooled seed-level t draws (seed-averaged scores)"
+SEEDED_METHOD = (
+    "paired bootstrap of test rows less the per-row flips between seeds + pooled seed-level "
+    "t draws (seed-averaged scores)"
+)
+#: how :func:`compare` computed its p-value
+P_METHOD = "normal approximation of the resampled row differences (with the seed level's t)"
 
 
-def _bootstrap_test(d: np.ndarray, n_boot: int, ci: float) -> dict:
-    """Percentile interval, two-sided p-value and verdict from resampled differences."""
+def _bootstrap_test(d: np.ndarray, diff: float, p: float, ci: float) -> dict:
+    """Percentile interval, the resampled p-value (a check) and the verdict of ``p``."""
     lo, hi = _interval(d, ci)
     # Differences within float noise of 0 (e.g. identical predictions) count as 0.
     d = np.where(np.abs(d) < 1e-12, 0.0, d)
-    not_above, not_below = int((d <= 0).sum()), int((d >= 0).sum())
-    p = min(1.0, 2.0 * (1 + min(not_above, not_below)) / (1 + n_boot))
+    far = min(int((d <= 0).sum()), int((d >= 0).sum()))
+    p_resampled = min(1.0, 2.0 * (1 + far) / (1 + len(d)))
     if p < 1 - ci:
-        verdict = "A better" if not_above < not_below else "B better"
+        verdict = "A better" if diff > 0 else "B better"
     else:
         verdict = "no significant difference"
-    return {"ci_low": lo, "ci_high": hi, "p_value": p, "verdict": verdict}
+    return {
+        "ci_low": lo,
+        "ci_high": hi,
+        "p_value": p,
+        "p_resampled": p_resampled,
+        "verdict": verdict,
+    }
 
 
 def majority_baseline(
