@@ -279,3 +279,47 @@ def test_p_value_agrees_with_the_resampled_count_when_resamples_suffice():
         r = compare(y, preds_a, preds_b, metric=metric, n_boot=20000, seed=1)
         assert 0.002 < r["p_value"] < 0.5  # where 20,000 resamples count it to ~+-15 %
         assert r["p_value"] == pytest.approx(r["p_resampled"], rel=0.2)
+
+
+def test_seed_average_of_one_fit_is_its_bootstrap_interval():
+    """One seed (or seeds that all predict alike): the seed average's interval is the fit's
+    own percentile interval, the same resamples as evaluate's."""
+    from artprobe.metrics import evaluate, seed_average
+
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 4, 600)
+    pred = np.where(rng.random(600) < 0.7, y, (y + 1) % 4)
+    ev = evaluate(y, np.eye(4)[pred], ["a", "b", "c", "d"], n_boot=400, seed=3)
+    for preds in ([pred], [pred, pred, pred]):
+        for name in ("accuracy", "balanced_accuracy", "macro_f1"):
+            got = seed_average(y, preds, metric=name, n_boot=400, seed=3)
+            assert got["value"] == pytest.approx(ev[name]["value"])
+            assert (got["ci_low"], got["ci_high"]) == pytest.approx(
+                (ev[name]["ci_low"], ev[name]["ci_high"])
+            )
+
+
+def test_seed_average_interval_carries_the_seed_spread():
+    """Seeds whose whole-model scores differ (0.60 / 0.70 / 0.80): the mean is 0.70 and its
+    interval is wider than one seed's row interval; seeds that differ only by which rows they
+    flip (the same chance of a right answer) stay far narrower."""
+    from artprobe.metrics import seed_average
+
+    rng = np.random.default_rng(6)
+    n = 2000
+    y = rng.integers(0, 5, n)
+
+    def at(acc):  # each row right with probability acc, independently per seed
+        return np.where(rng.random(n) < acc, y, (y + 1) % 5)
+
+    spread = [at(0.6), at(0.7), at(0.8)]
+    flips = [at(0.7), at(0.7), at(0.7)]
+    one = seed_average(y, flips[:1], metric="accuracy", n_boot=1000, seed=0)
+    wide = seed_average(y, spread, metric="accuracy", n_boot=1000, seed=0)
+    same = seed_average(y, flips, metric="accuracy", n_boot=1000, seed=0)
+    assert wide["value"] == pytest.approx(0.7, abs=0.02)
+    width = {
+        k: r["ci_high"] - r["ci_low"] for k, r in (("one", one), ("wide", wide), ("same", same))
+    }
+    assert width["wide"] > 3 * width["one"]  # the seed sd of 0.1 dominates 0.01 of rows
+    assert width["same"] < width["wide"] / 3  # (how much wider than one fit's: t with 2 df)

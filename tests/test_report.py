@@ -26,7 +26,7 @@ from artprobe.io import with_meta, write_json, write_parquet
 from artprobe.report.build import build_report
 from artprobe.report.choices import MATRIX_MAX_CLASSES, readable_target, shows_pairs
 from artprobe.report.layout import CATEGORIES, report_files, report_sections
-from artprobe.report.tables import comparison_table
+from artprobe.report.tables import comparison_table, summary_table
 from artprobe.report.thumbnails import run_thumbnails
 
 MODELS = ["good", "weak"]
@@ -784,7 +784,7 @@ def test_verdict_one_model_and_shared_best_values():
         "; the only model"
     ).all()
     assert pair(only, "genre") is None
-    # two probes of the best model share its value: both named; the runner-up under the first
+    # two probes of the best model share its value: both named; only linear has a runner-up
     s = _summary(
         [
             ("eva02", "genre", "linear", 0.7),
@@ -802,7 +802,8 @@ def test_verdict_one_model_and_shared_best_values():
         "lead holds",
     )
     assert r.sentence.startswith(
-        "genre, balanced accuracy: eva02 + linear/knn 0.70 [0.69, 0.71]; ahead of dino by 0.10"
+        "genre, balanced accuracy: eva02 + linear/knn 0.70 [0.69, 0.71]; ahead of dino + linear "
+        "by 0.10, p_holm = 0.01; linear's comparison decides, the weakest of the tied probes'"
     )
     # two models share the best value: a tie, whatever the test says
     s = _summary([("eva02", "genre", "linear", 0.7), ("dino", "genre", "linear", 0.7)])
@@ -819,3 +820,90 @@ def test_verdict_one_model_and_shared_best_values():
         _summary([("a", "genre", "knn", 0.7), ("b", "genre", "knn", 0.6)]), None
     ).iloc[0]
     assert r.outcome == "not tested" and r.sentence.endswith("ahead of b by 0.10 (no paired test)")
+
+
+def _seeded_fit(model, accs, y, rng, probe="mlp"):
+    """A fit of ``probe`` whose seeds score exactly ``accs`` on ``y``, each seed wrong on
+    its own random rows; metrics.json's fields as classify writes them (first seed's
+    values at the top, every seed's in ``seeds``)."""
+    from artprobe.classify import seed_summary
+    from artprobe.metrics import evaluate
+
+    n, classes = len(y), [f"c{i}" for i in range(10)]
+    seeds = []
+    for acc in accs:
+        wrong = rng.permutation(n)[: round(n * (1 - acc))]
+        pred = y.copy()
+        pred[wrong] = (y[wrong] + 1 + rng.integers(0, 9, len(wrong))) % 10
+        seeds.append(pred)
+    proba = [np.eye(10)[p] for p in seeds]
+    m = evaluate(y, proba[0], classes, n_boot=0)
+    res = [type("R", (), {"proba_test": p}) for p in proba]
+    m["seeds"] = seed_summary(list(range(len(accs))), res, y, classes, probe)
+    preds = pd.DataFrame({"row_id": np.arange(n), "y_true": y, "y_pred": seeds[0]})
+    if len(accs) > 1:
+        preds["y_pred_seeds"] = list(np.stack(seeds, axis=1))
+    return {
+        "model": model,
+        "target": "genre",
+        "classifier": probe,
+        "kind": probe,
+        "metrics": m,
+        "class_names": classes,
+        "predictions": preds,
+    }
+
+
+def test_verdict_ranks_and_quotes_seed_means():
+    """Issue 28 (1): A's seeds 0.80 / 0.77 / 0.77 (mean 0.78), B's 0.79 × 3: the verdict
+    names B with 0.79 (the mean the comparison tests), never A's first seed's 0.80."""
+    from artprobe.report.verdict import verdict_table
+
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 10, 1000)
+    fits = [_seeded_fit("A", (0.80, 0.77, 0.77), y, rng), _seeded_fit("B", (0.79,) * 3, y, rng)]
+    summary = summary_table(fits, n_boot=300, seed=0)
+    comparisons = comparison_table(fits, ["A", "B"], n_boot=300, seed=0)
+    v = verdict_table(summary, comparisons, metrics=["accuracy"]).iloc[0]
+    assert (v.best_model, v.runner_up) == ("B", "A")
+    assert v.value == pytest.approx(0.79) and v.runner_up_value == pytest.approx(0.78)
+    assert v.ci_low < 0.79 < v.ci_high and v.outcome == "tie"
+    assert "B + mlp 0.79" in v.sentence and "tie with A: ahead by 0.01" in v.sentence
+    row = summary.set_index("model").loc["A"]
+    assert row.accuracy == pytest.approx(0.78) and row.scored_as == "mean of 3 seeds"
+    assert summary.set_index("model").loc["B"].best_in_target
+    # the same means as the comparison: one quantity on every page
+    c = comparisons[comparisons.metric == "accuracy"].iloc[0]
+    assert (c.a, c.b) == pytest.approx((row.accuracy, 0.79))
+
+
+def test_verdict_of_tied_probes_does_not_depend_on_their_order():
+    """Issue 28 (2): A + linear = A + knn = 0.80; B + linear 0.79 (Holm p 0.6), B + knn 0.70
+    (Holm p 0.001). Whichever probe is listed first, the weakest comparison decides."""
+    from artprobe.report.verdict import pair, verdict_table
+
+    rows = [
+        ("A", "genre", "linear", 0.80),
+        ("A", "genre", "knn", 0.80),
+        ("B", "genre", "linear", 0.79),
+        ("B", "genre", "knn", 0.70),
+    ]
+    c = _comparisons(
+        [
+            ("genre", "linear", "A", "B", "balanced_accuracy", 0.6),
+            ("genre", "knn", "A", "B", "balanced_accuracy", 0.001),
+        ]
+    )
+    got = []
+    for order in (rows, rows[::-1], [rows[1], rows[0], rows[3], rows[2]]):
+        v = verdict_table(_summary(order), c, metrics=["balanced_accuracy"])
+        r = v.iloc[0]
+        got.append((r.outcome, r.decided_by, r.runner_up_probe, r.p_holm, r.sentence))
+        assert pair(v, "genre") == (("A", "linear"), ("B", "linear"))
+    assert got[0][:4] == ("tie", "linear", "linear", 0.6)
+    assert all(g[:4] == got[0][:4] for g in got)
+    assert "not significant (p_holm = 0.6; linear's comparison decides" in got[0][4]
+    # where every tied probe's lead holds, the weakest one's p is quoted
+    c2 = c.assign(p_holm=[0.01, 0.001])
+    r = verdict_table(_summary(rows[::-1]), c2, metrics=["balanced_accuracy"]).iloc[0]
+    assert (r.outcome, r.decided_by, r.p_holm) == ("lead holds", "linear", 0.01)

@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 def _write_tables(out: Mapping[str, Path], fits, models, targets, classes, inputs, opts) -> dict:
     """The CSV tables and their HTML pages; returns the frames the plots need."""
     man = inputs["manifest"]
-    summary = tables.summary_table(fits)
+    summary = tables.summary_table(fits, n_boot=opts["n_boot"], seed=opts["seed"])
     comparisons = tables.comparison_table(
         fits, models, n_boot=opts["n_boot"], seed=opts["seed"], metrics=opts["compare_metrics"]
     )

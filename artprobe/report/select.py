@@ -224,14 +224,16 @@ def select_rows(
     probe: ProbeView | None = None,
     map_target: str | None = None,
     settings: Mapping | None = None,
+    n_boot: int | None = None,
 ) -> dict:
     """Every section's rows (see the module docstring). ``probe``: what the kNN probe sees
-    (the galleries' neighbours); ``settings``: config ``report:``."""
+    (the galleries' neighbours); ``settings``: config ``report:``; ``n_boot``: the report's
+    resamples, so the pair shown is the verdict's (its comparisons, the same seed; None: the
+    verdict without them, as in tests)."""
     s = {**DEFAULTS, **(settings or {})}
     probe = probe or ProbeView()
     frames = {m: _load(p, targets) for m, p in embeddings.items()}
-    summary = tables.summary_table(fits)
-    ranked = verdict.verdict_table(summary, None)
+    ranked = verdict.verdict_table(*tables.standings(fits, list(embeddings), n_boot, seed))
     g = s["gallery"]
     queries = {t: gallery_queries(frames, t, g["queries"], seed) for t in targets}
     near = {m: nearest_train(p, targets, queries, g["k"], probe) for m, p in embeddings.items()}
@@ -243,9 +245,8 @@ def select_rows(
         pair = verdict.pair(ranked, t)
         if pair is not None:
             disagree[t] = disagreements(fits, t, *pair, s["disagreements"], seed)
-        best = ranked[ranked.target == t]
-        if len(best):
-            key = (best.iloc[0]["best_model"], best.iloc[0]["best_probe"].split("/")[0])
+        key = verdict.best_fit(ranked, t)
+        if key is not None:
             fit = next(f for f in fits if f["target"] == t and (f["model"], f["classifier"]) == key)
             confused[t] = confusions(
                 fit, s["confusions"]["pairs"], s["confusions"]["examples"], seed

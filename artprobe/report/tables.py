@@ -46,6 +46,26 @@ def _seed_columns(row: dict, m: Mapping) -> None:
         row[f"{name}_seed_sd"] = as_float(d.get("sd", 0.0))
 
 
+def _seed_means(row: dict, fit: Mapping, n_boot: int, seed: int) -> None:
+    """A fit over several seeds: its headline metrics become the seed means, with the
+    intervals of those means."""
+    preds = fit.get("predictions")
+    if row["n_seeds"] <= 1 or preds is None or "y_pred_seeds" not in preds:
+        row["scored_as"] = "one fit"
+        return
+    from artprobe.metrics import seed_average
+
+    row["scored_as"] = f"mean of {row['n_seeds']} seeds"
+    y, per_seed = preds["y_true"].to_numpy(), seed_predictions(preds, None)
+    for name in HEADLINE:
+        r = seed_average(y, per_seed, metric=name, n_boot=n_boot, seed=seed)
+        row[name], row[f"{name}_ci_low"], row[f"{name}_ci_high"] = (
+            r["value"],
+            as_float(r["ci_low"]),
+            as_float(r["ci_high"]),
+        )
+
+
 def trained_rows(m: Mapping, info: Mapping) -> tuple[str, Any]:
     """("train" or "train+val", how many rows) a fit trained on: metrics.json's record, or
     for fits written before it was recorded, the linear refit's ``on`` (train otherwise)."""
@@ -82,10 +102,14 @@ def baseline_rows(fits: list[dict]) -> list[dict]:
     return rows
 
 
-def summary_table(fits: list[dict]) -> pd.DataFrame:
+def summary_table(fits: list[dict], *, n_boot: int = 0, seed: int = 0) -> pd.DataFrame:
     """One row per fit, then one majority-class baseline row per target: metrics with
     95 % CIs, mean ± sd across seeds, sizes, chosen params and best flags.
 
+    For a probe fitted over several seeds, the headline metrics (:data:`HEADLINE`) are the
+    mean over its seeds, the quantity the comparisons test, with the interval of that mean
+    from ``n_boot`` resamples (:func:`artprobe.metrics.seed_average`; NaN with ``n_boot``
+    0); ``scored_as`` says so. The other metrics are the first seed's.
     ``best_in_target`` marks the highest test accuracy of a target over every model and
     classifier; ``best_model`` the highest among models for one target × classifier.
     Ties are all marked; baseline rows are never marked.
@@ -108,6 +132,7 @@ def summary_table(fits: list[dict]) -> pd.DataFrame:
         if row["n_classes"] is None:
             row["n_classes"] = len(fit["class_names"]) or None
         _seed_columns(row, m)
+        _seed_means(row, fit, n_boot, seed)
         row["fit_seconds"] = fit_seconds(m)
         row["chosen"] = hyperparams(info)
         row["params"] = compact(m.get("params") or info.get("params"))
@@ -250,13 +275,15 @@ def _compare(j: pd.DataFrame, a: str, b: str, metric_name: str, n_boot: int, see
     }
 
 
-def seed_predictions(j: pd.DataFrame, side: str) -> list[np.ndarray]:
-    """One model's predicted ids on the joined rows, one array per seed fitted (``y_pred_seeds``
-    when the fit has several seeds, else its ``y_pred``)."""
-    col = f"y_pred_seeds_{side}"
+def seed_predictions(j: pd.DataFrame, side: str | None) -> list[np.ndarray]:
+    """One model's predicted ids on the joined rows (``side`` "a"/"b"; None: one fit's own
+    predictions), one array per seed fitted (``y_pred_seeds`` when the fit has several
+    seeds, else its ``y_pred``)."""
+    end = f"_{side}" if side else ""
+    col = f"y_pred_seeds{end}"
     if col in j and len(j) and not j[col].isna().any():
         return list(np.stack(j[col].to_numpy()).T)
-    return [j[f"y_pred_{side}"].to_numpy()]
+    return [j[f"y_pred{end}"].to_numpy()]
 
 
 def comparison_table(
@@ -304,6 +331,18 @@ def comparison_table(
             (r["model_a"] if r["diff"] > 0 else r["model_b"]) if significant else ""
         )
     return df
+
+
+def standings(
+    fits: list[dict], models: list[str], n_boot: int | None, seed: int
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """(summary, comparisons) as the verdict reads them: the report's tables, or with
+    ``n_boot`` None the summary alone (point values; no intervals, no tests)."""
+    if n_boot is None:
+        return summary_table(fits), None
+    return summary_table(fits, n_boot=n_boot, seed=seed), comparison_table(
+        fits, models, n_boot=n_boot, seed=seed
+    )
 
 
 def per_class_table(fits: list[dict]) -> pd.DataFrame:

@@ -129,10 +129,12 @@ def run_thumbnails(
     duplicates: str | None = None,
     map_target: str | None = None,
     settings: Mapping | None = None,
+    n_boot: int | None = None,
 ) -> None:
     """The stage: select the rows (``rows_out``, JSON), then their thumbnails (``thumbs_out``).
     ``probe``: the kNN probe's ``center`` and config ``probe:``'s ``drop_labels`` and
-    ``min_class_count``; ``duplicates``: the scan whose confirmed rows the probes leave out."""
+    ``min_class_count``; ``duplicates``: the scan whose confirmed rows the probes leave out;
+    ``n_boot``: the report's resamples (the pair shown is the verdict's)."""
     drop = None if not duplicates else duplicate_rows(duplicates)
     chosen = select_rows(
         load_fits(fits),
@@ -142,6 +144,7 @@ def run_thumbnails(
         probe=ProbeView(**(probe or {}), drop_rows=drop),
         map_target=map_target,
         settings=settings,
+        n_boot=n_boot,
     )
     write_json(rows_out, chosen)
     make_thumbnails(list(shards), thumbnail_rows(chosen), targets, thumbs_out)

@@ -4,8 +4,10 @@
 Written from the summary and comparison tables (:mod:`.tables`), in sentences a reader can
 quote. The runner-up is the best *other* model under the best fit's probe: that is the pair
 the paired bootstrap compared, so its Holm-adjusted p-value says whether the lead holds. A
-lead that does not hold (p_holm >= 0.05), or equal values, is called a tie. Columns of the
-tables beyond the ones read here are ignored.
+lead that does not hold (p_holm >= 0.05), or equal values, is called a tie. Ties are settled
+by :data:`TIE_RULE`, never by the order of the rows; a seeded probe's value is its seed mean
+(:data:`SEED_RULE`, :func:`artprobe.report.tables.summary_table`). Columns of the tables
+beyond the ones read here are ignored.
 """
 
 from __future__ import annotations
@@ -21,11 +23,24 @@ VERDICT_METRICS = ("balanced_accuracy", "accuracy")
 ALPHA = 0.05
 _LABELS = {"balanced_accuracy": "balanced accuracy", "accuracy": "accuracy", "macro_f1": "macro-F1"}
 
+#: how the verdict settles ties (shown on the report's first page)
+TIE_RULE = (
+    "Where one model's probes share the best value, each is compared with the best other "
+    "model under it and the weakest of those comparisons decides (an untested one, else the "
+    "largest Holm p); where two models share the best value, the verdict is a tie."
+)
+#: what the verdict's value is for a probe fitted over several seeds
+SEED_RULE = (
+    "A probe fitted over several seeds is ranked and quoted by its mean over the seeds, with "
+    "the 95 % interval of that mean; the paired comparisons test the same means."
+)
+
 COLUMNS = [
     "target",
     "metric",
     "best_model",
     "best_probe",
+    "decided_by",
     "value",
     "ci_low",
     "ci_high",
@@ -58,35 +73,70 @@ def _p_holm(comparisons: pd.DataFrame, target, probe, a, b, metric) -> float:
     return float(hit["p_holm"].iloc[0]) if len(hit) else math.nan
 
 
+def _runner_up(fits: pd.DataFrame, comparisons, target, metric, model, probe) -> dict | None:
+    """The best other model under ``probe`` and its comparison with ``model``; where other
+    models share that value, the one whose comparison is weakest (so input order never
+    decides). None if no other model has a fit of ``probe``."""
+    others = fits[(fits.model != model) & (fits.classifier == probe)]
+    if others.empty:
+        return None
+    value = float(others[metric].max())
+    tied = others[np.isclose(others[metric].astype(float), value, rtol=0, atol=1e-12)]
+    options = [
+        {"row": r, "p": _p_holm(comparisons, target, probe, model, r.model, metric)}
+        for r in tied.itertuples()
+    ]
+    return max(options, key=_weakness)
+
+
+def _weakness(option: dict) -> tuple:
+    """Sort key, weakest comparison last: untested, then the larger Holm p, then the
+    smaller lead (the runner-up's larger value), then names (a total order)."""
+    p, r = option["p"], option["row"]
+    return (not math.isfinite(p), p if math.isfinite(p) else 0.0, r.value, r.model)
+
+
 def _entry(fits: pd.DataFrame, comparisons, target: str, metric: str) -> dict:
-    """One verdict row (see :data:`COLUMNS`) from the target's ranked fits."""
-    top = fits.iloc[0]
-    best_value = float(top[metric])
-    at_top = fits[np.isclose(fits[metric].astype(float), best_value, rtol=0, atol=1e-12)]
+    """One verdict row (see :data:`COLUMNS`) from the target's ranked fits.
+
+    The best value decides the best model. Where two models share it, a tie. Where one
+    model's probes share it, each tied probe's comparison with its runner-up is looked at
+    and the weakest decides (:data:`TIE_RULE`): listing the probes in another order never
+    changes the verdict."""
+    fits = fits.assign(value=fits[metric].astype(float))
+    best_value = float(fits["value"].max())
+    at_top = fits[np.isclose(fits["value"], best_value, rtol=0, atol=1e-12)]
+    top = at_top.iloc[0]
+    probes = list(dict.fromkeys(at_top[at_top.model == top["model"]]["classifier"]))
     row = {
         "target": target,
         "metric": metric,
         "best_model": top["model"],
-        "best_probe": "/".join(dict.fromkeys(at_top[at_top.model == top["model"]]["classifier"])),
+        "best_probe": "/".join(probes),
         "value": best_value,
-        "ci_low": float(top[f"{metric}_ci_low"]),
-        "ci_high": float(top[f"{metric}_ci_high"]),
     }
-    probe = top["classifier"]
-    others = at_top[at_top.model != top["model"]]  # another model shares the best value: a tie
-    if others.empty:
-        others = fits[(fits.model != top["model"]) & (fits.classifier == probe)]
-    if others.empty:
-        others = fits[fits.model != top["model"]]
-    if others.empty:
-        return {**row, "outcome": "only model"}
-    ru = others.iloc[0]
-    diff = best_value - float(ru[metric])
-    p = (
-        _p_holm(comparisons, target, probe, top["model"], ru["model"], metric)
-        if ru["classifier"] == probe
-        else math.nan
-    )
+    tie = at_top[at_top.model != top["model"]]  # another model shares the best value
+    if not tie.empty:
+        ru = {"row": next(tie.itertuples()), "p": math.nan}
+        ru["p"] = _p_holm(
+            comparisons, target, ru["row"].classifier, top["model"], ru["row"].model, metric
+        )
+        decided = ru["row"].classifier if ru["row"].classifier in probes else top["classifier"]
+    else:
+        found = [
+            (p, _runner_up(fits, comparisons, target, metric, top["model"], p)) for p in probes
+        ]
+        found = [(p, ru) for p, ru in found if ru is not None]
+        if found:
+            decided, ru = max(found, key=lambda x: _weakness(x[1]))
+        else:  # no other model has the best model's probes: its best fit of any probe
+            others = fits[fits.model != top["model"]]
+            if others.empty:
+                return {**_interval(row, at_top, top, metric), "outcome": "only model"}
+            ru, decided = {"row": next(others.itertuples()), "p": math.nan}, top["classifier"]
+    best_fit = at_top[(at_top.model == top["model"]) & (at_top.classifier == decided)]
+    r, p = ru["row"], ru["p"]
+    diff = best_value - float(r.value)
     if np.isclose(diff, 0, rtol=0, atol=1e-12):
         outcome = "tie"
     elif not math.isfinite(p):
@@ -94,14 +144,21 @@ def _entry(fits: pd.DataFrame, comparisons, target: str, metric: str) -> dict:
     else:
         outcome = "lead holds" if p < ALPHA else "tie"
     return {
-        **row,
-        "runner_up": ru["model"],
-        "runner_up_probe": ru["classifier"],
-        "runner_up_value": float(ru[metric]),
+        **_interval(row, best_fit if len(best_fit) else at_top, top, metric),
+        "decided_by": decided,
+        "runner_up": r.model,
+        "runner_up_probe": r.classifier,
+        "runner_up_value": float(r.value),
         "diff": diff,
         "p_holm": p,
         "outcome": outcome,
     }
+
+
+def _interval(row: dict, fits: pd.DataFrame, top, metric: str) -> dict:
+    """``row`` with the 95 % interval of the fit the verdict quotes (the first of ``fits``)."""
+    f = fits.iloc[0] if len(fits) else top
+    return {**row, "ci_low": float(f[f"{metric}_ci_low"]), "ci_high": float(f[f"{metric}_ci_high"])}
 
 
 def sentence(r: dict) -> str:
@@ -115,12 +172,15 @@ def sentence(r: dict) -> str:
     head = f"{r['target']}, {metric}: {r['best_model']} + {r['best_probe']} {r['value']:.2f}{ci}"
     if r["outcome"] == "only model":
         return f"{head}; the only model"
+    tied = str(r["best_probe"]).split("/")
     ru = (
         r["runner_up"]
-        if r["runner_up_probe"] in str(r["best_probe"]).split("/")
+        if len(tied) == 1 and r["runner_up_probe"] == r["best_probe"]
         else f"{r['runner_up']} + {r['runner_up_probe']}"
     )
     p = f"p_holm = {r['p_holm']:.3g}" if math.isfinite(r["p_holm"]) else "no paired test"
+    if len(tied) > 1 and isinstance(r.get("decided_by"), str):
+        p += f"; {r['decided_by']}'s comparison decides, the weakest of the tied probes'"
     if r["outcome"] == "tie" and np.isclose(r["diff"], 0, rtol=0, atol=1e-12):
         return f"{head}; tie with {ru} (same value, {p})"
     if r["outcome"] == "tie":
@@ -148,17 +208,35 @@ def verdict_table(
                 continue
             r = _entry(fits, comparisons, target, metric)
             r["sentence"] = sentence(
-                {"runner_up": "", "runner_up_probe": "", "diff": math.nan, "p_holm": math.nan, **r}
+                {
+                    "runner_up": "",
+                    "runner_up_probe": "",
+                    "decided_by": None,
+                    "diff": math.nan,
+                    "p_holm": math.nan,
+                    **r,
+                }
             )
             rows.append(r)
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
+def best_fit(verdict: pd.DataFrame, target: str) -> tuple[str, str] | None:
+    """(best model, probe) of ``target`` by the first verdict metric: where the model's probes
+    share the best value, the one whose comparison decided (:data:`TIE_RULE`)."""
+    sub = verdict[verdict.target == target]
+    if sub.empty:
+        return None
+    r = sub.iloc[0]
+    probe = r.get("decided_by")
+    return r["best_model"], probe if isinstance(probe, str) else r["best_probe"].split("/")[0]
+
+
 def pair(verdict: pd.DataFrame, target: str) -> tuple[tuple[str, str], tuple[str, str]] | None:
-    """((best model, probe), (runner-up, probe)) of ``target`` by the first verdict metric;
-    None with one model. Where two probes share the best value, the first named."""
+    """((best model, probe), (runner-up, probe)) of ``target`` by the first verdict metric:
+    the pair whose comparison the verdict quotes; None with one model."""
     sub = verdict[verdict.target == target]
     if sub.empty or not isinstance(sub.iloc[0]["runner_up"], str):
         return None
     r = sub.iloc[0]
-    return (r["best_model"], r["best_probe"].split("/")[0]), (r["runner_up"], r["runner_up_probe"])
+    return best_fit(verdict, target), (r["runner_up"], r["runner_up_probe"])
