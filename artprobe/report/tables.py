@@ -209,6 +209,7 @@ _COMPARISON_COLUMNS = [
     "ci_low",
     "ci_high",
     "p_value",
+    "p_resampled",
     "p_holm",
     "verdict",
     "better",
@@ -266,6 +267,7 @@ def _compare(j: pd.DataFrame, a: str, b: str, metric_name: str, n_boot: int, see
         "ci_low": lo,
         "ci_high": hi,
         "p_value": as_float(res.get("p_value")),
+        "p_resampled": as_float(res.get("p_resampled")),
         "verdict": verdict,
         "better": better,
         "n_rows": len(j),
@@ -300,7 +302,9 @@ def comparison_table(
 
     Predictions are joined on ``row_id``; if the two fits tested different rows (e.g. an
     image failed for one model only) the intersection is used and ``note`` says so.
-    ``p_value`` is paired_bootstrap's; ``p_holm`` is Holm's correction of it across every
+    ``p_value`` is compare's (the normal approximation of the resampled differences,
+    docs/statistics.md), ``p_resampled`` the resamples' own count, kept as a check;
+    ``p_holm`` is Holm's correction of ``p_value`` across every
     test in the table (all targets, classifiers, pairs and metrics: one family). ``verdict``
     and ``better`` follow ``p_holm < 0.05``: "A better" / "B better" (by the sign of the
     difference) or "no significant difference"; ``better`` names the model, or is "".
