@@ -9,7 +9,11 @@ does), runs the workflow on the classify-made fits of test_report.py, builds
 * Chromium renders the landing page, a plot (the model colours are on screen) and a table
   (the highlighted best row is on screen) as the report's own viewer shows them;
 * the neighbour gallery and the interactive map load every thumbnail (``naturalWidth > 0``)
-  and hovering a map dot shows its painting.
+  and hovering a map dot shows its painting;
+* a dataset's own strings are text: the workflow runs on a collection whose class and file
+  names are the payloads of test_report_safety.py, to ``--report``; on every page it writes
+  (and on every hover of the map) none of them runs or adds an element, and the class names
+  show as the literal text (docs/report.md).
 
 Screenshots are kept in the test's tmp dir (``pytest --basetemp=DIR`` to look at them).
 Needs the Debian package ``chromium`` (plus ``fonts-dejavu-core``); skipped without it unless
@@ -25,10 +29,12 @@ import re
 import shutil
 import subprocess
 import sys
+from html import unescape as html_unescape
 from pathlib import Path
 
 import pytest
 from test_report import CHOICES, CLASSIFIERS, KINDS, MODELS, TARGETS, make_results
+from test_report_safety import FILE_PAYLOADS, PAYLOADS
 
 from artprobe.report.layout import CATEGORIES, report_files
 
@@ -303,15 +309,15 @@ window.addEventListener("load", async () => {
 </script></body>"""
 
 
-def _checked(page: Path, dest: Path) -> Path:
+def _checked(page: Path, dest: Path, check: str = CHECK) -> Path:
     head, sep, tail = page.read_text().rpartition("</body>")
     assert sep, f"no </body> in {page}"
-    dest.write_text(head + CHECK + tail)
+    dest.write_text(head + check + tail)
     return dest
 
 
-def run_checks(page: Path, profile: Path) -> dict:
-    """The page's data-check (see CHECK) from Chromium's DOM after it ran."""
+def dump_dom(page: Path, profile: Path) -> str:
+    """The page's DOM as Chromium serialises it once its scripts ran."""
     cmd = [
         chromium_binary(),
         "--headless",
@@ -324,8 +330,14 @@ def run_checks(page: Path, profile: Path) -> dict:
         page.as_uri(),
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
-    m = re.search(r'data-check="([^"]*)"', proc.stdout)
-    assert m, f"the page did not finish its checks:\n{proc.stderr[-3000:]}"
+    assert "<html" in proc.stdout, f"no DOM from chromium:\n{proc.stderr[-3000:]}"
+    return proc.stdout
+
+
+def run_checks(page: Path, profile: Path) -> dict:
+    """The page's data-check (see CHECK) from Chromium's DOM after it ran."""
+    m = re.search(r'data-check="([^"]*)"', dump_dom(page, profile))
+    assert m, f"{page.name} did not finish its checks"
     import html as _html
 
     return json.loads(_html.unescape(m.group(1)))
@@ -373,3 +385,182 @@ def test_paintings_render_inside_the_report(report_html, browser):
         "gallery not shown in the report"
     )
     print(f"screenshot: {shot}")
+
+
+# ------------------------------------------- a dataset's own strings are text (issue 25)
+
+HOSTILE_OVERLAY = """
+dataset:
+  name: xss
+  source: ./collection
+  revision: null
+  targets: [style, school]
+shards:
+  rows: 24
+models:
+  - name: vit
+    timm: test_vit
+    pretrained: false
+  - name: convnext
+    timm: test_convnext
+    pretrained: false
+embed:
+  precision: fp32
+embed_runtime:
+  batch_size: 16
+  workers: 0
+classifiers:
+  - name: knn
+    kind: knn
+    k: 3
+  - name: linear
+    kind: linear
+split:
+  method: stratified
+  stratify_by: style
+probe:
+  bootstrap: 20
+report:
+  map_rows: 40
+  map_thumbnails: 40
+"""
+
+# Run in every page once it has loaded: on the map, every colouring button clicked and every
+# dot hovered (legend and hover box kept); then whatever the data could have added.
+SAFETY = """<script>
+window.addEventListener("load", () => setTimeout(() => {
+  const out = {legends: {}, infos: []};
+  if (typeof D !== "undefined") {
+    for (const b of document.querySelectorAll("#bar button")) {
+      b.click(); if (b.dataset.t) out.legends[b.dataset.t] = document.getElementById("legend").textContent; }
+    for (const c of document.querySelectorAll("circle")) {
+      c.dispatchEvent(new MouseEvent("mouseover", {bubbles: true}));
+      out.infos.push(document.getElementById("info").textContent); }
+  }
+  const added = "marquee, iframe, [onerror], [onload], [onfocus], [autofocus], img[src='x']";
+  out.added = [...document.querySelectorAll(added)].map((e) => e.outerHTML.slice(0, 100));
+  out.external = [...document.querySelectorAll("[src], [href]")]
+    .map((e) => e.getAttribute("src") || e.getAttribute("href")).filter((u) => !/^(data:|#)/.test(u));
+  out.scripts = document.scripts.length - 1;
+  out.marks = Object.keys(document.documentElement.dataset);
+  out.text = document.body.textContent;
+  document.body.dataset.check = JSON.stringify(out);
+}, 300));
+</script></body>"""
+
+
+def write_hostile_collection(root: Path) -> dict[str, list[str]]:
+    """48 images (metadata.csv layout) whose style and school names are the payloads of
+    test_report_safety, some files named as payloads and one of them broken; returns the
+    class names per target."""
+    import csv
+
+    import numpy as np
+    from PIL import Image
+
+    classes = {"style": PAYLOADS[:4], "school": PAYLOADS[4:]}
+    rows = []
+    for i in range(48):
+        name = f"works/{i:02d} {FILE_PAYLOADS[i % 2] if i % 5 == 0 else 'plain.png'}"
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if i == 5:  # broken: its failure is listed on the dataset page
+            path.write_bytes(b"not an image")
+        else:
+            rgb = np.full((32, 32, 3), (60 * (i % 4), 200 - 40 * (i % 4), 90), np.uint8)
+            noise = np.random.default_rng(i).integers(0, 60, (32, 32, 3)).astype(np.uint8)
+            Image.fromarray(rgb + noise).save(path, "PNG")
+        rows.append(
+            {
+                "file_name": name,
+                "style": classes["style"][i % 4],
+                "school": classes["school"][i // 4 % 4],
+            }
+        )
+    with open(root / "metadata.csv", "w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return classes
+
+
+@pytest.fixture(scope="module")
+def hostile_report(tmp_path_factory) -> tuple[Path, dict]:
+    """The workflow run on the hostile collection, to ``--report``: (workdir, class names
+    per target as the manifest lists them)."""
+    from conftest import copy_workflow, snakemake
+
+    work = copy_workflow(tmp_path_factory.mktemp("hostile_report"))
+    classes = write_hostile_collection(work / "collection")
+    (work / "xss.yaml").write_text(HOSTILE_OVERLAY)
+    snakemake(work, "--cores", "2", "--configfile", "xss.yaml")
+    snakemake(work, "--cores", "2", "--configfile", "xss.yaml", "--report", "report.html")
+    listed = json.loads((work / "results" / "xss" / "manifest.json").read_text())["classes"]
+    assert {t: set(v) for t, v in listed.items()} == {t: set(v) for t, v in classes.items()}
+    return work, listed  # in the manifest's order, the map's
+
+
+def _html_tag(dom: str) -> str:
+    return re.search(r"<html[^>]*>", dom).group()
+
+
+def _check_result(dom: str, where: str) -> dict:
+    """What SAFETY found; its absence means the page's scripts did not run to their end."""
+    m = re.search(r'data-check="([^"]*)"', dom)
+    assert m, f"{where}: the checks did not run (a string from the data bent a script?)"
+    return json.loads(html_unescape(m.group(1)))
+
+
+@pytest.mark.browser
+def test_no_name_from_the_data_runs_on_any_page(hostile_report, browser):
+    work, classes = hostile_report
+    report = work / "results" / "xss" / "report"
+    pages = sorted(report.rglob("*.html"))
+    assert len(pages) == 5 + 3 * 2 + 1  # tables, the three sheets per target, the map
+    must_show = {  # the pages that list every class of a target
+        "tables/dataset.html": [n for t in classes for n in classes[t]],
+        "galleries/style.html": classes["style"],
+        "galleries/school.html": classes["school"],
+    }
+    checked = work / "checked"
+    checked.mkdir()
+    for page in pages:
+        where = str(page.relative_to(report))
+        copy = _checked(page, checked / where.replace("/", "-"), SAFETY)
+        dom = dump_dom(copy, browser)
+        assert "data-xss" not in _html_tag(dom), f"a payload ran in {where}"
+        got = _check_result(dom, where)
+        assert got["marks"] == [] and got["added"] == [], (where, got["marks"], got["added"])
+        assert got["external"] == [], (where, got["external"])  # self-contained
+        assert got["scripts"] == (2 if page.name == "interactive.html" else 0), where
+        missing = [n for n in must_show.get(where, []) if n not in got["text"]]
+        assert not missing, f"{where}: {missing} not shown as text"
+    dom = dump_dom(work / "report.html", browser)  # Snakemake's report, every file in it
+    assert "data-xss" not in _html_tag(dom)
+
+
+# colour the map by one target and hover the first painting of its class 1, for a screenshot
+# of the legend and the hover box
+HOVER = """<script>window.addEventListener("load", () => {
+  document.querySelector("#bar button[data-t=%(t)s]").click();
+  const dot = [...document.querySelectorAll("circle.t")].find((c) => D.labels.%(t)s[+c.dataset.i] === 1);
+  dot.dispatchEvent(new MouseEvent("mouseover", {bubbles: true})); });
+</script></body>"""
+
+
+@pytest.mark.browser
+def test_hostile_names_on_the_map_are_text_in_legend_and_hover(hostile_report, browser):
+    work, classes = hostile_report
+    page = work / "results" / "xss" / "report" / "maps" / "interactive.html"
+    got = _check_result(dump_dom(_checked(page, work / "map-safety.html", SAFETY), browser), "map")
+    assert got["marks"] == [] and got["added"] == [], got["added"]
+    for t, names in classes.items():  # every class is on the map (40 rows, all 8 classes)
+        assert got["legends"][t] == t + "".join(names), got["legends"][t]
+    infos = "\n".join(got["infos"])
+    assert len(got["infos"]) == 40 and all(n in infos for t in classes for n in classes[t])
+    for t in classes:  # docs/report-safety-map.png: the side panels of these, side by side
+        shot = work / f"map-hostile-{t}.png"
+        hover = _checked(page, work / f"map-hover-{t}.html", HOVER % {"t": t})
+        screenshot(hover.as_uri(), shot, browser)
+        assert distinct_colors(pixels(shot)) > 100, "map page blank"
+        print(f"screenshot: {shot}")

@@ -12,13 +12,13 @@ model, drawn three ways:
 from __future__ import annotations
 
 import io
-import json
 import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from artprobe.io import write_text
+from artprobe.report.escape import page, script_json
 
 METHODS = ("tsne", "pca")
 CELL = 48  # px per painting in the picture map
@@ -101,20 +101,25 @@ def save_jpeg(img, path, quality: int = 85) -> None:
         img.save(tmp, format="JPEG", quality=quality, optimize=True)
 
 
-_PAGE = """<!DOCTYPE html><html><head><meta charset="utf-8"><title>%(title)s</title><style>
+_CSS = """
 body{font-family:-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;font-size:13px;margin:12px;color:#222}
 h1{font-size:17px;margin:0 0 6px} p.note{color:#555;margin:2px 0 8px;max-width:80em}
 #bar button{margin:0 4px 4px 0;padding:3px 9px;border:1px solid #888;background:#fff;border-radius:3px;cursor:pointer}
 #bar button.on{background:#333;color:#fff} #wrap{display:flex;gap:14px;align-items:flex-start}
 svg{border:1px solid #ddd;background:#fcfcfc} circle{stroke:#fff;stroke-width:0.6} circle.t{stroke:#222;stroke-width:1}
-circle.hi{stroke:#000;stroke-width:3} #side{width:270px} #hover{width:200px;height:200px;object-fit:contain;background:#f4f4f4;display:none;border:1px solid #ccc}
+circle.hi{stroke:#000;stroke-width:3} #side{width:270px;overflow-wrap:anywhere} #hover{width:200px;height:200px;object-fit:contain;background:#f4f4f4;display:none;border:1px solid #ccc}
 #info{margin-top:6px;line-height:1.45} #legend{margin-top:10px;font-size:12px;max-height:330px;overflow:auto}
 #legend span{display:inline-block;width:10px;height:10px;border-radius:5px;margin-right:5px}
-</style></head><body><h1>%(title)s</h1><p class="note">%(note)s</p>
+"""
+
+_BODY = """<p class="note">%s</p>
 <div id="bar"></div><div id="wrap"><svg id="map" viewBox="-20 -20 1040 1040" width="780" height="780"></svg>
 <div id="side"><img id="hover" alt="painting"><div id="info">Hover over a dot.</div><div id="legend"></div></div></div>
-<script>
-const D = %(data)s;
+"""
+
+# Strings from the data reach the DOM as text nodes (textContent, append): never innerHTML.
+_SCRIPT = """<script>
+const D = JSON.parse(document.getElementById("map-data").textContent);
 const PAL = ["#1f77b4","#ff7f0e","#2ca02c","#d62728","#9467bd","#8c564b","#e377c2","#7f7f7f","#bcbd22","#17becf",
 "#aec7e8","#ffbb78","#98df8a","#ff9896","#c5b0d5","#c49c94","#f7b6d2","#c7c7c7","#dbdb8d","#9edae5"];
 const NS = "http://www.w3.org/2000/svg", svg = document.getElementById("map");
@@ -122,29 +127,34 @@ let model = D.models[0], target = D.target;
 const dots = D.rows.map((r, i) => { const c = document.createElementNS(NS, "circle");
   c.setAttribute("r", D.thumbs[i] ? 6 : 3.5); if (D.thumbs[i]) c.setAttribute("class", "t");
   c.dataset.i = i; svg.appendChild(c); return c; });
-function colour(i) { const v = D.labels[target][i]; return v < 0 ? "#ddd" : PAL[v %% PAL.length]; }
+function el(tag, text) { const e = document.createElement(tag); if (text !== undefined) e.textContent = text; return e; }
+function colour(i) { const v = D.labels[target][i]; return v < 0 ? "#ddd" : PAL[v % PAL.length]; }
+function className(t, i) { return (D.classes[t] || [])[D.labels[t][i]] || "?"; }
+function legend() { const box = document.getElementById("legend"), seen = new Set(D.labels[target]);
+  box.replaceChildren(el("b", target), el("br"));
+  (D.classes[target] || []).forEach((n, v) => { if (!seen.has(v)) return;
+    const dot = el("span"); dot.style.background = PAL[v % PAL.length];
+    const line = el("div"); line.append(dot, n); box.append(line); }); }
 function draw() { const xy = D.xy[model];
   dots.forEach((c, i) => { c.setAttribute("cx", (xy[i][0] * 1000).toFixed(1));
     c.setAttribute("cy", ((1 - xy[i][1]) * 1000).toFixed(1)); c.setAttribute("fill", colour(i)); });
   document.querySelectorAll("#bar button").forEach(b => b.classList.toggle("on", b.dataset.m === model || b.dataset.t === target));
-  const names = D.classes[target] || [], seen = new Set(D.labels[target]);
-  document.getElementById("legend").innerHTML = "<b>" + target + "</b><br>" + names.map((n, v) => seen.has(v) ?
-    `<div><span style="background:${PAL[v %% PAL.length]}"></span>${n}</div>` : "").join(""); }
-function button(text, key, value) { const b = document.createElement("button"); b.textContent = text;
+  legend(); }
+function button(text, key, value) { const b = el("button", text);
   b.dataset[key] = value; b.onclick = () => { if (key === "m") model = value; else target = value; draw(); };
   document.getElementById("bar").appendChild(b); }
-D.models.forEach(m => button(m, "m", m)); document.getElementById("bar").appendChild(document.createElement("br"));
+D.models.forEach(m => button(m, "m", m)); document.getElementById("bar").appendChild(el("br"));
 Object.keys(D.labels).forEach(t => button("colour: " + t, "t", t));
 let last = null;
 svg.addEventListener("mouseover", ev => { const i = ev.target.dataset && ev.target.dataset.i; if (i === undefined) return;
   if (last) last.classList.remove("hi"); last = dots[i]; last.classList.add("hi");
   const img = document.getElementById("hover");
   if (D.thumbs[i]) { img.src = D.thumbs[i]; img.style.display = "block"; } else { img.style.display = "none"; }
-  document.getElementById("info").innerHTML = "row " + D.rows[i] + (D.thumbs[i] ? "" : " (no thumbnail)") + "<br>" +
-    Object.keys(D.labels).map(t => t + ": <b>" + ((D.classes[t] || [])[D.labels[t][i]] || "?") + "</b>").join("<br>"); });
+  const info = document.getElementById("info");
+  info.replaceChildren("row " + D.rows[i] + (D.thumbs[i] ? "" : " (no thumbnail)"));
+  Object.keys(D.labels).forEach(t => info.append(el("br"), t + ": ", el("b", className(t, i)))); });
 draw(); window.mapReady = true;
-</script></body></html>
-"""
+</script>"""
 
 
 def interactive_page(
@@ -158,7 +168,9 @@ def interactive_page(
     note: str,
 ) -> None:
     """Write the page: ``xy`` per model (aligned with ``rows``), class ids per target,
-    a ``data:`` URI or None per row, the target that colours the dots first."""
+    a ``data:`` URI or None per row, the target that colours the dots first, and ``note``
+    (HTML: the caller escapes its text). The data travels as JSON (:func:`script_json`);
+    the page's script shows every name in it as text."""
     data = {
         "models": list(xy),
         "xy": {m: np.round(unit_square(v), 4).tolist() for m, v in xy.items()},
@@ -168,9 +180,7 @@ def interactive_page(
         "thumbs": list(thumbs),
         "target": target,
     }
-    esc = {
-        "title": "Map of paintings",
-        "note": note,
-        "data": json.dumps(data, separators=(",", ":")).replace("</", "<\\/"),
-    }
-    write_text(path, _PAGE % esc)
+    body = (
+        _BODY % note + f'<script type="application/json" id="map-data">{script_json(data)}</script>'
+    )
+    write_text(path, page("Map of paintings", _CSS, body, _SCRIPT))

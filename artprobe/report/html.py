@@ -6,7 +6,7 @@ so each table a reader should see gets a small HTML rendering next to its CSV.
 
 from __future__ import annotations
 
-import html
+import logging
 import math
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,7 +17,10 @@ import pandas as pd
 
 from artprobe.io import write_text
 from artprobe.metrics import METRICS, SEEDED_METHOD
+from artprobe.report.escape import formula_cells, page, text
 from artprobe.report.load import as_float
+
+log = logging.getLogger(__name__)
 
 METRIC_LABELS = {
     "accuracy": "accuracy",
@@ -79,7 +82,7 @@ def _table_html(
     if df.empty:
         return "<p class='note'>(no rows)</p>"
     head = "".join(
-        f"<th class='{'t' if c in text_cols or c in wide_cols else ''}'>{html.escape(str(c))}</th>"
+        f"<th class='{'t' if c in text_cols or c in wide_cols else ''}'>{text(c)}</th>"
         for c in df.columns
     )
     body = []
@@ -87,7 +90,7 @@ def _table_html(
         cls = " class='best'" if best_rows is not None and bool(best_rows[i]) else ""
         cells = "".join(
             f"<td class='{'w' if c in wide_cols else 't' if c in text_cols else ''}'>"
-            f"{r[c] if c in raw_cols else html.escape(_cell(r[c], digits))}</td>"
+            f"{r[c] if c in raw_cols else text(_cell(r[c], digits))}</td>"
             for c in df.columns
         )
         body.append(f"<tr{cls}>{cells}</tr>")
@@ -95,16 +98,13 @@ def _table_html(
 
 
 def write_html(path: Path, title: str, sections: list[str]) -> None:
-    doc = (
-        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>{''.join(sections)}</body></html>\n"
-    )
-    write_text(path, doc)
+    """A table page: ``title`` (text) and ``sections`` (HTML from the functions below)."""
+    write_text(path, page(title, _CSS, "".join(sections)))
 
 
 def _section(heading: str, body: str, note: str = "") -> str:
-    n = f"<p class='note'>{html.escape(note)}</p>" if note else ""
-    return f"<h2>{html.escape(heading)}</h2>{n}{body}"
+    n = f"<p class='note'>{text(note)}</p>" if note else ""
+    return f"<h2>{text(heading)}</h2>{n}{body}"
 
 
 def summary_sections(s: pd.DataFrame) -> list[str]:
@@ -181,8 +181,8 @@ TRAINED_ON_NOTE = (
 def _trained_cell(on, n) -> str:
     if not isinstance(on, str) or not on:
         return ""
-    text = f"{on} ({_int(n)})" if n is not None and not pd.isna(n) else on
-    return f"<b>{html.escape(text)} ⚠</b>" if "val" in on.split("+") else html.escape(text)
+    shown = text(f"{on} ({_int(n)})" if n is not None and not pd.isna(n) else on)
+    return f"<b>{shown} ⚠</b>" if "val" in on.split("+") else shown
 
 
 def _seed_cell(r) -> str:
@@ -312,7 +312,7 @@ def comparison_sections(c: pd.DataFrame) -> list[str]:
                 "p": [f"{p:.3f}" if math.isfinite(p) else "" for p in sub["p_value"]],
                 "p (Holm)": [f"{p:.3f}" if math.isfinite(p) else "" for p in sub["p_holm"]],
                 "verdict": [
-                    f"<b>{html.escape(b)} better</b>" if b else html.escape(v)
+                    f"<b>{text(b)} better</b>" if b else text(v)
                     for b, v in zip(sub["better"], sub["verdict"])
                 ],
                 "test rows": [
@@ -322,7 +322,7 @@ def comparison_sections(c: pd.DataFrame) -> list[str]:
             }
         )
         foot = "".join(
-            f"<p class='note'>{'*' * (i + 1)} {html.escape(n)}</p>" for i, n in enumerate(notes)
+            f"<p class='note'>{'*' * (i + 1)} {text(n)}</p>" for i, n in enumerate(notes)
         )
         out.append(
             _section(
@@ -430,6 +430,17 @@ def cost_sections(cost: pd.DataFrame, n_rows: Any) -> list[str]:
 
 
 def write_csv(path: Path, df: pd.DataFrame) -> None:
+    """``df`` as CSV, every value as it is (a reader gets the dataset's own names back);
+    cells a spreadsheet would take for a formula are named in the log (docs/report.md)."""
+    risky = formula_cells(df)
+    if risky:
+        log.warning(
+            "%s: %d value(s) begin with =, +, -, @, tab or CR, e.g. %r: a spreadsheet may read "
+            "them as formulas; the CSV keeps them as they are (open it as text, docs/report.md)",
+            Path(path).name,
+            len(risky),
+            risky[0],
+        )
     write_text(path, df.to_csv(index=False))
 
 
@@ -437,7 +448,7 @@ def verdict_sections(v: pd.DataFrame) -> list[str]:
     """The verdict as quotable sentences, then as a table (:mod:`.verdict`)."""
     if v.empty:
         return [_section("No fits", "")]
-    lines = "".join(f"<li>{html.escape(s)}</li>" for s in v["sentence"])
+    lines = "".join(f"<li>{text(s)}</li>" for s in v["sentence"])
     outcome = {
         "lead holds": "lead holds after Holm",
         "tie": "tie",

@@ -1,5 +1,6 @@
 """The report's plots (matplotlib, pyplot-free): accuracy, confusion, confused pairs,
-per-class F1, training curves, class counts, embedding maps."""
+per-class F1, training curves, class counts, embedding maps. Class names are drawn as
+written (:func:`artprobe.report.escape.plot_text`)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pandas as pd
 
 from artprobe.config import SPLITS
 from artprobe.io import atomic_path
+from artprobe.report.escape import plot_text
 from artprobe.report.load import class_name, metric
 from artprobe.report.tables import per_class_table
 
@@ -191,7 +193,7 @@ def plot_confusion(fit: dict, names: list[str] | None):
     norm = np.divide(cm, support, out=np.full_like(cm, np.nan), where=support > 0)
     ax = fig.add_subplot()
     im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-    labels = [class_name(names, c) for c in ids]
+    labels = [plot_text(class_name(names, c)) for c in ids]
     fs = 10 if n <= 12 else 8.5
     ax.set_xticks(range(n), labels, rotation=60, ha="right", rotation_mode="anchor", fontsize=fs)
     ax.set_yticks(
@@ -236,7 +238,10 @@ def plot_confused_pairs(pairs: pd.DataFrame, fit: dict):
     ax.barh(y, pairs["count"], color="#8c6bb1")
     ax.set_yticks(
         y,
-        [f"{t}  →  {q}" for t, q in zip(pairs["true_class"], pairs["predicted_class"])],
+        [
+            f"{plot_text(t)}  →  {plot_text(q)}"
+            for t, q in zip(pairs["true_class"], pairs["predicted_class"])
+        ],
         fontsize=9,
     )
     for yy, c, s, sh in zip(y, pairs["count"], pairs["support"], pairs["share_of_true"]):
@@ -289,7 +294,7 @@ def plot_per_class_f1(fits: list[dict], models, colors, target: str, classifier:
     support = per.groupby("class")["support"].max()
     ax.set_yticks(
         range(len(order)),
-        [f"{c} (n={int(support[c])})" if pd.notna(support[c]) else c for c in order],
+        [plot_text(f"{c} (n={int(support[c])})" if pd.notna(support[c]) else c) for c in order],
         fontsize=9,
     )
     ax.set_ylim(-0.6, len(order) - 0.4)
@@ -364,7 +369,7 @@ def plot_class_counts(dataset: pd.DataFrame, target: str):
     for s in [s for s in SPLITS if s in sub]:
         ax.barh(y, sub[s], left=left, color=_SPLIT_COLORS[s], label=s, height=0.8)
         left += sub[s].to_numpy()
-    ax.set_yticks(y, sub["class"], fontsize=fs)
+    ax.set_yticks(y, [plot_text(c) for c in sub["class"]], fontsize=fs)
     ax.set_ylim(-0.6, len(sub) - 0.4)
     ax.set_xlabel("images", fontsize=10)
     ax.grid(axis="x", alpha=0.3)
@@ -418,7 +423,7 @@ def plot_map(
                 marker=mk,
                 alpha=0.75,
                 linewidths=0,
-                label=f"{class_name(names, c)} ({int(sel.sum())})",
+                label=plot_text(f"{class_name(names, c)} ({int(sel.sum())})"),
             )
         ax.legend(
             loc="upper left",

@@ -11,12 +11,12 @@
 from __future__ import annotations
 
 import base64
-import html
 from collections.abc import Mapping
 
 import pyarrow.parquet as pq
 
 from artprobe.io import write_text
+from artprobe.report.escape import page, text
 from artprobe.report.load import class_name
 
 _CSS = """
@@ -57,24 +57,19 @@ class Thumbs:
 
 
 def figure(thumbs: Thumbs, row: int, caption: str, cls: str = "", title: str = "") -> str:
-    """One painting with its caption (already HTML); a grey box if it has no thumbnail."""
+    """One painting with its caption (HTML, its names through :func:`text`) and tooltip
+    ``title`` (text); a grey box if it has no thumbnail."""
     uri = thumbs.uri(row)
-    img = f"<img src='{uri}' alt='row {row}'>" if uri else f"<img alt='row {row}: no image'>"
-    tip = html.escape(title or f"row {row}", quote=True)
+    alt = text(f"row {row}" if uri else f"row {row}: no image")
+    img = f"<img src='{text(uri)}' alt='{alt}'>" if uri else f"<img alt='{alt}'>"
+    tip = text(title or f"row {row}")
     return f"<figure class='{cls}' title='{tip}'>{img}<figcaption>{caption}</figcaption></figure>"
-
-
-def page(title: str, body: str) -> str:
-    return (
-        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>{body}</body></html>\n"
-    )
 
 
 def _name(classes, target, cid) -> str:
     """A class's name as HTML, breakable after its underscores (WikiArt's names have many)."""
     name = class_name(classes.get(target), cid) if cid is not None and cid >= 0 else "?"
-    return html.escape(name).replace("_", "_<wbr>")
+    return text(name).replace("_", "_<wbr>")
 
 
 def gallery_sheet(
@@ -82,7 +77,7 @@ def gallery_sheet(
 ) -> None:
     """The neighbour gallery of one target (see the module docstring)."""
     models = list(gallery["neighbours"])
-    heads = "".join(f"<th>{html.escape(m)}</th>" for m in models)
+    heads = "".join(f"<th>{text(m)}</th>" for m in models)
     rows, agree = [], {m: [0, 0] for m in models}
     for qi, q in enumerate(gallery["queries"]):
         ql = thumbs.label(q, target)
@@ -109,15 +104,16 @@ def gallery_sheet(
         rows.append(f"<tr>{''.join(cells)}</tr>")
     shares = "; ".join(f"{m} {a}/{n}" for m, (a, n) in agree.items())
     note = (
-        f"{len(gallery['queries'])} test paintings (a seeded sample spread over the {html.escape(target)} classes), "
+        f"{len(gallery['queries'])} test paintings (a seeded sample spread over the {text(target)} classes), "
         f"and each model's {k} nearest train paintings by cosine similarity on the features the kNN probe "
         f"uses ({'centred on the train mean, ' if center else ''}unit length), most similar first. "
-        f"Green frame: same {html.escape(target)} as the query; red: another (label under each). "
-        f"Neighbours of the query's class: {html.escape(shares)}."
+        f"Green frame: same {text(target)} as the query; red: another (label under each). "
+        f"Neighbours of the query's class: {text(shares)}."
     )
     table = f"<table class='g'><thead><tr><th>query</th>{heads}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
     write_text(
-        path, page(f"Nearest train paintings — {target}", f"<p class='note'>{note}</p>{table}")
+        path,
+        page(f"Nearest train paintings — {target}", _CSS, f"<p class='note'>{note}</p>{table}"),
     )
 
 
@@ -127,7 +123,7 @@ def _pred_caption(classes, target, r: Mapping, a: str, b: str) -> str:
     for who, key in ((a, "pred_a"), (b, "pred_b")):
         cls = "ok" if r[key] == t else "bad"
         parts.append(
-            f"<span class='{cls}'>{html.escape(who)}: <b>{_name(classes, target, r[key])}</b></span>"
+            f"<span class='{cls}'>{text(who)}: <b>{_name(classes, target, r[key])}</b></span>"
         )
     return "<br>".join(parts)
 
@@ -141,6 +137,7 @@ def disagreement_sheet(
             path,
             page(
                 f"Where models disagree — {target}",
+                _CSS,
                 "<p class='note'>One model only: nothing to compare.</p>",
             ),
         )
@@ -148,8 +145,8 @@ def disagreement_sheet(
     a = f"{d['a']['model']} + {d['a']['classifier']}"
     b = f"{d['b']['model']} + {d['b']['classifier']}"
     body = [
-        f"<p class='note'>The best fit of {html.escape(target)} ({html.escape(a)}) and the runner-up "
-        f"({html.escape(b)}) on the {d['n_shared']} test paintings both predicted: up to "
+        f"<p class='note'>The best fit of {text(target)} ({text(a)}) and the runner-up "
+        f"({text(b)}) on the {d['n_shared']} test paintings both predicted: up to "
         f"{max(len(d['a_only']), len(d['b_only']))} of each kind shown (a seeded sample, in row order). "
         "Green: the prediction is right; red: wrong.</p>"
     ]
@@ -158,13 +155,17 @@ def disagreement_sheet(
             figure(thumbs, r["row_id"], _pred_caption(classes, target, r, "A", "B")) for r in d[key]
         )
         body.append(
-            f"<h2>{html.escape(who)} right, {html.escape(other)} wrong: {d[f'n_{key}']} paintings</h2>"
+            f"<h2>{text(who)} right, {text(other)} wrong: {d[f'n_{key}']} paintings</h2>"
             f"<div class='wrap'>{figs or '<p class=note>none</p>'}</div>"
         )
-    legend = f"<p class='note'>A = {html.escape(a)}, B = {html.escape(b)}.</p>"
+    legend = f"<p class='note'>A = {text(a)}, B = {text(b)}.</p>"
     write_text(
         path,
-        page(f"Where models disagree — {target}", "".join(body[:1]) + legend + "".join(body[1:])),
+        page(
+            f"Where models disagree — {target}",
+            _CSS,
+            "".join(body[:1]) + legend + "".join(body[1:]),
+        ),
     )
 
 
@@ -174,14 +175,16 @@ def confusion_sheet(path, target: str, c: Mapping | None, thumbs: Thumbs, classe
         write_text(
             path,
             page(
-                f"Confusions — {target}", "<p class='note'>No mistakes on the test paintings.</p>"
+                f"Confusions — {target}",
+                _CSS,
+                "<p class='note'>No mistakes on the test paintings.</p>",
             ),
         )
         return
-    fit = html.escape(f"{c['model']} + {c['classifier']}")
+    fit = text(f"{c['model']} + {c['classifier']}")
     body = [
         f"<p class='note'>The {len(c['pairs'])} most frequent mistakes of the best fit of "
-        f"{html.escape(target)} ({fit}) on its test paintings. For each pair A → B: paintings of A it "
+        f"{text(target)} ({fit}) on its test paintings. For each pair A → B: paintings of A it "
         "recognised, paintings of A it called B, and paintings of B it recognised (a seeded few of "
         "each).</p>"
     ]
@@ -202,4 +205,4 @@ def confusion_sheet(path, target: str, c: Mapping | None, thumbs: Thumbs, classe
             f"<h2>{na} → {nb}: {p['count']} of {p['support']} test paintings of {na}</h2>"
             f"<div class='wrap'>{''.join(groups)}</div>"
         )
-    write_text(path, page(f"Confusions — {target}", "".join(body)))
+    write_text(path, page(f"Confusions — {target}", _CSS, "".join(body)))
