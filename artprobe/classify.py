@@ -13,7 +13,6 @@ import logging
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +31,7 @@ from artprobe.io import (
     write_text,
 )
 from artprobe.probes.fit import fit as fit_probe
+from artprobe.settings import FitSpec, ProbeRuntime  # FitSpec: the classify job's settings
 
 log = logging.getLogger(__name__)
 
@@ -134,37 +134,6 @@ def usable_rows(
     return keep, dropped
 
 
-@dataclass(frozen=True)
-class FitSpec:
-    """What one classify job fits (the rule's ``params.fit`` plus its wildcards).
-
-    ``seeds`` (default ``[seed]``): a seeded kind (the probe registry says which) is fitted
-    once per seed; the first fit's predictions, history and bootstrap intervals are the
-    outputs, every seed's test predictions go to predictions.parquet (``y_pred_seeds``,
-    with several seeds) for the seed-aware comparisons, and ``seeds`` in metrics.json holds
-    the headline metrics per seed with their mean and sd. An unseeded kind is fitted once.
-    """
-
-    model: str
-    target: str
-    classifier: str
-    kind: str
-    params: dict = field(default_factory=dict)
-    drop_labels: list[str] | None = None
-    min_class_count: int | None = None
-    seed: int = 0
-    seeds: list[int] | None = None
-    n_boot: int = 1000
-
-    @property
-    def name(self) -> str:
-        return f"{self.model}/{self.target}/{self.classifier}"
-
-    def fitted_seeds(self) -> list[int]:
-        seeds = list(self.seeds) if self.seeds else [self.seed]
-        return seeds if probes.get(self.kind).seeded else seeds[:1]
-
-
 def fit_paths(out_dir: str | os.PathLike) -> dict[str, Path]:
     """The files of one fit in ``out_dir``, by :data:`~artprobe.config.FIT_FILES` key."""
     return {key: Path(out_dir) / name for key, name in FIT_FILES.items()}
@@ -174,14 +143,12 @@ def run_fit(
     embeddings_path: str | os.PathLike,
     spec: FitSpec,
     out: Mapping[str, str | os.PathLike],
-    *,
-    threads: int = 1,
-    device: str = "auto",
+    runtime: ProbeRuntime,
     duplicates: str | os.PathLike | None = None,
 ) -> dict:
-    """Fit ``spec`` and write the files ``out`` names (keys of ``FIT_FILES``); return
-    metrics.json's dict. ``duplicates``: a ``duplicates.parquet`` whose confirmed rows are
-    left out of the fit."""
+    """Fit ``spec`` (:class:`~artprobe.settings.FitSpec`) on ``runtime``'s device and threads
+    and write the files ``out`` names (keys of ``FIT_FILES``); return metrics.json's dict.
+    ``duplicates``: a ``duplicates.parquet`` whose confirmed rows are left out of the fit."""
     params = probes.resolve_params(spec.kind, spec.params, name=spec.classifier)
     drop_rows = None if duplicates is None else duplicate_rows(duplicates)
     data = load_fit_data(
@@ -213,8 +180,8 @@ def run_fit(
             Xte,
             n_classes=len(data["classes"]),
             seed=s,
-            threads=threads,
-            device=device,
+            threads=runtime.threads,
+            device=runtime.device,
         )
         for s in spec.fitted_seeds()
     ]
@@ -261,7 +228,7 @@ def fit_record(spec: FitSpec, params: dict, data: dict, fits: list) -> dict:
         "baseline": metrics.majority_baseline(
             ytr, yte, classes, n_boot=spec.n_boot, seed=spec.seed
         ),
-        "seeds": seed_summary(list(spec.seeds or [spec.seed]), fits, yte, classes, spec.kind),
+        "seeds": seed_summary(list(spec.seeds), fits, yte, classes, spec.kind),
         "info": info,
         "class_names": classes,
     }

@@ -2,9 +2,10 @@
 
 ``rules/common.smk`` imports this module on every parse (``snakemake -n``, every SLURM job's
 re-parse), so it holds only light code: the classifier hyper-parameters resolved
-(:func:`resolve_params`), the checks a JSON schema cannot express (:func:`check_config`), the
-demo defaults, and names shared by several stages (``SPLITS``, ``FIT_FILES``). The probe
-kinds, their specs and defaults are :mod:`artprobe.probes.registry`'s (re-exported here).
+(:func:`resolve_params`), the checks a JSON schema cannot express (:func:`check_config`)
+and names shared by several stages (``SPLITS``, ``FIT_FILES``). The probe kinds, their specs
+and defaults are :mod:`artprobe.probes.registry`'s (re-exported here); each stage's typed
+settings, built from the validated config, are :mod:`artprobe.settings`'.
 The timm-name check lives in
 :mod:`artprobe.timm_names` (it may import timm, so the stages' envs need not have it).
 """
@@ -30,10 +31,6 @@ FIT_FILES = {
     "predictions": "predictions.parquet",
     "history": "history.csv",
 }
-#: the embedded demo's generator settings; ``demo:`` keys in the config override them
-DEMO_DEFAULTS = {"rows": 360, "files": 3, "seed": 0, "broken": 2}
-#: ``probe.fewshot:`` keys left out of the config (the schema fills them too)
-FEWSHOT_DEFAULTS = {"shots": [1, 2, 5, 10, 25, 100, "all"], "trials": 3, "classifier": None}
 #: the kind few-shot curves fit (artprobe.probes.fewshot), the registry's few-shot kind
 FEWSHOT_KIND = next(k for k in registry.names() if registry.get(k).fewshot)
 
@@ -114,54 +111,12 @@ def _check_split(split: dict, targets: list[str]) -> None:
         )
 
 
-def fewshot_settings(config: dict, classifier_params: dict[str, dict]) -> dict | None:
-    """``probe.fewshot`` resolved: ``{shots, trials, params, classifier, reuses}`` (``params``:
-    the linear probe's hyper-parameters: the named classifier's, the first linear one's, or
-    the defaults; ``reuses``: :func:`reused_fit`'s answer); None when off.
-    ``classifier_params`` is :func:`check_config`'s result."""
-    fs = config["probe"].get("fewshot")
-    if fs is None:
-        return None
-    fs = {**FEWSHOT_DEFAULTS, **fs}
-    able = [c["name"] for c in config["classifiers"] if registry.get(c["kind"]).fewshot]
-    name = fs["classifier"]
-    if name is not None and name not in able:
-        raise ValueError(
-            f"config probe.fewshot.classifier: {name!r} is not a linear classifier (linear: {able})"
-        )
-    name = name or (able[0] if able else None)
-    params = classifier_params[name] if name else defaults(FEWSHOT_KIND)
-    shots = list(fs["shots"])
-    return {
-        "shots": shots,
-        "trials": int(fs["trials"]),
-        "params": params,
-        "classifier": name,
-        "reuses": reused_fit(name, params, shots),
-    }
-
-
-def reused_fit(classifier: str | None, params: dict, shots: list) -> str | None:
-    """The classifier whose classify fit *is* the few-shot curve's ``all`` point (the curve's
-    own linear classifier, trained on train only: both stages fit the same rows, leaving out
-    the same near-duplicates), or None: the curve then fits that point itself. Decided here
-    once, at parse time: the fewshot job gets that fit as an input, or none."""
-    if classifier is None or "all" not in shots or params.get("refit", "train") != "train":
-        return None
-    return classifier
-
-
 def embed_gpus(config: dict) -> int:
     """The GPUs an embed job holds (its ``gpu`` resource): none when ``embed_runtime.device`` is
     ``cpu``, so CPU embed jobs run side by side as ``--cores`` allows instead of queueing for the
     ``gpu`` pool (profiles/default: 1); one otherwise (``auto`` included: the device is only
     known inside the job, which may run on a GPU node)."""
     return 0 if config["embed_runtime"]["device"] == "cpu" else 1
-
-
-def demo_settings(config: dict) -> dict:
-    """The demo generator's settings: :data:`DEMO_DEFAULTS` overridden by ``demo:``."""
-    return {**DEMO_DEFAULTS, **(config["demo"] or {})}
 
 
 def is_local_source(source: str) -> bool:

@@ -1,6 +1,6 @@
 """A deterministic WikiArt-like demo dataset in the Hugging Face hub's layout.
 
-``generate_demo(folder)`` writes ``data/train-XXXXX-of-YYYYY.parquet`` files through
+``generate_demo(folder, settings)`` writes ``data/train-XXXXX-of-YYYYY.parquet`` files through
 ``datasets`` itself (``Image`` + ``ClassLabel`` features, so the Parquet metadata is
 exactly what the hub serves), with WikiArt's own class names. The pictures are
 synthetic JPEGs of varied sizes whose labels leave a visual signal:
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from artprobe.config import DEMO_DEFAULTS
+from artprobe.settings import DemoSettings
 
 log = logging.getLogger(__name__)
 
@@ -295,7 +295,7 @@ def _jpeg(arr: np.ndarray, quality: int) -> bytes:
     return buf.getvalue()
 
 
-def demo_rows(n_rows: int, seed: int = 0, n_broken: int = 2) -> dict[str, list]:
+def demo_rows(n_rows: int, seed: int, n_broken: int) -> dict[str, list]:
     """The demo's columns: ``image`` (dicts of bytes), ``genre``, ``style``, ``artist``."""
     rng = np.random.default_rng(seed)
     rows: dict[str, list] = {"image": [], "artist": [], "genre": [], "style": []}
@@ -321,14 +321,9 @@ def demo_rows(n_rows: int, seed: int = 0, n_broken: int = 2) -> dict[str, list]:
     return rows
 
 
-def generate_demo(
-    folder: str | os.PathLike,
-    n_rows: int = DEMO_DEFAULTS["rows"],
-    n_files: int = DEMO_DEFAULTS["files"],
-    seed: int = DEMO_DEFAULTS["seed"],
-    n_broken: int = DEMO_DEFAULTS["broken"],
-) -> list[Path]:
-    """Write the demo dataset into ``folder/data/`` in the hub layout; return the files.
+def generate_demo(folder: str | os.PathLike, settings: DemoSettings) -> list[Path]:
+    """Write the demo dataset (``settings``: rows, files, seed, rows with broken images) into
+    ``folder/data/`` in the hub layout; return the files.
 
     Files are written to a temporary name and renamed, so an interrupted run never
     leaves a file that looks complete.
@@ -346,12 +341,14 @@ def generate_demo(
             "style": datasets.ClassLabel(names=STYLES),
         }
     )
-    ds = datasets.Dataset.from_dict(demo_rows(n_rows, seed, n_broken), features=features)
+    rows = demo_rows(settings.rows, settings.seed, settings.broken)
+    ds = datasets.Dataset.from_dict(rows, features=features)
+    n_files = settings.files
     out = []
     for i in range(n_files):
         path = folder / "data" / f"train-{i:05d}-of-{n_files:05d}.parquet"
         with atomic_path(path) as tmp:
             ds.shard(n_files, i, contiguous=True).to_parquet(str(tmp))
         out.append(path)
-    log.info("demo dataset: %d rows in %d files under %s", n_rows, n_files, folder)
+    log.info("demo dataset: %d rows in %d files under %s", settings.rows, n_files, folder)
     return out

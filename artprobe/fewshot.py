@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from dataclasses import replace
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -20,7 +21,8 @@ from artprobe.classify import FitDataError, load_fit_data
 from artprobe.config import FEWSHOT_KIND
 from artprobe.duplicates import duplicate_rows
 from artprobe.io import read_json, write_json
-from artprobe.probes.fewshot import ALL, DEFAULT_SHOTS, fewshot_curve, point_record
+from artprobe.probes.fewshot import ALL, fewshot_curve, point_record
+from artprobe.settings import FewshotSpec, ProbeRuntime
 
 log = logging.getLogger(__name__)
 
@@ -28,66 +30,53 @@ log = logging.getLogger(__name__)
 def run_fewshot(
     embeddings_path: str | os.PathLike,
     out_path: str | os.PathLike,
+    spec: FewshotSpec,
+    runtime: ProbeRuntime,
     *,
-    model: str,
-    target: str,
-    params: dict | None = None,
-    shots=DEFAULT_SHOTS,
-    trials: int = 3,
-    drop_labels: list[str] | None = None,
-    min_class_count: int | None = None,
-    seed: int = 0,
-    threads: int = 1,
-    device: str = "auto",
     reuse: dict | None = None,
     duplicates: str | os.PathLike | None = None,
 ) -> dict:
-    """Fit the curve and write it (JSON, atomically); return what was written.
+    """Fit the curve of ``spec`` (:class:`~artprobe.settings.FewshotSpec`) and write it (JSON,
+    atomically); return what was written.
 
-    ``params``: the linear probe's hyper-parameters (defaults filled in; ``refit`` is
-    forced to ``train``). ``seed`` seeds the subsets (trial t uses ``[seed, t, class]``) and the fits.
+    ``spec.params``: the linear probe's hyper-parameters (``refit`` is forced to ``train``);
+    ``spec.seed`` seeds the subsets (trial t uses ``[seed, t, class]``) and the fits.
     ``reuse``: the classify fit's ``{"metrics": metrics.json, "predictions": predictions.parquet}``
     that is the ``all`` point (the workflow decided so at parse time; :func:`reused_point`
     reads it), so that point is read, not fitted again. ``duplicates``: a
     ``duplicates.parquet`` whose confirmed rows are left out, as the classify stage leaves
     them out (``split.drop_duplicates``).
     """
-    params = probes.resolve_params(FEWSHOT_KIND, params)
+    params = probes.resolve_params(FEWSHOT_KIND, spec.params)
     data = load_fit_data(
         embeddings_path,
-        target,
-        drop_labels=drop_labels,
-        min_class_count=min_class_count,
+        spec.target,
+        drop_labels=spec.drop_labels,
+        min_class_count=spec.min_class_count,
         drop_rows=None if duplicates is None else duplicate_rows(duplicates),
     )
     (Xtr, ytr, _), (Xva, yva, _), (Xte, yte, _) = data["train"], data["val"], data["test"]
-    point = None if reuse is None or ALL not in shots else reused_point(reuse, params, data)
+    point = None if reuse is None or ALL not in spec.shots else reused_point(reuse, params, data)
     log.info(
         "%s/%s few-shot: shots %s x %d trials; %d train, %d val, %d test rows",
-        model,
-        target,
-        list(shots),
-        trials,
+        spec.model,
+        spec.target,
+        list(spec.shots),
+        spec.trials,
         len(ytr),
         len(yva),
         len(yte),
     )
     curve = fewshot_curve(
-        params,
-        (Xtr, ytr),
-        (Xva, yva),
-        (Xte, yte),
-        n_classes=len(data["classes"]),
-        shots=shots,
-        trials=trials,
-        seed=seed,
-        threads=threads,
-        device=device,
+        replace(spec, params=params),
+        ((Xtr, ytr), (Xva, yva), (Xte, yte)),
+        len(data["classes"]),
+        runtime,
         known={} if point is None else {ALL: point},
     )
     out = {
-        "model": model,
-        "target": target,
+        "model": spec.model,
+        "target": spec.target,
         "classifier": FEWSHOT_KIND,
         "protocol": "k train rows per class (seeded, nested); C chosen on val; never trained on val",
         "n_train_all": int(len(ytr)),

@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from artprobe.io import with_meta, write_json, write_parquet
+from artprobe.settings import SourceSettings
 from artprobe.sources import (
     IMAGEFOLDER,
     PARQUET,
@@ -147,25 +148,21 @@ def _folder_columns(folder: Path, targets: list[str], image_column: str):
 
 
 def build_manifest(
-    source: str,
-    revision: str | None,
-    targets: list[str],
+    settings: SourceSettings,
     out_path: str | os.PathLike,
-    *,
-    image_column: str = "image",
     index_path: str | os.PathLike | None = None,
-    config: str | None = None,
-    splits: list[str] | None = None,
 ) -> dict:
-    """Resolve ``source``; write the manifest (files, row counts, classes) and the row index."""
-    folder, resolved = resolve_source(source, revision)
+    """Resolve the source of ``settings``; write the manifest (files, row counts, classes) to
+    ``out_path`` and the row index to ``index_path`` (default: ``rows.parquet`` beside it)."""
+    source, targets, image_column = settings.source, settings.targets, settings.image_column
+    folder, resolved = resolve_source(source, settings.revision)
     index_path = Path(index_path or Path(out_path).with_name(INDEX_NAME))
     extra: dict = {}
     if source_kind(source) == IMAGEFOLDER:
         entries, names, table, splits = _folder_columns(folder, targets, image_column)
         extra = {"layout": IMAGEFOLDER, "image_kind": "path", "source_splits": splits}
     else:
-        files = list_data_files(folder, config, splits)
+        files = list_data_files(folder, settings.config, settings.splits)
         try:
             entries, names, table, kind = _parquet_columns(folder, files, targets, image_column)
         except ImageColumnError as err:

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 from artprobe.config import SPLITS
 from artprobe.io import read_json, with_meta, write_parquet
 from artprobe.manifest import read_class_ids, source_files
+from artprobe.settings import SplitSettings
 from artprobe.sources import DataError, local_dir
 from artprobe.sources.labels import class_names_from_readme, class_names_from_schema
 
@@ -39,7 +40,7 @@ def _hf_train_test(
 
 
 def seed_compatible_split(
-    n_rows: int, seed: int = 2830, val_fraction: float = 0.1, test_fraction: float = 0.1
+    n_rows: int, seed: int, val_fraction: float, test_fraction: float
 ) -> np.ndarray:
     """The thesis split: datasets' ``train_test_split`` twice with the same seed.
 
@@ -207,39 +208,25 @@ def _read_groups(
     return group_codes(column, _group_names(manifest, first_file, group_by), ungrouped)
 
 
-def write_split(
-    manifest_path: str | os.PathLike,
-    out_path: str | os.PathLike,
-    *,
-    index_path: str | os.PathLike | None = None,
-    method: str = "seed-compatible",
-    seed: int = 2830,
-    val_fraction: float = 0.1,
-    test_fraction: float = 0.1,
-    stratify_by: str | None = None,
-    group_by: str | None = None,
-    ungrouped: list[str] | None = None,
-) -> None:
-    """Write ``split.parquet`` (row_id, split) for every row of the manifest. ``index_path``:
-    the row index (``rows.parquet``), which the methods that read labels need."""
-    manifest = read_json(manifest_path)
-    if method != "seed-compatible" and index_path is None:
-        raise ValueError(f"split.method {method!r} reads labels: pass the row index")
-    n = manifest["n_rows"]
+def _assign(manifest: dict, index_path, settings: SplitSettings) -> tuple[np.ndarray, dict]:
+    """(each row's part, what the split's metadata adds for its method)."""
+    n, method, seed = manifest["n_rows"], settings.method, settings.seed
+    val_fraction, test_fraction = settings.val_fraction, settings.test_fraction
     extra: dict = {}
     if method == "seed-compatible":
         split = seed_compatible_split(n, seed, val_fraction, test_fraction)
     elif method == "stratified":
-        column = stratify_by or manifest["targets"][0]
+        column = settings.stratify_by or manifest["targets"][0]
         labels = _strata(read_targets(manifest, index_path, [column]).column(column))
         split = stratified_split(labels, seed, val_fraction, test_fraction)
         extra["stratify_by"] = column
     elif method == "group":
-        groups = _read_groups(manifest, index_path, group_by, list(ungrouped or []))
+        ungrouped = list(settings.ungrouped)
+        groups = _read_groups(manifest, index_path, settings.group_by, ungrouped)
         split = group_split(groups, seed, val_fraction, test_fraction)
         extra = {
-            "group_by": group_by,
-            "ungrouped": list(ungrouped or []),
+            "group_by": settings.group_by,
+            "ungrouped": ungrouped,
             "n_groups": int(len(np.unique(groups[groups >= 0]))),
             "ungrouped_rows": int((groups < 0).sum()),
         }
@@ -247,6 +234,25 @@ def write_split(
         raise DataError(
             f"split.method {method!r}: expected 'seed-compatible', 'stratified' or 'group'"
         )
+    return split, extra
+
+
+def write_split(
+    manifest_path: str | os.PathLike,
+    index_path: str | os.PathLike | None,
+    out_path: str | os.PathLike,
+    settings: SplitSettings,
+) -> None:
+    """Write ``split.parquet`` (row_id, split) for every row of the manifest. ``index_path``:
+    the row index (``rows.parquet``), which the methods that read labels need
+    (``settings.reads_labels``; None otherwise)."""
+    manifest = read_json(manifest_path)
+    if settings.reads_labels and index_path is None:
+        raise ValueError(f"split.method {settings.method!r} reads labels: pass the row index")
+    n = manifest["n_rows"]
+    split, extra = _assign(manifest, index_path, settings)
+    method, seed = settings.method, settings.seed
+    val_fraction, test_fraction = settings.val_fraction, settings.test_fraction
     table = pa.table(
         {
             "row_id": pa.array(np.arange(n, dtype=np.int64)),

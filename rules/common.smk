@@ -12,9 +12,7 @@ from artprobe.config import (
     FEWSHOT_KIND,
     FIT_FILES,
     check_config,
-    demo_settings,
     embed_gpus,
-    fewshot_settings,
     gains_from_gpu,
     is_local_source,
     neighbour_center,
@@ -26,11 +24,22 @@ from artprobe.sources import local_inputs
 from artprobe.timm_names import check_timm_names
 from artprobe.weights import check_offline_weights, fetches_weights
 from artprobe.report.layout import layout_options, report_layout
+from artprobe.settings import (
+    demo_settings,
+    embed_params,
+    fewshot_settings,
+    fewshot_spec,
+    fit_spec,
+    model_spec,
+    source_settings,
+    split_settings,
+)
 
 validate(config, "../schemas/config.schema.yaml")
 
 CLASSIFIER_PARAMS = check_config(config)
 FEWSHOT = fewshot_settings(config, CLASSIFIER_PARAMS)  # None: no few-shot curves
+SPLIT = split_settings(config)
 if workflow.is_main_process:  # jobs re-parse the workflow: importing timm there costs seconds
     check_timm_names(config["models"])
 MODELS = {m["name"]: m for m in config["models"]}
@@ -62,8 +71,12 @@ wildcard_constraints:
 # ---------------------------------------------------------------- data
 
 
+# A rule's params are its settings object (artprobe.settings) as plain values: whole where
+# they can be, else only what can change its result (they are Snakemake's rerun trigger).
+
+
 def demo_params(wildcards):
-    return demo_settings(config)
+    return demo_settings(config).rule_params()
 
 
 # ---------------------------------------------------------------- download
@@ -100,30 +113,19 @@ def manifest_input(wildcards):
 
 
 def source_params(wildcards):
-    return {
-        "source": SOURCE,
-        "revision": config["dataset"]["revision"],
-        "targets": TARGETS,
-        "config": config["dataset"]["config"],
-        "splits": config["dataset"]["splits"],
-        "image_column": config["dataset"]["image_column"],
-    }
+    return source_settings(config).rule_params()
 
 
 def split_index(wildcards):
     """The row index, an input of the split methods that read labels (stratified, group)."""
-    if config["split"]["method"] == "seed-compatible":
+    if not SPLIT.reads_labels:
         return []
     return f"results/{wildcards.dataset}/rows.parquet"
 
 
 def split_params(wildcards):
     """Only what assigns the rows: the duplicate keys never re-split, group keys only when used."""
-    s = config["split"]
-    skip = {"duplicate_distance", "drop_duplicates"}
-    if s["method"] != "group":
-        skip |= {"group_by", "ungrouped"}
-    return {k: v for k, v in s.items() if k not in skip}
+    return SPLIT.rule_params()
 
 
 def _shards(wildcards):
@@ -174,25 +176,10 @@ def duplicates_dropped(wildcards):
 
 
 def model_params(wildcards):
-    """Only what can change an embedding (embed_runtime settings are read by the script).
-
-    With ``precision: auto`` the device decides the dtype (bf16 on CUDA, fp32 on CPU), so
-    ``embed_runtime.device`` is then part of what re-embeds; with a fixed precision it is not.
-    """
-    m = MODELS[wildcards.model]
-    params = {
-        "timm_name": m["timm"],
-        "pretrained": m["pretrained"],
-        "decode": config["embed"]["decode"],
-        "precision": config["embed"]["precision"],
-    }
-    if params["precision"] == "auto":
-        params["device"] = config["embed_runtime"]["device"]
-    if m["weights"] is not None:
-        params["weights"] = m["weights"]
-    if m["features"] != "pooled":  # absent for pooled: existing embeddings stay up to date
-        params["features"] = m["features"]
-    return params
+    """Only what can change an embedding (artprobe.settings.embed_params); the job builds the
+    model's spec and its runtime settings from the config (scripts/embed.py)."""
+    model = model_spec(config, wildcards.model, weights_marker=None)
+    return embed_params(model, config["embed_runtime"]["device"])
 
 
 def model_weights(wildcards):
@@ -225,16 +212,9 @@ def weights_params(wildcards):
 
 
 def fit_params(wildcards):
-    t = wildcards.target
-    return {
-        "kind": CLASSIFIER_KINDS[wildcards.classifier],
-        "params": CLASSIFIER_PARAMS[wildcards.classifier],
-        "drop_labels": config["probe"]["drop_labels"].get(t, []),
-        "min_class_count": config["probe"]["min_class_count"].get(t),
-        "seed": config["probe"]["seed"],
-        "seeds": config["probe"]["seeds"] or [config["probe"]["seed"]],
-        "n_boot": config["probe"]["bootstrap"],
-    }
+    """The fit whole (artprobe.settings.FitSpec) but for its wildcards."""
+    w = wildcards
+    return fit_spec(config, CLASSIFIER_PARAMS, w.model, w.target, w.classifier).rule_params()
 
 
 def classifier_kind(wildcards):
@@ -279,22 +259,17 @@ def fit_inputs(wildcards):
 
 
 def fewshot_params(wildcards):
-    t = wildcards.target
-    return {
-        **{k: v for k, v in FEWSHOT.items() if k not in ("classifier", "reuses")},
-        "drop_labels": config["probe"]["drop_labels"].get(t, []),
-        "min_class_count": config["probe"]["min_class_count"].get(t),
-        "seed": config["probe"]["seed"],
-    }
+    """The curve whole (artprobe.settings.FewshotSpec) but for its wildcards."""
+    return fewshot_spec(FEWSHOT, config, wildcards.model, wildcards.target).rule_params()
 
 
 def fewshot_reused_fit(wildcards):
     """The classify fit that is the curve's ``all`` point (decided once:
-    artprobe.config.reused_fit): its metrics and predictions, or nothing (the curve fits
+    artprobe.settings.reused_fit): its metrics and predictions, or nothing (the curve fits
     that point itself)."""
-    if FEWSHOT is None or FEWSHOT["reuses"] is None:
+    if FEWSHOT is None or FEWSHOT.reuses is None:
         return {}
-    d = fit_dir(wildcards.model, wildcards.target, FEWSHOT["reuses"])
+    d = fit_dir(wildcards.model, wildcards.target, FEWSHOT.reuses)
     return {
         "fit_metrics": f"{d}/{FIT_FILES['metrics']}",
         "fit_predictions": f"{d}/{FIT_FILES['predictions']}",
@@ -340,6 +315,7 @@ def thumbnail_params(wildcards):
     keys = ("gallery", "disagreements", "confusions", "map_rows", "map_thumbnails")
     return {
         "seed": config["probe"]["seed"],
+        "n_boot": config["probe"]["bootstrap"],
         "probe": {
             "center": neighbour_center(CLASSIFIER_KINDS, CLASSIFIER_PARAMS),
             "drop_labels": config["probe"]["drop_labels"],

@@ -1,8 +1,9 @@
 """Adapter: embed one shard with one model.
 
-Runtime knobs (batch size, workers, compile, checkpoint interval) come from
-``config["embed_runtime"]``, not from params, so tuning them never re-embeds a shard. The device
-is a param only where it decides the dtype (``precision: auto``; see ``model_params``).
+The rule's params are only its rerun trigger (artprobe.settings.embed_params): what can change
+an embedding. The model's spec and the runtime settings (batch size, workers, compile,
+checkpoint interval, device) are built here from the validated config by the same builders, so
+tuning the runtime never re-embeds a shard.
 """
 
 import _checkout  # noqa: F401  (the checkout's artprobe, conda env or not)
@@ -10,20 +11,11 @@ import _checkout  # noqa: F401  (the checkout's artprobe, conda env or not)
 from artprobe.embed import embed_shard
 from artprobe.embed.gpu_slots import claim_gpu
 from artprobe.logs import to_log
+from artprobe.settings import embed_runtime, model_spec
 
-runtime = snakemake.config["embed_runtime"]
-workers = runtime["workers"]
-model = {"device": runtime["device"], **snakemake.params.model}
+marker = next(iter(snakemake.input.hub_weights), None)  # the weights stage's, hub weights only
+model = model_spec(snakemake.config, snakemake.wildcards.model, weights_marker=marker)
+runtime = embed_runtime(snakemake.config, snakemake.threads)
 with to_log(snakemake.log[0]):
-    claim_gpu(runtime["device"])  # a local job's own GPU; torch has not started CUDA yet
-    embed_shard(
-        snakemake.input.shard,
-        snakemake.output[0],
-        **model,
-        batch_size=runtime["batch_size"],
-        workers=snakemake.threads if workers is None else workers,
-        compile=runtime["compile"],
-        checkpoint_every=runtime["checkpoint_every"],
-        threads=snakemake.threads,
-        weights_marker=next(iter(snakemake.input.hub_weights), None),  # the weights stage's
-    )
+    claim_gpu(runtime.device)  # a local job's own GPU; torch has not started CUDA yet
+    embed_shard(snakemake.input.shard, snakemake.output[0], model, runtime)

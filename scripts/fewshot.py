@@ -5,26 +5,25 @@ import _checkout  # noqa: F401  (the checkout's artprobe, conda env or not)
 from artprobe.device import resolve_device
 from artprobe.fewshot import run_fewshot
 from artprobe.logs import to_log
+from artprobe.settings import FewshotSpec, probe_runtime
 
 w = snakemake.wildcards
 inp = snakemake.input
-# the classify fit that is the curve's "all" point, when there is one (rules/common.smk)
+spec = FewshotSpec(model=w.model, target=w.target, **snakemake.params.fewshot)
+runtime = probe_runtime(snakemake.config, snakemake.threads)  # never a param: no reruns
+# the classify fit that is the curve's "all" point, where the workflow decided there is one
 reuse = (
     {"metrics": inp.fit_metrics, "predictions": inp.fit_predictions}
     if "fit_metrics" in inp.keys()
     else None
 )
-device = snakemake.config["probe"]["device"]
 with to_log(snakemake.log[0]):
-    resolve_device(device, setting="probe.device")  # no GPU: one sentence, before any load
+    resolve_device(runtime.device, setting="probe.device")  # no GPU: one sentence, before any load
     run_fewshot(
-        snakemake.input[0],
+        inp[0],
         snakemake.output[0],
-        model=w.model,
-        target=w.target,
-        threads=snakemake.threads,
-        device=device,
+        spec,
+        runtime,
         reuse=reuse,
         duplicates=inp.get("duplicates") or None,  # split.drop_duplicates only
-        **snakemake.params.fewshot,
     )

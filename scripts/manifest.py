@@ -4,10 +4,9 @@ import _checkout  # noqa: F401  (the checkout's artprobe, conda env or not)
 
 from artprobe.logs import to_log
 from artprobe.manifest import build_manifest
+from artprobe.settings import SourceSettings
 
 with to_log(snakemake.log[0]):
     build_manifest(
-        **snakemake.params.source,
-        out_path=snakemake.output[0],
-        index_path=snakemake.output.index,
+        SourceSettings(**snakemake.params.source), snakemake.output[0], snakemake.output.index
     )

@@ -3,12 +3,13 @@
 import _checkout  # noqa: F401  (the checkout's artprobe, conda env or not)
 
 from artprobe.logs import to_log
+from artprobe.settings import split_settings
 from artprobe.split import write_split
 
 with to_log(snakemake.log[0]):
     write_split(
         snakemake.input[0],
+        snakemake.input.get("index") or None,  # only the methods that read labels need it
         snakemake.output[0],
-        index_path=snakemake.input.get("index") or None,  # the methods that read labels
-        **snakemake.params.split,
+        split_settings(snakemake.config),  # what the rule's params hold, with the group keys
     )

@@ -98,10 +98,37 @@ WORKFLOW_FILES = [
 def demo_source(tmp_path_factory) -> Path:
     """A 96-row demo dataset (3 files, 2 broken images) in the hub layout."""
     from artprobe.demo import generate_demo
+    from artprobe.settings import DemoSettings
 
     folder = tmp_path_factory.mktemp("demo_source")
-    generate_demo(folder, n_rows=96, n_files=3, seed=1, n_broken=2)
+    generate_demo(folder, DemoSettings(rows=96, files=3, seed=1, broken=2))
     return folder
+
+
+def validated(**sections) -> dict:
+    """A config as the workflow's parse leaves it: the required keys (a hub source, one model,
+    the linear classifier) overridden by ``sections``, validated against the schema, which
+    fills in every default (as rules/common.smk's ``validate`` does)."""
+    from snakemake.utils import validate
+
+    config = {
+        "dataset": {"name": "t", "source": "huggan/wikiart"},
+        "models": [{"name": "m", "timm": "resnet18"}],
+        "classifiers": [{"name": "linear", "kind": "linear"}],
+        **sections,
+    }
+    validate(config, str(ROOT / "schemas" / "config.schema.yaml"))
+    return config
+
+
+def source_of(folder, targets, **dataset):
+    """The source settings (artprobe.settings.SourceSettings) of a config whose dataset is the
+    local ``folder`` with ``targets``, ``dataset`` keys overridden (the schema's defaults
+    for the rest: no revision, config or splits; the ``image`` column)."""
+    from artprobe.settings import source_settings
+
+    dataset = {"name": "t", "source": str(folder), "targets": list(targets), **dataset}
+    return source_settings(validated(dataset=dataset))
 
 
 def copy_workflow(dest: Path) -> Path:

@@ -11,10 +11,37 @@ import pyarrow as pa
 from PIL import Image
 from synthetic import synthetic_jpeg
 
-from artprobe.embed import embed_shard
+from artprobe.embed import EmbedRuntime, ModelSpec, embed_shard
 from artprobe.io import embedding_matrix, with_meta, write_parquet
 
 TINY = dict(timm_name="test_vit", pretrained=False, precision="fp32", progress=False, threads=1)
+#: the tests' model and runtime where a test does not say (no schema defaults: test values)
+TEST_MODEL = dict(
+    timm_name="test_vit",
+    pretrained=False,
+    weights=None,
+    weights_marker=None,
+    features="pooled",
+    decode="fast",
+    precision="auto",
+)
+TEST_RUNTIME = dict(
+    device="auto",
+    batch_size=32,
+    workers=0,
+    compile=False,
+    checkpoint_every=10,
+    threads=1,
+    progress=True,
+)
+
+
+def embed(shard, out, **settings) -> dict:
+    """``embed_shard`` with a :class:`ModelSpec` and an :class:`EmbedRuntime` made of
+    ``settings`` (the fields of either), :data:`TEST_MODEL` and :data:`TEST_RUNTIME` for the rest."""
+    model = {k: settings.pop(k) for k in list(settings) if k in TEST_MODEL}
+    runtime = {**TEST_RUNTIME, **settings}  # an unknown key fails in EmbedRuntime
+    return embed_shard(shard, out, ModelSpec(**{**TEST_MODEL, **model}), EmbedRuntime(**runtime))
 
 
 def write_shard(path: Path, images: list, *, start: int = 0, targets=("style", "genre")) -> Path:
@@ -66,7 +93,7 @@ def embed_two_shards(d: Path) -> dict:
     outs, stats = [], []
     for s in shards:
         out = d / "embeddings" / "vit" / s.name
-        stats.append(embed_shard(s, out, batch_size=4, checkpoint_every=1, **TINY))
+        stats.append(embed(s, out, batch_size=4, checkpoint_every=1, **TINY))
         outs.append(out)
     split = d / "split.parquet"
     ids = np.arange(20)

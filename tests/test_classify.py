@@ -12,6 +12,7 @@ import pytest
 
 from artprobe.classify import FitDataError, FitSpec, fit_paths, load_fit_data, run_fit
 from artprobe.io import with_meta, write_parquet
+from artprobe.settings import ProbeRuntime
 from artprobe.split import stratified_split
 
 NAMES = ["Unknown Genre", "landscape", "portrait", "still_life"]
@@ -46,13 +47,18 @@ def merged(path, n=400, dim=16, seed=0, signal=4.0, stratified=False):
     return path
 
 
+def spec_of(kind, params=None, **kw) -> FitSpec:
+    """A fit of ``kind`` on the test file's genre: the test's values where ``kw`` says nothing."""
+    seed = kw.pop("seed", 0)
+    fields = dict(drop_labels=[], min_class_count=None, seed=seed, seeds=[seed], n_boot=100)
+    return FitSpec("m", "genre", kind, kind, params or {}, **{**fields, **kw})
+
+
 def fit(tmp_path, emb, kind, params=None, **kw):
     out = tmp_path / kind
-    run = {k: kw.pop(k) for k in ("threads", "device", "duplicates") if k in kw}
-    spec = FitSpec(
-        model="m", target="genre", classifier=kind, kind=kind, params=params or {}, n_boot=100, **kw
-    )
-    run_fit(emb, spec, fit_paths(out), **run)
+    runtime = ProbeRuntime(device=kw.pop("device", "auto"), threads=kw.pop("threads", 1))
+    duplicates = kw.pop("duplicates", None)
+    run_fit(emb, spec_of(kind, params, **kw), fit_paths(out), runtime, duplicates)
     return out
 
 

@@ -78,11 +78,6 @@ def test_errors_name_the_key(shipped, edit, message):
         config.check_config(cfg)
 
 
-def test_demo_settings_fill_the_defaults():
-    assert config.demo_settings({"demo": None}) == config.DEMO_DEFAULTS
-    assert config.demo_settings({"demo": {"rows": 50}}) == {**config.DEMO_DEFAULTS, "rows": 50}
-
-
 @pytest.mark.parametrize("device, held", [("auto", 1), ("cuda", 1), ("cuda:1", 1), ("cpu", 0)])
 def test_embed_jobs_hold_a_gpu_unless_they_embed_on_the_cpu(shipped, device, held):
     """A CPU embed job does not queue for the one-GPU pool (the demo runs two at once);

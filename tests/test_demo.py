@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from artprobe.demo import CLASSES, DEMO_CLASSES, demo_rows, generate_demo
+from artprobe.settings import DemoSettings
 from artprobe.sources.labels import class_names_from_schema
 
 
@@ -25,8 +26,9 @@ def test_hub_layout_and_class_names(demo_source):
 
 
 def test_deterministic(tmp_path):
-    a = generate_demo(tmp_path / "a", n_rows=24, n_files=2, seed=5)
-    b = generate_demo(tmp_path / "b", n_rows=24, n_files=2, seed=5)
+    settings = DemoSettings(rows=24, files=2, seed=5, broken=2)
+    a = generate_demo(tmp_path / "a", settings)
+    b = generate_demo(tmp_path / "b", settings)
     assert len(a) == len(b) == 2  # the two files of each
     for fa, fb in zip(a, b, strict=True):
         assert pq.read_table(fa).equals(pq.read_table(fb))

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from embed_helpers import TINY, assert_same_embeddings, small_jpegs
+from conftest import source_of
+from embed_helpers import TINY, assert_same_embeddings, embed, small_jpegs
 from embed_helpers import write_shard as write_tiny_shard
 from test_imagefolder import NAMES, _parquet_source, write_images
 
 from artprobe import disk
-from artprobe.embed import embed_shard
 from artprobe.io import DiskFullError, read_meta
 from artprobe.manifest import build_manifest
 from artprobe.shard import write_shard
@@ -72,7 +72,7 @@ def test_shard_export_on_a_full_disk(tmp_path, small_disk, monkeypatch):
     # big enough images that one shard does not fit in the space left
     for p in sorted(src.rglob("*.png")):
         p.write_bytes(p.read_bytes() + os.urandom(60_000))  # trailing bytes: still a PNG to PIL
-    build_manifest(str(src), None, ["label"], tmp_path / "manifest.json")
+    build_manifest(source_of(src, ["label"]), tmp_path / "manifest.json")
     reference = tmp_path / "reference.parquet"
     write_shard(
         tmp_path / "manifest.json",
@@ -112,16 +112,16 @@ def test_embedding_on_a_full_disk_resumes_after_freeing_space(tmp_path, small_di
     mnt, fill = small_disk
     shard = write_tiny_shard(tmp_path / "shard.parquet", small_jpegs(24, seed=3))
     reference = tmp_path / "reference.parquet"
-    embed_shard(shard, reference, batch_size=4, checkpoint_every=1, **TINY)
+    embed(shard, reference, batch_size=4, checkpoint_every=1, **TINY)
     per_batch = os.path.getsize(reference) // 6
     out = mnt / "embeddings" / "vit" / "00000.parquet"
     filler = fill(leave=3 * max(per_batch, 4096) + 16384)  # room for a few checkpoints only
     with pytest.raises(DiskFullError, match=f"no space left on device while writing {mnt}") as err:
-        embed_shard(shard, out, batch_size=4, checkpoint_every=1, **TINY)
+        embed(shard, out, batch_size=4, checkpoint_every=1, **TINY)
     assert "free some space and rerun" in str(err.value).lower()
     assert not out.exists() and no_partial_files(mnt) == []
     filler.unlink()
-    stats = embed_shard(shard, out, batch_size=4, checkpoint_every=1, **TINY)
+    stats = embed(shard, out, batch_size=4, checkpoint_every=1, **TINY)
     assert_same_embeddings(pq.read_table(out), pq.read_table(reference))
     assert stats["n_resumed"] > 0  # the checkpoints saved before the disk filled were kept
     assert not (out.parent / ".checkpoints").exists()
@@ -141,7 +141,7 @@ def test_shard_stage_too_big_for_the_disk_fails_before_writing(tmp_path, small_d
     folder, before it writes a byte; with the space there, the same call completes."""
     mnt, fill = small_disk
     src = big_image_folder(tmp_path)
-    manifest = build_manifest(str(src), None, ["label"], tmp_path / "manifest.json")
+    manifest = build_manifest(source_of(src, ["label"]), tmp_path / "manifest.json")
     sizes = sum(p.stat().st_size for p in src.rglob("*") if p.is_file())
     assert manifest["files"][0]["bytes"] == sizes  # the manifest knows the source's bytes
     out = mnt / "shards" / "00000.parquet"
@@ -181,7 +181,7 @@ def test_shard_space_counts_what_is_left_to_write(tmp_path, monkeypatch):
     from collections import namedtuple
 
     src = big_image_folder(tmp_path)
-    manifest = build_manifest(str(src), None, ["label"], tmp_path / "manifest.json")
+    manifest = build_manifest(source_of(src, ["label"]), tmp_path / "manifest.json")
     total = manifest["files"][0]["bytes"]
     shards = tmp_path / "shards"
     write_shard(
@@ -232,7 +232,7 @@ def test_manifest_bytes_of_a_parquet_source_with_image_paths(tmp_path):
 
     files = write_images(tmp_path / "pq", [f"images/{n}" for n in NAMES[:4]])
     src = _parquet_source(tmp_path, pa.array(list(files)), {"genre": pa.array([3, 7, 3, 7])})
-    m = build_manifest(str(src), None, ["genre"], tmp_path / "manifest.json")
+    m = build_manifest(source_of(src, ["genre"]), tmp_path / "manifest.json")
     parquet = (src / "data" / "train-00000-of-00001.parquet").stat().st_size
     assert m["files"][0]["bytes"] == parquet + sum(len(b) for b in files.values())
     assert disk.source_bytes(m, 1, 3) == -(

@@ -20,6 +20,7 @@ import pytest
 from embed_helpers import (
     TINY,
     assert_same_embeddings,
+    embed,
     embed_two_shards,
     encode,
     small_jpegs,
@@ -28,7 +29,7 @@ from embed_helpers import (
 from PIL import Image
 from synthetic import synthetic_jpeg, wikiart_like_sizes
 
-from artprobe.embed import CHECKPOINT_DIR, Checkpoints, embed_shard, load_model
+from artprobe.embed import CHECKPOINT_DIR, Checkpoints, load_model
 from artprobe.io import embedding_matrix, read_meta
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -147,10 +148,8 @@ def test_output_contract(embedded):
 def test_bad_images_become_error_rows_and_workers_agree(tmp_path):
     cases = odd_images()
     shard = write_shard(tmp_path / "odd.parquet", [b for b, _ in cases.values()])
-    s0 = embed_shard(shard, tmp_path / "w0.parquet", batch_size=5, workers=0, **TINY)
-    s2 = embed_shard(
-        shard, tmp_path / "w2.parquet", batch_size=5, workers=2, **{**TINY, "threads": 3}
-    )
+    s0 = embed(shard, tmp_path / "w0.parquet", batch_size=5, workers=0, **TINY)
+    s2 = embed(shard, tmp_path / "w2.parquet", batch_size=5, workers=2, **{**TINY, "threads": 3})
     t0, t2 = pq.read_table(tmp_path / "w0.parquet"), pq.read_table(tmp_path / "w2.parquet")
     assert_same_embeddings(t0, t2)  # worker processes change nothing
     errors = dict(zip(cases, t0["error"].to_pylist()))
@@ -170,7 +169,7 @@ def test_fast_decode_matches_exact_on_wikiart_sized_images(tmp_path):
     )
     emb = {}
     for mode in ("fast", "exact"):
-        embed_shard(
+        embed(
             shard,
             tmp_path / f"{mode}.parquet",
             timm_name="convnext_atto",
@@ -220,8 +219,8 @@ def test_local_weights_file_loads_through_timms_pretrained_path(tmp_path):
 
     shard = write_shard(tmp_path / "s.parquet", small_jpegs(3))
     kw = {**TINY, "pretrained": True, "weights": str(path)}
-    embed_shard(shard, tmp_path / "w.parquet", batch_size=4, **kw)
-    embed_shard(shard, tmp_path / "r.parquet", batch_size=4, **TINY)
+    embed(shard, tmp_path / "w.parquet", batch_size=4, **kw)
+    embed(shard, tmp_path / "r.parquet", batch_size=4, **TINY)
     meta = read_meta(tmp_path / "w.parquet")
     assert meta["weights_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     assert meta["weights_file"] == str(path) and meta["weights_fingerprint"] == fp
@@ -320,9 +319,9 @@ def test_peak_memory_does_not_grow_with_shard_rows(tmp_path):
             f"""
             import re, sys
             sys.path.insert(0, {str(ROOT)!r})
-            from artprobe.embed import embed_shard
-            embed_shard({str(shard)!r}, {str(tmp_path / f"o{n}.parquet")!r}, timm_name="test_vit",
-                        pretrained=False, progress=False, threads=1, batch_size=32)
+            sys.path.insert(0, {str(ROOT / "tests")!r})
+            from embed_helpers import embed
+            embed({str(shard)!r}, {str(tmp_path / f"o{n}.parquet")!r}, progress=False)
             # this process's own peak (ru_maxrss would include the parent's RSS at fork)
             print("RSS", re.search(r"VmHWM:\\s+(\\d+) kB", open("/proc/self/status").read()).group(1))
             """
@@ -337,7 +336,7 @@ def test_peak_memory_does_not_grow_with_shard_rows(tmp_path):
 
 def test_reduced_precision_on_cpu(tmp_path):
     shard = write_shard(tmp_path / "s.parquet", small_jpegs(4))
-    embed_shard(shard, tmp_path / "bf16.parquet", batch_size=4, **{**TINY, "precision": "bf16"})
+    embed(shard, tmp_path / "bf16.parquet", batch_size=4, **{**TINY, "precision": "bf16"})
     meta = read_meta(tmp_path / "bf16.parquet")
     assert meta["dtype"] == "bfloat16" and meta["precision"] == "bf16"
     t = pq.read_table(tmp_path / "bf16.parquet")
@@ -347,20 +346,20 @@ def test_reduced_precision_on_cpu(tmp_path):
 def test_bad_arguments_fail_clearly(tmp_path):
     shard = write_shard(tmp_path / "s.parquet", small_jpegs(2))
     with pytest.raises(ValueError, match="decode"):
-        embed_shard(shard, tmp_path / "o.parquet", decode="turbo", **TINY)
+        embed(shard, tmp_path / "o.parquet", decode="turbo", **TINY)
     with pytest.raises(ValueError, match="precision"):
-        embed_shard(shard, tmp_path / "o.parquet", **{**TINY, "precision": "fp8"})
+        embed(shard, tmp_path / "o.parquet", **{**TINY, "precision": "fp8"})
     import torch
 
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA"):
-            embed_shard(shard, tmp_path / "o.parquet", decode="nvjpeg", **TINY)
+            embed(shard, tmp_path / "o.parquet", decode="nvjpeg", **TINY)
     assert not (tmp_path / "o.parquet").exists()
 
 
 def test_empty_shard(tmp_path):
     shard = write_shard(tmp_path / "s.parquet", [])
-    stats = embed_shard(shard, tmp_path / "o.parquet", **TINY)
+    stats = embed(shard, tmp_path / "o.parquet", **TINY)
     t = pq.read_table(tmp_path / "o.parquet")
     assert (
         t.num_rows == 0
@@ -421,12 +420,12 @@ def test_nvjpeg_path_logic_on_cpu():
 def test_resume_uses_matching_checkpoints_and_discards_the_rest(tmp_path, monkeypatch):
     shard = write_shard(tmp_path / "s.parquet", small_jpegs(10) + [b""])
     ref = tmp_path / "ref.parquet"
-    embed_shard(shard, ref, batch_size=4, checkpoint_every=1, **TINY)
+    embed(shard, ref, batch_size=4, checkpoint_every=1, **TINY)
     out = tmp_path / "out" / "s.parquet"
     monkeypatch.setattr(
         Checkpoints, "cleanup", lambda self: None
     )  # keep the checkpoint files around
-    embed_shard(shard, out, batch_size=4, checkpoint_every=1, **TINY)
+    embed(shard, out, batch_size=4, checkpoint_every=1, **TINY)
     ckpt_dir = out.parent / CHECKPOINT_DIR / "s"
     files = sorted(p.name for p in ckpt_dir.glob("rows-*.arrow"))
     assert files == [
@@ -437,15 +436,15 @@ def test_resume_uses_matching_checkpoints_and_discards_the_rest(tmp_path, monkey
     # drop the last checkpoint file: the rerun recomputes only rows 8..10 and matches bit for bit
     (ckpt_dir / files[-1]).unlink()
     out.unlink()
-    stats = embed_shard(shard, out, batch_size=4, checkpoint_every=1, **TINY)
+    stats = embed(shard, out, batch_size=4, checkpoint_every=1, **TINY)
     assert stats["n_resumed"] == 8
     assert_same_embeddings(pq.read_table(out), pq.read_table(ref))
     # another batch size (or model, decode, precision...): the checkpoints are discarded
-    stats = embed_shard(shard, out, batch_size=3, checkpoint_every=1, **TINY)
+    stats = embed(shard, out, batch_size=3, checkpoint_every=1, **TINY)
     assert stats["n_resumed"] == 0
     state = json.loads((ckpt_dir / "key.json").read_text())
     assert state["batch_size"] == 3
-    stats = embed_shard(
+    stats = embed(
         shard, out, batch_size=3, checkpoint_every=1, **{**TINY, "timm_name": "test_convnext"}
     )
     assert stats["n_resumed"] == 0
@@ -459,10 +458,10 @@ def test_corrupt_checkpoint_file_is_discarded_and_the_rows_re_embedded(
     it and every later file are deleted, those rows re-embedded, the output bit-identical."""
     shard = write_shard(tmp_path / "s.parquet", small_jpegs(10) + [b""])
     ref = tmp_path / "ref.parquet"
-    embed_shard(shard, ref, batch_size=4, checkpoint_every=1, **TINY)
+    embed(shard, ref, batch_size=4, checkpoint_every=1, **TINY)
     out = tmp_path / "out" / "s.parquet"
     monkeypatch.setattr(Checkpoints, "cleanup", lambda self: None)  # keep the checkpoint files
-    embed_shard(shard, out, batch_size=4, checkpoint_every=1, **TINY)
+    embed(shard, out, batch_size=4, checkpoint_every=1, **TINY)
     monkeypatch.undo()
     ckpt_dir = out.parent / CHECKPOINT_DIR / "s"
     files = sorted(ckpt_dir.glob("rows-*.arrow"))
@@ -472,7 +471,7 @@ def test_corrupt_checkpoint_file_is_discarded_and_the_rows_re_embedded(
         {"truncated": data[: len(data) // 2], "garbage": b"\x00garbage" * 100, "empty": b""}[damage]
     )
     out.unlink()
-    stats = embed_shard(shard, out, batch_size=4, checkpoint_every=1, **TINY)
+    stats = embed(shard, out, batch_size=4, checkpoint_every=1, **TINY)
     assert stats["n_resumed"] == 4  # only the file before the damaged one was used
     assert_same_embeddings(pq.read_table(out), pq.read_table(ref))
     assert not ckpt_dir.exists()
@@ -488,8 +487,8 @@ def test_compile_pads_the_last_batch_and_matches_eager(tmp_path):
     except Exception as exc:  # noqa: BLE001 - no C compiler / inductor on this machine
         pytest.skip(f"torch.compile unusable here: {exc}")
     shard = write_shard(tmp_path / "s.parquet", small_jpegs(6) + [b"not an image"])
-    plain = embed_shard(shard, tmp_path / "plain.parquet", batch_size=4, **TINY)
-    comp = embed_shard(shard, tmp_path / "comp.parquet", batch_size=4, compile=True, **TINY)
+    plain = embed(shard, tmp_path / "plain.parquet", batch_size=4, **TINY)
+    comp = embed(shard, tmp_path / "comp.parquet", batch_size=4, compile=True, **TINY)
     a, b = pq.read_table(tmp_path / "plain.parquet"), pq.read_table(tmp_path / "comp.parquet")
     assert a["row_id"].to_pylist() == b["row_id"].to_pylist() == list(range(7))
     assert a["error"].to_pylist() == b["error"].to_pylist()
@@ -511,8 +510,11 @@ RUNNER = textwrap.dedent("""
         save(self, *args)
         time.sleep(0.25)
     E.Checkpoints.save = slow_save
-    stats = E.embed_shard(sys.argv[1], sys.argv[2], timm_name="test_vit", pretrained=False,
-                          precision="fp32", batch_size=8, checkpoint_every=1, progress=False, threads=1)
+    model = E.ModelSpec(timm_name="test_vit", pretrained=False, weights=None, weights_marker=None,
+                        features="pooled", decode="fast", precision="fp32")
+    runtime = E.EmbedRuntime(device="auto", batch_size=8, workers=0, compile=False,
+                             checkpoint_every=1, threads=1, progress=False)
+    stats = E.embed_shard(sys.argv[1], sys.argv[2], model, runtime)
     print(json.dumps(stats))
     """)
 
@@ -546,7 +548,7 @@ def test_sigkill_and_resume_is_bit_identical(tmp_path):
     imgs[5], imgs[33], imgs[61] = b"", imgs[33][:300], b"GIF89a broken"
     shard = write_shard(tmp_path / "shard.parquet", imgs)
     ref = tmp_path / "ref" / "shard.parquet"
-    embed_shard(shard, ref, batch_size=8, checkpoint_every=1, **TINY)
+    embed(shard, ref, batch_size=8, checkpoint_every=1, **TINY)
 
     script = tmp_path / "run.py"
     script.write_text(RUNNER)
@@ -618,7 +620,7 @@ def test_out_of_gpu_memory_halves_the_batch_and_equals_an_uninterrupted_run(
     (per-row outputs of test_vit in fp32 on CPU do not depend on the batch)."""
     shard = write_shard(tmp_path / "s.parquet", small_jpegs(17) + [b""])
     ref = tmp_path / "ref.parquet"
-    embed_shard(shard, ref, batch_size=8, checkpoint_every=1, **TINY)
+    embed(shard, ref, batch_size=8, checkpoint_every=1, **TINY)
     exc = (
         None
         if error == "OutOfMemoryError"
@@ -627,7 +629,7 @@ def test_out_of_gpu_memory_halves_the_batch_and_equals_an_uninterrupted_run(
     seen = _oom_forward(monkeypatch, above=4, at_calls={2}, error=exc)
     out = tmp_path / "out" / "s.parquet"
     with caplog.at_level("INFO", logger="artprobe"):
-        stats = embed_shard(shard, out, batch_size=8, checkpoint_every=1, **TINY)
+        stats = embed(shard, out, batch_size=8, checkpoint_every=1, **TINY)
     assert seen == [
         8,
         8,
@@ -657,7 +659,7 @@ def test_out_of_gpu_memory_at_batch_one_fails_in_a_sentence_and_keeps_the_rows(
 
     what = r"test_vit \(float32, s.parquet\) does not fit in GPU memory even at batch 1"
     with pytest.raises(GPUOutOfMemoryError, match=what):
-        embed_shard(shard, out, batch_size=4, checkpoint_every=1, **TINY)
+        embed(shard, out, batch_size=4, checkpoint_every=1, **TINY)
     assert not out.exists()
     files = sorted(p.name for p in (out.parent / CHECKPOINT_DIR / "s").glob("rows-*.arrow"))
     assert files == ["rows-000000000-000000004.arrow"]  # the finished batch is kept for the rerun
@@ -668,19 +670,17 @@ def test_a_rerun_after_out_of_memory_resumes_with_the_smaller_batch(tmp_path, mo
     (it does not run out of memory again first) and still equals the uninterrupted run."""
     shard = write_shard(tmp_path / "s.parquet", small_jpegs(20))
     ref = tmp_path / "ref.parquet"
-    embed_shard(shard, ref, batch_size=8, checkpoint_every=1, **TINY)
+    embed(shard, ref, batch_size=8, checkpoint_every=1, **TINY)
     out = tmp_path / "out" / "s.parquet"
     _oom_forward(monkeypatch, above=4, at_calls={2}, then={4: RuntimeError("node lost")})
     with pytest.raises(RuntimeError, match="node lost"):
-        embed_shard(
-            shard, out, batch_size=8, checkpoint_every=1, **TINY
-        )  # rows 0..7 kept, then a crash
+        embed(shard, out, batch_size=8, checkpoint_every=1, **TINY)  # rows 0..7 kept, then a crash
     monkeypatch.undo()
     seen = _oom_forward(
         monkeypatch, above=4, at_calls=set(range(1, 100))
     )  # batch 8 would fail again
     with caplog.at_level("INFO", logger="artprobe"):
-        stats = embed_shard(shard, out, batch_size=8, checkpoint_every=1, **TINY)
+        stats = embed(shard, out, batch_size=8, checkpoint_every=1, **TINY)
     assert seen == [4, 4, 4] and stats["n_resumed"] == 8
     assert "batch 4, 0 workers" in caplog.text
     assert_same_embeddings(pq.read_table(out), pq.read_table(ref))

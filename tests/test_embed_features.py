@@ -12,9 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 import yaml
-from embed_helpers import TINY, assert_same_embeddings, small_jpegs, write_shard
+from embed_helpers import TINY, assert_same_embeddings, embed, small_jpegs, write_shard
 
-from artprobe.embed import embed_shard, load_model
+from artprobe.embed import load_model
 from artprobe.embed.features import FEATURES_PATTERN, FeatureSpec, feature_model, parse_features
 from artprobe.io import embedding_matrix, read_meta
 
@@ -72,7 +72,7 @@ def test_vit_features_equal_hand_computations(vit):
 def test_pooled_is_the_model_itself(vit):
     assert feature_model(vit, "pooled") is vit
     x = torch.randn(2, 3, 32, 32)
-    assert torch.equal(feature_model(vit)(x), vit(x))
+    assert torch.equal(feature_model(vit, "pooled")(x), vit(x))
 
 
 @torch.no_grad()
@@ -123,9 +123,9 @@ def test_parse_features_and_the_schema_agree():
 def test_embed_shard_records_the_choice_and_pooled_is_unchanged(tmp_path):
     shard = write_shard(tmp_path / "s.parquet", small_jpegs(5, seed=4))
     kw = dict(TINY, batch_size=4, checkpoint_every=0)
-    default = embed_shard(shard, tmp_path / "default.parquet", **kw)
-    embed_shard(shard, tmp_path / "pooled.parquet", features="pooled", **kw)
-    embed_shard(shard, tmp_path / "dino.parquet", features="last2_cls_mean", **kw)
+    default = embed(shard, tmp_path / "default.parquet", **kw)
+    embed(shard, tmp_path / "pooled.parquet", features="pooled", **kw)
+    embed(shard, tmp_path / "dino.parquet", features="last2_cls_mean", **kw)
     assert_same_embeddings(
         pq.read_table(tmp_path / "default.parquet"), pq.read_table(tmp_path / "pooled.parquet")
     )
@@ -139,7 +139,7 @@ def test_embed_shard_records_the_choice_and_pooled_is_unchanged(tmp_path):
     dino = embedding_matrix(pq.read_table(tmp_path / "dino.parquet")["embedding"])
     assert np.isfinite(dino).all() and dino.shape == (5, 3 * model.num_features)
     with pytest.raises(ValueError, match="'convnext_atto'.*cannot give features='cls'"):
-        embed_shard(
+        embed(
             shard, tmp_path / "cnx.parquet", **{**kw, "timm_name": "convnext_atto"}, features="cls"
         )
     assert not (tmp_path / "cnx.parquet").exists()

@@ -7,16 +7,24 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pytest
+from conftest import validated
 
 from artprobe import fewshot as stage
 from artprobe.classify import FitDataError
-from artprobe.config import fewshot_settings, resolve_params
+from artprobe.config import resolve_params
 from artprobe.io import read_json, with_meta, write_parquet
 from artprobe.probes import fewshot
 from artprobe.probes.fewshot import fewshot_curve, fewshot_subsets, normalize_shots
 from artprobe.report.layout import report_files
+from artprobe.settings import FewshotSettings, FewshotSpec, ProbeRuntime, fewshot_settings
 
 FAST_LINEAR = {"n_c": 3, "c_min": 0.01, "c_max": 1.0}
+CPU = ProbeRuntime(device="cpu", threads=1)
+
+
+def curve_spec(params, shots, trials, seed=0, model="m", target="style") -> FewshotSpec:
+    """A curve of the test's ``params``, ``shots`` and ``trials`` (no row filters)."""
+    return FewshotSpec(model, target, list(shots), trials, params, [], None, seed)
 
 
 def test_subsets_are_nested_exact_per_class_and_seeded():
@@ -67,18 +75,8 @@ def _blobs(n_per_class: int, n_classes: int = 5, dim: int = 16, seed: int = 0, n
 def test_curve_rises_on_an_easy_problem():
     train, val, test = _blobs(60, seed=1), _blobs(20, seed=2), _blobs(60, seed=3)
     params = resolve_params("linear", FAST_LINEAR)
-    curve = fewshot_curve(
-        params,
-        train,
-        val,
-        test,
-        n_classes=5,
-        shots=[1, 2, 5, 10, 25, "all"],
-        trials=3,
-        seed=0,
-        threads=1,
-        device="cpu",
-    )
+    spec = curve_spec(params, [1, 2, 5, 10, 25, "all"], trials=3)
+    curve = fewshot_curve(spec, (train, val, test), 5, CPU)
     acc = [s["accuracy"] for s in curve["summary"]]
     assert acc[-1] > acc[0] + 0.15, acc
     assert all(b >= a - 0.05 for a, b in zip(acc, acc[1:])), acc  # monotone up to noise
@@ -125,17 +123,8 @@ def test_the_stage_never_trains_on_val_or_test_rows(tmp_path, monkeypatch):
         return real_fit(kind, params, X_train, y_train, X_val, y_val, X_test, **kw)
 
     monkeypatch.setattr(fewshot, "fit", spy)
-    out = stage.run_fewshot(
-        tmp_path / "m.parquet",
-        tmp_path / "f.json",
-        model="m",
-        target="style",
-        params=FAST_LINEAR,
-        shots=[1, 2, "all"],
-        trials=2,
-        seed=3,
-        device="cpu",
-    )
+    spec = curve_spec(FAST_LINEAR, [1, 2, "all"], trials=2, seed=3)
+    out = stage.run_fewshot(tmp_path / "m.parquet", tmp_path / "f.json", spec, CPU)
     train_ids, val_ids = set(ids[split == "train"]), set(ids[split == "val"])
     assert seen and all(
         set(tr) <= train_ids and set(va) == val_ids and not refit for tr, va, refit in seen
@@ -154,8 +143,8 @@ def _classify_linear(tmp_path, params, name="fit") -> dict:
 
     out = fit_paths(tmp_path / name)
     out["metrics"].parent.mkdir(parents=True)
-    spec = FitSpec("m", "style", "lin", "linear", params=params, n_boot=0)
-    run_fit(tmp_path / "m.parquet", spec, out, device="cpu")
+    spec = FitSpec("m", "style", "lin", "linear", params, [], None, 0, [0], n_boot=0)
+    run_fit(tmp_path / "m.parquet", spec, out, CPU)
     return {"metrics": str(out["metrics"]), "predictions": str(out["predictions"])}
 
 
@@ -170,15 +159,13 @@ def test_the_all_point_is_the_classify_fit_not_fitted_again(tmp_path, monkeypatc
         return real_fit(kind, params, X_train, *a, **kw)
 
     monkeypatch.setattr(fewshot, "fit", spy)
-    kw = dict(model="m", target="style", shots=[1, "all"], trials=2, device="cpu")
-    fresh = stage.run_fewshot(tmp_path / "m.parquet", tmp_path / "a.json", params=FAST_LINEAR, **kw)
+    spec = curve_spec(FAST_LINEAR, [1, "all"], trials=2)
+    fresh = stage.run_fewshot(tmp_path / "m.parquet", tmp_path / "a.json", spec, CPU)
     assert fit_rows.count(n_train) == 1
     fit_rows.clear()
 
     reuse = _classify_linear(tmp_path, FAST_LINEAR)
-    out = stage.run_fewshot(
-        tmp_path / "m.parquet", tmp_path / "b.json", params=FAST_LINEAR, reuse=reuse, **kw
-    )
+    out = stage.run_fewshot(tmp_path / "m.parquet", tmp_path / "b.json", spec, CPU, reuse=reuse)
     assert n_train not in fit_rows and len(fit_rows) == 2  # only the two 1-shot subsets
     alls = [p for p in out["points"] if p["shot"] == "all"]
     fresh_all = next(p for p in fresh["points"] if p["shot"] == "all")
@@ -192,35 +179,38 @@ def test_the_all_point_is_the_classify_fit_not_fitted_again(tmp_path, monkeypatc
     # point fitted quietly instead
     other = _classify_linear(tmp_path, {**FAST_LINEAR, "n_c": 2}, name="other")
     with pytest.raises(FitDataError, match="not that fit .another probe or other hyper-parameters"):
-        stage.run_fewshot(
-            tmp_path / "m.parquet", tmp_path / "c.json", params=FAST_LINEAR, reuse=other, **kw
-        )
+        stage.run_fewshot(tmp_path / "m.parquet", tmp_path / "c.json", spec, CPU, reuse=other)
     assert not (tmp_path / "c.json").exists()
 
 
 def _config(
-    fewshot_cfg, classifiers=({"name": "lin", "kind": "linear"}, {"name": "m", "kind": "mlp"})
+    fewshot_cfg,
+    classifiers=({"name": "lin", "kind": "linear"}, {"name": "m", "kind": "mlp"}),
+    **sections,
 ):
-    return {"probe": {"fewshot": fewshot_cfg}, "classifiers": list(classifiers)}
+    """A validated config (the schema's defaults filled) with ``probe.fewshot`` and these
+    classifiers."""
+    probe = {"fewshot": fewshot_cfg}
+    return validated(probe=probe, classifiers=[dict(c) for c in classifiers], **sections)
 
 
 def test_fewshot_settings():
     params = {"lin": resolve_params("linear", {"n_c": 4}), "m": resolve_params("mlp", {})}
     assert fewshot_settings(_config(None), params) is None
     s = fewshot_settings(_config({"trials": 2}), params)
-    assert s == {
-        "shots": [1, 2, 5, 10, 25, 100, "all"],
-        "trials": 2,
-        "params": params["lin"],
-        "classifier": "lin",
-        "reuses": "lin",
-    }
+    assert s == FewshotSettings(
+        shots=[1, 2, 5, 10, 25, 100, "all"],  # the schema's
+        trials=2,
+        classifier="lin",
+        params=params["lin"],
+        reuses="lin",
+    )
     with pytest.raises(
         ValueError, match=r"probe.fewshot.classifier: 'm' is not a linear classifier"
     ):
         fewshot_settings(_config({"classifier": "m"}), params)
     only_mlp = _config({}, classifiers=[{"name": "m", "kind": "mlp"}])
-    assert fewshot_settings(only_mlp, params)["params"] == resolve_params("linear", {})
+    assert fewshot_settings(only_mlp, params).params == resolve_params("linear", {})
 
 
 def test_layout_lists_fewshot_files_only_when_on():
@@ -238,16 +228,8 @@ def test_fewshot_plot_and_table(tmp_path):
     from artprobe.report import plots, tables
 
     train, val, test = _blobs(10, seed=1), _blobs(5, seed=2), _blobs(10, seed=3)
-    curve = fewshot_curve(
-        resolve_params("linear", FAST_LINEAR),
-        train,
-        val,
-        test,
-        n_classes=5,
-        shots=[1, "all"],
-        trials=2,
-        device="cpu",
-    )
+    spec = curve_spec(resolve_params("linear", FAST_LINEAR), [1, "all"], trials=2)
+    curve = fewshot_curve(spec, (train, val, test), 5, CPU)
     curve |= {"model": "a", "target": "style", "n_classes": 5}
     plots.save(plots.plot_fewshot(curve, "tab:blue"), tmp_path / "f.png")
     assert (tmp_path / "f.png").stat().st_size > 5000
@@ -274,19 +256,17 @@ def test_schema_accepts_off_empty_and_partial(value):
     settings = fewshot_settings(config, check_config(config))
     assert (settings is None) == (value is None)
     if value is not None:
-        assert settings["trials"] == value.get("trials", 3)
+        assert settings.trials == value.get("trials", 3)
 
 
 def test_reuse_only_where_the_classify_fit_is_the_all_point():
     params = {"lin": resolve_params("linear", {})}
-    cfg = {**_config({}, classifiers=[{"name": "lin", "kind": "linear"}])}
-    cfg["split"] = {"drop_duplicates": False}
-    assert fewshot_settings(cfg, params)["reuses"] == "lin"
-    no_all = {**cfg, "probe": {"fewshot": {"shots": [1, 5]}}}
-    assert fewshot_settings(no_all, params)["reuses"] is None
+    lin = [{"name": "lin", "kind": "linear"}]
+    assert fewshot_settings(_config({}, lin), params).reuses == "lin"
+    assert fewshot_settings(_config({"shots": [1, 5]}, lin), params).reuses is None
     refit = {"lin": resolve_params("linear", {"refit": "train+val"})}
-    assert fewshot_settings(cfg, refit)["reuses"] is None  # the fit saw val
-    dropped = {**cfg, "split": {"drop_duplicates": True}}  # both stages drop the same rows
-    assert fewshot_settings(dropped, params)["reuses"] == "lin"
+    assert fewshot_settings(_config({}, lin), refit).reuses is None  # the fit saw val
+    dropped = _config({}, lin, split={"drop_duplicates": True})  # both stages drop the same rows
+    assert fewshot_settings(dropped, params).reuses == "lin"
     no_linear = _config({}, classifiers=[{"name": "m", "kind": "mlp"}])
-    assert fewshot_settings(no_linear, {"m": resolve_params("mlp", {})})["reuses"] is None
+    assert fewshot_settings(no_linear, {"m": resolve_params("mlp", {})}).reuses is None

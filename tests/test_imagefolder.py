@@ -16,6 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import source_of
 from PIL import Image
 from synthetic import FORMATS
 from synthetic import small_image as image_bytes
@@ -42,10 +43,10 @@ NAMES = ["a painting.jpg", "Émile é.png", "油画 1.webp", "z-last.jpg", "ét�
 
 
 def manifest_and_shards(
-    tmp_path: Path, source: Path, targets: list[str], rows: int = 4, **kw
+    tmp_path: Path, folder: Path, targets: list[str], rows: int = 4, **kw
 ) -> tuple[dict, pa.Table]:
     out = tmp_path / "results"
-    m = build_manifest(str(source), None, targets, out / "manifest.json", **kw)
+    m = build_manifest(source_of(folder, targets, **kw), out / "manifest.json")
     parts = []
     for i, start in enumerate(range(0, m["n_rows"], rows)):
         path = out / "shards" / f"{i:05d}.parquet"
@@ -143,7 +144,7 @@ def test_metadata_listing_a_missing_file_is_an_error(tmp_path):
     with pytest.raises(
         DataError, match=r"1 image file\(s\) of column 'image' do not exist.*gone\.jpg"
     ):
-        build_manifest(str(src), None, ["style"], tmp_path / "m.json")
+        build_manifest(source_of(src, ["style"]), tmp_path / "m.json")
 
 
 def _parquet_source(tmp_path: Path, image, labels: dict, name: str = "image") -> Path:
@@ -199,7 +200,7 @@ def test_target_that_is_not_a_column_names_the_columns(tmp_path):
         DataError,
         match=r"dataset.targets: missing column\(s\) \['genre'\].*columns are \['label', 'image'\]",
     ):
-        build_manifest(str(src), None, ["genre"], tmp_path / "m.json")
+        build_manifest(source_of(src, ["genre"]), tmp_path / "m.json")
 
 
 def test_target_with_one_class(tmp_path):
@@ -209,7 +210,7 @@ def test_target_with_one_class(tmp_path):
     with pytest.raises(
         DataError, match=r"target 'style' .* has 1 class\(es\) \['x'\]: a probe needs at least 2"
     ):
-        build_manifest(str(src), None, ["style"], tmp_path / "m.json")
+        build_manifest(source_of(src, ["style"]), tmp_path / "m.json")
 
 
 @pytest.mark.parametrize(
@@ -223,7 +224,7 @@ def test_target_with_one_class(tmp_path):
 def test_image_column_without_images(tmp_path, image, message):
     src = _parquet_source(tmp_path, image, {"style": ["x", "y", "x"]})
     with pytest.raises(DataError, match=message):
-        build_manifest(str(src), None, ["style"], tmp_path / "m.json")
+        build_manifest(source_of(src, ["style"]), tmp_path / "m.json")
     assert not (tmp_path / "m.json").exists()
 
 
@@ -234,11 +235,11 @@ def test_image_column_that_is_not_one(tmp_path):
     with pytest.raises(
         DataError, match=r"dataset.image_column 'style' .* is not an image column.*\['image'\]"
     ):
-        build_manifest(str(src), None, ["style"], tmp_path / "m.json", image_column="style")
+        build_manifest(source_of(src, ["style"], image_column="style"), tmp_path / "m.json")
     with pytest.raises(
         DataError, match=r"dataset.image_column 'photo': not a column .* \['image', 'style'\]"
     ):
-        build_manifest(str(src), None, ["style"], tmp_path / "m.json", image_column="photo")
+        build_manifest(source_of(src, ["style"], image_column="photo"), tmp_path / "m.json")
 
 
 def test_folders_datasets_would_not_load(tmp_path):
@@ -248,18 +249,18 @@ def test_folders_datasets_would_not_load(tmp_path):
         DataError,
         match="no Parquet files .* and datasets' imagefolder cannot load it .*doesn't contain any data files",
     ):
-        build_manifest(str(empty), None, ["label"], tmp_path / "m.json")
+        build_manifest(source_of(empty, ["label"]), tmp_path / "m.json")
     (tmp_path / "text" / "a").mkdir(parents=True)
     (tmp_path / "text" / "a" / "notes.txt").write_text("no images here")
     with pytest.raises(DataError, match="found no images in it"):
-        build_manifest(str(tmp_path / "text"), None, ["label"], tmp_path / "m.json")
+        build_manifest(source_of(tmp_path / "text", ["label"]), tmp_path / "m.json")
     mixed = tmp_path / "mixed"  # images at two depths: datasets infers no label
     write_images(mixed, ["a/x.png", "b/y.png", "b/deeper/z.png"])
     with pytest.raises(
         DataError,
         match=r"missing column\(s\) \['label'\].*same depth; found images 1 folder\(s\) deep",
     ):
-        build_manifest(str(mixed), None, ["label"], tmp_path / "m.json")
+        build_manifest(source_of(mixed, ["label"]), tmp_path / "m.json")
 
 
 # ------------------------------------------------------------------ the workflow, end to end
@@ -358,23 +359,22 @@ def test_workflow_on_an_image_folder(tmp_path):
 
 
 def test_stratified_split_of_string_labels_with_gaps(tmp_path):
+    from conftest import validated
+
     from artprobe.manifest import read_class_ids
+    from artprobe.settings import split_settings
     from artprobe.split import write_split
 
     labels = [None if i % 7 == 0 else "abc"[i % 3] for i in range(60)]
     src = _parquet_source(tmp_path, pa.array([image_bytes(".png", 0)] * 60), {"style": labels})
-    build_manifest(str(src), None, ["style"], tmp_path / "m.json")
+    build_manifest(source_of(src, ["style"]), tmp_path / "m.json")
     ids = read_class_ids(tmp_path / "rows.parquet", ["style"]).column("style").to_numpy()
     assert ids.tolist() == [-1 if v is None else "abc".index(v) for v in labels]
+    split = {"method": "stratified", "seed": 0, "stratify_by": "style"}
+    split |= {"val_fraction": 0.2, "test_fraction": 0.2}
+    settings = split_settings(validated(split=split))
     write_split(
-        tmp_path / "m.json",
-        tmp_path / "split.parquet",
-        index_path=tmp_path / "rows.parquet",
-        method="stratified",
-        seed=0,
-        val_fraction=0.2,
-        test_fraction=0.2,
-        stratify_by="style",
+        tmp_path / "m.json", tmp_path / "rows.parquet", tmp_path / "split.parquet", settings
     )
     split = np.array(pq.read_table(tmp_path / "split.parquet").column("split").to_pylist())
     for value in ["a", "b", "c", None]:  # each stratum (missing too) is spread over the splits

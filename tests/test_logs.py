@@ -15,6 +15,7 @@ from artprobe.embed.merge import merge_embeddings
 from artprobe.logs import progress, to_log
 from artprobe.probes.fewshot import fewshot_curve
 from artprobe.probes.fit import fit
+from artprobe.settings import FewshotSpec, ProbeRuntime
 
 
 def rate_lines(log_text: str, desc: str, unit: str) -> list[str]:
@@ -94,16 +95,9 @@ def test_fewshot_logs_its_progress(tmp_path):
     X, y = _data()
     log = tmp_path / "fewshot.log"
     with to_log(log):
-        fewshot_curve(
-            {"n_c": 2},
-            (X[:60], y[:60]),
-            (X[60:75], y[60:75]),
-            (X[75:], y[75:]),
-            n_classes=3,
-            shots=[1, 2, "all"],
-            trials=2,
-            device="cpu",
-        )
+        spec = FewshotSpec("m", "t", [1, 2, "all"], 2, {"n_c": 2}, [], None, seed=0)
+        data = ((X[:60], y[:60]), (X[60:75], y[60:75]), (X[75:], y[75:]))
+        fewshot_curve(spec, data, 3, ProbeRuntime(device="cpu", threads=1))
     done = rate_lines(log.read_text(), "few-shot", "point")
     assert done and "6/6" in done[-1], log.read_text()
     assert (

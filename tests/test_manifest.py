@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from conftest import source_of
 
 from artprobe import manifest as stage
 from artprobe.demo import CLASSES, demo_rows
@@ -12,7 +13,7 @@ TARGETS = ["genre", "style", "artist"]
 
 
 def test_manifest(demo_source, tmp_path):
-    m = stage.build_manifest(str(demo_source), None, TARGETS, tmp_path / "manifest.json")
+    m = stage.build_manifest(source_of(demo_source, TARGETS), tmp_path / "manifest.json")
     assert m == read_json(tmp_path / "manifest.json")
     assert m["n_rows"] == 96
     assert [f["name"] for f in m["files"]] == [
@@ -25,11 +26,11 @@ def test_manifest(demo_source, tmp_path):
 
 def test_manifest_errors_name_the_problem(demo_source, tmp_path):
     with pytest.raises(stage.DataError, match="missing column.*'period'"):
-        stage.build_manifest(str(demo_source), None, ["genre", "period"], tmp_path / "m.json")
+        stage.build_manifest(source_of(demo_source, ["genre", "period"]), tmp_path / "m.json")
     with pytest.raises(stage.DataError, match="no Parquet files"):
-        stage.build_manifest(str(tmp_path), None, TARGETS, tmp_path / "m.json")
+        stage.build_manifest(source_of(tmp_path, TARGETS), tmp_path / "m.json")
     with pytest.raises(stage.DataError, match="no such folder"):
-        stage.build_manifest(str(tmp_path / "nowhere"), None, TARGETS, tmp_path / "m.json")
+        stage.build_manifest(source_of(tmp_path / "nowhere", TARGETS), tmp_path / "m.json")
     assert not (tmp_path / "m.json").exists()
 
 
@@ -50,5 +51,5 @@ def test_shard_rejects_bad_labels(tmp_path):
     )
     # caught by the manifest job, before any shard or embedding
     with pytest.raises(stage.DataError, match=r"'genre'.*label id\(s\) \[42\].*row_id\(s\) \[3\]"):
-        stage.build_manifest(str(folder), None, ["genre"], tmp_path / "m.json")
+        stage.build_manifest(source_of(folder, ["genre"]), tmp_path / "m.json")
     assert not (tmp_path / "m.json").exists()

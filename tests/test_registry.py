@@ -20,6 +20,7 @@ from artprobe.probes import registry
 from artprobe.probes.checks import CLASS_WEIGHT, choice
 from artprobe.probes.shared import FitContext, FitResult
 from artprobe.report.layout import report_layout
+from artprobe.settings import ProbeRuntime
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -77,10 +78,13 @@ def test_a_new_kind_is_one_function_and_one_entry(centroid, tmp_path):
         classifier="nc",
         kind="centroid",
         params=resolved["nc"],
+        drop_labels=[],
+        min_class_count=None,
+        seed=0,
         seeds=[0, 1, 2],
         n_boot=50,
     )
-    out = run_fit(emb, spec, fit_paths(tmp_path / "nc"), device="cpu")
+    out = run_fit(emb, spec, fit_paths(tmp_path / "nc"), ProbeRuntime(device="cpu", threads=1))
     assert not gains_from_gpu("centroid")  # registered without the gpu flag: a CPU job
     assert out["accuracy"]["value"] > 0.95 and out["class_names"] == NAMES
     assert out["seeds"]["fitted"] == 1 and out["seeds"]["deterministic"]  # registered unseeded

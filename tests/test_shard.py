@@ -6,6 +6,7 @@ import json
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from conftest import source_of
 
 from artprobe import shard as stage
 from artprobe.demo import CLASSES
@@ -23,7 +24,7 @@ def test_shard_ranges():
 
 def test_shards_cover_source_exactly(demo_source, tmp_path):
     """Shards across file boundaries: row ids in order, original bytes, labels, class names."""
-    build_manifest(str(demo_source), None, TARGETS, tmp_path / "m.json")
+    build_manifest(source_of(demo_source, TARGETS), tmp_path / "m.json")
     source = pa.concat_tables(pq.read_table(p) for p in sorted(demo_source.glob("data/*.parquet")))
     parts = []
     for shard, (lo, hi) in stage.shard_ranges(96, 40).items():
@@ -58,7 +59,7 @@ def test_shards_of_a_moved_results_folder(demo_source, tmp_path):
     """The shard job reads the row index it is given (its rule's input), not a path stored in
     the manifest: a results folder moved after the manifest job still shards."""
     before, after = tmp_path / "before", tmp_path / "after"
-    m = build_manifest(str(demo_source), None, TARGETS, before / "m.json")
+    m = build_manifest(source_of(demo_source, TARGETS), before / "m.json")
     assert str(before) not in json.dumps(m)  # no path into the results folder
     before.rename(after)
     stage.write_shard(

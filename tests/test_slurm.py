@@ -367,11 +367,13 @@ def test_kill_unlock_rerun_incomplete(slurm_run, tmp_path):
     shards = sorted((out / "shards").glob("*.parquet"))
     reference = (
         "import sys\n"
-        "from artprobe.embed import embed_shard\n"
+        "from artprobe.embed import EmbedRuntime, ModelSpec, embed_shard\n"
+        "model = ModelSpec(timm_name='test_vit', pretrained=False, weights=None,\n"
+        "    weights_marker=None, features='pooled', decode='fast', precision='fp32')\n"
+        "runtime = EmbedRuntime(device='cpu', batch_size=8, workers=0, compile=False,\n"
+        "    checkpoint_every=1, threads=1, progress=False)\n"
         "for shard in sys.argv[2:]:\n"
-        "    embed_shard(shard, sys.argv[1] + '/' + shard.rsplit('/', 1)[1], timm_name='test_vit',\n"
-        "        pretrained=False, decode='fast', precision='fp32', batch_size=8, workers=0, device='cpu',\n"
-        "        compile=False, checkpoint_every=1, threads=1, progress=False)\n"
+        "    embed_shard(shard, sys.argv[1] + '/' + shard.rsplit('/', 1)[1], model, runtime)\n"
     )
     subprocess.run(
         [sys.executable, "-c", reference, str(tmp_path), *map(str, shards)],

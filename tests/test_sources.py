@@ -11,6 +11,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import source_of
 from synthetic import small_image
 
 from artprobe import sources
@@ -102,7 +103,7 @@ def test_parse_and_manifest_agree_on_every_layout(tmp_path, layout):
     got = [Path(p).relative_to(folder).as_posix() for p in sources.local_inputs(str(folder))]
     assert sorted(got) == sorted(inputs)
     # the job side: the manifest reads the source as that same kind, every row, both labels
-    m = build_manifest(str(folder), None, ["label"], tmp_path / "manifest.json")
+    m = build_manifest(source_of(folder, ["label"]), tmp_path / "manifest.json")
     assert m["layout"] == kind
     assert m["n_rows"] == (
         2 * N if layout in ("split_class_folders", "split_metadata_parquet") else N

@@ -6,11 +6,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import source_of, validated
 
 from artprobe.config import SPLITS
 from artprobe.demo import CLASSES
 from artprobe.io import read_meta
 from artprobe.manifest import build_manifest
+from artprobe.settings import SplitSettings, split_settings
 from artprobe.sources import DataError
 from artprobe.split import (
     group_codes,
@@ -40,6 +42,12 @@ def test_seed_compatible_split_matches_datasets(n):
     assert (ours == expected).all()
 
 
+def settings(**split) -> SplitSettings:
+    """The split settings of a config whose ``split:`` is ``split`` (the schema's defaults
+    for the rest: seed-compatible, seed 2830, 10 % / 10 %, "Unknown Artist" ungrouped)."""
+    return split_settings(validated(split=split))
+
+
 def test_wikiart_split_sizes():
     parts = seed_compatible_split(81444, 2830, 0.1, 0.1)
     counts = {s: int((parts == s).sum()) for s in SPLITS}
@@ -47,8 +55,8 @@ def test_wikiart_split_sizes():
 
 
 def test_seed_changes_split():
-    a = seed_compatible_split(500, 1)
-    b = seed_compatible_split(500, 2)
+    a = seed_compatible_split(500, 1, 0.1, 0.1)
+    b = seed_compatible_split(500, 2, 0.1, 0.1)
     assert (a != b).any()
 
 
@@ -66,23 +74,20 @@ def test_stratified_split_keeps_proportions():
 
 
 def test_split_file(demo_source, tmp_path):
-    build_manifest(str(demo_source), None, TARGETS, tmp_path / "m.json")
-    write_split(
-        tmp_path / "m.json", tmp_path / "split.parquet", method="seed-compatible", seed=2830
-    )
+    build_manifest(source_of(demo_source, TARGETS), tmp_path / "m.json")
+    write_split(tmp_path / "m.json", None, tmp_path / "split.parquet", settings())
     t = pq.read_table(tmp_path / "split.parquet")
     assert t.column("row_id").to_pylist() == list(range(96))
     assert (
-        np.array(t.column("split").to_pylist(), dtype=object) == seed_compatible_split(96)
+        np.array(t.column("split").to_pylist(), dtype=object)
+        == seed_compatible_split(96, 2830, 0.1, 0.1)
     ).all()
     assert read_meta(tmp_path / "split.parquet")["counts"] == {"train": 76, "val": 10, "test": 10}
     write_split(
         tmp_path / "m.json",
+        tmp_path / "rows.parquet",
         tmp_path / "s2.parquet",
-        index_path=tmp_path / "rows.parquet",
-        method="stratified",
-        seed=0,
-        stratify_by="style",
+        settings(method="stratified", seed=0, stratify_by="style"),
     )
     assert read_meta(tmp_path / "s2.parquet")["stratify_by"] == "style"
 
@@ -175,16 +180,13 @@ def test_group_split_with_giant_groups_lands_on_the_fractions():
 def test_write_split_records_and_logs_the_achieved_fractions(demo_source, tmp_path, caplog):
     import logging
 
-    build_manifest(str(demo_source), None, ["genre", "style"], tmp_path / "m.json")
+    build_manifest(source_of(demo_source, ["genre", "style"]), tmp_path / "m.json")
     with caplog.at_level(logging.INFO, logger="artprobe.split"):
         write_split(
             tmp_path / "m.json",
+            tmp_path / "rows.parquet",
             tmp_path / "s.parquet",
-            index_path=tmp_path / "rows.parquet",
-            method="group",
-            seed=0,
-            group_by="artist",
-            ungrouped=["Unknown Artist"],
+            settings(method="group", seed=0, group_by="artist"),
         )
     meta = read_meta(tmp_path / "s.parquet")
     assert meta["achieved"] == {s: round(meta["counts"][s] / 96, 5) for s in SPLITS}
@@ -211,15 +213,12 @@ def test_group_codes_name_lookup_missing_and_ungrouped():
 
 
 def test_group_split_file_keeps_each_artist_on_one_side(demo_source, tmp_path):
-    build_manifest(str(demo_source), None, ["genre", "style"], tmp_path / "m.json")
+    build_manifest(source_of(demo_source, ["genre", "style"]), tmp_path / "m.json")
     write_split(
         tmp_path / "m.json",
+        tmp_path / "rows.parquet",
         tmp_path / "s.parquet",
-        index_path=tmp_path / "rows.parquet",
-        method="group",
-        seed=0,
-        group_by="artist",
-        ungrouped=["Unknown Artist"],
+        settings(method="group", seed=0, group_by="artist"),
     )
     parts = np.array(
         pq.read_table(tmp_path / "s.parquet").column("split").to_pylist(), dtype=object
@@ -235,10 +234,9 @@ def test_group_split_file_keeps_each_artist_on_one_side(demo_source, tmp_path):
     with pytest.raises(DataError, match="split.group_by 'painter': no such column"):
         write_split(
             tmp_path / "m.json",
+            tmp_path / "rows.parquet",
             tmp_path / "x.parquet",
-            index_path=tmp_path / "rows.parquet",
-            method="group",
-            group_by="painter",
+            settings(method="group", group_by="painter"),
         )
     assert not (tmp_path / "x.parquet").exists()
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import ROOT, TINY_OVERLAY, copy_workflow, snakemake
+from embed_helpers import embed
 from fake_hub import FakeHub, make_repo
 
 REPO = "timm/test_vit.r160_in1k"
@@ -249,13 +250,7 @@ def test_cuda_asked_for_on_a_cpu_machine_is_one_sentence_before_the_model_is_bui
     monkeypatch.setattr(shard, "load_model", no_build)
     for device in ("cuda", "cuda:1"):
         with pytest.raises(DeviceError) as err:
-            shard.embed_shard(
-                tmp_path / "none.parquet",
-                tmp_path / "out.parquet",
-                timm_name="test_vit",
-                pretrained=False,
-                device=device,
-            )
+            embed(tmp_path / "none.parquet", tmp_path / "out.parquet", device=device)
         message = str(err.value)
         assert message.startswith(
             f"embed_runtime.device is {device!r}, but {socket.gethostname()} has no such CUDA"

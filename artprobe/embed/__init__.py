@@ -1,6 +1,7 @@
-"""Embed image shards with a timm model, resumably (the ``embed_shard`` rule).
+"""Embed image shards with a timm model, resumably (the ``embed`` rule).
 
-``embed_shard`` turns ``shards/<shard>.parquet`` (``row_id``, ``image`` bytes, targets) into
+``embed_shard(shard, out, model: ModelSpec, runtime: EmbedRuntime)`` turns
+``shards/<shard>.parquet`` (``row_id``, ``image`` bytes, targets) into
 ``embeddings/<model>/<shard>.parquet`` (``row_id``, ``embedding``, ``error``):
 
 * **Speed.** Decoding and the PIL part of the model's own eval transform
@@ -56,6 +57,7 @@ from artprobe.embed.preprocess import DECODE_MODES, DRAFT_MARGIN, Preprocess, bu
 from artprobe.embed.rows import embedding_table
 from artprobe.embed.runner import ModelRunner, place_model
 from artprobe.embed.shard import IDENTITY_DEFAULTS, IDENTITY_KEYS, embed_shard
+from artprobe.settings import EmbedRuntime, ModelSpec
 
 __all__ = [
     "CHECKPOINT_DIR",
@@ -67,7 +69,9 @@ __all__ = [
     "PIECE",
     "PRECISIONS",
     "Checkpoints",
+    "EmbedRuntime",
     "ModelRunner",
+    "ModelSpec",
     "Preprocess",
     "ShardImages",
     "build_preprocess",

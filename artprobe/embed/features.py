@@ -33,7 +33,6 @@ from dataclasses import dataclass
 
 #: what the config schema accepts (schemas/config.schema.yaml, ``models[].features``)
 FEATURES_PATTERN = r"^(pooled|cls|mean_tokens|last[1-9][0-9]*_cls(_mean)?)$"
-DEFAULT_FEATURES = "pooled"
 
 
 @dataclass(frozen=True)
@@ -108,7 +107,7 @@ def check_features(model, spec: FeatureSpec, model_name: str) -> None:
         )
 
 
-def feature_model(model, features: str = DEFAULT_FEATURES, model_name: str = "model"):
+def feature_model(model, features: str, model_name: str = "model"):
     """``model`` itself for ``pooled``; else a module whose forward returns ``features``
     ([batch, dim]). The module shares the model's weights (no copies)."""
     spec = parse_features(features)

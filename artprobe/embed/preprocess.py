@@ -73,7 +73,7 @@ class Preprocess:
         return F2.center_crop(x, list(self.crop)).contiguous()
 
 
-def build_preprocess(data_config: dict, decode: str = "fast", *, max_pixels=DEFAULT_MAX_PIXELS):
+def build_preprocess(data_config: dict, decode: str, *, max_pixels=DEFAULT_MAX_PIXELS):
     """The :class:`Preprocess` of timm's eval transform for ``data_config``."""
     from timm.data import create_transform
 

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 
 from artprobe.device import resolve_device
 from artprobe.embed.checkpoints import KEY_VERSION, Checkpoints, shard_key
-from artprobe.embed.features import DEFAULT_FEATURES, feature_model
+from artprobe.embed.features import feature_model
 from artprobe.embed.loader import (
     ShardImages,
     StreamedPieces,
@@ -23,7 +23,7 @@ from artprobe.embed.loader import (
     piece_loader,
     plan_pieces,
 )
-from artprobe.embed.model import load_model, n_cores, resolve_dtype
+from artprobe.embed.model import load_model, resolve_dtype
 from artprobe.embed.nvjpeg import check_nvjpeg
 from artprobe.embed.preprocess import DECODE_MODES, Preprocess, build_preprocess
 from artprobe.embed.provenance import LoopTimer, log_start, provenance, report, versions
@@ -34,6 +34,7 @@ from artprobe.images import DEFAULT_MAX_PIXELS
 from artprobe.io import json_safe, with_meta, write_parquet
 from artprobe.logs import progress as progress_bar
 from artprobe.oom import free_cuda_cache, halved, is_cuda_oom, oom_summary
+from artprobe.settings import POOLED, EmbedRuntime, ModelSpec
 
 log = logging.getLogger("artprobe.embed")
 
@@ -50,42 +51,23 @@ IDENTITY_KEYS = (
     "features",
 )
 #: The value of an identity key that shards written before the key existed stand for.
-IDENTITY_DEFAULTS = {"features": DEFAULT_FEATURES}
+IDENTITY_DEFAULTS = {"features": POOLED}
 
 
-def embed_shard(
-    shard_path,
-    out_path,
-    *,
-    timm_name: str,
-    pretrained: bool,
-    decode: str = "fast",
-    precision: str = "auto",
-    batch_size: int = 32,
-    workers: int = 0,
-    device: str = "auto",
-    compile: bool = False,
-    checkpoint_every: int = 10,
-    progress: bool = True,
-    max_pixels: int | None = DEFAULT_MAX_PIXELS,
-    threads: int | None = None,
-    weights: str | None = None,
-    features: str = DEFAULT_FEATURES,
-    weights_marker: str | None = None,
-) -> dict:
-    """Embed every image of ``shard_path`` with ``timm_name``; write ``out_path`` atomically.
+def embed_shard(shard_path, out_path, model: ModelSpec, runtime: EmbedRuntime) -> dict:
+    """Embed every image of ``shard_path`` with ``model``; write ``out_path`` atomically.
 
-    ``weights``: a local weights file (``.safetensors``, ``.pth``, ``.bin``) loaded through
-    timm's own pretrained path instead of the hub's (needs ``pretrained=True``); its sha256
-    goes into the provenance. ``weights_marker``: the ``weights`` stage's marker of the hub
-    weights to load instead (:mod:`artprobe.weights`); their repo, commit and sha256 go into
-    the provenance.
-    ``features``: which of the model's features form the embedding (``pooled``, ``cls``,
-    ``mean_tokens``, ``last<k>_cls[_mean]``; :mod:`artprobe.embed.features`); recorded in the
-    provenance.
-    ``threads``: CPU threads this job may use in all (default: the cores it may run on); on
-    CPU the model gets ``threads - workers`` of them, the decoding workers one each.
-    ``max_pixels``: images with more pixels are refused as decompression bombs.
+    ``model`` (:class:`~artprobe.settings.ModelSpec`) is everything that can change an
+    embedding: the timm model, its weights (``weights``: a local ``.safetensors``/``.pth``/
+    ``.bin`` file loaded through timm's own pretrained path, needs ``pretrained``; or
+    ``weights_marker``: the ``weights`` stage's marker of hub weights,
+    :mod:`artprobe.weights`; their sha256, or repo, commit and sha256, go into the
+    provenance), ``features`` (``pooled``, ``cls``, ``mean_tokens``, ``last<k>_cls[_mean]``;
+    :mod:`artprobe.embed.features`), ``decode`` and ``precision``. ``runtime``
+    (:class:`~artprobe.settings.EmbedRuntime`) is how the job runs: ``threads`` is the CPU
+    threads it may use in all (on CPU the model gets ``threads - workers``, the decoding
+    workers one each). Images with more than :data:`artprobe.images.DEFAULT_MAX_PIXELS`
+    pixels are refused as decompression bombs.
     CPU results are bit-identical for the same settings and thread count, resumed or not.
     Out of GPU memory, the job halves its batch and goes on after its last finished batch
     (down to batch 1, then :class:`artprobe.oom.GPUOutOfMemoryError`); the batch it ended
@@ -98,16 +80,16 @@ def embed_shard(
     ``batch_size_used``, ``oom_retries``.
     """
     timer = LoopTimer()
-    spec = _ModelSpec(
-        timm_name, pretrained, decode, precision, max_pixels, weights, features, weights_marker
-    )
-    job = _prepare(shard_path, spec, batch_size, device)
+    job = _prepare(shard_path, model, runtime.batch_size, runtime.device)
     job.timings["prepare_s"] = time.perf_counter() - timer.t_start
-    job.settings.update(batch_size=batch_size, workers=workers, compile=bool(compile))
-    ckpt, rows = _resume(job, out_path, checkpoint_every)
-    loop = _Loop(job, rows, ShardImages(None, job.prep, gpu_jpeg=decode == "nvjpeg"), timer)
-    with _model_threads(job.dev, workers, threads):
-        runner = loop.run(compile, progress)
+    job.settings.update(
+        batch_size=runtime.batch_size, workers=runtime.workers, compile=bool(runtime.compile)
+    )
+    ckpt, rows = _resume(job, out_path, runtime.checkpoint_every)
+    images = ShardImages(None, job.prep, gpu_jpeg=model.decode == "nvjpeg")
+    loop = _Loop(job, rows, images, timer)
+    with _model_threads(job.dev, runtime.workers, runtime.threads):
+        runner = loop.run(runtime.compile, runtime.progress)
         result = rows.table(runner.embedding_dim())
         prov = provenance(job, result, runner.dim, rows.start, timer)
         write_parquet(with_meta(result, prov), out_path)
@@ -214,35 +196,21 @@ class _Loop:
 
 
 @contextlib.contextmanager
-def _model_threads(dev, workers: int, threads: int | None):
+def _model_threads(dev, workers: int, threads: int):
     """CPU: leave the decoding workers their cores. OpenMP threads that share a core with a
     busy process wait at every barrier (seen here: 2 threads 36x slower than 1)."""
     import torch
 
     old_threads = torch.get_num_threads()
-    if dev.type == "cpu" and (workers > 0 or threads):
-        torch.set_num_threads(max(1, (threads or n_cores()) - workers))
+    if dev.type == "cpu":
+        torch.set_num_threads(max(1, threads - workers))
     try:
         yield
     finally:
         torch.set_num_threads(old_threads)
 
 
-@dataclass(frozen=True)
-class _ModelSpec:
-    """Which model, which weights, which features, and how its images are decoded."""
-
-    timm_name: str
-    pretrained: bool
-    decode: str
-    precision: str
-    max_pixels: int | None
-    weights: str | None
-    features: str
-    weights_marker: str | None
-
-
-def _prepare(shard_path, spec: _ModelSpec, batch_size: int, device: str) -> _Job:
+def _prepare(shard_path, spec: ModelSpec, batch_size: int, device: str) -> _Job:
     """Check the arguments, load the model and its preprocessing, read the shard."""
     t0 = time.perf_counter()
     import timm
@@ -267,7 +235,7 @@ def _prepare(shard_path, spec: _ModelSpec, batch_size: int, device: str) -> _Job
     )
 
 
-def _check(spec: _ModelSpec, batch_size: int, device: str):
+def _check(spec: ModelSpec, batch_size: int, device: str):
     """(device, dtype) once the settings are known to make sense, before anything loads."""
     if spec.decode not in DECODE_MODES:
         raise ValueError(f"decode must be one of {DECODE_MODES}, got {spec.decode!r}")
@@ -280,7 +248,7 @@ def _check(spec: _ModelSpec, batch_size: int, device: str):
     return dev, dtype
 
 
-def _load(spec: _ModelSpec, dev, timings: dict):
+def _load(spec: ModelSpec, dev, timings: dict):
     """(model, preprocessing, identity): the weights checked and loaded through timm's
     pretrained path, the features chosen, the model's own data config."""
     from timm.data import resolve_model_data_config
@@ -297,7 +265,7 @@ def _load(spec: _ModelSpec, dev, timings: dict):
     )
     data_config = resolve_model_data_config(model)
     model = feature_model(model, spec.features, spec.timm_name)  # the model itself for "pooled"
-    prep = build_preprocess(data_config, spec.decode, max_pixels=spec.max_pixels)
+    prep = build_preprocess(data_config, spec.decode, max_pixels=DEFAULT_MAX_PIXELS)
     if spec.decode == "nvjpeg":
         check_nvjpeg(dev)
         if prep.tensor_resize is None:

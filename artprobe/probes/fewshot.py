@@ -26,11 +26,10 @@ from artprobe.config import FEWSHOT_KIND
 from artprobe.logs import progress
 from artprobe.metrics import point_values
 from artprobe.probes.fit import fit
+from artprobe.settings import ALL_SHOTS as ALL
+from artprobe.settings import FewshotSpec, ProbeRuntime
 
 log = logging.getLogger(__name__)
-
-ALL = "all"
-DEFAULT_SHOTS = (1, 2, 5, 10, 25, 100, ALL)
 
 
 def normalize_shots(shots) -> list:
@@ -92,27 +91,17 @@ def point_record(y_test, y_pred, n_train: int, n_classes_train: int, info: dict,
 
 
 def fewshot_curve(
-    params: dict,
-    train,
-    val,
-    test,
-    *,
-    n_classes: int,
-    shots=DEFAULT_SHOTS,
-    trials: int = 3,
-    seed: int = 0,
-    threads: int = 1,
-    device: str = "auto",
-    known: dict | None = None,
+    spec: FewshotSpec, data, n_classes: int, runtime: ProbeRuntime, known: dict | None = None
 ) -> dict:
-    """The curve: ``points`` (one row per trial and shot) and ``summary`` (mean and sd over
-    trials per shot). ``train``/``val``/``test`` are ``(X, y)`` pairs; ``params`` are the
-    linear probe's (``refit`` is forced to ``train``). ``known``: ``{shot: point}`` already
-    fitted elsewhere (the ``all`` point that the classify stage fitted), used as is."""
-    params = {**params, "refit": "train"}
-    shots = normalize_shots(shots)
-    data = (train, val, test)
-    fit_kw = dict(seed=seed, threads=threads, device=device)
+    """The curve of ``spec`` (its ``params``, ``shots``, ``trials``, ``seed``): ``points`` (one
+    row per trial and shot) and ``summary`` (mean and sd over trials per shot). ``data`` is
+    ``(train, val, test)``, each an ``(X, y)`` pair; ``refit`` is forced to ``train``.
+    ``known``: ``{shot: point}`` already fitted elsewhere (the ``all`` point that the classify
+    stage fitted), used as is."""
+    params = {**spec.params, "refit": "train"}
+    shots, trials, seed = normalize_shots(spec.shots), spec.trials, spec.seed
+    train = data[0]
+    fit_kw = dict(seed=seed, threads=runtime.threads, device=runtime.device)
     done: dict[str, dict] = {}
     points = []
     bar = progress(total=trials * len(shots), desc="few-shot", unit="point")
