@@ -22,7 +22,7 @@ import test_report
 
 from artprobe.io import read_json
 from artprobe.report import atlas, html, plots, sheets, tables, verdict
-from artprobe.report.escape import formula_cells, script_json, text
+from artprobe.report.escape import formula_cells, script_json
 from artprobe.report.load import load_fits
 
 #: strings that add elements or run script where a page takes them as HTML; a payload that
@@ -208,7 +208,7 @@ def test_interactive_map_carries_names_as_data_and_shows_them_as_text(hostile, t
     xy = {m: np.random.default_rng(0).normal(size=(n, 2)) for m in PAYLOADS[2:4]}
     out = tmp_path / "interactive.html"
     atlas.interactive_page(
-        out, xy, list(range(n)), labels, classes, [None] * n, "style", text(PAYLOADS[0])
+        out, xy, list(range(n)), labels, classes, [None] * n, "style", PAYLOADS[0]
     )
     source = out.read_text()
     check_page(out, [PAYLOADS[0]], scripts=2)  # the data block and the page's code

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from artprobe.io import write_text
-from artprobe.report.escape import page, script_json
+from artprobe.report.escape import page, script_json, text
 
 METHODS = ("tsne", "pca")
 CELL = 48  # px per painting in the picture map
@@ -169,7 +169,7 @@ def interactive_page(
 ) -> None:
     """Write the page: ``xy`` per model (aligned with ``rows``), class ids per target,
     a ``data:`` URI or None per row, the target that colours the dots first, and ``note``
-    (HTML: the caller escapes its text). The data travels as JSON (:func:`script_json`);
+    (plain text, escaped here). The data travels as JSON (:func:`script_json`);
     the page's script shows every name in it as text."""
     data = {
         "models": list(xy),
@@ -181,6 +181,7 @@ def interactive_page(
         "target": target,
     }
     body = (
-        _BODY % note + f'<script type="application/json" id="map-data">{script_json(data)}</script>'
+        _BODY % text(note)
+        + f'<script type="application/json" id="map-data">{script_json(data)}</script>'
     )
     write_text(path, page("Map of paintings", _CSS, body, _SCRIPT))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
-from html import escape as html_escape
 from pathlib import Path
 
 import numpy as np
@@ -172,7 +171,7 @@ def _write_maps(out, embeddings, targets, classes, chosen, thumbs, opts) -> None
         classes,
         [thumbs.uri(r, "small") for r in m_rows],
         target if target in shown else (shown or [""])[0],
-        html_escape(note),
+        note,
     )
 
 

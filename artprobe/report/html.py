@@ -19,6 +19,7 @@ from artprobe.io import write_text
 from artprobe.metrics import METRICS, SEEDED_METHOD
 from artprobe.report.escape import formula_cells, page, text
 from artprobe.report.load import as_float
+from artprobe.report.verdict import SEED_RULE, TIE_RULE
 
 log = logging.getLogger(__name__)
 
@@ -245,26 +246,15 @@ def search_sections(summary: pd.DataFrame, fits: list[dict]) -> list[str]:
     return [_section("Model selection", body, note)]
 
 
-def _holm_floor_note(m: int, n_boot: int) -> str:
-    """A warning when no test of the table can be significant after Holm's correction."""
-    floor = 2.0 / (1 + n_boot)  # the smallest bootstrap p-value
-    if floor * m < 0.05:
-        return ""
-    need = int(math.ceil(2 * m / 0.05))
-    return (
-        f" Warning: with {n_boot} resamples the smallest possible p is {floor:.4f}, so no "
-        f"difference can be significant after Holm over {m} tests; set probe.bootstrap to "
-        f"at least {need}."
-    )
-
-
 def comparison_note(sub: pd.DataFrame, m: int) -> str:
     """The methods text of one target's comparisons: how they resample, and how each
     classifier's comparisons handle seeds."""
     text = (
         f"Paired bootstrap over the test rows both models have ({int(sub['n_boot'].iloc[0])} "
         "resamples, the same rows for both models): the difference A − B with its 95 % interval "
-        f"and two-sided p-value. p (Holm): Holm's correction across all {m} tests of this table "
+        "and two-sided p-value, p from the normal approximation of the resampled differences "
+        "(p resampled: the resamples' own count, a check; docs/statistics.md). "
+        f"p (Holm): Holm's correction across all {m} tests of this table "
         "(every target, classifier, pair and metric). A verdict names the better model when the "
         "Holm-corrected p is below 0.05. Seeds: "
     )
@@ -273,10 +263,11 @@ def comparison_note(sub: pd.DataFrame, m: int) -> str:
         seeds = next((x for x in g.get("seeds", []) if isinstance(x, str) and x), "")
         if (g.get("method", pd.Series(dtype=str)) == SEEDED_METHOD).any():
             parts.append(
-                f"{clf} ({seeds} seeds) compares seed-averaged scores; each resample also adds a "
-                "seed-level draw (the variance across seeds pooled over both models, for a difference "
-                "of two seed averages, times a Student-t draw with all seeds − 2 degrees of freedom), "
-                "so the interval and p carry the seed noise as well as the test-row noise"
+                f"{clf} ({seeds} seeds) compares seed-averaged scores; the row resamples keep their "
+                "spread less the per-row flips between seeds, and each resample adds a seed-level "
+                "draw (the seeds' observed variance pooled over both models, for a difference of two "
+                "seed averages, times a Student-t draw with all seeds − 2 degrees of freedom), so the "
+                "interval and p carry the seed noise once as well as the test-row noise"
             )
         else:
             parts.append(
@@ -333,7 +324,7 @@ def comparison_sections(c: pd.DataFrame) -> list[str]:
                     raw_cols=("A − B [95 % CI]", "verdict"),
                 )
                 + foot,
-                comparison_note(sub, len(c)) + _holm_floor_note(len(c), int(sub["n_boot"].iloc[0])),
+                comparison_note(sub, len(c)),
             )
         )
     return out
@@ -477,7 +468,7 @@ def verdict_sections(v: pd.DataFrame) -> list[str]:
         "Per target and headline metric: the best model with its probe on the test split, its 95 % "
         "bootstrap interval, and the runner-up: the best other model with the same probe, the pair the "
         "paired bootstrap compared. The lead holds when Holm's adjusted p (over every comparison of the "
-        "report) is below 0.05; otherwise, or with equal values, it is a tie."
+        f"report) is below 0.05; otherwise, or with equal values, it is a tie. {SEED_RULE} {TIE_RULE}"
     )
     return [
         _section("In one sentence each", f"<ul>{lines}</ul>", note),
