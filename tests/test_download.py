@@ -368,7 +368,7 @@ def test_killed_download_recovers_and_offline_runs(hub, art_files, demo_source, 
     assert len(partials) == 1 and not (download / "00001.json").exists()
 
     del hub.throttle[slow]
-    snakemake(work, *UNTIL, "--unlock", env=env)  # README, "Resume": unlock, the same command
+    snakemake(work, *UNTIL, "--unlock", env=env)  # docs/resuming.md: unlock, the same command
     snakemake(work, *UNTIL, env=env)
     assert {n: hub.gets[n] for n in [*FILES, "README.md"]} == {
         FILES[0]: 1,

@@ -1,7 +1,7 @@
 """The demo through profiles/slurm on a real single-node SLURM cluster (.ci/slurm.sh).
 
 One run, interrupted the way users interrupt it: Snakemake is SIGKILLed (a dropped login
-session) while an embed job runs, then recovered as the README (Running on SLURM) says (scancel the orphaned
+session) while an embed job runs, then recovered as docs/slurm.md says (scancel the orphaned
 jobs, --unlock, rerun with --rerun-incomplete). Checks that every job went through sbatch,
 that embed jobs landed on the GPU partition with a GPU (a fake gres backed by /dev/null:
 SLURM sets CUDA_VISIBLE_DEVICES=0), and that the recovered run ends where an uninterrupted
@@ -258,7 +258,7 @@ def slurm_run(cluster, tmp_path_factory):
     # what the user sees: the dead run's jobs still queued or running, and a locked directory
     orphans = _sh("squeue", "-h", "-n", run_id, "-o", "%i %P %T").stdout.splitlines()
     locked = _run(work, check=False)
-    # recovery, as the README (Running on SLURM) says
+    # recovery, as docs/slurm.md says
     _sh("scancel", "--name", run_id)
     _run(work, "--unlock")
     rerun = _run(work, "--rerun-incomplete")

@@ -66,7 +66,7 @@ def cached_listing(repo_id: str, revision: str | None) -> tuple[str, dict[str, d
         raise DownloadError(
             f"HF_HUB_OFFLINE is set and the hub cache holds no file list of dataset {repo_id!r} "
             f"at revision {revision or 'main'!r} (HF_HOME={constants.HF_HOME}, looked in "
-            f"{storage_folder(repo_id)}). Download it once with network access (see README, "
+            f"{storage_folder(repo_id)}). Download it once with network access (see docs/download.md, "
             "'Offline use'), or point HF_HOME at the cache that has it."
         )
     return commit, read_json(tree)["files"]
