@@ -548,3 +548,119 @@ def majority_baseline(
         **out,
         "test_majority_share": float(test_counts.max() / max(len(y_test), 1)),
     }
+
+
+# Several models on shared resamples (the leaderboard, artprobe.report.leaderboard). The
+# resamples are given as row counts so that subsets of the rows (a target's rows among a
+# dataset's) share them; the counts come from the same draws as ``_resamples``.
+
+#: the metrics :class:`SeedResamples` scores (every one counted from predicted ids)
+COUNTED = ("accuracy", "balanced_accuracy", "macro_f1")
+
+
+def resample_weights(n: int, n_boot: int, seed) -> Iterator[np.ndarray]:
+    """Chunks [b, n] of how often each of ``n`` rows is drawn in each resample (float32 row
+    counts): the resamples of :func:`compare` and :func:`seed_average` for the same (n, seed),
+    chunked alike (``seed``: anything ``numpy.random.default_rng`` takes)."""
+    for idx in _resamples(n, n_boot, seed):
+        b = len(idx)
+        flat = (idx + (np.arange(b) * n)[:, None]).ravel()
+        yield np.bincount(flat, minlength=b * n).reshape(b, n).astype(np.float32)
+
+
+def _weighted_counts(counts: _Counts, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(support, predicted, correct) per resample and class [b, L] of row counts ``w`` [b, n]:
+    one product with the rows' one-hot true / predicted / correct classes (exact: whole
+    numbers far below float32's 2**24)."""
+    n, L = len(counts.t), counts.L
+    onehot = np.zeros((n, 3 * L), np.float32)
+    rows = np.arange(n)
+    onehot[rows, counts.t] = 1
+    onehot[rows, L + counts.p] = 1
+    onehot[rows[counts.hit], 2 * L + counts.t[counts.hit]] = 1
+    got = (w @ onehot).round().astype(np.int64)
+    return got[:, :L], got[:, L : 2 * L], got[:, 2 * L :]
+
+
+def _from_counts(metric: str, support, predicted, correct) -> np.ndarray:
+    if metric == "accuracy":
+        return correct.sum(axis=-1) / support.sum(axis=-1)
+    m_f1, m_bal, _ = _macro(support, predicted, correct)
+    return m_f1 if metric == "macro_f1" else m_bal
+
+
+class SeedResamples:
+    """One model's seed-averaged scores (the quantity :func:`compare` tests and
+    :func:`seed_average` quotes) of several metrics, on resamples of its test rows that
+    other models share. Feed every chunk of row counts with :meth:`add`, the same chunks to
+    every model; then :func:`resampled_p_value` and :func:`seed_average_interval` give what
+    :func:`compare` and :func:`seed_average` give on those resamples.
+
+    ``value``, ``per_seed`` and ``seed_squares`` are per metric; ``n_seeds`` counts the
+    seeds fitted, and seeds that all predicted alike are scored as one fit (as there)."""
+
+    def __init__(self, y_true, preds: Sequence, metrics: Sequence[str] = COUNTED):
+        unknown = [m for m in metrics if m not in COUNTED]
+        if unknown:
+            raise ValueError(f"SeedResamples scores {', '.join(COUNTED)}; not {unknown}")
+        fits = _SeedScores(_labels(y_true), preds, "accuracy", "preds")
+        self.metrics, self.n_seeds, self._counts = tuple(metrics), fits.n_seeds, fits.counts
+        self.per_seed = {
+            m: np.array([_metric_point(m, c, None) for c in self._counts]) for m in self.metrics
+        }
+        self.value = {m: float(v.mean()) for m, v in self.per_seed.items()}
+        self.seed_squares = {m: float(_squares(v)) for m, v in self.per_seed.items()}
+        self.n_boot, self._row_squares = 0, dict.fromkeys(self.metrics, 0.0)
+
+    def add(self, w: np.ndarray) -> dict[str, np.ndarray]:
+        """The seed average of each metric on each resample of the chunk ``w`` [b, n]."""
+        per_fit = [_weighted_counts(c, w) for c in self._counts]
+        out = {}
+        for m in self.metrics:
+            s = np.array([_from_counts(m, *got) for got in per_fit])  # [fits, b]
+            self._row_squares[m] += float(_squares(s - self.per_seed[m][:, None]).sum())
+            out[m] = s.mean(axis=0)
+        self.n_boot += len(w)
+        return out
+
+    def flip_var(self, metric: str) -> float:
+        """What resampling the rows alone puts into the variance of one seed's score across
+        the seeds (the per-row flips; ``seed_row_sd`` squared in :func:`compare`), from the
+        resamples added so far; 0 with one distinct fit."""
+        if len(self.per_seed[metric]) < 2 or not self.n_boot:
+            return 0.0
+        return self._row_squares[metric] / self.n_boot / (self.n_seeds - 1)
+
+
+def resampled_p_value(a: SeedResamples, b: SeedResamples, metric: str, d: np.ndarray) -> float:
+    """:func:`compare`'s ``p_value`` of A - B from ``d``, the differences of their seed
+    averages on the resamples both were fed (every one; :class:`_Levels`, :func:`_p_value`):
+    the row level less the per-row flips, pooled over the two, plus the pooled seed level."""
+    df = (a.n_seeds - 1) + (b.n_seeds - 1)
+    h = 1 / a.n_seeds + 1 / b.n_seeds
+    seed_var = flip = 0.0
+    if df:
+        seed_var = (a.seed_squares[metric] + b.seed_squares[metric]) / df
+        flip = ((a.n_seeds - 1) * a.flip_var(metric) + (b.n_seeds - 1) * b.flip_var(metric)) / df
+    se_drawn = float(np.std(d, ddof=1))
+    se_rows = math.sqrt(max(0.0, se_drawn**2 - h * flip))
+    diff = a.value[metric] - b.value[metric]
+    return _p_value(diff, se_rows, math.sqrt(h * seed_var), df)
+
+
+def seed_average_interval(
+    a: SeedResamples, metric: str, s: np.ndarray, *, seed, ci: float = 0.95
+) -> tuple[float | None, float | None]:
+    """:func:`seed_average`'s interval from ``s``, the model's seed averages on the resamples
+    it was fed: the rows shrunk to their spread less the flips, plus the seeds' t draw
+    (``default_rng([seed, 1])``, as there)."""
+    s = np.asarray(s, dtype=np.float64)
+    if len(a.per_seed[metric]) > 1:
+        df, h = a.n_seeds - 1, 1 / a.n_seeds
+        drawn = float(s.std(ddof=1))
+        kept = math.sqrt(max(0.0, drawn**2 - h * a.flip_var(metric)))
+        if drawn > 0:
+            s = s.mean() + (s - s.mean()) * (kept / drawn)
+        t = np.random.default_rng([seed, 1]).standard_t(df, size=len(s))
+        s = s + math.sqrt(h * a.seed_squares[metric] / df) * t
+    return _interval(s, ci)
