@@ -62,6 +62,18 @@ def no_partial_files(folder: Path) -> list[str]:
     ]
 
 
+def first_shard(folder: Path, out: Path, rows: int) -> None:
+    """Shard 00000 (rows [0, rows)) of the manifest and row index in ``folder``."""
+    write_shard(
+        folder / "manifest.json",
+        folder / "rows.parquet",
+        out,
+        row_start=0,
+        row_stop=rows,
+        shard="00000",
+    )
+
+
 def test_shard_export_on_a_full_disk(tmp_path, small_disk, monkeypatch):
     """The disk fills while the shard is written (the check before it passed: another
     process wrote since), so the write itself runs out of space."""
@@ -74,35 +86,14 @@ def test_shard_export_on_a_full_disk(tmp_path, small_disk, monkeypatch):
         p.write_bytes(p.read_bytes() + os.urandom(60_000))  # trailing bytes: still a PNG to PIL
     build_manifest(source_of(src, ["label"]), tmp_path / "manifest.json")
     reference = tmp_path / "reference.parquet"
-    write_shard(
-        tmp_path / "manifest.json",
-        tmp_path / "rows.parquet",
-        reference,
-        row_start=0,
-        row_stop=12,
-        shard="00000",
-    )
+    first_shard(tmp_path, reference, 12)
     out = mnt / "shards" / "00000.parquet"
     filler = fill(leave=64_000)
     with pytest.raises(DiskFullError, match=f"no space left on device while writing {out}"):
-        write_shard(
-            tmp_path / "manifest.json",
-            tmp_path / "rows.parquet",
-            out,
-            row_start=0,
-            row_stop=12,
-            shard="00000",
-        )
+        first_shard(tmp_path, out, 12)
     assert not out.exists() and no_partial_files(mnt) == []
     filler.unlink()  # space freed: the same call now completes, identical to the reference
-    write_shard(
-        tmp_path / "manifest.json",
-        tmp_path / "rows.parquet",
-        out,
-        row_start=0,
-        row_stop=12,
-        shard="00000",
-    )
+    first_shard(tmp_path, out, 12)
     assert pq.read_table(out).equals(pq.read_table(reference)) and read_meta(out) == read_meta(
         reference
     )
@@ -148,14 +139,7 @@ def test_shard_stage_too_big_for_the_disk_fails_before_writing(tmp_path, small_d
     filler = fill(leave=sizes // 2)
     free = shutil.disk_usage(mnt).free
     with pytest.raises(disk.NotEnoughSpaceError) as err:
-        write_shard(
-            tmp_path / "manifest.json",
-            tmp_path / "rows.parquet",
-            out,
-            row_start=0,
-            row_stop=6,
-            shard="00000",
-        )
+        first_shard(tmp_path, out, 6)
     message = str(err.value)
     assert f"needs {disk.human_bytes(sizes)} ({sizes:,} bytes) in {out.parent}" in message
     assert (
@@ -165,14 +149,7 @@ def test_shard_stage_too_big_for_the_disk_fails_before_writing(tmp_path, small_d
     assert isinstance(err.value, DiskFullError)  # what callers already catch
     assert not out.exists() and no_partial_files(mnt) == []
     filler.unlink()
-    write_shard(
-        tmp_path / "manifest.json",
-        tmp_path / "rows.parquet",
-        out,
-        row_start=0,
-        row_stop=6,
-        shard="00000",
-    )
+    first_shard(tmp_path, out, 6)
     assert pq.read_table(out).num_rows == 6
 
 
@@ -184,14 +161,7 @@ def test_shard_space_counts_what_is_left_to_write(tmp_path, monkeypatch):
     manifest = build_manifest(source_of(src, ["label"]), tmp_path / "manifest.json")
     total = manifest["files"][0]["bytes"]
     shards = tmp_path / "shards"
-    write_shard(
-        tmp_path / "manifest.json",
-        tmp_path / "rows.parquet",
-        shards / "00000.parquet",
-        row_start=0,
-        row_stop=6,
-        shard="00000",
-    )
+    first_shard(tmp_path, shards / "00000.parquet", 6)
     left = total - disk.source_bytes(manifest, 0, 6)
     assert 0 < left < total and disk.source_bytes(manifest, 6, 12) == left
     usage = namedtuple("usage", "total used free")

@@ -82,8 +82,8 @@ def rules(workflow_copy) -> dict:
     return json.loads(line[len("RULES=") :])
 
 
-def declared_directives() -> dict[str, set[str]]:
-    """rule name -> directives written in rules/*.smk (threads cannot be told from a default)."""
+def rule_blocks() -> dict[str, tuple[Path, list[str]]]:
+    """rule name -> (its rule file, the lines of its block) as rules/*.smk write them."""
     found = {}
     for path in RULE_FILES:
         name = None
@@ -91,12 +91,20 @@ def declared_directives() -> dict[str, set[str]]:
             m = re.match(r"(?:rule|checkpoint) (\w+):", line)
             if m:
                 name = m.group(1)
-                found[name] = set()
-            elif name and re.match(r"    (\w+):", line):
-                found[name].add(re.match(r"    (\w+):", line).group(1))
+                found[name] = (path, [])
             elif line and not line.startswith((" ", "#")):
                 name = None
+            elif name:
+                found[name][1].append(line)
     return found
+
+
+def declared_directives() -> dict[str, set[str]]:
+    """rule name -> directives written in rules/*.smk (threads cannot be told from a default)."""
+    return {
+        name: {m.group(1) for line in lines if (m := re.match(r"    (\w+):", line))}
+        for name, (_, lines) in rule_blocks().items()
+    }
 
 
 @pytest.mark.workflow
@@ -416,16 +424,16 @@ def test_parse_modules_are_light():
 def _rule_files_scripts_envs() -> dict[str, tuple[str, str | None, str | None]]:
     """rule name -> (its rule file, script, env) as rules/*.smk write them."""
     found = {}
-    for path in RULE_FILES:
-        name = None
-        for line in path.read_text().splitlines():
-            m = re.match(r"(?:rule|checkpoint) (\w+):", line)
-            if m:
-                name = m.group(1)
-                found[name] = [f"rules/{path.name}", None, None]
-            elif name and (m := re.match(r'\s+"\.\./((?:scripts|envs)/[\w.]+)"', line)):
-                found[name][1 if m.group(1).startswith("scripts/") else 2] = m.group(1)
-    return {k: tuple(v) for k, v in found.items() if k not in TARGET_RULES}
+    for name, (path, lines) in rule_blocks().items():
+        named = [
+            m.group(1)
+            for ln in lines
+            if (m := re.match(r'\s+"\.\./((?:scripts|envs)/[\w.]+)"', ln))
+        ]
+        script = next((n for n in named if n.startswith("scripts/")), None)
+        env = next((n for n in named if n.startswith("envs/")), None)
+        found[name] = (f"rules/{path.name}", script, env)
+    return {k: v for k, v in found.items() if k not in TARGET_RULES}
 
 
 def _design_tables() -> tuple[dict[str, list[str]], dict[str, str]]:
