@@ -19,7 +19,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from artprobe.classify import FitSpec, fit_paths, run_fit
+from artprobe.classify import fit_paths, run_fit
 from artprobe.config import FIT_FILES
 from artprobe.fewshot import run_fewshot
 from artprobe.io import with_meta, write_json, write_parquet
@@ -28,6 +28,9 @@ from artprobe.report.choices import MATRIX_MAX_CLASSES, readable_target, shows_p
 from artprobe.report.layout import CATEGORIES, report_files, report_sections
 from artprobe.report.tables import comparison_table, summary_table
 from artprobe.report.thumbnails import run_thumbnails
+from artprobe.settings import FewshotSpec, FitSpec, ProbeRuntime
+
+CPU = ProbeRuntime(device="cpu", threads=1)
 
 MODELS = ["good", "weak"]
 TARGETS = {"genre": 5, "style": 8, "artist": 30}
@@ -194,10 +197,13 @@ def make_results(root: Path, seed: int = 0) -> dict:
                     classifier=c,
                     kind=KINDS[c],
                     params=PARAMS[c],
+                    drop_labels=[],
+                    min_class_count=None,
                     seed=seed,
+                    seeds=[seed],
                     n_boot=200,
                 )
-                run_fit(embeddings[m], spec, fit_paths(d), device="cpu")
+                run_fit(embeddings[m], spec, fit_paths(d), CPU)
                 fits += [str(d / name) for name in FIT_FILES.values()]
     shards = write_shards(root, labels, rng)
     rows, thumbs = (
@@ -217,16 +223,16 @@ def make_results(root: Path, seed: int = 0) -> dict:
     )
     curves = [str(root / "fewshot" / m / f"{t}.json") for m in MODELS for t in TARGETS]
     for path, (m, t) in zip(curves, [(m, t) for m in MODELS for t in TARGETS]):
-        run_fewshot(
-            embeddings[m],
-            path,
+        spec = FewshotSpec(
             model=m,
             target=t,
             params=PARAMS["lin"],
+            drop_labels=[],
+            min_class_count=None,
             seed=seed,
-            device="cpu",
             **FEWSHOT,
         )
+        run_fewshot(embeddings[m], path, spec, CPU)
     return {
         "fits": fits,
         "fewshot": curves,
