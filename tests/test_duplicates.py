@@ -452,10 +452,13 @@ def planted_source(folder, n: int = 60) -> dict[int, int]:
     test rows (of the default seed-compatible split) are copies of train rows. Returns
     {copy row: original row}."""
     import datasets
+    from conftest import validated
 
+    from artprobe.settings import split_settings
     from artprobe.split import seed_compatible_split
 
-    parts = seed_compatible_split(n)
+    split = split_settings(validated())  # the schema's: seed-compatible, its seed and fractions
+    parts = seed_compatible_split(n, split.seed, split.val_fraction, split.test_fraction)
     train = np.flatnonzero(parts == "train")
     copies = [*np.flatnonzero(parts == "val")[:3], *np.flatnonzero(parts == "test")[:3]]
     planted = {int(c): int(train[5 * k]) for k, c in enumerate(copies)}
