@@ -488,15 +488,26 @@ def seed_average(
         row_squares += float(_squares(sa - a.per_seed[:, None]).sum())
     s = np.concatenate(s)
     if len(a.per_seed) > 1:
-        df, h = a.n_seeds - 1, 1 / a.n_seeds
-        drawn = float(s.std(ddof=1))
-        kept = math.sqrt(max(0.0, drawn**2 - h * row_squares / n_boot / df))
-        if drawn > 0:
-            s = s.mean() + (s - s.mean()) * (kept / drawn)
-        t = np.random.default_rng([seed, 1]).standard_t(df, size=n_boot)
-        s = s + math.sqrt(h * a.squares() / df) * t
+        flip_var = row_squares / n_boot / (a.n_seeds - 1)
+        s = _with_seed_level(s, a.n_seeds, flip_var, a.squares(), seed)
     out["ci_low"], out["ci_high"] = _interval(s, ci)
     return out
+
+
+def _with_seed_level(
+    s: np.ndarray, n_seeds: int, flip_var: float, squares: float, seed
+) -> np.ndarray:
+    """One model's resampled seed averages ``s`` with the seed level: shrunk about their mean
+    to their spread less the per-row flips' share (``flip_var``, one seed's), plus the seeds'
+    observed spread (``squares``, summed squared deviations) as a Student-t draw with
+    ``n_seeds - 1`` degrees of freedom in its own stream (``default_rng([seed, 1])``)."""
+    df, h = n_seeds - 1, 1 / n_seeds
+    drawn = float(s.std(ddof=1))
+    kept = math.sqrt(max(0.0, drawn**2 - h * flip_var))
+    if drawn > 0:
+        s = s.mean() + (s - s.mean()) * (kept / drawn)
+    t = np.random.default_rng([seed, 1]).standard_t(df, size=len(s))
+    return s + math.sqrt(h * squares / df) * t
 
 
 #: how :func:`compare` treated the seeds (the report's methods text quotes these)
@@ -656,11 +667,5 @@ def seed_average_interval(
     (``default_rng([seed, 1])``, as there)."""
     s = np.asarray(s, dtype=np.float64)
     if len(a.per_seed[metric]) > 1:
-        df, h = a.n_seeds - 1, 1 / a.n_seeds
-        drawn = float(s.std(ddof=1))
-        kept = math.sqrt(max(0.0, drawn**2 - h * a.flip_var(metric)))
-        if drawn > 0:
-            s = s.mean() + (s - s.mean()) * (kept / drawn)
-        t = np.random.default_rng([seed, 1]).standard_t(df, size=len(s))
-        s = s + math.sqrt(h * a.seed_squares[metric] / df) * t
+        s = _with_seed_level(s, a.n_seeds, a.flip_var(metric), a.seed_squares[metric], seed)
     return _interval(s, ci)

@@ -108,23 +108,28 @@ class Bench:
         )
 
     def end_to_end(self, shard: Path, out: Path) -> None:
-        from artprobe.embed import embed_shard
+        from artprobe.embed import EmbedRuntime, ModelSpec, embed_shard
 
         a = self.args
-        e2e = embed_shard(
-            shard,
-            out,
+        model = ModelSpec(
             timm_name=a.model,
             pretrained=a.pretrained,
+            weights=None,
+            weights_marker=None,
+            features="pooled",
             decode=a.decode,
             precision=a.precision,
+        )
+        runtime = EmbedRuntime(
+            device=a.device,
             batch_size=a.batch_size,
             workers=self.workers,
-            device=a.device,
             compile=a.compile,
-            progress=False,
+            checkpoint_every=10,
             threads=self.threads,
+            progress=False,
         )
+        e2e = embed_shard(shard, out, model, runtime)
         self.keep(
             "end_to_end",
             {k: e2e[k] for k in ("img_per_s", "steady_img_per_s", "seconds", "n_failed", "dtype")},

@@ -253,17 +253,25 @@ def end_to_end(
     from artprobe import embed as E
 
     out = tmp / f"emb_{decode}_{int(compile)}.parquet"
-    st = E.embed_shard(
-        shard,
-        out,
+    model = E.ModelSpec(
         timm_name=plan.model,
         pretrained=False,
+        weights=None,
+        weights_marker=None,
+        features="pooled",
         decode=decode,
+        precision=plan.precision,
+    )
+    runtime = E.EmbedRuntime(
+        device=plan.device,
+        batch_size=plan.batch,
         workers=plan.workers,
         compile=compile,
+        checkpoint_every=10,
+        threads=E.n_cores(),
         progress=True,
-        **plan.common,
     )
+    st = E.embed_shard(shard, out, model, runtime)
     out.unlink(missing_ok=True)
     return {k: st[k] for k in E2E_KEYS}
 

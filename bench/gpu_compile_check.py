@@ -40,20 +40,29 @@ def main() -> int:
         tmp / "big.parquet", (distinct * (a.images // 64 + 1))[: a.images], 1024
     )
     modes = ["fast"] if a.quick else ["fast", "nvjpeg"]
-    common = dict(
-        timm_name=a.model,
-        pretrained=False,
+    runtime = E.EmbedRuntime(
+        device="auto",
         batch_size=a.batch_size,
         workers=a.workers,
+        compile=True,
+        checkpoint_every=10,
+        threads=E.n_cores(),
         progress=False,
     )
     for decode in modes:
-        t = time.perf_counter()
-        E.embed_shard(warm, tmp / f"w_{decode}.parquet", decode=decode, compile=True, **common)
-        figures[f"warmup_{decode}_s"] = time.perf_counter() - t
-        st = E.embed_shard(
-            shard, tmp / f"e_{decode}.parquet", decode=decode, compile=True, **common
+        model = E.ModelSpec(
+            timm_name=a.model,
+            pretrained=False,
+            weights=None,
+            weights_marker=None,
+            features="pooled",
+            decode=decode,
+            precision="auto",
         )
+        t = time.perf_counter()
+        E.embed_shard(warm, tmp / f"w_{decode}.parquet", model, runtime)
+        figures[f"warmup_{decode}_s"] = time.perf_counter() - t
+        st = E.embed_shard(shard, tmp / f"e_{decode}.parquet", model, runtime)
         figures[f"end_to_end_compile_{decode}"] = {
             k: st[k] for k in ("img_per_s", "steady_img_per_s", "seconds", "dtype")
         }

@@ -22,6 +22,7 @@ from artprobe.classify import load_fit_data
 from artprobe.probes import precondition, registry
 from artprobe.probes.fewshot import fewshot_curve
 from artprobe.probes.fit import fit
+from artprobe.settings import FewshotSpec, ProbeRuntime
 
 
 def linear(data: dict, threads: int) -> dict:
@@ -47,17 +48,18 @@ def linear(data: dict, threads: int) -> dict:
 
 def curve(data: dict, threads: int) -> dict:
     t0 = time.perf_counter()
-    fewshot_curve(
-        registry.get("linear").resolve({}),
-        data["train"][:2],
-        data["val"][:2],
-        data["test"][:2],
-        n_classes=len(data["classes"]),
+    spec = FewshotSpec(
+        model="bench",
+        target="bench",
         shots=[1, 2, 5, 10, 25, 100],
         trials=3,
-        threads=threads,
-        device="cpu",
+        params=registry.get("linear").resolve({}),
+        drop_labels=[],
+        min_class_count=None,
+        seed=0,
     )
+    parts = (data["train"][:2], data["val"][:2], data["test"][:2])
+    fewshot_curve(spec, parts, len(data["classes"]), ProbeRuntime(device="cpu", threads=threads))
     return {"seconds": time.perf_counter() - t0}
 
 

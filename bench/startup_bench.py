@@ -34,11 +34,14 @@ import json, sys, time
 t0 = time.perf_counter()
 sys.path.insert(0, {root!r})
 import torch, timm, torchvision  # what an embed job imports
-from artprobe.embed import embed_shard
+from artprobe.embed import EmbedRuntime, ModelSpec, embed_shard
 from artprobe.io import read_meta
 imports = time.perf_counter() - t0
-stats = embed_shard({shard!r}, {out!r}, timm_name={name!r}, pretrained=True, weights={weights!r},
-                    batch_size=1, workers=1, threads=2, progress=False, checkpoint_every=0)
+model = ModelSpec(timm_name={name!r}, pretrained=True, weights={weights!r}, weights_marker=None,
+                  features="pooled", decode="fast", precision="auto")
+runtime = EmbedRuntime(device="auto", batch_size=1, workers=1, compile=False, checkpoint_every=0,
+                       threads=2, progress=False)
+stats = embed_shard({shard!r}, {out!r}, model, runtime)
 print("RESULT", json.dumps({{"imports_s": imports, "wall_s": stats["wall_seconds"],
                              **read_meta({out!r})["fixed_costs"]}}))
 """

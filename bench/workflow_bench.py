@@ -117,26 +117,31 @@ def job_seconds(work: Path) -> dict[str, float]:
 
 def in_process(work: Path, a, weights: Path | None) -> tuple[int, float]:
     """(rows, loop seconds) of embed_shard over the same shards in this process."""
-    from artprobe.embed import embed_shard, load_model
+    from artprobe.embed import EmbedRuntime, ModelSpec, embed_shard, load_model
 
     load_model(a.model, weights is not None, weights=weights and str(weights))  # built once
     rows = secs = 0
     out = Path(tempfile.mkdtemp(prefix="inproc-", dir=work))
     for shard in sorted((work / "results/bench/shards").glob("*.parquet")):
-        s = embed_shard(
-            shard,
-            out / shard.name,
+        model = ModelSpec(
             timm_name=a.model,
             pretrained=weights is not None,
             weights=weights and str(weights),
+            weights_marker=None,
+            features="pooled",
             decode=a.decode,
             precision=a.precision,
+        )
+        runtime = EmbedRuntime(
+            device=a.device,
             batch_size=a.batch_size,
             workers=a.workers if a.workers is not None else a.threads,
-            device=a.device,
+            compile=False,
+            checkpoint_every=10,
             threads=a.threads,
             progress=False,
         )
+        s = embed_shard(shard, out / shard.name, model, runtime)
         rows, secs = rows + s["n_rows"], secs + s["seconds"]
     return rows, secs
 
