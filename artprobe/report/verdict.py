@@ -39,7 +39,7 @@ COLUMNS = [
     "target",
     "metric",
     "best_model",
-    "best_probe",
+    "best_probe",  # the probes of the best model that share the best value (a list)
     "decided_by",
     "value",
     "ci_low",
@@ -112,7 +112,7 @@ def _entry(fits: pd.DataFrame, comparisons, target: str, metric: str) -> dict:
         "target": target,
         "metric": metric,
         "best_model": top["model"],
-        "best_probe": "/".join(probes),
+        "best_probe": probes,
         "value": best_value,
     }
     tie = at_top[at_top.model != top["model"]]  # another model shares the best value
@@ -161,6 +161,16 @@ def _interval(row: dict, fits: pd.DataFrame, top, metric: str) -> dict:
     return {**row, "ci_low": float(f[f"{metric}_ci_low"]), "ci_high": float(f[f"{metric}_ci_high"])}
 
 
+def probe_label(probes: Iterable[str]) -> str:
+    """The best probes as a reader sees them (the CSV's cell, the pages): joined by "/"."""
+    return "/".join(probes)
+
+
+def csv_view(verdict: pd.DataFrame) -> pd.DataFrame:
+    """The verdict as verdict.csv holds it: ``best_probe`` joined (:func:`probe_label`)."""
+    return verdict.assign(best_probe=[probe_label(p) for p in verdict["best_probe"]])
+
+
 def sentence(r: dict) -> str:
     """The verdict row as one quotable line."""
     ci = (
@@ -169,19 +179,20 @@ def sentence(r: dict) -> str:
         else ""
     )
     metric = _LABELS.get(r["metric"], r["metric"])
-    head = f"{r['target']}, {metric}: {r['best_model']} + {r['best_probe']} {r['value']:.2f}{ci}"
+    tied = list(r["best_probe"])
+    head = f"{r['target']}, {metric}: {r['best_model']} + {probe_label(tied)} {r['value']:.2f}{ci}"
     if r["outcome"] == "only model":
         return f"{head}; the only model"
-    tied = str(r["best_probe"]).split("/")
     ru = (
         r["runner_up"]
-        if len(tied) == 1 and r["runner_up_probe"] == r["best_probe"]
+        if tied == [r["runner_up_probe"]]
         else f"{r['runner_up']} + {r['runner_up_probe']}"
     )
     p = f"p_holm = {r['p_holm']:.3g}" if math.isfinite(r["p_holm"]) else "no paired test"
-    if len(tied) > 1 and isinstance(r.get("decided_by"), str):
+    same = np.isclose(r["diff"], 0, rtol=0, atol=1e-12)  # a tie of models, whatever the test
+    if len(tied) > 1 and isinstance(r.get("decided_by"), str) and not same:
         p += f"; {r['decided_by']}'s comparison decides, the weakest of the tied probes'"
-    if r["outcome"] == "tie" and np.isclose(r["diff"], 0, rtol=0, atol=1e-12):
+    if r["outcome"] == "tie" and same:
         return f"{head}; tie with {ru} (same value, {p})"
     if r["outcome"] == "tie":
         return f"{head}; tie with {ru}: ahead by {r['diff']:.2f}, not significant ({p})"
@@ -229,7 +240,7 @@ def best_fit(verdict: pd.DataFrame, target: str) -> tuple[str, str] | None:
         return None
     r = sub.iloc[0]
     probe = r.get("decided_by")
-    return r["best_model"], probe if isinstance(probe, str) else r["best_probe"].split("/")[0]
+    return r["best_model"], probe if isinstance(probe, str) else r["best_probe"][0]
 
 
 def pair(verdict: pd.DataFrame, target: str) -> tuple[tuple[str, str], tuple[str, str]] | None:
