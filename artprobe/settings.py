@@ -337,3 +337,81 @@ def fewshot_spec(settings: FewshotSettings, config: dict, model: str, target: st
 
 def _without(obj, *names: str) -> dict:
     return {k: v for k, v in asdict(obj).items() if k not in names}
+
+
+# ---------------------------------------------------------------------------------- report
+
+
+@dataclass(frozen=True)
+class CompareSettings:
+    """How the compare stage ranks the fits: the bootstrap resamples of the summary's seed
+    means and the paired comparisons (``probe.bootstrap``), and their seed (``probe.seed``)."""
+
+    n_boot: int
+    seed: int
+
+    def rule_params(self) -> dict:
+        return asdict(self)
+
+
+def compare_settings(config: dict) -> CompareSettings:
+    return CompareSettings(n_boot=config["probe"]["bootstrap"], seed=config["probe"]["seed"])
+
+
+@dataclass(frozen=True)
+class ThumbnailSettings:
+    """Which paintings the report shows (``report:``'s gallery, disagreements, confusions,
+    map_rows, map_thumbnails, map_target) for the targets, seeded with ``probe.seed``, and
+    what the kNN probe sees, so the galleries show its neighbours: its centring (``center``)
+    and ``probe:``'s row filters per target."""
+
+    targets: list[str]
+    seed: int
+    center: bool
+    drop_labels: dict[str, list[str]]
+    min_class_count: dict[str, int | None]
+    map_target: str | None
+    #: ``{"queries": test paintings per sheet, "k": neighbours per model}``
+    gallery: dict[str, int]
+    disagreements: int
+    #: ``{"pairs": confused pairs per target, "examples": paintings per group}``
+    confusions: dict[str, int]
+    map_rows: int
+    map_thumbnails: int
+
+    def rule_params(self) -> dict:
+        return asdict(self)
+
+
+def thumbnail_settings(config: dict, center: bool) -> ThumbnailSettings:
+    """``report:``'s selection keys; ``center``: the kNN probe's centring
+    (:func:`artprobe.config.neighbour_center`)."""
+    p = config["probe"]
+    return _from(
+        ThumbnailSettings,
+        config["report"],
+        targets=list(config["dataset"]["targets"]),
+        seed=p["seed"],
+        center=center,
+        drop_labels=p["drop_labels"],
+        min_class_count=p["min_class_count"],
+    )
+
+
+@dataclass(frozen=True)
+class ReportSettings:
+    """How the report draws: the targets whose error plot is the top confused pairs
+    (``pairs_targets``; None: chosen from the data), the maps' method and the map of
+    paintings' cells per side, seeded with ``probe.seed``."""
+
+    seed: int
+    pairs_targets: list[str] | None
+    map_method: str
+    map_grid: int
+
+    def rule_params(self) -> dict:
+        return asdict(self)
+
+
+def report_settings(config: dict) -> ReportSettings:
+    return _from(ReportSettings, config["report"], seed=config["probe"]["seed"])

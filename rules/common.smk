@@ -17,22 +17,25 @@ from artprobe.config import (
     is_local_source,
     neighbour_center,
 )
-from artprobe.download import check_offline_cache
-from artprobe.io import read_json
-from artprobe.shard import shard_ranges
+from artprobe.sources.hub_cache import check_offline_cache
+from artprobe.common.io import read_json
+from artprobe.stages.shard import shard_ranges
 from artprobe.sources import local_inputs
-from artprobe.timm_names import check_timm_names
-from artprobe.weights import check_offline_weights, fetches_weights
+from artprobe.common.timm_names import check_timm_names
+from artprobe.pretrained import check_offline_weights, fetches_weights
 from artprobe.report.layout import layout_options, report_layout
 from artprobe.settings import (
+    compare_settings,
     demo_settings,
     embed_params,
     fewshot_settings,
     fewshot_spec,
     fit_spec,
     model_spec,
+    report_settings,
     source_settings,
     split_settings,
+    thumbnail_settings,
 )
 
 validate(config, "../schemas/config.schema.yaml")
@@ -93,8 +96,8 @@ def hub_params(wildcards):
 
 
 def download_markers(wildcards):
-    """One marker per file of the hub file list (known once remote_files ran)."""
-    files = checkpoints.remote_files.get(dataset=wildcards.dataset).output[0]
+    """One marker per file of the hub file list (known once download_list ran)."""
+    files = checkpoints.download_list.get(dataset=wildcards.dataset).output[0]
     n = len(read_json(files)["files"])
     ids = [f"{i:05d}" for i in range(n)]
     return expand("results/{dataset}/download/{file}.json", dataset=wildcards.dataset, file=ids)
@@ -277,7 +280,7 @@ def fewshot_reused_fit(wildcards):
 
 
 def fewshot_kind(wildcards):
-    return FEWSHOT_KIND  # the registry's few-shot kind (artprobe.probes.fewshot)
+    return FEWSHOT_KIND  # the registry's few-shot kind (artprobe.probes.curve)
 
 
 def fewshot_inputs():
@@ -297,33 +300,25 @@ REPORT = report_layout(
 )
 
 
-def report_params(wildcards):
-    """build_report's settings; inputs and outputs come from the rule itself."""
-    r = config["report"]
-    return {
-        "n_boot": config["probe"]["bootstrap"],
-        "seed": config["probe"]["seed"],
-        "pairs_targets": r.get("pairs_targets"),
-        "map_method": r["map_method"],
-        "map_grid": r["map_grid"],
-    }
+# the report's three stages' settings (artprobe.settings), built once; params: plain values
+COMPARE = compare_settings(config)
+THUMBNAILS = thumbnail_settings(config, neighbour_center(CLASSIFIER_KINDS, CLASSIFIER_PARAMS))
+DRAWING = report_settings(config)
+
+
+def compare_params(wildcards):
+    """The summary's and comparisons' resamples and seed (CompareSettings)."""
+    return COMPARE.rule_params()
 
 
 def thumbnail_params(wildcards):
-    """Which paintings the report shows: artprobe.report.select's settings."""
-    r = config["report"]
-    keys = ("gallery", "disagreements", "confusions", "map_rows", "map_thumbnails")
-    return {
-        "seed": config["probe"]["seed"],
-        "n_boot": config["probe"]["bootstrap"],
-        "probe": {
-            "center": neighbour_center(CLASSIFIER_KINDS, CLASSIFIER_PARAMS),
-            "drop_labels": config["probe"]["drop_labels"],
-            "min_class_count": config["probe"]["min_class_count"],
-        },
-        "map_target": r.get("map_target"),
-        "settings": {k: r[k] for k in keys},
-    }
+    """Which paintings the report shows (ThumbnailSettings)."""
+    return THUMBNAILS.rule_params()
+
+
+def report_params(wildcards):
+    """How the report draws (ReportSettings); inputs and outputs come from the rule itself."""
+    return DRAWING.rule_params()
 
 
 def final_targets():

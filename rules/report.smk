@@ -1,13 +1,40 @@
-# Report stage: the paintings it shows (read once from the shards), then tables, plots and
-# painting sheets over every fit, wrapped for `snakemake --report`.
+# Report stage: the summary, comparisons and verdict of every fit (computed once), the
+# paintings it shows (taken from the image_hash job's previews, never from
+# the shards' images), then tables, plots and painting sheets over every fit, wrapped for
+# `snakemake --report`.
+
+
+rule compare:
+    input:
+        fits=fit_inputs,
+    output:
+        summary="results/{dataset}/compare/summary.parquet",
+        comparisons="results/{dataset}/compare/comparisons.parquet",
+        verdict="results/{dataset}/compare/verdict.parquet",
+    log:
+        "results/{dataset}/logs/compare.log",
+    benchmark:
+        "results/{dataset}/benchmarks/compare.tsv"
+    conda:
+        "../envs/compare.yaml"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=30,
+    params:
+        models=list(MODELS),
+        compare=compare_params,
+    script:
+        "../scripts/compare.py"
 
 
 rule thumbnails:
     input:
         fits=fit_inputs,
         embeddings=expand("results/{{dataset}}/embeddings/{model}.parquet", model=MODELS),
-        shards=per_shard("results/{dataset}/shards/{shard}.parquet"),
+        shards=per_shard("results/{dataset}/previews/{shard}.arrow"),
         duplicates=duplicates_dropped,
+        verdict="results/{dataset}/compare/verdict.parquet",
     output:
         rows="results/{dataset}/thumbnails/rows.json",
         thumbnails="results/{dataset}/thumbnails/thumbnails.parquet",
@@ -23,7 +50,6 @@ rule thumbnails:
         runtime=30,
     params:
         models=list(MODELS),
-        targets=TARGETS,
         select=thumbnail_params,
     script:
         "../scripts/thumbnails.py"
@@ -40,6 +66,9 @@ rule report:
         duplicates=duplicates_scan,
         rows="results/{dataset}/thumbnails/rows.json",
         thumbnails="results/{dataset}/thumbnails/thumbnails.parquet",
+        summary="results/{dataset}/compare/summary.parquet",
+        comparisons="results/{dataset}/compare/comparisons.parquet",
+        verdict="results/{dataset}/compare/verdict.parquet",
     output:
         report_outputs(),
     log:

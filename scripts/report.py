@@ -2,20 +2,27 @@
 
 import _checkout  # noqa: F401  (the checkout's artprobe, conda env or not)
 
-from artprobe.logs import to_log
-from artprobe.report.build import build_report
+from artprobe.common.logs import to_log
+from artprobe.report.build import ReportInputs, build_report
+from artprobe.report.compare import StandingsFiles
+from artprobe.settings import ReportSettings
 
+inp, models = snakemake.input, snakemake.params.models
+inputs = ReportInputs(
+    fits=list(inp.fits),
+    fewshot=list(inp.fewshot),
+    embeddings=dict(zip(models, inp.embeddings)),
+    failures=dict(zip(models, inp.failures)),
+    manifest=inp.manifest,
+    split=inp.split,
+    duplicates=inp.get("duplicates") or None,
+    rows=inp.rows,
+    thumbnails=inp.thumbnails,
+    standings=StandingsFiles(inp.summary, inp.comparisons, inp.verdict),
+)
 with to_log(snakemake.log[0]):
     build_report(
-        fits=snakemake.input.fits,
-        fewshot=snakemake.input.fewshot,
-        embeddings=dict(zip(snakemake.params.models, snakemake.input.embeddings)),
-        failures=dict(zip(snakemake.params.models, snakemake.input.failures)),
-        manifest=snakemake.input.manifest,
-        split=snakemake.input.split,
-        duplicates=snakemake.input.get("duplicates") or None,
-        rows=snakemake.input.rows,
-        thumbnails=snakemake.input.thumbnails,
-        outputs=dict(zip(snakemake.params.ids, snakemake.output)),
-        **snakemake.params.report,
+        inputs,
+        ReportSettings(**snakemake.params.report),
+        dict(zip(snakemake.params.ids, snakemake.output)),
     )

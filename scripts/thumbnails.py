@@ -2,17 +2,22 @@
 
 import _checkout  # noqa: F401  (the checkout's artprobe, conda env or not)
 
-from artprobe.logs import to_log
-from artprobe.report.thumbnails import run_thumbnails
+from artprobe.common.logs import to_log
+from artprobe.report.thumbnails import ThumbnailInputs, run_thumbnails
+from artprobe.settings import ThumbnailSettings
 
+inp = snakemake.input
+inputs = ThumbnailInputs(
+    fits=list(inp.fits),
+    embeddings=dict(zip(snakemake.params.models, inp.embeddings)),
+    shards=list(inp.shards),
+    verdict=inp.verdict,
+    duplicates=inp.get("duplicates") or None,
+)
 with to_log(snakemake.log[0]):
     run_thumbnails(
-        fits=snakemake.input.fits,
-        embeddings=dict(zip(snakemake.params.models, snakemake.input.embeddings)),
-        shards=snakemake.input.shards,
-        targets=snakemake.params.targets,
-        rows_out=snakemake.output.rows,
-        thumbs_out=snakemake.output.thumbnails,
-        duplicates=snakemake.input.get("duplicates") or None,
-        **snakemake.params.select,
+        inputs,
+        ThumbnailSettings(**snakemake.params.select),
+        snakemake.output.rows,
+        snakemake.output.thumbnails,
     )

@@ -2,7 +2,7 @@
 
 The embeddings are synthetic with known structure: "good" separates every target's classes,
 "weak" barely does, and weak maps artist-01 onto the (more frequent) artist-02, a systematic
-confusion the pairs table must find first. Every fit is ``artprobe.classify.run_fit`` on
+confusion the pairs table must find first. Every fit is ``artprobe.stages.classify.run_fit`` on
 them, so metrics.json, predictions and history are what the workflow writes.
 ``make_results`` is shared with test_report_html.py.
 """
@@ -18,17 +18,28 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
+from conftest import validated
 
-from artprobe.classify import fit_paths, run_fit
+from artprobe.common.io import with_meta, write_json, write_parquet
 from artprobe.config import FIT_FILES
-from artprobe.fewshot import run_fewshot
-from artprobe.io import with_meta, write_json, write_parquet
-from artprobe.report.build import build_report
+from artprobe.image_hash import hash_shard
+from artprobe.report import tables, verdict
+from artprobe.report.build import ReportInputs, build_report
 from artprobe.report.choices import MATRIX_MAX_CLASSES, readable_target, shows_pairs
+from artprobe.report.compare import StandingsFiles, run_compare
 from artprobe.report.layout import CATEGORIES, report_files, report_sections
 from artprobe.report.tables import comparison_table, summary_table
-from artprobe.report.thumbnails import run_thumbnails
-from artprobe.settings import FewshotSpec, FitSpec, ProbeRuntime
+from artprobe.report.thumbnails import ThumbnailInputs, run_thumbnails
+from artprobe.settings import (
+    CompareSettings,
+    FewshotSpec,
+    FitSpec,
+    ProbeRuntime,
+    ReportSettings,
+    ThumbnailSettings,
+)
+from artprobe.stages.classify import fit_paths, run_fit
+from artprobe.stages.fewshot import run_fewshot
 
 CPU = ProbeRuntime(device="cpu", threads=1)
 
@@ -49,7 +60,7 @@ DIMS = {"genre": 4, "style": 6, "artist": 6}  # embedding dims that carry each t
 N_ROWS, N_TEST, N_VAL = 1000, 300, 100
 FAILED = {"good": [3, 500, 998], "weak": []}  # rows each model failed to embed (val, test, train)
 # shard timings: good 250 img/s from shard totals, weak 100 img/s from nested provenance
-# (as artprobe.embed.merge_embeddings writes them; the second shard resumed 100 rows, so its
+# (as artprobe.embedding.merge_embeddings writes them; the second shard resumed 100 rows, so its
 # rows / seconds would overstate the speed)
 GOOD_SHARDS = [
     {"shard": "0000", "rows": 500, "seconds": 2.0, "img_per_s": 250.0, "device_name": "Test GPU"},
@@ -147,8 +158,9 @@ def _painting(style: int, genre: int, rng) -> bytes:
 
 
 def write_shards(root: Path, labels: dict, rng) -> list[str]:
-    """Image shards as the shard stage writes them: row_id, image bytes, class ids; rows in
-    order, ``GROUP_ROWS`` rows per row group."""
+    """Image shards as the shard stage writes them (row_id, image bytes, class ids; rows in
+    order, ``GROUP_ROWS`` rows per row group) and the previews the image_hash job writes of
+    them; returns the previews' paths (the thumbnail stage's input)."""
     paths = []
     for i, start in enumerate(range(0, N_ROWS, SHARD_ROWS)):
         ids = np.arange(start, min(start + SHARD_ROWS, N_ROWS))
@@ -162,15 +174,20 @@ def write_shards(root: Path, labels: dict, rng) -> list[str]:
                 **{t: pa.array(labels[t][ids], pa.int16()) for t in TARGETS},
             }
         )
-        paths.append(str(root / "shards" / f"{i:05d}.parquet"))
-        write_parquet(table, paths[-1], row_group_size=GROUP_ROWS)
+        shard = root / "shards" / f"{i:05d}.parquet"
+        write_parquet(table, shard, row_group_size=GROUP_ROWS)
+        paths.append(str(root / "previews" / f"{i:05d}.arrow"))
+        hash_shard(shard, root / "hashes" / f"{i:05d}.parquet", paths[-1])
     return paths
 
 
-def make_results(root: Path, seed: int = 0) -> dict:
-    """Write manifest, split, embeddings, failures and (with run_fit) every fit.
+def make_results(root: Path, seed: int = 0, n_boot: int = 1500) -> dict:
+    """Write manifest, split, embeddings, failures, every fit (run_fit), the compare stage's
+    tables (``n_boot`` resamples; 1500: the smallest bootstrap p, 2 / 1501, survives Holm
+    over the 27 tests) and the thumbnail stage's files.
 
-    Returns build_report's inputs: ``fits`` is the flat list of fit files, as the rule has.
+    Returns :class:`ReportInputs`' fields: ``fits`` is the flat list of fit files, as the
+    rule has; ``standings`` the compare stage's files.
     """
     rng = np.random.default_rng(seed)
     root.mkdir(parents=True, exist_ok=True)
@@ -205,22 +222,17 @@ def make_results(root: Path, seed: int = 0) -> dict:
                 )
                 run_fit(embeddings[m], spec, fit_paths(d), CPU)
                 fits += [str(d / name) for name in FIT_FILES.values()]
+    standings = StandingsFiles(
+        *[str(root / "compare" / f"{n}.parquet") for n in ("summary", "comparisons", "verdict")]
+    )
+    run_compare(fits, MODELS, CompareSettings(n_boot=n_boot, seed=seed), standings)
     shards = write_shards(root, labels, rng)
     rows, thumbs = (
         str(root / "thumbnails" / "rows.json"),
         str(root / "thumbnails" / "thumbnails.parquet"),
     )
-    run_thumbnails(
-        fits=fits,
-        embeddings=embeddings,
-        shards=shards,
-        targets=list(TARGETS),
-        rows_out=rows,
-        thumbs_out=thumbs,
-        seed=seed,
-        map_target="style",
-        settings=THUMBS,
-    )
+    inputs = ThumbnailInputs(fits, embeddings, shards, standings.verdict, duplicates=None)
+    run_thumbnails(inputs, thumbnail_settings(seed), rows, thumbs)
     curves = [str(root / "fewshot" / m / f"{t}.json") for m in MODELS for t in TARGETS]
     for path, (m, t) in zip(curves, [(m, t) for m in MODELS for t in TARGETS]):
         spec = FewshotSpec(
@@ -240,9 +252,34 @@ def make_results(root: Path, seed: int = 0) -> dict:
         "failures": failures,
         "manifest": str(root / "manifest.json"),
         "split": str(root / "split.parquet"),
+        "duplicates": None,
         "rows": rows,
         "thumbnails": thumbs,
+        "standings": standings,
     }
+
+
+def thumbnail_settings(seed: int = 0, **changes) -> ThumbnailSettings:
+    """The thumbnail stage's settings: the schema's defaults (config ``report:``), kept small
+    (:data:`THUMBS`), the map coloured by style, the kNN probe uncentred."""
+    report = validated()["report"]
+    values = {k: report[k] for k in ("disagreements", "confusions", "map_target")}
+    return ThumbnailSettings(
+        targets=list(TARGETS),
+        seed=seed,
+        center=False,
+        drop_labels={},
+        min_class_count={},
+        **{**values, **THUMBS, "map_target": "style", **changes},
+    )
+
+
+def drawing(**changes) -> ReportSettings:
+    """The report's settings: the schema's defaults with this test's pairs targets."""
+    report = validated()["report"]
+    values = {k: report[k] for k in ("map_method", "map_grid")}
+    values["pairs_targets"] = CHOICES["pairs_targets"]
+    return ReportSettings(seed=0, **{**values, **changes})
 
 
 def png_size(path: Path) -> tuple[int, int]:
@@ -259,9 +296,23 @@ def built(tmp_path_factory):
     out = root / "report"
     files = report_files(MODELS, list(TARGETS), CLASSIFIERS, KINDS, **CHOICES)
     outputs = {fid: str(out / path) for fid, path in files.items()}
-    # 1500 resamples: the smallest bootstrap p (2 / 1501) survives Holm over the 27 tests
-    build_report(**kw, outputs=outputs, n_boot=1500, seed=0, pairs_targets=CHOICES["pairs_targets"])
+    with pytest.MonkeyPatch.context() as mp:  # the standings are the compare stage's alone
+        for module, name in STANDINGS:
+            mp.setattr(module, name, _computed_again)
+        build_report(ReportInputs(**kw), drawing(), outputs)
     return out, kw
+
+
+def _computed_again(*args, **kwargs):
+    raise AssertionError("the summary, comparisons or verdict computed outside the compare stage")
+
+
+#: what computes the standings (summary, comparisons, verdict): the compare stage alone calls them
+STANDINGS = [
+    (tables, "summary_table"),
+    (tables, "comparison_table"),
+    (verdict, "verdict_table"),
+]
 
 
 def _split_rows(model: str) -> dict[str, int]:
@@ -521,7 +572,7 @@ def test_build_with_layout_left_to_the_data(built, tmp_path):
     _, kw = built
     files = report_files(MODELS, list(TARGETS), CLASSIFIERS, KINDS)
     outputs = {fid: str(tmp_path / path) for fid, path in files.items()}
-    build_report(**kw, outputs=outputs, n_boot=50, seed=0, map_method="pca")
+    build_report(ReportInputs(**kw), drawing(pairs_targets=None, map_method="pca"), outputs)
     written = {str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file()}
     assert written == set(files.values())
     assert {p for p in written if p.startswith("per_class_f1/")} == {
@@ -764,7 +815,7 @@ def test_verdict_significant_lead():
     r = v.loc["balanced_accuracy"]
     assert (r.best_model, r.best_probe, r.runner_up, r.runner_up_probe) == (
         "eva02",
-        "linear",
+        ["linear"],
         "convnext_clip",
         "linear",
     )
@@ -803,7 +854,7 @@ def test_verdict_one_model_and_shared_best_values():
     ).iloc[0]
     assert (r.best_model, r.best_probe, r.runner_up, r.outcome) == (
         "eva02",
-        "linear/knn",
+        ["linear", "knn"],
         "dino",
         "lead holds",
     )
@@ -832,8 +883,8 @@ def _seeded_fit(model, accs, y, rng, probe="mlp"):
     """A fit of ``probe`` whose seeds score exactly ``accs`` on ``y``, each seed wrong on
     its own random rows; metrics.json's fields as classify writes them (first seed's
     values at the top, every seed's in ``seeds``)."""
-    from artprobe.classify import seed_summary
-    from artprobe.metrics import evaluate
+    from artprobe.probes.metrics import evaluate
+    from artprobe.stages.classify import seed_summary
 
     n, classes = len(y), [f"c{i}" for i in range(10)]
     seeds = []
@@ -913,3 +964,59 @@ def test_verdict_of_tied_probes_does_not_depend_on_their_order():
     c2 = c.assign(p_holm=[0.01, 0.001])
     r = verdict_table(_summary(rows[::-1]), c2, metrics=["balanced_accuracy"]).iloc[0]
     assert (r.outcome, r.decided_by, r.p_holm) == ("lead holds", "linear", 0.01)
+
+
+def test_the_thumbnail_stage_reads_the_verdict_it_does_not_compute_it(built, tmp_path):
+    """The galleries' pair is the verdict's: read from the compare stage's verdict.parquet;
+    the same rows as make_results chose, with the standings' functions unavailable."""
+    _, kw = built
+    rows = tmp_path / "rows.json"
+    previews = sorted(str(p) for p in (Path(kw["rows"]).parents[1] / "previews").glob("*"))
+    inputs = ThumbnailInputs(
+        kw["fits"], kw["embeddings"], previews, kw["standings"].verdict, duplicates=None
+    )
+    with pytest.MonkeyPatch.context() as mp:
+        for module, name in STANDINGS:
+            mp.setattr(module, name, _computed_again)
+        run_thumbnails(inputs, thumbnail_settings(), str(rows), str(tmp_path / "t.parquet"))
+    assert json.loads(rows.read_text()) == json.loads(Path(kw["rows"]).read_text())
+
+
+def test_the_reports_tables_are_the_compare_stages(built):
+    """summary.csv, comparisons.csv and verdict.csv are the compare stage's tables as they
+    are; the verdict's best probes are a list there, joined by "/" only in the CSV."""
+    out, kw = built
+    files = kw["standings"]
+    for name in ("summary", "comparisons"):
+        want = pd.read_parquet(getattr(files, name)).to_csv(index=False)
+        assert (out / f"{name}.csv").read_text() == want, name
+    ruling = pd.read_parquet(files.verdict)
+    assert all(isinstance(p, np.ndarray) and len(p) >= 1 for p in ruling["best_probe"])
+    csv = pd.read_csv(out / "verdict.csv")
+    assert list(csv["best_probe"]) == ["/".join(p) for p in ruling["best_probe"]]
+    assert list(csv["sentence"]) == list(ruling["sentence"])
+
+
+def test_every_page_carries_the_one_stylesheet(built):
+    """Tables, painting sheets and the interactive map: one page shell, one stylesheet (the
+    same <style> on every page), the page's kind named on its <body>."""
+    from artprobe.report.style import KINDS, STYLESHEET
+
+    out, _ = built
+    pages = sorted(out.rglob("*.html"))
+    kinds = set()
+    for path in pages:
+        text = path.read_text()
+        assert re.findall(r"<style>(.*?)</style>", text, re.S) == [STYLESHEET], path.name
+        kinds.update(re.findall(r"<body class='(\w+)'>", text))
+    assert kinds == set(KINDS)
+    src = Path(tables.__file__).parent
+    for module in src.glob("*.py"):  # no stylesheet of its own anywhere else
+        assert module.name == "style.py" or "font-family" not in module.read_text(), module.name
+
+
+def test_the_package_docstring_lists_every_module():
+    import artprobe.report as pkg
+
+    modules = {p.stem for p in Path(pkg.__file__).parent.glob("*.py")} - {"__init__"}
+    assert set(re.findall(r"artprobe\.report\.(\w+)`", pkg.__doc__)) == modules

@@ -23,6 +23,7 @@ ARTPROBE_REQUIRE_CHROMIUM is set.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import os
 import re
@@ -46,8 +47,10 @@ BEST_ROW = (0xE6, 0xF2, 0xE6)  # tr.best background in the HTML tables
 
 SNAKEFILE = """
 import json
-from artprobe.report.build import build_report
+from artprobe.report.build import ReportInputs, build_report
+from artprobe.report.compare import StandingsFiles
 from artprobe.report.layout import report_layout
+from artprobe.settings import ReportSettings
 
 KW = json.load(open("kwargs.json"))
 LAYOUT = report_layout(
@@ -74,6 +77,7 @@ rule report:
         split=IN["split"],
         rows=IN["rows"],
         thumbnails=IN["thumbnails"],
+        standings=list(IN["standings"].values()),
     output:
         [
             report(
@@ -87,19 +91,11 @@ rule report:
         ],
     run:
         build_report(
-            fits=input.fits,
-            fewshot=input.fewshot,
-            embeddings=dict(zip(KW["models"], input.embeddings)),
-            failures=dict(zip(KW["models"], input.failures)),
-            manifest=input.manifest,
-            split=input.split,
-            rows=input.rows,
-            thumbnails=input.thumbnails,
-            outputs=dict(zip([f.id for f in LAYOUT], output)),
-            pairs_targets=KW["choices"]["pairs_targets"],
-            n_boot=50,
-            seed=0,
-            map_method="pca",
+            ReportInputs(**{**IN, "standings": StandingsFiles(**IN["standings"])}),
+            ReportSettings(
+                seed=0, pairs_targets=KW["choices"]["pairs_targets"], map_method="pca", map_grid=32
+            ),
+            dict(zip([f.id for f in LAYOUT], output)),
         )
 """
 
@@ -171,7 +167,8 @@ def distinct_colors(img) -> int:
 @pytest.fixture(scope="module")
 def report_html(tmp_path_factory) -> tuple[Path, Path]:
     work = tmp_path_factory.mktemp("report_html")
-    kw = make_results(work / "results")
+    kw = make_results(work / "results", n_boot=50)
+    kw["standings"] = dataclasses.asdict(kw["standings"])
     (work / "kwargs.json").write_text(
         json.dumps(
             {

@@ -169,16 +169,16 @@ def _schema_keys(node=SCHEMA) -> set[str]:
 STAGE_MODULES = [
     "artprobe.config",
     "artprobe.settings",
-    "artprobe.demo",
-    "artprobe.manifest",
-    "artprobe.shard",
-    "artprobe.split",
-    "artprobe.classify",
-    "artprobe.fewshot",
-    "artprobe.probes.fewshot",
-    "artprobe.embed.shard",
-    "artprobe.embed.preprocess",
-    "artprobe.embed.features",
+    "artprobe.stages.generate_demo",
+    "artprobe.stages.manifest",
+    "artprobe.stages.shard",
+    "artprobe.stages.split",
+    "artprobe.stages.classify",
+    "artprobe.stages.fewshot",
+    "artprobe.probes.curve",
+    "artprobe.stages.embed",
+    "artprobe.embedding.preprocess",
+    "artprobe.embedding.features",
 ]
 
 
@@ -199,3 +199,65 @@ def test_no_stage_function_repeats_a_default_of_the_schema(module):
             if p.name in keys and p.default is not inspect.Parameter.empty:
                 found.append(f"{name}({p.name}={p.default!r})")
     assert not found, found
+
+
+# ---------------------------------------------------------------------------------- report
+
+
+def test_the_report_settings_have_the_schemas_defaults(config):
+    """ThumbnailSettings, ReportSettings and CompareSettings built from a validated config:
+    every field the schema's default (``report:``, nested ``gallery`` / ``confusions``
+    included, and ``probe:``'s seed, bootstrap and row filters)."""
+    report = {
+        **schema_defaults("report"),
+        "gallery": schema_defaults("report", "gallery"),
+        "confusions": schema_defaults("report", "confusions"),
+    }
+    probe = schema_defaults("probe")
+    thumbs = S.thumbnail_settings(config, center=False)
+    assert not _agree(thumbs, {**report, **probe})
+    assert thumbs.gallery == {"queries": 12, "k": 5} and thumbs.map_rows == 2000
+    assert thumbs.targets == config["dataset"]["targets"]
+    drawing = S.report_settings(config)
+    assert not _agree(drawing, {**report, **probe})
+    assert (drawing.map_method, drawing.map_grid, drawing.pairs_targets) == ("tsne", 32, None)
+    compare = S.compare_settings(config)
+    assert not _agree(compare, probe, {"n_boot": "bootstrap"})
+    assert compare.n_boot == probe["bootstrap"]
+
+
+def test_the_report_rules_params_are_plain_values(config):
+    """Each report rule's params (its rerun trigger) are its settings object as plain values,
+    and the job rebuilds the object from them unchanged."""
+    import json
+
+    for obj in (
+        S.thumbnail_settings(config, center=True),
+        S.report_settings(config),
+        S.compare_settings(config),
+    ):
+        params = obj.rule_params()
+        assert json.loads(json.dumps(params)) == params
+        assert type(obj)(**params) == obj
+
+
+REPORT_MODULES = [
+    "artprobe.report.compare",
+    "artprobe.report.select",
+    "artprobe.report.thumbnails",
+    "artprobe.report.build",
+    "artprobe.report.tables",
+    "artprobe.report.verdict",
+    "artprobe.report.atlas",
+    "artprobe.report.plots",
+    "artprobe.report.sheets",
+    "artprobe.report.html",
+]
+
+
+@pytest.mark.parametrize("module", REPORT_MODULES)
+def test_no_report_function_repeats_a_default_of_the_schema(module):
+    test_no_stage_function_repeats_a_default_of_the_schema(module)
+    import importlib
+
+    assert not hasattr(importlib.import_module(module), "DEFAULTS")

@@ -17,16 +17,14 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from artprobe.io import write_text
+from artprobe.common.io import write_text
 from artprobe.report.escape import page, script_json, text
 
 METHODS = ("tsne", "pca")
 CELL = 48  # px per painting in the picture map
 
 
-def coordinates(
-    X: np.ndarray, method: str = "tsne", seed: int = 0
-) -> tuple[np.ndarray, tuple[str, str]]:
+def coordinates(X: np.ndarray, method: str, seed: int) -> tuple[np.ndarray, tuple[str, str]]:
     """(n × 2 coordinates, axis names) of the rows of ``X``: PCA, or seeded t-SNE (on the
     first 50 principal components, PCA-initialised, perplexity ≤ 30 and < n / 3)."""
     if method not in METHODS:
@@ -95,22 +93,11 @@ def picture_map(xy: np.ndarray, jpegs: Sequence[bytes], cell: int = CELL):
 
 
 def save_jpeg(img, path, quality: int = 85) -> None:
-    from artprobe.io import atomic_path
+    from artprobe.common.io import atomic_path
 
     with atomic_path(path, suffix=".jpg.tmp") as tmp:
         img.save(tmp, format="JPEG", quality=quality, optimize=True)
 
-
-_CSS = """
-body{font-family:-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;font-size:13px;margin:12px;color:#222}
-h1{font-size:17px;margin:0 0 6px} p.note{color:#555;margin:2px 0 8px;max-width:80em}
-#bar button{margin:0 4px 4px 0;padding:3px 9px;border:1px solid #888;background:#fff;border-radius:3px;cursor:pointer}
-#bar button.on{background:#333;color:#fff} #wrap{display:flex;gap:14px;align-items:flex-start}
-svg{border:1px solid #ddd;background:#fcfcfc} circle{stroke:#fff;stroke-width:0.6} circle.t{stroke:#222;stroke-width:1}
-circle.hi{stroke:#000;stroke-width:3} #side{width:270px;overflow-wrap:anywhere} #hover{width:200px;height:200px;object-fit:contain;background:#f4f4f4;display:none;border:1px solid #ccc}
-#info{margin-top:6px;line-height:1.45} #legend{margin-top:10px;font-size:12px;max-height:330px;overflow:auto}
-#legend span{display:inline-block;width:10px;height:10px;border-radius:5px;margin-right:5px}
-"""
 
 _BODY = """<p class="note">%s</p>
 <div id="bar"></div><div id="wrap"><svg id="map" viewBox="-20 -20 1040 1040" width="780" height="780"></svg>
@@ -184,4 +171,4 @@ def interactive_page(
         _BODY % text(note)
         + f'<script type="application/json" id="map-data">{script_json(data)}</script>'
     )
-    write_text(path, page("Map of paintings", _CSS, body, _SCRIPT))
+    write_text(path, page("Map of paintings", "map", body, _SCRIPT))

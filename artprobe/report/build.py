@@ -1,62 +1,110 @@
-"""build_report: every file of the layout, from the rule's inputs to the rule's outputs."""
+"""build_report: every file of the layout, from the rule's inputs to the rule's outputs.
+
+The summary, comparisons and verdict come from the compare stage (:mod:`.compare`); the
+paintings from the thumbnails stage (:mod:`.thumbnails`). This job draws and writes.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from artprobe.io import read_json
+from artprobe.common.io import read_json
 from artprobe.report import atlas, html, plots, sheets, tables, verdict
 from artprobe.report.choices import class_counts, readable_target, shows_pairs
+from artprobe.report.compare import Standings, StandingsFiles, read_standings
 from artprobe.report.load import load_fits, read_rows
+from artprobe.settings import ReportSettings
 
 log = logging.getLogger(__name__)
 
+#: confused class pairs per fit in confused_pairs.csv and the pairs plots
+TOP_PAIRS = 20
 
-def _write_tables(out: Mapping[str, Path], fits, models, targets, classes, inputs, opts) -> dict:
+
+@dataclass(frozen=True)
+class ReportInputs:
+    """The report rule's inputs. ``fits``: the flat list of fit files (metrics.json,
+    predictions.parquet, history.csv of each fit); ``fewshot``: the few-shot curves' JSON
+    files; ``embeddings`` and ``failures``: a model's merged embeddings / failures Parquet
+    file; ``duplicates``: the near-duplicate scan, counted per split (None: none);
+    ``rows`` and ``thumbnails``: the thumbnails stage's outputs (which paintings each section
+    shows, and their JPEGs: the report never opens a shard); ``standings``: the compare
+    stage's tables."""
+
+    fits: list[str]
+    fewshot: list[str]
+    embeddings: Mapping[str, str]
+    failures: Mapping[str, str]
+    manifest: str
+    split: str
+    duplicates: str | None
+    rows: str
+    thumbnails: str
+    standings: StandingsFiles
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What every writer below reads: the outputs (``{layout id: path}``), the loaded fits,
+    models, targets, class names and manifest, the inputs and the settings."""
+
+    out: dict[str, Path]
+    fits: list[dict]
+    models: list[str]
+    targets: list[str]
+    classes: dict[str, list[str]]
+    manifest: dict
+    inputs: ReportInputs
+    settings: ReportSettings
+
+
+def _write_tables(j: _Job, s: Standings) -> dict:
     """The CSV tables and their HTML pages; returns the frames the plots need."""
-    man = inputs["manifest"]
-    summary = tables.summary_table(fits, n_boot=opts["n_boot"], seed=opts["seed"])
-    comparisons = tables.comparison_table(
-        fits, models, n_boot=opts["n_boot"], seed=opts["seed"], metrics=opts["compare_metrics"]
-    )
+    man, inputs, fits, classes = j.manifest, j.inputs, j.fits, j.classes
     pairs = pd.concat(
-        [tables.confused_pairs(f, classes.get(f["target"]), opts["top_pairs"]) for f in fits]
+        [tables.confused_pairs(f, classes.get(f["target"]), TOP_PAIRS) for f in fits]
         or [pd.DataFrame(columns=tables.PAIR_COLUMNS)],
         ignore_index=True,
     )
-    dataset, splits = tables.dataset_tables(inputs["split"], inputs["embeddings"], targets, classes)
-    splits, split_meta = tables.split_notes(inputs["split"], splits, inputs.get("duplicates"))
-    fails = tables.failure_table(inputs["failures"], inputs["embeddings"], man)
-    cost = tables.cost_table(inputs["embeddings"], fits, man.get("n_rows"))
-    searches = tables.search_table(fits)
-    ruling = verdict.verdict_table(summary, comparisons)
+    embeddings = dict(inputs.embeddings)
+    dataset, splits = tables.dataset_tables(inputs.split, embeddings, j.targets, classes)
+    splits, split_meta = tables.split_notes(inputs.split, splits, inputs.duplicates)
+    fails = tables.failure_table(inputs.failures, embeddings, man)
+    cost = tables.cost_table(embeddings, fits, man.get("n_rows"))
     csv = {
-        "verdict": ruling,
-        "summary": summary,
-        "comparisons": comparisons,
+        "verdict": verdict.csv_view(s.verdict),
+        "summary": s.summary,
+        "comparisons": s.comparisons,
         "per_class": tables.per_class_table(fits),
         "confused_pairs": pairs,
         "dataset": dataset,
         "splits": splits,
         "failures": fails,
         "cost": cost,
-        "searches": searches,
+        "searches": tables.search_table(fits),
     }
     for fid, df in csv.items():
-        html.write_csv(out[fid], df)
+        html.write_csv(j.out[fid], df)
     pages = {
-        "verdict_html": ("Verdict: which model represents art best", html.verdict_sections(ruling)),
+        "verdict_html": (
+            "Verdict: which model represents art best",
+            html.verdict_sections(s.verdict),
+        ),
         "summary_html": (
             "Model × target × classifier",
-            html.summary_sections(summary) + html.search_sections(summary, fits),
+            html.summary_sections(s.summary) + html.search_sections(s.summary, fits),
         ),
-        "comparisons_html": ("Paired bootstrap comparisons", html.comparison_sections(comparisons)),
+        "comparisons_html": (
+            "Paired bootstrap comparisons",
+            html.comparison_sections(s.comparisons),
+        ),
         "dataset_html": (
             "Dataset overview",
             html.dataset_sections(splits, fails, dataset, man, split_meta),
@@ -64,16 +112,17 @@ def _write_tables(out: Mapping[str, Path], fits, models, targets, classes, input
         "cost_html": ("Embedding cost per model", html.cost_sections(cost, man.get("n_rows"))),
     }
     for fid, (title, sections) in pages.items():
-        html.write_html(out[fid], title, sections)
-    return {"summary": summary, "pairs": pairs, "dataset": dataset, "verdict": ruling}
+        html.write_html(j.out[fid], title, sections)
+    return {"summary": s.summary, "pairs": pairs, "dataset": dataset}
 
 
-def _write_fit_plots(out, fits, counts, classes, colors, pairs, opts) -> None:
+def _write_fit_plots(j: _Job, counts, colors, pairs) -> None:
     """Per fit: its error plot (matrix or top pairs) and, for mlp fits, training curves."""
-    for fit in fits:
+    out, classes = j.out, j.classes
+    for fit in j.fits:
         key = f"{fit['model']}.{fit['target']}.{fit['classifier']}"
         fid = f"pairs.{key}" if f"pairs.{key}" in out else f"confusion.{key}"
-        if shows_pairs(fit["target"], counts, opts["pairs_targets"]):
+        if shows_pairs(fit["target"], counts, j.settings.pairs_targets):
             sel = (pairs.model == fit["model"]) & (pairs.target == fit["target"])
             sub = pairs[sel & (pairs.classifier == fit["classifier"])]
             plots.save(plots.plot_confused_pairs(sub, fit), out[fid])
@@ -83,7 +132,8 @@ def _write_fit_plots(out, fits, counts, classes, colors, pairs, opts) -> None:
             plots.save(plots.plot_curves(fit, colors[fit["model"]]), out[f"curves.{key}"])
 
 
-def _write_plots(out, fits, models, targets, classes, frames, inputs, opts) -> None:
+def _write_plots(j: _Job, frames: dict) -> None:
+    out, fits, models, targets = j.out, j.fits, j.models, j.targets
     classifiers = list(dict.fromkeys(f["classifier"] for f in fits))
     colors = plots.model_colors(models)
     counts = class_counts(fits)
@@ -99,12 +149,13 @@ def _write_plots(out, fits, models, targets, classes, frames, inputs, opts) -> N
             if fid in out:
                 sel = [x for x in fits if x["target"] == t and x["classifier"] == c]
                 plots.save(plots.plot_per_class_f1(sel, models, colors, t, c), out[fid])
-    _write_fit_plots(out, fits, counts, classes, colors, frames["pairs"], opts)
+    _write_fit_plots(j, counts, colors, frames["pairs"])
 
 
-def _write_paintings(out, targets, classes, chosen, thumbs) -> None:
+def _write_paintings(j: _Job, chosen, thumbs) -> None:
     """The neighbour galleries, disagreements and confusions of every target."""
-    for t in targets:
+    out, classes = j.out, j.classes
+    for t in j.targets:
         sheets.gallery_sheet(
             out[f"gallery.{t}"],
             t,
@@ -130,18 +181,19 @@ def _map_rows(path: str, rows, targets) -> tuple:
     return emb[order[keep]], df.iloc[order[keep]].reset_index(drop=True)
 
 
-def _write_maps(out, embeddings, targets, classes, chosen, thumbs, opts) -> None:
+def _write_maps(j: _Job, chosen, thumbs) -> None:
     """Per model its dot map and its map of paintings; one interactive page for all models."""
+    out, targets, classes, settings = j.out, j.targets, j.classes, j.settings
     m_rows, target = chosen["map"]["rows"], chosen["map"]["target"]
-    method = opts["map_method"]
+    method = settings.map_method
     name = {"tsne": "t-SNE", "pca": "PCA"}[method]
     xy, labels = {}, None
-    for m, path in embeddings.items():
+    for m, path in j.inputs.embeddings.items():
         emb, df = _map_rows(path, m_rows, targets)
         if len(df) != len(m_rows):  # the map rows are the rows every model embedded
             raise RuntimeError(f"report: {m} lacks {len(m_rows) - len(df)} map rows")
         xy[m], axes = (
-            atlas.coordinates(emb, method, opts["seed"])
+            atlas.coordinates(emb, method, settings.seed)
             if len(df) >= 3
             else (np.zeros((len(df), 2)), ("", ""))
         )
@@ -152,7 +204,7 @@ def _write_maps(out, embeddings, targets, classes, chosen, thumbs, opts) -> None
         )
         pos = {r: i for i, r in enumerate(m_rows)}
         grid = [r for r in chosen["map"]["thumbs"] if thumbs.jpeg(r, "small") is not None][
-            : opts["map_grid"] ** 2
+            : settings.map_grid**2
         ]
         idx = [pos[r] for r in grid]
         img = atlas.picture_map(xy[m][idx], [thumbs.jpeg(r, "small") for r in grid])
@@ -175,9 +227,10 @@ def _write_maps(out, embeddings, targets, classes, chosen, thumbs, opts) -> None
     )
 
 
-def _write_fewshot(out, paths: Iterable[str], colors) -> None:
+def _write_fewshot(j: _Job) -> None:
     """The few-shot table and one curve per model × target (when probe.fewshot is on)."""
-    curves = [read_json(p) for p in paths]
+    out, colors = j.out, plots.model_colors(j.models)
+    curves = [read_json(p) for p in j.inputs.fewshot]
     if "fewshot" in out:
         html.write_csv(out["fewshot"], tables.fewshot_table(curves))
     for c in curves:
@@ -187,73 +240,34 @@ def _write_fewshot(out, paths: Iterable[str], colors) -> None:
 
 
 def build_report(
-    *,
-    fits: Iterable[str],
-    embeddings: Mapping[str, str],
-    failures: Mapping[str, str],
-    manifest: str,
-    split: str,
-    rows: str,
-    thumbnails: str,
-    outputs: Mapping[str, str],
-    duplicates: str | None = None,
-    n_boot: int = 1000,
-    seed: int = 0,
-    pairs_targets: Iterable[str] | None = None,
-    compare_metrics: Iterable[str] = tables.COMPARE_METRICS,
-    top_pairs: int = 20,
-    fewshot: Iterable[str] = (),
-    map_method: str = "tsne",
-    map_grid: int = 32,
+    inputs: ReportInputs, settings: ReportSettings, outputs: Mapping[str, str]
 ) -> None:
-    """Write every file of ``outputs`` (``{layout id: path}``, see :mod:`.layout`).
-
-    ``fits`` is the rule's flat list of fit files (metrics.json, predictions.parquet,
-    history.csv of each fit); ``embeddings`` and ``failures`` map a model to its merged
-    embeddings / failures Parquet file. ``rows`` and ``thumbnails`` are the thumbnail stage's
-    outputs (:mod:`.thumbnails`): which paintings each section shows, and their JPEGs; the
-    report never opens a shard. ``n_boot`` and ``seed`` drive the paired bootstrap and the
-    maps. ``pairs_targets`` is config ``report:``'s (None: chosen from the data,
-    :mod:`.choices`); ``map_method`` (tsne/pca) and ``map_grid`` (cells per side of the
-    map of paintings) too. ``duplicates``: the near-duplicate scan, counted per split.
-    ``fewshot``: the few-shot curves' JSON files (``fewshot/<model>/<target>.json``).
-    """
-    out = {fid: Path(p) for fid, p in outputs.items()}
-    loaded = load_fits(fits)
-    models = list(dict.fromkeys([f["model"] for f in loaded] + list(embeddings)))
-    targets = list(dict.fromkeys(f["target"] for f in loaded))
-    man = read_json(manifest)
+    """Write every file of ``outputs`` (``{layout id: path}``, see :mod:`.layout`)."""
+    loaded = load_fits(inputs.fits)
+    man = read_json(inputs.manifest)
     classes = {t: list(v) for t, v in (man.get("classes") or {}).items()}
     for fit in loaded:
         classes.setdefault(fit["target"], fit["class_names"])
-    inputs = {
-        "manifest": man,
-        "split": split,
-        "embeddings": dict(embeddings),
-        "failures": failures,
-        "duplicates": duplicates,
-    }
-    opts = {
-        "n_boot": n_boot,
-        "seed": seed,
-        "top_pairs": top_pairs,
-        "map_method": map_method,
-        "compare_metrics": tuple(compare_metrics),
-        "map_grid": map_grid,
-        "pairs_targets": None if pairs_targets is None else tuple(pairs_targets),
-    }
-    log.info("report: %d fits, %d models -> %d files", len(loaded), len(models), len(out))
-    frames = _write_tables(out, loaded, models, targets, classes, inputs, opts)
-    _write_plots(out, loaded, models, targets, classes, frames, inputs, opts)
-    chosen, thumbs = read_json(rows), sheets.Thumbs(thumbnails)
-    _write_paintings(out, targets, classes, chosen, thumbs)
-    _write_maps(out, inputs["embeddings"], targets, classes, chosen, thumbs, opts)
-    _write_fewshot(out, fewshot, plots.model_colors(models))
-    missing = [str(p) for p in out.values() if not p.is_file()]
+    j = _Job(
+        out={fid: Path(p) for fid, p in outputs.items()},
+        fits=loaded,
+        models=list(dict.fromkeys([f["model"] for f in loaded] + list(inputs.embeddings))),
+        targets=list(dict.fromkeys(f["target"] for f in loaded)),
+        classes=classes,
+        manifest=man,
+        inputs=inputs,
+        settings=settings,
+    )
+    log.info("report: %d fits, %d models -> %d files", len(loaded), len(j.models), len(j.out))
+    frames = _write_tables(j, read_standings(inputs.standings))
+    _write_plots(j, frames)
+    chosen, thumbs = read_json(inputs.rows), sheets.Thumbs(inputs.thumbnails)
+    _write_paintings(j, chosen, thumbs)
+    _write_maps(j, chosen, thumbs)
+    _write_fewshot(j)
+    missing = [str(p) for p in j.out.values() if not p.is_file()]
     if missing:  # the fits do not cover models × targets × classifiers
         raise RuntimeError(
             f"report: {len(missing)} declared file(s) not written, e.g. {missing[:3]}"
         )
-    log.info("report: %d files written", len(out))
-    for line in frames["verdict"]["sentence"]:
-        log.info("verdict: %s", line)
+    log.info("report: %d files written", len(j.out))

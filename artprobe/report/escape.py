@@ -22,6 +22,8 @@ from typing import Any
 
 import pandas as pd
 
+from artprobe.report.style import KINDS, STYLESHEET
+
 #: characters that make a spreadsheet read a cell as a formula (OWASP's CSV injection list)
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -45,12 +47,17 @@ def script_json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=True).translate(_SCRIPT_SAFE)
 
 
-def page(title: str, css: str, body: str, script: str = "") -> str:
-    """One self-contained page: ``title`` (text) as its title and heading, ``css``, ``body``
-    (HTML built with :func:`text`) and ``script`` (HTML: the page's own ``<script>`` blocks)."""
+def page(title: str, kind: str, body: str, script: str = "") -> str:
+    """One self-contained page: ``title`` (text) as its title and heading, the report's one
+    stylesheet (:data:`artprobe.report.style.STYLESHEET`) with the rules of ``kind`` (one of
+    :data:`~artprobe.report.style.KINDS`), ``body`` (HTML built with :func:`text`) and
+    ``script`` (HTML: the page's own ``<script>`` blocks)."""
+    if kind not in KINDS:
+        raise ValueError(f"page kind {kind!r}: not one of {KINDS}")
     return (
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{text(title)}</title>"
-        f"<style>{css}</style></head><body><h1>{text(title)}</h1>{body}{script}</body></html>\n"
+        f"<style>{STYLESHEET}</style></head><body class='{kind}'><h1>{text(title)}</h1>"
+        f"{body}{script}</body></html>\n"
     )
 
 

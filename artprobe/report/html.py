@@ -1,4 +1,4 @@
-"""The report's HTML tables: one self-contained page per table, with its CSS.
+"""The report's HTML tables: one self-contained page per table (the one stylesheet: :mod:`.style`).
 
 Snakemake's report shows images, HTML and PDF inline (anything else becomes a download),
 so each table a reader should see gets a small HTML rendering next to its CSV.
@@ -15,11 +15,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from artprobe.io import write_text
-from artprobe.metrics import METRICS, SEEDED_METHOD
+from artprobe.common.io import write_text
+from artprobe.probes.metrics import METRICS, SEEDED_METHOD
 from artprobe.report.escape import formula_cells, page, text
 from artprobe.report.load import as_float
-from artprobe.report.verdict import SEED_RULE, TIE_RULE
+from artprobe.report.verdict import SEED_RULE, TIE_RULE, probe_label
 
 log = logging.getLogger(__name__)
 
@@ -33,18 +33,6 @@ METRIC_LABELS = {
 #: the summary's metric columns: the three headline metrics side by side, then top-5
 _SUMMARY_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "top5_accuracy")
 assert set(_SUMMARY_METRICS) == set(METRICS)
-
-_CSS = """
-body{font-family:-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;font-size:14px;margin:16px;color:#222}
-h1{font-size:19px;margin:0 0 8px} h2{font-size:16px;margin:22px 0 6px}
-p.note{color:#555;margin:4px 0 10px;max-width:70em}
-table{border-collapse:collapse;margin-bottom:8px}
-th,td{border:1px solid #ddd;padding:4px 8px;text-align:right;white-space:nowrap}
-th{background:#f0f0f0;position:sticky;top:0}
-td.t,th.t{text-align:left} td.w{white-space:normal;min-width:18em;max-width:36em;text-align:left}
-tr:nth-child(even) td{background:#fafafa} tr.best td{background:#e6f2e6;font-weight:600}
-span.ci{font-size:12px;color:#666;font-weight:normal}
-"""
 
 
 def _cell(v: Any, digits: int = 3) -> str:
@@ -100,7 +88,7 @@ def _table_html(
 
 def write_html(path: Path, title: str, sections: list[str]) -> None:
     """A table page: ``title`` (text) and ``sections`` (HTML from the functions below)."""
-    write_text(path, page(title, _CSS, "".join(sections)))
+    write_text(path, page(title, "tables", "".join(sections)))
 
 
 def _section(heading: str, body: str, note: str = "") -> str:
@@ -450,7 +438,7 @@ def verdict_sections(v: pd.DataFrame) -> list[str]:
         {
             "target": v["target"],
             "metric": [METRIC_LABELS.get(m, m) for m in v["metric"]],
-            "best": [f"{a} + {b}" for a, b in zip(v["best_model"], v["best_probe"])],
+            "best": [f"{a} + {probe_label(b)}" for a, b in zip(v["best_model"], v["best_probe"])],
             "value [95 % CI]": [
                 _ci(*r) for r in v[["value", "ci_low", "ci_high"]].itertuples(index=False)
             ],

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from artprobe.common.io import atomic_path
 from artprobe.config import SPLITS
-from artprobe.io import atomic_path
 from artprobe.report.escape import plot_text
 from artprobe.report.load import class_name, metric
 from artprobe.report.tables import per_class_table
@@ -401,7 +401,7 @@ def plot_map(
     names,
     target: str | None,
     axes=("", ""),
-    method: str = "t-SNE",
+    projection: str = "t-SNE",
 ):
     """One model's 2-D map (``xy``, one point per row) coloured by ``target``'s class ids
     ``labels`` (None: one colour)."""
@@ -440,7 +440,7 @@ def plot_map(
     ax.set_xlabel(axes[0], fontsize=10)
     ax.set_ylabel(axes[1], fontsize=10)
     ax.set_title(
-        f"{model}: {method} of {len(xy)} embeddings (seeded sample, same images for every model)",
+        f"{model}: {projection} of {len(xy)} embeddings (seeded sample, same images for every model)",
         fontsize=11,
     )
     ax.grid(alpha=0.2)

@@ -4,7 +4,7 @@
   model's k nearest train paintings (cosine on the kNN probe's features, its centring
   included: :func:`artprobe.probes.knn.feature_map`);
 - disagreements: per target, test paintings the best fit gets right and the runner-up gets
-  wrong, and the reverse (the pair of :mod:`.verdict`);
+  wrong, and the reverse (the pair of the verdict, read from the compare stage);
 - confusions: per target, the best fit's top confused class pairs, a few paintings each;
 - the map: a seeded sample of the rows every model embedded, and a class-stratified part of
   it that carries thumbnails.
@@ -23,21 +23,13 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from artprobe.io import embedding_matrix, read_meta
+from artprobe.common.io import embedding_matrix, read_meta
 from artprobe.report import tables, verdict
 from artprobe.report.choices import class_counts, readable_target
 from artprobe.report.load import sample_rows
+from artprobe.settings import ThumbnailSettings
 
 log = logging.getLogger(__name__)
-
-#: defaults of config ``report:`` (schemas/config.schema.yaml has the same)
-DEFAULTS = {
-    "gallery": {"queries": 12, "k": 5},
-    "disagreements": 12,
-    "confusions": {"pairs": 3, "examples": 4},
-    "map_rows": 2000,
-    "map_thumbnails": 2000,
-}
 
 
 def spread(row_ids: np.ndarray, labels: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -92,7 +84,7 @@ class ProbeView:
 
 def _probe_train(df: pd.DataFrame, classes: list[str], t: str, rows: ProbeView) -> np.ndarray:
     """Positions in ``df`` of the train rows a probe of ``t`` trains on."""
-    from artprobe.classify import usable_rows
+    from artprobe.stages.classify import usable_rows
 
     split = df["split"].to_numpy(dtype=object)
     keep, _ = usable_rows(
@@ -218,45 +210,32 @@ def map_rows(
 def select_rows(
     fits: list[dict],
     embeddings: Mapping[str, str],
-    targets: list[str],
-    *,
-    seed: int = 0,
-    probe: ProbeView | None = None,
-    map_target: str | None = None,
-    settings: Mapping | None = None,
-    n_boot: int | None = None,
+    ruling: pd.DataFrame,
+    settings: ThumbnailSettings,
+    drop_rows: np.ndarray | None = None,
 ) -> dict:
-    """Every section's rows (see the module docstring). ``probe``: what the kNN probe sees
-    (the galleries' neighbours); ``settings``: config ``report:``; ``n_boot``: the report's
-    resamples, so the pair shown is the verdict's (its comparisons, the same seed; None: the
-    verdict without them, as in tests)."""
-    s = {**DEFAULTS, **(settings or {})}
-    probe = probe or ProbeView()
+    """Every section's rows (see the module docstring). ``ruling``: the verdict table (the
+    compare stage's), so the pair shown is the verdict's; ``drop_rows``: the confirmed
+    near-duplicates the probes leave out (the galleries' neighbours, with the kNN probe's
+    centring and row filters of ``settings``)."""
+    s, seed, targets = settings, settings.seed, list(settings.targets)
+    probe = ProbeView(s.center, s.drop_labels, s.min_class_count, drop_rows)
     frames = {m: _load(p, targets) for m, p in embeddings.items()}
-    ranked = verdict.verdict_table(*tables.standings(fits, list(embeddings), n_boot, seed))
-    g = s["gallery"]
+    g = s.gallery
     queries = {t: gallery_queries(frames, t, g["queries"], seed) for t in targets}
     near = {m: nearest_train(p, targets, queries, g["k"], probe) for m, p in embeddings.items()}
     gallery = {
         t: {"queries": queries[t], "neighbours": {m: near[m][t] for m in near}} for t in targets
     }
-    disagree, confused = {}, {}
-    for t in targets:
-        pair = verdict.pair(ranked, t)
-        if pair is not None:
-            disagree[t] = disagreements(fits, t, *pair, s["disagreements"], seed)
-        key = verdict.best_fit(ranked, t)
-        if key is not None:
-            fit = next(f for f in fits if f["target"] == t and (f["model"], f["classifier"]) == key)
-            confused[t] = confusions(
-                fit, s["confusions"]["pairs"], s["confusions"]["examples"], seed
-            )
-    target = map_target or readable_target(class_counts(fits)) or (targets[0] if targets else None)
+    disagree, confused = _best_fit_rows(fits, targets, ruling, s)
+    target = (
+        s.map_target or readable_target(class_counts(fits)) or (targets[0] if targets else None)
+    )
     chosen = {
         "gallery": gallery,
         "disagreements": disagree,
         "confusions": confused,
-        "map": map_rows(embeddings, frames, target, s["map_rows"], s["map_thumbnails"], seed),
+        "map": map_rows(embeddings, frames, target, s.map_rows, s.map_thumbnails, seed),
         "seed": seed,
         "center": probe.center,
         "k": g["k"],
@@ -267,6 +246,21 @@ def select_rows(
         len(chosen["map"]["thumbs"]),
     )
     return chosen
+
+
+def _best_fit_rows(fits, targets, ruling, s: ThumbnailSettings) -> tuple[dict, dict]:
+    """Per target the disagreements of the verdict's pair and the best fit's confusions."""
+    disagree, confused = {}, {}
+    for t in targets:
+        pair = verdict.pair(ruling, t)
+        if pair is not None:
+            disagree[t] = disagreements(fits, t, *pair, s.disagreements, s.seed)
+        key = verdict.best_fit(ruling, t)
+        if key is not None:
+            fit = next(f for f in fits if f["target"] == t and (f["model"], f["classifier"]) == key)
+            c = s.confusions
+            confused[t] = confusions(fit, c["pairs"], c["examples"], s.seed)
+    return disagree, confused
 
 
 def shown_rows(chosen: Mapping) -> set[int]:

@@ -15,24 +15,9 @@ from collections.abc import Mapping
 
 import pyarrow.parquet as pq
 
-from artprobe.io import write_text
+from artprobe.common.io import write_text
 from artprobe.report.escape import page, text
 from artprobe.report.load import class_name
-
-_CSS = """
-body{font-family:-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;font-size:13px;margin:14px;color:#222}
-h1{font-size:18px;margin:0 0 6px} h2{font-size:15px;margin:18px 0 6px} p.note{color:#555;max-width:75em;margin:4px 0 10px}
-table.g{border-collapse:collapse} table.g td,table.g th{vertical-align:top;padding:4px 6px;border-left:2px solid #ddd}
-table.g th{font-size:13px;text-align:left;background:#f3f3f3;position:sticky;top:0;z-index:1}
-.row{display:flex;gap:4px;flex-wrap:nowrap} .wrap{display:flex;gap:6px;flex-wrap:wrap}
-figure{margin:0;width:92px;text-align:center} figure img{width:86px;height:86px;object-fit:contain;
-background:#f4f4f4;border:3px solid #bbb;display:block;margin:0 auto}
-figure.ok img{border-color:#1a9641} figure.bad img{border-color:#d7191c} figure.q img{border-color:#222}
-figcaption{font-size:11px;line-height:1.2;word-break:break-word;max-height:3.7em;overflow:hidden}
-figcaption b{font-weight:600} .ok b{color:#1a9641} .bad b{color:#d7191c}
-.group{border:1px solid #ddd;border-radius:4px;padding:4px 6px;margin:0 6px 8px 0}
-.group h3{font-size:12px;margin:0 0 4px;font-weight:600}
-"""
 
 
 class Thumbs:
@@ -113,7 +98,7 @@ def gallery_sheet(
     table = f"<table class='g'><thead><tr><th>query</th>{heads}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
     write_text(
         path,
-        page(f"Nearest train paintings — {target}", _CSS, f"<p class='note'>{note}</p>{table}"),
+        page(f"Nearest train paintings — {target}", "sheets", f"<p class='note'>{note}</p>{table}"),
     )
 
 
@@ -137,7 +122,7 @@ def disagreement_sheet(
             path,
             page(
                 f"Where models disagree — {target}",
-                _CSS,
+                "sheets",
                 "<p class='note'>One model only: nothing to compare.</p>",
             ),
         )
@@ -163,7 +148,7 @@ def disagreement_sheet(
         path,
         page(
             f"Where models disagree — {target}",
-            _CSS,
+            "sheets",
             "".join(body[:1]) + legend + "".join(body[1:]),
         ),
     )
@@ -176,7 +161,7 @@ def confusion_sheet(path, target: str, c: Mapping | None, thumbs: Thumbs, classe
             path,
             page(
                 f"Confusions — {target}",
-                _CSS,
+                "sheets",
                 "<p class='note'>No mistakes on the test paintings.</p>",
             ),
         )
@@ -205,4 +190,4 @@ def confusion_sheet(path, target: str, c: Mapping | None, thumbs: Thumbs, classe
             f"<h2>{na} → {nb}: {p['count']} of {p['support']} test paintings of {na}</h2>"
             f"<div class='wrap'>{''.join(groups)}</div>"
         )
-    write_text(path, page(f"Confusions — {target}", _CSS, "".join(body)))
+    write_text(path, page(f"Confusions — {target}", "sheets", "".join(body)))

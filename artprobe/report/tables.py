@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
+from artprobe.common.io import read_meta
 from artprobe.config import SPLITS
-from artprobe.io import read_meta
-from artprobe.metrics import METRICS
+from artprobe.probes.metrics import METRICS
 from artprobe.report.load import (
     as_float,
     class_name,
@@ -53,7 +53,7 @@ def _seed_means(row: dict, fit: Mapping, n_boot: int, seed: int) -> None:
     if row["n_seeds"] <= 1 or preds is None or "y_pred_seeds" not in preds:
         row["scored_as"] = "one fit"
         return
-    from artprobe.metrics import seed_average
+    from artprobe.probes.metrics import seed_average
 
     row["scored_as"] = f"mean of {row['n_seeds']} seeds"
     y, per_seed = preds["y_true"].to_numpy(), seed_predictions(preds, None)
@@ -102,7 +102,7 @@ def baseline_rows(fits: list[dict]) -> list[dict]:
     return rows
 
 
-def summary_table(fits: list[dict], *, n_boot: int = 0, seed: int = 0) -> pd.DataFrame:
+def summary_table(fits: list[dict], *, n_boot: int, seed: int) -> pd.DataFrame:
     """One row per fit, then one majority-class baseline row per target: metrics with
     95 % CIs, mean ± sd across seeds, sizes, chosen params and best flags.
 
@@ -237,7 +237,7 @@ def _shared_rows(pa_: pd.DataFrame, pb: pd.DataFrame, a: str, b: str) -> tuple[p
 def _compare(j: pd.DataFrame, a: str, b: str, metric_name: str, n_boot: int, seed: int) -> dict:
     """One comparison of ``metric_name`` on the shared rows ``j`` (every seed's predictions
     where the fits have several: :func:`artprobe.metrics.compare`), as a table row."""
-    from artprobe.metrics import compare
+    from artprobe.probes.metrics import compare
 
     if len(j):
         res = compare(
@@ -335,18 +335,6 @@ def comparison_table(
             (r["model_a"] if r["diff"] > 0 else r["model_b"]) if significant else ""
         )
     return df
-
-
-def standings(
-    fits: list[dict], models: list[str], n_boot: int | None, seed: int
-) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-    """(summary, comparisons) as the verdict reads them: the report's tables, or with
-    ``n_boot`` None the summary alone (point values; no intervals, no tests)."""
-    if n_boot is None:
-        return summary_table(fits), None
-    return summary_table(fits, n_boot=n_boot, seed=seed), comparison_table(
-        fits, models, n_boot=n_boot, seed=seed
-    )
 
 
 def per_class_table(fits: list[dict]) -> pd.DataFrame:
