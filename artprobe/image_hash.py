@@ -40,17 +40,19 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from artprobe.images import ImageDecodeError, decode_rgb
-from artprobe.io import read_meta, with_meta, write_parquet
-from artprobe.logs import progress
+from artprobe.common.images import ImageDecodeError, decode_rgb
+from artprobe.common.io import read_meta, with_meta, write_parquet
+from artprobe.common.logs import progress
+from artprobe.common.previews import DECODE_SIDE, PreviewWriter
 
 log = logging.getLogger(__name__)
 
 #: the hash: its name in the files' metadata, the resized side and the kept low frequencies
 HASH = "phash-dct-64"
 SIZE, LOW = 32, 8
-#: JPEGs are decoded at the smallest DCT scale keeping this short side (fast, hash-neutral)
-DRAFT_SIDE = 64
+#: JPEGs are decoded at the smallest DCT scale keeping this short side (fast, hash-neutral;
+#: the previews need at least DECODE_SIDE, so the decode serves both)
+DRAFT_SIDE = max(64, DECODE_SIDE)
 #: the confirming measures: detail = DCT band [BAND_LO, BAND_HI) of a FINE x FINE grayscale
 #: image without its BAND_LO x BAND_LO corner; colour = mean RGB on a GRID x GRID grid
 FINE, BAND_LO, BAND_HI, GRID = 64, 8, 32, 4
@@ -104,9 +106,13 @@ class Views(NamedTuple):
 
 def small_views(data: bytes, *, fine: bool = True) -> Views:
     """``data`` decoded once (robustly) to its small views; ImageDecodeError if it cannot be."""
+    return views_of(decode_rgb(data, min_short_side=DRAFT_SIDE), fine=fine)
+
+
+def views_of(rgb, *, fine: bool = True) -> Views:
+    """The small views of a decoded RGB image."""
     from PIL import Image
 
-    rgb = decode_rgb(data, min_short_side=DRAFT_SIDE)
     img = rgb.convert("L")
     gray = np.asarray(img.resize((SIZE, SIZE), Image.Resampling.LANCZOS), dtype=np.float64)
     if not fine:
@@ -146,19 +152,26 @@ class Fingerprints(NamedTuple):
     errors: list[str | None]
 
 
-def fingerprint_images(images: Iterable[bytes | None], *, fine: bool = True) -> Fingerprints:
-    """The hash (and with ``fine`` the confirming measures) of encoded images, one decode each."""
+def fingerprint_images(
+    images: Iterable[bytes | None], *, fine: bool = True, previews: PreviewWriter | None = None
+) -> Fingerprints:
+    """The hash (and with ``fine`` the confirming measures) of encoded images, one decode each;
+    ``previews`` gets each decoded image (None where it failed)."""
     views, errors = [], []
     blank = Views(
         np.zeros((SIZE, SIZE)), np.zeros((FINE, FINE)), np.zeros((GRID, GRID, 3), np.uint8)
     )
     for data in images:
         try:
-            views.append(small_views(data, fine=fine))
+            rgb = decode_rgb(data, min_short_side=DRAFT_SIDE)
+            views.append(views_of(rgb, fine=fine))
             errors.append(None)
         except ImageDecodeError as err:
+            rgb = None
             views.append(blank)
             errors.append(err.reason)
+        if previews is not None:
+            previews.add(rgb)
     if not views:
         empty = (
             (np.zeros((0, DETAIL_DIM), np.int8), np.zeros((0, COLOUR_DIM), np.uint8))
@@ -184,13 +197,17 @@ def _vectors(values: np.ndarray, dim: int, dtype: pa.DataType, mask: np.ndarray)
 def hash_shard(
     shard_path: str | os.PathLike,
     out_path: str | os.PathLike,
+    previews_path: str | os.PathLike | None = None,
     *,
     batch: int = 256,
     progress_bar: bool = True,
 ) -> None:
     """Write ``row_id, phash (uint64), detail (int8 x DETAIL_DIM), colour (uint8 x COLOUR_DIM),
-    error`` for one shard; the measures are null where the image failed."""
+    error`` for one shard; the measures are null where the image failed. With
+    ``previews_path``, also every row's previews from the same decode
+    (:class:`artprobe.common.previews.PreviewWriter`)."""
     pf = pq.ParquetFile(shard_path)
+    previews = PreviewWriter() if previews_path is not None else None
     parts: list[Fingerprints] = []
     ids = []
     bar = progress(
@@ -200,9 +217,11 @@ def hash_shard(
         enabled=progress_bar,
     )
     with bar:
-        for rb in pf.iter_batches(batch_size=batch, columns=["row_id", "image"]):
-            parts.append(fingerprint_images(rb.column("image").to_pylist()))
+        for rb in pf.iter_batches(batch_size=batch):
+            parts.append(fingerprint_images(rb.column("image").to_pylist(), previews=previews))
             ids.append(rb.column("row_id").to_numpy())
+            if previews is not None:
+                previews.rows(pa.Table.from_batches([rb]).drop_columns(["image"]))
             bar.update(rb.num_rows)
     prints = _concat(parts)
     failed = np.array([e is not None for e in prints.errors], dtype=bool)
@@ -222,6 +241,8 @@ def hash_shard(
         "shard": read_meta(shard_path).get("shard"),
         "failed": int(failed.sum()),
     }
+    if previews is not None:
+        previews.write(previews_path, {"shard": meta["shard"]})
     write_parquet(with_meta(table, meta), out_path)
     log.info("hashes: %d rows (%d failed) -> %s", len(failed), int(failed.sum()), out_path)
 

@@ -1,5 +1,7 @@
 # Data stage: (demo) source -> manifest (checkpoint) -> split + image shards, and the
 # near-duplicate scan across the split (a perceptual hash per shard, val/test against train).
+# image_hash runs for every dataset: its one decode per image also writes the previews the
+# report's thumbnails are taken from (split.duplicate_distance null only skips the scan).
 
 
 rule generate_demo:
@@ -91,7 +93,8 @@ rule image_hash:
     input:
         "results/{dataset}/shards/{shard}.parquet",
     output:
-        "results/{dataset}/hashes/{shard}.parquet",
+        hashes="results/{dataset}/hashes/{shard}.parquet",
+        previews="results/{dataset}/previews/{shard}.arrow",
     log:
         "results/{dataset}/logs/image_hash/{shard}.log",
     benchmark:

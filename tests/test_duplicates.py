@@ -11,17 +11,7 @@ import pytest
 from PIL import Image
 from synthetic import synthetic_painting
 
-from artprobe.duplicates import (
-    COLOUR_RMS_MAX,
-    DETAIL_MIN,
-    candidates,
-    colour_rms,
-    confirm,
-    detail_cosine,
-    duplicate_rows,
-    nearest,
-    write_duplicates,
-)
+from artprobe.common.io import read_meta, with_meta, write_parquet
 from artprobe.image_hash import (
     DETAIL_DIM,
     SIZE,
@@ -33,7 +23,17 @@ from artprobe.image_hash import (
     hash_shard,
     phash,
 )
-from artprobe.io import read_meta, with_meta, write_parquet
+from artprobe.stages.duplicates import (
+    COLOUR_RMS_MAX,
+    DETAIL_MIN,
+    candidates,
+    colour_rms,
+    confirm,
+    detail_cosine,
+    duplicate_rows,
+    nearest,
+    write_duplicates,
+)
 
 DISTANCE = 8  # the default split.duplicate_distance
 
@@ -389,7 +389,7 @@ def test_hash_shard_survives_hostile_images(tmp_path):
         jpeg(painting(2)),
     ]
     write_shard(tmp_path / "s.parquet", range(10, 16), images)
-    hash_shard(tmp_path / "s.parquet", tmp_path / "h.parquet")
+    hash_shard(tmp_path / "s.parquet", tmp_path / "h.parquet", tmp_path / "p.arrow")
     t = pq.read_table(tmp_path / "h.parquet").to_pydict()
     assert t["row_id"] == list(range(10, 16))
     assert [h is None for h in t["phash"]] == [True, True, True, False, False, False]
@@ -400,6 +400,14 @@ def test_hash_shard_survives_hostile_images(tmp_path):
     )
     assert pq.read_schema(tmp_path / "h.parquet").field("phash").type == pa.uint64()
     assert read_meta(tmp_path / "h.parquet")["failed"] == 3
+    # the previews of the same decode: none for the failed images, never enlarged, transparency
+    # on white
+    p = pa.ipc.open_file(pa.memory_map(str(tmp_path / "p.arrow"))).read_all().to_pydict()
+    assert p["row_id"] == list(range(10, 16))
+    assert [j is None for j in p["large"]] == [True, True, True, False, False, False]
+    assert (p["large_width"][3], p["large_height"][3], p["small_width"][3]) == (64, 48, 64)
+    rgba = np.asarray(Image.open(io.BytesIO(p["large"][3])).convert("RGB"), dtype=int)
+    assert rgba.min() >= 245
 
 
 def _png(img: Image.Image) -> bytes:
@@ -455,7 +463,7 @@ def planted_source(folder, n: int = 60) -> dict[int, int]:
     from conftest import validated
 
     from artprobe.settings import split_settings
-    from artprobe.split import seed_compatible_split
+    from artprobe.stages.split import seed_compatible_split
 
     split = split_settings(validated())  # the schema's: seed-compatible, its seed and fractions
     parts = seed_compatible_split(n, split.seed, split.val_fraction, split.test_fraction)

@@ -1,9 +1,11 @@
-"""The thumbnail stage: which paintings the report shows (artprobe.report.select) and reading
-only those rows from the shards (artprobe.report.thumbnails)."""
+"""The thumbnail stage: which paintings the report shows (artprobe.report.select) and taking
+only those rows from the image_hash job's previews (artprobe.report.thumbnails,
+artprobe.common.previews), never from the shards."""
 
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -13,9 +15,10 @@ import pytest
 from PIL import Image
 from synthetic import synthetic_jpeg
 
-from artprobe.io import with_meta, write_parquet
+from artprobe.common.io import read_meta, with_meta, write_parquet
+from artprobe.common.previews import SIZES, take_previews
 from artprobe.report import select
-from artprobe.report.thumbnails import SIZES, make_thumbnails, read_shard_rows
+from artprobe.report.thumbnails import make_thumbnails
 
 
 def _embeddings(path, row_id, split, labels, X) -> str:
@@ -177,59 +180,121 @@ def test_confusions_pick_the_top_pair_and_its_paintings():
     assert (c["pairs"][1]["true"], c["pairs"][1]["pred"]) == (1, 0)
 
 
+def _shard_images(start: int) -> list[bytes]:
+    """Row ``start + i``'s image: mostly 300 × 200 JPEGs, and among them a large JPEG (decoded
+    at 1/8 scale at either size), a PNG (no reduced decode), a tall one and a broken one."""
+    images = [synthetic_jpeg(300, 200, seed=start + i) for i in range(100)]
+    images[1] = synthetic_jpeg(1200, 900, seed=start + 1)
+    buf = io.BytesIO()
+    Image.open(io.BytesIO(images[2])).save(buf, "PNG")
+    images[2] = buf.getvalue()
+    images[3] = synthetic_jpeg(90, 240, seed=start + 3)
+    images[4] = images[4][:200]  # truncated: no preview
+    return images
+
+
 @pytest.fixture
 def shards(tmp_path):
-    paths = []
+    """Two image shards of 100 rows (row ids 0-99 and 100-199, 10 row groups each) and the
+    previews the image_hash job writes of them."""
+    from artprobe.image_hash import hash_shard
+
+    paths, previews = [], []
     for i, start in enumerate((0, 100)):
         ids = np.arange(start, start + 100)
         table = pa.table(
             {
                 "row_id": pa.array(ids, pa.int64()),
-                "image": pa.array(
-                    [synthetic_jpeg(300, 200, seed=int(r)) for r in ids], pa.large_binary()
-                ),
+                "image": pa.array(_shard_images(start), pa.large_binary()),
                 "style": pa.array(ids % 7, pa.int16()),
             }
         )
-        paths.append(str(tmp_path / f"{i:05d}.parquet"))
-        pq.write_table(table, paths[-1], row_group_size=10)  # 10 row groups per shard
-    return paths
+        paths.append(str(tmp_path / "shards" / f"{i:05d}.parquet"))
+        write_parquet(with_meta(table, {"shard": f"{i:05d}"}), paths[-1], row_group_size=10)
+        previews.append(str(tmp_path / "previews" / f"{i:05d}.arrow"))
+        hash_shard(paths[-1], tmp_path / "hashes" / f"{i:05d}.parquet", previews[-1])
+    return paths, previews
 
 
-def test_reads_only_the_row_groups_that_hold_the_rows(shards, tmp_path, monkeypatch):
-    reads = []
-    original = pq.ParquetFile.read_row_group
+def _from_shard(data: bytes, size: int) -> tuple[bytes, int, int]:
+    """A thumbnail as the thumbnail stage made it from a shard's image (before previews)."""
+    from artprobe.common.images import decode_rgb
 
-    def spy(self, i, *args, **kwargs):
-        reads.append(i)
-        return original(self, i, *args, **kwargs)
+    img = decode_rgb(data, min_short_side=size // 2)
+    img.thumbnail((size, size))
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=82, optimize=True)
+    return buf.getvalue(), img.width, img.height
 
-    monkeypatch.setattr(pq.ParquetFile, "read_row_group", spy)
-    wanted = {"large": [5, 7, 123], "small": [7, 199]}  # groups: shard 0 #0, shard 1 #2 and #9
+
+def _pixels(jpeg: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB"), dtype=np.float64)
+
+
+WANTED = {"large": [0, 1, 2, 3, 4, 7, 123], "small": [1, 2, 3, 7, 104, 199]}
+
+
+def test_thumbnails_from_previews_are_those_the_shards_gave(shards, tmp_path):
+    paths, previews = shards
     out = tmp_path / "thumbs.parquet"
-    make_thumbnails(shards, wanted, ["style"], str(out))
-    assert sorted(reads) == [0, 2, 9]
+    make_thumbnails(previews, WANTED, ["style", "genre"], str(out))
     t = pq.read_table(out).to_pandas()
-    assert sorted(zip(t.row_id, t.kind)) == [
-        (5, "large"),
-        (7, "large"),
-        (7, "small"),
-        (123, "large"),
-        (199, "small"),
-    ]
+    shown = {(k, r) for k, rows in WANTED.items() for r in rows if r % 100 != 4}
+    assert set(zip(t.kind, t.row_id)) == shown and len(t) == len(shown)
+    assert list(t.columns) == ["row_id", "kind", "jpeg", "width", "height", "style"]
     assert (t["style"] == t["row_id"] % 7).all()
-    for jpeg, kind, w, h in zip(t.jpeg, t.kind, t.width, t.height):
-        img = Image.open(io.BytesIO(jpeg))
-        assert img.format == "JPEG" and img.size == (w, h) and max(w, h) == SIZES[kind]
-    assert read_shard_rows(shards, [], ["style"]).num_rows == 0
+    shard = pa.concat_tables(pq.read_table(p, columns=["row_id", "image"]) for p in paths)
+    images = dict(zip(shard["row_id"].to_pylist(), shard["image"].to_pylist()))
+    for row in t.itertuples():
+        jpeg, w, h = _from_shard(images[row.row_id], SIZES[row.kind])
+        assert (row.width, row.height) == (w, h) and max(w, h) == SIZES[row.kind]
+        if row.kind == "large":  # the same decode, scaling and encoding: the same bytes
+            assert row.jpeg == jpeg, row.row_id
+        else:  # scaled from a finer decode where the reduced decodes differ: close
+            diff = np.abs(_pixels(row.jpeg) - _pixels(jpeg)).mean()
+            assert diff < 6, (row.row_id, diff)
+    assert take_previews(previews, {"large": []}, ["style"]).num_rows == 0
 
 
-def test_row_groups_without_statistics_are_still_found(tmp_path):
-    table = pa.table({"row_id": pa.array(np.arange(50), pa.int64()), "x": np.arange(50)})
-    pq.write_table(table, tmp_path / "s.parquet", row_group_size=10, write_statistics=False)
-    from artprobe.report.thumbnails import row_groups
+def test_thumbnails_never_open_the_shards(shards, tmp_path):
+    paths, previews = shards
+    for p in paths:  # the shards' images are gone: one missing, one unreadable
+        Path(p).write_bytes(b"not parquet") if p.endswith("0.parquet") else Path(p).unlink()
+    out = tmp_path / "thumbs.parquet"
+    make_thumbnails(previews, WANTED, ["style"], str(out))
+    assert pq.read_table(out).num_rows == 11
 
-    assert row_groups(pq.ParquetFile(tmp_path / "s.parquet"), np.array([3, 41, 42])) == [0, 4]
+
+def test_previews_hold_every_row_and_null_where_the_image_failed(shards):
+    _, previews = shards
+    t = pa.ipc.open_file(pa.memory_map(previews[1])).read_all()
+    assert t["row_id"].to_pylist() == list(range(100, 200))
+    assert t["style"].to_pylist() == [r % 7 for r in range(100, 200)]
+    assert [i for i, j in enumerate(t["large"].to_pylist()) if j is None] == [4]
+    assert t["small"].null_count == 1
+    assert read_meta(t.schema) == {"shard": "00001", "sizes": SIZES, "quality": 82}
+
+
+@pytest.mark.workflow
+@pytest.mark.slow
+@pytest.mark.parametrize("distance", [8, None])
+def test_image_hash_runs_for_the_previews_with_or_without_the_scan(tmp_path, distance):
+    """The thumbnails take the previews from image_hash jobs, so they run for every dataset;
+    split.duplicate_distance null leaves out only the scan."""
+    import json
+
+    import yaml
+    from conftest import copy_workflow, job_counts, snakemake
+
+    work = copy_workflow(tmp_path / "work")
+    (work / "results" / "wikiart").mkdir(parents=True)
+    (work / "results" / "wikiart" / "manifest.json").write_text(json.dumps({"n_rows": 70_000}))
+    (work / "results" / "wikiart" / "rows.parquet").write_bytes(b"")
+    (work / "overlay.yaml").write_text(yaml.safe_dump({"split": {"duplicate_distance": distance}}))
+    proc = snakemake(work, "-n", "--quiet", "rules", "--configfile", "overlay.yaml")
+    counts = job_counts(proc.stdout + proc.stderr)
+    assert counts["image_hash"] == counts["shard"] == 3 and counts["thumbnails"] == 1
+    assert ("duplicates" in counts) == (distance is not None)
 
 
 def test_spread_cycles_through_the_classes():
