@@ -7,7 +7,7 @@ and names shared by several stages (``SPLITS``, ``FIT_FILES``). The probe kinds,
 and defaults are :mod:`artprobe.probes.registry`'s (re-exported here); each stage's typed
 settings, built from the validated config, are :mod:`artprobe.settings`'.
 The timm-name check lives in
-:mod:`artprobe.timm_names` (it may import timm, so the stages' envs need not have it).
+:mod:`artprobe.common.timm_names` (it may import timm, so the stages' envs need not have it).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ FIT_FILES = {
     "predictions": "predictions.parquet",
     "history": "history.csv",
 }
-#: the kind few-shot curves fit (artprobe.probes.fewshot), the registry's few-shot kind
+#: the kind few-shot curves fit (artprobe.probes.curve), the registry's few-shot kind
 FEWSHOT_KIND = next(k for k in registry.names() if registry.get(k).fewshot)
 
 # ---------------------------------------------------------------------------------

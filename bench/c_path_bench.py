@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from test_linear_path import low_variance_signal
 
-from artprobe.logs import progress
+from artprobe.common.logs import progress
 from artprobe.probes import linear, resolve_params
 
 

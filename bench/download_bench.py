@@ -1,7 +1,7 @@
 """Download-stage throughput over the local hub server (tests/fake_hub.py), in MB/s.
 
 Serves ``--files`` random files of ``--mb`` MB each as an LFS dataset, then runs the stage's
-own functions (``remote_files`` + ``download_file`` per file, in a fresh process as a job
+own functions (``download_list`` + ``download_file`` per file, in a fresh process as a job
 would, ``--parallel`` processes at once like ``downloads=N``):
 
 1. clean: an empty cache, every file fetched and sha256-checked;
@@ -27,7 +27,7 @@ from fake_hub import FakeHub, make_repo
 
 JOB = """
 import sys
-from artprobe.download import download_file
+from artprobe.stages.download import download_file
 files, out = sys.argv[1], sys.argv[2]
 for i in sys.argv[3:]:
     download_file(files, i, f"{out}/{i}.json")
@@ -48,9 +48,7 @@ def env_for(hub: FakeHub, home: Path) -> dict:
 
 def start(env: dict, work: Path, n: int, parallel: int) -> list[subprocess.Popen]:
     """List the repo, then ``parallel`` processes that fetch the files round-robin."""
-    listing = (
-        "from artprobe.download import remote_files; remote_files('bench/data', None, 'files.json')"
-    )
+    listing = "from artprobe.stages.download_list import download_list; download_list('bench/data', None, 'files.json')"
     subprocess.run([sys.executable, "-c", listing], cwd=work, env=env, check=True)
     ids = [f"{i:05d}" for i in range(n)]
     return [

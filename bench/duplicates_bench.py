@@ -7,7 +7,7 @@
   ``image_hash`` job computes: the hash and the confirming measures, detail and colour, from
   one decode) on generated WikiArt-sized JPEGs (long side 900-2,000 px), single-threaded;
   then the whole dataset's hashing time. ``--exact`` also times a full-resolution decode.
-* scan: ``artprobe.duplicates.nearest`` of WikiArt's 16,289 val/test hashes against its
+* scan: ``artprobe.stages.duplicates.nearest`` of WikiArt's 16,289 val/test hashes against its
   65,155 train hashes (random 64-bit hashes: the cost does not depend on their values), and
   ``confirm`` of 64 candidate pairs per query (the most the scan keeps).
 * stereotyped: ``--portraits N`` generated portraits of one composition
@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 from common import wikiart_jpegs
 
-from artprobe import duplicates, image_hash
+from artprobe import image_hash
+from artprobe.stages import duplicates
 
 WIKIART = {"rows": 81444, "train": 65155, "held_out": 8144 + 8145}
 
@@ -103,7 +104,7 @@ def bench_stereotyped(n: int, distance: int = 8) -> None:
     import pyarrow.parquet as pq
     from test_duplicates import PLANTS, jpeg, portrait
 
-    from artprobe.io import with_meta, write_parquet
+    from artprobe.common.io import with_meta, write_parquet
 
     half, plants = n // 2, list(PLANTS.values())
     train = [portrait(s) for s in range(half)]

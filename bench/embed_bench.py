@@ -5,7 +5,7 @@
 
 One run prints, for the same model and the same generated images:
 
-* end to end: ``artprobe.embed.embed_shard`` on a generated shard (img/s of its loop);
+* end to end: ``artprobe.embedding.embed_shard`` on a generated shard (img/s of its loop);
 * the thesis loop, copied faithfully: per image PIL open, the timm eval transform,
   ``model(x.unsqueeze(0))`` with autograd on, ``.tolist()``;
 * the model alone (forward on ready-made batches, same batch size and precision) and the
@@ -72,8 +72,8 @@ class Bench:
 
     @classmethod
     def create(cls, args: argparse.Namespace) -> Bench:
-        from artprobe.device import resolve_device
-        from artprobe.embed import n_cores
+        from artprobe.common.device import resolve_device
+        from artprobe.embedding import n_cores
 
         dev, cores = resolve_device(args.device), n_cores()
         threads = args.threads or cores
@@ -108,7 +108,8 @@ class Bench:
         )
 
     def end_to_end(self, shard: Path, out: Path) -> None:
-        from artprobe.embed import EmbedRuntime, ModelSpec, embed_shard
+        from artprobe.settings import EmbedRuntime, ModelSpec
+        from artprobe.stages.embed import embed_shard
 
         a = self.args
         model = ModelSpec(
@@ -162,7 +163,7 @@ class Bench:
         a busy core can be many times slower); the faster is the baseline."""
         import torch
 
-        from artprobe.embed import load_model
+        from artprobe.embedding import load_model
 
         counts = (
             sorted({self.threads, 1}, reverse=True)

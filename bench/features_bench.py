@@ -17,9 +17,9 @@ import time
 import common  # noqa: F401  (this checkout's artprobe on sys.path)
 import torch
 
-from artprobe.device import resolve_device, synchronize
-from artprobe.embed.features import feature_model
-from artprobe.embed.model import load_model
+from artprobe.common.device import resolve_device, synchronize
+from artprobe.embedding.features import feature_model
+from artprobe.embedding.model import load_model
 
 
 def rate(module, x, batches: int) -> tuple[float, float]:

@@ -11,7 +11,7 @@ generated WikiArt-sized JPEGs (64 distinct ones, bytes repeated):
 
 * model only: forward on ready-made batches on the GPU;
 * decode only: the DataLoader pipeline alone (decode + preprocess + copy to the GPU);
-* end to end: ``artprobe.embed.embed_shard`` on a generated shard;
+* end to end: ``artprobe.embedding.embed_shard`` on a generated shard;
 * the thesis loop (per image: PIL, timm transform, ``model(x.unsqueeze(0))`` with autograd,
   ``.tolist()``) on a few images;
 * optionally decode="nvjpeg" (``--nvjpeg``) and ``torch.compile`` (``--compile``);
@@ -250,7 +250,8 @@ def make_data(plan: Plan, tmp: Path) -> tuple[list[bytes], Path]:
 def end_to_end(
     plan: Plan, shard: Path, tmp: Path, decode: str = "fast", compile: bool = False
 ) -> dict:
-    from artprobe import embed as E
+    from artprobe import embedding as E
+    from artprobe.stages.embed import embed_shard
 
     out = tmp / f"emb_{decode}_{int(compile)}.parquet"
     model = E.ModelSpec(
@@ -271,7 +272,7 @@ def end_to_end(
         threads=E.n_cores(),
         progress=True,
     )
-    st = E.embed_shard(shard, out, model, runtime)
+    st = embed_shard(shard, out, model, runtime)
     out.unlink(missing_ok=True)
     return {k: st[k] for k in E2E_KEYS}
 
@@ -306,7 +307,7 @@ def decode_only(plan: Plan, shard: Path, decode: str = "fast") -> dict:
 def thesis(plan: Plan, images: list[bytes], dev) -> dict:
     import torch
 
-    from artprobe import embed as E
+    from artprobe import embedding as E
 
     model, _ = E.load_model(plan.model, False)
     model = model.to(dev).to(memory_format=torch.contiguous_format)
@@ -469,8 +470,8 @@ def main(argv=None) -> int:
     global OUT
     args = parse_args(argv)
     OUT = Path(args.out)
-    from artprobe import embed as E
-    from artprobe.device import resolve_device
+    from artprobe import embedding as E
+    from artprobe.common.device import resolve_device
 
     plan = make_plan(args, E.n_cores())
     dev = resolve_device(plan.device)

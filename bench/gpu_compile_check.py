@@ -18,7 +18,8 @@ from pathlib import Path
 
 from common import thesis_loop, wikiart_jpegs, write_bench_shard
 
-from artprobe import embed as E
+from artprobe import embedding as E
+from artprobe.stages.embed import embed_shard
 
 
 def main() -> int:
@@ -60,9 +61,9 @@ def main() -> int:
             precision="auto",
         )
         t = time.perf_counter()
-        E.embed_shard(warm, tmp / f"w_{decode}.parquet", model, runtime)
+        embed_shard(warm, tmp / f"w_{decode}.parquet", model, runtime)
         figures[f"warmup_{decode}_s"] = time.perf_counter() - t
-        st = E.embed_shard(shard, tmp / f"e_{decode}.parquet", model, runtime)
+        st = embed_shard(shard, tmp / f"e_{decode}.parquet", model, runtime)
         figures[f"end_to_end_compile_{decode}"] = {
             k: st[k] for k in ("img_per_s", "steady_img_per_s", "seconds", "dtype")
         }

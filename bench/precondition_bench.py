@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import argparse
 import time
+from contextlib import nullcontext
 
 import common  # noqa: F401  (the checkout on sys.path)
 
-from artprobe.classify import load_fit_data
 from artprobe.probes import precondition, registry
-from artprobe.probes.fewshot import fewshot_curve
+from artprobe.probes.curve import fewshot_curve
 from artprobe.probes.fit import fit
 from artprobe.settings import FewshotSpec, ProbeRuntime
+from artprobe.stages.classify import load_fit_data
 
 
 def linear(data: dict, threads: int) -> dict:
@@ -70,12 +71,10 @@ def main(argv=None) -> None:
     ap.add_argument("--fewshot", action="store_true", help="also the few-shot curve")
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args(argv)
-    cost = precondition.block_cost
     for target in a.targets.split(","):
         data = load_fit_data(a.embeddings, target)
         for mode in ("diagonal", "blocks"):
-            precondition.block_cost = (lambda D: float("inf")) if mode == "diagonal" else cost
-            try:
+            with precondition.diagonal_only() if mode == "diagonal" else nullcontext():
                 r = linear(data, a.threads)
                 print(
                     f"{target:8s} {mode:8s} linear {r['seconds']:7.1f} s, "
@@ -87,8 +86,6 @@ def main(argv=None) -> None:
                     print(
                         f"{target:8s} {mode:8s} few-shot {curve(data, a.threads)['seconds']:7.1f} s"
                     )
-            finally:
-                precondition.block_cost = cost
 
 
 if __name__ == "__main__":

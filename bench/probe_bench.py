@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from artprobe import probes
-from artprobe.device import resolve_device, synchronize
+from artprobe.common.device import resolve_device, synchronize
 from artprobe.probes.fit import fit
 
 WIKIART = {"train": 65155, "val": 8144, "test": 8145, "dim": 1024, "classes": 129}

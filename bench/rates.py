@@ -12,8 +12,8 @@ import time
 import common  # noqa: F401  (this checkout's artprobe on sys.path)
 import pyarrow.parquet as pq
 
-from artprobe.device import resolve_device, synchronize
-from artprobe.embed import (
+from artprobe.common.device import resolve_device, synchronize
+from artprobe.embedding import (
     ModelRunner,
     ShardImages,
     build_preprocess,
@@ -25,8 +25,8 @@ from artprobe.embed import (
     plan_pieces,
     resolve_dtype,
 )
-from artprobe.embed.loader import model_batches
-from artprobe.embed.runner import CHANNELS_LAST
+from artprobe.embedding.loader import model_batches
+from artprobe.embedding.runner import CHANNELS_LAST
 
 
 def _timed_forward(runner: ModelRunner, batches: list, k: int, dev) -> float:

@@ -37,7 +37,7 @@ import numpy as np
 from common import copy_workflow, say  # the checkout on sys.path
 
 WIKIART_ROWS = 81444
-# WikiArt's images per style (huggan/wikiart), in artprobe.demo.STYLES order
+# WikiArt's images per style (huggan/wikiart), in artprobe.stages.generate_demo.STYLES order
 STYLE_COUNTS = [
     2782,
     98,
@@ -91,7 +91,7 @@ TARGETS = {"rules_s": 30 * 60, "job_s": 10 * 60, "rss_mb": 4096, "report_s": 120
 def labels(n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Style counts in WikiArt's proportions (the smallest style kept >= 1 row), genres by
     WikiArt's shares, artists: a quarter "Unknown Artist", the rest a Zipf-like long tail."""
-    from artprobe.demo import ARTISTS
+    from artprobe.stages.generate_demo import ARTISTS
 
     counts = np.maximum(np.round(np.array(STYLE_COUNTS) * n / sum(STYLE_COUNTS)).astype(int), 1)
     counts[np.argmax(counts)] += n - counts.sum()
@@ -134,7 +134,7 @@ def write_source(folder: Path, n: int, seed: int = 0, files: int = 8) -> None:
     """The source in the hub's layout (Image + ClassLabel columns, like the demo's)."""
     import datasets
 
-    from artprobe.demo import ARTISTS, GENRES, STYLES
+    from artprobe.stages.generate_demo import ARTISTS, GENRES, STYLES
 
     rng = np.random.default_rng(seed)
     lab = labels(n, rng)

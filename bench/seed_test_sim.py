@@ -8,11 +8,11 @@ A fit gets a row right when ``z + u + e + s + g > 0``: ``z`` the row's difficult
 every fit), ``u`` the model's own view of the row (the same for its seeds; 0 for identical
 models), ``e`` the fit's per-row flips (different for each seed), ``s`` the seed's shift of
 the whole model, ``g`` A's gap (0 for B). Wrong rows predict a random other class. The two
-methods see the same fits and the same resampled rows (``artprobe.metrics._Levels``):
+methods see the same fits and the same resampled rows (``artprobe.probes.metrics._Levels``):
 
 * old: the seeds' observed variance added on top of the row resamples as drawn (the flips
   counted in both), and p counted from the resamples (``2 (1 + #far) / (1 + n_boot)``);
-* new: :func:`artprobe.metrics.compare`'s p (flips counted once, at the seed level; p from
+* new: :func:`artprobe.probes.metrics.compare`'s p (flips counted once, at the seed level; p from
   the normal approximation with the seed level's t); ``p_resampled`` is its count check.
 
 Rates are at alpha 0.05 on accuracy. Null rows use ``--reps`` repetitions (500: a rate near
@@ -32,7 +32,7 @@ import time
 import numpy as np
 from scipy import stats
 
-from artprobe.metrics import (
+from artprobe.probes.metrics import (
     _bootstrap_test,
     _Levels,
     _p_value,

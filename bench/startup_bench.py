@@ -34,8 +34,9 @@ import json, sys, time
 t0 = time.perf_counter()
 sys.path.insert(0, {root!r})
 import torch, timm, torchvision  # what an embed job imports
-from artprobe.embed import EmbedRuntime, ModelSpec, embed_shard
-from artprobe.io import read_meta
+from artprobe.settings import EmbedRuntime, ModelSpec
+from artprobe.stages.embed import embed_shard
+from artprobe.common.io import read_meta
 imports = time.perf_counter() - t0
 model = ModelSpec(timm_name={name!r}, pretrained=True, weights={weights!r}, weights_marker=None,
                   features="pooled", decode="fast", precision="auto")
@@ -97,7 +98,7 @@ def main(argv=None) -> None:
     )
     ap.add_argument("--plain", action="store_true", help="also time timm's plain pretrained build")
     a = ap.parse_args(argv)
-    from artprobe.embed.weights import file_sha256
+    from artprobe.embedding.weight_loading import file_sha256
 
     wdir = Path(a.weights_dir)
     wdir.mkdir(parents=True, exist_ok=True)

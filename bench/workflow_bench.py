@@ -52,7 +52,7 @@ def write_source(folder: Path, images: list[bytes], per_file: int = 1000) -> Non
     import datasets
     import numpy as np
 
-    from artprobe.demo import GENRES, STYLES
+    from artprobe.stages.generate_demo import GENRES, STYLES
 
     features = datasets.Features(
         {
@@ -117,7 +117,9 @@ def job_seconds(work: Path) -> dict[str, float]:
 
 def in_process(work: Path, a, weights: Path | None) -> tuple[int, float]:
     """(rows, loop seconds) of embed_shard over the same shards in this process."""
-    from artprobe.embed import EmbedRuntime, ModelSpec, embed_shard, load_model
+    from artprobe.embedding import load_model
+    from artprobe.settings import EmbedRuntime, ModelSpec
+    from artprobe.stages.embed import embed_shard
 
     load_model(a.model, weights is not None, weights=weights and str(weights))  # built once
     rows = secs = 0
@@ -180,7 +182,7 @@ def main(argv=None) -> None:
 def report(work: Path, a) -> None:
     from startup_bench import write_random_weights
 
-    from artprobe.io import read_meta
+    from artprobe.common.io import read_meta
 
     t0 = time.perf_counter()
     images = wikiart_jpegs(a.images, 8, long_side=(1500, 2000), qualities=(70, 75, 80, 85))

@@ -3,7 +3,7 @@
 # node, so compute nodes need no internet. `downloads` (profiles) bounds the parallelism.
 
 
-checkpoint remote_files:
+checkpoint download_list:
     output:
         "results/{dataset}/download/files.json",
     log:
@@ -20,7 +20,7 @@ checkpoint remote_files:
     params:
         hub=hub_params,
     script:
-        "../scripts/remote_files.py"
+        "../scripts/download_list.py"
 
 
 rule download:

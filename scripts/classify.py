@@ -2,11 +2,11 @@
 
 import _checkout  # noqa: F401  (the checkout's artprobe, conda env or not)
 
-from artprobe.classify import run_fit
+from artprobe.common.device import resolve_device
+from artprobe.common.logs import to_log
 from artprobe.config import FIT_FILES
-from artprobe.device import resolve_device
-from artprobe.logs import to_log
 from artprobe.settings import FitSpec, probe_runtime
+from artprobe.stages.classify import run_fit
 
 w = snakemake.wildcards
 spec = FitSpec(model=w.model, target=w.target, classifier=w.classifier, **snakemake.params.fit)

@@ -2,8 +2,8 @@
 
 import _checkout  # noqa: F401  (the checkout's artprobe, conda env or not)
 
-from artprobe.download import download_file
-from artprobe.logs import to_log
+from artprobe.common.logs import to_log
+from artprobe.stages.download import download_file
 
 with to_log(snakemake.log[0]):
     download_file(snakemake.input[0], snakemake.wildcards.file, snakemake.output[0])

@@ -2,8 +2,8 @@
 
 import _checkout  # noqa: F401  (the checkout's artprobe, conda env or not)
 
-from artprobe.duplicates import write_duplicates
-from artprobe.logs import to_log
+from artprobe.common.logs import to_log
+from artprobe.stages.duplicates import write_duplicates
 
 with to_log(snakemake.log[0]):
     write_duplicates(

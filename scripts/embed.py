@@ -8,10 +8,10 @@ tuning the runtime never re-embeds a shard.
 
 import _checkout  # noqa: F401  (the checkout's artprobe, conda env or not)
 
-from artprobe.embed import embed_shard
-from artprobe.embed.gpu_slots import claim_gpu
-from artprobe.logs import to_log
+from artprobe.common.logs import to_log
+from artprobe.embedding.gpu_slots import claim_gpu
 from artprobe.settings import embed_runtime, model_spec
+from artprobe.stages.embed import embed_shard
 
 marker = next(iter(snakemake.input.hub_weights), None)  # the weights stage's, hub weights only
 model = model_spec(snakemake.config, snakemake.wildcards.model, weights_marker=marker)

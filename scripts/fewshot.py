@@ -2,10 +2,10 @@
 
 import _checkout  # noqa: F401  (the checkout's artprobe, conda env or not)
 
-from artprobe.device import resolve_device
-from artprobe.fewshot import run_fewshot
-from artprobe.logs import to_log
+from artprobe.common.device import resolve_device
+from artprobe.common.logs import to_log
 from artprobe.settings import FewshotSpec, probe_runtime
+from artprobe.stages.fewshot import run_fewshot
 
 w = snakemake.wildcards
 inp = snakemake.input

@@ -2,9 +2,9 @@
 
 import _checkout  # noqa: F401  (the checkout's artprobe, conda env or not)
 
-from artprobe.demo import generate_demo
-from artprobe.logs import to_log
+from artprobe.common.logs import to_log
 from artprobe.settings import DemoSettings
+from artprobe.stages.generate_demo import generate_demo
 
 with to_log(snakemake.log[0]):
     generate_demo(snakemake.output[0], DemoSettings(**snakemake.params.demo))

@@ -2,9 +2,9 @@
 
 import _checkout  # noqa: F401  (the checkout's artprobe, conda env or not)
 
-from artprobe.logs import to_log
-from artprobe.manifest import build_manifest
+from artprobe.common.logs import to_log
 from artprobe.settings import SourceSettings
+from artprobe.stages.manifest import build_manifest
 
 with to_log(snakemake.log[0]):
     build_manifest(

@@ -2,8 +2,8 @@
 
 import _checkout  # noqa: F401  (the checkout's artprobe, conda env or not)
 
-from artprobe.embed.merge import merge_embeddings
-from artprobe.logs import to_log
+from artprobe.common.logs import to_log
+from artprobe.stages.merge_embeddings import merge_embeddings
 
 with to_log(snakemake.log[0]):
     merge_embeddings(

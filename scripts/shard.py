@@ -2,8 +2,8 @@
 
 import _checkout  # noqa: F401  (the checkout's artprobe, conda env or not)
 
-from artprobe.logs import to_log
-from artprobe.shard import write_shard
+from artprobe.common.logs import to_log
+from artprobe.stages.shard import write_shard
 
 with to_log(snakemake.log[0]):
     write_shard(

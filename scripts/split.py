@@ -2,9 +2,9 @@
 
 import _checkout  # noqa: F401  (the checkout's artprobe, conda env or not)
 
-from artprobe.logs import to_log
+from artprobe.common.logs import to_log
 from artprobe.settings import split_settings
-from artprobe.split import write_split
+from artprobe.stages.split import write_split
 
 with to_log(snakemake.log[0]):
     write_split(

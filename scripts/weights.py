@@ -2,8 +2,8 @@
 
 import _checkout  # noqa: F401  (the checkout's artprobe, conda env or not)
 
-from artprobe.logs import to_log
-from artprobe.weights import fetch_weights
+from artprobe.common.logs import to_log
+from artprobe.stages.weights import fetch_weights
 
 with to_log(snakemake.log[0]):
     fetch_weights(**snakemake.params.model, out_path=snakemake.output[0])

@@ -97,8 +97,8 @@ WORKFLOW_FILES = [
 @pytest.fixture(scope="session")
 def demo_source(tmp_path_factory) -> Path:
     """A 96-row demo dataset (3 files, 2 broken images) in the hub layout."""
-    from artprobe.demo import generate_demo
     from artprobe.settings import DemoSettings
+    from artprobe.stages.generate_demo import generate_demo
 
     folder = tmp_path_factory.mktemp("demo_source")
     generate_demo(folder, DemoSettings(rows=96, files=3, seed=1, broken=2))

@@ -11,8 +11,9 @@ import pyarrow as pa
 from PIL import Image
 from synthetic import synthetic_jpeg
 
-from artprobe.embed import EmbedRuntime, ModelSpec, embed_shard
-from artprobe.io import embedding_matrix, with_meta, write_parquet
+from artprobe.common.io import embedding_matrix, with_meta, write_parquet
+from artprobe.settings import EmbedRuntime, ModelSpec
+from artprobe.stages.embed import embed_shard
 
 TINY = dict(timm_name="test_vit", pretrained=False, precision="fp32", progress=False, threads=1)
 #: the tests' model and runtime where a test does not say (no schema defaults: test values)

@@ -10,10 +10,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from artprobe.classify import FitDataError, FitSpec, fit_paths, load_fit_data, run_fit
-from artprobe.io import with_meta, write_parquet
+from artprobe.common.io import with_meta, write_parquet
 from artprobe.settings import ProbeRuntime
-from artprobe.split import stratified_split
+from artprobe.stages.classify import FitDataError, FitSpec, fit_paths, load_fit_data, run_fit
+from artprobe.stages.split import stratified_split
 
 NAMES = ["Unknown Genre", "landscape", "portrait", "still_life"]
 

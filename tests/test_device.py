@@ -1,4 +1,4 @@
-"""artprobe.device: one rule for the device of every stage; an explicit CUDA device that is not
+"""artprobe.common.device: one rule for the device of every stage; an explicit CUDA device that is not
 there is an error, never a silent CPU run."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from artprobe.device import DeviceError, device_name, resolve_device, synchronize
+from artprobe.common.device import DeviceError, device_name, resolve_device, synchronize
 
 
 def test_auto_is_cuda_when_there_is_one():

@@ -21,10 +21,10 @@ from embed_helpers import TINY, assert_same_embeddings, embed, small_jpegs
 from embed_helpers import write_shard as write_tiny_shard
 from test_imagefolder import NAMES, _parquet_source, write_images
 
-from artprobe import disk
-from artprobe.io import DiskFullError, read_meta
-from artprobe.manifest import build_manifest
-from artprobe.shard import write_shard
+from artprobe.common import disk
+from artprobe.common.io import DiskFullError, read_meta
+from artprobe.stages.manifest import build_manifest
+from artprobe.stages.shard import write_shard
 
 
 @pytest.fixture

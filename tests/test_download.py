@@ -62,7 +62,11 @@ def hub_env(hub: FakeHub, hf_home: Path, **extra: str) -> dict:
 
 def client(env: dict, code: str) -> subprocess.CompletedProcess:
     """Run ``code`` with the download stage's functions imported, in a fresh process."""
-    prog = "from artprobe.download import remote_files, download_file, check_offline_cache\n" + code
+    prog = (
+        "from artprobe.stages.download_list import download_list\n"
+        "from artprobe.stages.download import download_file\n"
+        "from artprobe.sources.hub_cache import check_offline_cache\n" + code
+    )
     full = {**os.environ, "PYTHONPATH": str(ROOT), **env}
     return subprocess.run(
         [sys.executable, "-c", prog], env=full, capture_output=True, text=True, timeout=120
@@ -73,7 +77,7 @@ def fetch_all(
     env: dict, out: Path, repo: str = "test/art", revision: str | None = None, **select
 ) -> dict:
     code = (
-        f"out = remote_files({repo!r}, {revision!r}, {str(out / 'files.json')!r}, **{select!r})\n"
+        f"out = download_list({repo!r}, {revision!r}, {str(out / 'files.json')!r}, **{select!r})\n"
         f"for i in range(len(out['files'])): download_file({str(out / 'files.json')!r}, f'{{i:05d}}', "
         f"{str(out)!r} + f'/{{i:05d}}.json')\n"
     )
@@ -117,7 +121,7 @@ def test_corrupted_file_fails_naming_file_and_hashes_and_is_not_kept(hub, art_fi
     hub.corrupt.add(FILES[2])
     proc = client(
         env,
-        f"remote_files('test/art', None, {str(tmp_path / 'f.json')!r})\n"
+        f"download_list('test/art', None, {str(tmp_path / 'f.json')!r})\n"
         f"download_file({str(tmp_path / 'f.json')!r}, '00002', {str(tmp_path / 'm.json')!r})",
     )
     want = hashlib.sha256(art_files[FILES[2]]).hexdigest()
@@ -144,7 +148,7 @@ def test_corrupted_file_fails_naming_file_and_hashes_and_is_not_kept(hub, art_fi
 def test_wrong_revision_is_a_clear_error(hub, tmp_path):
     proc = client(
         hub_env(hub, tmp_path / "hf"),
-        f"remote_files('test/art', 'v9.9', {str(tmp_path / 'f.json')!r})",
+        f"download_list('test/art', 'v9.9', {str(tmp_path / 'f.json')!r})",
     )
     assert proc.returncode != 0
     assert "dataset 'test/art': revision 'v9.9' not found on http://127.0.0.1" in proc.stderr
@@ -153,7 +157,7 @@ def test_wrong_revision_is_a_clear_error(hub, tmp_path):
 
 def test_private_repo_without_token_names_hf_token(hub, tmp_path):
     out = str(tmp_path / "f.json")
-    proc = client(hub_env(hub, tmp_path / "hf"), f"remote_files('test/private', None, {out!r})")
+    proc = client(hub_env(hub, tmp_path / "hf"), f"download_list('test/private', None, {out!r})")
     assert proc.returncode != 0
     assert "not found or not accessible" in proc.stderr and "(HF_TOKEN unset)" in proc.stderr
     assert "set HF_TOKEN to a token with read access" in proc.stderr
@@ -163,7 +167,7 @@ def test_private_repo_without_token_names_hf_token(hub, tmp_path):
 
 def test_image_folder_repo_points_to_the_parquet_conversion(hub, art_files, tmp_path):
     env = hub_env(hub, tmp_path / "hf")
-    proc = client(env, f"remote_files('test/images', None, {str(tmp_path / 'f.json')!r})")
+    proc = client(env, f"download_list('test/images', None, {str(tmp_path / 'f.json')!r})")
     assert (
         "4 image/WebDataset files" in proc.stderr
         and "dataset.revision: refs/convert/parquet" in proc.stderr
@@ -214,7 +218,7 @@ def closed_port_url() -> str:
 
 
 def test_unreachable_hub_is_one_sentence_naming_endpoint_cause_and_way_out(hub, tmp_path):
-    """remote_files (the first contact) and download_file (after the client's retries) end
+    """download_list (the first contact) and download_file (after the client's retries) end
     the job's log and stderr with the one sentence, no traceback."""
     url = closed_port_url()
     env = hub_env(hub, tmp_path / "hf", HF_ENDPOINT=url)
@@ -236,12 +240,14 @@ def test_unreachable_hub_is_one_sentence_naming_endpoint_cause_and_way_out(hub, 
         f"(HF_HOME, now {tmp_path / 'hf'}), or set HF_ENDPOINT to a mirror that can be reached."
     )
     calls = {
-        "remote_files": f"remote_files('test/art', None, {str(tmp_path / 'f.json')!r})",
+        "download_list": f"download_list('test/art', None, {str(tmp_path / 'f.json')!r})",
         "download": f"download_file({str(files)!r}, '00000', {str(tmp_path / 'm.json')!r})",
     }
     for name, call in calls.items():
         log = tmp_path / f"{name}.log"
-        proc = client(env, f"from artprobe.logs import to_log\nwith to_log({str(log)!r}): {call}")
+        proc = client(
+            env, f"from artprobe.common.logs import to_log\nwith to_log({str(log)!r}): {call}"
+        )
         assert proc.returncode != 0 and proc.stderr.strip() == want, name
         lines = log.read_text().strip().splitlines()
         assert lines[-1].endswith(want) and "Traceback" not in log.read_text(), name
@@ -254,7 +260,7 @@ def test_stale_partials_wait_for_a_live_download(tmp_path, monkeypatch):
     from huggingface_hub import constants
     from huggingface_hub.utils import WeakFileLock
 
-    from artprobe.download.fetch import remove_stale_partials
+    from artprobe.stages.download import remove_stale_partials
 
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
     blob = "ab" * 32
@@ -427,7 +433,7 @@ SMALL_DISK = (
     "import collections, shutil\n"
     "usage = collections.namedtuple('usage', 'total used free')\n"
     "shutil.disk_usage = lambda path: usage(10**6, 10**6 - {free}, {free})\n"
-)  # the hub cache's file system, as artprobe.disk sees it, with {free} bytes free
+)  # the hub cache's file system, as artprobe.common.disk sees it, with {free} bytes free
 
 
 def test_a_hub_cache_without_room_fails_before_downloading_naming_both_sizes_and_hf_home(
@@ -437,7 +443,7 @@ def test_a_hub_cache_without_room_fails_before_downloading_naming_both_sizes_and
     need = sum(len(art_files[n]) for n in [*FILES, "README.md"])
     code = (
         SMALL_DISK.format(free=1000)
-        + f"remote_files('test/art', None, {str(tmp_path / 'files.json')!r})\n"
+        + f"download_list('test/art', None, {str(tmp_path / 'files.json')!r})\n"
     )
     proc = client(hub_env(hub, hf_home), code)
     assert proc.returncode != 0
@@ -459,7 +465,7 @@ def test_only_the_bytes_still_to_fetch_count(hub, art_files, tmp_path):
     fetch_all(env, tmp_path / "a")  # everything cached
     code = (
         SMALL_DISK.format(free=0)
-        + f"remote_files('test/art', None, {str(tmp_path / 'files.json')!r})\n"
+        + f"download_list('test/art', None, {str(tmp_path / 'files.json')!r})\n"
     )
     proc = client(env, code)
     assert proc.returncode == 0, proc.stderr[-3000:]  # nothing left to fetch: no space needed

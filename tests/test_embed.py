@@ -1,4 +1,4 @@
-"""artprobe.embed: embed_shard (contract, bad images, fast decode, compile, resume, corrupt
+"""artprobe.embedding: embed_shard (contract, bad images, fast decode, compile, resume, corrupt
 checkpoints). merge_embeddings: tests/test_merge.py."""
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from embed_helpers import (
 from PIL import Image
 from synthetic import synthetic_jpeg, wikiart_like_sizes
 
-from artprobe.embed import CHECKPOINT_DIR, Checkpoints, load_model
-from artprobe.io import embedding_matrix, read_meta
+from artprobe.common.io import embedding_matrix, read_meta
+from artprobe.embedding import CHECKPOINT_DIR, Checkpoints, load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -243,7 +243,7 @@ def test_meta_device_build_equals_timms_plain_pretrained_build(tmp_path, name):
     import timm
     import torch
 
-    from artprobe.embed.weights import create_pretrained
+    from artprobe.embedding.weight_loading import create_pretrained
 
     torch.manual_seed(5)
     trained = timm.create_model(name, pretrained=False)
@@ -284,7 +284,7 @@ def test_a_buffer_no_hook_can_compute_falls_back_to_the_plain_build(tmp_path, mo
     ]
     for cls in hooked:
         monkeypatch.delattr(cls, "init_non_persistent_buffers")
-    from artprobe.embed.weights import create_pretrained
+    from artprobe.embedding.weight_loading import create_pretrained
 
     model = create_pretrained(name, overlay).eval()
     assert "meta device" in caplog.text
@@ -301,7 +301,7 @@ def test_peak_memory_does_not_grow_with_shard_rows(tmp_path):
         pytest.skip("needs /proc (Linux) for a process's own peak RSS")
     import pyarrow as pa
 
-    from artprobe.io import write_parquet
+    from artprobe.common.io import write_parquet
 
     rng = np.random.default_rng(0)
     blob = [rng.bytes(150_000) for _ in range(8)]
@@ -373,7 +373,7 @@ def test_nvjpeg_path_logic_on_cpu():
     import torch
     from timm.data import resolve_model_data_config
 
-    from artprobe.embed import (
+    from artprobe.embedding import (
         ShardImages,
         build_preprocess,
         collate,
@@ -501,7 +501,8 @@ def test_compile_pads_the_last_batch_and_matches_eager(tmp_path):
 
 RUNNER = textwrap.dedent("""
     import json, logging, sys, time
-    import artprobe.embed as E
+    import artprobe.embedding as E
+    from artprobe.stages.embed import embed_shard
 
     logging.basicConfig(level=logging.INFO)
 
@@ -514,7 +515,7 @@ RUNNER = textwrap.dedent("""
                         features="pooled", decode="fast", precision="fp32")
     runtime = E.EmbedRuntime(device="auto", batch_size=8, workers=0, compile=False,
                              checkpoint_every=1, threads=1, progress=False)
-    stats = E.embed_shard(sys.argv[1], sys.argv[2], model, runtime)
+    stats = embed_shard(sys.argv[1], sys.argv[2], model, runtime)
     print(json.dumps(stats))
     """)
 
@@ -591,7 +592,7 @@ def _oom_forward(monkeypatch, *, above: int, at_calls, error=None, then=None):
     another exception (a crash). Returns the batch sizes the forward saw."""
     import torch
 
-    from artprobe.embed.runner import ModelRunner
+    from artprobe.embedding.runner import ModelRunner
 
     forward, seen = ModelRunner.forward, []
 
@@ -655,7 +656,7 @@ def test_out_of_gpu_memory_at_batch_one_fails_in_a_sentence_and_keeps_the_rows(
     shard = write_shard(tmp_path / "s.parquet", small_jpegs(12))
     _oom_forward(monkeypatch, above=0, at_calls=set(range(2, 100)))  # every batch after the first
     out = tmp_path / "out" / "s.parquet"
-    from artprobe.oom import GPUOutOfMemoryError
+    from artprobe.common.oom import GPUOutOfMemoryError
 
     what = r"test_vit \(float32, s.parquet\) does not fit in GPU memory even at batch 1"
     with pytest.raises(GPUOutOfMemoryError, match=what):

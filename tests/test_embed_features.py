@@ -1,4 +1,4 @@
-"""artprobe.embed.features: each ``models[].features`` choice against a hand computation
+"""artprobe.embedding.features: each ``models[].features`` choice against a hand computation
 from the model's own layers, the errors for models that cannot give a choice, and the choice
 through embed_shard (provenance; ``pooled`` bit-identical to the plain model)."""
 
@@ -14,9 +14,9 @@ import torch
 import yaml
 from embed_helpers import TINY, assert_same_embeddings, embed, small_jpegs, write_shard
 
-from artprobe.embed import load_model
-from artprobe.embed.features import FEATURES_PATTERN, FeatureSpec, feature_model, parse_features
-from artprobe.io import embedding_matrix, read_meta
+from artprobe.common.io import embedding_matrix, read_meta
+from artprobe.embedding import load_model
+from artprobe.embedding.features import FEATURES_PATTERN, FeatureSpec, feature_model, parse_features
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,4 +1,4 @@
-"""Few-shot curves: artprobe.probes.fewshot (subsets, curve) and artprobe.fewshot (the stage):
+"""Few-shot curves: artprobe.probes.curve (subsets, curve) and artprobe.stages.fewshot (the stage):
 nested seeded subsets from train only, exact per-class counts, no val/test row ever trained
 on, a curve that rises on an easy problem; the config key, the layout entries and the plot."""
 
@@ -9,14 +9,14 @@ import pyarrow as pa
 import pytest
 from conftest import validated
 
-from artprobe import fewshot as stage
-from artprobe.classify import FitDataError
+from artprobe.common.io import read_json, with_meta, write_parquet
 from artprobe.config import resolve_params
-from artprobe.io import read_json, with_meta, write_parquet
-from artprobe.probes import fewshot
-from artprobe.probes.fewshot import fewshot_curve, fewshot_subsets, normalize_shots
+from artprobe.probes import curve as curve_module
+from artprobe.probes.curve import fewshot_curve, fewshot_subsets, normalize_shots
 from artprobe.report.layout import report_files
 from artprobe.settings import FewshotSettings, FewshotSpec, ProbeRuntime, fewshot_settings
+from artprobe.stages import fewshot as stage
+from artprobe.stages.classify import FitDataError
 
 FAST_LINEAR = {"n_c": 3, "c_min": 0.01, "c_max": 1.0}
 CPU = ProbeRuntime(device="cpu", threads=1)
@@ -114,7 +114,7 @@ def _merged(path, n: int = 90, n_classes: int = 3):
 def test_the_stage_never_trains_on_val_or_test_rows(tmp_path, monkeypatch):
     ids, split = _merged(tmp_path / "m.parquet")
     seen = []
-    real_fit = fewshot.fit
+    real_fit = curve_module.fit
 
     def spy(kind, params, X_train, y_train, X_val, y_val, X_test, **kw):
         seen.append(
@@ -122,7 +122,7 @@ def test_the_stage_never_trains_on_val_or_test_rows(tmp_path, monkeypatch):
         )
         return real_fit(kind, params, X_train, y_train, X_val, y_val, X_test, **kw)
 
-    monkeypatch.setattr(fewshot, "fit", spy)
+    monkeypatch.setattr(curve_module, "fit", spy)
     spec = curve_spec(FAST_LINEAR, [1, 2, "all"], trials=2, seed=3)
     out = stage.run_fewshot(tmp_path / "m.parquet", tmp_path / "f.json", spec, CPU)
     train_ids, val_ids = set(ids[split == "train"]), set(ids[split == "val"])
@@ -139,7 +139,7 @@ def test_the_stage_never_trains_on_val_or_test_rows(tmp_path, monkeypatch):
 
 def _classify_linear(tmp_path, params, name="fit") -> dict:
     """The classify stage's linear fit of the merged file (its metrics and predictions paths)."""
-    from artprobe.classify import FitSpec, fit_paths, run_fit
+    from artprobe.stages.classify import FitSpec, fit_paths, run_fit
 
     out = fit_paths(tmp_path / name)
     out["metrics"].parent.mkdir(parents=True)
@@ -152,13 +152,13 @@ def test_the_all_point_is_the_classify_fit_not_fitted_again(tmp_path, monkeypatc
     ids, split = _merged(tmp_path / "m.parquet")
     n_train = int((split == "train").sum())
     fit_rows = []
-    real_fit = fewshot.fit
+    real_fit = curve_module.fit
 
     def spy(kind, params, X_train, *a, **kw):
         fit_rows.append(len(X_train))
         return real_fit(kind, params, X_train, *a, **kw)
 
-    monkeypatch.setattr(fewshot, "fit", spy)
+    monkeypatch.setattr(curve_module, "fit", spy)
     spec = curve_spec(FAST_LINEAR, [1, "all"], trials=2)
     fresh = stage.run_fewshot(tmp_path / "m.parquet", tmp_path / "a.json", spec, CPU)
     assert fit_rows.count(n_train) == 1

@@ -11,12 +11,12 @@ import time
 import pytest
 from conftest import ROOT
 
-from artprobe.embed import gpu_slots
+from artprobe.embedding import gpu_slots
 
 # claims a slot, prints the GPU it got (and a forked child's pid), holds it until stdin closes
 HOLDER = """
 import os, sys, time
-from artprobe.embed.gpu_slots import claim_gpu
+from artprobe.embedding.gpu_slots import claim_gpu
 claim_gpu(sys.argv[1], poll=0.05)
 child = 0
 if sys.argv[2] == "fork":
@@ -182,7 +182,7 @@ def test_snakemake_runs_two_embed_jobs_at_once_on_two_gpus(tmp_path):
         meta = json.loads(pq.read_schema(out).metadata[b"artprobe"])
         log = work / "results" / "tiny" / "logs" / "embed" / out.parent.name / (out.stem + ".log")
         started = re.search(
-            r"^(\S+ \S+) INFO artprobe.embed.gpu_slots: GPU slot (\S+)", log.read_text(), re.M
+            r"^(\S+ \S+) INFO artprobe.embedding.gpu_slots: GPU slot (\S+)", log.read_text(), re.M
         )
         t0 = dt.datetime.strptime(started.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
         assert meta["gpu_slot"] == started.group(2) and meta["gpu_slot"].endswith(

@@ -21,10 +21,10 @@ from PIL import Image
 from synthetic import FORMATS
 from synthetic import small_image as image_bytes
 
-from artprobe.io import read_json
-from artprobe.manifest import build_manifest
-from artprobe.shard import write_shard
+from artprobe.common.io import read_json
 from artprobe.sources import DataError
+from artprobe.stages.manifest import build_manifest
+from artprobe.stages.shard import write_shard
 
 
 def write_images(root: Path, names: list[str]) -> dict[str, bytes]:
@@ -361,9 +361,9 @@ def test_workflow_on_an_image_folder(tmp_path):
 def test_stratified_split_of_string_labels_with_gaps(tmp_path):
     from conftest import validated
 
-    from artprobe.manifest import read_class_ids
     from artprobe.settings import split_settings
-    from artprobe.split import write_split
+    from artprobe.stages.manifest import read_class_ids
+    from artprobe.stages.split import write_split
 
     labels = [None if i % 7 == 0 else "abc"[i % 3] for i in range(60)]
     src = _parquet_source(tmp_path, pa.array([image_bytes(".png", 0)] * 60), {"style": labels})

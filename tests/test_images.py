@@ -1,4 +1,4 @@
-"""artprobe.images: every kind of bad or unusual image becomes RGB or a short reason."""
+"""artprobe.common.images: every kind of bad or unusual image becomes RGB or a short reason."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 from synthetic import synthetic_jpeg
 
-from artprobe.images import (
+from artprobe.common.images import (
     ImageDecodeError,
     decode_rgb,
     open_image,

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from artprobe import metrics
-from artprobe.metrics import compare
+from artprobe.probes import metrics
+from artprobe.probes.metrics import compare
 from artprobe.report import leaderboard as lb
 from artprobe.report.leaderboard import leaderboard
 from artprobe.report.tables import holm

@@ -1,4 +1,4 @@
-"""artprobe.logs: a job's logging, warnings and stderr go to its log file, and every long loop
+"""artprobe.common.logs: a job's logging, warnings and stderr go to its log file, and every long loop
 (embed's shards, merge, the linear C search, the mlp epochs, few-shot curves) leaves progress
 lines with a rate there."""
 
@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from embed_helpers import embed_two_shards
 
-from artprobe.embed.merge import merge_embeddings
-from artprobe.logs import progress, to_log
-from artprobe.probes.fewshot import fewshot_curve
+from artprobe.common.logs import progress, to_log
+from artprobe.probes.curve import fewshot_curve
 from artprobe.probes.fit import fit
 from artprobe.settings import FewshotSpec, ProbeRuntime
+from artprobe.stages.merge_embeddings import merge_embeddings
 
 
 def rate_lines(log_text: str, desc: str, unit: str) -> list[str]:

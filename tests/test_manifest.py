@@ -1,13 +1,13 @@
-"""artprobe.manifest: a source resolved into the manifest and the row index; errors name the problem."""
+"""artprobe.stages.manifest: a source resolved into the manifest and the row index; errors name the problem."""
 
 from __future__ import annotations
 
 import pytest
 from conftest import source_of
 
-from artprobe import manifest as stage
-from artprobe.demo import CLASSES, demo_rows
-from artprobe.io import read_json
+from artprobe.common.io import read_json
+from artprobe.stages import manifest as stage
+from artprobe.stages.generate_demo import CLASSES, demo_rows
 
 TARGETS = ["genre", "style", "artist"]
 

@@ -1,4 +1,4 @@
-"""artprobe.metrics: known answers against scikit-learn, bootstrap behaviour."""
+"""artprobe.probes.metrics: known answers against scikit-learn, bootstrap behaviour."""
 
 from fractions import Fraction
 
@@ -13,7 +13,7 @@ from sklearn.metrics import (
     top_k_accuracy_score,
 )
 
-from artprobe.metrics import METRICS, compare, evaluate, paired_bootstrap, point_values
+from artprobe.probes.metrics import METRICS, compare, evaluate, paired_bootstrap, point_values
 
 
 def _problem(n=600, k=7, signal=1.5, seed=0):
@@ -284,7 +284,7 @@ def test_p_value_agrees_with_the_resampled_count_when_resamples_suffice():
 def test_seed_average_of_one_fit_is_its_bootstrap_interval():
     """One seed (or seeds that all predict alike): the seed average's interval is the fit's
     own percentile interval, the same resamples as evaluate's."""
-    from artprobe.metrics import evaluate, seed_average
+    from artprobe.probes.metrics import evaluate, seed_average
 
     rng = np.random.default_rng(5)
     y = rng.integers(0, 4, 600)
@@ -303,7 +303,7 @@ def test_seed_average_interval_carries_the_seed_spread():
     """Seeds whose whole-model scores differ (0.60 / 0.70 / 0.80): the mean is 0.70 and its
     interval is wider than one seed's row interval; seeds that differ only by which rows they
     flip (the same chance of a right answer) stay far narrower."""
-    from artprobe.metrics import seed_average
+    from artprobe.probes.metrics import seed_average
 
     rng = np.random.default_rng(6)
     n = 2000

@@ -1,4 +1,4 @@
-"""artprobe.oom and the probe fits out of GPU memory (injected on CPU): kNN halves its
+"""artprobe.common.oom and the probe fits out of GPU memory (injected on CPU): kNN halves its
 similarity blocks and finds the same neighbours; a fit that runs out of GPU memory is done on
 the CPU, with a warning. The embed loop's halving: tests/test_embed.py."""
 
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from artprobe import oom
+from artprobe.common import oom
 from artprobe.probes import knn, registry
 
 fit_module = importlib.import_module(

@@ -93,3 +93,17 @@ def test_blocks_reach_the_same_optimum_in_fewer_hessian_products(C, monkeypatch)
         with_blocks["hessian_products"],
         diagonal["hessian_products"],
     )
+
+
+def test_diagonal_only_keeps_every_solve_on_the_diagonal():
+    """bench/precondition_bench.py's switch: inside ``diagonal_only`` a solve that cost more
+    than the blocks never turns the chooser to them; outside it does."""
+    from artprobe.probes.precondition import Chooser, Diagonal, diagonal_only
+
+    diag = Diagonal(torch.ones(3))
+    with diagonal_only():
+        inside = Chooser(4)
+        inside.solved(diag, 10_000)
+    outside = Chooser(4)
+    outside.solved(diag, 10_000)
+    assert (inside.use_blocks, outside.use_blocks) == (False, True)

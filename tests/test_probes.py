@@ -482,7 +482,7 @@ def test_knn_top5_never_counts_classes_without_votes():
     # the rest at 0, and the metric counted a true class among them as a top-5 hit.
     from sklearn.metrics import top_k_accuracy_score
 
-    from artprobe.metrics import evaluate
+    from artprobe.probes.metrics import evaluate
 
     rng = np.random.default_rng(0)
     K = 129

@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 import yaml
 
-from artprobe.classify import FitSpec, fit_paths, run_fit
 from artprobe.config import check_config, gains_from_gpu
 from artprobe.probes import registry
 from artprobe.probes.checks import CLASS_WEIGHT, choice
 from artprobe.probes.shared import FitContext, FitResult
 from artprobe.report.layout import report_layout
 from artprobe.settings import ProbeRuntime
+from artprobe.stages.classify import FitSpec, fit_paths, run_fit
 
 ROOT = Path(__file__).resolve().parents[1]
 

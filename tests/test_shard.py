@@ -1,4 +1,4 @@
-"""artprobe.shard: shards cover the source exactly (row ids, original bytes, class ids)."""
+"""artprobe.stages.shard: shards cover the source exactly (row ids, original bytes, class ids)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from conftest import source_of
 
-from artprobe import shard as stage
-from artprobe.demo import CLASSES
-from artprobe.io import read_meta
-from artprobe.manifest import build_manifest
+from artprobe.common.io import read_meta
+from artprobe.stages import shard as stage
+from artprobe.stages.generate_demo import CLASSES
+from artprobe.stages.manifest import build_manifest
 
 TARGETS = ["genre", "style", "artist"]
 

@@ -367,7 +367,8 @@ def test_kill_unlock_rerun_incomplete(slurm_run, tmp_path):
     shards = sorted((out / "shards").glob("*.parquet"))
     reference = (
         "import sys\n"
-        "from artprobe.embed import EmbedRuntime, ModelSpec, embed_shard\n"
+        "from artprobe.settings import EmbedRuntime, ModelSpec\n"
+        "from artprobe.stages.embed import embed_shard\n"
         "model = ModelSpec(timm_name='test_vit', pretrained=False, weights=None,\n"
         "    weights_marker=None, features='pooled', decode='fast', precision='fp32')\n"
         "runtime = EmbedRuntime(device='cpu', batch_size=8, workers=0, compile=False,\n"

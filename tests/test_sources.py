@@ -15,7 +15,7 @@ from conftest import source_of
 from synthetic import small_image
 
 from artprobe import sources
-from artprobe.manifest import build_manifest
+from artprobe.stages.manifest import build_manifest
 
 N = 8  # images per layout: labels a, b alternating
 

@@ -8,13 +8,13 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import source_of, validated
 
+from artprobe.common.io import read_meta
 from artprobe.config import SPLITS
-from artprobe.demo import CLASSES
-from artprobe.io import read_meta
-from artprobe.manifest import build_manifest
 from artprobe.settings import SplitSettings, split_settings
 from artprobe.sources import DataError
-from artprobe.split import (
+from artprobe.stages.generate_demo import CLASSES
+from artprobe.stages.manifest import build_manifest
+from artprobe.stages.split import (
     group_codes,
     group_split,
     seed_compatible_split,
@@ -159,7 +159,7 @@ def giant_groups(n: int = 20_000, seed: int = 0) -> tuple[np.ndarray, int]:
 def test_group_split_with_giant_groups_lands_on_the_fractions():
     """Known answer: every part within one (small) group's size of its fraction for every seed,
     where the previous split drifted by up to 8 points (test or val near 18 %)."""
-    from artprobe.split import achieved_fractions
+    from artprobe.stages.split import achieved_fractions
 
     groups, biggest_small = giant_groups()
     n, target = len(groups), {"train": 0.8, "val": 0.1, "test": 0.1}
@@ -181,7 +181,7 @@ def test_write_split_records_and_logs_the_achieved_fractions(demo_source, tmp_pa
     import logging
 
     build_manifest(source_of(demo_source, ["genre", "style"]), tmp_path / "m.json")
-    with caplog.at_level(logging.INFO, logger="artprobe.split"):
+    with caplog.at_level(logging.INFO, logger="artprobe.stages.split"):
         write_split(
             tmp_path / "m.json",
             tmp_path / "rows.parquet",

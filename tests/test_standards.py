@@ -301,7 +301,7 @@ SCRIPT_PATH_PROBE = r"""
 import sys
 sys.path.insert(0, sys.argv[1])
 import _checkout
-import artprobe, artprobe.logs
+import artprobe, artprobe.common.logs
 print(artprobe.__file__)
 """
 

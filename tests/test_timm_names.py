@@ -1,4 +1,4 @@
-"""artprobe.timm_names: model names are checked against timm's registry, from a cache per timm
+"""artprobe.common.timm_names: model names are checked against timm's registry, from a cache per timm
 version after the first parse, so later parses never import timm (nor torch)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from importlib.metadata import version
 
 import pytest
 
-from artprobe import timm_names
+from artprobe.common import timm_names
 
 
 @pytest.fixture

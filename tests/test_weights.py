@@ -68,8 +68,9 @@ def hub_env(hub_url: str, hf_home: Path, **extra: str) -> dict:
 def client(env: dict, code: str) -> subprocess.CompletedProcess:
     """Run ``code`` with the weights stage's functions imported, in a fresh process."""
     prog = (
-        "from artprobe.weights import fetch_weights, check_offline_weights\nfrom artprobe.logs import to_log\n"
-        + code
+        "from artprobe.stages.weights import fetch_weights\n"
+        "from artprobe.pretrained import check_offline_weights\n"
+        "from artprobe.common.logs import to_log\n" + code
     )
     full = {**os.environ, "PYTHONPATH": str(ROOT), **env}
     return subprocess.run(
@@ -238,8 +239,8 @@ def test_cuda_asked_for_on_a_cpu_machine_is_one_sentence_before_the_model_is_bui
 ):
     import torch
 
-    from artprobe.device import DeviceError
-    from artprobe.embed import shard
+    from artprobe.common.device import DeviceError
+    from artprobe.stages import embed as shard
 
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
@@ -282,7 +283,7 @@ def weights_overlay(work: Path, weights: Path) -> None:
 def embeddings(work: Path, model: str) -> np.ndarray:
     import pyarrow.parquet as pq
 
-    from artprobe.io import embedding_matrix
+    from artprobe.common.io import embedding_matrix
 
     table = pq.read_table(work / "results" / "tiny" / "embeddings" / f"{model}.parquet")
     return embedding_matrix(table["embedding"].filter(table["embedding"].is_valid()))
@@ -296,7 +297,7 @@ def test_embeddings_of_hub_weights_name_them_and_equal_the_same_local_file(
     names repo, commit and sha256; they equal those of the same file given as models[].weights.
     Offline with an empty cache the run stops at parse, before any job; with the hub
     unreachable the job's sentence ends Snakemake's output for it."""
-    from artprobe.io import read_meta
+    from artprobe.common.io import read_meta
 
     local = tmp_path / "local.safetensors"
     local.write_bytes(weight_files[0])
@@ -360,7 +361,7 @@ def test_embeddings_of_hub_weights_name_them_and_equal_the_same_local_file(
 
 
 def test_connection_causes_are_read_from_the_exception_chain():
-    from artprobe.hub import connection_cause
+    from artprobe.common.hub import connection_cause
 
     def chained(*errors):
         for outer, inner in zip(errors, errors[1:]):
@@ -387,7 +388,7 @@ def test_connection_causes_are_read_from_the_exception_chain():
 def test_an_embed_job_refuses_weights_whose_hash_changed_since_the_weights_job(
     hub, weight_files, tmp_path
 ):
-    from artprobe.embed.weights import weights_file
+    from artprobe.embedding.weight_loading import weights_file
 
     out = tmp_path / "vit.json"
     fetch(hub_env(hub.url, tmp_path / "hf"), out)
@@ -396,7 +397,7 @@ def test_an_embed_job_refuses_weights_whose_hash_changed_since_the_weights_job(
     assert path == marker["path"] and provenance["weights_commit"] == marker["commit"]
     marker["sha256"] = "0" * 64  # the file is not what the weights job checked
     out.write_text(json.dumps(marker))
-    from artprobe.weights import WeightsError
+    from artprobe.pretrained import WeightsError
 
     with pytest.raises(WeightsError, match="the hub cache changed since; delete .* and rerun"):
         weights_file(None, str(out))

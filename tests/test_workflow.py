@@ -153,13 +153,13 @@ def test_real_config_parses(workflow_copy):
     """The shipped config.yaml (WikiArt, three pretrained models) is valid and builds a DAG."""
     counts = job_counts(snakemake(workflow_copy, "-n", "--workflow-profile", "none").stdout)
     # a hub source: its file list first, then the manifest; the fits of 3 models x 3 targets x 3 probes
-    assert counts["remote_files"] == counts["manifest"] == counts["all"] == 1
+    assert counts["download_list"] == counts["manifest"] == counts["all"] == 1
     assert counts["classify"] == 27 and counts["merge_embeddings"] == 3
 
 
 def test_real_config_dag_once_manifest_exists(workflow_copy):
     """With WikiArt's manifest in place, the dry run lists the real experiment's jobs."""
-    from artprobe.demo import CLASSES
+    from artprobe.stages.generate_demo import CLASSES
 
     out = workflow_copy / "results" / "wikiart"
     out.mkdir(parents=True, exist_ok=True)

@@ -12,8 +12,8 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from artprobe.device import resolve_device
-from artprobe.oom import on_gpu_or_cpu
+from artprobe.common.device import resolve_device
+from artprobe.common.oom import on_gpu_or_cpu
 from artprobe.probes import registry
 from artprobe.probes.shared import FitContext, FitResult
 
@@ -38,7 +38,7 @@ def fit(
     ``X_*`` float32 [n, D]; ``y_*`` int label ids in ``[0, n_classes)`` (classes may
     be absent from train). ``threads`` bounds torch's CPU threads during the fit;
     ``device`` is ``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:1`` ...
-    (see :func:`artprobe.device.resolve_device`). ``cuda_graph`` lets the mlp capture its
+    (see :func:`artprobe.common.device.resolve_device`). ``cuda_graph`` lets the mlp capture its
     training step in a CUDA graph (CUDA only; falls back to eager steps if capture fails).
     ``info["trained_on"]`` names the splits whose rows trained the returned model and
     ``info["n_train_rows"]`` counts them (val rows count only when a kind refits on them).

@@ -19,7 +19,7 @@ import time
 import numpy as np
 import torch
 
-from artprobe.oom import free_cuda_cache, halved, is_cuda_oom, oom_summary
+from artprobe.common.oom import free_cuda_cache, halved, is_cuda_oom, oom_summary
 from artprobe.probes.shared import FitContext, FitResult, class_weights, weights_info
 
 log = logging.getLogger(__name__)

@@ -47,7 +47,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from artprobe.logs import progress
+from artprobe.common.logs import progress
 from artprobe.probes import precondition as precondition_mod
 from artprobe.probes.shared import FitContext, FitResult, class_weights, standardized, weights_info
 

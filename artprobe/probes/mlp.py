@@ -31,8 +31,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from artprobe.device import synchronize
-from artprobe.logs import progress
+from artprobe.common.device import synchronize
+from artprobe.common.logs import progress
 from artprobe.probes.mlp_step import make_step
 from artprobe.probes.shared import FitContext, FitResult, class_weights, standardized, weights_info
 

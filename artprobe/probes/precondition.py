@@ -10,16 +10,36 @@ out like the parameters (``W`` [D, K] row-major, then the K intercepts), in floa
   Cholesky. Where the fit nears separation (weak regularisation, easy targets) the rows
   that still carry curvature are few and their features correlated, the diagonal then
   leaves the conjugate gradients at their step cap, and the blocks cut the Hessian
-  products two- to four-fold (the rehearsal's style probe: 7,069 -> 3,059). Forming them
+  products several-fold (docs/benchmarks.md has the figures). Forming them
   costs about ``(D + 1) / 2`` Hessian products (K products [D+1, n] x [n, D+1], in
   float32), so :class:`Chooser` turns to them only after a solve on the diagonal took more
   products than that, which never happens for embeddings wider than twice the step cap
   (D >= ~200).
+
+:func:`diagonal_only` keeps every solve on the diagonal, for comparing the two
+(``bench/precondition_bench.py``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
 import torch
+
+_DIAGONAL_ONLY: ContextVar[bool] = ContextVar("diagonal_only", default=False)
+
+
+@contextmanager
+def diagonal_only() -> Iterator[None]:
+    """Inside this block every :class:`Chooser` keeps to the diagonal (a benchmark's switch;
+    the fits never use it)."""
+    token = _DIAGONAL_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _DIAGONAL_ONLY.reset(token)
 
 
 class Diagonal:
@@ -102,5 +122,5 @@ class Chooser:
     def solved(self, precond: Diagonal | Blocks, products: int) -> None:
         """Told after each solve: one on the diagonal that cost more than the blocks would
         turns to the blocks for the rest of the problem."""
-        if not precond.blocks and products > self.cost:
+        if not precond.blocks and products > self.cost and not _DIAGONAL_ONLY.get():
             self.use_blocks = True

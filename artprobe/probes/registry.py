@@ -49,7 +49,7 @@ class ProbeKind:
     seeded: bool
     #: per-epoch history rows (history.csv): the report draws training curves
     has_history: bool = False
-    #: can draw few-shot curves (artprobe.probes.fewshot)
+    #: can draw few-shot curves (artprobe.probes.curve)
     fewshot: bool = False
     #: a fit gains enough from a GPU to be sent to one on a cluster (config ``gpu_probes``,
     #: rules/common.smk ``probe_gpu_resources``; docs/slurm.md, "Where probe fits run")

@@ -25,7 +25,7 @@ class FitContext:
 
     n_classes: int
     seed: int = 0
-    device: Any = "cpu"  # a torch.device (artprobe.device.resolve_device)
+    device: Any = "cpu"  # a torch.device (artprobe.common.device.resolve_device)
     cuda_graph: bool = True  # mlp: capture the training step in a CUDA graph (CUDA only)
 
 

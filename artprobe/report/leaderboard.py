@@ -34,7 +34,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from artprobe.metrics import (
+from artprobe.probes.metrics import (
     SeedResamples,
     resample_weights,
     resampled_p_value,

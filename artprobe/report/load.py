@@ -18,7 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from artprobe.io import embedding_matrix, read_json
+from artprobe.common.io import embedding_matrix, read_json
 
 # info keys that are bookkeeping (sizes, where/how long a fit ran), not what was chosen.
 _NOT_CHOSEN = re.compile(

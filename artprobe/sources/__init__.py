@@ -15,7 +15,7 @@ class ids; class names from the Parquet metadata or the dataset card).
 
 This package's ``__init__`` and :mod:`.locate` and :mod:`.hub_layout` are pure Python:
 the workflow imports them at parse time. The stages that read sources are
-``artprobe.manifest`` (the ``manifest`` rule) and ``artprobe.shard`` (the ``shard`` rule).
+``artprobe.stages.manifest`` (the ``manifest`` rule) and ``artprobe.stages.shard`` (the ``shard`` rule).
 """
 
 from artprobe.sources.locate import (

@@ -48,8 +48,8 @@ def missing_paths(paths: list, root: Path) -> list:
 
 
 def _is_image(data: bytes | None) -> bool:
-    """Whether PIL can open ``data`` (the header only: artprobe.images.open_image)."""
-    from artprobe.images import ImageDecodeError, open_image
+    """Whether PIL can open ``data`` (the header only: artprobe.common.images.open_image)."""
+    from artprobe.common.images import ImageDecodeError, open_image
 
     try:
         open_image(data, max_pixels=None)

@@ -71,7 +71,7 @@ def resolve_source(source: str, revision: str | None = None) -> tuple[Path, str]
         if not folder.is_dir():
             raise DataError(f"dataset.source {source!r}: no such folder")
         return folder, revision or "local"
-    from artprobe.download.cache import cached_commit, storage_folder
+    from artprobe.sources.hub_cache import cached_commit, storage_folder
 
     commit = cached_commit(source, revision)
     folder = storage_folder(source) / "snapshots" / str(commit)
