@@ -68,7 +68,7 @@ def source_settings(config: dict) -> SourceSettings:
 
 @dataclass(frozen=True)
 class DemoSettings:
-    """The generated demo source (``demo:``; :func:`artprobe.demo.generate_demo`)."""
+    """The generated demo source (``demo:``; :func:`artprobe.stages.generate_demo.generate_demo`)."""
 
     rows: int
     files: int

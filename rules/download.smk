@@ -12,7 +12,7 @@ checkpoint download_list:
         "results/{dataset}/benchmarks/download/files.tsv"
     localrule: True
     conda:
-        "../envs/data.yaml"
+        "../envs/download.yaml"
     threads: 1
     resources:
         mem_mb=1000,
@@ -34,7 +34,7 @@ rule download:
         "results/{dataset}/benchmarks/download/{file}.tsv"
     localrule: True
     conda:
-        "../envs/data.yaml"
+        "../envs/download.yaml"
     threads: 1
     resources:
         mem_mb=1000,

@@ -13,7 +13,7 @@ rule fewshot:
     benchmark:
         "results/{dataset}/benchmarks/fewshot/{model}/{target}.tsv"
     conda:
-        "../envs/classify.yaml"
+        "../envs/fewshot.yaml"
     threads: 2
     resources:
         **probe_gpu_resources(fewshot_kind),

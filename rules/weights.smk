@@ -13,7 +13,7 @@ rule weights:
         "results/{dataset}/benchmarks/weights/{model}.tsv"
     localrule: True
     conda:
-        "../envs/embed.yaml"
+        "../envs/weights.yaml"
     threads: 1
     resources:
         mem_mb=1000,

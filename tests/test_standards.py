@@ -482,6 +482,17 @@ def test_design_table_maps_every_rule_script_and_module():
     assert not problems, "\n".join(problems)
 
 
+def test_every_env_is_named_after_its_rule_or_its_rule_file():
+    """envs/ follow the stages (issue 26): a rule's env is envs/<rule>.yaml, or
+    envs/<rule file>.yaml where one env serves every rule of that file."""
+    wrong = [
+        f"{name} ({rule_file}): {env}"
+        for name, (rule_file, _, env) in sorted(_rule_files_scripts_envs().items())
+        if Path(env).stem not in (name, Path(rule_file).stem)
+    ]
+    assert not wrong, wrong
+
+
 def test_every_log_and_benchmark_is_under_the_datasets_folder():
     """README: logs and benchmarks live under results/<dataset>/ (generate_demo's too)."""
     wrong = []
