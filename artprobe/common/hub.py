@@ -1,4 +1,5 @@
-"""The Hugging Face hub client's failures as one sentence each, for the data and the weights.
+"""The Hugging Face hub client: its failures as one sentence each, for the data and the weights,
+and a repository's file list at a revision (:func:`hub_listing`).
 
 ``huggingface_hub`` reports an unreachable hub as an ``httpx`` ``ConnectError`` (its API
 calls) or a ``LocalEntryNotFoundError`` raised from one (``hf_hub_download``, after five
@@ -141,3 +142,34 @@ def hub_errors(request: HubRequest) -> Iterator[None]:
         if clear is None:
             raise
         raise clear from err
+
+
+def dataset_request(repo_id: str, revision: str | None) -> HubRequest:
+    return HubRequest("dataset", repo_id, revision, "dataset.source", "dataset.revision")
+
+
+def hub_listing(
+    repo_id: str,
+    revision: str | None,
+    repo_type: str = "dataset",
+    request: HubRequest | None = None,
+) -> tuple[str, dict[str, dict]]:
+    """(commit, {path: {size, blob_id, lfs_sha256, lfs_size}}) from the hub's recursive tree.
+    The client's failures become one-sentence errors in the words of ``request``."""
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    with hub_errors(request or dataset_request(repo_id, revision)):
+        commit = api.repo_info(repo_id, repo_type=repo_type, revision=revision or "main").sha
+        tree = api.list_repo_tree(repo_id, repo_type=repo_type, revision=commit, recursive=True)
+        listing = {}
+        for f in tree:
+            if not hasattr(f, "blob_id"):  # a folder
+                continue
+            entry = {"size": f.size, "blob_id": f.blob_id}
+            if f.lfs is not None:
+                entry.update(lfs_sha256=f.lfs.sha256, lfs_size=f.lfs.size)
+            if f.xet_hash is not None:
+                entry["xet_hash"] = f.xet_hash
+            listing[f.path] = entry
+    return commit, listing

@@ -1,5 +1,6 @@
-"""Embed image shards with a timm model, resumably (the ``embed`` rule).
+"""The embed stage's library: a timm model over image shards, resumably.
 
+The stage, :mod:`artprobe.stages.embed` (the ``embed`` rule), strings these modules together:
 ``embed_shard(shard, out, model: ModelSpec, runtime: EmbedRuntime)`` turns
 ``shards/<shard>.parquet`` (``row_id``, ``image`` bytes, targets) into
 ``embeddings/<model>/<shard>.parquet`` (``row_id``, ``embedding``, ``error``):
@@ -28,17 +29,16 @@
   dir is removed once the output is written (atomically).
 
 * **Cheap to start.** A pretrained model is built on the meta device and its weights assigned
-  (memory-mapped), not copied over a random init (:mod:`.weights`); the shard's images are
+  (memory-mapped), not copied over a random init (:mod:`.weight_loading`); the shard's images are
   streamed one row group at a time, so a job's memory does not grow with its shard. What the
   job paid before its first image is in the provenance (``fixed_costs``).
 
-Modules, one job each: :mod:`.model` (load, fingerprint, dtype), :mod:`.weights` (meta-device
+Modules, one job each: :mod:`.model` (load, fingerprint, dtype), :mod:`.weight_loading` (meta-device
 build, weights hash), :mod:`.features` (which of the model's features form the embedding),
 :mod:`.preprocess` (the transform split into host and device stages), :mod:`.loader`
 (dataset, streamed pieces, DataLoader), :mod:`.nvjpeg` (GPU JPEG decoding), :mod:`.runner`
 (the model on device batches), :mod:`.rows` (the output table and the rows between
-checkpoints), :mod:`.checkpoints` (the checkpoint store), :mod:`.shard` (``embed_shard``,
-stringing them together).
+checkpoints), :mod:`.checkpoints` (the checkpoint store), :mod:`.gpu_slots` (a local job's own GPU).
 """
 
 from artprobe.embedding.checkpoints import CHECKPOINT_DIR, Checkpoints

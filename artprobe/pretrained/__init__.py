@@ -1,10 +1,11 @@
-"""Weights stage: one ``weights`` job per pretrained model fetches the file timm loads from the
-hub, at a pinned commit, into the hub cache, checks it and writes ``weights/<model>.json``
-(repo, revision, commit, file, size, sha256, path), which the model's embed jobs load.
+"""Pretrained weights, for the weights stage and the embed jobs: one ``weights`` job per
+pretrained model (:mod:`artprobe.stages.weights`) fetches the file timm loads from the hub, at
+a pinned commit, into the hub cache, checks it and writes ``weights/<model>.json`` (repo,
+revision, commit, file, size, sha256, path), which the model's embed jobs load.
 
 ``source`` (which repository and file: timm's pretrained config), ``pin`` (the commit,
-resolved once and kept in ``weights/<model>.lock.json``), ``fetch`` (the job), ``cache``
-(the offline check at parse time; where an embed job finds the file).
+resolved once and kept in ``weights/<model>.lock.json``), ``cached`` (the offline check at
+parse time; where an embed job finds the file).
 """
 
 from artprobe.pretrained.cached import cached_weights, check_offline_weights, marker_file
@@ -15,7 +16,6 @@ from artprobe.pretrained.source import (
     fetches_weights,
     weights_source,
 )
-from artprobe.stages.weights import fetch_weights
 
 __all__ = [
     "Pin",
@@ -23,7 +23,6 @@ __all__ = [
     "WeightsSource",
     "cached_weights",
     "check_offline_weights",
-    "fetch_weights",
     "fetches_weights",
     "lock_path",
     "marker_file",

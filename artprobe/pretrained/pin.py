@@ -18,6 +18,7 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from artprobe.common.hub import hub_listing
 from artprobe.common.io import read_json, write_json, write_text
 from artprobe.pretrained.source import REPO_TYPE, WeightsError, WeightsSource
 from artprobe.sources.hub_cache import (
@@ -26,7 +27,6 @@ from artprobe.sources.hub_cache import (
     snapshot_path,
     storage_folder,
 )
-from artprobe.stages.download_list import hub_listing
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from artprobe.common.hub import hub_errors
+from artprobe.common.hub import dataset_request, hub_errors
 from artprobe.common.io import read_json, write_json
 from artprobe.sources.hub_cache import (
     REPO_TYPE,
@@ -29,7 +29,6 @@ from artprobe.sources.hub_cache import (
     check_cache_space,
     storage_folder,
 )
-from artprobe.stages.download_list import dataset_request
 
 log = logging.getLogger(__name__)
 CHUNK = 1 << 20

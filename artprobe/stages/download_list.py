@@ -11,10 +11,9 @@ from __future__ import annotations
 import logging
 import os
 
-from artprobe.common.hub import HubRequest, hub_errors
+from artprobe.common.hub import hub_listing
 from artprobe.common.io import write_json
 from artprobe.sources.hub_cache import (
-    REPO_TYPE,
     cached_listing,
     check_cache_space,
     is_offline,
@@ -26,37 +25,6 @@ log = logging.getLogger(__name__)
 
 CARD = "README.md"
 NOT_PARQUET = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".tar")
-
-
-def dataset_request(repo_id: str, revision: str | None) -> HubRequest:
-    return HubRequest("dataset", repo_id, revision, "dataset.source", "dataset.revision")
-
-
-def hub_listing(
-    repo_id: str,
-    revision: str | None,
-    repo_type: str = REPO_TYPE,
-    request: HubRequest | None = None,
-) -> tuple[str, dict[str, dict]]:
-    """(commit, {path: {size, blob_id, lfs_sha256, lfs_size}}) from the hub's recursive tree.
-    The client's failures become one-sentence errors in the words of ``request``."""
-    from huggingface_hub import HfApi
-
-    api = HfApi()
-    with hub_errors(request or dataset_request(repo_id, revision)):
-        commit = api.repo_info(repo_id, repo_type=repo_type, revision=revision or "main").sha
-        tree = api.list_repo_tree(repo_id, repo_type=repo_type, revision=commit, recursive=True)
-        listing = {}
-        for f in tree:
-            if not hasattr(f, "blob_id"):  # a folder
-                continue
-            entry = {"size": f.size, "blob_id": f.blob_id}
-            if f.lfs is not None:
-                entry.update(lfs_sha256=f.lfs.sha256, lfs_size=f.lfs.size)
-            if f.xet_hash is not None:
-                entry["xet_hash"] = f.xet_hash
-            listing[f.path] = entry
-    return commit, listing
 
 
 def _entry(path: str, info: dict, **extra) -> dict:

@@ -1,5 +1,5 @@
 """``embed_shard``: one shard's images through one model into an embeddings table, resuming
-from its checkpoints; the steps it strings together live in the sibling modules."""
+from its checkpoints; the steps it strings together live in :mod:`artprobe.embedding`."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""One ``weights`` job: pin the model's weights (:mod:`.pin`), fetch that file into the hub
+"""One ``weights`` job: pin the model's weights (:mod:`artprobe.pretrained.pin`), fetch that file into the hub
 cache with ``hf_hub_download`` (``HF_HOME``, ``HF_TOKEN``, ``HF_HUB_OFFLINE``, ``HF_ENDPOINT``
 as everywhere else; a file already cached at a pinned commit costs no request), check its
 size and hash against the hub's listing, and write the marker the embed jobs read."""
