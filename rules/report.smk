@@ -11,6 +11,8 @@ rule compare:
         summary="results/{dataset}/compare/summary.parquet",
         comparisons="results/{dataset}/compare/comparisons.parquet",
         verdict="results/{dataset}/compare/verdict.parquet",
+        leaderboard="results/{dataset}/compare/leaderboard.parquet",
+        mean_ranks="results/{dataset}/compare/mean_ranks.parquet",
     log:
         "results/{dataset}/logs/compare.log",
     benchmark:
@@ -69,6 +71,8 @@ rule report:
         summary="results/{dataset}/compare/summary.parquet",
         comparisons="results/{dataset}/compare/comparisons.parquet",
         verdict="results/{dataset}/compare/verdict.parquet",
+        leaderboard="results/{dataset}/compare/leaderboard.parquet",
+        mean_ranks="results/{dataset}/compare/mean_ranks.parquet",
     output:
         report_outputs(),
     log:

@@ -3,7 +3,7 @@
 import _checkout  # noqa: F401  (the checkout's artprobe, conda env or not)
 
 from artprobe.common.logs import to_log
-from artprobe.report.compare import StandingsFiles, run_compare
+from artprobe.report.compare import TABLES, StandingsFiles, run_compare
 from artprobe.settings import CompareSettings
 
 out = snakemake.output
@@ -12,5 +12,5 @@ with to_log(snakemake.log[0]):
         snakemake.input.fits,
         snakemake.params.models,
         CompareSettings(**snakemake.params.compare),
-        StandingsFiles(out.summary, out.comparisons, out.verdict),
+        StandingsFiles(*(getattr(out, name) for name in TABLES)),
     )

@@ -4,7 +4,7 @@ import _checkout  # noqa: F401  (the checkout's artprobe, conda env or not)
 
 from artprobe.common.logs import to_log
 from artprobe.report.build import ReportInputs, build_report
-from artprobe.report.compare import StandingsFiles
+from artprobe.report.compare import TABLES, StandingsFiles
 from artprobe.settings import ReportSettings
 
 inp, models = snakemake.input, snakemake.params.models
@@ -18,7 +18,7 @@ inputs = ReportInputs(
     duplicates=inp.get("duplicates") or None,
     rows=inp.rows,
     thumbnails=inp.thumbnails,
-    standings=StandingsFiles(inp.summary, inp.comparisons, inp.verdict),
+    standings=StandingsFiles(*(getattr(inp, name) for name in TABLES)),
 )
 with to_log(snakemake.log[0]):
     build_report(

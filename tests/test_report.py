@@ -26,7 +26,8 @@ from artprobe.image_hash import hash_shard
 from artprobe.report import tables, verdict
 from artprobe.report.build import ReportInputs, build_report
 from artprobe.report.choices import MATRIX_MAX_CLASSES, readable_target, shows_pairs
-from artprobe.report.compare import StandingsFiles, run_compare
+from artprobe.report.compare import TABLES, StandingsFiles, run_compare
+from artprobe.report.escape import text as html_text
 from artprobe.report.layout import CATEGORIES, report_files, report_sections
 from artprobe.report.tables import comparison_table, summary_table
 from artprobe.report.thumbnails import ThumbnailInputs, run_thumbnails
@@ -222,9 +223,7 @@ def make_results(root: Path, seed: int = 0, n_boot: int = 1500) -> dict:
                 )
                 run_fit(embeddings[m], spec, fit_paths(d), CPU)
                 fits += [str(d / name) for name in FIT_FILES.values()]
-    standings = StandingsFiles(
-        *[str(root / "compare" / f"{n}.parquet") for n in ("summary", "comparisons", "verdict")]
-    )
+    standings = StandingsFiles(*[str(root / "compare" / f"{n}.parquet") for n in TABLES])
     run_compare(fits, MODELS, CompareSettings(n_boot=n_boot, seed=seed), standings)
     shards = write_shards(root, labels, rng)
     rows, thumbs = (
@@ -1020,3 +1019,28 @@ def test_the_package_docstring_lists_every_module():
 
     modules = {p.stem for p in Path(pkg.__file__).parent.glob("*.py")} - {"__init__"}
     assert set(re.findall(r"artprobe\.report\.(\w+)`", pkg.__doc__)) == modules
+
+
+def test_leaderboard_page_opens_the_report_with_rank_intervals(built):
+    """Issue 27: the leaderboard is the report's first entry, a CSV beside its page; every
+    model of every target × metric has a rank inside its 95 % rank interval, the page shows
+    the verdict's sentences as its summary and says how the intervals are computed."""
+    from artprobe.report.leaderboard import METHOD
+
+    out, kw = built
+    files = report_files(MODELS, list(TARGETS), CLASSIFIERS, KINDS, **CHOICES)
+    assert list(files)[:3] == ["leaderboard_html", "leaderboard", "mean_ranks"]
+    board = pd.read_csv(out / "leaderboard.csv")
+    assert set(board.model) == set(MODELS) and set(board.target) == set(TARGETS)
+    assert (board.groupby(["target", "metric"]).size() == len(MODELS)).all()
+    assert ((board.rank_low <= board["rank"]) & (board["rank"] <= board.rank_high)).all()
+    # the same table the compare stage wrote (the report does not rank again)
+    stage = pd.read_parquet(kw["standings"].leaderboard)
+    cols = ["model", "rank", "rank_low", "rank_high"]
+    assert board[cols].values.tolist() == stage[cols].values.tolist()
+    page = (out / "leaderboard.html").read_text()
+    verdict = pd.read_csv(out / "verdict.csv")
+    assert all(html_text(s) in page for s in verdict.sentence)
+    assert html_text(METHOD) in page
+    ranks = pd.read_csv(out / "mean_ranks.csv")
+    assert set(ranks.model) == set(MODELS) and (ranks.mean_rank_low <= ranks.mean_rank).all()

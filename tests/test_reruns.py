@@ -83,7 +83,7 @@ def test_mlp_hyper_parameter_refits_only_the_mlps(done, base, sizes):
     mlp = next(c for c in changed["classifiers"] if c["kind"] == "mlp")
     mlp["epochs"] = mlp.get("epochs", 4) + 1
     fits = sizes["models"] * sizes["targets"] * sizes["mlps"]
-    assert planned(done, changed) == {"classify": fits, "thumbnails": 1, "report": 1}
+    assert planned(done, changed) == {"classify": fits, "compare": 1, "thumbnails": 1, "report": 1}
 
 
 def test_new_model_embeds_and_fits_only_itself(done, base, sizes):
@@ -97,6 +97,7 @@ def test_new_model_embeds_and_fits_only_itself(done, base, sizes):
         "merge_embeddings": 1,
         "classify": sizes["targets"] * sizes["classifiers"],
         "fewshot": sizes["targets"],
+        "compare": 1,
         "thumbnails": 1,
         "report": 1,
     }
@@ -111,6 +112,7 @@ def test_decode_change_re_embeds_everything_downstream(done, base, sizes):
         "merge_embeddings": sizes["models"],
         "classify": sizes["models"] * sizes["targets"] * sizes["classifiers"],
         "fewshot": sizes["models"] * sizes["targets"],
+        "compare": 1,
         "thumbnails": 1,
         "report": 1,
     }
@@ -126,6 +128,7 @@ def test_split_seed_change_never_re_embeds(done, base, sizes):
         "merge_embeddings": sizes["models"],
         "classify": sizes["models"] * sizes["targets"] * sizes["classifiers"],
         "fewshot": sizes["models"] * sizes["targets"],
+        "compare": 1,
         "thumbnails": 1,
         "report": 1,
     }
@@ -142,7 +145,7 @@ def test_drop_duplicates_refits_without_re_splitting(done, base, sizes):
     changed.setdefault("split", {})["drop_duplicates"] = True
     fits = sizes["models"] * sizes["targets"] * sizes["classifiers"]
     curves = sizes["models"] * sizes["targets"]  # the few-shot curves leave them out too
-    expected = {"classify": fits, "fewshot": curves, "thumbnails": 1, "report": 1}
+    expected = {"classify": fits, "fewshot": curves, "compare": 1, "thumbnails": 1, "report": 1}
     assert planned(done, changed) == expected
 
 

@@ -79,6 +79,8 @@ def _write_tables(j: _Job, s: Standings) -> dict:
     fails = tables.failure_table(inputs.failures, embeddings, man)
     cost = tables.cost_table(embeddings, fits, man.get("n_rows"))
     csv = {
+        "leaderboard": s.leaderboard,
+        "mean_ranks": s.mean_ranks,
         "verdict": verdict.csv_view(s.verdict),
         "summary": s.summary,
         "comparisons": s.comparisons,
@@ -93,6 +95,10 @@ def _write_tables(j: _Job, s: Standings) -> dict:
     for fid, df in csv.items():
         html.write_csv(j.out[fid], df)
     pages = {
+        "leaderboard_html": (
+            "Leaderboard: which model represents art best, and how sure is each rank",
+            html.leaderboard_sections(s.leaderboard, s.mean_ranks, s.verdict),
+        ),
         "verdict_html": (
             "Verdict: which model represents art best",
             html.verdict_sections(s.verdict),

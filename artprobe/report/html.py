@@ -423,6 +423,82 @@ def write_csv(path: Path, df: pd.DataFrame) -> None:
     write_text(path, df.to_csv(index=False))
 
 
+def _rank_cell(rank: float, low: float, high: float) -> str:
+    """HTML: the rank, and its 95 % rank interval underneath."""
+    if not math.isfinite(as_float(rank)):
+        return ""
+    span = f"{int(low)}" if int(low) == int(high) else f"{int(low)}–{int(high)}"
+    return f"{int(rank)}<br><span class='ci'>[{span}]</span>"
+
+
+def _board_view(sub: pd.DataFrame) -> pd.DataFrame:
+    """One ranking's rows (one target × metric), best first, as the page shows them."""
+    sub = sub.sort_values(["rank", "value"], ascending=[True, False], kind="stable")
+    return pd.DataFrame(
+        {
+            "rank [95 % interval]": [
+                _rank_cell(*r) for r in sub[["rank", "rank_low", "rank_high"]].itertuples(False)
+            ],
+            "model": sub["model"],
+            "probe": sub["probe"],
+            "value [95 % CI]": [
+                _ci(*r) for r in sub[["value", "ci_low", "ci_high"]].itertuples(index=False)
+            ],
+            "behind the best": [0.0 if d == 0 else -d for d in sub["diff_to_best"].astype(float)],
+            "p (Holm) vs best": [
+                f"{p:.3g}" if math.isfinite(as_float(p)) else "" for p in sub["p_holm"]
+            ],
+            "with the best": ["yes" if w else "no" for w in sub["with_best"]],
+        }
+    )
+
+
+def leaderboard_sections(
+    board: pd.DataFrame, mean_ranks: pd.DataFrame, v: pd.DataFrame
+) -> list[str]:
+    """The leaderboard (:mod:`.leaderboard`): the verdict's sentences as its summary, one
+    ranking per target × metric with rank intervals, the mean ranks, and how they are made."""
+    from artprobe.report.leaderboard import METHOD
+
+    lines = "".join(f"<li>{text(x)}</li>" for x in v["sentence"]) if len(v) else ""
+    out = [_section("In one sentence each", f"<ul>{lines}</ul>", "The verdict (verdict.html).")]
+    for (t, m), sub in board.groupby(["target", "metric"], sort=False):
+        view = _board_view(sub)
+        out.append(
+            _section(
+                f"{t}, {METRIC_LABELS.get(m, m)}",
+                _table_html(
+                    view,
+                    text_cols=("model", "probe", "with the best"),
+                    raw_cols=("rank [95 % interval]", "value [95 % CI]"),
+                    best_rows=[w == "yes" for w in view["with the best"]],
+                ),
+                f"{int(sub['n_rows'].iloc[0])} test rows every model predicted; "
+                f"{int(sub['n_boot'].iloc[0])} resamples.",
+            )
+        )
+    if len(mean_ranks):
+        view = pd.DataFrame(
+            {
+                "metric": [METRIC_LABELS.get(m, m) for m in mean_ranks["metric"]],
+                "model": mean_ranks["model"],
+                "mean rank [95 % interval]": [
+                    f"{r:.2f}<br><span class='ci'>[{lo:.2f}, {hi:.2f}]</span>"
+                    for r, lo, hi in mean_ranks[
+                        ["mean_rank", "mean_rank_low", "mean_rank_high"]
+                    ].itertuples(index=False)
+                ],
+                "rankings": mean_ranks["n_rankings"],
+            }
+        )
+        body = _table_html(
+            view, text_cols=("metric", "model"), raw_cols=("mean rank [95 % interval]",)
+        )
+        out.append(_section("Mean rank over the targets", body))
+    out.append(_section("How the intervals are computed", "", METHOD))
+    return out
+
+
 def verdict_sections(v: pd.DataFrame) -> list[str]:
     """The verdict as quotable sentences, then as a table (:mod:`.verdict`)."""
     if v.empty:

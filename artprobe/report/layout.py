@@ -20,7 +20,7 @@ from artprobe.probes import registry
 
 #: category names, numbered so Snakemake's report lists them in this order
 CATEGORIES = {
-    "verdict": "1. Verdict",
+    "verdict": "1. Leaderboard and verdict",
     "results": "2. Results",
     "paintings": "3. Paintings and maps",
     "errors": "4. Errors by class",
@@ -42,6 +42,9 @@ PAINTINGS = {
 
 # id -> (path, caption, category key, subcategory, content label)
 _FIXED = {
+    "leaderboard_html": ("leaderboard.html", "leaderboard.rst", "verdict", None, "leaderboard"),
+    "leaderboard": ("leaderboard.csv", "leaderboard.rst", "verdict", None, "leaderboard (CSV)"),
+    "mean_ranks": ("mean_ranks.csv", "leaderboard.rst", "verdict", None, "mean ranks (CSV)"),
     "verdict_html": ("verdict.html", "verdict.rst", "verdict", None, "verdict"),
     "verdict": ("verdict.csv", "verdict.rst", "verdict", None, "verdict (CSV)"),
     "summary": ("summary.csv", "summary.rst", "results", None, "summary table (CSV)"),
