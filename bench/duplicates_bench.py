@@ -2,7 +2,7 @@
 
     python bench/duplicates_bench.py --images 200 [--exact] [--portraits 300]
 
-* hash: ``artprobe.image_hash.hash_images`` (pHash only: robust decode, JPEGs at a reduced
+* hash: ``artprobe.stages.image_hash.hash_images`` (pHash only: robust decode, JPEGs at a reduced
   DCT scale, grayscale 32 x 32, DCT, bits) and ``fingerprint_images`` (what an
   ``image_hash`` job computes: the hash and the confirming measures, detail and colour, from
   one decode) on generated WikiArt-sized JPEGs (long side 900-2,000 px), single-threaded;
@@ -25,8 +25,7 @@ from pathlib import Path
 import numpy as np
 from common import wikiart_jpegs
 
-from artprobe import image_hash
-from artprobe.stages import duplicates
+from artprobe.stages import duplicates, image_hash
 
 WIKIART = {"rows": 81444, "train": 65155, "held_out": 8144 + 8145}
 

@@ -37,8 +37,8 @@ from common import say, wikiart_jpegs, write_bench_shard
 
 from artprobe.common.images import decode_rgb
 from artprobe.common.previews import QUALITY, SIZES
-from artprobe.image_hash import hash_shard
 from artprobe.report.thumbnails import make_thumbnails
+from artprobe.stages.image_hash import hash_shard
 
 WIKIART_ROWS, SMALL, LARGE = 81444, 2000, 760
 

@@ -12,17 +12,6 @@ from PIL import Image
 from synthetic import synthetic_painting
 
 from artprobe.common.io import read_meta, with_meta, write_parquet
-from artprobe.image_hash import (
-    DETAIL_DIM,
-    SIZE,
-    detail_pixels,
-    fingerprint_images,
-    hamming,
-    hash_images,
-    hash_pixels,
-    hash_shard,
-    phash,
-)
 from artprobe.stages.duplicates import (
     COLOUR_RMS_MAX,
     DETAIL_MIN,
@@ -33,6 +22,17 @@ from artprobe.stages.duplicates import (
     duplicate_rows,
     nearest,
     write_duplicates,
+)
+from artprobe.stages.image_hash import (
+    DETAIL_DIM,
+    SIZE,
+    detail_pixels,
+    fingerprint_images,
+    hamming,
+    hash_images,
+    hash_pixels,
+    hash_shard,
+    phash,
 )
 
 DISTANCE = 8  # the default split.duplicate_distance

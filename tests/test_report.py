@@ -22,7 +22,6 @@ from conftest import validated
 
 from artprobe.common.io import with_meta, write_json, write_parquet
 from artprobe.config import FIT_FILES
-from artprobe.image_hash import hash_shard
 from artprobe.report import tables, verdict
 from artprobe.report.build import ReportInputs, build_report
 from artprobe.report.choices import MATRIX_MAX_CLASSES, readable_target, shows_pairs
@@ -41,6 +40,7 @@ from artprobe.settings import (
 )
 from artprobe.stages.classify import fit_paths, run_fit
 from artprobe.stages.fewshot import run_fewshot
+from artprobe.stages.image_hash import hash_shard
 
 CPU = ProbeRuntime(device="cpu", threads=1)
 

@@ -197,7 +197,7 @@ def _shard_images(start: int) -> list[bytes]:
 def shards(tmp_path):
     """Two image shards of 100 rows (row ids 0-99 and 100-199, 10 row groups each) and the
     previews the image_hash job writes of them."""
-    from artprobe.image_hash import hash_shard
+    from artprobe.stages.image_hash import hash_shard
 
     paths, previews = [], []
     for i, start in enumerate((0, 100)):

@@ -3,17 +3,17 @@ probe, ``per_probe``), its value with its 95 % interval, its rank with a 95 % ra
 and the models not separable from the best after Holm; across targets and datasets, each
 model's mean rank with its interval. :data:`METHOD` says how, in words the page shows.
 
-Pure numpy/pandas. The resampling is :mod:`artprobe.metrics`' (paired test rows, seed-averaged
+Pure numpy/pandas. The resampling is :mod:`artprobe.probes.metrics`' (paired test rows, seed-averaged
 scores, the per-row flips between seeds counted once, the seeds' t draw):
-:class:`~artprobe.metrics.SeedResamples` scores every model on the same row draws, which
-:func:`~artprobe.metrics.resample_weights` deals out in chunks, so memory stays bounded
+:class:`~artprobe.probes.metrics.SeedResamples` scores every model on the same row draws, which
+:func:`~artprobe.probes.metrics.resample_weights` deals out in chunks, so memory stays bounded
 whatever ``n_boot``.
 
 :func:`leaderboard` returns two tables. ``table``, one row per ranked model
 (:data:`COLUMNS`): ``dataset``, ``target``, ``metric``; ``probe_mode`` ("best": each model's
 best probe; "per probe": each probe its own ranking) and ``probe`` (the probe the row
 scores); ``model``, ``kind``, ``n_seeds``; ``value`` (the seed mean on the ranking's rows),
-``ci_low``/``ci_high`` (:func:`~artprobe.metrics.seed_average`'s interval); ``rank`` (1 =
+``ci_low``/``ci_high`` (:func:`~artprobe.probes.metrics.seed_average`'s interval); ``rank`` (1 =
 best, tied models share the better rank), ``rank_low``/``rank_high``; ``best`` (the model the
 tests start from), ``diff_to_best``, ``p_value`` (best vs this model), ``p_holm``,
 ``with_best`` (not separable from the best after Holm; the best itself too); ``n_models``,
@@ -178,7 +178,7 @@ def leaderboard(
 
 def _dataset_seed(seed: int, name: str) -> int:
     """The seed of one dataset's resamples: ``seed`` itself for an unnamed dataset (a
-    one-list leaderboard draws the rows :func:`artprobe.metrics.compare` draws with it, rows
+    one-list leaderboard draws the rows :func:`artprobe.probes.metrics.compare` draws with it, rows
     in row-id order), else one drawn from ``seed`` and the name, so each dataset's draws are
     its own whichever datasets come with it."""
     if not name:

@@ -74,7 +74,7 @@ def gallery_queries(
 class ProbeView:
     """What the kNN probe sees, so the galleries show its neighbours: its centring
     (``center``), the row filters of config ``probe:`` (per target) and the confirmed
-    near-duplicates left out (``drop_rows``), applied by :func:`artprobe.classify.usable_rows`."""
+    near-duplicates left out (``drop_rows``), applied by :func:`artprobe.stages.classify.usable_rows`."""
 
     center: bool = False
     drop_labels: Mapping[str, list[str]] = field(default_factory=dict)

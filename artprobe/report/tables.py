@@ -108,7 +108,7 @@ def summary_table(fits: list[dict], *, n_boot: int, seed: int) -> pd.DataFrame:
 
     For a probe fitted over several seeds, the headline metrics (:data:`HEADLINE`) are the
     mean over its seeds, the quantity the comparisons test, with the interval of that mean
-    from ``n_boot`` resamples (:func:`artprobe.metrics.seed_average`; NaN with ``n_boot``
+    from ``n_boot`` resamples (:func:`artprobe.probes.metrics.seed_average`; NaN with ``n_boot``
     0); ``scored_as`` says so. The other metrics are the first seed's.
     ``best_in_target`` marks the highest test accuracy of a target over every model and
     classifier; ``best_model`` the highest among models for one target × classifier.
@@ -236,7 +236,7 @@ def _shared_rows(pa_: pd.DataFrame, pb: pd.DataFrame, a: str, b: str) -> tuple[p
 
 def _compare(j: pd.DataFrame, a: str, b: str, metric_name: str, n_boot: int, seed: int) -> dict:
     """One comparison of ``metric_name`` on the shared rows ``j`` (every seed's predictions
-    where the fits have several: :func:`artprobe.metrics.compare`), as a table row."""
+    where the fits have several: :func:`artprobe.probes.metrics.compare`), as a table row."""
     from artprobe.probes.metrics import compare
 
     if len(j):
@@ -298,7 +298,7 @@ def comparison_table(
 ) -> pd.DataFrame:
     """Every pair of models per target × classifier, paired bootstrap on shared test rows;
     for seeded probes fitted over several seeds, seed-averaged scores with the seed variance
-    carried (:func:`artprobe.metrics.compare`; ``seeds`` and ``method`` say which).
+    carried (:func:`artprobe.probes.metrics.compare`; ``seeds`` and ``method`` say which).
 
     Predictions are joined on ``row_id``; if the two fits tested different rows (e.g. an
     image failed for one model only) the intersection is used and ``note`` says so.

@@ -3,7 +3,7 @@
 WikiArt, like any scraped collection, holds the same painting more than once (re-uploads at
 another size or JPEG quality, a slightly different crop). A test image whose twin is in
 train scores what the probe memorised, not what it generalises. The scan is model-free and
-reads only what the ``image_hash`` jobs wrote (:mod:`artprobe.image_hash`):
+reads only what the ``image_hash`` jobs wrote (:mod:`artprobe.stages.image_hash`):
 
 * :func:`candidates` compares every val/test hash with every train hash by XOR + popcount
   (exact, vectorised: about 10⁹ pairs per few seconds) and keeps, per query, the train rows
@@ -31,12 +31,12 @@ import pyarrow.parquet as pq
 
 from artprobe.common.io import with_meta, write_parquet
 from artprobe.common.logs import progress
-from artprobe.image_hash import COLOUR, COLOUR_DIM, DETAIL, DETAIL_DIM, HASH, hamming
+from artprobe.stages.image_hash import COLOUR, COLOUR_DIM, DETAIL, DETAIL_DIM, HASH, hamming
 
 log = logging.getLogger(__name__)
 
 #: a candidate is a duplicate when its detail cosine is at least DETAIL_MIN and its colour
-#: grids differ by at most COLOUR_RMS_MAX (0-255 units); see artprobe.image_hash
+#: grids differ by at most COLOUR_RMS_MAX (0-255 units); see artprobe.stages.image_hash
 DETAIL_MIN, COLOUR_RMS_MAX = 0.90, 5.0
 #: candidates kept per query (nearest first): a flat or stereotyped query can be within the
 #: distance of thousands of train images; a copy is among its nearest

@@ -1,6 +1,6 @@
 """The ``image_hash`` stage: a perceptual hash per image, and what confirms a match.
 
-The near-duplicate scan (:mod:`artprobe.duplicates`) finds candidates by the hash and
+The near-duplicate scan (:mod:`artprobe.stages.duplicates`) finds candidates by the hash and
 counts a candidate only once a second, independent measure agrees. Both come from one
 decode of each image, here:
 
@@ -21,11 +21,11 @@ detail cosine with its original is ≥ 0.975 after re-encoding, resizing or PNG,
 after a 1 % crop (2 % crops can fall below 0.90: they stay candidates), and its colour
 grid within 3.9 (RMS, 0-255); of 524 pairs of distinct portraits of one composition within
 8 bits of each other's hash, 3 reach a cosine of 0.90 (max 0.94) and none a colour RMS
-under 5.1. The scan confirms a pair when both agree (:data:`artprobe.duplicates.DETAIL_MIN`,
-:data:`~artprobe.duplicates.COLOUR_RMS_MAX`).
+under 5.1. The scan confirms a pair when both agree (:data:`artprobe.stages.duplicates.DETAIL_MIN`,
+:data:`~artprobe.stages.duplicates.COLOUR_RMS_MAX`).
 
 :func:`hash_shard` writes all three per row of a shard (decoded by
-:func:`artprobe.images.decode_rgb`, so hostile images become a recorded error, not a
+:func:`artprobe.common.images.decode_rgb`, so hostile images become a recorded error, not a
 crash; JPEGs at a reduced DCT scale), with a progress line in the job's log.
 """
 
