@@ -23,7 +23,6 @@ out), and the interval taken as the observed rank alone.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import itertools
 import time
@@ -41,25 +40,10 @@ SCENARIOS = {  # name: each model's true accuracy, points above the others' base
     "gaps 0, 1, 3": (4, 4, 3, 0, 0, -1),
 }
 SHIFTS = (0.7, 1.5)
-VARIANTS = {
-    "flips twice": ("_rows_less_flips", lambda s, flips: s.copy()),
-    "no seed level": ("_seed_draws", lambda sc, p, m, n_boot, rng: np.zeros((n_boot, len(sc)))),
+VARIANTS = {  # the construction with one of its seed-level steps switched off
+    "flips twice": lb.Method(flips_once=False),
+    "no seed level": lb.Method(seed_level=False),
 }
-
-
-@contextlib.contextmanager
-def broken(variant: str | None):
-    """The leaderboard with one of its steps replaced (``VARIANTS``), or as it is."""
-    if variant is None:
-        yield
-        return
-    name, stub = VARIANTS[variant]
-    kept = getattr(lb, name)
-    setattr(lb, name, stub)
-    try:
-        yield
-    finally:
-        setattr(lb, name, kept)
 
 
 @functools.cache
@@ -71,8 +55,8 @@ def run(points: tuple, n, shift, reps, n_boot, variant=None) -> dict:
     got = {k: [] for k in ("low", "high", "rank")}
     for r in range(reps):
         fits = simulated_fits(rng, points, n, shift=shift)
-        with broken(variant):
-            t = lb.leaderboard(fits, n_boot=n_boot, seed=r, metrics=("accuracy",)).table
+        method = VARIANTS[variant] if variant else lb.Method()
+        t = lb.leaderboard(fits, n_boot=n_boot, seed=r, metrics=("accuracy",), method=method).table
         t = t.set_index("model").loc[[f["model"] for f in fits]]
         for k, col in (("low", "rank_low"), ("high", "rank_high"), ("rank", "rank")):
             got[k].append(t[col].to_numpy())
@@ -108,7 +92,7 @@ def scale(n_models=15, n=8000, n_boot=1000, per_probe=False) -> None:
         fits.append(fit(f"m{m}", y, preds, target=target, probe=probe))
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     t0 = time.perf_counter()
-    board = lb.leaderboard(fits, n_boot=n_boot, per_probe=per_probe)
+    board = lb.leaderboard(fits, seed=0, n_boot=n_boot, per_probe=per_probe)
     took = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(

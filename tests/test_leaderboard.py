@@ -83,7 +83,7 @@ def true_places(points) -> tuple[np.ndarray, np.ndarray]:
     return np.array([1 + (g > x).sum() for x in g]), np.array([(g >= x).sum() for x in g])
 
 
-def coverage(points, n, reps, *, seed=0, n_boot=200, shift=0.7, point_ranks=False):
+def coverage(points, n, reps, *, seed=0, n_boot=200, shift=0.7, point_ranks=False, method=None):
     """(covered [reps, models], interval widths [reps, models], observed ranks) of the
     accuracy rank intervals over ``reps`` simulated test sets; an interval covers when it
     meets the model's true range. ``point_ranks``: the broken variant whose interval is the
@@ -93,7 +93,8 @@ def coverage(points, n, reps, *, seed=0, n_boot=200, shift=0.7, point_ranks=Fals
     covered, widths, ranks = [], [], []
     for r in range(reps):
         fits = simulated_fits(rng, points, n, shift=shift)
-        t = leaderboard(fits, n_boot=n_boot, seed=r, metrics=("accuracy",)).table
+        method = method or lb.Method()
+        t = leaderboard(fits, n_boot=n_boot, seed=r, metrics=("accuracy",), method=method).table
         t = t.set_index("model").loc[[f["model"] for f in fits]]
         a, b = t["rank_low"].to_numpy(), t["rank_high"].to_numpy()
         if point_ranks:
@@ -104,22 +105,14 @@ def coverage(points, n, reps, *, seed=0, n_boot=200, shift=0.7, point_ranks=Fals
     return np.array(covered), np.array(widths), np.array(ranks)
 
 
-def _no_seed_level(monkeypatch):
-    """The broken variant without the seeds' t draw."""
-    monkeypatch.setattr(
-        lb, "_seed_draws", lambda sc, probes, metric, n_boot, rng: np.zeros((n_boot, len(sc)))
-    )
-
-
-def test_rank_intervals_cover_the_true_rank_and_broken_ones_do_not(monkeypatch):
+def test_rank_intervals_cover_the_true_rank_and_broken_ones_do_not():
     # Gaps of 1 point, 8,000 rows, a whole-model seed shift of 1.5 points: the seeds decide.
     ladder = [4, 3, 2, 1, 0]
     ok, width, _ = coverage(ladder, 8000, 15, shift=1.5)
     assert ok.mean() >= 0.93
     assert width.mean() < 3.0  # not the trivial [1, 5] (width 4)
-    with monkeypatch.context() as m:
-        _no_seed_level(m)
-        assert coverage(ladder, 8000, 15, shift=1.5)[0].mean() < 0.9
+    no_seed_level = lb.Method(seed_level=False)
+    assert coverage(ladder, 8000, 15, shift=1.5, method=no_seed_level)[0].mean() < 0.9
     # Gaps of 0, 1 and 3 points, 1,000 rows: the observed rank alone is often wrong.
     mixed = [4, 4, 3, 0, 0, -1]
     ok, width, _ = coverage(mixed, 1000, 15)
@@ -130,7 +123,7 @@ def test_rank_intervals_cover_the_true_rank_and_broken_ones_do_not(monkeypatch):
 def test_three_models_with_clear_gaps_rank_exactly():
     y = np.arange(2000) % N_CLASSES
     fits = [fit(m, y, [right_on(y, k)]) for m, k in (("b", 1400), ("a", 1800), ("c", 1000))]
-    t = leaderboard(fits, n_boot=300, metrics=("accuracy",)).table
+    t = leaderboard(fits, seed=0, n_boot=300, metrics=("accuracy",)).table
     assert t["model"].tolist() == ["a", "b", "c"]
     assert t[["rank", "rank_low", "rank_high"]].to_numpy().tolist() == [[1, 1, 1], [2, 2, 2]] + [
         [3, 3, 3]
@@ -160,8 +153,8 @@ def test_the_holm_family_is_the_whole_leaderboard():
     preds = {"a": right_on(y, 1600), "b": right_on(y, 1540, offset=300), "c": right_on(y, 1200)}
     one = [fit(m, y, [p]) for m, p in preds.items()]
     two = one + [fit(m, y, [p], target="genre") for m, p in preds.items()]
-    t1 = leaderboard(one, n_boot=300, metrics=("accuracy",)).table
-    t2 = leaderboard(two, n_boot=300, metrics=("accuracy",)).table
+    t1 = leaderboard(one, seed=0, n_boot=300, metrics=("accuracy",)).table
+    t2 = leaderboard(two, seed=0, n_boot=300, metrics=("accuracy",)).table
     assert t2["p_holm"].max() <= 1
     np.testing.assert_array_equal(t2[t2.target == "style"]["p_value"], t1["p_value"])
     assert holm(t2["p_value"]).tolist() == pytest.approx(t2["p_holm"].tolist(), nan_ok=True)
@@ -173,7 +166,7 @@ def test_a_target_without_shared_rows_is_an_error():
     y = np.arange(100) % N_CLASSES
     fits = [fit("a", y, [y]), fit("b", y, [y], row_ids=np.arange(100, 200))]
     with pytest.raises(ValueError, match="'style': no test row that every fit predicted"):
-        leaderboard(fits, n_boot=10)
+        leaderboard(fits, seed=0, n_boot=10)
 
 
 def test_mean_rank_across_two_targets():
@@ -182,7 +175,7 @@ def test_mean_rank_across_two_targets():
     genre = {"a": 1400, "b": 1800, "c": 1000}
     fits = [fit(m, y, [right_on(y, k)]) for m, k in style.items()]
     fits += [fit(m, y, [right_on(y, k)], target="genre") for m, k in genre.items()]
-    board = leaderboard(fits, n_boot=300, metrics=("accuracy",))
+    board = leaderboard(fits, seed=0, n_boot=300, metrics=("accuracy",))
     mr = board.mean_ranks.set_index("model")
     assert mr["mean_rank"].to_dict() == {"a": 1.5, "b": 1.5, "c": 3.0}
     assert mr[["mean_rank_low", "mean_rank_high"]].loc["a"].tolist() == [1.5, 1.5]
@@ -197,7 +190,7 @@ def test_mean_rank_interval_widens_where_one_target_is_a_toss_up():
     fits += [
         fit(m, y, [right_on(y, 700, offset=o)], target="genre") for m, o in (("a", 0), ("b", 7))
     ]
-    mr = leaderboard(fits, n_boot=300, metrics=("accuracy",)).mean_ranks.set_index("model")
+    mr = leaderboard(fits, seed=0, n_boot=300, metrics=("accuracy",)).mean_ranks.set_index("model")
     assert mr.loc["a", "mean_rank"] == 1.25  # tied on genre: each counts 1.5 there
     assert mr.loc["a", "mean_rank_low"] == 1.0 and mr.loc["a", "mean_rank_high"] == 1.5
 
@@ -209,7 +202,7 @@ def test_identical_models_get_overlapping_intervals():
     one = right_on(y, 2100, rng)
     for preds in (seeded, [one]):
         fits = [fit("a", y, preds), fit("twin", y, preds), fit("c", y, [right_on(y, 1500, rng)])]
-        t = leaderboard(fits, n_boot=300, metrics=("accuracy",)).table.set_index("model")
+        t = leaderboard(fits, seed=0, n_boot=300, metrics=("accuracy",)).table.set_index("model")
         assert t.loc["a", "rank"] == t.loc["twin", "rank"] == 1
         assert t.loc["a", "rank_high"] == t.loc["twin", "rank_high"] == 2
         assert t.loc["a", "rank_low"] == t.loc["twin", "rank_low"] == 1
@@ -224,12 +217,12 @@ def test_best_probe_per_model_or_every_probe_its_own_ranking():
         fit("b", y, [right_on(y, 1600)], probe="linear"),
         fit("b", y, [right_on(y, 1100)], probe="knn"),
     ]
-    best = leaderboard(fits, n_boot=200, metrics=("accuracy",)).table
+    best = leaderboard(fits, seed=0, n_boot=200, metrics=("accuracy",)).table
     assert best[["model", "probe", "rank"]].to_numpy().tolist() == [
         ["a", "knn", 1],
         ["b", "linear", 2],
     ]
-    per = leaderboard(fits, n_boot=200, metrics=("accuracy",), per_probe=True)
+    per = leaderboard(fits, seed=0, n_boot=200, metrics=("accuracy",), per_probe=True)
     got = per.table.set_index(["probe", "model"])["rank"].to_dict()
     assert got == {("linear", "b"): 1, ("linear", "a"): 2, ("knn", "a"): 1, ("knn", "b"): 2}
     assert set(per.table["probe_mode"]) == {"per probe"}
@@ -239,7 +232,7 @@ def test_best_probe_per_model_or_every_probe_its_own_ranking():
 def test_ranked_on_the_rows_every_model_predicted():
     y = np.arange(1000) % N_CLASSES
     fits = [fit("a", y, [right_on(y, 900)]), fit("b", y[:800], [right_on(y[:800], 700)])]
-    t = leaderboard(fits, n_boot=100, metrics=("accuracy",)).table
+    t = leaderboard(fits, seed=0, n_boot=100, metrics=("accuracy",)).table
     assert t["n_rows"].tolist() == [800, 800]
     assert "800 test rows every fit predicted" in t["note"].iloc[0]
     assert t.set_index("model")["value"].to_dict() == {"a": 800 / 800, "b": 700 / 800}
@@ -272,8 +265,8 @@ def test_datasets_resample_apart_and_mean_ranks_span_them():
     rng = np.random.default_rng(3)
     wikiart = simulated_fits(rng, [2, 0, 1], 1000)
     artbench = simulated_fits(rng, [0, 2, 1], 900)
-    alone = leaderboard({"wikiart": wikiart}, n_boot=100).table
-    both = leaderboard({"wikiart": wikiart, "artbench": artbench}, n_boot=100)
+    alone = leaderboard({"wikiart": wikiart}, seed=0, n_boot=100).table
+    both = leaderboard({"wikiart": wikiart, "artbench": artbench}, seed=0, n_boot=100)
     pd.testing.assert_frame_equal(alone, both.table[both.table.dataset == "wikiart"])
     mr = both.mean_ranks
     assert set(mr["n_rankings"]) == {2}

@@ -144,14 +144,25 @@ class _Ranking:
     chunks: list[np.ndarray] = field(default_factory=list)  # [models, b] per chunk
 
 
+@dataclass(frozen=True)
+class Method:
+    """The construction's two seed-level steps, each switchable so a benchmark can measure
+    what it is worth (bench/rank_interval_sim.py): ``flips_once`` takes the per-row flips
+    between seeds out of the rows' noise, ``seed_level`` adds the seeds' Student-t draw."""
+
+    flips_once: bool = True
+    seed_level: bool = True
+
+
 def leaderboard(
     fits: Sequence[dict] | Mapping[str, Sequence[dict]],
     *,
-    n_boot: int = 1000,
-    seed: int = 0,
+    n_boot: int,
+    seed: int,
     ci: float = 0.95,
     metrics: Sequence[str] = HEADLINE,
     per_probe: bool = False,
+    method: Method = Method(),
 ) -> Leaderboard:
     """The leaderboard of the report's loaded fits (:func:`artprobe.report.load.load_fits`):
     one list (one dataset, named "") or ``{dataset name: fits}``. See the module docstring
@@ -169,7 +180,7 @@ def leaderboard(
         _resample(targets, rankings, n_boot, seed_d)
         rng = np.random.default_rng([seed_d, 2])
         for r in rankings:
-            got, mid = _finish(r, targets[r.target], rng, seed_d, ci)
+            got, mid = _finish(r, targets[r.target], rng, seed_d, ci, method)
             rows += got
             mids.append((r, mid))
     table = _with_holm(pd.DataFrame(rows, columns=COLUMNS))
@@ -258,14 +269,19 @@ def _resample(targets: dict[str, _Target], rankings: list[_Ranking], n_boot, see
             r.chunks.append(np.stack([got[(r.target, e)][r.metric] for e in r.entries]))
 
 
-def _finish(r: _Ranking, t: _Target, rng, seed, ci: float) -> tuple[list[dict], tuple]:
+def _finish(
+    r: _Ranking, t: _Target, rng, seed, ci: float, method: Method
+) -> tuple[list[dict], tuple]:
     """One ranking's table rows, and its resampled and observed places (ties: the mean of
     their places) for the mean ranks."""
     sc = [t.scorers[e] for e in r.entries]
     s = np.concatenate(r.chunks, axis=1).T  # [n_boot, models]: the rows' draws as scored
     values = np.array([x.value[r.metric] for x in sc])
-    joint = _rows_less_flips(s, np.array([x.flip_var(r.metric) / x.n_seeds for x in sc]))
-    joint += _seed_draws(sc, [p for _, p in r.entries], r.metric, len(s), rng)
+    joint = s.copy()
+    if method.flips_once:
+        joint = _rows_less_flips(s, np.array([x.flip_var(r.metric) / x.n_seeds for x in sc]))
+    if method.seed_level:
+        joint += _seed_draws(sc, [p for _, p in r.entries], r.metric, len(s), rng)
     lo, hi = _places(joint)
     (p_lo,), (p_hi,) = _places(values[None])
     q = (1 - ci) / 2

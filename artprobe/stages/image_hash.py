@@ -137,9 +137,12 @@ def hamming(a: np.ndarray | int, b: np.ndarray | int) -> np.ndarray:
     return np.bitwise_count(np.bitwise_xor(np.asarray(a, np.uint64), np.asarray(b, np.uint64)))
 
 
-def hash_images(images: Iterable[bytes | None]) -> tuple[np.ndarray, list[str | None]]:
-    """(hashes, errors) of encoded images; a failed image gets hash 0 and its reason."""
-    prints = fingerprint_images(images, fine=False)
+def hash_images(
+    images: Iterable[bytes | None], *, draft_side: int | None = DRAFT_SIDE
+) -> tuple[np.ndarray, list[str | None]]:
+    """(hashes, errors) of encoded images; a failed image gets hash 0 and its reason
+    (``draft_side``: :func:`fingerprint_images`')."""
+    prints = fingerprint_images(images, fine=False, draft_side=draft_side)
     return prints.phash, prints.errors
 
 
@@ -153,17 +156,23 @@ class Fingerprints(NamedTuple):
 
 
 def fingerprint_images(
-    images: Iterable[bytes | None], *, fine: bool = True, previews: PreviewWriter | None = None
+    images: Iterable[bytes | None],
+    *,
+    fine: bool = True,
+    previews: PreviewWriter | None = None,
+    draft_side: int | None = DRAFT_SIDE,
 ) -> Fingerprints:
     """The hash (and with ``fine`` the confirming measures) of encoded images, one decode each;
-    ``previews`` gets each decoded image (None where it failed)."""
+    ``previews`` gets each decoded image (None where it failed). ``draft_side``: the decode's
+    smallest short side (:data:`DRAFT_SIDE`; None: full resolution, to measure what the
+    DCT-scaled decode changes)."""
     views, errors = [], []
     blank = Views(
         np.zeros((SIZE, SIZE)), np.zeros((FINE, FINE)), np.zeros((GRID, GRID, 3), np.uint8)
     )
     for data in images:
         try:
-            rgb = decode_rgb(data, min_short_side=DRAFT_SIDE)
+            rgb = decode_rgb(data, min_short_side=draft_side)
             views.append(views_of(rgb, fine=fine))
             errors.append(None)
         except ImageDecodeError as err:
