@@ -27,7 +27,7 @@ SPLITS = ("train", "val", "test")
 #: the files of one fit (``rules/classify.smk`` outputs, the report's inputs): key -> name
 FIT_FILES = {
     "metrics": "metrics.json",
-    "report": "classification_report.txt",
+    "classification_report": "classification_report.txt",
     "predictions": "predictions.parquet",
     "history": "history.csv",
 }

@@ -7,7 +7,7 @@ rule classify:
         duplicates=duplicates_dropped,
     output:
         metrics="results/{dataset}/classify/{model}/{target}/{classifier}/metrics.json",
-        report="results/{dataset}/classify/{model}/{target}/{classifier}/classification_report.txt",
+        classification_report="results/{dataset}/classify/{model}/{target}/{classifier}/classification_report.txt",
         predictions="results/{dataset}/classify/{model}/{target}/{classifier}/predictions.parquet",
         history="results/{dataset}/classify/{model}/{target}/{classifier}/history.csv",
     log:

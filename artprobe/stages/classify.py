@@ -191,7 +191,7 @@ def run_fit(
     seed_preds = [f.proba_test.argmax(1) for f in fits] if len(fits) > 1 else None
     write_parquet(predictions_table(rte, yte, proba, seed_preds), out["predictions"])
     write_history(fits[0].history, out["history"])
-    write_text(out["report"], report_text(yte, proba.argmax(1), data["classes"]))
+    write_text(out["classification_report"], report_text(yte, proba.argmax(1), data["classes"]))
     write_json(out["metrics"], result)
     acc = result["accuracy"]
     log.info(
