@@ -513,7 +513,7 @@ def test_no_name_from_the_data_runs_on_any_page(hostile_report, browser):
     work, classes = hostile_report
     report = work / "results" / "xss" / "report"
     pages = sorted(report.rglob("*.html"))
-    assert len(pages) == 5 + 3 * 2 + 1  # tables, the three sheets per target, the map
+    assert len(pages) == 6 + 3 * 2 + 1  # leaderboard and tables, three sheets per target, map
     must_show = {  # the pages that list every class of a target
         "tables/dataset.html": [n for t in classes for n in classes[t]],
         "galleries/style.html": classes["style"],

@@ -48,6 +48,7 @@ RULES = [
     "merge_embeddings",
     "classify",
     "fewshot",
+    "compare",
     "thumbnails",
     "report",
 ]
