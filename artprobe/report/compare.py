@@ -73,9 +73,8 @@ def write_standings(s: Standings, out: StandingsFiles) -> None:
 
 def read_standings(files: StandingsFiles) -> Standings:
     """The tables as :func:`standings` made them (``best_probe`` cells back to lists)."""
-    frames = {n: pq.read_table(getattr(files, n)).to_pandas() for n in TABLES}
-    frames["verdict"]["best_probe"] = [list(p) for p in frames["verdict"]["best_probe"]]
-    return Standings(**frames)
+    frames = {n: pq.read_table(getattr(files, n)).to_pandas() for n in TABLES if n != "verdict"}
+    return Standings(**frames, verdict=read_verdict(files.verdict))
 
 
 def read_verdict(path: str) -> pd.DataFrame:

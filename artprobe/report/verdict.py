@@ -117,11 +117,10 @@ def _entry(fits: pd.DataFrame, comparisons, target: str, metric: str) -> dict:
     }
     tie = at_top[at_top.model != top["model"]]  # another model shares the best value
     if not tie.empty:
-        ru = {"row": next(tie.itertuples()), "p": math.nan}
-        ru["p"] = _p_holm(
-            comparisons, target, ru["row"].classifier, top["model"], ru["row"].model, metric
-        )
-        decided = ru["row"].classifier if ru["row"].classifier in probes else top["classifier"]
+        other = next(tie.itertuples())
+        p_tie = _p_holm(comparisons, target, other.classifier, top["model"], other.model, metric)
+        ru = {"row": other, "p": p_tie}
+        decided = other.classifier if other.classifier in probes else top["classifier"]
     else:
         found = [
             (p, _runner_up(fits, comparisons, target, metric, top["model"], p)) for p in probes
@@ -132,9 +131,10 @@ def _entry(fits: pd.DataFrame, comparisons, target: str, metric: str) -> dict:
         else:  # no other model has the best model's probes: its best fit of any probe
             others = fits[fits.model != top["model"]]
             if others.empty:
-                return {**_interval(row, at_top, top, metric), "outcome": "only model"}
+                return {**_interval(row, top, metric), "outcome": "only model"}
             ru, decided = {"row": next(others.itertuples()), "p": math.nan}, top["classifier"]
-    best_fit = at_top[(at_top.model == top["model"]) & (at_top.classifier == decided)]
+    # the fit quoted: the best model's fit of the deciding probe (always one of its tied fits)
+    quoted = at_top[(at_top.model == top["model"]) & (at_top.classifier == decided)].iloc[0]
     r, p = ru["row"], ru["p"]
     diff = best_value - float(r.value)
     if np.isclose(diff, 0, rtol=0, atol=1e-12):
@@ -144,7 +144,7 @@ def _entry(fits: pd.DataFrame, comparisons, target: str, metric: str) -> dict:
     else:
         outcome = "lead holds" if p < ALPHA else "tie"
     return {
-        **_interval(row, best_fit if len(best_fit) else at_top, top, metric),
+        **_interval(row, quoted, metric),
         "decided_by": decided,
         "runner_up": r.model,
         "runner_up_probe": r.classifier,
@@ -155,10 +155,13 @@ def _entry(fits: pd.DataFrame, comparisons, target: str, metric: str) -> dict:
     }
 
 
-def _interval(row: dict, fits: pd.DataFrame, top, metric: str) -> dict:
-    """``row`` with the 95 % interval of the fit the verdict quotes (the first of ``fits``)."""
-    f = fits.iloc[0] if len(fits) else top
-    return {**row, "ci_low": float(f[f"{metric}_ci_low"]), "ci_high": float(f[f"{metric}_ci_high"])}
+def _interval(row: dict, fit: pd.Series, metric: str) -> dict:
+    """``row`` with the 95 % interval of ``fit``, the fit the verdict quotes."""
+    return {
+        **row,
+        "ci_low": float(fit[f"{metric}_ci_low"]),
+        "ci_high": float(fit[f"{metric}_ci_high"]),
+    }
 
 
 def probe_label(probes: Iterable[str]) -> str:
