@@ -74,6 +74,8 @@ class DemoSettings:
     files: int
     seed: int
     broken: int
+    #: ``wikiart`` (genre, style, artist in data/train-*) or ``artbench`` (label; train and test)
+    layout: str
 
     def rule_params(self) -> dict:
         return asdict(self)
@@ -378,6 +380,10 @@ class ThumbnailSettings:
     confusions: dict[str, int]
     map_rows: int
     map_thumbnails: int
+    #: the leaderboard's top models shown in the galleries, disagreements and confusions
+    top_models: int
+    #: models shown there whatever their rank
+    show_models: list[str]
 
     def rule_params(self) -> dict:
         return asdict(self)
@@ -408,6 +414,8 @@ class ReportSettings:
     pairs_targets: list[str] | None
     map_method: str
     map_grid: int
+    top_models: int
+    show_models: list[str]
 
     def rule_params(self) -> dict:
         return asdict(self)
