@@ -31,6 +31,10 @@ FIT_FILES = {
     "predictions": "predictions.parquet",
     "history": "history.csv",
 }
+#: top-level keys of the single-dataset config, now items of ``datasets:``
+LEGACY_KEYS = ("dataset", "split", "demo")
+#: folders of results/ that are not datasets (the cross-dataset leaderboard)
+RESERVED_NAMES = ("leaderboard",)
 #: the kind few-shot curves fit (artprobe.probes.curve), the registry's few-shot kind
 FEWSHOT_KIND = next(k for k in registry.names() if registry.get(k).fewshot)
 
@@ -72,43 +76,82 @@ def check_config(config: dict) -> dict[str, dict]:
             resolved[c["name"]] = resolve_params(c["kind"], spec)
         except ValueError as err:
             raise ValueError(f"config classifiers[{c['name']}]: {err}") from None
-    targets = config["dataset"]["targets"]
+    _check_datasets(config["datasets"])
+    targets = all_targets(config)
     for key in ("drop_labels", "min_class_count"):
         unknown = sorted(set(config["probe"][key]) - set(targets))
         if unknown:
             raise ValueError(
                 f"config probe.{key}: unknown target(s) {unknown} (targets: {targets})"
             )
-    strat = config["split"]["stratify_by"]
-    if strat is not None and strat not in targets:
-        raise ValueError(
-            f"config split.stratify_by: {strat!r} is not one of dataset.targets {targets}"
-        )
-    _check_split(config["split"], targets)
-    if config["demo"] is not None and not is_local_source(config["dataset"]["source"]):
-        raise ValueError("config demo: set, but dataset.source is a hub id, not a local folder")
     return resolved
 
 
-def _check_split(split: dict, targets: list[str]) -> None:
+def check_legacy_keys(config: dict) -> None:
+    """The single-dataset keys of earlier versions fail with what to write instead (checked
+    before the schema, whose message would only say the key is unexpected)."""
+    old = [k for k in LEGACY_KEYS if k in config]
+    if old:
+        keys = ", ".join(f"{k}:" for k in old)
+        raise ValueError(
+            f"config {keys} replaced by `datasets:`, a list of datasets each with its name, "
+            "source, targets and its own split: and demo: keys, e.g. datasets: [{name: wikiart, "
+            "source: huggan/wikiart, split: {method: stratified}}] (config.yaml shows the form)"
+        )
+
+
+def demo_source(name: str) -> str:
+    """Where a demo dataset's source is generated (the generate_demo rule's output)."""
+    return f"results/{name}/source"
+
+
+def all_targets(config: dict) -> list[str]:
+    """Every dataset's targets, each once, in the datasets' order."""
+    return list(dict.fromkeys(t for d in config["datasets"] for t in d["targets"]))
+
+
+def _check_datasets(datasets: list[dict]) -> None:
+    """Names unique and not a folder of results/ itself; a source for every real dataset, a
+    generated one for every demo (filled in here); each dataset's split keys."""
+    dup = _duplicates([d["name"] for d in datasets])
+    if dup:
+        raise ValueError(f"config datasets: duplicate name(s) {dup}")
+    for d in datasets:
+        where = f"config datasets[{d['name']}]"
+        if d["name"] in RESERVED_NAMES:
+            raise ValueError(f"{where}.name: {d['name']!r} is taken by results/{d['name']}/")
+        if d["demo"] is not None:
+            if d.get("source", demo_source(d["name"])) != demo_source(d["name"]):
+                raise ValueError(
+                    f"{where}.source: a demo dataset is generated into {demo_source(d['name'])}; "
+                    "leave source out (or set demo: null for a real source)"
+                )
+            d["source"] = demo_source(d["name"])
+        elif "source" not in d:
+            raise ValueError(f"{where}.source: required (a hub id or a local folder)")
+        strat = d["split"]["stratify_by"]
+        if strat is not None and strat not in d["targets"]:
+            raise ValueError(
+                f"{where}.split.stratify_by: {strat!r} is not one of its targets {d['targets']}"
+            )
+        _check_split(d["split"], d["targets"], f"{where}.split")
+
+
+def _check_split(split: dict, targets: list[str], where: str) -> None:
     """group_by goes with method group and is no target; drop_duplicates needs the scan."""
     group_by = split.get("group_by")
     if split["method"] == "group" and group_by is None:
-        raise ValueError("config split.group_by: required with split.method 'group' (e.g. artist)")
+        raise ValueError(f"{where}.group_by: required with method 'group' (e.g. artist)")
     if group_by is not None and split["method"] != "group":
-        raise ValueError(
-            f"config split.group_by: set, but split.method is {split['method']!r}, not 'group'"
-        )
+        raise ValueError(f"{where}.group_by: set, but method is {split['method']!r}, not 'group'")
     if group_by in targets:
         raise ValueError(
-            f"config split.group_by: {group_by!r} is also in dataset.targets; with every {group_by} "
+            f"{where}.group_by: {group_by!r} is also one of the targets; with every {group_by} "
             f"on one side no test {group_by} is seen in training, so its fits mean nothing. "
-            f"Remove {group_by!r} from dataset.targets (group_by reads the source column itself)"
+            f"Remove {group_by!r} from targets (group_by reads the source column itself)"
         )
     if split.get("drop_duplicates") and split.get("duplicate_distance") is None:
-        raise ValueError(
-            "config split.drop_duplicates: true, but split.duplicate_distance is null (no scan)"
-        )
+        raise ValueError(f"{where}.drop_duplicates: true, but duplicate_distance is null (no scan)")
 
 
 def embed_gpus(config: dict) -> int:

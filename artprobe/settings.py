@@ -47,9 +47,9 @@ def _from(cls, values: dict, **extra):
 
 @dataclass(frozen=True)
 class SourceSettings:
-    """What the source is and which of it to read (``dataset:`` less its name): the hub id
-    or local folder, the revision, the targets, the layout's config and splits, the image
-    column (the manifest and download stages)."""
+    """What the source is and which of it to read (a ``datasets:`` item less its name, demo
+    and split): the hub id or local folder, the revision, the targets, the layout's config
+    and splits, the image column (the manifest and download stages)."""
 
     source: str
     revision: str | None
@@ -62,8 +62,14 @@ class SourceSettings:
         return asdict(self)
 
 
-def source_settings(config: dict) -> SourceSettings:
-    return _from(SourceSettings, config["dataset"])
+def dataset_entry(config: dict, name: str) -> dict:
+    """The ``datasets:`` item called ``name`` (validated and checked: its keys all there)."""
+    return next(d for d in config["datasets"] if d["name"] == name)
+
+
+def source_settings(dataset: dict) -> SourceSettings:
+    """``dataset``: a ``datasets:`` item (:func:`dataset_entry`)."""
+    return _from(SourceSettings, dataset)
 
 
 @dataclass(frozen=True)
@@ -81,9 +87,9 @@ class DemoSettings:
         return asdict(self)
 
 
-def demo_settings(config: dict) -> DemoSettings:
-    """``demo:`` of a config that sets it (the schema fills the keys left out)."""
-    return _from(DemoSettings, config["demo"])
+def demo_settings(dataset: dict) -> DemoSettings:
+    """``demo:`` of a ``datasets:`` item that sets it (the schema fills the keys left out)."""
+    return _from(DemoSettings, dataset["demo"])
 
 
 @dataclass(frozen=True)
@@ -109,8 +115,9 @@ class SplitSettings:
         return {k: v for k, v in asdict(self).items() if k not in skip}
 
 
-def split_settings(config: dict) -> SplitSettings:
-    return _from(SplitSettings, config["split"])
+def split_settings(dataset: dict) -> SplitSettings:
+    """``split:`` of a ``datasets:`` item."""
+    return _from(SplitSettings, dataset["split"])
 
 
 # ---------------------------------------------------------------------------------- embed
@@ -389,14 +396,15 @@ class ThumbnailSettings:
         return asdict(self)
 
 
-def thumbnail_settings(config: dict, center: bool) -> ThumbnailSettings:
-    """``report:``'s selection keys; ``center``: the kNN probe's centring
-    (:func:`artprobe.config.neighbour_center`)."""
-    p = config["probe"]
+def thumbnail_settings(config: dict, targets: list[str], center: bool) -> ThumbnailSettings:
+    """``report:``'s selection keys for a dataset's ``targets``; ``center``: the kNN probe's
+    centring (:func:`artprobe.config.neighbour_center`)."""
+    p, r = config["probe"], config["report"]
     return _from(
         ThumbnailSettings,
-        config["report"],
-        targets=list(config["dataset"]["targets"]),
+        r,
+        targets=list(targets),
+        map_target=r["map_target"] if r["map_target"] in targets else None,
         seed=p["seed"],
         center=center,
         drop_labels=p["drop_labels"],

@@ -2,6 +2,7 @@
 
 import functools
 import os
+import re
 import sys
 
 from snakemake.utils import validate
@@ -11,7 +12,9 @@ sys.path.insert(0, workflow.basedir)
 from artprobe.config import (
     FEWSHOT_KIND,
     FIT_FILES,
+    all_targets,
     check_config,
+    check_legacy_keys,
     embed_gpus,
     gains_from_gpu,
     is_local_source,
@@ -26,6 +29,7 @@ from artprobe.pretrained import check_offline_weights, fetches_weights
 from artprobe.report.layout import layout_options, report_layout
 from artprobe.settings import (
     compare_settings,
+    dataset_entry,
     demo_settings,
     embed_params,
     fewshot_settings,
@@ -38,34 +42,42 @@ from artprobe.settings import (
     thumbnail_settings,
 )
 
+check_legacy_keys(config)  # the single-dataset keys: what to write instead, in one line
 validate(config, "../schemas/config.schema.yaml")
 
-CLASSIFIER_PARAMS = check_config(config)
+CLASSIFIER_PARAMS = check_config(config)  # also gives each demo dataset its source folder
 FEWSHOT = fewshot_settings(config, CLASSIFIER_PARAMS)  # None: no few-shot curves
-SPLIT = split_settings(config)
 if workflow.is_main_process:  # jobs re-parse the workflow: importing timm there costs seconds
     check_timm_names(config["models"])
 MODELS = {m["name"]: m for m in config["models"]}
 CLASSIFIER_KINDS = {c["name"]: c["kind"] for c in config["classifiers"]}  # name -> kind
-TARGETS = config["dataset"]["targets"]
-DATASET = config["dataset"]["name"]
-OUT = f"results/{DATASET}"
+DATASETS = {d["name"]: d for d in config["datasets"]}  # name -> its datasets: item
+TARGETS = {name: d["targets"] for name, d in DATASETS.items()}
+SPLIT = {name: split_settings(d) for name, d in DATASETS.items()}
+DEMOS = [name for name, d in DATASETS.items() if d["demo"] is not None]  # generated sources
+# hub ids: the download stage runs for these
+HUB = [n for n, d in DATASETS.items() if d["demo"] is None and not is_local_source(d["source"])]
 EMBED_GPUS = embed_gpus(config)
-SOURCE = config["dataset"]["source"]
-HUB = config["demo"] is None and not is_local_source(SOURCE)  # a hub id: the download stage runs
-if workflow.is_main_process and HUB:  # offline with an empty cache: one error, before any job
-    check_offline_cache(
-        SOURCE, **{k: config["dataset"][k] for k in ("revision", "config", "splits")}
-    )
+if workflow.is_main_process:  # offline with an empty cache: one error, before any job
+    for name in HUB:
+        d = DATASETS[name]
+        check_offline_cache(d["source"], **{k: d[k] for k in ("revision", "config", "splits")})
 HUB_MODELS = {n: m for n, m in MODELS.items() if fetches_weights(m)}  # the weights stage's
 if workflow.is_main_process:  # offline with weights missing: one error, before any job
-    check_offline_weights(HUB_MODELS, {n: f"{OUT}/weights/{n}.json" for n in HUB_MODELS})
+    for name in DATASETS:
+        markers = {n: f"results/{name}/weights/{n}.json" for n in HUB_MODELS}
+        check_offline_weights(HUB_MODELS, markers)
+
+
+def one_of(names):
+    """A wildcard pattern matching exactly ``names`` (nothing when there are none)."""
+    return "|".join(re.escape(n) for n in names) or "(?!)"
 
 
 wildcard_constraints:
-    dataset=DATASET,
+    dataset=one_of(DATASETS),
     model="|".join(MODELS),
-    target="|".join(TARGETS),
+    target=one_of(all_targets(config)),
     classifier="|".join(CLASSIFIER_KINDS),
     shard=r"\d{5}",
     file=r"\d{5}",
@@ -79,14 +91,14 @@ wildcard_constraints:
 
 
 def demo_params(wildcards):
-    return demo_settings(config).rule_params()
+    return demo_settings(DATASETS[wildcards.dataset]).rule_params()
 
 
 # ---------------------------------------------------------------- download
 
 
 def hub_params(wildcards):
-    d = config["dataset"]
+    d = DATASETS[wildcards.dataset]
     return {
         "source": d["source"],
         "revision": d["revision"],
@@ -107,28 +119,28 @@ def manifest_input(wildcards):
     """A hub source: its download markers. A generated or local source is itself an input
     (its files' mtimes trigger reruns): the Parquet files of the configured layout, or an
     image folder's metadata files (artprobe.sources.local_inputs)."""
-    if config["demo"] is not None:
-        return os.path.normpath(SOURCE)
-    if HUB:
+    d = DATASETS[wildcards.dataset]
+    if d["demo"] is not None:
+        return d["source"]
+    if wildcards.dataset in HUB:
         return download_markers(wildcards)
-    d = config["dataset"]
-    return local_inputs(SOURCE, d["config"], d["splits"])  # the kind the manifest job reads
+    return local_inputs(d["source"], d["config"], d["splits"])  # what the manifest job reads
 
 
 def source_params(wildcards):
-    return source_settings(config).rule_params()
+    return source_settings(DATASETS[wildcards.dataset]).rule_params()
 
 
 def split_index(wildcards):
     """The row index, an input of the split methods that read labels (stratified, group)."""
-    if not SPLIT.reads_labels:
+    if not SPLIT[wildcards.dataset].reads_labels:
         return []
     return f"results/{wildcards.dataset}/rows.parquet"
 
 
 def split_params(wildcards):
     """Only what assigns the rows: the duplicate keys never re-split, group keys only when used."""
-    return SPLIT.rule_params()
+    return SPLIT[wildcards.dataset].rule_params()
 
 
 def _shards(wildcards):
@@ -158,19 +170,19 @@ def per_shard(pattern):
 
 
 def duplicate_distance(wildcards):
-    return config["split"]["duplicate_distance"]
+    return DATASETS[wildcards.dataset]["split"]["duplicate_distance"]
 
 
 def duplicates_scan(wildcards):
     """The scan's file for the report; none with split.duplicate_distance null."""
-    if config["split"]["duplicate_distance"] is None:
+    if duplicate_distance(wildcards) is None:
         return []
     return f"results/{wildcards.dataset}/duplicates.parquet"
 
 
 def duplicates_dropped(wildcards):
     """An input of the fits only with split.drop_duplicates (else the DAG is unchanged)."""
-    if not config["split"]["drop_duplicates"]:
+    if not DATASETS[wildcards.dataset]["split"]["drop_duplicates"]:
         return []
     return f"results/{wildcards.dataset}/duplicates.parquet"
 
@@ -202,8 +214,9 @@ def weights_marker(wildcards):
 
 
 def weights_targets():
-    """The marker of every model whose weights come from the hub."""
-    return [f"{OUT}/weights/{n}.json" for n in HUB_MODELS]
+    """The marker of every model whose weights come from the hub, per dataset (a marker is
+    an input of that dataset's embed jobs; the weights themselves are fetched once)."""
+    return [f"results/{d}/weights/{n}.json" for d in DATASETS for n in HUB_MODELS]
 
 
 def weights_params(wildcards):
@@ -241,21 +254,23 @@ def probe_gpu_resources(kind_of):
     return {"gpu": gpu, "slurm_partition": slurm_partition}
 
 
-def fit_dir(model, target, classifier):
-    return f"{OUT}/classify/{model}/{target}/{classifier}"
+def fit_dir(dataset, model, target, classifier):
+    return f"results/{dataset}/classify/{model}/{target}/{classifier}"
 
 
-def all_fits():
+def dataset_fits(dataset):
+    """Every fit file of ``dataset``: each model × its target × classifier."""
     return [
-        {"model": m, "target": t, "classifier": c, "dir": fit_dir(m, t, c)}
+        f"{fit_dir(dataset, m, t, c)}/{name}"
         for m in MODELS
-        for t in TARGETS
+        for t in TARGETS[dataset]
         for c in CLASSIFIER_KINDS
+        for name in FIT_FILES.values()
     ]
 
 
 def fit_inputs(wildcards):
-    return [f"{f['dir']}/{name}" for f in all_fits() for name in FIT_FILES.values()]
+    return dataset_fits(wildcards.dataset)
 
 
 # ---------------------------------------------------------------- fewshot
@@ -272,7 +287,7 @@ def fewshot_reused_fit(wildcards):
     that point itself)."""
     if FEWSHOT is None or FEWSHOT.reuses is None:
         return {}
-    d = fit_dir(wildcards.model, wildcards.target, FEWSHOT.reuses)
+    d = fit_dir(wildcards.dataset, wildcards.model, wildcards.target, FEWSHOT.reuses)
     return {
         "fit_metrics": f"{d}/{FIT_FILES['metrics']}",
         "fit_predictions": f"{d}/{FIT_FILES['predictions']}",
@@ -283,26 +298,47 @@ def fewshot_kind(wildcards):
     return FEWSHOT_KIND  # the registry's few-shot kind (artprobe.probes.curve)
 
 
-def fewshot_inputs():
-    """Every few-shot curve (none when probe.fewshot is null)."""
+def fewshot_inputs(wildcards):
+    """Every few-shot curve of the dataset (none when probe.fewshot is null)."""
     if FEWSHOT is None:
         return []
-    return [f"{OUT}/fewshot/{m}/{t}.json" for m in MODELS for t in TARGETS]
+    d = wildcards.dataset
+    return [f"results/{d}/fewshot/{m}/{t}.json" for m in MODELS for t in TARGETS[d]]
 
 
 # ---------------------------------------------------------------- report
 
 
-# every report file (path, caption, category, subcategory, labels): artprobe.report.layout
-LAYOUT_OPTIONS = {**layout_options(config["report"], TARGETS), "fewshot": FEWSHOT is not None}
-REPORT = report_layout(
-    list(MODELS), TARGETS, list(CLASSIFIER_KINDS), CLASSIFIER_KINDS, **LAYOUT_OPTIONS
-)
+# every report file of each dataset (path, caption, category, subcategory, labels):
+# artprobe.report.layout; the report options are checked against every dataset's targets
+layout_options(config["report"], all_targets(config))
+
+
+def dataset_layout(dataset):
+    targets = TARGETS[dataset]
+    options = {
+        k: None if v is None else [t for t in v if t in targets]
+        for k, v in layout_options(config["report"], all_targets(config)).items()
+    }
+    labels = {"dataset": dataset} if len(DATASETS) > 1 else {}
+    return report_layout(
+        list(MODELS),
+        targets,
+        list(CLASSIFIER_KINDS),
+        CLASSIFIER_KINDS,
+        **options,
+        fewshot=FEWSHOT is not None,
+        labels=labels,
+    )
+
+
+REPORT = {name: dataset_layout(name) for name in DATASETS}
 
 
 # the report's three stages' settings (artprobe.settings), built once; params: plain values
 COMPARE = compare_settings(config)
-THUMBNAILS = thumbnail_settings(config, neighbour_center(CLASSIFIER_KINDS, CLASSIFIER_PARAMS))
+CENTER = neighbour_center(CLASSIFIER_KINDS, CLASSIFIER_PARAMS)
+THUMBNAILS = {name: thumbnail_settings(config, TARGETS[name], CENTER) for name in DATASETS}
 DRAWING = report_settings(config)
 
 
@@ -313,7 +349,7 @@ def compare_params(wildcards):
 
 def thumbnail_params(wildcards):
     """Which paintings the report shows (ThumbnailSettings)."""
-    return THUMBNAILS.rule_params()
+    return THUMBNAILS[wildcards.dataset].rule_params()
 
 
 def report_params(wildcards):
@@ -321,19 +357,30 @@ def report_params(wildcards):
     return DRAWING.rule_params()
 
 
+def leaderboard_inputs(wildcards):
+    """Every dataset's fits (the leaderboard ranks them all at once; results/<dataset>/ in
+    each path says whose)."""
+    return [f for name in DATASETS for f in dataset_fits(name)]
+
+
+LEADERBOARD = "results/leaderboard"
+
+
 def final_targets():
-    return [f"{OUT}/report/{f.path}" for f in REPORT]
+    reports = [f"results/{d}/report/{f.path}" for d in DATASETS for f in REPORT[d]]
+    return reports + [f"{LEADERBOARD}/leaderboard.html"]
 
 
-def report_ids():
+def report_ids(dataset):
     """The layout id of each report output, in the order of report_outputs()."""
-    return [f.id for f in REPORT]
+    return [f.id for f in REPORT[dataset]]
 
 
-def report_outputs():
-    """Every report file, wrapped in report() with its caption, category and labels."""
+def report_outputs(dataset):
+    """Every report file of ``dataset`` (its report rule's outputs, the dataset a wildcard
+    the rule constrains to it), wrapped in report() with its caption, category and labels."""
     out = []
-    for f in REPORT:
+    for f in REPORT[dataset]:
         kw = dict(category=f.category, subcategory=f.subcategory, labels=f.labels)
         kw["caption"] = f"../report/{f.caption}"
         out.append(report(f"results/{{dataset}}/report/{f.path}", **kw))

@@ -6,11 +6,11 @@
 
 rule generate_demo:
     output:
-        directory(os.path.normpath(config["dataset"]["source"])),
+        directory("results/{dataset}/source"),
     log:
-        f"{OUT}/logs/generate_demo.log",
+        "results/{dataset}/logs/generate_demo.log",
     benchmark:
-        f"{OUT}/benchmarks/generate_demo.tsv"
+        "results/{dataset}/benchmarks/generate_demo.tsv"
     conda:
         "../envs/data.yaml"
     threads: 1
@@ -19,6 +19,8 @@ rule generate_demo:
         runtime=10,
     params:
         demo=demo_params,
+    wildcard_constraints:
+        dataset=one_of(DEMOS),  # a real dataset's source is never made here
     script:
         "../scripts/generate_demo.py"
 

@@ -3,7 +3,7 @@
 import _checkout  # noqa: F401  (the checkout's artprobe, conda env or not)
 
 from artprobe.common.logs import to_log
-from artprobe.settings import split_settings
+from artprobe.settings import dataset_entry, split_settings
 from artprobe.stages.split import write_split
 
 with to_log(snakemake.log[0]):
@@ -11,5 +11,6 @@ with to_log(snakemake.log[0]):
         snakemake.input[0],
         snakemake.input.get("index") or None,  # only the methods that read labels need it
         snakemake.output[0],
-        split_settings(snakemake.config),  # what the rule's params hold, with the group keys
+        # what the rule's params hold, with the group keys
+        split_settings(dataset_entry(snakemake.config, snakemake.wildcards.dataset)),
     )

@@ -83,7 +83,8 @@ def _table_html(
             for c in df.columns
         )
         body.append(f"<tr{cls}>{cells}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    table = f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    return f"<div class='scroll'>{table}</div>"  # a wide table scrolls in its box, not the page
 
 
 def write_html(path: Path, title: str, sections: list[str]) -> None:
@@ -462,11 +463,11 @@ def leaderboard_sections(
 
     lines = "".join(f"<li>{text(x)}</li>" for x in v["sentence"]) if len(v) else ""
     out = [_section("In one sentence each", f"<ul>{lines}</ul>", "The verdict (verdict.html).")]
-    for (t, m), sub in board.groupby(["target", "metric"], sort=False):
+    for (d, t, m), sub in board.groupby(["dataset", "target", "metric"], sort=False):
         view = _board_view(sub)
         out.append(
             _section(
-                f"{t}, {METRIC_LABELS.get(m, m)}",
+                f"{d + ': ' if d else ''}{t}, {METRIC_LABELS.get(m, m)}",
                 _table_html(
                     view,
                     text_cols=("model", "probe", "with the best"),
@@ -494,7 +495,8 @@ def leaderboard_sections(
         body = _table_html(
             view, text_cols=("metric", "model"), raw_cols=("mean rank [95 % interval]",)
         )
-        out.append(_section("Mean rank over the targets", body))
+        over = "the datasets and targets" if board["dataset"].nunique() > 1 else "the targets"
+        out.append(_section(f"Mean rank over {over}", body))
     out.append(_section("How the intervals are computed", "", METHOD))
     return out
 

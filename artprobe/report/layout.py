@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from artprobe.probes import registry
 
@@ -233,6 +233,7 @@ def report_layout(
     pairs_targets: Iterable[str] | None = None,
     f1_targets: Iterable[str] | None = None,
     fewshot: bool = False,
+    labels: Mapping[str, str] | None = None,
 ) -> list[ReportFile]:
     """Every file of the report, in a stable order.
 
@@ -242,7 +243,8 @@ def report_layout(
     F1 plot; None leaves it to the data (one ``confusion/`` file per fit, drawn as a matrix or
     as pairs by class count; one ``per_class_f1/<classifier>.png`` for a target chosen by rule).
     ``fewshot`` (config ``probe.fewshot`` set) adds the few-shot table and one curve per
-    model × target.
+    model × target. ``labels`` go first into every file's labels (the dataset, where a run
+    has several).
     """
     models, targets, classifiers = list(models), list(targets), list(classifiers)
     pairs = None if pairs_targets is None else set(pairs_targets)
@@ -268,6 +270,8 @@ def report_layout(
     files += _painting_files(models, targets)
     if fewshot:
         files += _fewshot_files(models, targets)
+    if labels:
+        files = [replace(f, labels={**labels, **f.labels}) for f in files]
     return files
 
 
