@@ -101,24 +101,37 @@ def demo_source(tmp_path_factory) -> Path:
     from artprobe.stages.generate_demo import generate_demo
 
     folder = tmp_path_factory.mktemp("demo_source")
-    generate_demo(folder, DemoSettings(rows=96, files=3, seed=1, broken=2))
+    generate_demo(folder, DemoSettings(rows=96, files=3, seed=1, broken=2, layout="wikiart"))
     return folder
 
 
-def validated(**sections) -> dict:
-    """A config as the workflow's parse leaves it: the required keys (a hub source, one model,
-    the linear classifier) overridden by ``sections``, validated against the schema, which
-    fills in every default (as rules/common.smk's ``validate`` does)."""
+def validated(*, dataset=None, split=None, demo=None, **sections) -> dict:
+    """A config as the workflow's parse leaves it: the required keys (one dataset from the
+    hub, one model, the linear classifier) overridden by ``sections``, validated against the
+    schema, which fills in every default (as rules/common.smk's ``validate`` does).
+    ``dataset``, ``split`` and ``demo`` are keys of the one ``datasets:`` item (its own
+    keys, its ``split:``, its ``demo:``)."""
     from snakemake.utils import validate
 
+    item = {"name": "t", "source": "huggan/wikiart", **(dataset or {})}
+    if split is not None:
+        item["split"] = split
+    if demo is not None:
+        item["demo"] = demo
+        item.pop("source")
     config = {
-        "dataset": {"name": "t", "source": "huggan/wikiart"},
+        "datasets": [item],
         "models": [{"name": "m", "timm": "resnet18"}],
         "classifiers": [{"name": "linear", "kind": "linear"}],
         **sections,
     }
     validate(config, str(ROOT / "schemas" / "config.schema.yaml"))
     return config
+
+
+def dataset_of(**sections) -> dict:
+    """The one ``datasets:`` item of :func:`validated` (same arguments)."""
+    return validated(**sections)["datasets"][0]
 
 
 def source_of(folder, targets, **dataset):
@@ -128,7 +141,7 @@ def source_of(folder, targets, **dataset):
     from artprobe.settings import source_settings
 
     dataset = {"name": "t", "source": str(folder), "targets": list(targets), **dataset}
-    return source_settings(validated(dataset=dataset))
+    return source_settings(dataset_of(dataset=dataset))
 
 
 def copy_workflow(dest: Path) -> Path:
@@ -180,16 +193,17 @@ def job_counts(stdout: str) -> dict[str, int]:
 
 
 TINY_OVERLAY = """
-dataset:
-  name: tiny
-  source: ./results/tiny/source
-  revision: null
-  targets: [genre, style]
-demo:
-  rows: 120
-  files: 2
-  seed: 3
-  broken: 2
+datasets:
+  - name: tiny
+    targets: [genre, style]
+    demo:
+      rows: 120
+      files: 2
+      seed: 3
+      broken: 2
+    split:
+      method: stratified
+      stratify_by: genre
 shards:
   rows: 48
 models:
@@ -214,9 +228,6 @@ classifiers:
   - name: knn
     kind: knn
     k: 5
-split:
-  method: stratified
-  stratify_by: genre
 probe:
   bootstrap: 50
   drop_labels:
