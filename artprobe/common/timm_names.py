@@ -1,9 +1,10 @@
 """What parsing the workflow asks of timm's registry, without importing torch on every parse:
-the architecture names (to check ``models[].timm``) and where each pretrained tag's weights
+the architecture names and pretrained tags (to check ``models[].timm``) and where each tag's weights
 live on the hub (for the weights stage)."""
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 from collections.abc import Callable
@@ -80,13 +81,37 @@ def pretrained_source(timm_name: str) -> tuple[str | None, list[str], str | None
     return None if found is None else (found[0], list(found[1]), found[2])
 
 
+def pretrained_names() -> frozenset[str]:
+    """Every ``arch.tag`` timm has pretrained weights for (from :func:`pretrained_source`'s
+    cache, so no torch once it exists)."""
+    table = json.loads(_cached("pretrained.json", _pretrained_table))
+    return frozenset(name for name in table if "." in name)
+
+
+def _close(name: str, known: frozenset[str], fallback: tuple[str, ...] = ()) -> str:
+    """'; close: a, b' with up to 5 of ``known`` nearest ``name`` (else ``fallback``'s first 5)."""
+    close = difflib.get_close_matches(name, sorted(known), n=5) or sorted(fallback)[:5]
+    return f"; close: {', '.join(close)}" if close else ""
+
+
 def check_timm_names(models: list[dict]) -> None:
-    """Every ``models[].timm`` names a timm architecture (a pretrained tag after '.' is
-    timm's business: ``eva02_large_patch14_224.mim_m38m``)."""
+    """Every ``models[].timm`` names a timm architecture and, after a '.', one of its
+    pretrained tags (``eva02_large_patch14_224.mim_m38m``); else a one-line ValueError naming
+    the model, the name and up to 5 close names. The tag is checked with ``pretrained: false``
+    too: ``timm.create_model`` rejects an unknown tag either way."""
     known = timm_architectures()
+    tagged = pretrained_names() if any("." in m["timm"] for m in models) else frozenset()
     for m in models:
-        if m["timm"].split(".", 1)[0] not in known:
+        name = m["timm"]
+        arch, dot, _ = name.partition(".")
+        where = f"config models[{m['name']}].timm: {name!r}"
+        if arch not in known:
             raise ValueError(
-                f"config models[{m['name']}].timm: {m['timm']!r} is not a timm model "
-                "(see timm.list_models())"
+                f"{where} is not a timm model (see timm.list_models()){_close(arch, known)}"
+            )
+        if dot and name not in tagged:
+            same_arch = tuple(t for t in tagged if t.startswith(f"{arch}."))
+            raise ValueError(
+                f"{where} is not a pretrained tag of {arch} "
+                f"(see timm.list_pretrained('{arch}.*')){_close(name, tagged, same_arch)}"
             )
