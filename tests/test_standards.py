@@ -26,7 +26,9 @@ RULE_FILES = sorted((ROOT / "rules").glob("*.smk"))
 TARGET_RULES = {"all"}  # rules without outputs: nothing to log or benchmark
 GPU_RULES = {"embed"}
 # The GPUs the demo's embed jobs must hold (demo/config.yaml embeds on the CPU: none).
-DEMO_GPUS = embed_gpus(yaml.safe_load((ROOT / "demo/config.yaml").read_text()))
+DEMO_CONFIG = yaml.safe_load((ROOT / "demo/config.yaml").read_text())
+DEMO_GPUS = embed_gpus(DEMO_CONFIG)
+DEMO_DATASETS = DEMO_CONFIG["datasets"]
 
 # Loads the workflow through Snakemake's API in a child process (it changes directory and
 # sets up logging) and prints what each rule declares.
@@ -82,20 +84,41 @@ def rules(workflow_copy) -> dict:
     return json.loads(line[len("RULES=") :])
 
 
+#: rules written once in a loop over the datasets, named ``<rule>_<dataset>``
+PER_DATASET = ("report",)
+
+
+def stage_of(rule_name: str) -> str:
+    """The rule as rules/*.smk writes it: ``report_demo`` is the ``report`` rule's demo copy."""
+    return next((r for r in PER_DATASET if rule_name.startswith(f"{r}_")), rule_name)
+
+
+def _looped_name(lines: list[str], i: int) -> str | None:
+    """The rule a ``for`` loop's anonymous ``rule:`` at line ``i`` defines: its ``name:``
+    value, an f-string ``"<rule>_{...}"``."""
+    if lines[i + 1].strip() == "name:":
+        m = re.match(r'\s+f"(\w+?)_\{', lines[i + 2])
+        return m.group(1) if m else None
+    return None
+
+
 def rule_blocks() -> dict[str, tuple[Path, list[str]]]:
-    """rule name -> (its rule file, the lines of its block) as rules/*.smk write them."""
+    """rule name -> (its rule file, the lines of its block, a loop's indent taken off) as
+    rules/*.smk write them."""
     found = {}
     for path in RULE_FILES:
-        name = None
-        for line in path.read_text().splitlines():
+        name, indent = None, 0
+        lines = path.read_text().splitlines()
+        for i, line in enumerate(lines):
             m = re.match(r"(?:rule|checkpoint) (\w+):", line)
-            if m:
-                name = m.group(1)
+            looped = _looped_name(lines, i) if line.strip() == "rule:" else None
+            if m or looped:
+                name, indent = (m.group(1), 0) if m else (looped, len(line) - len(line.lstrip()))
                 found[name] = (path, [])
             elif line and not line.startswith((" ", "#")):
                 name = None
             elif name:
-                found[name][1].append(line)
+                found[name][1].append(line[indent:])
     return found
 
 
@@ -110,14 +133,16 @@ def declared_directives() -> dict[str, set[str]]:
 @pytest.mark.workflow
 def test_every_rule_logs_benchmarks_and_declares_resources(rules):
     written = declared_directives()
-    assert set(rules) - TARGET_RULES == set(written), "rules outside rules/*.smk, or a parse miss"
+    stages = {stage_of(name) for name in rules} - TARGET_RULES
+    assert stages == set(written), "rules outside rules/*.smk, or a parse miss"
+    assert {f"report_{d['name']}" for d in DEMO_DATASETS} <= set(rules), "a report rule each"
     problems = []
     for name, rule in sorted(rules.items()):
         if name in TARGET_RULES:
             assert rule["outputs"] == 0, f"{name}: a target rule with outputs"
             continue
         missing = [d for d in ("log", "benchmark") if not rule[d]]
-        missing += [d for d in ("threads", "resources", "conda") if d not in written[name]]
+        missing += [d for d in ("threads", "resources", "conda") if d not in written[stage_of(name)]]
         missing += [f"resources.{r}" for r in ("mem_mb", "runtime") if r not in rule["resources"]]
         if name in GPU_RULES and rule["resources"].get("gpu") != DEMO_GPUS:
             missing.append(f"resources.gpu={DEMO_GPUS}")
@@ -494,13 +519,14 @@ def test_every_env_is_named_after_its_rule_or_its_rule_file():
 
 
 def test_every_log_and_benchmark_is_under_the_datasets_folder():
-    """README: logs and benchmarks live under results/<dataset>/ (generate_demo's too)."""
+    """README: logs and benchmarks live under results/<dataset>/ (generate_demo's too), the
+    leaderboard's (over every dataset) under results/leaderboard/."""
     wrong = []
     for path in RULE_FILES:
         lines = path.read_text().splitlines()
         for i, line in enumerate(lines):
             if line.strip() in ("log:", "benchmark:"):
                 where = lines[i + 1].strip()
-                if not where.startswith(('"results/{dataset}/', 'f"{OUT}/')):
+                if not where.startswith(('"results/{dataset}/', 'f"{LEADERBOARD}/')):
                     wrong.append(f"{path.name}: {line.strip()} {where}")
     assert not wrong, wrong
