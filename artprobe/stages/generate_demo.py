@@ -1,9 +1,16 @@
-"""A deterministic WikiArt-like demo dataset in the Hugging Face hub's layout.
+"""A deterministic demo dataset in the Hugging Face hub's layout, WikiArt-like or ArtBench-like.
 
-``generate_demo(folder, settings)`` writes ``data/train-XXXXX-of-YYYYY.parquet`` files through
-``datasets`` itself (``Image`` + ``ClassLabel`` features, so the Parquet metadata is
-exactly what the hub serves), with WikiArt's own class names. The pictures are
-synthetic JPEGs of varied sizes whose labels leave a visual signal:
+``generate_demo(folder, settings)`` writes ``data/<split>-XXXXX-of-YYYYY.parquet`` files
+through ``datasets`` itself (``Image`` + ``ClassLabel`` features, so the Parquet metadata is
+exactly what the hub serves), with the real dataset's own class names (``demo.layout``):
+
+- ``wikiart``: ``huggan/wikiart``'s columns (``genre``, ``style``, ``artist``), every row in
+  ``train``;
+- ``artbench``: ``zguo0525/ArtBench``'s (``label``: ArtBench-10's 10 styles), ``train`` and
+  a ``test`` split of a sixth of the rows, as the real one has.
+
+The pictures are synthetic JPEGs of varied sizes whose labels leave a visual signal
+(:class:`Look`):
 
 - style picks the palette (hue) and the stroke texture (orientation / frequency),
 - genre picks the composition (which shapes, where),
@@ -19,6 +26,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -224,18 +232,46 @@ DEMO_CLASSES = {
 }
 
 
-def _paint(
-    rng: np.random.Generator, genre: int, style: int, artist: int, w: int, h: int
-) -> np.ndarray:
-    """An RGB uint8 picture whose statistics depend on the three labels."""
-    si = DEMO_CLASSES["style"].index(style)
-    gi = DEMO_CLASSES["genre"].index(genre)
-    ai = DEMO_CLASSES["artist"].index(artist)
+#: ArtBench-10's classes (``label``), in the hub's ClassLabel order
+ARTBENCH_STYLES = [
+    "art_nouveau",
+    "baroque",
+    "expressionism",
+    "impressionism",
+    "post_impressionism",
+    "realism",
+    "renaissance",
+    "romanticism",
+    "surrealism",
+    "ukiyo_e",
+]
+
+#: ArtBench-10's test split is a sixth of its rows (50,000 train, 10,000 test)
+ARTBENCH_TEST_SHARE = 1 / 6
+
+#: how many compositions (:func:`_paint`'s genre branches) and brush hands a picture can have
+COMPOSITIONS, HANDS = 5, 6
+
+
+@dataclass(frozen=True)
+class Look:
+    """What a picture's labels set, as indices: the palette and stroke texture (``style`` of
+    ``styles``), the composition (``genre`` < COMPOSITIONS), the brush hand (``hand`` < HANDS)."""
+
+    style: int
+    styles: int
+    genre: int
+    hand: int
+
+
+def _paint(rng: np.random.Generator, look: Look, w: int, h: int) -> np.ndarray:
+    """An RGB uint8 picture whose statistics depend on ``look``."""
+    si, gi, ai = look.style, look.genre, look.hand
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     yy /= h
     xx /= w
     # style: palette + stroke orientation/frequency
-    hue = si / len(DEMO_CLASSES["style"])
+    hue = si / look.styles
     base = np.stack(
         [
             0.5 + 0.45 * np.cos(2 * np.pi * (hue + 0.00)),
@@ -243,13 +279,28 @@ def _paint(
             0.5 + 0.45 * np.cos(2 * np.pi * (hue + 0.67)),
         ]
     ).astype(np.float32)
-    angle = np.pi * si / len(DEMO_CLASSES["style"])
-    freq = 6 + 5 * si
+    angle = np.pi * si / look.styles
+    freq = 6 + 30 * si / look.styles
     strokes = np.sin(
         freq * (np.cos(angle) * xx + np.sin(angle) * yy) * 2 * np.pi + rng.uniform(0, 6.28)
     )
     img = base[None, None, :] * (0.75 + 0.2 * strokes[..., None])
-    # genre: composition
+    _compose(rng, img, gi, xx, yy)
+    # artist: a warm/cool/dark cast, grain and hand
+    cast = 0.85 + 0.15 * np.cos(2 * np.pi * ai / HANDS + np.array([0.0, 2.1, 4.2]))
+    img *= cast.astype(np.float32)
+    grain = 0.02 + 0.03 * ai
+    img += rng.normal(0, grain, img.shape).astype(np.float32)
+    if ai % 2:
+        img = np.round(img * (3 + ai)) / (3 + ai)  # posterised hand
+    return (np.clip(img, 0, 1) * 255).astype(np.uint8)
+
+
+def _compose(
+    rng: np.random.Generator, img: np.ndarray, gi: int, xx: np.ndarray, yy: np.ndarray
+) -> None:
+    """Draw composition ``gi`` (the genre's) into ``img``, in place."""
+    h, w = xx.shape
     if gi == 0:  # cityscape: vertical blocks
         for _ in range(6):
             x0 = rng.uniform(0, 0.9)
@@ -275,16 +326,6 @@ def _paint(
             cx, cy, r = rng.uniform(0, 1, 2).tolist() + [rng.uniform(0.02, 0.08)]
             mask = (xx - cx) ** 2 + (yy - cy) ** 2 < r**2
             img[mask] = 1 - img[mask]
-    # artist: a warm/cool/dark cast, grain and hand
-    cast = 0.85 + 0.15 * np.cos(
-        2 * np.pi * ai / len(DEMO_CLASSES["artist"]) + np.array([0.0, 2.1, 4.2])
-    )
-    img *= cast.astype(np.float32)
-    grain = 0.02 + 0.03 * ai
-    img += rng.normal(0, grain, img.shape).astype(np.float32)
-    if ai % 2:
-        img = np.round(img * (3 + ai)) / (3 + ai)  # posterised hand
-    return (np.clip(img, 0, 1) * 255).astype(np.uint8)
 
 
 def _jpeg(arr: np.ndarray, quality: int) -> bytes:
@@ -295,35 +336,104 @@ def _jpeg(arr: np.ndarray, quality: int) -> bytes:
     return buf.getvalue()
 
 
+def _picture(rng: np.random.Generator, look: Look) -> bytes:
+    """A JPEG of ``look`` in a drawn size (long side 180-520 px, aspect 0.6-1.6) and quality."""
+    long_side = int(rng.integers(180, 520))
+    aspect = rng.uniform(0.6, 1.6)
+    w, h = (
+        (long_side, int(long_side / aspect))
+        if aspect >= 1
+        else (int(long_side * aspect), long_side)
+    )
+    return _jpeg(_paint(rng, look, w, h), int(rng.integers(70, 95)))
+
+
+def _image(data: bytes, i: int, broken: set[int]) -> dict:
+    """Row ``i``'s image struct; a row of ``broken`` gets truncated or non-image bytes."""
+    if i in broken:
+        data = data[: len(data) // 3] if i % 2 else b"this is not an image"
+    return {"bytes": data, "path": None}
+
+
+def _broken_rows(rng: np.random.Generator, n_rows: int, n_broken: int) -> set[int]:
+    return set(rng.choice(n_rows, size=min(n_broken, n_rows), replace=False).tolist())
+
+
 def demo_rows(n_rows: int, seed: int, n_broken: int) -> dict[str, list]:
-    """The demo's columns: ``image`` (dicts of bytes), ``genre``, ``style``, ``artist``."""
+    """The wikiart layout's columns: ``image`` (dicts of bytes), ``genre``, ``style``, ``artist``."""
     rng = np.random.default_rng(seed)
     rows: dict[str, list] = {"image": [], "artist": [], "genre": [], "style": []}
-    broken = set(rng.choice(n_rows, size=min(n_broken, n_rows), replace=False).tolist())
+    broken = _broken_rows(rng, n_rows, n_broken)
     for i in range(n_rows):
         labels = {t: int(rng.choice(DEMO_CLASSES[t])) for t in ("genre", "style", "artist")}
-        long_side = int(rng.integers(180, 520))
-        aspect = rng.uniform(0.6, 1.6)
-        w, h = (
-            (long_side, int(long_side / aspect))
-            if aspect >= 1
-            else (int(long_side * aspect), long_side)
+        look = Look(
+            style=DEMO_CLASSES["style"].index(labels["style"]),
+            styles=len(DEMO_CLASSES["style"]),
+            genre=DEMO_CLASSES["genre"].index(labels["genre"]),
+            hand=DEMO_CLASSES["artist"].index(labels["artist"]),
         )
-        data = _jpeg(
-            _paint(rng, labels["genre"], labels["style"], labels["artist"], w, h),
-            int(rng.integers(70, 95)),
-        )
-        if i in broken:
-            data = data[: len(data) // 3] if i % 2 else b"this is not an image"
-        rows["image"].append({"bytes": data, "path": None})
+        rows["image"].append(_image(_picture(rng, look), i, broken))
         for t, v in labels.items():
             rows[t].append(v)
     return rows
 
 
+def artbench_rows(n_train: int, n_test: int, seed: int, n_broken: int) -> dict[str, list]:
+    """The artbench layout's columns, ``image`` and ``label``: ``n_train`` rows, then
+    ``n_test``; each part's labels as balanced over the 10 classes as its size allows (as
+    ArtBench-10's are). A label sets the palette and strokes (one of 10) and the composition
+    (label mod 5); the brush hand is drawn, a nuisance the label does not explain."""
+    rng = np.random.default_rng(seed)
+    n_rows, k = n_train + n_test, len(ARTBENCH_STYLES)
+    broken = _broken_rows(rng, n_rows, n_broken)
+    labels = [int(v) for n in (n_train, n_test) for v in rng.permutation(np.arange(n) % k)]
+    rows: dict[str, list] = {"image": [], "label": labels}
+    for i, label in enumerate(labels):
+        look = Look(
+            style=label, styles=k, genre=label % COMPOSITIONS, hand=int(rng.integers(HANDS))
+        )
+        rows["image"].append(_image(_picture(rng, look), i, broken))
+    return rows
+
+
+def _wikiart_parts(settings: DemoSettings) -> list[tuple[str, dict, dict, int]]:
+    """(split, features, columns, files) of each split: all rows in ``train``."""
+    import datasets
+
+    features = {
+        "image": datasets.Image(),
+        "artist": datasets.ClassLabel(names=ARTISTS),
+        "genre": datasets.ClassLabel(names=GENRES),
+        "style": datasets.ClassLabel(names=STYLES),
+    }
+    rows = demo_rows(settings.rows, settings.seed, settings.broken)
+    return [("train", features, rows, settings.files)]
+
+
+def _artbench_parts(settings: DemoSettings) -> list[tuple[str, dict, dict, int]]:
+    """``train`` and ``test`` (a sixth of the rows, at least one): ``settings.files`` shared
+    between them, a sixth (at least one) to test, at least one to train (so 1 gives 2)."""
+    import datasets
+
+    features = {"image": datasets.Image(), "label": datasets.ClassLabel(names=ARTBENCH_STYLES)}
+    n_test = max(1, round(settings.rows * ARTBENCH_TEST_SHARE))
+    n_train = settings.rows - n_test
+    test_files = max(1, round(settings.files * ARTBENCH_TEST_SHARE))
+    train_files = max(1, settings.files - test_files)
+    rows = artbench_rows(n_train, n_test, settings.seed, settings.broken)
+    train = {c: v[:n_train] for c, v in rows.items()}
+    test = {c: v[n_train:] for c, v in rows.items()}
+    return [("train", features, train, train_files), ("test", features, test, test_files)]
+
+
+#: ``demo.layout``: what each layout writes, split by split
+LAYOUTS = {"wikiart": _wikiart_parts, "artbench": _artbench_parts}
+
+
 def generate_demo(folder: str | os.PathLike, settings: DemoSettings) -> list[Path]:
-    """Write the demo dataset (``settings``: rows, files, seed, rows with broken images) into
-    ``folder/data/`` in the hub layout; return the files.
+    """Write the demo dataset (``settings``: layout, rows, files, seed, rows with broken
+    images) into ``folder/data/`` in the hub layout (``<split>-XXXXX-of-YYYYY.parquet``);
+    return the files.
 
     Files are written to a temporary name and renamed, so an interrupted run never
     leaves a file that looks complete.
@@ -332,23 +442,22 @@ def generate_demo(folder: str | os.PathLike, settings: DemoSettings) -> list[Pat
 
     from artprobe.common.io import atomic_path
 
+    if settings.layout not in LAYOUTS:
+        raise ValueError(f"demo.layout {settings.layout!r}: expected one of {sorted(LAYOUTS)}")
     folder = Path(folder)
-    features = datasets.Features(
-        {
-            "image": datasets.Image(),
-            "artist": datasets.ClassLabel(names=ARTISTS),
-            "genre": datasets.ClassLabel(names=GENRES),
-            "style": datasets.ClassLabel(names=STYLES),
-        }
-    )
-    rows = demo_rows(settings.rows, settings.seed, settings.broken)
-    ds = datasets.Dataset.from_dict(rows, features=features)
-    n_files = settings.files
     out = []
-    for i in range(n_files):
-        path = folder / "data" / f"train-{i:05d}-of-{n_files:05d}.parquet"
-        with atomic_path(path) as tmp:
-            ds.shard(n_files, i, contiguous=True).to_parquet(str(tmp))
-        out.append(path)
-    log.info("demo dataset: %d rows in %d files under %s", settings.rows, n_files, folder)
+    for split, features, rows, n_files in LAYOUTS[settings.layout](settings):
+        ds = datasets.Dataset.from_dict(rows, features=datasets.Features(features))
+        for i in range(n_files):
+            path = folder / "data" / f"{split}-{i:05d}-of-{n_files:05d}.parquet"
+            with atomic_path(path) as tmp:
+                ds.shard(n_files, i, contiguous=True).to_parquet(str(tmp))
+            out.append(path)
+    log.info(
+        "demo dataset (%s layout): %d rows in %d files under %s",
+        settings.layout,
+        settings.rows,
+        len(out),
+        folder,
+    )
     return out
