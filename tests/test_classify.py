@@ -292,9 +292,9 @@ def test_each_fit_records_the_rows_it_trained_on(tmp_path, monkeypatch, kind, pa
     real_problem = linear._problem
     rotated_ids: dict[bytes, int] = {}  # linear's centred, rotated rows -> their row ids
 
-    def problem_spy(p, Xtr, ytr, Xva, yva, *a, **kw):
-        prob = real_problem(p, Xtr, ytr, Xva, yva, *a, **kw)
-        for X, rotated in ((Xtr, prob.X), (Xva, prob.Xv)):
+    def problem_spy(p, data, *a, **kw):
+        prob = real_problem(p, data, *a, **kw)
+        for X, rotated in ((data.X_train, prob.X), (data.X_val, prob.Xv)):
             rotated_ids.update(zip((r.tobytes() for r in rotated.cpu().numpy()), _row_ids(X)))
         return prob
 

@@ -116,11 +116,15 @@ def test_the_stage_never_trains_on_val_or_test_rows(tmp_path, monkeypatch):
     seen = []
     real_fit = curve_module.fit
 
-    def spy(kind, params, X_train, y_train, X_val, y_val, X_test, **kw):
+    def spy(kind, params, data, *a, **kw):
         seen.append(
-            (X_train[:, 0].astype(int), X_val[:, 0].astype(int), params["refit"] != "train")
+            (
+                data.X_train[:, 0].astype(int),
+                data.X_val[:, 0].astype(int),
+                params["refit"] != "train",
+            )
         )
-        return real_fit(kind, params, X_train, y_train, X_val, y_val, X_test, **kw)
+        return real_fit(kind, params, data, *a, **kw)
 
     monkeypatch.setattr(curve_module, "fit", spy)
     spec = curve_spec(FAST_LINEAR, [1, 2, "all"], trials=2, seed=3)
@@ -154,9 +158,9 @@ def test_the_all_point_is_the_classify_fit_not_fitted_again(tmp_path, monkeypatc
     fit_rows = []
     real_fit = curve_module.fit
 
-    def spy(kind, params, X_train, *a, **kw):
-        fit_rows.append(len(X_train))
-        return real_fit(kind, params, X_train, *a, **kw)
+    def spy(kind, params, data, *a, **kw):
+        fit_rows.append(len(data.X_train))
+        return real_fit(kind, params, data, *a, **kw)
 
     monkeypatch.setattr(curve_module, "fit", spy)
     spec = curve_spec(FAST_LINEAR, [1, "all"], trials=2)

@@ -6,6 +6,7 @@ import pytest
 
 from artprobe.probes import resolve_params
 from artprobe.probes.fit import fit
+from artprobe.probes.shared import FitContext, FitData
 
 
 def low_variance_signal(seed, eps=0.015, weak=0.5, spread=0.5, n=(1500, 100, 1000), classes=10):
@@ -36,14 +37,8 @@ def gaussians(seed, n=(600, 200, 600), dim=40, classes=4, sep=0.35):
 
 
 def linear(data, classes, **overrides):
-    res = fit(
-        "linear",
-        resolve_params("linear", overrides),
-        *data[:5],
-        n_classes=classes,
-        threads=1,
-        device="cpu",
-    )
+    params = resolve_params("linear", overrides)
+    res = fit("linear", params, FitData(*data[:5]), FitContext(classes, device="cpu"), threads=1)
     return res, float((res.proba_test.argmax(1) == data[5]).mean())
 
 

@@ -13,7 +13,14 @@ from sklearn.metrics import (
     top_k_accuracy_score,
 )
 
-from artprobe.probes.metrics import METRICS, compare, evaluate, paired_bootstrap, point_values
+from artprobe.probes.metrics import (
+    METRICS,
+    compare,
+    evaluate,
+    mean_sd,
+    paired_bootstrap,
+    point_values,
+)
 
 
 def _problem(n=600, k=7, signal=1.5, seed=0):
@@ -323,3 +330,11 @@ def test_seed_average_interval_carries_the_seed_spread():
     }
     assert width["wide"] > 3 * width["one"]  # the seed sd of 0.1 dominates 0.01 of rows
     assert width["same"] < width["wide"] / 3  # (how much wider than one fit's: t with 2 df)
+
+
+def test_mean_sd_is_the_sample_sd_and_zero_for_one_value():
+    # what metrics.json's seeds and the few-shot summary quote: deviations -0.04, -0.01, 0.05
+    got = mean_sd([0.61, 0.64, 0.7])
+    assert got["mean"] == pytest.approx(0.65)
+    assert got["sd"] == pytest.approx((0.0042 / 2) ** 0.5)  # ddof 1
+    assert mean_sd([0.5]) == {"mean": 0.5, "sd": 0.0}

@@ -11,6 +11,7 @@ import torch
 
 from artprobe.probes import linear, precondition, resolve_params
 from artprobe.probes.fit import fit
+from artprobe.probes.shared import FitContext, FitData
 
 
 def near_separable(n=600, d=8, k=5, seed=0):
@@ -76,7 +77,8 @@ def test_the_chooser_turns_to_blocks_only_after_a_costly_diagonal_solve():
 def run_linear(data, C, **kw):
     params = resolve_params("linear", {"c_min": C, "c_max": C, "n_c": 1, "refit": "train", **kw})
     X, y, Xte = data
-    return fit("linear", params, X, y, X[:0], y[:0], Xte, n_classes=5, threads=1, device="cpu")
+    rows = FitData(X, y, X[:0], y[:0], Xte)
+    return fit("linear", params, rows, FitContext(5, device="cpu"), threads=1)
 
 
 @pytest.mark.parametrize("C", [10.0, 1e4])

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from artprobe import probes
 from artprobe.probes import HISTORY_COLUMNS, names, resolve_params
 from artprobe.probes.fit import fit
+from artprobe.probes.shared import FitContext, FitData
 
 KINDS = names()  # the registered kinds
 
@@ -42,7 +43,7 @@ def splits(X, y, val=0.2, test=0.3):
 
 def run(kind, data, n_classes, seed=0, **overrides):
     params = resolve_params(kind, {**FAST[kind], **overrides})
-    return fit(kind, params, *data[:5], n_classes=n_classes, seed=seed, threads=1, device="cpu")
+    return fit(kind, params, FitData(*data[:5]), FitContext(n_classes, seed, "cpu"), threads=1)
 
 
 # -- parameters ------------------------------------------------------------------------
@@ -191,7 +192,7 @@ def test_mlp_matches_reference_keras_loop():
     X, y = gaussians(n_per=(70, 60, 50), dim=12, sep=2.0, seed=4)
     data = splits(X, y)
     p = resolve_params("mlp", {"hidden": 300, "epochs": 3, "decay_steps": 20, "l2": 0.05})
-    res = fit("mlp", p, *data[:5], n_classes=3, seed=11, threads=1, device="cpu")
+    res = fit("mlp", p, FitData(*data[:5]), FitContext(3, seed=11, device="cpu"), threads=1)
     assert res.info["epochs_run"] == 3 and res.info["steps"] == 3 * math.ceil(len(data[0]) / 32)
     model = reference_keras_loop(p, data[0], data[1], 3, seed=11, epochs=3)
     with torch.no_grad():
@@ -258,16 +259,16 @@ def test_mlp_graph_capture_failure_falls_back_to_eager():
 def test_mlp_cuda_graph_matches_eager():
     data = splits(*gaussians(n_per=(100, 110, 95), dim=16, sep=2.0))
     p = resolve_params("mlp", {"hidden": 128, "epochs": 3, "lr": 1e-3, "class_weight": "balanced"})
-    kw = dict(n_classes=3, seed=0, device="cuda")
-    g = fit("mlp", p, *data[:5], cuda_graph=True, **kw)
-    e = fit("mlp", p, *data[:5], cuda_graph=False, **kw)
+    g = fit("mlp", p, FitData(*data[:5]), FitContext(3, 0, "cuda", cuda_graph=True))
+    e = fit("mlp", p, FitData(*data[:5]), FitContext(3, 0, "cuda", cuda_graph=False))
     assert g.info["cuda_graph"] and not e.info["cuda_graph"]
     np.testing.assert_allclose(g.proba_test, e.proba_test, atol=1e-4)
     for rg, re_ in zip(g.history, e.history):
         assert rg["train_loss"] == pytest.approx(re_["train_loss"], rel=1e-4)
         assert rg["lr"] == pytest.approx(re_["lr"], rel=1e-6)
     # fewer rows than the warm-up's batches, and a partial last batch
-    tiny = fit("mlp", p, data[0][:40], data[1][:40], *data[2:5], cuda_graph=True, **kw)
+    tiny_rows = FitData(data[0][:40], data[1][:40], *data[2:5])
+    tiny = fit("mlp", p, tiny_rows, FitContext(3, 0, "cuda", cuda_graph=True))
     assert tiny.info["cuda_graph"] and tiny.info["steps"] == 3 * 2
 
 
@@ -277,8 +278,8 @@ def test_mlp_cuda_graph_matches_eager():
 def test_cuda_matches_cpu(kind):
     data = splits(*gaussians(sep=2.0, seed=9))
     params = resolve_params(kind, FAST[kind])
-    cpu = fit(kind, params, *data[:5], n_classes=3, device="cpu")
-    gpu = fit(kind, params, *data[:5], n_classes=3, device="cuda")
+    cpu = fit(kind, params, FitData(*data[:5]), FitContext(3, device="cpu"))
+    gpu = fit(kind, params, FitData(*data[:5]), FitContext(3, device="cuda"))
     assert gpu.info["device"].startswith("cuda")
     np.testing.assert_allclose(gpu.proba_test, cpu.proba_test, atol=2e-3)
 
@@ -456,15 +457,15 @@ def test_knn_votes_known_answer():
     ytr = np.array([0, 1, 0, 1, 1, 1])
     q = np.array([[5.0, 0.0]], dtype=np.float32)  # scale must not matter (cosine)
     p = resolve_params("knn", {"k": 3, "weighting": "uniform"})
-    P = fit("knn", p, Xtr, ytr, q, [0], q, n_classes=3, device="cpu").proba_test
+    P = fit("knn", p, FitData(Xtr, ytr, q, [0], q), FitContext(3, device="cpu")).proba_test
     np.testing.assert_allclose(P, [[2 / 3, 1 / 3, 0]], atol=1e-6)
     p = resolve_params("knn", {"k": 3, "weighting": "similarity", "temperature": 0.1})
-    P = fit("knn", p, Xtr, ytr, q, [0], q, n_classes=3, device="cpu").proba_test
+    P = fit("knn", p, FitData(Xtr, ytr, q, [0], q), FitContext(3, device="cpu")).proba_test
     w = np.exp(np.cos(ang[:3]) / 0.1)
     np.testing.assert_allclose(P[0, :2], [(w[0] + w[2]) / w.sum(), w[1] / w.sum()], atol=1e-5)
     # balanced: class 0 has 2 of 6 rows (weight 1.5), class 1 has 4 (weight 0.75)
     p = resolve_params("knn", {"k": 3, "weighting": "uniform", "class_weight": "balanced"})
-    P = fit("knn", p, Xtr, ytr, q, [0], q, n_classes=3, device="cpu").proba_test
+    P = fit("knn", p, FitData(Xtr, ytr, q, [0], q), FitContext(3, device="cpu")).proba_test
     np.testing.assert_allclose(P, [[3 / 3.75, 0.75 / 3.75, 0]], atol=1e-6)
 
 
@@ -472,9 +473,9 @@ def test_fit_rejects_bad_inputs():
     X, y = gaussians(n_per=(10, 10), dim=3)
     p = resolve_params("knn", {})
     with pytest.raises(ValueError, match=r"labels must lie in \[0, 2\)"):
-        fit("knn", p, X, y + 1, X, y, X, n_classes=2, device="cpu")
+        fit("knn", p, FitData(X, y + 1, X, y, X), FitContext(2, device="cpu"))
     with pytest.raises(ValueError, match="widths differ"):
-        fit("knn", p, X, y, X[:, :2], y, X, n_classes=2, device="cpu")
+        fit("knn", p, FitData(X, y, X[:, :2], y, X), FitContext(2, device="cpu"))
 
 
 def test_knn_top5_never_counts_classes_without_votes():
@@ -491,7 +492,7 @@ def test_knn_top5_never_counts_classes_without_votes():
     Xte = rng.normal(size=(300, 8)).astype(np.float32)
     yte = rng.integers(0, K, 300)
     p = resolve_params("knn", {"k": 3, "weighting": "uniform"})
-    P = fit("knn", p, Xtr, ytr, Xte, yte, Xte, n_classes=K, device="cpu").proba_test
+    P = fit("knn", p, FitData(Xtr, ytr, Xte, yte, Xte), FitContext(K, device="cpu")).proba_test
     voted = P > 0
     assert voted.sum(1).max() <= 3
     top5 = evaluate(yte, P, [str(i) for i in range(K)], n_boot=0)["top5_accuracy"]["value"]
@@ -499,7 +500,7 @@ def test_knn_top5_never_counts_classes_without_votes():
     # With enough neighbours that every row has >= 5 voted classes, ties are broken, so
     # the metric is scikit-learn's exactly.
     p = resolve_params("knn", {"k": 60, "weighting": "uniform"})
-    P = fit("knn", p, Xtr, ytr, Xte, yte, Xte, n_classes=K, device="cpu").proba_test
+    P = fit("knn", p, FitData(Xtr, ytr, Xte, yte, Xte), FitContext(K, device="cpu")).proba_test
     assert (P > 0).sum(1).min() >= 5
     assert len({tuple(np.sort(r)[-6:]) for r in P}) > 1  # not all rows alike
     assert all(len(set(r[r > 0].tolist())) == (r > 0).sum() for r in P)  # no ties left
@@ -516,7 +517,7 @@ def test_knn_ties_go_to_summed_similarity_then_the_seed():
     ytr = np.array([0, 1, 2, 2, 0])
     q = np.array([[1.0, 0.0]], dtype=np.float32)
     p = resolve_params("knn", {"k": 5, "weighting": "uniform"})
-    P = fit("knn", p, Xtr, ytr, q, [0], q, n_classes=4, device="cpu").proba_test[0]
+    P = fit("knn", p, FitData(Xtr, ytr, q, [0], q), FitContext(4, device="cpu")).proba_test[0]
     assert P.argmax() == 2 and P[2] > P[0] > P[1] > 0 and P[3] == 0
     np.testing.assert_allclose(P, [0.4, 0.2, 0.4, 0], atol=2e-4)  # shares barely moved
     # Two rows at the same cosine to q, one per class: a tie in votes and in summed
@@ -525,9 +526,9 @@ def test_knn_ties_go_to_summed_similarity_then_the_seed():
     winners = set()
     for seed in range(20):
         p = resolve_params("knn", {"k": 2, "weighting": "uniform"})
-        P = fit("knn", p, Xtr, [0, 1], q, [0], q, n_classes=2, seed=seed, device="cpu").proba_test
+        P = fit("knn", p, FitData(Xtr, [0, 1], q, [0], q), FitContext(2, seed, "cpu")).proba_test
         winners.add(int(P[0].argmax()))
-        again = fit("knn", p, Xtr, [0, 1], q, [0], q, n_classes=2, seed=seed, device="cpu")
+        again = fit("knn", p, FitData(Xtr, [0, 1], q, [0], q), FitContext(2, seed, "cpu"))
         assert int(again.proba_test[0].argmax()) == int(P[0].argmax())  # seeded
     assert winners == {0, 1}  # neither class id is favoured
 
@@ -535,7 +536,7 @@ def test_knn_ties_go_to_summed_similarity_then_the_seed():
 def test_knn_chooses_k_and_temperature_on_val():
     data = splits(*gaussians(n_per=(300, 300, 300), dim=8, sep=3.0, seed=12))
     p = resolve_params("knn", {"k": [1, 5, 1000], "temperature": [0.05, 0.5], "center": True})
-    res = fit("knn", p, *data[:5], n_classes=3, device="cpu")
+    res = fit("knn", p, FitData(*data[:5]), FitContext(3, device="cpu"))
     grid = res.info["grid"]
     assert [(g["k"], g["temperature"]) for g in grid] == [
         (1, 0.05),
@@ -551,7 +552,8 @@ def test_knn_chooses_k_and_temperature_on_val():
     assert res.info["center"] is True
     # the chosen pair, fitted alone and scored on val, gives that accuracy
     one = {"k": res.info["k"], "temperature": res.info["temperature"], "center": True}
-    again = fit("knn", resolve_params("knn", one), *data[:4], data[2], n_classes=3, device="cpu")
+    on_val = FitData(*data[:4], data[2])
+    again = fit("knn", resolve_params("knn", one), on_val, FitContext(3, device="cpu"))
     assert again.info["grid"] == []  # one combination: nothing to choose
     acc = (again.proba_test.argmax(1) == data[3]).mean()
     assert acc == pytest.approx(best["val_accuracy"])
@@ -596,7 +598,9 @@ def test_mlp_keras_epsilon_matches_keras_adam_by_hand():
     got = {}
     for keras in (False, True):
         p = resolve_params("mlp", {**base, "keras_epsilon": keras})
-        got[keras] = fit("mlp", p, *data[:5], n_classes=3, seed=3, device="cpu").proba_test
+        got[keras] = fit(
+            "mlp", p, FitData(*data[:5]), FitContext(3, seed=3, device="cpu")
+        ).proba_test
     np.testing.assert_allclose(got[True], want, atol=2e-5)
     assert np.abs(got[False] - want).max() > 1e-3  # the default placement is measurably off
 

@@ -17,7 +17,7 @@ import yaml
 from artprobe.config import check_config, gains_from_gpu
 from artprobe.probes import registry
 from artprobe.probes.checks import CLASS_WEIGHT, choice
-from artprobe.probes.shared import FitContext, FitResult
+from artprobe.probes.shared import FitContext, FitData, FitResult
 from artprobe.report.layout import report_layout
 from artprobe.settings import ProbeRuntime
 from artprobe.stages.classify import FitSpec, fit_paths, run_fit
@@ -25,8 +25,9 @@ from artprobe.stages.classify import FitSpec, fit_paths, run_fit
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def fit_centroid(params, Xtr, ytr, Xva, yva, Xte, ctx: FitContext) -> FitResult:
+def fit_centroid(params, data: FitData, ctx: FitContext) -> FitResult:
     """Nearest class centroid (classes absent from train get no probability)."""
+    Xtr, ytr, Xte = data.X_train, data.y_train, data.X_test
     present = np.unique(ytr)
     centres = np.stack([Xtr[ytr == c].mean(axis=0) for c in present])
     if params["metric"] == "cosine":
@@ -113,7 +114,8 @@ def test_the_entries_answer_what_the_code_asks():
     assert registry.defaults("linear")["refit"] == "train"  # like with like by default
     for k in registry.names():  # every fit function imports and has the one signature
         fn = registry.get(k).fit_function()
-        assert list(fn.__code__.co_varnames[:7]) == ["p", "Xtr", "ytr", "Xva", "yva", "Xte", "ctx"]
+        n = fn.__code__.co_argcount
+        assert list(fn.__code__.co_varnames[:n]) == ["p", "data", "ctx"]
     files = report_layout(["m"], ["genre"], ["a", "b"], {"a": "mlp", "b": "knn"})
     assert [f.id for f in files if f.id.startswith("curves.")] == ["curves.m.genre.a"]
 

@@ -25,7 +25,8 @@ import numpy as np
 from artprobe.common.logs import progress
 from artprobe.config import FEWSHOT_KIND
 from artprobe.probes.fit import fit
-from artprobe.probes.metrics import point_values
+from artprobe.probes.metrics import mean_sd, point_values
+from artprobe.probes.shared import FitContext, FitData
 from artprobe.settings import ALL_SHOTS as ALL
 from artprobe.settings import FewshotSpec, ProbeRuntime
 
@@ -64,13 +65,12 @@ def fewshot_subsets(y_train: np.ndarray, shots, trial: int, seed: int) -> dict:
     return out
 
 
-def _fit_point(params, data, idx, n_classes, fit_kw) -> dict:
+def _fit_point(params, data, idx, ctx: FitContext, threads: int) -> dict:
     """One linear fit on train rows ``idx`` (C chosen on val), scored on test."""
     (Xtr, ytr), (Xva, yva), (Xte, yte) = data
     t0 = time.perf_counter()
-    res = fit(
-        FEWSHOT_KIND, params, Xtr[idx], ytr[idx], Xva, yva, Xte, n_classes=n_classes, **fit_kw
-    )
+    rows = FitData(Xtr[idx], ytr[idx], Xva, yva, Xte)
+    res = fit(FEWSHOT_KIND, params, rows, ctx, threads=threads)
     n_classes_train = len(np.unique(ytr[idx]))
     seconds = round(time.perf_counter() - t0, 3)
     return point_record(yte, res.proba_test.argmax(1), len(idx), n_classes_train, res.info, seconds)
@@ -101,7 +101,7 @@ def fewshot_curve(
     params = {**spec.params, "refit": "train"}
     shots, trials, seed = normalize_shots(spec.shots), spec.trials, spec.seed
     train = data[0]
-    fit_kw = dict(seed=seed, threads=runtime.threads, device=runtime.device)
+    ctx = FitContext(n_classes=n_classes, seed=seed, device=runtime.device)
     done: dict[str, dict] = {}
     points = []
     bar = progress(total=trials * len(shots), desc="few-shot", unit="point")
@@ -112,7 +112,7 @@ def fewshot_curve(
                 done[key] = known[k]
             reused = key in done
             if not reused:
-                done[key] = _fit_point(params, data, idx, n_classes, fit_kw)
+                done[key] = _fit_point(params, data, idx, ctx, runtime.threads)
             points.append(
                 {"shot": k, "trial": trial, **done[key], "reused": reused, "subset_sha1": key[:12]}
             )
@@ -147,8 +147,7 @@ def summarize(points: list[dict], shots) -> list[dict]:
             "n_train": float(np.mean([p["n_train"] for p in rows])),
         }
         for m in ("accuracy", "balanced_accuracy", "macro_f1"):
-            v = np.array([p[m] for p in rows], float)
-            row[m] = float(v.mean())
-            row[f"{m}_sd"] = float(v.std(ddof=1)) if len(v) > 1 else 0.0
+            d = mean_sd([p[m] for p in rows])
+            row[m], row[f"{m}_sd"] = d["mean"], d["sd"]
         out.append(row)
     return out

@@ -15,31 +15,18 @@ import torch
 from artprobe.common.device import resolve_device
 from artprobe.common.oom import on_gpu_or_cpu
 from artprobe.probes import registry
-from artprobe.probes.shared import FitContext, FitResult
+from artprobe.probes.shared import FitContext, FitData, FitResult
 
 
-def fit(
-    kind: str,
-    params: dict,
-    X_train,
-    y_train,
-    X_val,
-    y_val,
-    X_test,
-    *,
-    n_classes: int,
-    seed: int = 0,
-    threads: int = 1,
-    device: str = "auto",
-    cuda_graph: bool = True,
-) -> FitResult:
-    """Fit classifier ``kind`` with resolved ``params``; return test probabilities.
+def fit(kind: str, params: dict, data: FitData, ctx: FitContext, *, threads: int = 1) -> FitResult:
+    """Fit classifier ``kind`` with resolved ``params`` on ``data``; return test probabilities.
 
-    ``X_*`` float32 [n, D]; ``y_*`` int label ids in ``[0, n_classes)`` (classes may
-    be absent from train). ``threads`` bounds torch's CPU threads during the fit;
-    ``device`` is ``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:1`` ...
-    (see :func:`artprobe.common.device.resolve_device`). ``cuda_graph`` lets the mlp capture its
-    training step in a CUDA graph (CUDA only; falls back to eager steps if capture fails).
+    ``data``'s ``X_*`` float32 [n, D]; ``y_*`` int label ids in ``[0, ctx.n_classes)``
+    (classes may be absent from train). ``ctx.seed`` seeds the fit; ``ctx.device`` is
+    ``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:1`` ... (see
+    :func:`artprobe.common.device.resolve_device`); ``ctx.cuda_graph`` lets the mlp capture
+    its training step in a CUDA graph (CUDA only; falls back to eager steps if capture
+    fails). ``threads`` bounds torch's CPU threads during the fit.
     ``info["trained_on"]`` names the splits whose rows trained the returned model and
     ``info["n_train_rows"]`` counts them (val rows count only when a kind refits on them).
     Out of GPU memory, the fit is done on the CPU (a warning; ``info["gpu_out_of_memory"]``
@@ -47,33 +34,34 @@ def fit(
     """
     entry = registry.get(kind)
     params = entry.resolve(params)  # idempotent; guards direct callers
-    Xtr, ytr, Xva, yva, Xte = _check_inputs(X_train, y_train, X_val, y_val, X_test, n_classes)
-    dev = resolve_device(device)
-    ctx = FitContext(
-        n_classes=int(n_classes), seed=int(seed), device=dev, cuda_graph=bool(cuda_graph)
+    n_classes = int(ctx.n_classes)
+    data = _check_inputs(data, n_classes)
+    dev = resolve_device(ctx.device)
+    ctx = replace(
+        ctx, n_classes=n_classes, seed=int(ctx.seed), device=dev, cuda_graph=bool(ctx.cuda_graph)
     )
     fit_kind = entry.fit_function()
 
     def fit_on(d):
-        return fit_kind(params, Xtr, ytr, Xva, yva, Xte, replace(ctx, device=d))
+        return fit_kind(params, data, replace(ctx, device=d))
 
     t0 = time.perf_counter()
     with _torch_threads(threads):
         res, dev = on_gpu_or_cpu(fit_on, dev, f"{kind} fit")  # out of GPU memory: on the CPU
     res.proba_test = normalize_rows(res.proba_test)
-    rows = {"train": len(Xtr), "val": len(Xva)}
+    rows = {"train": len(data.X_train), "val": len(data.X_val)}
     res.info = {
         "kind": kind,
         "params": dict(params),
         **res.info,
         "trained_on": list(res.trained_on),
         "n_train_rows": int(sum(rows[s] for s in res.trained_on)),
-        "n_train": int(len(Xtr)),
-        "n_val": int(len(Xva)),
-        "n_test": int(len(Xte)),
-        "n_classes": int(n_classes),
-        "n_features": int(Xtr.shape[1]),
-        "seed": int(seed),
+        "n_train": int(len(data.X_train)),
+        "n_val": int(len(data.X_val)),
+        "n_test": int(len(data.X_test)),
+        "n_classes": n_classes,
+        "n_features": int(data.X_train.shape[1]),
+        "seed": ctx.seed,
         "threads": int(threads),
         "device": str(dev),
         "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
@@ -83,11 +71,11 @@ def fit(
     return res
 
 
-def _check_inputs(X_train, y_train, X_val, y_val, X_test, n_classes: int):
+def _check_inputs(data: FitData, n_classes: int) -> FitData:
     """float32 C-contiguous matrices and int64 labels, or a ValueError saying what is wrong."""
-    Xtr, ytr = _as_inputs(X_train, y_train, n_classes, "train")
-    Xva, yva = _as_inputs(X_val, y_val, n_classes, "val")
-    Xte = _as_inputs(X_test, what="test")
+    Xtr, ytr = _as_inputs(data.X_train, data.y_train, n_classes, "train")
+    Xva, yva = _as_inputs(data.X_val, data.y_val, n_classes, "val")
+    Xte = _as_inputs(data.X_test, what="test")
     if not (Xtr.shape[1] == Xva.shape[1] == Xte.shape[1]):
         raise ValueError(
             "embedding widths differ: "
@@ -95,7 +83,7 @@ def _check_inputs(X_train, y_train, X_val, y_val, X_test, n_classes: int):
         )
     if len(Xtr) == 0:
         raise ValueError("no training rows")
-    return Xtr, ytr, Xva, yva, Xte
+    return FitData(Xtr, ytr, Xva, yva, Xte)
 
 
 def _as_inputs(X, y=None, n_classes: int | None = None, what: str = "X"):

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from artprobe.common.oom import free_cuda_cache, halved, is_cuda_oom, oom_summary
-from artprobe.probes.shared import FitContext, FitResult, class_weights, weights_info
+from artprobe.probes.shared import FitContext, FitData, FitResult, class_weights, weights_info
 
 log = logging.getLogger(__name__)
 
@@ -165,8 +165,9 @@ def feature_map(Xtr: np.ndarray, center: bool, dev="cpu"):
     return unit
 
 
-def fit_knn(p, Xtr, ytr, Xva, yva, Xte, ctx: FitContext) -> FitResult:
+def fit_knn(p, data: FitData, ctx: FitContext) -> FitResult:
     """Test-set vote shares at the (k, temperature) chosen on val."""
+    Xtr, ytr, Xva, yva, Xte = data
     n_classes, dev, seed = ctx.n_classes, ctx.device, ctx.seed
     t0 = time.perf_counter()
     unit = feature_map(Xtr, p["center"], dev)

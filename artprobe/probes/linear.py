@@ -49,7 +49,14 @@ import torch
 
 from artprobe.common.logs import progress
 from artprobe.probes import precondition as precondition_mod
-from artprobe.probes.shared import FitContext, FitResult, class_weights, standardized, weights_info
+from artprobe.probes.shared import (
+    FitContext,
+    FitData,
+    FitResult,
+    class_weights,
+    standardized,
+    weights_info,
+)
 
 log = logging.getLogger(__name__)
 
@@ -403,12 +410,13 @@ class _Problem:
         return _scores(W, b, X, y, self.cols, self.n_classes)
 
 
-def _problem(p, Xtr, ytr, Xva, yva, Xte, n_classes, dev) -> _Problem:
+def _problem(p, data: FitData, n_classes: int, dev) -> _Problem:
     """Zero weights, and intercepts at the centred log class priors of train.
 
     Every split is centred with the train mean (an exact change of the intercept) so that
     the intercept and the weights are not coupled; classes without train rows are left
     out of the fit, as scikit-learn does (they get probability 0)."""
+    Xtr, ytr, Xva, yva, Xte = data
     Xtr_p, Xva_p, Xte_p = _preprocess(p["normalize"], Xtr, Xva, Xte)
     mean = Xtr_p.mean(axis=0, dtype=np.float64).astype(np.float32)
     Xtr_p, Xva_p, Xte_p = (X - mean for X in (Xtr_p, Xva_p, Xte_p))
@@ -641,10 +649,9 @@ def _refit(prob: _Problem, search: _Search, W, b, C: float):
     return W, b, refit
 
 
-def fit_linear(p, Xtr, ytr, Xva, yva, Xte, ctx: FitContext) -> FitResult:
+def fit_linear(p, data: FitData, ctx: FitContext) -> FitResult:
     t_start = time.perf_counter()
-    n_classes, dev = ctx.n_classes, ctx.device
-    prob = _problem(p, Xtr, ytr, Xva, yva, Xte, n_classes, dev)
+    prob = _problem(p, data, ctx.n_classes, ctx.device)
     have_val = len(prob.yv) > 0
     Cs = _c_grid(p, have_val)
     search = _Search(prob, p)

@@ -159,6 +159,13 @@ def point_values(y_true, y_pred) -> dict:
     }
 
 
+def mean_sd(values) -> dict:
+    """``{"mean", "sd"}`` of the values (a score over seeds or trials): the sample sd
+    (ddof 1), 0 for one value."""
+    v = np.asarray(values, dtype=float)
+    return {"mean": float(v.mean()), "sd": float(v.std(ddof=1)) if len(v) > 1 else 0.0}
+
+
 def _boot_samples(
     counts: _Counts, hits: np.ndarray, n_boot: int, seed: int
 ) -> dict[str, np.ndarray]:

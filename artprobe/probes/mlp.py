@@ -34,7 +34,14 @@ import torch.nn.functional as F
 from artprobe.common.device import synchronize
 from artprobe.common.logs import progress
 from artprobe.probes.mlp_step import make_step
-from artprobe.probes.shared import FitContext, FitResult, class_weights, standardized, weights_info
+from artprobe.probes.shared import (
+    FitContext,
+    FitData,
+    FitResult,
+    class_weights,
+    standardized,
+    weights_info,
+)
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +173,8 @@ def _train(model, step, p, Xv, yv, gen, dev, stopper: EarlyStopping) -> _Trainin
     return out
 
 
-def fit_mlp(p, Xtr, ytr, Xva, yva, Xte, ctx: FitContext) -> FitResult:
+def fit_mlp(p, data: FitData, ctx: FitContext) -> FitResult:
+    Xtr, ytr, Xva, yva, Xte = data
     n_classes, seed, dev, cuda_graph = ctx.n_classes, ctx.seed, ctx.device, ctx.cuda_graph
     if p["standardize"]:
         Xtr, Xva, Xte = standardized(Xtr, Xva, Xte)

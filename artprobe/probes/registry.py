@@ -10,10 +10,11 @@ is the nearest-neighbour probe whose feature map the report's neighbour gallerie
 
 Every fit function has one signature::
 
-    fit(params, X_train, y_train, X_val, y_val, X_test, ctx: FitContext) -> FitResult
+    fit(params, data: FitData, ctx: FitContext) -> FitResult
 
-(:mod:`artprobe.probes.shared`). A new kind is one module with that function and one
-:func:`register` call (below, or in the caller's code for a kind of its own).
+(:mod:`artprobe.probes.shared`; ``data`` holds ``X_train, y_train, X_val, y_val, X_test``).
+A new kind is one module with that function and one :func:`register` call (below, or in
+the caller's code for a kind of its own).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ schema, class weights, train-statistics standardisation."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -18,10 +18,23 @@ class FitResult:
     trained_on: tuple[str, ...] = ("train",)
 
 
+class FitData(NamedTuple):
+    """The rows of one fit: embeddings ``X_*`` (float32 [n, D]) and label ids ``y_*`` of train
+    and val, and the test embeddings (their labels never reach a probe)."""
+
+    X_train: Any
+    y_train: Any
+    X_val: Any
+    y_val: Any
+    X_test: Any
+
+
 @dataclass(frozen=True)
 class FitContext:
     """What every kind's fit function gets beside its params and data (one signature:
-    ``fit(params, X_train, y_train, X_val, y_val, X_test, ctx) -> FitResult``)."""
+    ``fit(params, data: FitData, ctx) -> FitResult``). Given to
+    :func:`artprobe.probes.fit.fit`, ``device`` may also be a name (``auto``, ``cpu``,
+    ``cuda:1`` ...); the kind's function gets the resolved torch.device."""
 
     n_classes: int
     seed: int = 0

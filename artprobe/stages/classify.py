@@ -31,6 +31,7 @@ from artprobe.common.io import (
 from artprobe.config import FIT_FILES
 from artprobe.probes import metrics
 from artprobe.probes.fit import fit as fit_probe
+from artprobe.probes.shared import FitContext, FitData
 from artprobe.settings import FitSpec, ProbeRuntime  # FitSpec: the classify job's settings
 from artprobe.stages.duplicates import duplicate_rows
 
@@ -170,19 +171,14 @@ def run_fit(
         len(data["classes"]),
     )
     t0 = time.perf_counter()
+    rows = FitData(Xtr, ytr, Xva, yva, Xte)
     fits = [
         fit_probe(
             spec.kind,
             params,
-            Xtr,
-            ytr,
-            Xva,
-            yva,
-            Xte,
-            n_classes=len(data["classes"]),
-            seed=s,
+            rows,
+            FitContext(n_classes=len(data["classes"]), seed=s, device=runtime.device),
             threads=runtime.threads,
-            device=runtime.device,
         )
         for s in spec.fitted_seeds()
     ]
@@ -247,8 +243,7 @@ def seed_summary(
     out = {"seeds": [int(s) for s in seeds], "fitted": len(rows), "per_seed": rows}
     out["deterministic"] = not probes.get(kind).seeded
     for n in names:
-        v = np.array([r[n] for r in rows])
-        out[n] = {"mean": float(v.mean()), "sd": float(v.std(ddof=1)) if len(v) > 1 else 0.0}
+        out[n] = metrics.mean_sd([r[n] for r in rows])
     return out
 
 
