@@ -12,6 +12,7 @@ The timm-name check lives in
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 
@@ -76,7 +77,7 @@ def check_config(config: dict) -> dict[str, dict]:
             resolved[c["name"]] = resolve_params(c["kind"], spec)
         except ValueError as err:
             raise ValueError(f"config classifiers[{c['name']}]: {err}") from None
-    _check_datasets(config["datasets"])
+    _check_datasets(config)
     targets = all_targets(config)
     for key in ("drop_labels", "min_class_count"):
         unknown = sorted(set(config["probe"][key]) - set(targets))
@@ -94,9 +95,9 @@ def check_legacy_keys(config: dict) -> None:
     if old:
         keys = ", ".join(f"{k}:" for k in old)
         raise ValueError(
-            f"config {keys} replaced by `datasets:`, a list of datasets each with its name, "
-            "source, targets and its own split: and demo: keys, e.g. datasets: [{name: wikiart, "
-            "source: huggan/wikiart, split: {method: stratified}}] (config.yaml shows the form)"
+            f"config {keys} replaced by `datasets:` (name -> its source, targets, split: and "
+            "demo:) and `use_datasets:` (the names to run), e.g. datasets: {mine: {source: "
+            "./my_art, targets: [style]}} and use_datasets: [mine] (config.yaml shows the form)"
         )
 
 
@@ -105,28 +106,38 @@ def demo_source(name: str) -> str:
     return f"results/{name}/source"
 
 
+def used_datasets(config: dict) -> dict[str, dict]:
+    """The datasets this run runs (``use_datasets``, in its order): name -> its settings."""
+    return {name: config["datasets"][name] for name in config["use_datasets"]}
+
+
 def all_targets(config: dict) -> list[str]:
-    """Every dataset's targets, each once, in the datasets' order."""
-    return list(dict.fromkeys(t for d in config["datasets"] for t in d["targets"]))
+    """Every used dataset's targets, each once, in the datasets' order."""
+    return list(dict.fromkeys(t for d in used_datasets(config).values() for t in d["targets"]))
 
 
-def _check_datasets(datasets: list[dict]) -> None:
-    """Names unique and not a folder of results/ itself; a source for every real dataset, a
-    generated one for every demo (filled in here); each dataset's split keys."""
-    dup = _duplicates([d["name"] for d in datasets])
-    if dup:
-        raise ValueError(f"config datasets: duplicate name(s) {dup}")
-    for d in datasets:
-        where = f"config datasets[{d['name']}]"
-        if d["name"] in RESERVED_NAMES:
-            raise ValueError(f"{where}.name: {d['name']!r} is taken by results/{d['name']}/")
+def _check_datasets(config: dict) -> None:
+    """Every used name defined and not a folder of results/ itself; a source for every real
+    dataset, a generated one for every demo (filled in here); each dataset's split keys."""
+    known = list(config["datasets"])
+    for name in config["use_datasets"]:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=3)
+            hint = f"; did you mean {close}?" if close else ""
+            raise ValueError(
+                f"config use_datasets: {name!r} is not under datasets: (it has {known}){hint}"
+            )
+    for name, d in used_datasets(config).items():
+        where = f"config datasets.{name}"
+        if name in RESERVED_NAMES:
+            raise ValueError(f"{where}: the name {name!r} is taken by results/{name}/")
         if d["demo"] is not None:
-            if d.get("source", demo_source(d["name"])) != demo_source(d["name"]):
+            if d.get("source", demo_source(name)) != demo_source(name):
                 raise ValueError(
-                    f"{where}.source: a demo dataset is generated into {demo_source(d['name'])}; "
+                    f"{where}.source: a demo dataset is generated into {demo_source(name)}; "
                     "leave source out (or set demo: null for a real source)"
                 )
-            d["source"] = demo_source(d["name"])
+            d["source"] = demo_source(name)
         elif "source" not in d:
             raise ValueError(f"{where}.source: required (a hub id or a local folder)")
         strat = d["split"]["stratify_by"]

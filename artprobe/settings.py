@@ -47,7 +47,7 @@ def _from(cls, values: dict, **extra):
 
 @dataclass(frozen=True)
 class SourceSettings:
-    """What the source is and which of it to read (a ``datasets:`` item less its name, demo
+    """What the source is and which of it to read (a dataset's settings less its demo
     and split): the hub id or local folder, the revision, the targets, the layout's config
     and splits, the image column (the manifest and download stages)."""
 
@@ -63,12 +63,13 @@ class SourceSettings:
 
 
 def dataset_entry(config: dict, name: str) -> dict:
-    """The ``datasets:`` item called ``name`` (validated and checked: its keys all there)."""
-    return next(d for d in config["datasets"] if d["name"] == name)
+    """The settings of the dataset ``name`` (``datasets.<name>``, validated and checked: its
+    keys all there)."""
+    return config["datasets"][name]
 
 
 def source_settings(dataset: dict) -> SourceSettings:
-    """``dataset``: a ``datasets:`` item (:func:`dataset_entry`)."""
+    """``dataset``: a dataset's settings (:func:`dataset_entry`)."""
     return _from(SourceSettings, dataset)
 
 
@@ -88,7 +89,7 @@ class DemoSettings:
 
 
 def demo_settings(dataset: dict) -> DemoSettings:
-    """``demo:`` of a ``datasets:`` item that sets it (the schema fills the keys left out)."""
+    """``demo:`` of a dataset's settings that sets it (the schema fills the keys left out)."""
     return _from(DemoSettings, dataset["demo"])
 
 
@@ -116,7 +117,7 @@ class SplitSettings:
 
 
 def split_settings(dataset: dict) -> SplitSettings:
-    """``split:`` of a ``datasets:`` item."""
+    """``split:`` of a dataset's settings."""
     return _from(SplitSettings, dataset["split"])
 
 

@@ -14,6 +14,7 @@ from artprobe.config import (
     FIT_FILES,
     all_targets,
     check_config,
+    used_datasets,
     check_legacy_keys,
     embed_gpus,
     gains_from_gpu,
@@ -51,7 +52,7 @@ if workflow.is_main_process:  # jobs re-parse the workflow: importing timm there
     check_timm_names(config["models"])
 MODELS = {m["name"]: m for m in config["models"]}
 CLASSIFIER_KINDS = {c["name"]: c["kind"] for c in config["classifiers"]}  # name -> kind
-DATASETS = {d["name"]: d for d in config["datasets"]}  # name -> its datasets: item
+DATASETS = used_datasets(config)  # name -> its settings, the ones use_datasets runs
 TARGETS = {name: d["targets"] for name, d in DATASETS.items()}
 SPLIT = {name: split_settings(d) for name, d in DATASETS.items()}
 DEMOS = [name for name, d in DATASETS.items() if d["demo"] is not None]  # generated sources

@@ -109,18 +109,20 @@ def validated(*, dataset=None, split=None, demo=None, **sections) -> dict:
     """A config as the workflow's parse leaves it: the required keys (one dataset from the
     hub, one model, the linear classifier) overridden by ``sections``, validated against the
     schema, which fills in every default (as rules/common.smk's ``validate`` does).
-    ``dataset``, ``split`` and ``demo`` are keys of the one ``datasets:`` item (its own
-    keys, its ``split:``, its ``demo:``)."""
+    ``dataset``, ``split`` and ``demo`` are the one dataset's (``datasets.t``) own keys
+    (``name`` renames it), its ``split:`` and its ``demo:``."""
     from snakemake.utils import validate
 
-    item = {"name": "t", "source": "huggan/wikiart", **(dataset or {})}
+    item = {"source": "huggan/wikiart", **(dataset or {})}
+    name = item.pop("name", "t")
     if split is not None:
         item["split"] = split
     if demo is not None:
         item["demo"] = demo
         item.pop("source")
     config = {
-        "datasets": [item],
+        "datasets": {name: item},
+        "use_datasets": [name],
         "models": [{"name": "m", "timm": "resnet18"}],
         "classifiers": [{"name": "linear", "kind": "linear"}],
         **sections,
@@ -130,8 +132,9 @@ def validated(*, dataset=None, split=None, demo=None, **sections) -> dict:
 
 
 def dataset_of(**sections) -> dict:
-    """The one ``datasets:`` item of :func:`validated` (same arguments)."""
-    return validated(**sections)["datasets"][0]
+    """The one dataset's settings of :func:`validated` (same arguments)."""
+    config = validated(**sections)
+    return config["datasets"][config["use_datasets"][0]]
 
 
 def source_of(folder, targets, **dataset):
@@ -193,8 +196,9 @@ def job_counts(stdout: str) -> dict[str, int]:
 
 
 TINY_OVERLAY = """
+use_datasets: [tiny]
 datasets:
-  - name: tiny
+  tiny:
     targets: [genre, style]
     demo:
       rows: 120
