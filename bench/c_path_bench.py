@@ -36,6 +36,7 @@ from test_linear_path import low_variance_signal
 
 from artprobe.common.logs import progress
 from artprobe.probes import linear, resolve_params
+from artprobe.probes.shared import FitData
 
 
 def ordinary(seed: int):
@@ -61,7 +62,7 @@ def low_variance(seed: int):
 def whole_path(data, classes: int) -> linear._Search:
     """The whole coarse grid, each point with its test accuracy."""
     p = resolve_params("linear", {"path_patience": 0, "refine": 0})
-    prob = linear._problem(p, *data[:5], classes, torch.device("cpu"))
+    prob = linear._problem(p, FitData(*data[:5]), classes, torch.device("cpu"))
     search = linear._Search(prob, p)
     search.coarse(linear._c_grid(p, True))
     for g, (W, b) in zip(search.grid, search.solutions, strict=True):

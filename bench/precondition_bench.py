@@ -22,6 +22,7 @@ import common  # noqa: F401  (the checkout on sys.path)
 from artprobe.probes import precondition, registry
 from artprobe.probes.curve import fewshot_curve
 from artprobe.probes.fit import fit
+from artprobe.probes.shared import FitContext, FitData
 from artprobe.settings import FewshotSpec, ProbeRuntime
 from artprobe.stages.classify import load_fit_data
 
@@ -31,12 +32,9 @@ def linear(data: dict, threads: int) -> dict:
     res = fit(
         "linear",
         registry.get("linear").resolve({}),
-        *data["train"][:2],
-        *data["val"][:2],
-        data["test"][0],
-        n_classes=len(data["classes"]),
+        FitData(*data["train"][:2], *data["val"][:2], data["test"][0]),
+        FitContext(n_classes=len(data["classes"]), device="cpu"),
         threads=threads,
-        device="cpu",
     )
     grid = res.info["grid"]
     return {

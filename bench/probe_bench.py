@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from artprobe import probes
 from artprobe.common.device import resolve_device, synchronize
 from artprobe.probes.fit import fit
+from artprobe.probes.shared import FitContext, FitData
 
 WIKIART = {"train": 65155, "val": 8144, "test": 8145, "dim": 1024, "classes": 129}
 
@@ -109,14 +110,9 @@ def fit_on(data, kind, params, n_classes, dev, args):
     return fit(
         kind,
         params,
-        Xtr,
-        ytr,
-        Xva,
-        yva,
-        Xte,
-        n_classes=n_classes,
+        FitData(Xtr, ytr, Xva, yva, Xte),
+        FitContext(n_classes=n_classes, device=str(dev)),
         threads=args.threads,
-        device=str(dev),
     )
 
 

@@ -14,6 +14,7 @@ from embed_helpers import embed_two_shards
 from artprobe.common.logs import progress, to_log
 from artprobe.probes.curve import fewshot_curve
 from artprobe.probes.fit import fit
+from artprobe.probes.shared import FitContext, FitData
 from artprobe.settings import FewshotSpec, ProbeRuntime
 from artprobe.stages.merge_embeddings import merge_embeddings
 
@@ -86,7 +87,8 @@ def test_classify_fits_log_their_progress(tmp_path, kind, params, bars):
     X, y = _data()
     log = tmp_path / "fit.log"
     with to_log(log):
-        fit(kind, params, X[:60], y[:60], X[60:75], y[60:75], X[75:], n_classes=3, device="cpu")
+        rows = FitData(X[:60], y[:60], X[60:75], y[60:75], X[75:])
+        fit(kind, params, rows, FitContext(n_classes=3, device="cpu"))
     for desc, unit in bars:
         assert rate_lines(log.read_text(), desc, unit), (desc, log.read_text())
 

@@ -13,6 +13,7 @@ import torch
 
 from artprobe.common import oom
 from artprobe.probes import knn, registry
+from artprobe.probes.shared import FitContext, FitData
 
 fit_module = importlib.import_module(
     "artprobe.probes.fit"
@@ -69,25 +70,22 @@ def test_a_fit_out_of_gpu_memory_is_done_on_the_cpu(monkeypatch, caplog, kind):
     X = rng.normal(size=(60, 8)).astype(np.float32)
     y = np.arange(60) % 3
     params = {"mlp": {"epochs": 2, "hidden": 8}, "linear": {"n_c": 2}, "knn": {}}[kind]
-    ref = fit_module.fit(
-        kind, params, X[:40], y[:40], X[40:50], y[40:50], X[50:], n_classes=3, device="cpu"
-    )
+    rows = FitData(X[:40], y[:40], X[40:50], y[40:50], X[50:])
+    ref = fit_module.fit(kind, params, rows, FitContext(n_classes=3, device="cpu"))
     entry = registry.get(kind)
     real = entry.fit_function()
     seen = []
 
-    def on_device(params, Xtr, ytr, Xva, yva, Xte, ctx):
+    def on_device(params, data, ctx):
         seen.append(ctx.device.type)
         if ctx.device.type == "cuda":
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 9.00 GiB")
-        return real(params, Xtr, ytr, Xva, yva, Xte, ctx)
+        return real(params, data, ctx)
 
     # the kind's registry entry, its fit function swapped (the registry is how fit finds it)
     monkeypatch.setitem(registry._REGISTRY, kind, dataclasses.replace(entry, fit=on_device))
     monkeypatch.setattr(fit_module, "resolve_device", lambda device: torch.device("cuda"))
-    res = fit_module.fit(
-        kind, params, X[:40], y[:40], X[40:50], y[40:50], X[50:], n_classes=3, device="cuda"
-    )
+    res = fit_module.fit(kind, params, rows, FitContext(n_classes=3, device="cuda"))
     assert seen == ["cuda", "cpu"]
     assert res.info["device"] == "cpu" and res.info["gpu_out_of_memory"].startswith(
         "OutOfMemoryError"
