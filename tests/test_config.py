@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import validated
 
 from artprobe import config
 
@@ -44,6 +45,12 @@ def _weights_without_pretrained(cfg):
     cfg["models"][0].update(weights="/w.safetensors", pretrained=False)
 
 
+def _leaderboard(cfg):
+    """The dataset renamed leaderboard: results/leaderboard/ holds the cross-dataset one."""
+    cfg["datasets"]["leaderboard"] = cfg["datasets"].pop("wikiart")
+    cfg["use_datasets"] = ["leaderboard"]
+
+
 @pytest.mark.parametrize(
     "edit,message",
     [
@@ -58,17 +65,23 @@ def _weights_without_pretrained(cfg):
             r"probe.drop_labels: unknown target\(s\) \['period'\]",
         ),
         (
-            lambda c: c["split"].update(stratify_by="period"),
-            r"split.stratify_by: 'period' is not one of",
+            lambda c: c["datasets"]["wikiart"]["split"].update(stratify_by="period"),
+            r"config datasets\.wikiart\.split\.stratify_by: 'period' is not one of",
         ),
         (
-            lambda c: c["split"].update(group_by="painter"),
-            r"config split.group_by: set, but split.method is",
+            lambda c: c["datasets"]["wikiart"]["split"].update(group_by="painter"),
+            r"config datasets\.wikiart\.split\.group_by: set, but method is",
+        ),
+        (  # a demo is generated into results/<name>/source: a source elsewhere is a mistake
+            lambda c: c["datasets"]["wikiart"].update(demo={"rows": 20}),
+            r"config datasets\.wikiart\.source: a demo dataset is generated into "
+            r"results/wikiart/source",
         ),
         (
-            lambda c: c.update(demo={"rows": 10}),
-            r"config demo: set, but dataset.source is a hub id",
+            lambda c: c.update(use_datasets=["wikiart", "wikiarts"]),
+            r"config use_datasets: 'wikiarts' is not under datasets: .*did you mean \['wikiart'\]",
         ),
+        (_leaderboard, r"config datasets\.leaderboard: the name 'leaderboard' is taken"),
     ],
 )
 def test_errors_name_the_key(shipped, edit, message):
@@ -86,3 +99,63 @@ def test_embed_jobs_hold_a_gpu_unless_they_embed_on_the_cpu(shipped, device, hel
     cfg["embed_runtime"]["device"] = device
     assert config.embed_gpus(cfg) == held
     assert config.embed_gpus(shipped) == 1  # config.yaml: auto
+
+
+@pytest.mark.parametrize("key", ["dataset", "split", "demo"])
+def test_the_single_dataset_keys_fail_in_one_line_naming_datasets(shipped, key):
+    """A config (or overlay) of the single-dataset shape fails before the schema, whose message
+    would only call the key unexpected: one line that says what to write instead."""
+    config.check_legacy_keys(copy.deepcopy(shipped))  # the shipped shape passes
+    old = {**copy.deepcopy(shipped), key: {}}
+    with pytest.raises(ValueError) as err:
+        config.check_legacy_keys(old)
+    message = str(err.value)
+    assert "\n" not in message
+    assert message.startswith(f"config {key}: replaced by `datasets:`")
+
+
+def test_a_name_runs_once():
+    """use_datasets names each dataset once (a second run of one would write its results
+    folder twice)."""
+    from snakemake_interface_common.exceptions import WorkflowError
+
+    validated(use_datasets=["t"])
+    with pytest.raises(WorkflowError, match="non-unique"):
+        validated(use_datasets=["t", "t"])
+
+
+def _two(**probe) -> dict:
+    """A validated config of a hub dataset (genre, style) and a demo one (label), and a third
+    defined but not used (its target: artist)."""
+    return validated(
+        datasets={
+            "wikiart": {"source": "huggan/wikiart", "targets": ["genre", "style"]},
+            "artbench": {"targets": ["label"], "demo": {"layout": "artbench"}},
+            "other": {"source": "./other", "targets": ["artist"]},
+        },
+        use_datasets=["wikiart", "artbench"],
+        probe=probe,
+    )
+
+
+def test_a_demo_dataset_is_generated_into_its_results_folder():
+    cfg = _two()
+    config.check_config(cfg)
+    sources = {n: d["source"] for n, d in cfg["datasets"].items()}
+    assert sources == {
+        "wikiart": "huggan/wikiart",
+        "artbench": "results/artbench/source",
+        "other": "./other",
+    }
+    config.check_config(cfg)  # that source, now set, is the demo's own: still fine
+
+
+@pytest.mark.parametrize("target", ["style", "label"])
+def test_row_filters_may_name_a_target_of_any_dataset(target):
+    config.check_config(_two(drop_labels={target: ["x"]}, min_class_count={target: 2}))
+
+
+@pytest.mark.parametrize("target", ["artist", "period"])  # artist: only the unused dataset's
+def test_row_filters_naming_no_used_datasets_target_fail(target):
+    with pytest.raises(ValueError, match=rf"probe.drop_labels: unknown target\(s\) \['{target}'\]"):
+        config.check_config(_two(drop_labels={target: ["x"]}))

@@ -14,6 +14,7 @@ import yaml
 from conftest import validated
 
 from artprobe import settings as S
+from artprobe.config import check_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = yaml.safe_load((ROOT / "schemas" / "config.schema.yaml").read_text())
@@ -21,10 +22,11 @@ SCHEMA = yaml.safe_load((ROOT / "schemas" / "config.schema.yaml").read_text())
 
 def schema_defaults(*path: str) -> dict:
     """key -> default of the schema section at ``path`` (``then`` where defaults are filled
-    into an object that may also be null)."""
+    into an object that may also be null; ``items``, ``additionalProperties``: the schema of
+    a list's items, of a mapping's values)."""
     node = SCHEMA
     for key in path:
-        node = node["properties"][key] if key != "items" else node["items"]
+        node = node[key] if key in ("items", "additionalProperties") else node["properties"][key]
     node = node.get("then", node)
     return {k: v["default"] for k, v in node["properties"].items() if "default" in v}
 
@@ -40,8 +42,17 @@ def test_no_settings_class_carries_a_default():
 
 @pytest.fixture(scope="module")
 def config() -> dict:
-    """The required keys only (and the demo and few-shot curves switched on with {})."""
-    return validated(demo={}, probe={"fewshot": {}})
+    """The required keys only (and the demo and few-shot curves switched on with {}), checked
+    as the workflow's parse does (which gives the demo dataset its source folder)."""
+    cfg = validated(demo={}, probe={"fewshot": {}})
+    check_config(cfg)
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def dataset(config) -> dict:
+    """The config's one dataset's settings."""
+    return S.dataset_entry(config, config["use_datasets"][0])
 
 
 def _agree(obj, defaults: dict, names: dict | None = None) -> list[str]:
@@ -55,12 +66,13 @@ def _agree(obj, defaults: dict, names: dict | None = None) -> list[str]:
     return wrong
 
 
-def test_every_object_built_from_a_validated_config_has_the_schemas_defaults(config):
+def test_every_object_built_from_a_validated_config_has_the_schemas_defaults(config, dataset):
     probe = schema_defaults("probe")
+    item = ("datasets", "additionalProperties")  # a dataset's keys: datasets.<name>
     cases = {
-        "demo": (S.demo_settings(config), schema_defaults("demo"), None),
-        "split": (S.split_settings(config), schema_defaults("split"), None),
-        "source": (S.source_settings(config), schema_defaults("dataset"), None),
+        "demo": (S.demo_settings(dataset), schema_defaults(*item, "demo"), None),
+        "split": (S.split_settings(dataset), schema_defaults(*item, "split"), None),
+        "source": (S.source_settings(dataset), schema_defaults(*item), None),
         "runtime": (S.embed_runtime(config, threads=4), schema_defaults("embed_runtime"), None),
         "model": (
             S.model_spec(config, "m", None),
@@ -92,7 +104,7 @@ def test_every_object_built_from_a_validated_config_has_the_schemas_defaults(con
     assert S.fewshot_settings(config, {"linear": {}}).classifier == "linear"
 
 
-def test_the_rules_params_keep_their_values(config):
+def test_the_rules_params_keep_their_values(config, dataset):
     """The rerun trigger of each rule holds what it held before the settings objects, so a
     results folder made before them stays up to date (a pooled model has no ``features``
     key, a model without a weights file no ``weights``, a fixed precision no ``device``)."""
@@ -113,7 +125,7 @@ def test_the_rules_params_keep_their_values(config):
         "weights",
         "features",
     ]
-    split = S.split_settings(config)
+    split = S.split_settings(dataset)
     assert list(split.rule_params()) == [
         "method",
         "seed",
@@ -143,11 +155,12 @@ def test_the_rules_params_keep_their_values(config):
         "min_class_count",
         "seed",
     ]
-    assert S.demo_settings(config).rule_params() == {
+    assert S.demo_settings(dataset).rule_params() == {
         "rows": 360,
         "files": 3,
         "seed": 0,
         "broken": 2,
+        "layout": "wikiart",
     }
 
 
@@ -157,10 +170,12 @@ def _schema_keys(node=SCHEMA) -> set[str]:
     for key, sub in node.get("properties", {}).items():
         if "default" in sub and sub["default"] not in (None, {}, []):
             keys.add(key)
+        values = sub.get("additionalProperties")  # a mapping's values (datasets.<name>)
         keys |= (
             _schema_keys(sub)
             | _schema_keys(sub.get("then", {}))
             | _schema_keys(sub.get("items", {}))
+            | _schema_keys(values if isinstance(values, dict) else {})
         )
     return keys
 
@@ -182,6 +197,10 @@ STAGE_MODULES = [
 ]
 
 
+#: parameters named like a schema key that mean another thing there (no repeated default)
+HOMONYMS = {"artprobe.report.plots": {"layout"}}  # matplotlib's figure layout, not demo.layout
+
+
 @pytest.mark.parametrize("module", STAGE_MODULES)
 def test_no_stage_function_repeats_a_default_of_the_schema(module):
     """A parameter named like a schema key with a default (seed, batch_size, shots, decode...)
@@ -190,7 +209,8 @@ def test_no_stage_function_repeats_a_default_of_the_schema(module):
 
     mod = importlib.import_module(module)
     keys = _schema_keys()
-    assert {"seed", "batch_size", "shots", "trials", "decode", "val_fraction"} <= keys
+    assert {"seed", "batch_size", "shots", "trials", "decode", "val_fraction", "layout"} <= keys
+    keys -= HOMONYMS.get(module, set())
     found = []
     for name, fn in inspect.getmembers(mod, inspect.isfunction):
         if fn.__module__ != module:
@@ -204,7 +224,7 @@ def test_no_stage_function_repeats_a_default_of_the_schema(module):
 # ---------------------------------------------------------------------------------- report
 
 
-def test_the_report_settings_have_the_schemas_defaults(config):
+def test_the_report_settings_have_the_schemas_defaults(config, dataset):
     """ThumbnailSettings, ReportSettings and CompareSettings built from a validated config:
     every field the schema's default (``report:``, nested ``gallery`` / ``confusions``
     included, and ``probe:``'s seed, bootstrap and row filters)."""
@@ -214,10 +234,11 @@ def test_the_report_settings_have_the_schemas_defaults(config):
         "confusions": schema_defaults("report", "confusions"),
     }
     probe = schema_defaults("probe")
-    thumbs = S.thumbnail_settings(config, center=False)
+    thumbs = S.thumbnail_settings(config, dataset["targets"], center=False)
     assert not _agree(thumbs, {**report, **probe})
     assert thumbs.gallery == {"queries": 12, "k": 5} and thumbs.map_rows == 2000
-    assert thumbs.targets == config["dataset"]["targets"]
+    targets = schema_defaults("datasets", "additionalProperties")["targets"]
+    assert thumbs.targets == dataset["targets"] == targets
     drawing = S.report_settings(config)
     assert not _agree(drawing, {**report, **probe})
     assert (drawing.map_method, drawing.map_grid, drawing.pairs_targets) == ("tsne", 32, None)
@@ -226,13 +247,13 @@ def test_the_report_settings_have_the_schemas_defaults(config):
     assert compare.n_boot == probe["bootstrap"]
 
 
-def test_the_report_rules_params_are_plain_values(config):
+def test_the_report_rules_params_are_plain_values(config, dataset):
     """Each report rule's params (its rerun trigger) are its settings object as plain values,
     and the job rebuilds the object from them unchanged."""
     import json
 
     for obj in (
-        S.thumbnail_settings(config, center=True),
+        S.thumbnail_settings(config, dataset["targets"], center=True),
         S.report_settings(config),
         S.compare_settings(config),
     ):
