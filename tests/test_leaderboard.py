@@ -300,3 +300,93 @@ def test_the_flips_come_off_each_model_and_the_pairs_keep_their_covariance():
     want = np.cov(s, rowvar=False) - np.diag(flips)
     np.testing.assert_allclose(np.cov(got, rowvar=False), want, atol=1e-10)
     np.testing.assert_allclose(got.mean(axis=0), s.mean(axis=0))
+
+
+# ---------------------------------------------------------------- the leaderboard stage
+
+
+def _with_metrics(fits) -> list[dict]:
+    """The fits with the headline values a fit's metrics.json carries (seed 0's)."""
+    out = []
+    for f in fits:
+        p = f["predictions"]
+        acc = float((p["y_pred"] == p["y_true"]).mean())
+        m = {k: {"value": acc, "ci_low": acc - 0.02, "ci_high": acc + 0.02} for k in lb.HEADLINE}
+        out.append({**f, "metrics": {**f["metrics"], **m}})
+    return out
+
+
+def _write_fits(root, fits) -> list[str]:
+    """The files of each simulated fit where the classify stage puts them:
+    ``root/classify/<model>/<target>/<probe>/``."""
+    import pyarrow as pa
+
+    from artprobe.common.io import write_json, write_parquet
+
+    paths = []
+    for f in fits:
+        d = root / "classify" / f["model"] / f["target"] / f["classifier"]
+        meta = {k: f[k] for k in ("model", "target", "classifier", "kind", "class_names")}
+        meta.update(f["metrics"])
+        write_json(d / "metrics.json", meta)
+        write_parquet(
+            pa.Table.from_pandas(f["predictions"], preserve_index=False), d / "predictions.parquet"
+        )
+        paths += [str(d / "metrics.json"), str(d / "predictions.parquet")]
+    return paths
+
+
+def _write_verdict(path, fits, n_boot=100):
+    from artprobe.report.compare import TABLES, StandingsFiles, standings, write_standings
+    from artprobe.settings import CompareSettings
+
+    s = standings(fits, [f["model"] for f in fits], CompareSettings(n_boot=n_boot, seed=0))
+    files = StandingsFiles(*[str(path.parent / f"{n}.parquet") for n in TABLES])
+    write_standings(s, files)
+    return files.verdict
+
+
+def test_the_leaderboard_stage_ranks_every_dataset_on_one_page(tmp_path):
+    """Two datasets' fit files in (results/<dataset>/classify/...), one leaderboard out: each
+    dataset's rankings as it alone would rank them, mean ranks over both, the page naming
+    every dataset × target and leading with each dataset's verdict."""
+    from artprobe.report.overall import LeaderboardFiles, run_leaderboard
+    from artprobe.settings import CompareSettings
+
+    rng = np.random.default_rng(5)
+    sims = {
+        "wikiart": _with_metrics(simulated_fits(rng, [3, 0, 1], 800)),
+        "artbench": _with_metrics(simulated_fits(rng, [0, 3, 1], 600)),
+    }
+    files, verdicts = [], []
+    for name, fits in sims.items():
+        files += _write_fits(tmp_path / "results" / name, fits)
+        verdicts.append(_write_verdict(tmp_path / "results" / name / "compare" / "v.parquet", fits))
+    out = LeaderboardFiles(*(str(tmp_path / "board" / f) for f in ("t.csv", "m.csv", "p.html")))
+    run_leaderboard(files, verdicts, list(sims), CompareSettings(n_boot=100, seed=0), out)
+
+    table, mean = pd.read_csv(out.table), pd.read_csv(out.mean_ranks)
+    assert set(table["dataset"]) == {"wikiart", "artbench"}
+    alone = leaderboard({"artbench": sims["artbench"]}, n_boot=100, seed=0).table
+    got = table[table.dataset == "artbench"].reset_index(drop=True)
+    assert list(got["model"]) == list(alone["model"])
+    np.testing.assert_array_equal(got["rank_high"], alone["rank_high"])
+    best = table[(table["rank"] == 1) & (table["metric"] == "accuracy")]
+    assert dict(zip(best["dataset"], best["model"])) == {"wikiart": "m0", "artbench": "m1"}
+    assert set(mean["n_rankings"]) == {2}
+    page = (tmp_path / "board" / "p.html").read_text()
+    assert "wikiart: style" in page and "artbench: style" in page
+    assert "Mean rank over the datasets and targets" in page
+    assert page.count("<li>wikiart: ") >= 1 and page.count("<li>artbench: ") >= 1
+
+
+def test_fit_files_group_by_their_dataset_folder():
+    from artprobe.report.overall import fits_by_dataset
+
+    files = [
+        "results/a/classify/m/t/p/metrics.json",
+        "/abs/results/b.v2/classify/m/t/p/metrics.json",
+    ]
+    assert fits_by_dataset(files, ["a", "b.v2"]) == {"a": files[:1], "b.v2": files[1:]}
+    with pytest.raises(ValueError, match="not a fit file of the datasets"):
+        fits_by_dataset(files, ["a"])
