@@ -10,13 +10,15 @@ from conftest import source_of, validated
 
 from artprobe.common.io import read_meta
 from artprobe.config import SPLITS
-from artprobe.settings import SplitSettings, split_settings
+from artprobe.settings import DemoSettings, SourceSettings, SplitSettings, split_settings
 from artprobe.sources import DataError
-from artprobe.stages.generate_demo import CLASSES
+from artprobe.stages.generate_demo import CLASSES, generate_demo
 from artprobe.stages.manifest import build_manifest
 from artprobe.stages.split import (
+    given_split,
     group_codes,
     group_split,
+    row_source_splits,
     seed_compatible_split,
     stratified_split,
     write_split,
@@ -279,3 +281,164 @@ def test_split_config_errors_name_the_key(split, message):
     with pytest.raises(ValueError, match=message):
         check_config(_config(**split))
     check_config(_config(method="group", group_by="artist", drop_duplicates=True))  # fine
+
+
+# ------------------------------------------------------------------ split.method: given
+# The sources and settings here are built directly (not through a config), so these tests
+# are about the files whatever shape the config takes.
+
+
+def given(seed: int = 0, val_fraction: float = 0.1, method: str = "given") -> SplitSettings:
+    """Split settings of ``method`` (given) with ``seed`` and ``val_fraction``."""
+    return SplitSettings(
+        method=method,
+        seed=seed,
+        val_fraction=val_fraction,
+        test_fraction=0.1,
+        stratify_by=None,
+        group_by=None,
+        ungrouped=[],
+    )
+
+
+def local_source(folder, splits=None) -> SourceSettings:
+    return SourceSettings(
+        source=str(folder),
+        revision=None,
+        targets=["label"],
+        config=None,
+        splits=splits,
+        image_column="image",
+    )
+
+
+@pytest.fixture(scope="module")
+def artbench_source(tmp_path_factory):
+    """A 240-row ArtBench-like source: data/train-0000{0,1,2}-of-00003 (200 rows) and
+    data/test-00000-of-00001 (40 rows), labels balanced over the 10 classes."""
+    folder = tmp_path_factory.mktemp("artbench")
+    settings = DemoSettings(rows=240, files=4, seed=0, broken=0, layout="artbench")
+    generate_demo(folder / "src", settings)
+    return folder / "src"
+
+
+def manifest_of(source: SourceSettings, folder) -> tuple:
+    """(manifest path, row index path, each row's source file name) of ``source``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    manifest = build_manifest(source, folder / "m.json")
+    names = np.repeat(
+        [f["name"] for f in manifest["files"]], [f["rows"] for f in manifest["files"]]
+    )
+    return folder / "m.json", folder / "rows.parquet", names
+
+
+def split_of(manifest, index, settings, out) -> tuple[np.ndarray, np.ndarray]:
+    write_split(manifest, index, out, settings)
+    t = pq.read_table(out)
+    assert t.column("row_id").to_pylist() == list(range(t.num_rows))
+    return (
+        np.array(t.column("split").to_pylist(), dtype=object),
+        np.array(t.column("source_split").to_pylist(), dtype=object),
+    )
+
+
+def test_given_keeps_the_source_test_split_and_carves_val_from_train(artbench_source, tmp_path):
+    m, index, files = manifest_of(local_source(artbench_source), tmp_path)
+    from_test = np.char.startswith(files.astype(str), "data/test-")
+    from_train = np.char.startswith(files.astype(str), "data/train-")
+    assert from_test.sum() == 40 and from_train.sum() == 200
+    parts, source = split_of(m, index, given(seed=0, val_fraction=0.1), tmp_path / "s.parquet")
+    assert (parts[from_test] == "test").all() and (parts == "test").sum() == 40
+    assert (parts[from_train] != "test").all()
+    assert from_train[parts == "val"].all()  # val only from train
+    assert (parts == "val").sum() == 24  # 10 % of ALL 240 rows, not of the 200 train rows
+    assert (source == np.where(from_test, "test", "train")).all()
+    labels = pq.read_table(index).column("label").to_numpy()
+    assert np.bincount(labels[parts == "val"], minlength=10).min() >= 2  # every class in val
+    meta = read_meta(tmp_path / "s.parquet")
+    assert meta["counts"] == {"train": 176, "val": 24, "test": 40}
+    assert meta["source_splits"] == {"test": 40, "train": 200}
+    assert meta["val_from"] == "train" and meta["stratify_by"] == "label"
+
+
+def test_given_val_is_stratified_and_seeded(artbench_source, tmp_path):
+    m, index, _ = manifest_of(local_source(artbench_source), tmp_path)
+    labels = pq.read_table(index).column("label").to_numpy()
+    a, _ = split_of(m, index, given(seed=0, val_fraction=0.25), tmp_path / "a.parquet")
+    again, _ = split_of(m, index, given(seed=0, val_fraction=0.25), tmp_path / "b.parquet")
+    other, _ = split_of(m, index, given(seed=1, val_fraction=0.25), tmp_path / "c.parquet")
+    # 60 val rows from 20 train rows per class: 6 of each class
+    assert np.bincount(labels[a == "val"], minlength=10).tolist() == [6] * 10
+    assert (a == again).all()
+    assert (a != other).any() and ((a == "test") == (other == "test")).all()
+
+
+def test_given_keeps_the_source_validation_split(artbench_source, tmp_path):
+    import shutil
+
+    src = tmp_path / "src"
+    shutil.copytree(artbench_source, src)
+    (src / "data/train-00002-of-00003.parquet").rename(
+        src / "data/validation-00000-of-00001.parquet"
+    )
+    m, index, files = manifest_of(local_source(src), tmp_path / "m")
+    parts, source = split_of(m, index, given(val_fraction=0.3), tmp_path / "s.parquet")
+    for prefix, part in (("train", "train"), ("validation", "val"), ("test", "test")):
+        mine = np.char.startswith(files.astype(str), f"data/{prefix}-")
+        assert mine.any() and (parts[mine] == part).all() and (parts == part).sum() == mine.sum()
+        assert (source[mine] == prefix).all()
+    assert read_meta(tmp_path / "s.parquet")["val_from"] == "source"
+
+
+def test_given_without_a_test_split_says_so(artbench_source, tmp_path):
+    m, index, _ = manifest_of(local_source(artbench_source, splits=["train"]), tmp_path)
+    message = r"the source has no test split \(its splits: \['train'\]\); use method stratified"
+    with pytest.raises(ValueError, match=message):
+        write_split(m, index, tmp_path / "s.parquet", given())
+    assert not (tmp_path / "s.parquet").exists()
+
+
+def test_given_names_an_unknown_source_split(artbench_source, tmp_path):
+    import shutil
+
+    src = tmp_path / "src"
+    shutil.copytree(artbench_source, src)
+    (src / "data/test-00000-of-00001.parquet").rename(src / "data/holdout-00000-of-00001.parquet")
+    m, index, _ = manifest_of(local_source(src), tmp_path / "m")
+    with pytest.raises(
+        DataError, match=r"\['holdout'\] are none of the accepted names .*dev -> val"
+    ):
+        write_split(m, index, tmp_path / "s.parquet", given())
+
+
+def test_given_refuses_a_val_too_small_to_hold_every_class(artbench_source, tmp_path):
+    m, index, _ = manifest_of(local_source(artbench_source), tmp_path)
+    with pytest.raises(DataError, match="a val of 5 .* 10 classes"):
+        write_split(m, index, tmp_path / "s.parquet", given(val_fraction=0.02))
+
+
+def test_row_source_splits_of_each_layout():
+    hub = {
+        "layout": "parquet",
+        "n_rows": 6,
+        "files": [
+            {"name": "default/train/0000.parquet", "rows": 3},
+            {"name": "default/partial-test/0000.parquet", "rows": 1},
+            {"name": "cfg/validation-00000-of-00001.parquet", "rows": 2},
+        ],
+    }
+    assert row_source_splits(hub).tolist() == ["train"] * 3 + ["test"] + ["validation"] * 2
+    folder = {"layout": "imagefolder", "n_rows": 5, "source_splits": {"train": 3, "test": 2}}
+    assert row_source_splits(folder).tolist() == ["train"] * 3 + ["test"] * 2
+    assert given_split(row_source_splits(folder)).tolist() == ["train"] * 3 + ["test"] * 2
+
+
+def test_other_methods_record_the_source_split_and_assign_as_before(artbench_source, tmp_path):
+    m, index, files = manifest_of(local_source(artbench_source), tmp_path)
+    labels = pq.read_table(index).column("label").to_numpy()
+    settings = given(seed=4, method="stratified", val_fraction=0.1)
+    parts, source = split_of(m, index, settings, tmp_path / "s.parquet")
+    assert (parts == stratified_split(labels, 4, 0.1, 0.1)).all()
+    assert (
+        source == np.where(np.char.startswith(files.astype(str), "data/test-"), "test", "train")
+    ).all()

@@ -3,7 +3,11 @@
 ``seed-compatible`` reproduces the thesis split (``datasets``' ``train_test_split`` twice with
 one seed) row for row; ``stratified`` keeps each class's share in every part; ``group`` keeps
 every value of one column (``split.group_by``, e.g. the artist) on one side, so a style or
-genre score cannot reward recognising the painter (:func:`group_split`).
+genre score cannot reward recognising the painter (:func:`group_split`); ``given`` keeps the
+source's own train/validation/test splits (:func:`given_split`; ArtBench-10's official test).
+
+``split.parquet`` holds every row's ``split`` and, whatever the method, its ``source_split``:
+the source split the row came from (:func:`row_source_splits`).
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ import pyarrow.parquet as pq
 from artprobe.common.io import read_json, with_meta, write_parquet
 from artprobe.config import SPLITS
 from artprobe.settings import SplitSettings
-from artprobe.sources import DataError, local_dir
+from artprobe.sources import IMAGEFOLDER, DataError, local_dir
+from artprobe.sources.hub_layout import parse_path
 from artprobe.sources.labels import class_names_from_readme, class_names_from_schema
 from artprobe.stages.manifest import read_class_ids, source_files
 
@@ -208,6 +213,118 @@ def _read_groups(
     return group_codes(column, _group_names(manifest, first_file, group_by), ungrouped)
 
 
+#: ``split.method: given``: the part each source split's rows keep
+GIVEN_PARTS = {
+    "train": "train",
+    "validation": "val",
+    "val": "val",
+    "valid": "val",
+    "dev": "val",
+    "test": "test",
+}
+
+
+def row_source_splits(manifest: dict) -> np.ndarray:
+    """The source split each row came from (object array, in row-id order).
+
+    A Parquet source (local or a hub snapshot): parsed from each file's name in the hub
+    layout (``data/test-00000-of-00001.parquet``, ``<config>/<split>/…``:
+    :func:`artprobe.sources.hub_layout.parse_path`), ``rows`` per file; an image folder:
+    its manifest's ``source_splits`` (split -> rows, in row order)."""
+    if manifest.get("layout") == IMAGEFOLDER:
+        counts = manifest["source_splits"]
+        names, sizes = list(counts), list(counts.values())
+    else:
+        names, sizes = [], []
+        for f in manifest["files"]:
+            parsed = parse_path(f["name"])
+            if parsed is None:
+                raise DataError(f"{f['name']}: not a file of a hub layout; its split is unknown")
+            names.append(parsed.split)
+            sizes.append(f["rows"])
+    source = np.repeat(np.array(names, dtype=object), np.asarray(sizes, dtype=np.int64))
+    if len(source) != manifest["n_rows"]:
+        raise DataError(f"the manifest's splits hold {len(source)} rows, not {manifest['n_rows']}")
+    return source
+
+
+def given_split(source: np.ndarray) -> np.ndarray:
+    """Each row's part from its source split (:data:`GIVEN_PARTS`); the source must have a
+    train and a test split (a validation split it may lack: :func:`carve_val`)."""
+    present = list(dict.fromkeys(source.tolist()))
+    unknown = [s for s in present if s not in GIVEN_PARTS]
+    if unknown:
+        accepted = "; ".join(
+            f"{', '.join(k for k, v in GIVEN_PARTS.items() if v == p)} -> {p}" for p in SPLITS
+        )
+        raise DataError(
+            f"split.method given: source split(s) {unknown} are none of the accepted names "
+            f"({accepted}); choose the splits with dataset.splits or use method stratified"
+        )
+    parts = {GIVEN_PARTS[s] for s in present}
+    for part, name in (("test", "test"), ("train", "train")):
+        if part not in parts:
+            raise DataError(
+                f"split.method given: the source has no {name} split (its splits: {present}); "
+                "use method stratified"
+            )
+    names, inverse = np.unique(source, return_inverse=True)
+    return np.array([GIVEN_PARTS[s] for s in names], dtype=object)[inverse]
+
+
+def carve_val(parts: np.ndarray, labels: np.ndarray, seed: int, val_fraction: float) -> np.ndarray:
+    """``parts`` with val carved from its train rows: ``round(val_fraction * len(parts))``
+    rows (a fraction of ALL rows, as the other methods define it, not of train), drawn with
+    ``seed`` and stratified by ``labels`` (classes of one train row pooled). Test rows are
+    left as they are."""
+    from sklearn.model_selection import train_test_split
+
+    train = np.flatnonzero(parts == "train")
+    n_val = round(val_fraction * len(parts))
+    _, strata, counts = np.unique(
+        np.asarray(labels)[train], return_inverse=True, return_counts=True
+    )
+    rare = counts[strata] < 2  # classes of one train row: pooled (a lone one joins the largest)
+    strata[rare] = -1 if rare.sum() > 1 else np.argmax(counts)
+    n_strata = len(np.unique(strata))
+    if not n_strata <= n_val <= len(train) - n_strata:
+        raise DataError(
+            f"split.method given: a val of {n_val} of the {len(train)} train rows "
+            f"(val_fraction {val_fraction} of {len(parts)} rows) cannot leave each of the "
+            f"{n_strata} classes it stratifies on in both val and train; change split.val_fraction"
+        )
+    _, val = train_test_split(train, test_size=n_val, random_state=seed, stratify=strata)
+    out = parts.copy()
+    out[val] = "val"
+    return out
+
+
+def _given(manifest: dict, index_path, settings: SplitSettings) -> tuple[np.ndarray, dict]:
+    """``split.method: given``: every row keeps its source split (:func:`given_split`); without
+    a validation split, val is carved from train (:func:`carve_val`: ``val_fraction`` of ALL
+    rows, seeded, stratified by ``stratify_by``, else the first target). ``test_fraction`` is
+    ignored, and ``val_fraction`` too where the source has a validation split."""
+    source = row_source_splits(manifest)
+    split = given_split(source)
+    names, counts = np.unique(source, return_counts=True)
+    extra: dict = {"source_splits": dict(zip(names.tolist(), counts.tolist()))}
+    if (split == "val").any():
+        extra.update(val_from="source", ignored=["val_fraction", "test_fraction"])
+        log.info("split given: val and test are the source's; val_fraction, test_fraction ignored")
+        return split, extra
+    column = settings.stratify_by or manifest["targets"][0]
+    labels = _strata(read_targets(manifest, index_path, [column]).column(column))
+    split = carve_val(split, labels, settings.seed, settings.val_fraction)
+    extra.update(val_from="train", stratify_by=column, ignored=["test_fraction"])
+    log.info(
+        "split given: test is the source's (test_fraction ignored); val carved from train, "
+        "%.2f%% of all rows, stratified by %s",
+        100 * settings.val_fraction,
+        column,
+    )
+    return split, extra
+
+
 def _assign(manifest: dict, index_path, settings: SplitSettings) -> tuple[np.ndarray, dict]:
     """(each row's part, what the split's metadata adds for its method)."""
     n, method, seed = manifest["n_rows"], settings.method, settings.seed
@@ -230,11 +347,24 @@ def _assign(manifest: dict, index_path, settings: SplitSettings) -> tuple[np.nda
             "n_groups": int(len(np.unique(groups[groups >= 0]))),
             "ungrouped_rows": int((groups < 0).sum()),
         }
+    elif method == "given":
+        split, extra = _given(manifest, index_path, settings)
     else:
         raise DataError(
-            f"split.method {method!r}: expected 'seed-compatible', 'stratified' or 'group'"
+            f"split.method {method!r}: expected 'seed-compatible', 'stratified', 'group' or 'given'"
         )
     return split, extra
+
+
+def _asked(settings: SplitSettings, extra: dict) -> str:
+    """What the split was asked for, for the log line beside what it achieved."""
+    val, test = settings.val_fraction, settings.test_fraction
+    if settings.method != "given":
+        asked = {"train": 1 - val - test, "val": val, "test": test}
+        return "asked " + ", ".join(f"{s} {asked[s]:.2%}" for s in SPLITS)
+    if extra["val_from"] == "source":
+        return "train, val and test are the source's splits"
+    return f"asked val {val:.2%} of all rows, from train; test is the source's split"
 
 
 def write_split(
@@ -243,40 +373,38 @@ def write_split(
     out_path: str | os.PathLike,
     settings: SplitSettings,
 ) -> None:
-    """Write ``split.parquet`` (row_id, split) for every row of the manifest. ``index_path``:
-    the row index (``rows.parquet``), which the methods that read labels need
+    """Write ``split.parquet`` (row_id, split, source_split) for every row of the manifest.
+    ``index_path``: the row index (``rows.parquet``), which the methods that read labels need
     (``settings.reads_labels``; None otherwise)."""
     manifest = read_json(manifest_path)
     if settings.reads_labels and index_path is None:
         raise ValueError(f"split.method {settings.method!r} reads labels: pass the row index")
     n = manifest["n_rows"]
     split, extra = _assign(manifest, index_path, settings)
-    method, seed = settings.method, settings.seed
-    val_fraction, test_fraction = settings.val_fraction, settings.test_fraction
     table = pa.table(
         {
             "row_id": pa.array(np.arange(n, dtype=np.int64)),
             "split": pa.array(split.tolist(), pa.string()),
+            "source_split": pa.array(row_source_splits(manifest).tolist(), pa.string()),
         }
     )
     counts = {s: int((split == s).sum()) for s in SPLITS}
     achieved = achieved_fractions(split)
     meta = {
-        "method": method,
-        "seed": seed,
-        "val_fraction": val_fraction,
-        "test_fraction": test_fraction,
+        "method": settings.method,
+        "seed": settings.seed,
+        "val_fraction": settings.val_fraction,
+        "test_fraction": settings.test_fraction,
         "counts": counts,
         "achieved": achieved,
     }
     meta.update(extra)
     write_parquet(with_meta(table, meta), out_path)
-    asked = {"train": 1 - val_fraction - test_fraction, "val": val_fraction, "test": test_fraction}
     log.info(
-        "split %s seed=%d: %s rows; achieved fractions %s (asked %s)",
-        method,
-        seed,
+        "split %s seed=%d: %s rows; achieved fractions %s (%s)",
+        settings.method,
+        settings.seed,
         counts,
         ", ".join(f"{s} {achieved[s]:.2%}" for s in SPLITS),
-        ", ".join(f"{s} {asked[s]:.2%}" for s in SPLITS),
+        _asked(settings, extra),
     )
