@@ -442,3 +442,61 @@ def test_other_methods_record_the_source_split_and_assign_as_before(artbench_sou
     assert (
         source == np.where(np.char.startswith(files.astype(str), "data/test-"), "test", "train")
     ).all()
+
+
+def test_a_given_split_never_trains_or_selects_on_the_source_test_rows(
+    artbench_source, tmp_path, monkeypatch
+):
+    """The classify stage's linear fit on a given split (spied: each embedding's first feature
+    is its row id): train and val, where C is chosen, hold no row of data/test-*; the probe
+    sees those rows only as the test embeddings it predicts."""
+    from artprobe.common.io import with_meta, write_parquet
+    from artprobe.settings import FitSpec, ProbeRuntime
+    from artprobe.stages import classify
+    from artprobe.stages.generate_demo import ARTBENCH_STYLES
+
+    m, index, files = manifest_of(local_source(artbench_source), tmp_path)
+    parts, _ = split_of(m, index, given(), tmp_path / "s.parquet")
+    labels = pq.read_table(index).column("label").to_numpy()
+    ids = np.arange(len(parts))
+    noise = np.random.default_rng(0).standard_normal((len(ids), 2))
+    X = np.column_stack([ids, labels * 3.0 + noise[:, 0], noise[:, 1]]).astype(np.float32)
+    table = pa.table(
+        {
+            "row_id": pa.array(ids, pa.int64()),
+            "split": pa.array(parts.tolist(), pa.string()),
+            "label": pa.array(labels, pa.int16()),
+            "embedding": pa.FixedSizeListArray.from_arrays(pa.array(X.ravel(), pa.float32()), 3),
+        }
+    )
+    merged = tmp_path / "merged.parquet"
+    write_parquet(with_meta(table, {"classes": {"label": ARTBENCH_STYLES}}), merged)
+    seen, real_fit = [], classify.fit_probe
+
+    def spy(kind, params, rows, *a, **kw):
+        seen.append(
+            [set(x[:, 0].astype(int).tolist()) for x in (rows.X_train, rows.X_val, rows.X_test)]
+        )
+        return real_fit(kind, params, rows, *a, **kw)
+
+    monkeypatch.setattr(classify, "fit_probe", spy)
+    out = classify.fit_paths(tmp_path / "fit")
+    out["metrics"].parent.mkdir(parents=True)
+    spec = FitSpec(
+        model="m",
+        target="label",
+        classifier="lin",
+        kind="linear",
+        params={"n_c": 3, "c_min": 0.01, "c_max": 1.0},
+        drop_labels=[],
+        min_class_count=None,
+        seed=0,
+        seeds=[0],
+        n_boot=0,
+    )
+    classify.run_fit(merged, spec, out, ProbeRuntime(device="cpu", threads=1))
+    source_test = set(ids[np.char.startswith(files.astype(str), "data/test-")].tolist())
+    assert len(source_test) == 40 and seen
+    for train, val, test in seen:
+        assert not train & source_test and not val & source_test
+        assert val == set(ids[parts == "val"].tolist()) and test == source_test
