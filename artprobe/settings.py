@@ -111,8 +111,11 @@ class SplitSettings:
         return self.method != "seed-compatible"
 
     def rule_params(self) -> dict:
-        """Only what assigns the rows: the group keys only with method ``group``."""
+        """Only what assigns the rows: the group keys only with method ``group``, no test
+        fraction with ``given``."""
         skip = set() if self.method == "group" else {"group_by", "ungrouped"}
+        if self.method == "given":  # the source's test split: test_fraction does nothing
+            skip.add("test_fraction")
         return {k: v for k, v in asdict(self).items() if k not in skip}
 
 
