@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import struct
+from html import unescape as html_unescape
 from pathlib import Path
 
 import numpy as np
@@ -230,7 +231,9 @@ def make_results(root: Path, seed: int = 0, n_boot: int = 1500) -> dict:
         str(root / "thumbnails" / "rows.json"),
         str(root / "thumbnails" / "thumbnails.parquet"),
     )
-    inputs = ThumbnailInputs(fits, embeddings, shards, standings.verdict, duplicates=None)
+    inputs = ThumbnailInputs(
+        fits, embeddings, shards, standings.verdict, standings.leaderboard, standings.mean_ranks
+    )
     run_thumbnails(inputs, thumbnail_settings(seed), rows, thumbs)
     curves = [str(root / "fewshot" / m / f"{t}.json") for m in MODELS for t in TARGETS]
     for path, (m, t) in zip(curves, [(m, t) for m in MODELS for t in TARGETS]):
@@ -262,7 +265,8 @@ def thumbnail_settings(seed: int = 0, **changes) -> ThumbnailSettings:
     """The thumbnail stage's settings: the schema's defaults (config ``report:``), kept small
     (:data:`THUMBS`), the map coloured by style, the kNN probe uncentred."""
     report = validated()["report"]
-    values = {k: report[k] for k in ("disagreements", "confusions", "map_target")}
+    keys = ("disagreements", "confusions", "map_target", "top_models", "show_models")
+    values = {k: report[k] for k in keys}
     return ThumbnailSettings(
         targets=list(TARGETS),
         seed=seed,
@@ -276,7 +280,7 @@ def thumbnail_settings(seed: int = 0, **changes) -> ThumbnailSettings:
 def drawing(**changes) -> ReportSettings:
     """The report's settings: the schema's defaults with this test's pairs targets."""
     report = validated()["report"]
-    values = {k: report[k] for k in ("map_method", "map_grid")}
+    values = {k: report[k] for k in ("map_method", "map_grid", "top_models", "show_models")}
     values["pairs_targets"] = CHOICES["pairs_targets"]
     return ReportSettings(seed=0, **{**values, **changes})
 
@@ -971,8 +975,9 @@ def test_the_thumbnail_stage_reads_the_verdict_it_does_not_compute_it(built, tmp
     _, kw = built
     rows = tmp_path / "rows.json"
     previews = sorted(str(p) for p in (Path(kw["rows"]).parents[1] / "previews").glob("*"))
+    st = kw["standings"]
     inputs = ThumbnailInputs(
-        kw["fits"], kw["embeddings"], previews, kw["standings"].verdict, duplicates=None
+        kw["fits"], kw["embeddings"], previews, st.verdict, st.leaderboard, st.mean_ranks
     )
     with pytest.MonkeyPatch.context() as mp:
         for module, name in STANDINGS:
@@ -1044,3 +1049,180 @@ def test_leaderboard_page_opens_the_report_with_rank_intervals(built):
     assert html_text(METHOD) in page
     ranks = pd.read_csv(out / "mean_ranks.csv")
     assert set(ranks.model) == set(MODELS) and (ranks.mean_rank_low <= ranks.mean_rank).all()
+
+
+# ------------------------------------------------------------ fifteen models (issue 27)
+
+#: fifteen models with names as long as timm's
+MANY = [f"vit_large_patch14_clip_224.laion2b_ft_in12k_{i:02d}" for i in range(15)]
+
+
+def _many_summary(models: list[str], seed: int = 0) -> pd.DataFrame:
+    """A summary table (the columns the accuracy chart reads) of ``models`` × 2 targets × the
+    three probes, values drawn at random, with the majority baseline and best flags."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for t in ("genre", "style"):
+        for m in [*models, tables.BASELINE_MODEL]:
+            for c in CLASSIFIERS if m in models else [tables.BASELINE_CLASSIFIER]:
+                r = {"target": t, "model": m, "classifier": c, "kind": KINDS.get(c, "majority")}
+                for name in tables.HEADLINE:
+                    v = rng.uniform(0.2, 0.95) if m in models else 0.2
+                    r |= {name: v, f"{name}_ci_low": v - 0.03, f"{name}_ci_high": v + 0.03}
+                rows.append(r)
+    s = pd.DataFrame(rows)
+    fitted = s[s.kind != "majority"]
+    s["best_model"] = s.index.isin(fitted.groupby(["target", "classifier"]).accuracy.idxmax())
+    return s
+
+
+def test_accuracy_plot_of_fifteen_models_lies_down_and_grows(tmp_path):
+    """With many models the chart lists them down the side, best first, one name per row with
+    no two names overlapping; it grows taller, not wider, with the models."""
+    from artprobe.report import plots
+
+    sizes = {}
+    for n in (3, 8, 15):
+        models = MANY[:n]
+        summary = _many_summary(models)
+        fig = plots.plot_accuracy(
+            summary, models, ["genre", "style"], CLASSIFIERS, plots.model_colors(models)
+        )
+        plots.save(fig, tmp_path / f"acc{n}.png")
+        sizes[n] = png_size(tmp_path / f"acc{n}.png")
+    assert sizes[3][1] < sizes[8][1] < sizes[15][1]  # taller with every model
+    assert sizes[15][0] <= 1600  # and no wider than a screen
+    first = fig.axes[0]  # genre, accuracy: the 15 models down the side, best first
+    names = [t.get_text() for t in first.get_yticklabels()]
+    genre = summary[(summary.target == "genre") & summary.model.isin(MANY)]
+    assert names == list(genre.groupby("model").accuracy.max().sort_values(ascending=False).index)
+    boxes = [t.get_window_extent() for t in first.get_yticklabels()]
+    assert not any(a.overlaps(b) for a, b in zip(boxes, boxes[1:])), "model names overlap"
+    assert len(set(plots.model_colors(MANY).values())) == 15
+
+
+def fifteen_model_pages(root: Path) -> dict[str, Path]:
+    """The leaderboard page, a gallery sheet and the interactive map of 15 models with long
+    names (the pages the report writes, from synthetic tables and thumbnails)."""
+    from synthetic import synthetic_jpeg
+
+    from artprobe.report import atlas, html, sheets
+    from artprobe.report.leaderboard import COLUMNS, MEAN_COLUMNS
+
+    root.mkdir(parents=True, exist_ok=True)
+    n = len(MANY)
+    board = pd.DataFrame(
+        [
+            {c: 0 for c in COLUMNS}
+            | {"dataset": "", "target": t, "metric": met, "model": m, "probe": "linear",
+               "rank": i + 1, "rank_low": max(1, i - 2), "rank_high": min(n, i + 3),
+               "value": 0.9 - i / 50,
+               "ci_low": 0.88 - i / 50, "ci_high": 0.92 - i / 50, "diff_to_best": i / 50,
+               "p_holm": 0.01 * i, "with_best": i < 3, "n_rows": 300, "n_boot": 100}
+            for t in ("genre", "style") for met in tables.HEADLINE for i, m in enumerate(MANY)
+        ]
+    )  # fmt: skip
+    ranks = pd.DataFrame(
+        [{c: "" for c in MEAN_COLUMNS} | {"metric": "accuracy", "model": m, "mean_rank": i + 1.0,
+          "mean_rank_low": i + 0.5, "mean_rank_high": i + 2.0, "n_rankings": 2}
+         for i, m in enumerate(MANY)]
+    )  # fmt: skip
+    sentences = pd.DataFrame({"sentence": [f"genre: {MANY[0]} leads {MANY[1]} by 0.02"]})
+    pages = {k: root / f"{k}.html" for k in ("leaderboard", "gallery", "map")}
+    html.write_html(
+        pages["leaderboard"], "Leaderboard", html.leaderboard_sections(board, ranks, sentences)
+    )
+    queries, shown = [100, 101], MANY[:3]
+    neighbours = {m: [list(range(i, i + 5)) for i in (0, 5)] for m in shown}  # k = 5
+    rows = [*queries, *range(10)]
+    pq_path = root / "thumbs.parquet"
+    write_parquet(
+        pa.table(
+            {
+                "row_id": pa.array(rows, pa.int64()),
+                "kind": ["large"] * len(rows),
+                "jpeg": [synthetic_jpeg(96, 80, seed=r) for r in rows],
+                "style": pa.array([r % 2 for r in rows], pa.int16()),
+            }
+        ),
+        pq_path,
+    )
+    models = {"shown": shown, "ranked": MANY, "metric": "balanced_accuracy"}
+    models |= {"top_models": 3, "show_models": []}
+    sheets.gallery_sheet(
+        pages["gallery"],
+        "style",
+        {"queries": queries, "neighbours": neighbours, "models": models},
+        sheets.Thumbs(str(pq_path)),
+        {"style": ["a", "b"]},
+        5,
+        False,
+    )
+    rng = np.random.default_rng(0)
+    atlas.interactive_page(
+        pages["map"],
+        {m: rng.normal(size=(20, 2)) for m in MANY},
+        list(range(20)),
+        {"style": [r % 2 for r in range(20)]},
+        {"style": ["a", "b"]},
+        [None] * 20,
+        "style",
+        "note",
+    )
+    return pages
+
+
+def test_fifteen_models_pages_show_three_and_list_the_rest(tmp_path):
+    """Issue 27: the gallery shows the top three models and names the others; the map picks
+    one of the 15 from a list (no button per model); every table sits in its own scroll box."""
+    pages = fifteen_model_pages(tmp_path)
+    gallery = pages["gallery"].read_text()
+    heads = re.findall(r"<th>(.*?)</th>", gallery)
+    assert heads == ["query", *[html_text(m) for m in MANY[:3]]]
+    note = "Showing the top 3 of 15 models by mean rank (balanced accuracy, the leaderboard; "
+    assert note in gallery and f"others: {', '.join(MANY[3:])}." in gallery
+    page = pages["map"].read_text()
+    data = json.loads(re.search(r'id="map-data">(.*?)</script>', page, re.S).group(1))
+    assert data["models"] == MANY and page.count('<select id="model">') == 1
+    assert "data-m" not in page and "dataset.m" not in page  # no button per model
+    board = pages["leaderboard"].read_text()
+    assert board.count("<table>") == board.count("<div class='scroll'><table>") == 7
+
+
+# Run in a page once it has loaded (its images too): its width against the window's, the
+# images shown and, on the map, the models the list offers.
+WIDTH_CHECK = """<script>
+window.addEventListener("load", () => {
+  const imgs = [...document.images].filter((i) => i.getAttribute("src"));
+  const pick = document.getElementById("model");
+  document.body.dataset.check = JSON.stringify({
+    page: document.documentElement.scrollWidth, window: window.innerWidth, images: imgs.length,
+    loaded: imgs.filter((i) => i.complete && i.naturalWidth > 0).length,
+    options: pick ? [...pick.options].map((o) => o.textContent) : null});
+});
+</script></body>"""
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_fifteen_models_pages_fit_the_screen_in_chromium(tmp_path):
+    """Issue 27, as a reader sees it: with 15 models the leaderboard page, the gallery and
+    the map scroll no wider than a 1280 px window; every thumbnail loads; the map offers the
+    15 models in its list."""
+    import test_report_html as browser
+
+    if browser.chromium_binary() is None:
+        pytest.skip("chromium not installed (Debian: apt-get install chromium)")
+    pages = fifteen_model_pages(tmp_path / "pages")
+    got = {}
+    for name, page in pages.items():
+        copy = browser._checked(page, tmp_path / f"{name}-check.html", WIDTH_CHECK)
+        dom = browser.dump_dom(copy, tmp_path / "profile", window="1280,900")
+        m = re.search(r'data-check="([^"]*)"', dom)
+        assert m, f"{name}: the checks did not run"
+        got[name] = json.loads(html_unescape(m.group(1)))
+    for name, g in got.items():
+        assert g["page"] <= g["window"], f"{name} scrolls sideways: {g}"
+    assert got["gallery"]["images"] == 2 * (1 + 3 * 5)  # 2 queries, 3 models × 5 neighbours
+    assert got["gallery"]["loaded"] == got["gallery"]["images"], got["gallery"]
+    assert got["map"]["options"] == MANY

@@ -93,7 +93,12 @@ rule report:
         build_report(
             ReportInputs(**{**IN, "standings": StandingsFiles(**IN["standings"])}),
             ReportSettings(
-                seed=0, pairs_targets=KW["choices"]["pairs_targets"], map_method="pca", map_grid=32
+                seed=0,
+                pairs_targets=KW["choices"]["pairs_targets"],
+                map_method="pca",
+                map_grid=32,
+                top_models=3,
+                show_models=[],
             ),
             dict(zip([f.id for f in LAYOUT], output)),
         )
@@ -313,8 +318,9 @@ def _checked(page: Path, dest: Path, check: str = CHECK) -> Path:
     return dest
 
 
-def dump_dom(page: Path, profile: Path) -> str:
-    """The page's DOM as Chromium serialises it once its scripts ran."""
+def dump_dom(page: Path, profile: Path, window: str = "1400,1000") -> str:
+    """The page's DOM as Chromium serialises it once its scripts ran (in a ``window`` of
+    width,height pixels)."""
     cmd = [
         chromium_binary(),
         "--headless",
@@ -322,6 +328,7 @@ def dump_dom(page: Path, profile: Path) -> str:
         "--disable-gpu",
         "--no-first-run",
         f"--user-data-dir={profile}",
+        f"--window-size={window}",
         "--virtual-time-budget=15000",
         "--dump-dom",
         page.as_uri(),
@@ -387,11 +394,14 @@ def test_paintings_render_inside_the_report(report_html, browser):
 # ------------------------------------------- a dataset's own strings are text (issue 25)
 
 HOSTILE_OVERLAY = """
-dataset:
-  name: xss
-  source: ./collection
-  revision: null
-  targets: [style, school]
+use_datasets: [xss]
+datasets:
+  xss:
+    source: ./collection
+    targets: [style, school]
+    split:
+      method: stratified
+      stratify_by: style
 shards:
   rows: 24
 models:
@@ -412,9 +422,6 @@ classifiers:
     k: 3
   - name: linear
     kind: linear
-split:
-  method: stratified
-  stratify_by: style
 probe:
   bootstrap: 20
 report:

@@ -4,7 +4,9 @@ artprobe.common.previews), never from the shards."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -305,3 +307,96 @@ def test_spread_cycles_through_the_classes():
     counts = np.bincount(labels[got]).tolist()
     assert counts[2] == 2 and sorted(counts[:2]) == [3, 4]  # class 2 runs out after two
     assert len(set(got.tolist())) == 9
+
+
+# ------------------------------------------------- which models the painting sections show
+
+MANY = [f"m{i:02d}" for i in range(15)]
+
+
+def _mean_ranks(ranks: dict[str, float | None], metric: str = select.RANK_METRIC) -> pd.DataFrame:
+    """mean_ranks rows as the compare stage writes them (leaderboard.MEAN_COLUMNS' first
+    five): each model's best probe for ``metric``; a per-probe ranking and another metric
+    that order the models otherwise, which the choice must ignore."""
+    rows = []
+    for i, (m, r) in enumerate(ranks.items()):
+        rows.append(
+            {"metric": metric, "probe_mode": "best", "probe": "", "model": m, "mean_rank": r}
+        )
+        rows.append(
+            {
+                "metric": metric,
+                "probe_mode": "per probe",
+                "probe": "knn",
+                "model": m,
+                "mean_rank": float(i),
+            }
+        )
+        rows.append(
+            {
+                "metric": "macro_f1",
+                "probe_mode": "best",
+                "probe": "",
+                "model": m,
+                "mean_rank": float(i),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def test_shown_models_are_the_top_by_mean_rank_plus_the_named():
+    # m14 best, then m13, …: the reverse of the config order (MANY)
+    ranks = _mean_ranks({m: 15.0 - i for i, m in enumerate(MANY)})
+    got = select.shown_models(ranks, MANY, 3, ["m02"])
+    assert got["shown"] == ["m14", "m13", "m12", "m02"]  # rank order, the named one last
+    assert got["ranked"] == MANY[::-1] and got["metric"] == "balanced_accuracy"
+    assert select.shown_models(ranks, MANY, 3, ["m13"])["shown"] == ["m14", "m13", "m12"]
+    assert select.shown_models(ranks, MANY, 20, [])["shown"] == MANY[::-1]
+
+
+def test_shown_models_ties_and_unranked_models_are_deterministic():
+    # m03 and m07 tie for the best rank; m01 has no mean rank (NaN), m05 no row at all
+    ranks = {m: 10.0 for m in MANY} | {"m07": 1.0, "m03": 1.0, "m09": 2.0, "m01": None}
+    frame = _mean_ranks(ranks)
+    frame = frame[frame.model != "m05"]
+    got = select.shown_models(frame, MANY, 3, [])
+    assert got["shown"] == ["m03", "m07", "m09"]  # the tie in config order
+    assert got["ranked"][-2:] == ["m01", "m05"]  # no rank: last, in config order
+    shuffled = frame.sample(frac=1, random_state=0)
+    assert select.shown_models(shuffled, MANY, 3, [])["ranked"] == got["ranked"]
+
+
+def test_shown_models_name_the_unknown_ones():
+    with pytest.raises(ValueError, match=r"report.show_models names \['vit_h'\].*m00"):
+        select.shown_models(_mean_ranks({m: 1.0 for m in MANY}), MANY, 3, ["m01", "vit_h"])
+
+
+def test_galleries_of_fifteen_models_show_the_top_three_and_the_named(tmp_path):
+    """select_rows with 15 models: the galleries hold exactly top_models + show_models
+    models' neighbours, in rank order, and rows.json records the choice."""
+    from artprobe.report.verdict import COLUMNS
+    from artprobe.settings import ThumbnailSettings
+
+    rng = np.random.default_rng(0)
+    n = 120
+    rows, split = np.arange(n), np.where(np.arange(n) % 4 == 0, "test", "train")
+    labels = rng.integers(0, 6, n)
+    paths = {
+        m: _embeddings(tmp_path / f"{m}.parquet", rows, split, labels, rng.normal(size=(n, 8)))
+        for m in MANY
+    }
+    settings = ThumbnailSettings(
+        targets=["style"], seed=0, center=False, drop_labels={}, min_class_count={},
+        map_target="style", gallery={"queries": 4, "k": 3}, disagreements=2,
+        confusions={"pairs": 1, "examples": 1}, map_rows=30, map_thumbnails=10,
+        top_models=3, show_models=["m00"],
+    )  # fmt: skip
+    ranks = _mean_ranks({m: float((7 * i) % 15) for i, m in enumerate(MANY)})  # m00, m13, m11, …
+    chosen = select.select_rows([], paths, pd.DataFrame(columns=COLUMNS), ranks, settings)
+    shown = ["m00", "m13", "m11"]  # m00 is among the top three already
+    assert list(chosen["gallery"]["style"]["neighbours"]) == shown
+    settings = dataclasses.replace(settings, show_models=["m01"])  # rank 7
+    chosen = select.select_rows([], paths, pd.DataFrame(columns=COLUMNS), ranks, settings)
+    assert list(chosen["gallery"]["style"]["neighbours"]) == [*shown, "m01"]
+    assert chosen["models"]["shown"] == [*shown, "m01"] and len(chosen["models"]["ranked"]) == 15
+    json.dumps(chosen)  # rows.json

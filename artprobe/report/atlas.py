@@ -4,8 +4,9 @@ model, drawn three ways:
 - :func:`picture_map` — the classic image t-SNE: the paintings themselves, snapped to a grid
   (an optimal assignment of points to cells, so neighbours on the map stay neighbours);
 - :func:`interactive_page` — one self-contained HTML page (no server, no CDN): every map row a
-  dot, coloured by a chosen target, one button per model, and the painting on hover (the
-  thumbnails travel in the page as ``data:`` URIs);
+  dot, coloured by a chosen target, a model picked from a list, and the painting on hover (the
+  thumbnails travel in the page as ``data:`` URIs); a drop-down list, not a button per
+  model, so the page is as wide with fifteen models as with two;
 - the dot scatter of :func:`artprobe.report.plots.plot_map`.
 """
 
@@ -100,7 +101,7 @@ def save_jpeg(img, path, quality: int = 85) -> None:
 
 
 _BODY = """<p class="note">%s</p>
-<div id="bar"></div><div id="wrap"><svg id="map" viewBox="-20 -20 1040 1040" width="780" height="780"></svg>
+<div id="bar"><label>model <select id="model"></select></label><br></div><div id="wrap"><svg id="map" viewBox="-20 -20 1040 1040" width="780" height="780"></svg>
 <div id="side"><img id="hover" alt="painting"><div id="info">Hover over a dot.</div><div id="legend"></div></div></div>
 """
 
@@ -125,13 +126,15 @@ function legend() { const box = document.getElementById("legend"), seen = new Se
 function draw() { const xy = D.xy[model];
   dots.forEach((c, i) => { c.setAttribute("cx", (xy[i][0] * 1000).toFixed(1));
     c.setAttribute("cy", ((1 - xy[i][1]) * 1000).toFixed(1)); c.setAttribute("fill", colour(i)); });
-  document.querySelectorAll("#bar button").forEach(b => b.classList.toggle("on", b.dataset.m === model || b.dataset.t === target));
+  document.querySelectorAll("#bar button").forEach(b => b.classList.toggle("on", b.dataset.t === target));
   legend(); }
-function button(text, key, value) { const b = el("button", text);
-  b.dataset[key] = value; b.onclick = () => { if (key === "m") model = value; else target = value; draw(); };
+const pick = document.getElementById("model");
+D.models.forEach(m => { const o = el("option", m); o.value = m; pick.appendChild(o); });
+pick.onchange = () => { model = pick.value; draw(); };
+function button(text, value) { const b = el("button", text);
+  b.dataset.t = value; b.onclick = () => { target = value; draw(); };
   document.getElementById("bar").appendChild(b); }
-D.models.forEach(m => button(m, "m", m)); document.getElementById("bar").appendChild(el("br"));
-Object.keys(D.labels).forEach(t => button("colour: " + t, "t", t));
+Object.keys(D.labels).forEach(t => button("colour: " + t, t));
 let last = null;
 svg.addEventListener("mouseover", ev => { const i = ev.target.dataset && ev.target.dataset.i; if (i === undefined) return;
   if (last) last.classList.remove("hi"); last = dots[i]; last.classList.add("hi");

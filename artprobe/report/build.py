@@ -165,7 +165,7 @@ def _write_paintings(j: _Job, chosen, thumbs) -> None:
         sheets.gallery_sheet(
             out[f"gallery.{t}"],
             t,
-            chosen["gallery"][t],
+            {**chosen["gallery"][t], "models": chosen["models"]},
             thumbs,
             classes,
             chosen["k"],
@@ -219,11 +219,13 @@ def _write_maps(j: _Job, chosen, thumbs) -> None:
     note = (
         f"{len(m_rows)} paintings (a seeded sample, the same for every model) placed by {name} of each "
         f"model's embeddings; {sum(thumbs.uri(r, 'small') is not None for r in m_rows)} of them, stratified by "
-        f"{target}, carry their painting (outlined dots). Buttons switch the model and the colouring."
+        f"{target}, carry their painting (outlined dots). The list picks the model (best mean rank "
+        "first), the buttons the colouring."
     )
+    ranked = [m for m in chosen["models"]["ranked"] if m in xy]
     atlas.interactive_page(
         out["map_page"],
-        xy,
+        {m: xy[m] for m in ranked + [m for m in xy if m not in ranked]},
         m_rows,
         {t: labels[t].tolist() for t in shown},
         classes,

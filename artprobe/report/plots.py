@@ -24,10 +24,12 @@ _SPLIT_COLORS = {"train": "#4d4d4d", "val": "#999999", "test": "#cfcfcf"}
 
 
 def model_colors(models: Iterable[str]) -> dict[str, Any]:
-    """One fixed colour per model (tab10 order, then tab20), used by every plot."""
+    """One fixed colour per model, used by every plot: tab10's ten, then tab20b's five dark
+    hues and their lighter shades (twenty distinct colours before any repeats)."""
     from matplotlib import colormaps
 
-    palette = list(colormaps["tab10"].colors) + list(colormaps["tab20"].colors[1::2])
+    tab20b = colormaps["tab20b"].colors
+    palette = list(colormaps["tab10"].colors) + list(tab20b[0::4]) + list(tab20b[2::4])
     return {m: palette[i % len(palette)] for i, m in enumerate(dict.fromkeys(models))}
 
 
@@ -122,12 +124,19 @@ def _accuracy_panel(ax, sub: pd.DataFrame, t: str, name: str, models, classifier
     ax.set_axisbelow(True)
 
 
+#: from this many models on, the accuracy chart lays its bars out horizontally
+HORIZONTAL_FROM = 5
+
+
 def plot_accuracy(summary: pd.DataFrame, models, targets, classifiers, colors):
     """Accuracy, balanced accuracy and macro-F1 with 95 % CIs: a row of panels per target,
-    one per metric, classifiers on x, bars per model; the majority-class baseline dotted."""
+    one per metric, classifiers on x, bars per model; the majority-class baseline dotted.
+    From :data:`HORIZONTAL_FROM` models on, :func:`plot_accuracy_rows` instead."""
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
+    if len(models) >= HORIZONTAL_FROM:
+        return plot_accuracy_rows(summary, models, targets, classifiers, colors)
     n_m, n_c = max(len(models), 1), max(len(classifiers), 1)
     panel = min(7.0, max(4.0, 0.45 * n_c * (n_m + 1) + 1.5))
     fig = _figure(3 * panel, 2.9 * max(len(targets), 1) + 0.6)
@@ -169,6 +178,145 @@ def plot_accuracy(summary: pd.DataFrame, models, targets, classifiers, colors):
     )
     fig.suptitle(
         "Test accuracy, balanced accuracy and macro-F1 with 95 % bootstrap CI", fontsize=12
+    )
+    return fig
+
+
+_HATCHES = ("", "////", "....", "xxxx", "\\\\\\\\", "++++", "oo")
+
+
+def _model_order(sub: pd.DataFrame, models) -> list[str]:
+    """``models`` best first by their best accuracy over the probes (no fit: last)."""
+    best = sub.groupby("model")["accuracy"].max() if len(sub) else pd.Series(dtype=float)
+    score = {m: float(best.get(m, np.nan)) for m in models}
+    return sorted(models, key=lambda m: -score[m] if math.isfinite(score[m]) else math.inf)
+
+
+def _accuracy_rows_panel(ax, sub: pd.DataFrame, order, name: str, classifiers, colors) -> None:
+    """One target × metric panel laid out horizontally: a group of bars per model (``order``,
+    top to bottom), one bar per probe (hatched by probe), whisker, value, star for the best."""
+    n_c = max(len(classifiers), 1)
+    bh = 0.84 / n_c
+    for i, m in enumerate(order):
+        for j, c in enumerate(classifiers):
+            r = sub[(sub.model == m) & (sub.classifier == c)]
+            if r.empty:
+                continue
+            r, y = r.iloc[0], i - 0.42 + bh * (j + 0.5)
+            v, lo, hi = r[name], r[f"{name}_ci_low"], r[f"{name}_ci_high"]
+            ci = math.isfinite(lo) and math.isfinite(hi)
+            best = name == "accuracy" and bool(r["best_model"])
+            ax.barh(
+                y,
+                v,
+                bh * 0.9,
+                color=colors[m],
+                hatch=_HATCHES[j % len(_HATCHES)],
+                edgecolor="black" if best else "white",
+                linewidth=1.2 if best else 0,
+            )
+            if ci:
+                ax.errorbar(
+                    v,
+                    y,
+                    xerr=[[max(v - lo, 0)], [max(hi - v, 0)]],
+                    fmt="none",
+                    ecolor="black",
+                    elinewidth=1,
+                    capsize=2,
+                )
+            end = hi if ci else v
+            label = f"{v:.3f}" + (" ★" if best else "")
+            ax.text(
+                end + 0.01,
+                y,
+                label,
+                va="center",
+                fontsize=7,
+                fontweight="bold" if best else "normal",
+            )
+    base = sub[sub.kind == "majority"] if "kind" in sub else sub.iloc[:0]
+    if len(base) and math.isfinite(base.iloc[0][name]):
+        ax.axvline(float(base.iloc[0][name]), color="grey", linestyle=":", linewidth=1.2)
+    ax.set_ylim(len(order) - 0.5, -0.5)
+    ax.set_xlim(0, 1.22)
+    ax.set_xticks(np.linspace(0, 1, 6))
+    ax.set_xlabel(f"test {_HEADLINE_LABELS[name]}", fontsize=9)
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_axisbelow(True)
+    for k in range(len(order) - 1):
+        ax.axhline(k + 0.5, color="#e6e6e6", linewidth=0.8)
+
+
+def plot_accuracy_rows(summary: pd.DataFrame, models, targets, classifiers, colors):
+    """The accuracy chart for many models: per target a row of panels (one per metric), the
+    models down the side, best first by accuracy, one bar per probe (hatched by probe);
+    the figure grows with the models, the legend sits below the panels."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    n_m, n_c, n_t = max(len(models), 1), max(len(classifiers), 1), max(len(targets), 1)
+    per_target = n_m * max(0.3, 0.15 * n_c) + 0.9
+    fig = _figure(15, per_target * n_t + 1.4)
+    if summary.empty:
+        _no_data(fig, "no fits")
+        return fig
+    grid = fig.add_gridspec(n_t, len(_HEADLINE_LABELS))
+    for row, t in enumerate(targets):
+        sub = summary[summary.target == t]
+        order = _model_order(sub[sub.model.isin(models)], list(models))
+        first = None
+        for col, name in enumerate(_HEADLINE_LABELS):
+            ax = fig.add_subplot(grid[row, col], sharey=first)
+            first = first or ax
+            _accuracy_rows_panel(ax, sub, order, name, classifiers, colors)
+            ax.set_title(
+                f"{t}: {_HEADLINE_LABELS[name]}", fontsize=10, loc="left", fontweight="bold"
+            )
+            if col == 0:
+                ax.set_yticks(range(len(order)), [plot_text(m) for m in order], fontsize=9)
+                for lab, m in zip(ax.get_yticklabels(), order):
+                    lab.set_color(colors[m])
+            else:
+                ax.tick_params(axis="y", labelleft=False)
+    handles = [
+        Patch(facecolor="#bbbbbb", edgecolor="white", hatch=_HATCHES[j % len(_HATCHES)], label=c)
+        for j, c in enumerate(classifiers)
+    ]
+    handles.append(
+        Line2D(
+            [],
+            [],
+            marker="$★$",
+            color="black",
+            linestyle="none",
+            markersize=9,
+            label="best model by accuracy (per target × probe), black outline",
+        )
+    )
+    handles.append(
+        Line2D(
+            [],
+            [],
+            color="grey",
+            linestyle=":",
+            linewidth=1.2,
+            label="majority-class baseline (same test rows)",
+        )
+    )
+    fig.legend(
+        handles=handles,
+        loc="outside lower center",
+        ncol=min(len(handles), 6),
+        fontsize=10,
+        frameon=False,
+        title="probe (bar pattern)",
+        title_fontsize=10,
+    )
+    fig.suptitle(
+        f"Test accuracy, balanced accuracy and macro-F1 with 95 % bootstrap CI — {len(models)} "
+        "models, best first by accuracy per target",
+        fontsize=12,
     )
     return fig
 

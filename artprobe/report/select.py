@@ -1,7 +1,9 @@
 """Which paintings the report shows: row ids per section, decided before any image is read.
 
+- models: the leaderboard's top ``report.top_models`` by mean rank plus ``report.show_models``
+  (:func:`shown_models`), recorded in ``rows.json`` so the report names the same ones;
 - galleries: per target a seeded sample of test paintings spread over its classes, and each
-  model's k nearest train paintings (cosine on the kNN probe's features, its centring
+  shown model's k nearest train paintings (cosine on the kNN probe's features, its centring
   included: :func:`artprobe.probes.knn.feature_map`);
 - disagreements: per target, test paintings the best fit gets right and the runner-up gets
   wrong, and the reverse (the pair of the verdict, read from the compare stage);
@@ -26,6 +28,7 @@ import pyarrow.parquet as pq
 from artprobe.common.io import embedding_matrix, read_meta
 from artprobe.report import tables, verdict
 from artprobe.report.choices import class_counts, readable_target
+from artprobe.report.leaderboard import BEST
 from artprobe.report.load import sample_rows
 from artprobe.settings import ThumbnailSettings
 
@@ -207,23 +210,59 @@ def map_rows(
     return {"target": target, "rows": rows.tolist(), "thumbs": [int(x) for x in thumbs[:n_thumbs]]}
 
 
+#: the metric whose mean rank orders the models shown: the verdict's first, the one that
+#: also picks the disagreements' pair and the confusions' best fit
+RANK_METRIC = verdict.VERDICT_METRICS[0]
+
+
+def shown_models(mean_ranks: pd.DataFrame, models: list[str], top: int, show: list[str]) -> dict:
+    """The models the painting sections show: the ``top`` best of ``models`` by mean rank
+    (:data:`RANK_METRIC`, each model's best probe), plus ``show`` (names of ``models``), in
+    rank order. Equal mean ranks keep the order of ``models``; a model without one comes last.
+    Returns ``{"shown", "ranked" (every model, best first), "mean_rank", "metric",
+    "top_models", "show_models"}``."""
+    unknown = [m for m in show if m not in models]
+    if unknown:
+        raise ValueError(
+            f"report.show_models names {unknown}, not models of this run: choose from {models}"
+        )
+    sel = mean_ranks[(mean_ranks.probe_mode == BEST) & (mean_ranks.metric == RANK_METRIC)]
+    rank = {m: float(r) for m, r in zip(sel.model, sel.mean_rank) if m in models}
+    key = {m: (0, rank[m]) if np.isfinite(rank.get(m, np.nan)) else (1, 0.0) for m in models}
+    ranked = sorted(models, key=lambda m: (*key[m], models.index(m)))
+    wanted = set(ranked[:top]) | set(show)
+    return {
+        "shown": [m for m in ranked if m in wanted],
+        "ranked": ranked,
+        "mean_rank": {m: rank[m] for m in ranked if m in rank and np.isfinite(rank[m])},
+        "metric": RANK_METRIC,
+        "top_models": top,
+        "show_models": list(show),
+    }
+
+
 def select_rows(
     fits: list[dict],
     embeddings: Mapping[str, str],
     ruling: pd.DataFrame,
+    mean_ranks: pd.DataFrame,
     settings: ThumbnailSettings,
     drop_rows: np.ndarray | None = None,
 ) -> dict:
     """Every section's rows (see the module docstring). ``ruling``: the verdict table (the
-    compare stage's), so the pair shown is the verdict's; ``drop_rows``: the confirmed
-    near-duplicates the probes leave out (the galleries' neighbours, with the kNN probe's
-    centring and row filters of ``settings``)."""
+    compare stage's), so the pair shown is the verdict's; ``mean_ranks``: the leaderboard's
+    mean ranks (the compare stage's), which pick the galleries' models; ``drop_rows``: the
+    confirmed near-duplicates the probes leave out (the galleries' neighbours, with the kNN
+    probe's centring and row filters of ``settings``)."""
     s, seed, targets = settings, settings.seed, list(settings.targets)
+    models = shown_models(mean_ranks, list(embeddings), s.top_models, list(s.show_models))
     probe = ProbeView(s.center, s.drop_labels, s.min_class_count, drop_rows)
     frames = {m: _load(p, targets) for m, p in embeddings.items()}
     g = s.gallery
     queries = {t: gallery_queries(frames, t, g["queries"], seed) for t in targets}
-    near = {m: nearest_train(p, targets, queries, g["k"], probe) for m, p in embeddings.items()}
+    near = {
+        m: nearest_train(embeddings[m], targets, queries, g["k"], probe) for m in models["shown"]
+    }
     gallery = {
         t: {"queries": queries[t], "neighbours": {m: near[m][t] for m in near}} for t in targets
     }
@@ -232,6 +271,7 @@ def select_rows(
         s.map_target or readable_target(class_counts(fits)) or (targets[0] if targets else None)
     )
     chosen = {
+        "models": models,
         "gallery": gallery,
         "disagreements": disagree,
         "confusions": confused,

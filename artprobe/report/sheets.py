@@ -57,10 +57,29 @@ def _name(classes, target, cid) -> str:
     return text(name).replace("_", "_<wbr>")
 
 
+def models_note(models: Mapping) -> str:
+    """Which models a sheet shows (``rows.json``'s ``models``,
+    :func:`artprobe.report.select.shown_models`), as text: "showing the top 3 of 15 models
+    by mean rank (report.top_models); others: …"."""
+    shown, ranked = models["shown"], models["ranked"]
+    top = [m for m in ranked[: models["top_models"]] if m in shown]
+    extra = [m for m in shown if m not in top]
+    others = [m for m in ranked if m not in shown]
+    metric = str(models["metric"]).replace("_", " ")
+    line = (
+        f"Showing the top {len(top)} of {len(ranked)} models by mean rank "
+        f"({metric}, the leaderboard; report.top_models)"
+    )
+    if extra:
+        line += f" and {', '.join(extra)} (report.show_models)"
+    return line + (f"; others: {', '.join(others)}." if others else ".")
+
+
 def gallery_sheet(
     path, target: str, gallery: Mapping, thumbs: Thumbs, classes: Mapping, k: int, center: bool
 ) -> None:
-    """The neighbour gallery of one target (see the module docstring)."""
+    """The neighbour gallery of one target (see the module docstring); ``gallery["models"]``
+    (optional): which models it shows and why (:func:`models_note`)."""
     models = list(gallery["neighbours"])
     heads = "".join(f"<th>{text(m)}</th>" for m in models)
     rows, agree = [], {m: [0, 0] for m in models}
@@ -95,7 +114,12 @@ def gallery_sheet(
         f"Green frame: same {text(target)} as the query; red: another (label under each). "
         f"Neighbours of the query's class: {text(shares)}."
     )
-    table = f"<table class='g'><thead><tr><th>query</th>{heads}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    if gallery.get("models"):
+        note = f"{text(models_note(gallery['models']))} {note}"
+    table = (
+        f"<div class='scroll'><table class='g'><thead><tr><th>query</th>{heads}</tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table></div>"
+    )
     write_text(
         path,
         page(f"Nearest train paintings — {target}", "sheets", f"<p class='note'>{note}</p>{table}"),

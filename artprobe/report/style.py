@@ -12,6 +12,7 @@ p.note{color:#555}
 body.tables{font-size:14px;margin:16px}
 .tables h1{font-size:19px;margin:0 0 8px} .tables h2{font-size:16px;margin:22px 0 6px}
 .tables p.note{margin:4px 0 10px;max-width:70em}
+div.scroll{overflow:auto;max-width:100%;max-height:88vh;margin-bottom:8px}
 .tables table{border-collapse:collapse;margin-bottom:8px}
 .tables th,.tables td{border:1px solid #ddd;padding:4px 8px;text-align:right;white-space:nowrap}
 .tables th{background:#f0f0f0;position:sticky;top:0}
@@ -39,6 +40,7 @@ body.map{font-size:13px;margin:12px}
 .map h1{font-size:17px;margin:0 0 6px} .map p.note{margin:2px 0 8px;max-width:80em}
 .map #bar button{margin:0 4px 4px 0;padding:3px 9px;border:1px solid #888;background:#fff;
 border-radius:3px;cursor:pointer}
+.map #bar select{margin:0 10px 6px 4px;padding:3px 6px;font-size:13px;max-width:40em}
 .map #bar button.on{background:#333;color:#fff} .map #wrap{display:flex;gap:14px;align-items:flex-start}
 .map svg{border:1px solid #ddd;background:#fcfcfc} .map circle{stroke:#fff;stroke-width:0.6}
 .map circle.t{stroke:#222;stroke-width:1} .map circle.hi{stroke:#000;stroke-width:3}

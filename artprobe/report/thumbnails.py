@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from artprobe.common.io import with_meta, write_json, write_parquet
 from artprobe.common.previews import QUALITY, SIZES, take_previews
@@ -41,12 +42,15 @@ def make_thumbnails(
 
 @dataclass(frozen=True)
 class ThumbnailInputs:
-    """The thumbnail job's input files (``shards``: the per-shard previews)."""
+    """The thumbnail job's input files (``shards``: the per-shard previews; ``verdict``,
+    ``leaderboard`` and ``mean_ranks``: the compare stage's tables)."""
 
     fits: list[str]
     embeddings: dict[str, str]
     shards: list[str]
     verdict: str
+    leaderboard: str
+    mean_ranks: str
     duplicates: str | None = None
 
 
@@ -56,6 +60,7 @@ def run_thumbnails(
     """The stage: select the rows (``rows_out``, JSON), then their thumbnails (``thumbs_out``)."""
     drop = None if not inputs.duplicates else duplicate_rows(inputs.duplicates)
     ruling = read_verdict(inputs.verdict)
-    chosen = select_rows(load_fits(inputs.fits), inputs.embeddings, ruling, settings, drop)
+    ranks = pq.read_table(inputs.mean_ranks).to_pandas()
+    chosen = select_rows(load_fits(inputs.fits), inputs.embeddings, ruling, ranks, settings, drop)
     write_json(rows_out, chosen)
     make_thumbnails(list(inputs.shards), thumbnail_rows(chosen), list(settings.targets), thumbs_out)
