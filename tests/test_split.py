@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import source_of, validated
+from conftest import dataset_of, source_of, validated
 
 from artprobe.common.io import read_meta
 from artprobe.config import SPLITS
@@ -47,7 +47,7 @@ def test_seed_compatible_split_matches_datasets(n):
 def settings(**split) -> SplitSettings:
     """The split settings of a config whose ``split:`` is ``split`` (the schema's defaults
     for the rest: seed-compatible, seed 2830, 10 % / 10 %, "Unknown Artist" ungrouped)."""
-    return split_settings(validated(split=split))
+    return split_settings(dataset_of(split=split))
 
 
 def test_wikiart_split_sizes():
@@ -244,35 +244,19 @@ def test_group_split_file_keeps_each_artist_on_one_side(demo_source, tmp_path):
 
 
 def _config(**split) -> dict:
-    """A config as validation leaves it (defaults filled), with ``split`` overridden."""
-    base = {
-        "method": "seed-compatible",
-        "seed": 0,
-        "val_fraction": 0.1,
-        "test_fraction": 0.1,
-        "stratify_by": None,
-        "group_by": None,
-        "ungrouped": ["Unknown Artist"],
-        "duplicate_distance": 8,
-        "drop_duplicates": False,
-    }
-    return {
-        "dataset": {"source": "huggan/wikiart", "targets": ["genre", "style"]},
-        "demo": None,
-        "models": [{"name": "m", "timm": "resnet18", "pretrained": True}],
-        "classifiers": [{"name": "linear", "kind": "linear"}],
-        "probe": {"drop_labels": {}, "min_class_count": {}},
-        "split": {**base, **split},
-    }
+    """A config as validation leaves it (defaults filled), its one dataset's ``split``
+    overridden (targets genre and style)."""
+    return validated(dataset={"targets": ["genre", "style"]}, split=split)
 
 
 @pytest.mark.parametrize(
     "split,message",
     [
-        ({"method": "group"}, "split.group_by: required"),
-        ({"group_by": "artist"}, "split.method is 'seed-compatible'"),
-        ({"method": "group", "group_by": "style"}, "'style' is also in dataset.targets"),
-        ({"drop_duplicates": True, "duplicate_distance": None}, "split.duplicate_distance is null"),
+        ({"method": "group"}, r"datasets\.t\.split\.group_by: required"),
+        ({"group_by": "artist"}, "method is 'seed-compatible'"),
+        ({"method": "group", "group_by": "style"}, "'style' is also one of the targets"),
+        ({"drop_duplicates": True, "duplicate_distance": None}, "duplicate_distance is null"),
+        ({"method": "stratified", "stratify_by": "artist"}, "'artist' is not one of its targets"),
     ],
 )
 def test_split_config_errors_name_the_key(split, message):
