@@ -211,6 +211,11 @@ def weights_marker(wildcards):
     return [f"results/{wildcards.dataset}/weights/{wildcards.model}.json"]
 
 
+def dataset_targets(wildcards):
+    """The targets of the job's dataset (the label columns its embeddings carry)."""
+    return TARGETS[wildcards.dataset]
+
+
 # ---------------------------------------------------------------- weights
 
 

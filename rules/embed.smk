@@ -44,6 +44,6 @@ rule merge_embeddings:
         mem_mb=8000,
         runtime=30,
     params:
-        targets=TARGETS,
+        targets=dataset_targets,
     script:
         "../scripts/merge_embeddings.py"
