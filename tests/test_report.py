@@ -1101,6 +1101,28 @@ def test_accuracy_plot_of_fifteen_models_lies_down_and_grows(tmp_path):
     assert len(set(plots.model_colors(MANY).values())) == 15
 
 
+def test_per_class_f1_legend_of_fifteen_long_names_fits_the_figure():
+    from artprobe.report import plots
+
+    rng = np.random.default_rng(0)
+    fits = []
+    for m in MANY:
+        per = {}
+        for c in ("a", "b", "c"):
+            f = rng.uniform(0.2, 0.8)
+            per[c] = {"f1": f, "f1_ci_low": f - 0.1, "f1_ci_high": f + 0.1, "support": 9}
+        fits.append(
+            {"model": m, "target": "style", "classifier": "lin", "metrics": {"per_class": per}}
+        )
+    colors = plots.model_colors(MANY)
+    few = plots.plot_per_class_f1(fits[:2], MANY[:2], colors, "style", "lin")
+    fig = plots.plot_per_class_f1(fits, MANY, colors, "style", "lin")
+    fig.canvas.draw()
+    box, legend = fig.bbox, fig.legends[0].get_window_extent()
+    assert box.x0 <= legend.x0 and legend.x1 <= box.x1, (legend, box)  # every name whole
+    assert fig.get_figheight() > few.get_figheight()  # a row per class grows with the models
+
+
 def fifteen_model_pages(root: Path) -> dict[str, Path]:
     """The leaderboard page, a gallery sheet and the interactive map of 15 models with long
     names (the pages the report writes, from synthetic tables and thumbnails)."""

@@ -51,13 +51,20 @@ def save(fig, path: Path) -> None:
             fig.savefig(tmp, format="png", dpi=DPI)
 
 
+def _legend_columns(labels: Iterable[str], width: float, most: int = 5) -> int:
+    """How many legend columns of ``labels`` (fontsize 10) fit a ``width``-inch figure."""
+    longest = max((len(str(x)) for x in labels), default=1)
+    per = (longest * 7.6 + 50) / DPI  # inches per entry: text plus its marker
+    return max(1, min(most, int(width * 0.95 // per)))
+
+
 def _no_data(fig, text: str) -> None:
     ax = fig.add_subplot()
     ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=12, wrap=True)
     ax.set_axis_off()
 
 
-def _accuracy_bar(ax, r, x: float, bw: float, color, n_m: int, name: str, star: bool) -> None:
+def _accuracy_bar(ax, r, x: float, bw: float, color, name: str, star: bool) -> None:
     """One fit's bar: the metric, CI whisker, value label, a star if it is the best model."""
     v, lo, hi = r[name], r[f"{name}_ci_low"], r[f"{name}_ci_high"]
     yerr = None
@@ -80,14 +87,13 @@ def _accuracy_bar(ax, r, x: float, bw: float, color, n_m: int, name: str, star: 
         x,
         top + 0.02,
         f"{v:.3f}",
-        rotation=0 if n_m <= 3 else 90,
         ha="center",
         va="bottom",
         fontsize=8,
         fontweight="bold" if best else "normal",
     )
     if best:
-        ax.plot(x, top + (0.16 if n_m <= 3 else 0.22), marker="*", markersize=12, color="black")
+        ax.plot(x, top + 0.16, marker="*", markersize=12, color="black")
 
 
 _HEADLINE_LABELS = {
@@ -107,7 +113,7 @@ def _accuracy_panel(ax, sub: pd.DataFrame, t: str, name: str, models, classifier
             r = sub[(sub.model == m) & (sub.classifier == c)]
             if not r.empty:
                 x = j - 0.4 + bw * (i + 0.5)
-                _accuracy_bar(ax, r.iloc[0], x, bw, colors[m], n_m, name, name == "accuracy")
+                _accuracy_bar(ax, r.iloc[0], x, bw, colors[m], name, name == "accuracy")
     base = sub[sub.kind == "majority"] if "kind" in sub else sub.iloc[:0]
     title = f"{t}: {_HEADLINE_LABELS[name]}"
     if len(base) and math.isfinite(base.iloc[0][name]):
@@ -116,7 +122,7 @@ def _accuracy_panel(ax, sub: pd.DataFrame, t: str, name: str, models, classifier
         title += f"  (majority {level:.3f})"
     ax.set_xticks(range(n_c), classifiers, fontsize=9)
     ax.set_xlim(-0.5, n_c - 0.5)
-    ax.set_ylim(0, 1.3 if n_m <= 3 else 1.38)
+    ax.set_ylim(0, 1.3)
     ax.set_yticks(np.linspace(0, 1, 6))
     ax.set_ylabel(f"test {_HEADLINE_LABELS[name]}", fontsize=9)
     ax.set_title(title, fontsize=10, loc="left", fontweight="bold")
@@ -125,7 +131,7 @@ def _accuracy_panel(ax, sub: pd.DataFrame, t: str, name: str, models, classifier
 
 
 #: from this many models on, the accuracy chart lays its bars out horizontally
-HORIZONTAL_FROM = 5
+HORIZONTAL_FROM = 4
 
 
 def plot_accuracy(summary: pd.DataFrame, models, targets, classifiers, colors):
@@ -172,7 +178,7 @@ def plot_accuracy(summary: pd.DataFrame, models, targets, classifiers, colors):
     fig.legend(
         handles=handles,
         loc="outside lower center",
-        ncol=min(len(handles), 5),
+        ncol=_legend_columns([h.get_label() for h in handles], 3 * panel),
         fontsize=10,
         frameon=False,
     )
@@ -410,8 +416,8 @@ def plot_per_class_f1(fits: list[dict], models, colors, target: str, classifier:
     """Per-class F1 with 95 % CIs, one row per class, one marker per model."""
     per = per_class_table(fits)
     classes = list(dict.fromkeys(per["class"]))
-    n = max(len(classes), 1)
-    fig = _figure(9, 0.36 * n + 1.8)
+    n, n_m = max(len(classes), 1), max(len(models), 1)
+    fig = _figure(9, max(0.36, 0.04 * n_m) * n + 1.8 + 0.25 * n_m / _legend_columns(models, 9))
     if per.empty:
         _no_data(fig, f"no per-class metrics for {target} / {classifier}")
         return fig
@@ -452,7 +458,8 @@ def plot_per_class_f1(fits: list[dict], models, colors, target: str, classifier:
     for k in range(len(order) - 1):
         ax.axhline(k + 0.5, color="#eeeeee", linewidth=0.8)
     ax.set_title(f"Per-class F1 — {target} · {classifier} (classes sorted by mean F1)", fontsize=11)
-    fig.legend(loc="outside lower center", ncol=min(len(present), 5), fontsize=10, frameon=False)
+    ncol = _legend_columns(present, 9)
+    fig.legend(loc="outside lower center", ncol=ncol, fontsize=10, frameon=False)
     return fig
 
 
