@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import copy_workflow, say  # the checkout on sys.path
+from common import ROOT, copy_workflow, say  # the checkout on sys.path
 
 WIKIART_ROWS = 81444
 # WikiArt's images per style (huggan/wikiart), in artprobe.stages.generate_demo.STYLES order
@@ -159,13 +159,20 @@ def write_source(folder: Path, n: int, seed: int = 0, files: int = 8) -> None:
 
 
 def overlay(source: Path, a) -> str:
-    """Only what a rehearsal must change: the data, two tiny random-weight models, CPU embed."""
+    """Only what a rehearsal must change: the data (with config.yaml's split of its dataset),
+    two tiny random-weight models, CPU embed."""
+    import yaml
+
+    real = yaml.safe_load((ROOT / "config.yaml").read_text())
+    split = real["datasets"][real["use_datasets"][0]]["split"]
     cfg = {
-        "dataset": {
-            "name": "scale",
-            "source": str(source),
-            "revision": None,
-            "targets": ["genre", "style", "artist"],
+        "use_datasets": ["scale"],
+        "datasets": {
+            "scale": {
+                "source": str(source),
+                "targets": ["genre", "style", "artist"],
+                "split": split,
+            }
         },
         "models": [m for m in MODELS if m["name"] in a.models.split(",")],
         "embed": {"decode": "fast", "precision": "fp32"},
@@ -199,7 +206,10 @@ def table(work: Path) -> dict[str, dict]:
     the run's ``benchmark:`` files (:func:`rule_table.rule_table`)."""
     from rule_table import rule_table
 
-    return {r["rule"]: r for r in rule_table(work / "results/scale") if r["rule"] != "total"}
+    rows = rule_table(work / "results/scale")
+    if (work / "results/leaderboard/benchmarks").is_dir():  # the run's one cross-dataset job
+        rows += [r for r in rule_table(work / "results/leaderboard") if r["rule"] == "leaderboard"]
+    return {r["rule"]: r for r in rows if r["rule"] != "total"}
 
 
 def show(rules: dict, report_s: float) -> None:

@@ -80,12 +80,8 @@ def overlay(a, source: Path, weights: Path | None) -> str:
     if weights is not None:
         model["weights"] = str(weights)
     cfg = {
-        "dataset": {
-            "name": "bench",
-            "source": str(source),
-            "revision": None,
-            "targets": ["genre", "style"],
-        },
+        "use_datasets": ["bench"],
+        "datasets": {"bench": {"source": str(source), "targets": ["genre", "style"]}},
         "shards": {"rows": a.shard_rows} if a.shard_rows else {},
         "models": [model],
         "embed": {"decode": a.decode, "precision": a.precision},

@@ -280,23 +280,25 @@ def test_stale_partials_wait_for_a_live_download(tmp_path, monkeypatch):
 
 # ------------------------------------------------------------------ through the workflow
 
+TINY_DATASET = """use_datasets: [tiny]
+datasets:
+  tiny:
+    targets: [genre, style]
+    demo:
+      rows: 120
+      files: 2
+      seed: 3
+      broken: 2
+"""
+assert TINY_DATASET in TINY_OVERLAY
 HUB_OVERLAY = TINY_OVERLAY.replace(
-    """dataset:
-  name: tiny
-  source: ./results/tiny/source
-  revision: null
-  targets: [genre, style]
-demo:
-  rows: 120
-  files: 2
-  seed: 3
-  broken: 2
-""",
-    """dataset:
-  name: {name}
-  source: {source}
-  revision: {revision}
-  targets: [genre, style]
+    TINY_DATASET,
+    """use_datasets: [{name}]
+datasets:
+  {name}:
+    source: {source}
+    revision: {revision}
+    targets: [genre, style]
 """,
 )
 

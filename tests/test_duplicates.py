@@ -427,10 +427,13 @@ def test_scan_without_train_hashes_names_the_problem():
 
 
 DUP_OVERLAY = """
-dataset:
-  name: dups
-  source: ./source
-  targets: [genre]
+use_datasets: [dups]
+datasets:
+  dups:
+    source: ./source
+    targets: [genre]
+    split:
+      drop_duplicates: true
 shards:
   rows: 25
 models:
@@ -446,8 +449,6 @@ classifiers:
   - name: knn
     kind: knn
     k: 3
-split:
-  drop_duplicates: true
 probe:
   bootstrap: 10
 report:
@@ -460,12 +461,12 @@ def planted_source(folder, n: int = 60) -> dict[int, int]:
     test rows (of the default seed-compatible split) are copies of train rows. Returns
     {copy row: original row}."""
     import datasets
-    from conftest import validated
+    from conftest import dataset_of
 
     from artprobe.settings import split_settings
     from artprobe.stages.split import seed_compatible_split
 
-    split = split_settings(validated())  # the schema's: seed-compatible, its seed and fractions
+    split = split_settings(dataset_of())  # the schema's: seed-compatible, its seed and fractions
     parts = seed_compatible_split(n, split.seed, split.val_fraction, split.test_fraction)
     train = np.flatnonzero(parts == "train")
     copies = [*np.flatnonzero(parts == "val")[:3], *np.flatnonzero(parts == "test")[:3]]

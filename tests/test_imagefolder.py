@@ -266,11 +266,14 @@ def test_folders_datasets_would_not_load(tmp_path):
 # ------------------------------------------------------------------ the workflow, end to end
 
 COLLECTION_OVERLAY = """
-dataset:
-  name: coll
-  source: ./collection
-  revision: null
-  targets: [style, century]
+use_datasets: [coll]
+datasets:
+  coll:
+    source: ./collection
+    targets: [style, century]
+    split:
+      method: stratified
+      stratify_by: style
 shards:
   rows: 24
 models:
@@ -288,9 +291,6 @@ classifiers:
     k: 3
   - name: linear
     kind: linear
-split:
-  method: stratified
-  stratify_by: style
 probe:
   bootstrap: 20
 report:
@@ -359,7 +359,7 @@ def test_workflow_on_an_image_folder(tmp_path):
 
 
 def test_stratified_split_of_string_labels_with_gaps(tmp_path):
-    from conftest import validated
+    from conftest import dataset_of
 
     from artprobe.settings import split_settings
     from artprobe.stages.manifest import read_class_ids
@@ -372,7 +372,7 @@ def test_stratified_split_of_string_labels_with_gaps(tmp_path):
     assert ids.tolist() == [-1 if v is None else "abc".index(v) for v in labels]
     split = {"method": "stratified", "seed": 0, "stratify_by": "style"}
     split |= {"val_fraction": 0.2, "test_fraction": 0.2}
-    settings = split_settings(validated(split=split))
+    settings = split_settings(dataset_of(split=split))
     write_split(
         tmp_path / "m.json", tmp_path / "rows.parquet", tmp_path / "split.parquet", settings
     )

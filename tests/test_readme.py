@@ -38,12 +38,14 @@ def _blocks(text: str, lang: str = "") -> list[str]:
 
 
 def _schema_node(dotted: str):
-    """The schema node of ``a.b.c`` (``then`` and list items followed), or None."""
+    """The schema node of ``a.b.c`` (``then``, list items and a mapping's values followed:
+    ``datasets.wikiart`` is a dataset's settings), or None."""
     node = SCHEMA
     for key in dotted.split("."):
         node = node.get("then", node)
         node = node.get("items", node)
-        node = node.get("properties", {}).get(key)
+        values = node.get("additionalProperties")
+        node = node.get("properties", {}).get(key, values if isinstance(values, dict) else None)
         if node is None:
             return None
     return node
@@ -90,7 +92,9 @@ def test_every_config_key_it_names_is_in_the_schema():
         if re.fullmatch(r"[a-z_]+(\.[a-z_]+)*:?", k)
         and k.split(".")[0].rstrip(":") in SCHEMA["properties"]
     ]
-    assert {"dataset.source", "dataset.targets", "models", "classifiers", "demo"} <= set(keys)
+    assert {"datasets", "datasets.wikiart", "use_datasets", "models", "classifiers"} <= set(keys)
+    assert _schema_node("datasets.wikiart.split.method") is not None
+    assert _schema_node("datasets.wikiart.splitz") is None  # a typo is not a dataset's key
     for k in keys:
         assert _schema_node(k) is not None, k
 
@@ -102,14 +106,30 @@ def _rule_outputs() -> set[str]:
     return {re.sub(r"\{(\w+)\}", r"<\1>", f) for f in found}
 
 
+def _leaderboard_outputs() -> set[str]:
+    """The files the leaderboard rule writes (results/leaderboard/...)."""
+    folder = re.search(
+        r'^LEADERBOARD = "([^"]+)"', (ROOT / "rules" / "common.smk").read_text(), re.M
+    )
+    text = (ROOT / "rules" / "report.smk").read_text()
+    return {f"{folder.group(1)}/{f}" for f in re.findall(r'f"\{LEADERBOARD\}/([^"]+)"', text)}
+
+
 def test_the_results_tree_names_what_the_rules_write():
     from artprobe.report.layout import report_files
 
     tree = next(b for b in _blocks(README) if b.startswith("results/<name>/"))
     outputs = _rule_outputs()
     report = set(report_files(["m"], ["t"], ["c"], {"c": "linear"}).values())
-    named = [p for line in tree.splitlines()[1:] for p in line.split("#")[0].split()]
+    lines = [line.split("#")[0] for line in tree.splitlines()[1:]]
+    board = [line.split() for line in lines if line.startswith("results/")]  # another folder
+    named = [p for line in lines if not line.startswith("results/") for p in line.split()]
     assert len(named) >= 10
+    assert board, "the leaderboard's folder"
+    for first, *rest in board:  # a path, then more files in its folder
+        folder = first.rsplit("/", 1)[0]
+        for p in [first, *(f"{folder}/{name}" for name in rest)]:
+            assert p in _leaderboard_outputs(), p
     for p in named:
         if p.startswith("report/"):
             assert p.removeprefix("report/") in report, p
@@ -120,25 +140,35 @@ def test_the_results_tree_names_what_the_rules_write():
 
 
 def test_the_overlay_it_shows_is_a_valid_config():
-    from snakemake.utils import validate
+    from snakemake.utils import update_config, validate
 
-    from artprobe.config import check_config
+    from artprobe.config import check_config, used_datasets
 
     overlay = yaml.safe_load(next(b for b in _blocks(README, "yaml") if "mine.yaml" in b))
-    config = copy.deepcopy(yaml.safe_load((ROOT / "config.yaml").read_text()))
-    for key, value in overlay.items():  # Snakemake's overlay: dicts merged, the rest replaced
-        config[key] = {**config.get(key, {}), **value} if isinstance(value, dict) else value
-    validate(config, str(ROOT / "schemas" / "config.schema.yaml"))
-    check_config(config)
-    assert config["dataset"]["name"] == "mine" and config["dataset"]["targets"] == ["label"]
+    shipped = yaml.safe_load((ROOT / "config.yaml").read_text())
+    # as its comment says: [mine] alone, or [wikiart, mine], both
+    for names in (overlay["use_datasets"], ["wikiart", *overlay["use_datasets"]]):
+        config = copy.deepcopy(shipped)
+        update_config(config, {**overlay, "use_datasets": names})  # Snakemake's overlay merge
+        validate(config, str(ROOT / "schemas" / "config.schema.yaml"))
+        check_config(config)
+        assert list(used_datasets(config)) == names
+        assert config["datasets"]["mine"]["targets"] == ["label"]
 
 
 def test_the_probes_and_the_demo_are_where_it_says():
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
     assert [c["name"] for c in config["classifiers"]] == ["mlp", "linear", "knn"]
-    assert config["dataset"]["source"] == "huggan/wikiart"
+    assert config["use_datasets"] == ["wikiart"]
+    assert config["datasets"]["wikiart"]["source"] == "huggan/wikiart"
     demo = yaml.safe_load((ROOT / "demo" / "config.yaml").read_text())
-    assert "demo" in demo and demo["dataset"]["name"] == "demo"
+    # two generated datasets, results/demo/ and results/artbench/, the second its own test split
+    assert demo["use_datasets"] == ["demo", "artbench"]
+    assert all(demo["datasets"][n]["demo"] is not None for n in demo["use_datasets"])
+    assert demo["datasets"]["artbench"]["split"]["method"] == "given"
+    artbench = yaml.safe_load((ROOT / "overlays" / "artbench.yaml").read_text())
+    assert artbench["use_datasets"] == ["wikiart", "artbench"]  # "adds ArtBench-10"
+    assert artbench["datasets"]["artbench"]["split"]["method"] == "given"
     makefile = (ROOT / "Makefile").read_text()
     assert "--report results/demo/report.html" in makefile and "demo/config.yaml" in makefile
     profile = yaml.safe_load((ROOT / "profiles" / "default" / "config.yaml").read_text())

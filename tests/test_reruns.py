@@ -18,6 +18,8 @@ import yaml
 from conftest import snakemake
 
 pytestmark = [pytest.mark.workflow, pytest.mark.slow]
+#: the report rule of tiny_run's one dataset, ``tiny`` (one report rule per dataset)
+REPORT = "report_tiny"
 
 
 @pytest.fixture(scope="module")
@@ -32,17 +34,26 @@ def done(tiny_run, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def base(done) -> dict:
-    return yaml.safe_load((done / "tiny.yaml").read_text())
+    cfg = yaml.safe_load((done / "tiny.yaml").read_text())
+    assert cfg["use_datasets"] == ["tiny"]  # whose report rule is REPORT
+    return cfg
+
+
+def split_of(overlay: dict) -> dict:
+    """The ``split:`` of the overlay's one dataset (added if it has none)."""
+    (name,) = overlay["use_datasets"]
+    return overlay["datasets"][name].setdefault("split", {})
 
 
 @pytest.fixture(scope="module")
 def sizes(done, base) -> dict:
     cfg = yaml.safe_load((done / "config.yaml").read_text())
     cfg.update(base)
-    shards = list((done / "results" / base["dataset"]["name"] / "shards").glob("*.parquet"))
+    (name,) = base["use_datasets"]
+    shards = list((done / "results" / name / "shards").glob("*.parquet"))
     return {
         "models": len(cfg["models"]),
-        "targets": len(cfg["dataset"]["targets"]),
+        "targets": len(cfg["datasets"][name]["targets"]),
         "classifiers": len(cfg["classifiers"]),
         "shards": len(shards),
         "mlps": sum(c["kind"] == "mlp" for c in cfg["classifiers"]),
@@ -83,7 +94,13 @@ def test_mlp_hyper_parameter_refits_only_the_mlps(done, base, sizes):
     mlp = next(c for c in changed["classifiers"] if c["kind"] == "mlp")
     mlp["epochs"] = mlp.get("epochs", 4) + 1
     fits = sizes["models"] * sizes["targets"] * sizes["mlps"]
-    assert planned(done, changed) == {"classify": fits, "compare": 1, "thumbnails": 1, "report": 1}
+    assert planned(done, changed) == {
+        "classify": fits,
+        "compare": 1,
+        "thumbnails": 1,
+        REPORT: 1,
+        "leaderboard": 1,
+    }
 
 
 def test_new_model_embeds_and_fits_only_itself(done, base, sizes):
@@ -99,7 +116,8 @@ def test_new_model_embeds_and_fits_only_itself(done, base, sizes):
         "fewshot": sizes["targets"],
         "compare": 1,
         "thumbnails": 1,
-        "report": 1,
+        REPORT: 1,
+        "leaderboard": 1,
     }
 
 
@@ -114,13 +132,14 @@ def test_decode_change_re_embeds_everything_downstream(done, base, sizes):
         "fewshot": sizes["models"] * sizes["targets"],
         "compare": 1,
         "thumbnails": 1,
-        "report": 1,
+        REPORT: 1,
+        "leaderboard": 1,
     }
 
 
 def test_split_seed_change_never_re_embeds(done, base, sizes):
     changed = copy.deepcopy(base)
-    split = changed.setdefault("split", {})
+    split = split_of(changed)
     split["seed"] = split.get("seed", 2830) + 1
     assert planned(done, changed) == {
         "split": 1,
@@ -130,22 +149,24 @@ def test_split_seed_change_never_re_embeds(done, base, sizes):
         "fewshot": sizes["models"] * sizes["targets"],
         "compare": 1,
         "thumbnails": 1,
-        "report": 1,
+        REPORT: 1,
+        "leaderboard": 1,
     }
 
 
 def test_duplicate_distance_rescans_without_refitting(done, base):
     changed = copy.deepcopy(base)
-    changed.setdefault("split", {})["duplicate_distance"] = 2
-    assert planned(done, changed) == {"duplicates": 1, "report": 1}
+    split_of(changed)["duplicate_distance"] = 2
+    assert planned(done, changed) == {"duplicates": 1, REPORT: 1}  # no fit: the same leaderboard
 
 
 def test_drop_duplicates_refits_without_re_splitting(done, base, sizes):
     changed = copy.deepcopy(base)
-    changed.setdefault("split", {})["drop_duplicates"] = True
+    split_of(changed)["drop_duplicates"] = True
     fits = sizes["models"] * sizes["targets"] * sizes["classifiers"]
     curves = sizes["models"] * sizes["targets"]  # the few-shot curves leave them out too
-    expected = {"classify": fits, "fewshot": curves, "compare": 1, "thumbnails": 1, "report": 1}
+    expected = {"classify": fits, "fewshot": curves, "compare": 1, "thumbnails": 1, REPORT: 1}
+    expected["leaderboard"] = 1
     assert planned(done, changed) == expected
 
 

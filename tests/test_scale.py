@@ -41,7 +41,9 @@ def test_dry_run_of_14m_rows_plans_one_embed_job_per_model_and_shard(big, profil
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
     n_shards = math.ceil(N_ROWS / config["shards"]["rows"])
     n_models = len(config["models"])
-    n_fits = n_models * len(config["dataset"]["targets"]) * len(config["classifiers"])
+    assert config["use_datasets"] == ["wikiart"]  # whose manifest the fixture wrote
+    targets = config["datasets"]["wikiart"]["targets"]
+    n_fits = n_models * len(targets) * len(config["classifiers"])
     t0 = time.monotonic()
     proc = snakemake(big, "-n", "--quiet", "rules", "--workflow-profile", profile)
     print(f"dry run, {profile}: {time.monotonic() - t0:.1f} s wall")

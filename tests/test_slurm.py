@@ -50,24 +50,25 @@ RULES = [
     "fewshot",
     "compare",
     "thumbnails",
-    "report",
+    "report_slurm",  # the report rule of the dataset slurm
+    "leaderboard",
 ]
 RUN_TIMEOUT = (
     600  # seconds for one Snakemake invocation (outer `timeout`): a hang fails, not blocks
 )
 
-# one model, one target, one probe, two shards: 15 sbatch jobs, two of them on the GPU
+# one model, one target, one probe, two shards: 15 sbatch jobs and the leaderboard's, two of
+# them on the GPU
 OVERLAY = """
-dataset:
-  name: slurm
-  source: ./results/slurm/source
-  revision: null
-  targets: [genre]
-demo:
-  rows: 96
-  files: 2
-  seed: 5
-  broken: 1
+use_datasets: [slurm]
+datasets:
+  slurm:
+    targets: [genre]
+    demo:
+      rows: 96
+      files: 2
+      seed: 5
+      broken: 1
 shards:
   rows: 48
 models:

@@ -139,11 +139,14 @@ def test_parse_side_names_a_layout_error(tmp_path):
 
 
 DRY_RUN_OVERLAY = """
-dataset:
-  name: src
-  source: {source}
-  revision: null
-  targets: [label]
+use_datasets: [src]
+datasets:
+  src:
+    source: {source}
+    targets: [label]
+    split:
+      method: stratified
+      stratify_by: label
 shards:
   rows: 4
 models:
@@ -154,9 +157,6 @@ classifiers:
   - name: knn
     kind: knn
     k: 3
-split:
-  method: stratified
-  stratify_by: label
 """
 
 

@@ -292,7 +292,8 @@ def test_image_hash_runs_for_the_previews_with_or_without_the_scan(tmp_path, dis
     (work / "results" / "wikiart").mkdir(parents=True)
     (work / "results" / "wikiart" / "manifest.json").write_text(json.dumps({"n_rows": 70_000}))
     (work / "results" / "wikiart" / "rows.parquet").write_bytes(b"")
-    (work / "overlay.yaml").write_text(yaml.safe_dump({"split": {"duplicate_distance": distance}}))
+    split = {"duplicate_distance": distance}  # merged into config.yaml's wikiart
+    (work / "overlay.yaml").write_text(yaml.safe_dump({"datasets": {"wikiart": {"split": split}}}))
     proc = snakemake(work, "-n", "--quiet", "rules", "--configfile", "overlay.yaml")
     counts = job_counts(proc.stdout + proc.stderr)
     assert counts["image_hash"] == counts["shard"] == 3 and counts["thumbnails"] == 1

@@ -77,6 +77,9 @@ def test_html_report(tiny_run):
     html = (tiny_run / "report.html").read_text()
     files = sorted((tiny_run / "results" / "tiny" / "report").rglob("*.*"))
     assert len(files) > 20
+    board = sorted((tiny_run / "results" / "leaderboard").glob("*.*"))  # not its logs/
+    assert [f.name for f in board] == ["leaderboard.csv", "leaderboard.html", "mean_ranks.csv"]
+    files += board
     missing = [str(f.relative_to(tiny_run)) for f in files if f.name not in html]
     assert not missing, f"report files not in report.html: {missing}"
 
@@ -141,6 +144,8 @@ def test_overlay_replaces_models_targets_classifiers(workflow_copy):
         ),
         (("  bootstrap: 50\n", "  bootstrap: 50\n  fewshot: {shots: [0]}\n"), "shots"),
         (("    kind: knn", "    kind: svm"), "unknown classifier kind 'svm'"),
+        (("use_datasets: [tiny]", "use_datasets: [tiny, tinny]"), "did you mean ['tiny']"),
+        (("shards:\n", "split: {seed: 1}\nshards:\n"), "config split: replaced by `datasets:`"),
     ],
 )
 def test_config_errors_name_the_key(workflow_copy, edit, message):
@@ -185,7 +190,8 @@ def test_real_config_dag_once_manifest_exists(workflow_copy):
     assert counts["embed"] == 9  # 3 models x 3 shards
     assert counts["merge_embeddings"] == 3
     assert counts["classify"] == 27  # 3 models x 3 targets x 3 classifiers
-    assert counts["split"] == 1 and counts["report"] == 1
+    assert counts["split"] == 1 and counts["report_wikiart"] == 1  # a report rule per dataset
+    assert counts["leaderboard"] == 1
     assert "manifest" not in counts
 
 
