@@ -1,4 +1,4 @@
-"""The report's three stages (rules/report.smk) and what they draw with.
+"""The report's four stages (rules/report.smk) and what they draw with.
 
 The compare stage (one job: the standings, computed once):
 
@@ -25,7 +25,13 @@ The report stage (tables, plots, pages):
   interactive page
 - :mod:`~artprobe.report.escape` — strings from data as text; :func:`page`, every page's shell
 - :mod:`~artprobe.report.style` — the one stylesheet of every page
-- :mod:`~artprobe.report.leaderboard` — ranks with intervals across targets (not yet on a page)
+- :mod:`~artprobe.report.leaderboard` — ranks with 95 % rank intervals and mean ranks,
+  across targets and datasets (the compare stage's per dataset, the leaderboard stage's over all)
+
+The leaderboard stage (one job over every dataset):
+
+- :mod:`~artprobe.report.overall` — :func:`run_leaderboard`: every dataset's fits ranked at
+  once, the CSVs and the page
 
 Importing this package (or ``layout``) loads neither pandas nor matplotlib.
 """

@@ -332,7 +332,14 @@ def split_note(meta: Mapping | None) -> str:
     if sp.get("achieved"):
         asked = {"val": sp.get("val_fraction"), "test": sp.get("test_fraction")}
         text += "; achieved " + ", ".join(f"{s} {_pct(v)}" for s, v in sp["achieved"].items())
-        if None not in asked.values():
+        if sp.get("method") == "given":
+            val = (
+                "the source's too"
+                if sp.get("val_from") == "source"
+                else f"{_pct(asked['val'])} of all rows, carved from train"
+            )
+            text += f" (train and test are the source's own splits; val {val})"
+        elif None not in asked.values():
             text += f" (asked val {_pct(asked['val'])}, test {_pct(asked['test'])})"
     text += ". "
     if dup:
