@@ -426,8 +426,6 @@ class ReportSettings:
     pairs_targets: list[str] | None
     map_method: str
     map_grid: int
-    top_models: int
-    show_models: list[str]
 
     def rule_params(self) -> dict:
         return asdict(self)

@@ -280,7 +280,7 @@ def thumbnail_settings(seed: int = 0, **changes) -> ThumbnailSettings:
 def drawing(**changes) -> ReportSettings:
     """The report's settings: the schema's defaults with this test's pairs targets."""
     report = validated()["report"]
-    values = {k: report[k] for k in ("map_method", "map_grid", "top_models", "show_models")}
+    values = {k: report[k] for k in ("map_method", "map_grid")}
     values["pairs_targets"] = CHOICES["pairs_targets"]
     return ReportSettings(seed=0, **{**values, **changes})
 

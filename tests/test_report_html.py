@@ -97,8 +97,6 @@ rule report:
                 pairs_targets=KW["choices"]["pairs_targets"],
                 map_method="pca",
                 map_grid=32,
-                top_models=3,
-                show_models=[],
             ),
             dict(zip([f.id for f in LAYOUT], output)),
         )
