@@ -464,12 +464,26 @@ def _board_view(sub: pd.DataFrame) -> pd.DataFrame:
 def leaderboard_sections(
     board: pd.DataFrame, mean_ranks: pd.DataFrame, v: pd.DataFrame
 ) -> list[str]:
-    """The leaderboard (:mod:`.leaderboard`): the verdict's sentences as its summary, one
-    ranking per target × metric with rank intervals, the mean ranks, and how they are made."""
+    """The leaderboard (:mod:`.leaderboard`): the verdict's sentences as its summary, each
+    model's mean rank over every ranking (the answer across targets and datasets), one
+    ranking per (dataset ×) target × metric with rank intervals, and how they are made."""
     from artprobe.report.leaderboard import METHOD
 
+    several = board["dataset"].nunique() > 1
+    where = "each dataset's report/verdict.html" if several else "verdict.html"
     lines = "".join(f"<li>{text(x)}</li>" for x in v["sentence"]) if len(v) else ""
-    out = [_section("In one sentence each", f"<ul>{lines}</ul>", "The verdict (verdict.html).")]
+    out = [_section("In one sentence each", f"<ul>{lines}</ul>", f"The verdict ({where}).")]
+    if len(mean_ranks):
+        over = "the datasets and targets" if several else "the targets"
+        out.append(_section(f"Mean rank over {over}", _mean_rank_table(mean_ranks)))
+    out += _ranking_sections(board)
+    out.append(_section("How the intervals are computed", "", METHOD))
+    return out
+
+
+def _ranking_sections(board: pd.DataFrame) -> list[str]:
+    """One table per (dataset ×) target × metric: rank with its interval, value, Holm set."""
+    out = []
     for (d, t, m), sub in board.groupby(["dataset", "target", "metric"], sort=False):
         view = _board_view(sub)
         out.append(
@@ -485,27 +499,24 @@ def leaderboard_sections(
                 f"{int(sub['n_boot'].iloc[0])} resamples.",
             )
         )
-    if len(mean_ranks):
-        view = pd.DataFrame(
-            {
-                "metric": [METRIC_LABELS.get(m, m) for m in mean_ranks["metric"]],
-                "model": mean_ranks["model"],
-                "mean rank [95 % interval]": [
-                    f"{r:.2f}<br><span class='ci'>[{lo:.2f}, {hi:.2f}]</span>"
-                    for r, lo, hi in mean_ranks[
-                        ["mean_rank", "mean_rank_low", "mean_rank_high"]
-                    ].itertuples(index=False)
-                ],
-                "rankings": mean_ranks["n_rankings"],
-            }
-        )
-        body = _table_html(
-            view, text_cols=("metric", "model"), raw_cols=("mean rank [95 % interval]",)
-        )
-        over = "the datasets and targets" if board["dataset"].nunique() > 1 else "the targets"
-        out.append(_section(f"Mean rank over {over}", body))
-    out.append(_section("How the intervals are computed", "", METHOD))
     return out
+
+
+def _mean_rank_table(mean_ranks: pd.DataFrame) -> str:
+    view = pd.DataFrame(
+        {
+            "metric": [METRIC_LABELS.get(m, m) for m in mean_ranks["metric"]],
+            "model": mean_ranks["model"],
+            "mean rank [95 % interval]": [
+                f"{r:.2f}<br><span class='ci'>[{lo:.2f}, {hi:.2f}]</span>"
+                for r, lo, hi in mean_ranks[
+                    ["mean_rank", "mean_rank_low", "mean_rank_high"]
+                ].itertuples(index=False)
+            ],
+            "rankings": mean_ranks["n_rankings"],
+        }
+    )
+    return _table_html(view, text_cols=("metric", "model"), raw_cols=("mean rank [95 % interval]",))
 
 
 def verdict_sections(v: pd.DataFrame) -> list[str]:
