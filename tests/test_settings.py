@@ -197,10 +197,6 @@ STAGE_MODULES = [
 ]
 
 
-#: parameters named like a schema key that mean another thing there (no repeated default)
-HOMONYMS = {"artprobe.report.plots": {"layout"}}  # matplotlib's figure layout, not demo.layout
-
-
 @pytest.mark.parametrize("module", STAGE_MODULES)
 def test_no_stage_function_repeats_a_default_of_the_schema(module):
     """A parameter named like a schema key with a default (seed, batch_size, shots, decode...)
@@ -210,7 +206,6 @@ def test_no_stage_function_repeats_a_default_of_the_schema(module):
     mod = importlib.import_module(module)
     keys = _schema_keys()
     assert {"seed", "batch_size", "shots", "trials", "decode", "val_fraction", "layout"} <= keys
-    keys -= HOMONYMS.get(module, set())
     found = []
     for name, fn in inspect.getmembers(mod, inspect.isfunction):
         if fn.__module__ != module:

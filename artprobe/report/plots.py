@@ -33,11 +33,12 @@ def model_colors(models: Iterable[str]) -> dict[str, Any]:
     return {m: palette[i % len(palette)] for i, m in enumerate(dict.fromkeys(models))}
 
 
-def _figure(w: float, h: float, layout: str | None = "constrained"):
-    """A pyplot-free figure (no global state, no GUI backend)."""
+def _figure(w: float, h: float, constrained: bool = True):
+    """A pyplot-free figure (no global state, no GUI backend), laid out by matplotlib's
+    constrained layout unless ``constrained`` is false."""
     from matplotlib.figure import Figure
 
-    return Figure(figsize=(w, h), dpi=DPI, layout=layout)
+    return Figure(figsize=(w, h), dpi=DPI, layout="constrained" if constrained else None)
 
 
 def save(fig, path: Path) -> None:
@@ -335,7 +336,7 @@ def plot_confusion(fit: dict, names: list[str] | None):
     cell = 0.42 if n <= 12 else 0.32
     side = max(4.0, n * cell)
     fig = _figure(
-        side + 3.2, side + 1.6, layout=None
+        side + 3.2, side + 1.6, constrained=False
     )  # bbox_inches="tight" does the layout, faster
     if n == 0:
         _no_data(fig, "no test predictions")
