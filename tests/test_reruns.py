@@ -65,6 +65,7 @@ def planned(work: Path, overlay: dict) -> dict[str, int]:
     (work / "change.yaml").write_text(yaml.safe_dump(overlay, sort_keys=False))
     proc = snakemake(work, "-n", "--cores", "2", "--configfile", "change.yaml", timeout=300)
     out = proc.stdout + proc.stderr
+    (work / "dry_run.txt").write_text(out)  # the planned jobs, for tests that read their outputs
     if "Nothing to be done" in out:
         return {}
     m = re.search(r"Job stats:\njob\s+count\n-+\s+-+\n((?:\S+\s+\d+\n)+)", out)
@@ -178,3 +179,29 @@ def test_sizes_are_not_trivial(sizes):
         and sizes["targets"] >= 2
         and sizes["mlps"] >= 1
     )
+
+
+def test_new_dataset_runs_only_its_own_jobs_and_the_leaderboard(done, base, sizes):
+    """A dataset added to a finished run (its name in use_datasets): every planned job writes
+    under results/<that dataset>/ or is the leaderboard's; nothing of the first reruns."""
+    changed = copy.deepcopy(base)
+    changed["use_datasets"] = [*base["use_datasets"], "bench"]
+    changed["datasets"]["bench"] = {
+        "targets": ["label"],
+        "demo": {"layout": "artbench", "rows": 60, "files": 2, "seed": 2},
+        "split": {"method": "given"},
+    }
+    jobs = planned(done, changed)
+    out = (done / "dry_run.txt").read_text()
+    outputs = [
+        o.strip() for line in re.findall(r"^\s+output: (.+)$", out, re.M) for o in line.split(",")
+    ]
+    assert outputs, out[-3000:]
+    elsewhere = [o for o in outputs if not o.startswith(("results/bench/", "results/leaderboard/"))]
+    assert not elsewhere, elsewhere
+    per_model = {"merge_embeddings": 1, "classify": sizes["classifiers"], "fewshot": 1}
+    assert jobs == {
+        **{rule: 1 for rule in ("generate_demo", "manifest", "split", "duplicates")},
+        **{rule: n * sizes["models"] for rule, n in per_model.items()},
+        **{rule: 1 for rule in ("compare", "thumbnails", "report_bench", "leaderboard")},
+    }
