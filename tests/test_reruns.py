@@ -188,7 +188,7 @@ def test_new_dataset_runs_only_its_own_jobs_and_the_leaderboard(done, base, size
     changed["use_datasets"] = [*base["use_datasets"], "bench"]
     changed["datasets"]["bench"] = {
         "targets": ["label"],
-        "demo": {"layout": "artbench", "rows": 60, "files": 2, "seed": 2},
+        "demo": {"layout": "artbench", "rows": 120, "files": 2, "seed": 2},
         "split": {"method": "given"},
     }
     jobs = planned(done, changed)
