@@ -11,6 +11,8 @@ rule generate_demo:
         "results/{dataset}/logs/generate_demo.log",
     benchmark:
         "results/{dataset}/benchmarks/generate_demo.tsv"
+    wildcard_constraints:
+        dataset=one_of(DEMOS),  # a real dataset's source is never made here
     conda:
         "../envs/data.yaml"
     threads: 1
@@ -19,8 +21,6 @@ rule generate_demo:
         runtime=10,
     params:
         demo=demo_params,
-    wildcard_constraints:
-        dataset=one_of(DEMOS),  # a real dataset's source is never made here
     script:
         "../scripts/generate_demo.py"
 

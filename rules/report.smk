@@ -69,9 +69,7 @@ for name in DATASETS:
             fits=fit_inputs,
             fewshot=fewshot_inputs,
             embeddings=expand("results/{{dataset}}/embeddings/{model}.parquet", model=MODELS),
-            failures=expand(
-                "results/{{dataset}}/embeddings/{model}.failures.parquet", model=MODELS
-            ),
+            failures=expand("results/{{dataset}}/embeddings/{model}.failures.parquet", model=MODELS),
             manifest="results/{dataset}/manifest.json",
             split="results/{dataset}/split.parquet",
             duplicates=duplicates_scan,
@@ -88,6 +86,8 @@ for name in DATASETS:
             "results/{dataset}/logs/report.log",
         benchmark:
             "results/{dataset}/benchmarks/report.tsv"
+        wildcard_constraints:
+            dataset=one_of([name]),
         conda:
             "../envs/report.yaml"
         threads: 1
@@ -98,8 +98,6 @@ for name in DATASETS:
             models=list(MODELS),
             ids=report_ids(name),
             report=report_params,
-        wildcard_constraints:
-            dataset=one_of([name]),
         script:
             "../scripts/report.py"
 

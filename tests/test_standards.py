@@ -28,7 +28,7 @@ GPU_RULES = {"embed"}
 # The GPUs the demo's embed jobs must hold (demo/config.yaml embeds on the CPU: none).
 DEMO_CONFIG = yaml.safe_load((ROOT / "demo/config.yaml").read_text())
 DEMO_GPUS = embed_gpus(DEMO_CONFIG)
-DEMO_DATASETS = DEMO_CONFIG["datasets"]
+DEMO_DATASETS = DEMO_CONFIG["use_datasets"]
 
 # Loads the workflow through Snakemake's API in a child process (it changes directory and
 # sets up logging) and prints what each rule declares.
@@ -135,14 +135,16 @@ def test_every_rule_logs_benchmarks_and_declares_resources(rules):
     written = declared_directives()
     stages = {stage_of(name) for name in rules} - TARGET_RULES
     assert stages == set(written), "rules outside rules/*.smk, or a parse miss"
-    assert {f"report_{d['name']}" for d in DEMO_DATASETS} <= set(rules), "a report rule each"
+    assert {f"report_{d}" for d in DEMO_DATASETS} <= set(rules), "a report rule each"
     problems = []
     for name, rule in sorted(rules.items()):
         if name in TARGET_RULES:
             assert rule["outputs"] == 0, f"{name}: a target rule with outputs"
             continue
         missing = [d for d in ("log", "benchmark") if not rule[d]]
-        missing += [d for d in ("threads", "resources", "conda") if d not in written[stage_of(name)]]
+        missing += [
+            d for d in ("threads", "resources", "conda") if d not in written[stage_of(name)]
+        ]
         missing += [f"resources.{r}" for r in ("mem_mb", "runtime") if r not in rule["resources"]]
         if name in GPU_RULES and rule["resources"].get("gpu") != DEMO_GPUS:
             missing.append(f"resources.gpu={DEMO_GPUS}")

@@ -82,6 +82,10 @@ def test_html_report(tiny_run):
     files += board
     missing = [str(f.relative_to(tiny_run)) for f in files if f.name not in html]
     assert not missing, f"report files not in report.html: {missing}"
+    assert (
+        "The leaderboard over every dataset" in html
+    )  # its caption (report/overall_leaderboard.rst)
+    assert html.index("0. Leaderboard") < html.index("1. Leaderboard and verdict")  # it leads
 
 
 def _dry_run(work, overlay: str, extra=()):
