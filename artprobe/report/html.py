@@ -475,7 +475,8 @@ def leaderboard_sections(
     out = [_section("In one sentence each", f"<ul>{lines}</ul>", f"The verdict ({where}).")]
     if len(mean_ranks):
         over = "the datasets and targets" if several else "the targets"
-        out.append(_section(f"Mean rank over {over}", _mean_rank_table(mean_ranks)))
+        note = "Each model's mean rank [95 % interval], best first; 1 is the best place."
+        out.append(_section(f"Mean rank over {over}", _mean_rank_table(mean_ranks), note))
     out += _ranking_sections(board)
     out.append(_section("How the intervals are computed", "", METHOD))
     return out
@@ -503,20 +504,28 @@ def _ranking_sections(board: pd.DataFrame) -> list[str]:
 
 
 def _mean_rank_table(mean_ranks: pd.DataFrame) -> str:
-    view = pd.DataFrame(
-        {
-            "metric": [METRIC_LABELS.get(m, m) for m in mean_ranks["metric"]],
-            "model": mean_ranks["model"],
-            "mean rank [95 % interval]": [
-                f"{r:.2f}<br><span class='ci'>[{lo:.2f}, {hi:.2f}]</span>"
-                for r, lo, hi in mean_ranks[
-                    ["mean_rank", "mean_rank_low", "mean_rank_high"]
-                ].itertuples(index=False)
-            ],
-            "rankings": mean_ranks["n_rankings"],
-        }
+    """One row per model (per probe where every probe is ranked apart), one column per
+    metric, best first by the first metric's mean rank."""
+    mr = mean_ranks.assign(
+        who=[
+            m if not p else f"{m} + {p}" for m, p in zip(mean_ranks["model"], mean_ranks["probe"])
+        ],
+        cell=[
+            f"{r:.2f}<br><span class='ci'>[{lo:.2f}, {hi:.2f}]</span>"
+            for r, lo, hi in mean_ranks[
+                ["mean_rank", "mean_rank_low", "mean_rank_high"]
+            ].itertuples(index=False)
+        ],
     )
-    return _table_html(view, text_cols=("metric", "model"), raw_cols=("mean rank [95 % interval]",))
+    metrics = list(dict.fromkeys(mr["metric"]))
+    order = mr[mr["metric"] == metrics[0]].sort_values("mean_rank", kind="stable")["who"]
+    cells = mr.pivot(index="who", columns="metric", values="cell").reindex(list(order))
+    view = pd.DataFrame({"model": cells.index})
+    for m in metrics:
+        view[METRIC_LABELS.get(m, m)] = list(cells[m].fillna(""))
+    view["rankings"] = list(mr.drop_duplicates("who").set_index("who").loc[order, "n_rankings"])
+    labels = tuple(METRIC_LABELS.get(m, m) for m in metrics)
+    return _table_html(view, text_cols=("model",), raw_cols=labels)
 
 
 def verdict_sections(v: pd.DataFrame) -> list[str]:
