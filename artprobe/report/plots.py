@@ -259,9 +259,6 @@ def plot_accuracy_rows(summary: pd.DataFrame, models, targets, classifiers, colo
     """The accuracy chart for many models: per target a row of panels (one per metric), the
     models down the side, best first by accuracy, one bar per probe (hatched by probe);
     the figure grows with the models, the legend sits below the panels."""
-    from matplotlib.lines import Line2D
-    from matplotlib.patches import Patch
-
     n_m, n_c, n_t = max(len(models), 1), max(len(classifiers), 1), max(len(targets), 1)
     per_target = n_m * max(0.3, 0.15 * n_c) + 0.9
     fig = _figure(15, per_target * n_t + 1.4)
@@ -286,6 +283,21 @@ def plot_accuracy_rows(summary: pd.DataFrame, models, targets, classifiers, colo
                     lab.set_color(colors[m])
             else:
                 ax.tick_params(axis="y", labelleft=False)
+    _accuracy_rows_legend(fig, classifiers)
+    fig.suptitle(
+        f"Test accuracy, balanced accuracy and macro-F1 with 95 % bootstrap CI — {len(models)} "
+        "models, best first by accuracy per target",
+        fontsize=12,
+    )
+    return fig
+
+
+def _accuracy_rows_legend(fig, classifiers) -> None:
+    """The many-model chart's legend, below the panels: the probes' bar patterns, the best
+    model's star and the majority-class baseline."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
     handles = [
         Patch(facecolor="#bbbbbb", edgecolor="white", hatch=_HATCHES[j % len(_HATCHES)], label=c)
         for j, c in enumerate(classifiers)
@@ -320,12 +332,6 @@ def plot_accuracy_rows(summary: pd.DataFrame, models, targets, classifiers, colo
         title="probe (bar pattern)",
         title_fontsize=10,
     )
-    fig.suptitle(
-        f"Test accuracy, balanced accuracy and macro-F1 with 95 % bootstrap CI — {len(models)} "
-        "models, best first by accuracy per target",
-        fontsize=12,
-    )
-    return fig
 
 
 def plot_confusion(fit: dict, names: list[str] | None):
