@@ -166,16 +166,7 @@ def plot_accuracy(summary: pd.DataFrame, models, targets, classifiers, colors):
             label="best model by accuracy (per target × classifier)",
         )
     )
-    handles.append(
-        Line2D(
-            [],
-            [],
-            color="grey",
-            linestyle=":",
-            linewidth=1.2,
-            label="majority-class baseline (same test rows)",
-        )
-    )
+    handles.append(_baseline_handle())
     fig.legend(
         handles=handles,
         loc="outside lower center",
@@ -292,6 +283,14 @@ def plot_accuracy_rows(summary: pd.DataFrame, models, targets, classifiers, colo
     return fig
 
 
+def _baseline_handle():
+    """The legend entry of the majority-class baseline's dotted line."""
+    from matplotlib.lines import Line2D
+
+    label = "majority-class baseline (same test rows)"
+    return Line2D([], [], color="grey", linestyle=":", linewidth=1.2, label=label)
+
+
 def _accuracy_rows_legend(fig, classifiers) -> None:
     """The many-model chart's legend, below the panels: the probes' bar patterns, the best
     model's star and the majority-class baseline."""
@@ -313,16 +312,7 @@ def _accuracy_rows_legend(fig, classifiers) -> None:
             label="best model by accuracy (per target × probe), black outline",
         )
     )
-    handles.append(
-        Line2D(
-            [],
-            [],
-            color="grey",
-            linestyle=":",
-            linewidth=1.2,
-            label="majority-class baseline (same test rows)",
-        )
-    )
+    handles.append(_baseline_handle())
     fig.legend(
         handles=handles,
         loc="outside lower center",
