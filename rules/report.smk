@@ -37,7 +37,6 @@ rule thumbnails:
         shards=per_shard("results/{dataset}/previews/{shard}.arrow"),
         duplicates=duplicates_dropped,
         verdict="results/{dataset}/compare/verdict.parquet",
-        leaderboard="results/{dataset}/compare/leaderboard.parquet",
         mean_ranks="results/{dataset}/compare/mean_ranks.parquet",
     output:
         rows="results/{dataset}/thumbnails/rows.json",

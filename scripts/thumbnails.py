@@ -12,7 +12,6 @@ inputs = ThumbnailInputs(
     embeddings=dict(zip(snakemake.params.models, inp.embeddings)),
     shards=list(inp.shards),
     verdict=inp.verdict,
-    leaderboard=inp.leaderboard,
     mean_ranks=inp.mean_ranks,
     duplicates=inp.get("duplicates") or None,
 )

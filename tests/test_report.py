@@ -231,9 +231,7 @@ def make_results(root: Path, seed: int = 0, n_boot: int = 1500) -> dict:
         str(root / "thumbnails" / "rows.json"),
         str(root / "thumbnails" / "thumbnails.parquet"),
     )
-    inputs = ThumbnailInputs(
-        fits, embeddings, shards, standings.verdict, standings.leaderboard, standings.mean_ranks
-    )
+    inputs = ThumbnailInputs(fits, embeddings, shards, standings.verdict, standings.mean_ranks)
     run_thumbnails(inputs, thumbnail_settings(seed), rows, thumbs)
     curves = [str(root / "fewshot" / m / f"{t}.json") for m in MODELS for t in TARGETS]
     for path, (m, t) in zip(curves, [(m, t) for m in MODELS for t in TARGETS]):
@@ -976,9 +974,7 @@ def test_the_thumbnail_stage_reads_the_verdict_it_does_not_compute_it(built, tmp
     rows = tmp_path / "rows.json"
     previews = sorted(str(p) for p in (Path(kw["rows"]).parents[1] / "previews").glob("*"))
     st = kw["standings"]
-    inputs = ThumbnailInputs(
-        kw["fits"], kw["embeddings"], previews, st.verdict, st.leaderboard, st.mean_ranks
-    )
+    inputs = ThumbnailInputs(kw["fits"], kw["embeddings"], previews, st.verdict, st.mean_ranks)
     with pytest.MonkeyPatch.context() as mp:
         for module, name in STANDINGS:
             mp.setattr(module, name, _computed_again)

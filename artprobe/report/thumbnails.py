@@ -42,14 +42,13 @@ def make_thumbnails(
 
 @dataclass(frozen=True)
 class ThumbnailInputs:
-    """The thumbnail job's input files (``shards``: the per-shard previews; ``verdict``,
-    ``leaderboard`` and ``mean_ranks``: the compare stage's tables)."""
+    """The thumbnail job's input files (``shards``: the per-shard previews; ``verdict`` and
+    ``mean_ranks``: the compare stage's tables)."""
 
     fits: list[str]
     embeddings: dict[str, str]
     shards: list[str]
     verdict: str
-    leaderboard: str
     mean_ranks: str
     duplicates: str | None = None
 
