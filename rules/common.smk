@@ -14,12 +14,12 @@ from artprobe.config import (
     FIT_FILES,
     all_targets,
     check_config,
-    used_datasets,
     check_legacy_keys,
     embed_gpus,
     gains_from_gpu,
     is_local_source,
     neighbour_center,
+    used_datasets,
 )
 from artprobe.sources.hub_cache import check_offline_cache
 from artprobe.common.io import read_json
@@ -30,7 +30,6 @@ from artprobe.pretrained import check_offline_weights, fetches_weights
 from artprobe.report.layout import layout_options, report_layout
 from artprobe.settings import (
     compare_settings,
-    dataset_entry,
     demo_settings,
     embed_params,
     fewshot_settings,
@@ -54,6 +53,7 @@ MODELS = {m["name"]: m for m in config["models"]}
 CLASSIFIER_KINDS = {c["name"]: c["kind"] for c in config["classifiers"]}  # name -> kind
 DATASETS = used_datasets(config)  # name -> its settings, the ones use_datasets runs
 TARGETS = {name: d["targets"] for name, d in DATASETS.items()}
+ALL_TARGETS = all_targets(config)  # every dataset's, each once
 SPLIT = {name: split_settings(d) for name, d in DATASETS.items()}
 DEMOS = [name for name, d in DATASETS.items() if d["demo"] is not None]  # generated sources
 # hub ids: the download stage runs for these
@@ -78,7 +78,7 @@ def one_of(names):
 wildcard_constraints:
     dataset=one_of(DATASETS),
     model="|".join(MODELS),
-    target=one_of(all_targets(config)),
+    target=one_of(ALL_TARGETS),
     classifier="|".join(CLASSIFIER_KINDS),
     shard=r"\d{5}",
     file=r"\d{5}",
@@ -317,14 +317,14 @@ def fewshot_inputs(wildcards):
 
 # every report file of each dataset (path, caption, category, subcategory, labels):
 # artprobe.report.layout; the report options are checked against every dataset's targets
-layout_options(config["report"], all_targets(config))
+LAYOUT_OPTIONS = layout_options(config["report"], ALL_TARGETS)
 
 
 def dataset_layout(dataset):
+    """The report's files of ``dataset``: the options' targets narrowed to its own."""
     targets = TARGETS[dataset]
     options = {
-        k: None if v is None else [t for t in v if t in targets]
-        for k, v in layout_options(config["report"], all_targets(config)).items()
+        k: None if v is None else [t for t in v if t in targets] for k, v in LAYOUT_OPTIONS.items()
     }
     labels = {"dataset": dataset} if len(DATASETS) > 1 else {}
     return report_layout(
