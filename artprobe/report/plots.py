@@ -104,6 +104,15 @@ _HEADLINE_LABELS = {
 }
 
 
+def _baseline_level(sub: pd.DataFrame, name: str) -> float | None:
+    """The majority-class baseline's value of metric ``name`` in ``sub`` (None: no baseline
+    row, or no value)."""
+    base = sub[sub.kind == "majority"] if "kind" in sub else sub.iloc[:0]
+    if len(base) and math.isfinite(base.iloc[0][name]):
+        return float(base.iloc[0][name])
+    return None
+
+
 def _accuracy_panel(ax, sub: pd.DataFrame, t: str, name: str, models, classifiers, colors) -> None:
     """One target × metric panel: bars per model for each classifier, the majority-class
     baseline's value of the metric as a dotted line, title."""
@@ -115,10 +124,9 @@ def _accuracy_panel(ax, sub: pd.DataFrame, t: str, name: str, models, classifier
             if not r.empty:
                 x = j - 0.4 + bw * (i + 0.5)
                 _accuracy_bar(ax, r.iloc[0], x, bw, colors[m], name, name == "accuracy")
-    base = sub[sub.kind == "majority"] if "kind" in sub else sub.iloc[:0]
+    level = _baseline_level(sub, name)
     title = f"{t}: {_HEADLINE_LABELS[name]}"
-    if len(base) and math.isfinite(base.iloc[0][name]):
-        level = float(base.iloc[0][name])
+    if level is not None:
         ax.axhline(level, color="grey", linestyle=":", linewidth=1.2)
         title += f"  (majority {level:.3f})"
     ax.set_xticks(range(n_c), classifiers, fontsize=9)
@@ -233,9 +241,9 @@ def _accuracy_rows_panel(ax, sub: pd.DataFrame, order, name: str, classifiers, c
                 fontsize=7,
                 fontweight="bold" if best else "normal",
             )
-    base = sub[sub.kind == "majority"] if "kind" in sub else sub.iloc[:0]
-    if len(base) and math.isfinite(base.iloc[0][name]):
-        ax.axvline(float(base.iloc[0][name]), color="grey", linestyle=":", linewidth=1.2)
+    level = _baseline_level(sub, name)
+    if level is not None:
+        ax.axvline(level, color="grey", linestyle=":", linewidth=1.2)
     ax.set_ylim(len(order) - 0.5, -0.5)
     ax.set_xlim(0, 1.22)
     ax.set_xticks(np.linspace(0, 1, 6))
